@@ -1,0 +1,390 @@
+//! The HTTP side: one connection pool, the directory, the nonce pool, signed POSTs that
+//! retry `badNonce` until a deadline, and polling that honours `Retry-After`.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http::header::{CONTENT_TYPE, LINK, LOCATION, RETRY_AFTER};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::{ApiError, Error, Problem};
+use crate::jws::{self, KeyId};
+use crate::key::SigningKey;
+use crate::types::Directory;
+
+const REPLAY_NONCE: &str = "replay-nonce";
+const JOSE_JSON: &str = "application/jose+json";
+
+/// How the client talks to the CA.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// PEM roots to trust instead of the system's (a private CA, or a test CA).
+    pub ca_bundle_pem: Option<String>,
+    /// Timeout of one HTTP request.
+    pub request_timeout: Duration,
+    /// How long a request keeps retrying `badNonce` before giving up.
+    pub nonce_retry_deadline: Duration,
+    /// The User-Agent sent with every request.
+    pub user_agent: String,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            ca_bundle_pem: None,
+            request_timeout: Duration::from_secs(30),
+            nonce_retry_deadline: Duration::from_secs(60),
+            user_agent: format!("certhub/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// A connection to one CA: its directory, an HTTP client and a nonce pool. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    http: reqwest::Client,
+    pub(crate) directory: Directory,
+    pub(crate) directory_url: String,
+    nonces: Mutex<Vec<String>>,
+    config: ClientConfig,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("directory_url", &self.inner.directory_url)
+            .finish()
+    }
+}
+
+/// A response the caller wants more of than the body.
+pub(crate) struct Response {
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+    pub(crate) url: String,
+}
+
+impl Response {
+    pub(crate) fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_json::from_slice(&self.body).map_err(|e| Error::Protocol {
+            url: self.url.clone(),
+            message: format!("the body is not the expected JSON: {e}"),
+        })
+    }
+
+    pub(crate) fn location(&self) -> Result<String, Error> {
+        self.headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .ok_or_else(|| Error::Protocol {
+                url: self.url.clone(),
+                message: "no Location header".into(),
+            })
+    }
+
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
+        retry_after(&self.headers)
+    }
+
+    /// URLs of `Link` headers with the given relation.
+    pub(crate) fn links(&self, rel: &str) -> Vec<String> {
+        links(&self.headers, rel)
+    }
+}
+
+impl Client {
+    /// Fetches the directory at `directory_url`.
+    pub async fn new(directory_url: &str, config: ClientConfig) -> Result<Self, Error> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(config.user_agent.clone())
+            .pool_idle_timeout(Duration::from_secs(90));
+        if let Some(pem) = &config.ca_bundle_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|e| Error::Key(format!("the CA bundle is not valid PEM: {e}")))?;
+            if certs.is_empty() {
+                return Err(Error::Key("the CA bundle holds no certificate".into()));
+            }
+            builder = builder.tls_certs_only(certs);
+        }
+        let http = builder.build().map_err(|e| Error::Http {
+            url: directory_url.to_string(),
+            source: e,
+        })?;
+        let rsp = send(&http, http.get(directory_url), directory_url).await?;
+        let directory: Directory = rsp.json()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                directory,
+                directory_url: directory_url.to_string(),
+                nonces: Mutex::new(Vec::new()),
+                config,
+            }),
+        })
+    }
+
+    /// The directory as the CA serves it.
+    pub fn directory(&self) -> &Directory {
+        &self.inner.directory
+    }
+
+    /// The directory URL this client was made for.
+    pub fn directory_url(&self) -> &str {
+        &self.inner.directory_url
+    }
+
+    /// An unauthenticated GET (renewalInfo).
+    pub(crate) async fn get(&self, url: &str) -> Result<Response, Error> {
+        let rsp = send(&self.inner.http, self.inner.http.get(url), url).await?;
+        self.keep_nonce(&rsp.headers);
+        Ok(rsp)
+    }
+
+    fn keep_nonce(&self, headers: &HeaderMap) {
+        if let Some(n) = headers.get(REPLAY_NONCE).and_then(|v| v.to_str().ok()) {
+            let mut pool = self.inner.nonces.lock().unwrap_or_else(|p| p.into_inner());
+            // A handful is plenty; an unbounded pool would only hold stale nonces.
+            if pool.len() >= 32 {
+                pool.remove(0);
+            }
+            pool.push(n.to_string());
+        }
+    }
+
+    async fn nonce(&self) -> Result<String, Error> {
+        if let Some(n) = self.inner.nonces.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return Ok(n);
+        }
+        let url = &self.inner.directory.new_nonce;
+        let rsp = send(&self.inner.http, self.inner.http.head(url), url).await?;
+        rsp.headers
+            .get(REPLAY_NONCE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .ok_or_else(|| Error::Protocol {
+                url: url.clone(),
+                message: "newNonce sent no Replay-Nonce header".into(),
+            })
+    }
+
+    /// A signed POST. `payload: None` is POST-as-GET. `badNonce` is retried with a fresh
+    /// nonce however often it happens, until [`ClientConfig::nonce_retry_deadline`].
+    pub(crate) async fn post(
+        &self,
+        url: &str,
+        key: &SigningKey,
+        id: KeyId<'_>,
+        payload: Option<&Value>,
+        accept: Option<&str>,
+    ) -> Result<Response, Error> {
+        let deadline = Instant::now() + self.inner.config.nonce_retry_deadline;
+        let mut rejected = 0u32;
+        loop {
+            let nonce = self.nonce().await?;
+            let body = jws::sign(key, id, Some(&nonce), url, payload)?;
+            let mut req = self
+                .inner
+                .http
+                .post(url)
+                .header(CONTENT_TYPE, JOSE_JSON)
+                .body(body.to_string());
+            if let Some(accept) = accept {
+                req = req.header(http::header::ACCEPT, accept);
+            }
+            match send(&self.inner.http, req, url).await {
+                Ok(rsp) => {
+                    self.keep_nonce(&rsp.headers);
+                    return Ok(rsp);
+                }
+                Err(ErrorWithHeaders { error, headers }) => {
+                    if let Some(h) = &headers {
+                        self.keep_nonce(h);
+                    }
+                    let bad_nonce = matches!(&error, Error::Api(e) if e.problem.is("badNonce"));
+                    if bad_nonce && Instant::now() < deadline {
+                        rejected += 1;
+                        tracing::debug!(url, rejected, "badNonce, retrying with a fresh nonce");
+                        continue;
+                    }
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    /// Polls `fetch` until `done` holds, honouring Retry-After and otherwise starting at
+    /// tens of milliseconds with backoff, until `deadline`.
+    pub(crate) async fn poll<T, F, Fut>(
+        &self,
+        what: &str,
+        deadline: Duration,
+        mut fetch: F,
+        done: impl Fn(&T) -> bool,
+    ) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(T, Option<Duration>), Error>>,
+    {
+        let start = Instant::now();
+        let mut delay = Duration::from_millis(20);
+        loop {
+            let (value, retry_after) = fetch().await?;
+            if done(&value) {
+                return Ok(value);
+            }
+            let wait = retry_after.unwrap_or(delay);
+            if start.elapsed() + wait > deadline {
+                return Err(Error::Timeout {
+                    what: what.to_string(),
+                    after: start.elapsed(),
+                });
+            }
+            tokio::time::sleep(wait).await;
+            delay = (delay * 3 / 2).min(Duration::from_secs(2));
+        }
+    }
+}
+
+/// Some errors come with headers (a fresh Replay-Nonce on badNonce).
+struct ErrorWithHeaders {
+    error: Error,
+    headers: Option<HeaderMap>,
+}
+
+impl From<ErrorWithHeaders> for Error {
+    fn from(e: ErrorWithHeaders) -> Self {
+        e.error
+    }
+}
+
+async fn send(
+    _http: &reqwest::Client,
+    req: reqwest::RequestBuilder,
+    url: &str,
+) -> Result<Response, ErrorWithHeaders> {
+    let rsp = req.send().await.map_err(|source| ErrorWithHeaders {
+        error: Error::Http {
+            url: url.to_string(),
+            source,
+        },
+        headers: None,
+    })?;
+    let status = rsp.status();
+    let headers = rsp.headers().clone();
+    let body = rsp.bytes().await.map_err(|source| ErrorWithHeaders {
+        error: Error::Http {
+            url: url.to_string(),
+            source,
+        },
+        headers: Some(headers.clone()),
+    })?;
+    if status.is_success() {
+        return Ok(Response {
+            headers,
+            body,
+            url: url.to_string(),
+        });
+    }
+    let problem = serde_json::from_slice::<Problem>(&body)
+        .ok()
+        .filter(|p| p.kind.is_some() || p.detail.is_some())
+        .unwrap_or_else(|| Problem {
+            kind: None,
+            detail: Some(format!(
+                "{}{}",
+                status.canonical_reason().unwrap_or("error"),
+                snippet(&body)
+            )),
+            status: Some(status.as_u16()),
+            ..Problem::default()
+        });
+    Err(ErrorWithHeaders {
+        error: Error::Api(Box::new(ApiError {
+            url: url.to_string(),
+            status: status.as_u16(),
+            problem,
+            retry_after: retry_after(&headers),
+        })),
+        headers: Some(headers),
+    })
+}
+
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return String::new();
+    }
+    let cut: String = text.chars().take(200).collect();
+    format!(" ({cut})")
+}
+
+/// Retry-After as delay-seconds or an HTTP date (RFC 9110 §10.2.3).
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = jiff::fmt::rfc2822::parse(v).ok()?.timestamp();
+    let when = SystemTime::try_from(when).ok()?;
+    Some(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+/// `Link: <url>;rel="alternate", <url2>;rel="up"` (RFC 8288), possibly over several headers.
+pub(crate) fn links(headers: &HeaderMap, rel: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for value in headers.get_all(LINK).iter().filter_map(|v| v.to_str().ok()) {
+        for link in value.split(',') {
+            let mut parts = link.split(';');
+            let Some(target) = parts.next().map(str::trim) else { continue };
+            let Some(target) = target.strip_prefix('<').and_then(|t| t.strip_suffix('>')) else {
+                continue;
+            };
+            let has_rel = parts.any(|p| {
+                let p = p.trim();
+                p.strip_prefix("rel=")
+                    .map(|r| r.trim_matches('"').split_whitespace().any(|r| r.eq_ignore_ascii_case(rel)))
+                    .unwrap_or(false)
+            });
+            if has_rel {
+                out.push(target.to_string());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_link_headers_with_several_values() {
+        let mut h = HeaderMap::new();
+        h.append(LINK, "<https://ca/cert/1/1>;rel=\"alternate\"".parse().unwrap());
+        h.append(LINK, "<https://ca/dir>;rel=\"index\", <https://ca/cert/1/2>; rel=alternate".parse().unwrap());
+        assert_eq!(links(&h, "alternate"), vec!["https://ca/cert/1/1", "https://ca/cert/1/2"]);
+        assert_eq!(links(&h, "index"), vec!["https://ca/dir"]);
+    }
+
+    #[test]
+    fn parses_retry_after_seconds_and_dates() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "120".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(120)));
+        h.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert(RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+}
