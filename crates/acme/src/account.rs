@@ -79,7 +79,9 @@ impl Client {
         if let Some(eab) = req.external_account {
             payload["externalAccountBinding"] = eab.bind(key.jwk(), &url);
         }
-        let rsp = self.post(&url, &key, KeyId::Jwk, Some(&payload), None).await?;
+        let rsp = self
+            .post(&url, &key, KeyId::Jwk, Some(&payload), None)
+            .await?;
         let account_url = rsp.location()?;
         let resource = rsp.json()?;
         Ok((
@@ -111,7 +113,8 @@ impl Client {
     ) -> Result<(), Error> {
         let url = self.directory().revoke_cert.clone();
         let payload = revocation_payload(leaf_der, reason);
-        self.post(&url, certificate_key, KeyId::Jwk, Some(&payload), None).await?;
+        self.post(&url, certificate_key, KeyId::Jwk, Some(&payload), None)
+            .await?;
         Ok(())
     }
 }
@@ -140,7 +143,11 @@ impl Account {
         &self.client
     }
 
-    async fn post(&self, url: &str, payload: Option<&Value>) -> Result<crate::client::Response, Error> {
+    async fn post(
+        &self,
+        url: &str,
+        payload: Option<&Value>,
+    ) -> Result<crate::client::Response, Error> {
         self.client
             .post(url, &self.key, KeyId::Kid(&self.url), payload, None)
             .await
@@ -158,12 +165,16 @@ impl Account {
 
     /// Replaces the contact URLs.
     pub async fn update_contacts(&self, contact: &[String]) -> Result<AccountResource, Error> {
-        self.post(&self.url, Some(&json!({ "contact": contact }))).await?.json()
+        self.post(&self.url, Some(&json!({ "contact": contact })))
+            .await?
+            .json()
     }
 
     /// Deactivates the account for good (§7.3.6).
     pub async fn deactivate(&self) -> Result<AccountResource, Error> {
-        self.post(&self.url, Some(&json!({ "status": "deactivated" }))).await?.json()
+        self.post(&self.url, Some(&json!({ "status": "deactivated" })))
+            .await?
+            .json()
     }
 
     /// Rolls the account over to `new_key` (§7.3.5). The returned account signs with the
@@ -204,10 +215,8 @@ impl Account {
             }
             payload["profile"] = json!(profile);
         }
-        if let Some(replaces) = req.replaces {
-            if dir.renewal_info.is_some() {
-                payload["replaces"] = json!(replaces);
-            }
+        if let Some(replaces) = req.replaces.filter(|_| dir.renewal_info.is_some()) {
+            payload["replaces"] = json!(replaces);
         }
         let url = dir.new_order.clone();
         let rsp = self.post(&url, Some(&payload)).await?;
@@ -221,14 +230,19 @@ impl Account {
     }
 
     /// The authorization at `url`, with Retry-After.
-    pub async fn authorization(&self, url: &str) -> Result<(Authorization, Option<Duration>), Error> {
+    pub async fn authorization(
+        &self,
+        url: &str,
+    ) -> Result<(Authorization, Option<Duration>), Error> {
         let rsp = self.post(url, None).await?;
         Ok((rsp.json()?, rsp.retry_after()))
     }
 
     /// Deactivates an authorization (§7.5.2), e.g. after a failed order.
     pub async fn deactivate_authorization(&self, url: &str) -> Result<Authorization, Error> {
-        self.post(url, Some(&json!({ "status": "deactivated" }))).await?.json()
+        self.post(url, Some(&json!({ "status": "deactivated" })))
+            .await?
+            .json()
     }
 
     /// Tells the CA the challenge is ready to validate.
@@ -238,7 +252,11 @@ impl Account {
 
     /// Polls an authorization until it is no longer pending; a failed challenge becomes
     /// [`Error::ChallengeFailed`] with the CA's problem.
-    pub async fn wait_authorization(&self, url: &str, deadline: Duration) -> Result<Authorization, Error> {
+    pub async fn wait_authorization(
+        &self,
+        url: &str,
+        deadline: Duration,
+    ) -> Result<Authorization, Error> {
         let authz = self
             .client
             .poll(
@@ -257,11 +275,15 @@ impl Account {
             .find(|c| c.status == ChallengeStatus::Invalid || c.error.is_some());
         Err(Error::ChallengeFailed {
             identifier: authz.identifier.value.clone(),
-            kind: failed.map(|c| c.kind.to_string()).unwrap_or_else(|| "authorization".into()),
-            problem: failed.and_then(|c| c.error.clone()).unwrap_or_else(|| crate::Problem {
-                detail: Some(format!("the authorization is {:?}", authz.status).to_lowercase()),
-                ..Default::default()
-            }),
+            kind: failed
+                .map(|c| c.kind.to_string())
+                .unwrap_or_else(|| "authorization".into()),
+            problem: Box::new(failed.and_then(|c| c.error.clone()).unwrap_or_else(|| {
+                crate::Problem {
+                    detail: Some(format!("the authorization is {:?}", authz.status).to_lowercase()),
+                    ..Default::default()
+                }
+            })),
         })
     }
 
@@ -284,7 +306,7 @@ impl Account {
         if order.status == OrderStatus::Invalid && !done(OrderStatus::Invalid) {
             return Err(Error::OrderInvalid {
                 url: url.to_string(),
-                problem: order.error,
+                problem: order.error.map(Box::new),
             });
         }
         Ok(order)
@@ -292,7 +314,9 @@ impl Account {
 
     /// Sends the CSR (DER) to the order's finalize URL.
     pub async fn finalize(&self, finalize_url: &str, csr_der: &[u8]) -> Result<Order, Error> {
-        self.post(finalize_url, Some(&json!({ "csr": b64(csr_der) }))).await?.json()
+        self.post(finalize_url, Some(&json!({ "csr": b64(csr_der) })))
+            .await?
+            .json()
     }
 
     /// Downloads the certificate chain. With `preferred_issuer`, the default chain and each
@@ -316,7 +340,13 @@ impl Account {
         for alt in rsp.links("alternate") {
             let rsp = self
                 .client
-                .post(&alt, &self.key, KeyId::Kid(&self.url), None, Some(PEM_CHAIN))
+                .post(
+                    &alt,
+                    &self.key,
+                    KeyId::Kid(&self.url),
+                    None,
+                    Some(PEM_CHAIN),
+                )
                 .await?;
             chains.push(CertificateChain::from_pem(&alt, &rsp.body)?);
         }
@@ -324,9 +354,14 @@ impl Account {
     }
 
     /// Revokes a certificate issued to this account.
-    pub async fn revoke(&self, leaf_der: &[u8], reason: Option<RevocationReason>) -> Result<(), Error> {
+    pub async fn revoke(
+        &self,
+        leaf_der: &[u8],
+        reason: Option<RevocationReason>,
+    ) -> Result<(), Error> {
         let url = self.client.directory().revoke_cert.clone();
-        self.post(&url, Some(&revocation_payload(leaf_der, reason))).await?;
+        self.post(&url, Some(&revocation_payload(leaf_der, reason)))
+            .await?;
         Ok(())
     }
 }

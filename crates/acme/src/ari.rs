@@ -12,13 +12,20 @@ use crate::jws::b64;
 
 /// The ARI certificate identifier: base64url(AKI keyIdentifier) "." base64url(serial).
 pub fn certificate_id(leaf_der: &[u8]) -> Result<String, Error> {
-    let bad = |m: &str| Error::Key(format!("cannot compute the ARI certificate identifier: {m}"));
-    let (_, cert) = X509Certificate::from_der(leaf_der).map_err(|_| bad("the certificate does not parse"))?;
+    let bad = |m: &str| {
+        Error::Key(format!(
+            "cannot compute the ARI certificate identifier: {m}"
+        ))
+    };
+    let (_, cert) =
+        X509Certificate::from_der(leaf_der).map_err(|_| bad("the certificate does not parse"))?;
     let aki = cert
         .extensions()
         .iter()
         .find_map(|e| match e.parsed_extension() {
-            ParsedExtension::AuthorityKeyIdentifier(aki) => aki.key_identifier.as_ref().map(|k| k.0.to_vec()),
+            ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                aki.key_identifier.as_ref().map(|k| k.0.to_vec())
+            }
             _ => None,
         })
         .ok_or_else(|| bad("it has no authority key identifier"))?;
@@ -58,13 +65,17 @@ impl Client {
         let base = self.directory().renewal_info.clone().ok_or_else(|| {
             Error::NotSupported("the CA does not offer renewal information (ARI)".into())
         })?;
-        let url = format!("{}/{}", base.trim_end_matches('/'), certificate_id(leaf_der)?);
+        let url = format!(
+            "{}/{}",
+            base.trim_end_matches('/'),
+            certificate_id(leaf_der)?
+        );
         let rsp = self.get(&url).await?;
         let wire: Wire = rsp.json()?;
         let time = |s: &str| -> Result<SystemTime, Error> {
             s.parse::<jiff::Timestamp>()
                 .ok()
-                .and_then(|t| SystemTime::try_from(t).ok())
+                .map(SystemTime::from)
                 .ok_or_else(|| Error::Protocol {
                     url: url.clone(),
                     message: format!("{s:?} is not an RFC 3339 time"),

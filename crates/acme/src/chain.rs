@@ -23,7 +23,8 @@ impl CertificateChain {
             url: url.to_string(),
             message,
         };
-        let pem = String::from_utf8(body.to_vec()).map_err(|_| bad("the chain is not text".into()))?;
+        let pem =
+            String::from_utf8(body.to_vec()).map_err(|_| bad("the chain is not text".into()))?;
         let mut certificates = Vec::new();
         let mut issuer_names = Vec::new();
         for block in x509_parser::pem::Pem::iter_from_buffer(body) {
@@ -66,7 +67,11 @@ pub(crate) fn select(mut chains: Vec<CertificateChain>, preferred: &str) -> Cert
     let top = chains
         .iter()
         .position(|c| c.issuer_names.last().is_some_and(|n| n == preferred));
-    let any = || chains.iter().position(|c| c.issuer_names.iter().any(|n| n == preferred));
+    let any = || {
+        chains
+            .iter()
+            .position(|c| c.issuer_names.iter().any(|n| n == preferred))
+    };
     let index = top.or_else(any).unwrap_or(0);
     chains.swap_remove(index)
 }

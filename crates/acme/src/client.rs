@@ -162,7 +162,13 @@ impl Client {
     }
 
     async fn nonce(&self) -> Result<String, Error> {
-        if let Some(n) = self.inner.nonces.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+        if let Some(n) = self
+            .inner
+            .nonces
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+        {
             return Ok(n);
         }
         let url = &self.inner.directory.new_nonce;
@@ -336,8 +342,11 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let when = jiff::fmt::rfc2822::parse(v).ok()?.timestamp();
-    let when = SystemTime::try_from(when).ok()?;
-    Some(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    let when = SystemTime::from(when);
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// `Link: <url>;rel="alternate", <url2>;rel="up"` (RFC 8288), possibly over several headers.
@@ -346,14 +355,20 @@ pub(crate) fn links(headers: &HeaderMap, rel: &str) -> Vec<String> {
     for value in headers.get_all(LINK).iter().filter_map(|v| v.to_str().ok()) {
         for link in value.split(',') {
             let mut parts = link.split(';');
-            let Some(target) = parts.next().map(str::trim) else { continue };
+            let Some(target) = parts.next().map(str::trim) else {
+                continue;
+            };
             let Some(target) = target.strip_prefix('<').and_then(|t| t.strip_suffix('>')) else {
                 continue;
             };
             let has_rel = parts.any(|p| {
                 let p = p.trim();
                 p.strip_prefix("rel=")
-                    .map(|r| r.trim_matches('"').split_whitespace().any(|r| r.eq_ignore_ascii_case(rel)))
+                    .map(|r| {
+                        r.trim_matches('"')
+                            .split_whitespace()
+                            .any(|r| r.eq_ignore_ascii_case(rel))
+                    })
                     .unwrap_or(false)
             });
             if has_rel {
@@ -371,9 +386,20 @@ mod tests {
     #[test]
     fn parses_link_headers_with_several_values() {
         let mut h = HeaderMap::new();
-        h.append(LINK, "<https://ca/cert/1/1>;rel=\"alternate\"".parse().unwrap());
-        h.append(LINK, "<https://ca/dir>;rel=\"index\", <https://ca/cert/1/2>; rel=alternate".parse().unwrap());
-        assert_eq!(links(&h, "alternate"), vec!["https://ca/cert/1/1", "https://ca/cert/1/2"]);
+        h.append(
+            LINK,
+            "<https://ca/cert/1/1>;rel=\"alternate\"".parse().unwrap(),
+        );
+        h.append(
+            LINK,
+            "<https://ca/dir>;rel=\"index\", <https://ca/cert/1/2>; rel=alternate"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            links(&h, "alternate"),
+            vec!["https://ca/cert/1/1", "https://ca/cert/1/2"]
+        );
         assert_eq!(links(&h, "index"), vec!["https://ca/dir"]);
     }
 
@@ -382,7 +408,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(RETRY_AFTER, "120".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_secs(120)));
-        h.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        h.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert(RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);

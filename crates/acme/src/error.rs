@@ -118,7 +118,7 @@ pub enum Error {
         /// The challenge type.
         kind: String,
         /// The CA's explanation.
-        problem: Problem,
+        problem: Box<Problem>,
     },
     /// The request never got an answer (connection refused, TLS failure, timeout).
     #[error("request to {url} failed: {source}")]
@@ -141,7 +141,7 @@ pub enum Error {
         /// The order URL.
         url: String,
         /// The CA's explanation.
-        problem: Option<Problem>,
+        problem: Option<Box<Problem>>,
     },
     /// The CA's answer was not what RFC 8555 says it must be.
     #[error("unexpected answer from {url}: {message}")]
@@ -174,10 +174,13 @@ impl Error {
                         .any(|k| e.problem.is(k))
             }
             Self::Http { .. } | Self::Timeout { .. } => true,
-            Self::ChallengeFailed { problem, .. } => {
-                ["connection", "dns", "serverInternal"].iter().any(|k| problem.is(k))
-            }
-            Self::Key(_) | Self::NotSupported(_) | Self::OrderInvalid { .. } | Self::Protocol { .. } => false,
+            Self::ChallengeFailed { problem, .. } => ["connection", "dns", "serverInternal"]
+                .iter()
+                .any(|k| problem.is(k)),
+            Self::Key(_)
+            | Self::NotSupported(_)
+            | Self::OrderInvalid { .. }
+            | Self::Protocol { .. } => false,
         }
     }
 
@@ -186,7 +189,7 @@ impl Error {
         match self {
             Self::Api(e) => Some(&e.problem),
             Self::ChallengeFailed { problem, .. } => Some(problem),
-            Self::OrderInvalid { problem, .. } => problem.as_ref(),
+            Self::OrderInvalid { problem, .. } => problem.as_deref(),
             _ => None,
         }
     }

@@ -113,7 +113,9 @@ impl ExternalAccountKey {
             EabAlgorithm::Hs384 => ("HS384", aws_lc_rs::hmac::HMAC_SHA384),
             EabAlgorithm::Hs512 => ("HS512", aws_lc_rs::hmac::HMAC_SHA512),
         };
-        let protected = b64(json!({ "alg": alg, "kid": self.kid, "url": url }).to_string().as_bytes());
+        let protected = b64(json!({ "alg": alg, "kid": self.kid, "url": url })
+            .to_string()
+            .as_bytes());
         let payload = b64(account_jwk.to_string().as_bytes());
         let key = aws_lc_rs::hmac::Key::new(hmac, &self.hmac_key);
         let tag = aws_lc_rs::hmac::sign(&key, format!("{protected}.{payload}").as_bytes());
@@ -140,7 +142,9 @@ mod tests {
             (EabAlgorithm::Hs384, aws_lc_rs::hmac::HMAC_SHA384),
             (EabAlgorithm::Hs512, aws_lc_rs::hmac::HMAC_SHA512),
         ] {
-            let eab = ExternalAccountKey::new("kid-1", &b64(b"0123456789abcdef0123456789abcdef"), alg).unwrap();
+            let eab =
+                ExternalAccountKey::new("kid-1", &b64(b"0123456789abcdef0123456789abcdef"), alg)
+                    .unwrap();
             let jws = eab.bind(account.jwk(), "https://ca/new-acct");
             let signing_input = format!(
                 "{}.{}",
@@ -150,7 +154,8 @@ mod tests {
             let key = aws_lc_rs::hmac::Key::new(h, b"0123456789abcdef0123456789abcdef");
             let sig = unb64(jws["signature"].as_str().unwrap()).unwrap();
             aws_lc_rs::hmac::verify(&key, signing_input.as_bytes(), &sig).unwrap();
-            let payload: Value = serde_json::from_slice(&unb64(jws["payload"].as_str().unwrap()).unwrap()).unwrap();
+            let payload: Value =
+                serde_json::from_slice(&unb64(jws["payload"].as_str().unwrap()).unwrap()).unwrap();
             assert_eq!(&payload, account.jwk());
         }
     }
@@ -158,9 +163,17 @@ mod tests {
     #[test]
     fn post_as_get_has_an_empty_payload() {
         let k = SigningKey::generate(KeyAlgorithm::EcP256).unwrap();
-        let jws = sign(&k, KeyId::Kid("https://ca/acct/1"), Some("n1"), "https://ca/x", None).unwrap();
+        let jws = sign(
+            &k,
+            KeyId::Kid("https://ca/acct/1"),
+            Some("n1"),
+            "https://ca/x",
+            None,
+        )
+        .unwrap();
         assert_eq!(jws["payload"], "");
-        let header: Value = serde_json::from_slice(&unb64(jws["protected"].as_str().unwrap()).unwrap()).unwrap();
+        let header: Value =
+            serde_json::from_slice(&unb64(jws["protected"].as_str().unwrap()).unwrap()).unwrap();
         assert_eq!(header["kid"], "https://ca/acct/1");
         assert_eq!(header["nonce"], "n1");
         assert!(header.get("jwk").is_none());

@@ -120,7 +120,11 @@ impl SigningKey {
             2048 => KeyAlgorithm::Rsa2048,
             3072 => KeyAlgorithm::Rsa3072,
             4096 => KeyAlgorithm::Rsa4096,
-            bits => return Err(Error::Key(format!("RSA keys of {bits} bits are not supported; use 2048, 3072 or 4096"))),
+            bits => {
+                return Err(Error::Key(format!(
+                    "RSA keys of {bits} bits are not supported; use 2048, 3072 or 4096"
+                )));
+            }
         };
         let public = k.public_key();
         let jwk = json!({
@@ -203,13 +207,19 @@ mod tests {
             "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
         });
         let canonical = jwk.to_string();
-        let got = b64(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes()).as_ref());
+        let got = b64(
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes()).as_ref(),
+        );
         assert_eq!(got, "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
     }
 
     #[test]
     fn every_algorithm_round_trips_through_pkcs8() {
-        for alg in [KeyAlgorithm::EcP256, KeyAlgorithm::EcP384, KeyAlgorithm::Rsa2048] {
+        for alg in [
+            KeyAlgorithm::EcP256,
+            KeyAlgorithm::EcP384,
+            KeyAlgorithm::Rsa2048,
+        ] {
             let k = SigningKey::generate(alg).unwrap();
             let again = SigningKey::from_pkcs8(k.pkcs8_der()).unwrap();
             assert_eq!(again.algorithm(), alg);

@@ -34,7 +34,7 @@ pub use error::{ApiError, Error, Problem, Subproblem};
 pub use jws::{EabAlgorithm, ExternalAccountKey};
 pub use key::{KeyAlgorithm, SigningKey};
 pub use types::{
-    AccountResource, AccountStatus, Authorization, AuthorizationStatus, Challenge,
-    ChallengeStatus, ChallengeType, Directory, Identifier, IdentifierType, Meta, Order,
-    OrderStatus, RevocationReason,
+    AccountResource, AccountStatus, Authorization, AuthorizationStatus, Challenge, ChallengeStatus,
+    ChallengeType, Directory, Identifier, IdentifierType, Meta, Order, OrderStatus,
+    RevocationReason,
 };

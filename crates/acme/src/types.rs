@@ -355,7 +355,10 @@ impl std::str::FromStr for RevocationReason {
             .map(|(_, r)| *r)
             .ok_or_else(|| {
                 let names: Vec<_> = Self::ALL.iter().map(|(n, _)| *n).collect();
-                format!("unknown revocation reason {s:?}; expected one of {}", names.join(", "))
+                format!(
+                    "unknown revocation reason {s:?}; expected one of {}",
+                    names.join(", ")
+                )
             })
     }
 }

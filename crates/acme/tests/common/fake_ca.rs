@@ -53,7 +53,12 @@ impl FakeCa {
         let base = format!("http://{addr}");
         let state = Arc::new(Mutex::new(FakeState {
             base: base.clone(),
-            window: ("2030-01-01T00:00:00Z".into(), "2030-01-02T00:00:00Z".into(), None, Some(21600)),
+            window: (
+                "2030-01-01T00:00:00Z".into(),
+                "2030-01-02T00:00:00Z".into(),
+                None,
+                Some(21600),
+            ),
             ..FakeState::default()
         }));
         let app = Router::new()
@@ -72,7 +77,11 @@ impl FakeCa {
 
     pub fn requests_to(&self, path: &str) -> Vec<Value> {
         let s = self.state.lock().unwrap();
-        s.requests.iter().filter(|(p, _, _)| p == path).map(|(_, _, b)| b.clone()).collect()
+        s.requests
+            .iter()
+            .filter(|(p, _, _)| p == path)
+            .map(|(_, _, b)| b.clone())
+            .collect()
     }
 }
 
@@ -104,41 +113,61 @@ async fn directory(State(s): Shared) -> Response {
 
 async fn nonce(State(s): Shared) -> Response {
     let n = fresh_nonce(&mut s.lock().unwrap());
-    ([("replay-nonce", n), ("cache-control", "no-store".to_string())], "").into_response()
+    (
+        [
+            ("replay-nonce", n),
+            ("cache-control", "no-store".to_string()),
+        ],
+        "",
+    )
+        .into_response()
 }
 
 fn problem(s: &mut FakeState, status: u16, kind: &str, detail: &str) -> Response {
     let n = fresh_nonce(s);
     (
         StatusCode::from_u16(status).unwrap(),
-        [(header::CONTENT_TYPE.as_str(), "application/problem+json".to_string()), ("replay-nonce", n)],
-        json!({ "type": format!("urn:ietf:params:acme:error:{kind}"), "detail": detail }).to_string(),
+        [
+            (
+                header::CONTENT_TYPE.as_str(),
+                "application/problem+json".to_string(),
+            ),
+            ("replay-nonce", n),
+        ],
+        json!({ "type": format!("urn:ietf:params:acme:error:{kind}"), "detail": detail })
+            .to_string(),
     )
         .into_response()
 }
 
 /// Verifies the JWS; returns (protected header, payload) or an error response.
-fn verify(s: &mut FakeState, path: &str, body: &[u8]) -> Result<(Value, Value), Response> {
-    let jws: Value = serde_json::from_slice(body).map_err(|_| problem(s, 400, "malformed", "not JSON"))?;
+fn verify(s: &mut FakeState, path: &str, body: &[u8]) -> Result<(Value, Value), Box<Response>> {
+    let jws: Value = serde_json::from_slice(body)
+        .map_err(|_| Box::new(problem(s, 400, "malformed", "not JSON")))?;
     let field = |k: &str| jws[k].as_str().unwrap_or_default().to_string();
     let (p64, b64, sig) = (field("protected"), field("payload"), field("signature"));
     let decode = |v: &str| URL_SAFE_NO_PAD.decode(v).ok();
     let header: Value = decode(&p64)
         .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(|| problem(s, 400, "malformed", "bad protected header"))?;
+        .ok_or_else(|| Box::new(problem(s, 400, "malformed", "bad protected header")))?;
     let nonce = header["nonce"].as_str().unwrap_or_default().to_string();
     if !s.nonces.remove(&nonce) {
-        return Err(problem(s, 400, "badNonce", "unknown nonce"));
+        return Err(Box::new(problem(s, 400, "badNonce", "unknown nonce")));
     }
-    if s.reject_nonces_every > 0 && s.next % s.reject_nonces_every == 0 {
-        return Err(problem(s, 400, "badNonce", "scripted rejection"));
+    if s.reject_nonces_every > 0 && s.next.is_multiple_of(s.reject_nonces_every) {
+        return Err(Box::new(problem(s, 400, "badNonce", "scripted rejection")));
     }
     if header["url"] != format!("{}{path}", s.base) {
-        return Err(problem(s, 400, "malformed", "url mismatch"));
+        return Err(Box::new(problem(s, 400, "malformed", "url mismatch")));
     }
     let jwk = &header["jwk"];
     if jwk.is_null() && header["kid"].is_null() {
-        return Err(problem(s, 400, "malformed", "neither jwk nor kid"));
+        return Err(Box::new(problem(
+            s,
+            400,
+            "malformed",
+            "neither jwk nor kid",
+        )));
     }
     if !jwk.is_null() {
         let x = decode(jwk["x"].as_str().unwrap_or_default()).unwrap_or_default();
@@ -147,32 +176,44 @@ fn verify(s: &mut FakeState, path: &str, body: &[u8]) -> Result<(Value, Value), 
         let alg = match header["alg"].as_str() {
             Some("ES256") => &ECDSA_P256_SHA256_FIXED,
             Some("ES384") => &ECDSA_P384_SHA384_FIXED,
-            _ => return Err(problem(s, 400, "badSignatureAlgorithm", "ES256 or ES384 only here")),
+            _ => {
+                return Err(Box::new(problem(
+                    s,
+                    400,
+                    "badSignatureAlgorithm",
+                    "ES256 or ES384 only here",
+                )));
+            }
         };
         let sig = decode(&sig).unwrap_or_default();
         UnparsedPublicKey::new(alg, &point)
             .verify(format!("{p64}.{b64}").as_bytes(), &sig)
-            .map_err(|_| problem(s, 400, "malformed", "bad signature"))?;
+            .map_err(|_| Box::new(problem(s, 400, "malformed", "bad signature")))?;
     }
     let payload = if b64.is_empty() {
         Value::Null
     } else {
         decode(&b64)
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| problem(s, 400, "malformed", "bad payload"))?
+            .ok_or_else(|| Box::new(problem(s, 400, "malformed", "bad payload")))?
     };
-    s.requests.push((path.to_string(), header.clone(), payload.clone()));
+    s.requests
+        .push((path.to_string(), header.clone(), payload.clone()));
     Ok((header, payload))
 }
 
 async fn new_account(State(s): Shared, body: Bytes) -> Response {
     let mut s = s.lock().unwrap();
     if let Err(r) = verify(&mut s, "/new-account", &body) {
-        return r;
+        return *r;
     }
     let n = fresh_nonce(&mut s);
     let loc = format!("{}/acct/1", s.base);
-    (StatusCode::CREATED, [("replay-nonce", n), ("location", loc)], axum::Json(json!({"status": "valid"})))
+    (
+        StatusCode::CREATED,
+        [("replay-nonce", n), ("location", loc)],
+        axum::Json(json!({"status": "valid"})),
+    )
         .into_response()
 }
 
@@ -180,7 +221,7 @@ async fn new_order(State(s): Shared, body: Bytes) -> Response {
     let mut s = s.lock().unwrap();
     let (_, payload) = match verify(&mut s, "/new-order", &body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Some(f) = s.order_failures.pop_front() {
         let n = fresh_nonce(&mut s);
@@ -205,13 +246,18 @@ async fn new_order(State(s): Shared, body: Bytes) -> Response {
             order[k] = payload[k].clone();
         }
     }
-    (StatusCode::CREATED, [("replay-nonce", n), ("location", format!("{base}/order/1"))], axum::Json(order))
+    (
+        StatusCode::CREATED,
+        [("replay-nonce", n), ("location", format!("{base}/order/1"))],
+        axum::Json(order),
+    )
         .into_response()
 }
 
 async fn renewal_info(State(s): Shared, Path(id): Path<String>) -> Response {
     let mut s = s.lock().unwrap();
-    s.requests.push(("/renewal-info".into(), Value::Null, json!(id.clone())));
+    s.requests
+        .push(("/renewal-info".into(), Value::Null, json!(id.clone())));
     let (start, end, explanation, retry_after) = s.window.clone();
     let mut body = json!({ "suggestedWindow": { "start": start, "end": end } });
     if let Some(e) = explanation {

@@ -1,0 +1,410 @@
+//! Challenge configurations (how each identifier is validated) and the [`Solver`] trait.
+//!
+//! A configuration is written on the command line as a SPEC:
+//!
+//! ```text
+//! http-01:listen=HOST:PORT
+//! http-01:webroot=DIR
+//! tls-alpn-01:listen=HOST:PORT
+//! dns-01:exec=PATH
+//! dns-01:rfc2136=HOST:PORT,key-name=NAME,key-secret=BASE64,algorithm=hmac-sha256
+//! dns-01:callback=URL,secret=SECRET
+//! ```
+//!
+//! each optionally followed by `;domains=PATTERN,PATTERN…` (a pattern is a name, or
+//! `*.example.com` for every name below example.com) and, for dns-01, by
+//! `;propagation-timeout=SECONDS`. A certificate may have several configurations; an
+//! identifier uses the first whose patterns match it (no `domains` matches everything).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::identifier::Identifier;
+use crate::secret::Secret;
+
+/// The three ACME challenge types certhub answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ChallengeKind {
+    /// dns-01: a TXT record at `_acme-challenge.NAME`.
+    #[serde(rename = "dns-01")]
+    Dns01,
+    /// http-01: a file at `http://NAME/.well-known/acme-challenge/TOKEN`.
+    #[serde(rename = "http-01")]
+    Http01,
+    /// tls-alpn-01 (RFC 8737): a self-signed certificate served for ALPN `acme-tls/1`.
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
+}
+
+impl ChallengeKind {
+    /// The name the ACME protocol uses.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Dns01 => "dns-01",
+            Self::Http01 => "http-01",
+            Self::TlsAlpn01 => "tls-alpn-01",
+        }
+    }
+}
+
+impl fmt::Display for ChallengeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// TSIG algorithms for RFC 2136 updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TsigAlgorithm {
+    /// hmac-sha256 (the default).
+    #[serde(rename = "hmac-sha256")]
+    HmacSha256,
+    /// hmac-sha384.
+    #[serde(rename = "hmac-sha384")]
+    HmacSha384,
+    /// hmac-sha512.
+    #[serde(rename = "hmac-sha512")]
+    HmacSha512,
+}
+
+/// How one group of identifiers is validated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "kebab-case")]
+pub enum ChallengeConfig {
+    /// dns-01 through the callback channel: certhub POSTs signed JSON events to `url`.
+    Dns01Callback {
+        /// Where the events go.
+        url: String,
+        /// HMAC-SHA256 key for the signature header.
+        secret: Secret,
+    },
+    /// dns-01 through an executable following lego's exec convention.
+    Dns01Exec {
+        /// The hook: called as `PATH present FQDN VALUE` and `PATH cleanup FQDN VALUE`.
+        path: PathBuf,
+    },
+    /// dns-01 through RFC 2136 dynamic update signed with TSIG.
+    Dns01Rfc2136 {
+        /// The primary name server accepting updates.
+        server: SocketAddr,
+        /// TSIG key name.
+        key_name: String,
+        /// TSIG key secret, base64.
+        key_secret: Secret,
+        /// TSIG algorithm.
+        algorithm: TsigAlgorithm,
+    },
+    /// http-01 answered by certhub's own listener.
+    Http01Listen {
+        /// Address to listen on.
+        listen: SocketAddr,
+    },
+    /// http-01 answered by files written below `webroot/.well-known/acme-challenge/`.
+    Http01Webroot {
+        /// The web server's document root.
+        webroot: PathBuf,
+    },
+    /// tls-alpn-01 answered by certhub's own listener.
+    TlsAlpn01Listen {
+        /// Address to listen on.
+        listen: SocketAddr,
+    },
+}
+
+impl ChallengeConfig {
+    /// The challenge type this configuration answers.
+    pub fn kind(&self) -> ChallengeKind {
+        match self {
+            Self::Dns01Callback { .. } | Self::Dns01Exec { .. } | Self::Dns01Rfc2136 { .. } => {
+                ChallengeKind::Dns01
+            }
+            Self::Http01Listen { .. } | Self::Http01Webroot { .. } => ChallengeKind::Http01,
+            Self::TlsAlpn01Listen { .. } => ChallengeKind::TlsAlpn01,
+        }
+    }
+}
+
+/// A challenge configuration and the identifiers it applies to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChallengeSpec {
+    /// How to answer.
+    pub config: ChallengeConfig,
+    /// Patterns of the identifiers this applies to; empty means all.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// How long to wait for a dns-01 record to be visible on every authoritative server.
+    #[serde(default, with = "opt_secs")]
+    pub propagation_timeout: Option<Duration>,
+}
+
+mod opt_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(d) => s.serialize_some(&d.as_secs()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_secs))
+    }
+}
+
+/// A SPEC that could not be parsed; the message names the part and the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("challenge spec {spec:?}: {reason}")]
+pub struct SpecError {
+    /// The SPEC as given, with secrets replaced by `***`.
+    pub spec: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl ChallengeSpec {
+    /// Does this configuration apply to `id`?
+    pub fn matches(&self, id: &Identifier) -> bool {
+        if self.domains.is_empty() {
+            return true;
+        }
+        let value = id.to_string();
+        self.domains.iter().any(|p| pattern_matches(p, &value))
+    }
+
+    /// Parses a SPEC as documented on this module.
+    pub fn parse(spec: &str) -> Result<Self, SpecError> {
+        let err = |reason: String| SpecError {
+            spec: redact(spec),
+            reason,
+        };
+        let mut parts = spec.split(';');
+        let head = parts.next().unwrap_or_default().trim();
+        let (method, rest) = head
+            .split_once(':')
+            .ok_or_else(|| err("expected METHOD:OPTIONS, e.g. http-01:listen=0.0.0.0:80".into()))?;
+        let options = parse_options(rest).map_err(&err)?;
+        let need = |key: &str| -> Result<&str, SpecError> {
+            options
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+                .ok_or_else(|| err(format!("{method} needs {key}=…")))
+        };
+        let addr = |key: &str| -> Result<SocketAddr, SpecError> {
+            let v = need(key)?;
+            v.parse()
+                .map_err(|_| err(format!("{key}={v} is not an address of the form HOST:PORT")))
+        };
+        let first = options.first().map(|(k, _)| k.as_str()).unwrap_or_default();
+        let config = match (method, first) {
+            ("http-01", "listen") => ChallengeConfig::Http01Listen {
+                listen: addr("listen")?,
+            },
+            ("http-01", "webroot") => ChallengeConfig::Http01Webroot {
+                webroot: PathBuf::from(need("webroot")?),
+            },
+            ("tls-alpn-01", "listen") => ChallengeConfig::TlsAlpn01Listen {
+                listen: addr("listen")?,
+            },
+            ("dns-01", "exec") => ChallengeConfig::Dns01Exec {
+                path: PathBuf::from(need("exec")?),
+            },
+            ("dns-01", "rfc2136") => {
+                let algorithm = match options.iter().find(|(k, _)| k == "algorithm") {
+                    None => TsigAlgorithm::HmacSha256,
+                    Some((_, a)) => match a.to_ascii_lowercase().trim_end_matches('.') {
+                        "hmac-sha256" => TsigAlgorithm::HmacSha256,
+                        "hmac-sha384" => TsigAlgorithm::HmacSha384,
+                        "hmac-sha512" => TsigAlgorithm::HmacSha512,
+                        other => {
+                            return Err(err(format!(
+                                "algorithm={other} is not one of hmac-sha256, hmac-sha384, hmac-sha512"
+                            )));
+                        }
+                    },
+                };
+                ChallengeConfig::Dns01Rfc2136 {
+                    server: addr("rfc2136")?,
+                    key_name: need("key-name")?.to_string(),
+                    key_secret: Secret::new(need("key-secret")?),
+                    algorithm,
+                }
+            }
+            ("dns-01", "callback") => {
+                let url = need("callback")?;
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(err(format!(
+                        "callback={url} is not an http:// or https:// URL"
+                    )));
+                }
+                ChallengeConfig::Dns01Callback {
+                    url: url.to_string(),
+                    secret: Secret::new(need("secret")?),
+                }
+            }
+            ("http-01" | "tls-alpn-01" | "dns-01", _) => {
+                return Err(err(format!(
+                    "unknown {method} mode {first:?}; expected {}",
+                    match method {
+                        "http-01" => "listen=HOST:PORT or webroot=DIR",
+                        "tls-alpn-01" => "listen=HOST:PORT",
+                        _ => "exec=PATH, rfc2136=HOST:PORT,… or callback=URL,…",
+                    }
+                )));
+            }
+            _ => {
+                return Err(err(format!(
+                    "unknown challenge type {method:?}; expected http-01, tls-alpn-01 or dns-01"
+                )));
+            }
+        };
+        let mut out = ChallengeSpec {
+            config,
+            domains: Vec::new(),
+            propagation_timeout: None,
+        };
+        for part in parts {
+            let part = part.trim();
+            if part.is_empty() {
+                continue;
+            }
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| err(format!("{part:?} is not KEY=VALUE")))?;
+            match k.trim() {
+                "domains" => {
+                    out.domains = v
+                        .split(',')
+                        .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
+                        .filter(|d| !d.is_empty())
+                        .collect();
+                }
+                "propagation-timeout" => {
+                    let secs: u64 = v.trim().parse().map_err(|_| {
+                        err(format!(
+                            "propagation-timeout={v} is not a whole number of seconds"
+                        ))
+                    })?;
+                    out.propagation_timeout = Some(Duration::from_secs(secs));
+                }
+                other => return Err(err(format!("unknown option {other:?}"))),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `OPTIONS` is `first=value,key=value,…`; the first value may itself contain no comma.
+fn parse_options(rest: &str) -> Result<Vec<(String, String)>, String> {
+    rest.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| format!("{p:?} is not KEY=VALUE"))
+        })
+        .collect()
+}
+
+fn redact(spec: &str) -> String {
+    let mut out = String::with_capacity(spec.len());
+    for (i, piece) in spec.split(',').enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        match piece.split_once('=') {
+            Some((k, _)) if k == "secret" || k == "key-secret" => {
+                out.push_str(k);
+                out.push_str("=***");
+            }
+            _ => out.push_str(piece),
+        }
+    }
+    out
+}
+
+/// `*.example.com` matches every name below example.com (and the wildcard itself);
+/// anything else matches itself, case-insensitively.
+fn pattern_matches(pattern: &str, value: &str) -> bool {
+    let pattern = pattern.trim_end_matches('.').to_ascii_lowercase();
+    let value = value.trim_end_matches('.').to_ascii_lowercase();
+    match pattern.strip_prefix("*.") {
+        Some(base) => value.ends_with(&format!(".{base}")),
+        None => value == pattern,
+    }
+}
+
+/// One challenge to answer: what the CA asked for and the key authorization that answers it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PendingChallenge {
+    /// The challenge type.
+    pub kind: ChallengeKind,
+    /// The identifier being validated; for a wildcard the base name (without `*.`).
+    pub identifier: Identifier,
+    /// The challenge token.
+    pub token: String,
+    /// `token || '.' || base64url(JWK thumbprint)` (RFC 8555 §8.1).
+    pub key_authorization: String,
+}
+
+impl fmt::Debug for PendingChallenge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingChallenge")
+            .field("kind", &self.kind)
+            .field("identifier", &self.identifier)
+            .field("token", &self.token)
+            .field("key_authorization", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Why a solver could not present or clean up a challenge.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SolverError {
+    /// The solver's own setup failed (bind a port, write a file, run a hook).
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The DNS server refused or failed an update or a query.
+    #[error("{0}")]
+    Dns(String),
+    /// A hook or callback answered with a failure.
+    #[error("{0}")]
+    Hook(String),
+    /// A record did not become visible on every authoritative server in time.
+    #[error("{0}")]
+    NotPropagated(String),
+    /// The configuration cannot serve this challenge.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Answers challenges of one configuration.
+///
+/// `present` makes the challenge answerable and returns only when the CA can validate it
+/// (for dns-01: when the TXT value is visible on every authoritative server of the zone).
+/// `cleanup` removes what `present` set up; it is called for every presented challenge,
+/// whatever the outcome, and must tolerate being called for something already removed
+/// (a resumed order cleans up what a crashed run presented).
+#[async_trait::async_trait]
+pub trait Solver: Send + Sync {
+    /// Makes `challenge` answerable.
+    async fn present(&self, challenge: &PendingChallenge) -> Result<(), SolverError>;
+    /// Removes what `present` set up.
+    async fn cleanup(&self, challenge: &PendingChallenge) -> Result<(), SolverError>;
+}

@@ -1,0 +1,25 @@
+//! The certhub domain: identifiers and the rules a request must obey, key types, CSRs,
+//! certificate facts, and challenge configurations with the [`Solver`] trait that the
+//! challenge crate implements.
+//!
+//! This crate does no I/O of its own and depends on no other workspace crate.
+
+pub mod cert;
+pub mod challenge;
+pub mod csr;
+pub mod identifier;
+pub mod key;
+pub mod secret;
+
+pub use cert::{CertError, CertInfo, key_matches_cert, split_pem_chain};
+pub use challenge::{
+    ChallengeConfig, ChallengeKind, ChallengeSpec, PendingChallenge, Solver, SolverError,
+};
+pub use csr::{CsrError, ParsedCsr, build_csr};
+pub use identifier::Identifier;
+pub use identifier::{
+    Normalized, Note, RequestRules, Rule, RuleViolation, assign_challenges, normalize,
+};
+pub use key::KeyType;
+pub use key::{KeyError, PrivateKey};
+pub use secret::Secret;

@@ -1,0 +1,273 @@
+//! Managed certificates (table `certs`).
+
+use std::fmt;
+
+use crate::{
+    Error, Store, from_json, is_foreign_key_violation, is_unique_violation, now_ms, to_json,
+};
+
+const TABLE: &str = "certs";
+const WHAT: &str = "managed certificate";
+
+macro_rules! select_certs {
+    ($tail:literal) => {
+        concat!(
+            "SELECT name, account_name, identifiers, key_type, reuse_key, csr_pem, profile, ",
+            "preferred_chain, challenges, state, last_error, created_at, updated_at FROM certs ",
+            $tail
+        )
+    };
+}
+
+/// A managed certificate: what to request and how. `challenges` holds solver configuration
+/// with DNS credentials; it is encrypted at rest and `Debug` redacts it.
+#[derive(Clone, PartialEq)]
+pub struct CertRecord {
+    /// Unique name chosen by the user.
+    pub name: String,
+    /// The account that orders it.
+    pub account_name: String,
+    /// The identifiers to request (stored as JSON text).
+    pub identifiers: serde_json::Value,
+    /// Key algorithm for the certificate key, e.g. "ecdsa-p256".
+    pub key_type: String,
+    /// Whether renewals reuse the previous certificate key.
+    pub reuse_key: bool,
+    /// A user-provided CSR, when the key lives elsewhere.
+    pub csr_pem: Option<String>,
+    /// The ACME profile to request, if any.
+    pub profile: Option<String>,
+    /// The preferred alternate chain (issuer name), if any.
+    pub preferred_chain: Option<String>,
+    /// Challenge configuration (encrypted at rest: it holds DNS credentials).
+    pub challenges: serde_json::Value,
+    /// The certificate's state, e.g. "pending" or "valid".
+    pub state: String,
+    /// The last failure, if the last attempt failed.
+    pub last_error: Option<String>,
+    /// Creation time, epoch milliseconds (set by the store).
+    pub created_at: i64,
+    /// Last change, epoch milliseconds (set by the store).
+    pub updated_at: i64,
+}
+
+impl fmt::Debug for CertRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertRecord")
+            .field("name", &self.name)
+            .field("account_name", &self.account_name)
+            .field("identifiers", &self.identifiers)
+            .field("key_type", &self.key_type)
+            .field("reuse_key", &self.reuse_key)
+            .field("csr_pem", &self.csr_pem.as_ref().map(|_| ".."))
+            .field("profile", &self.profile)
+            .field("preferred_chain", &self.preferred_chain)
+            .field("challenges", &"<redacted>")
+            .field("state", &self.state)
+            .field("last_error", &self.last_error)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct CertRow {
+    name: String,
+    account_name: String,
+    identifiers: String,
+    key_type: String,
+    reuse_key: bool,
+    csr_pem: Option<String>,
+    profile: Option<String>,
+    preferred_chain: Option<String>,
+    challenges: Vec<u8>,
+    state: String,
+    last_error: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl Store {
+    fn cert_from_row(&self, row: CertRow) -> Result<CertRecord, Error> {
+        let identifiers = from_json(TABLE, &row.name, "identifiers", &row.identifiers)?;
+        let challenges = self.open_json(TABLE, &row.name, "challenges", &row.challenges)?;
+        Ok(CertRecord {
+            name: row.name,
+            account_name: row.account_name,
+            identifiers,
+            key_type: row.key_type,
+            reuse_key: row.reuse_key,
+            csr_pem: row.csr_pem,
+            profile: row.profile,
+            preferred_chain: row.preferred_chain,
+            challenges,
+            state: row.state,
+            last_error: row.last_error,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+
+    /// Inserts a managed certificate; `created_at` and `updated_at` are set to now. Fails with
+    /// [`Error::AlreadyExists`] when the name is taken, and with [`Error::NotFound`] naming the
+    /// account when `account_name` does not exist.
+    pub async fn insert_cert(&self, cert: &CertRecord) -> Result<(), Error> {
+        let identifiers = to_json(TABLE, &cert.name, "identifiers", &cert.identifiers)?;
+        let challenges = self.seal_json(TABLE, &cert.name, "challenges", &cert.challenges)?;
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO certs (name, account_name, identifiers, key_type, reuse_key, csr_pem, \
+             profile, preferred_chain, challenges, state, last_error, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+        )
+        .bind(&cert.name)
+        .bind(&cert.account_name)
+        .bind(identifiers)
+        .bind(&cert.key_type)
+        .bind(cert.reuse_key)
+        .bind(&cert.csr_pem)
+        .bind(&cert.profile)
+        .bind(&cert.preferred_chain)
+        .bind(challenges)
+        .bind(&cert.state)
+        .bind(&cert.last_error)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(|err| write_error(err, cert))?;
+        Ok(())
+    }
+
+    /// The managed certificate named `name`, if it exists.
+    pub async fn cert(&self, name: &str) -> Result<Option<CertRecord>, Error> {
+        let row: Option<CertRow> = sqlx::query_as(select_certs!("WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| self.cert_from_row(row)).transpose()
+    }
+
+    /// All managed certificates, ordered by name.
+    pub async fn certs(&self) -> Result<Vec<CertRecord>, Error> {
+        let rows: Vec<CertRow> = sqlx::query_as(select_certs!("ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|row| self.cert_from_row(row))
+            .collect()
+    }
+
+    /// Replaces every mutable field of the certificate named `cert.name` (all but the name and
+    /// `created_at`; `updated_at` is set to now). Fails with [`Error::NotFound`] naming the
+    /// certificate or the account.
+    pub async fn update_cert(&self, cert: &CertRecord) -> Result<(), Error> {
+        let identifiers = to_json(TABLE, &cert.name, "identifiers", &cert.identifiers)?;
+        let challenges = self.seal_json(TABLE, &cert.name, "challenges", &cert.challenges)?;
+        let result = sqlx::query(
+            "UPDATE certs SET account_name = $1, identifiers = $2, key_type = $3, reuse_key = $4, \
+             csr_pem = $5, profile = $6, preferred_chain = $7, challenges = $8, state = $9, \
+             last_error = $10, updated_at = $11 WHERE name = $12",
+        )
+        .bind(&cert.account_name)
+        .bind(identifiers)
+        .bind(&cert.key_type)
+        .bind(cert.reuse_key)
+        .bind(&cert.csr_pem)
+        .bind(&cert.profile)
+        .bind(&cert.preferred_chain)
+        .bind(challenges)
+        .bind(&cert.state)
+        .bind(&cert.last_error)
+        .bind(now_ms())
+        .bind(&cert.name)
+        .execute(&self.pool)
+        .await
+        .map_err(|err| write_error(err, cert))?;
+        found(result.rows_affected(), &cert.name)
+    }
+
+    /// Sets the certificate's state and last error.
+    pub async fn set_cert_state(
+        &self,
+        name: &str,
+        state: &str,
+        last_error: Option<&str>,
+    ) -> Result<(), Error> {
+        let result = sqlx::query(
+            "UPDATE certs SET state = $1, last_error = $2, updated_at = $3 WHERE name = $4",
+        )
+        .bind(state)
+        .bind(last_error)
+        .bind(now_ms())
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        found(result.rows_affected(), name)
+    }
+
+    /// Deletes a managed certificate with its orders and issued certificates, in one
+    /// transaction. Fails with [`Error::InUse`] while challenges presented for one of its
+    /// orders still await cleanup.
+    pub async fn delete_cert(&self, name: &str) -> Result<(), Error> {
+        let mut tx = self.begin_write().await?;
+        let presented: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM presented p JOIN orders o ON o.id = p.order_id \
+             WHERE o.cert_name = $1",
+        )
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await?;
+        if presented > 0 {
+            return Err(Error::InUse {
+                what: WHAT,
+                name: name.to_owned(),
+                by: "presented challenges awaiting cleanup",
+            });
+        }
+        sqlx::query("DELETE FROM issued WHERE cert_name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM orders WHERE cert_name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        let result = sqlx::query("DELETE FROM certs WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        found(result.rows_affected(), name)?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Maps constraint violations of an insert or update of `cert`.
+fn write_error(err: sqlx::Error, cert: &CertRecord) -> Error {
+    if is_unique_violation(&err) {
+        Error::AlreadyExists {
+            what: WHAT,
+            name: cert.name.clone(),
+        }
+    } else if is_foreign_key_violation(&err) {
+        // The only foreign key of `certs` is the account.
+        Error::NotFound {
+            what: "account",
+            name: cert.account_name.clone(),
+        }
+    } else {
+        err.into()
+    }
+}
+
+fn found(rows: u64, name: &str) -> Result<(), Error> {
+    if rows == 0 {
+        Err(Error::NotFound {
+            what: WHAT,
+            name: name.to_owned(),
+        })
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,416 @@
+//! certhub storage: the data directory's SQLite database, with secrets encrypted at rest.
+//!
+//! [`Store::open`] prepares a data directory: it creates the directory (mode 0700) when
+//! missing, loads or creates the master key ([`crypto`]), opens `certhub.db` in WAL mode with
+//! foreign keys enforced and a busy timeout, and applies the embedded migrations.
+//!
+//! Secret columns (account keys, certificate keys, challenge configurations holding DNS
+//! credentials, presented challenge specs) are sealed with envelope encryption before they
+//! reach the database and opened on read; a blob that fails to open yields
+//! [`Error::Crypto`] naming the table, row and column.
+//!
+//! The SQL is kept portable (`$1` placeholders, BIGINT epoch milliseconds, no SQLite-only
+//! statements outside [`Store::open`] and the write-transaction helper) so that a PostgreSQL
+//! backend can share it.
+//!
+//! Contract for callers: every method is atomic on its own; methods that touch several rows
+//! ([`Store::complete_order`], [`Store::delete_cert`], the inserts of rows with generated ids)
+//! run in one transaction. Several [`Store`] handles, also in other processes, may use one data
+//! directory at once. Cancelling a method's future rolls back whatever it had not committed.
+
+mod account;
+mod cert;
+pub mod crypto;
+mod issued;
+mod order;
+
+use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
+
+pub use account::AccountRecord;
+pub use cert::CertRecord;
+pub use crypto::MasterKey;
+pub use issued::IssuedRecord;
+pub use order::{OrderRecord, PresentedRecord};
+
+/// The database file's name inside the data directory.
+pub const DATABASE_FILE: &str = "certhub.db";
+
+/// The lock file that serialises master key creation and migrations between processes.
+const LOCK_FILE: &str = "certhub.lock";
+
+/// How long a writer waits for another writer's lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long [`Store::open`] waits for another process that is setting up the same directory.
+const SETUP_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a caller waits for a pooled connection.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connections per [`Store`]: WAL lets readers run beside the one writer.
+const MAX_CONNECTIONS: u32 = 4;
+
+/// The master key check's row in `meta`.
+const KEY_CHECK_NAME: &str = "master_key_check";
+const KEY_CHECK_VALUE: &[u8] = b"certhub master key check";
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The named row does not exist.
+    #[error("{what} {name:?} was not found")]
+    NotFound {
+        /// What kind of thing, e.g. "account".
+        what: &'static str,
+        /// Its name or id.
+        name: String,
+    },
+    /// A row with this name already exists.
+    #[error("{what} {name:?} already exists")]
+    AlreadyExists {
+        /// What kind of thing, e.g. "account".
+        what: &'static str,
+        /// Its name or id.
+        name: String,
+    },
+    /// The row cannot be deleted while other rows refer to it.
+    #[error("{what} {name:?} cannot be deleted while {by} refer to it")]
+    InUse {
+        /// What kind of thing, e.g. "account".
+        what: &'static str,
+        /// Its name or id.
+        name: String,
+        /// What still refers to it, e.g. "managed certificates".
+        by: &'static str,
+    },
+    /// The values given contradict what is stored.
+    #[error("{what} {name:?} cannot be stored: {reason}")]
+    Invalid {
+        /// What kind of thing, e.g. "issued certificate".
+        what: &'static str,
+        /// Its name or id.
+        name: String,
+        /// Why not.
+        reason: String,
+    },
+    /// The database failed.
+    #[error("database operation failed: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying the schema migrations failed.
+    #[error("migrating the database schema failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Encryption, decryption or the master key failed.
+    #[error(transparent)]
+    Crypto {
+        /// The cause.
+        #[from]
+        source: crypto::Error,
+    },
+    /// A file or directory operation failed.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        /// What was being done, e.g. "create the data directory".
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A stored JSON column does not parse.
+    #[error("the stored {column} of {table} row {row:?} is not valid JSON: {source}")]
+    Json {
+        /// The table.
+        table: &'static str,
+        /// The row's key.
+        row: String,
+        /// The column.
+        column: &'static str,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Another process kept the data directory's setup lock too long.
+    #[error("timed out after {}s waiting for the lock on {path}", .waited.as_secs())]
+    LockTimeout {
+        /// The lock file.
+        path: PathBuf,
+        /// How long we waited.
+        waited: Duration,
+    },
+}
+
+/// The data directory's database. Cloning is cheap: clones share one connection pool and the
+/// master key.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+    key: Arc<MasterKey>,
+}
+
+impl Store {
+    /// Opens (and on first use creates) the store in `data_dir`, taking the master key from
+    /// [`crypto::MASTER_KEY_ENV`] when set, otherwise from `data_dir/master.key`, which is
+    /// created with mode 0600 when missing.
+    pub async fn open(data_dir: &Path) -> Result<Store, Error> {
+        Self::open_inner(data_dir, None).await
+    }
+
+    /// Opens (and on first use creates) the store in `data_dir` with the given master key; the
+    /// environment and the key file are not consulted.
+    pub async fn open_with_master_key(data_dir: &Path, key: MasterKey) -> Result<Store, Error> {
+        Self::open_inner(data_dir, Some(key)).await
+    }
+
+    async fn open_inner(data_dir: &Path, key: Option<MasterKey>) -> Result<Store, Error> {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(|source| Error::Io {
+                action: "create the data directory",
+                path: data_dir.to_owned(),
+                source,
+            })?;
+
+        // Held until setup is done, so concurrent openers never race on migrations.
+        let _lock = setup_lock(&data_dir.join(LOCK_FILE)).await?;
+
+        let key = match key {
+            Some(key) => key,
+            None => MasterKey::from_env_or_file(data_dir)?,
+        };
+
+        let db_path = data_dir.join(DATABASE_FILE);
+        // Create the file private before SQLite does it with the umask's mode; SQLite gives
+        // its -wal and -shm files the same mode.
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&db_path)
+        {
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(Error::Io {
+                    action: "create the database file",
+                    path: db_path,
+                    source,
+                });
+            }
+        }
+
+        let options = SqliteConnectOptions::new()
+            .filename(&db_path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+
+        let store = Store {
+            pool,
+            key: Arc::new(key),
+        };
+        store.check_master_key().await?;
+        Ok(store)
+    }
+
+    /// Stores a sealed check value on first use, and verifies on every later open that the
+    /// master key still opens it, so a wrong key fails at start, not at the first secret.
+    async fn check_master_key(&self) -> Result<(), Error> {
+        let binding = crypto::Binding::new("meta", KEY_CHECK_NAME, "value");
+        let sealed = self.key.seal(&binding, KEY_CHECK_VALUE)?;
+        sqlx::query("INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(KEY_CHECK_NAME)
+            .bind(sealed)
+            .execute(&self.pool)
+            .await?;
+        let stored: Vec<u8> = sqlx::query_scalar("SELECT value FROM meta WHERE name = $1")
+            .bind(KEY_CHECK_NAME)
+            .fetch_one(&self.pool)
+            .await?;
+        match self.key.open(&binding, &stored) {
+            Ok(value) if value.as_slice() == KEY_CHECK_VALUE => Ok(()),
+            _ => Err(crypto::Error::WrongMasterKey.into()),
+        }
+    }
+
+    /// Closes the connection pool, waiting for running queries; every clone is closed too.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Begins a transaction that takes the write lock at once. SQLite's deferred transactions
+    /// may fail with "database is locked" without waiting when they upgrade from reading to
+    /// writing; an immediate one waits for the busy timeout instead.
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, Error> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    fn seal(
+        &self,
+        table: &str,
+        row: &str,
+        column: &str,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        Ok(self
+            .key
+            .seal(&crypto::Binding::new(table, row, column), plaintext)?)
+    }
+
+    fn open_blob(
+        &self,
+        table: &str,
+        row: &str,
+        column: &str,
+        blob: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
+        Ok(self
+            .key
+            .open(&crypto::Binding::new(table, row, column), blob)?)
+    }
+
+    /// Seals a JSON value.
+    fn seal_json(
+        &self,
+        table: &'static str,
+        row: &str,
+        column: &'static str,
+        value: &serde_json::Value,
+    ) -> Result<Vec<u8>, Error> {
+        let text = zeroize::Zeroizing::new(to_json(table, row, column, value)?.into_bytes());
+        self.seal(table, row, column, &text)
+    }
+
+    /// Opens a sealed JSON value.
+    fn open_json(
+        &self,
+        table: &'static str,
+        row: &str,
+        column: &'static str,
+        blob: &[u8],
+    ) -> Result<serde_json::Value, Error> {
+        let plain = self.open_blob(table, row, column, blob)?;
+        serde_json::from_slice(&plain).map_err(|source| Error::Json {
+            table,
+            row: row.to_owned(),
+            column,
+            source,
+        })
+    }
+}
+
+/// Takes the exclusive lock on `path`, polling until [`SETUP_LOCK_TIMEOUT`].
+async fn setup_lock(path: &Path) -> Result<File, Error> {
+    let io_err = |source| Error::Io {
+        action: "lock",
+        path: path.to_owned(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err)?;
+    let started = Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(TryLockError::WouldBlock) => {
+                if started.elapsed() >= SETUP_LOCK_TIMEOUT {
+                    return Err(Error::LockTimeout {
+                        path: path.to_owned(),
+                        waited: started.elapsed(),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(TryLockError::Error(source)) => return Err(io_err(source)),
+        }
+    }
+}
+
+/// The current time in epoch milliseconds.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Serialises a JSON value for a TEXT column.
+fn to_json(
+    table: &'static str,
+    row: &str,
+    column: &'static str,
+    value: &serde_json::Value,
+) -> Result<String, Error> {
+    serde_json::to_string(value).map_err(|source| Error::Json {
+        table,
+        row: row.to_owned(),
+        column,
+        source,
+    })
+}
+
+/// Parses a JSON TEXT column.
+fn from_json(
+    table: &'static str,
+    row: &str,
+    column: &'static str,
+    text: &str,
+) -> Result<serde_json::Value, Error> {
+    serde_json::from_str(text).map_err(|source| Error::Json {
+        table,
+        row: row.to_owned(),
+        column,
+        source,
+    })
+}
+
+/// The kind of constraint a database error violated, if any.
+fn violation(err: &sqlx::Error) -> Option<sqlx::error::ErrorKind> {
+    match err {
+        sqlx::Error::Database(db) => Some(db.kind()),
+        _ => None,
+    }
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(
+        violation(err),
+        Some(sqlx::error::ErrorKind::UniqueViolation)
+    )
+}
+
+fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
+    matches!(
+        violation(err),
+        Some(sqlx::error::ErrorKind::ForeignKeyViolation)
+    )
+}

@@ -1,0 +1,1083 @@
+//! The store against real SQLite files in temporary directories.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use certhub_store::crypto::{self, MASTER_KEY_FILE, MasterKey};
+use certhub_store::{
+    AccountRecord, CertRecord, DATABASE_FILE, Error, IssuedRecord, OrderRecord, Store,
+};
+use serde_json::json;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+use zeroize::Zeroizing;
+
+const ACCOUNT_KEY: &[u8] = b"ACCOUNT-KEY-PLAINTEXT-7f3a9c1e5b2d8f4a6c0e1b3d5f7a9c2e";
+const ROLLED_KEY: &[u8] = b"ROLLED-ACCOUNT-KEY-PLAINTEXT-0d9e8f7a6b5c4d3e2f1a0b9c";
+const ORDER_KEY: &[u8] = b"ORDER-CERT-KEY-PLAINTEXT-a1b2c3d4e5f60718293a4b5c6d7e";
+const ISSUED_KEY: &[u8] = b"ISSUED-CERT-KEY-PLAINTEXT-1029384756abcdefedcba6574839";
+const DNS_SECRET: &str = "TSIG-SECRET-c2VjcmV0LXRzaWcta2V5LWZvci10ZXN0cw";
+const SPEC_SECRET: &str = "SPEC-SECRET-bG9uZy1saXZlZC1hcGktdG9rZW4tdmFsdWU";
+const DIRECTORY_URL: &str = "https://acme.example.test/directory-marker";
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("create a temporary directory")
+}
+
+fn account(name: &str) -> AccountRecord {
+    AccountRecord {
+        name: name.to_owned(),
+        directory_url: DIRECTORY_URL.to_owned(),
+        ca_bundle_pem: Some(
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
+        ),
+        email: Some("admin@example.test".into()),
+        key_type: "ES256".into(),
+        key_pkcs8: Zeroizing::new(ACCOUNT_KEY.to_vec()),
+        account_url: None,
+        status: "valid".into(),
+        eab_kid: Some("kid-1".into()),
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+fn cert(name: &str, account_name: &str) -> CertRecord {
+    CertRecord {
+        name: name.to_owned(),
+        account_name: account_name.to_owned(),
+        identifiers: json!([{"type": "dns", "value": "www.example.test"}]),
+        key_type: "ecdsa-p256".into(),
+        reuse_key: false,
+        csr_pem: None,
+        profile: Some("shortlived".into()),
+        preferred_chain: None,
+        challenges: json!({
+            "dns-01": {"provider": "rfc2136", "server": "127.0.0.1:53",
+                       "tsig_name": "certhub.", "tsig_secret": DNS_SECRET}
+        }),
+        state: "pending".into(),
+        last_error: None,
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+fn issued(cert_name: &str, serial: &str) -> IssuedRecord {
+    IssuedRecord {
+        id: 0,
+        cert_name: cert_name.to_owned(),
+        order_id: None,
+        serial_hex: serial.to_owned(),
+        issuer: "CN=Test CA".into(),
+        sans: json!(["www.example.test"]),
+        not_before: 1_700_000_000,
+        not_after: 1_707_776_000,
+        chain_pem: "-----BEGIN CERTIFICATE-----\nLEAF\n-----END CERTIFICATE-----\n".into(),
+        key_type: "ecdsa-p256".into(),
+        key_pkcs8: Zeroizing::new(ISSUED_KEY.to_vec()),
+        revoked_at: None,
+        revocation_reason: None,
+        created_at: 0,
+    }
+}
+
+async fn open(dir: &Path) -> Store {
+    Store::open(dir).await.expect("open the store")
+}
+
+/// A second, raw connection to the database file, for looking behind the store's back.
+async fn raw(dir: &Path) -> SqlitePool {
+    let options = SqliteConnectOptions::new()
+        .filename(dir.join(DATABASE_FILE))
+        .busy_timeout(Duration::from_secs(10));
+    SqlitePool::connect_with(options)
+        .await
+        .expect("open a raw connection")
+}
+
+/// Every byte SQLite keeps for the database: the main file, the WAL and the shared memory.
+fn database_bytes(dir: &Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for entry in fs::read_dir(dir).expect("list the data directory") {
+        let path = entry.expect("directory entry").path();
+        let name = path.file_name().and_then(OsStr::to_str).unwrap_or_default();
+        if name.starts_with(DATABASE_FILE) {
+            bytes.extend(fs::read(&path).expect("read a database file"));
+        }
+    }
+    bytes
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path).expect("stat").permissions().mode() & 0o777
+}
+
+fn assert_not_found(result: Result<impl std::fmt::Debug, Error>, what: &str, name: &str) {
+    match result {
+        Err(Error::NotFound { what: w, name: n }) if w == what && n == name => {}
+        other => panic!("expected NotFound {{ {what}, {name} }}, got {other:?}"),
+    }
+}
+
+fn assert_already_exists(result: Result<impl std::fmt::Debug, Error>, what: &str, name: &str) {
+    match result {
+        Err(Error::AlreadyExists { what: w, name: n }) if w == what && n == name => {}
+        other => panic!("expected AlreadyExists {{ {what}, {name} }}, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn accounts_round_trip() {
+    let dir = tempdir();
+    let store = open(dir.path()).await;
+
+    store
+        .insert_account(&account("zeta"))
+        .await
+        .expect("insert");
+    store
+        .insert_account(&account("alpha"))
+        .await
+        .expect("insert");
+    assert_already_exists(
+        store.insert_account(&account("alpha")).await,
+        "account",
+        "alpha",
+    );
+
+    let got = store
+        .account("alpha")
+        .await
+        .expect("read")
+        .expect("present");
+    let mut want = account("alpha");
+    want.created_at = got.created_at;
+    want.updated_at = got.updated_at;
+    assert_eq!(got, want);
+    assert!(got.created_at > 1_600_000_000_000, "epoch milliseconds");
+    assert!(store.account("missing").await.expect("read").is_none());
+
+    let names: Vec<_> = store
+        .accounts()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    assert_eq!(names, ["alpha", "zeta"]);
+
+    store
+        .set_account_url("alpha", "https://acme.example.test/acct/1")
+        .await
+        .expect("set url");
+    store
+        .set_account_key("alpha", "ES384", ROLLED_KEY)
+        .await
+        .expect("set key");
+    store
+        .set_account_status("alpha", "deactivated")
+        .await
+        .expect("set status");
+    store
+        .set_account_email("alpha", None)
+        .await
+        .expect("set email");
+    let got = store
+        .account("alpha")
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(
+        got.account_url.as_deref(),
+        Some("https://acme.example.test/acct/1")
+    );
+    assert_eq!(got.key_type, "ES384");
+    assert_eq!(got.key_pkcs8.as_slice(), ROLLED_KEY);
+    assert_eq!(got.status, "deactivated");
+    assert_eq!(got.email, None);
+    assert!(got.updated_at >= got.created_at);
+
+    assert_not_found(
+        store.set_account_url("missing", "u").await,
+        "account",
+        "missing",
+    );
+    assert_not_found(
+        store.set_account_key("missing", "ES256", ACCOUNT_KEY).await,
+        "account",
+        "missing",
+    );
+    assert_not_found(
+        store.set_account_status("missing", "x").await,
+        "account",
+        "missing",
+    );
+    assert_not_found(
+        store.set_account_email("missing", None).await,
+        "account",
+        "missing",
+    );
+    assert_not_found(store.delete_account("missing").await, "account", "missing");
+
+    store
+        .insert_cert(&cert("www", "zeta"))
+        .await
+        .expect("insert cert");
+    match store.delete_account("zeta").await {
+        Err(Error::InUse {
+            what: "account",
+            name,
+            ..
+        }) if name == "zeta" => {}
+        other => panic!("expected InUse, got {other:?}"),
+    }
+    store.delete_account("alpha").await.expect("delete");
+    assert!(store.account("alpha").await.expect("read").is_none());
+}
+
+#[tokio::test]
+async fn certs_round_trip() {
+    let dir = tempdir();
+    let store = open(dir.path()).await;
+
+    assert_not_found(
+        store.insert_cert(&cert("www", "acme")).await,
+        "account",
+        "acme",
+    );
+    store
+        .insert_account(&account("acme"))
+        .await
+        .expect("insert account");
+    store
+        .insert_account(&account("other"))
+        .await
+        .expect("insert account");
+    store
+        .insert_cert(&cert("www", "acme"))
+        .await
+        .expect("insert cert");
+    store
+        .insert_cert(&cert("api", "acme"))
+        .await
+        .expect("insert cert");
+    assert_already_exists(
+        store.insert_cert(&cert("www", "acme")).await,
+        "managed certificate",
+        "www",
+    );
+
+    let got = store.cert("www").await.expect("read").expect("present");
+    let mut want = cert("www", "acme");
+    want.created_at = got.created_at;
+    want.updated_at = got.updated_at;
+    assert_eq!(got, want);
+    assert!(store.cert("missing").await.expect("read").is_none());
+    let names: Vec<_> = store
+        .certs()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["api", "www"]);
+
+    let mut changed = got.clone();
+    changed.account_name = "other".into();
+    changed.identifiers = json!([{"type": "dns", "value": "*.example.test"}]);
+    changed.key_type = "rsa-2048".into();
+    changed.reuse_key = true;
+    changed.csr_pem = Some("-----BEGIN CERTIFICATE REQUEST-----\n".into());
+    changed.profile = None;
+    changed.preferred_chain = Some("Root X2".into());
+    changed.challenges = json!({"http-01": {"webroot": "/srv/www"}});
+    changed.state = "failing".into();
+    changed.last_error = Some("rate limited".into());
+    store.update_cert(&changed).await.expect("update");
+    let got = store.cert("www").await.expect("read").expect("present");
+    changed.updated_at = got.updated_at;
+    assert_eq!(got, changed);
+
+    let mut unknown_account = changed.clone();
+    unknown_account.account_name = "nobody".into();
+    assert_not_found(
+        store.update_cert(&unknown_account).await,
+        "account",
+        "nobody",
+    );
+    assert_not_found(
+        store.update_cert(&cert("missing", "acme")).await,
+        "managed certificate",
+        "missing",
+    );
+
+    store
+        .set_cert_state("www", "valid", None)
+        .await
+        .expect("set state");
+    let got = store.cert("www").await.expect("read").expect("present");
+    assert_eq!((got.state.as_str(), got.last_error), ("valid", None));
+    store
+        .set_cert_state("www", "failing", Some("timeout"))
+        .await
+        .expect("set state");
+    let got = store.cert("www").await.expect("read").expect("present");
+    assert_eq!(got.last_error.as_deref(), Some("timeout"));
+    assert_not_found(
+        store.set_cert_state("missing", "valid", None).await,
+        "managed certificate",
+        "missing",
+    );
+
+    store.delete_cert("api").await.expect("delete");
+    assert!(store.cert("api").await.expect("read").is_none());
+    assert_not_found(store.delete_cert("api").await, "managed certificate", "api");
+}
+
+#[tokio::test]
+async fn orders_and_presented_round_trip() {
+    let dir = tempdir();
+    let store = open(dir.path()).await;
+    store
+        .insert_account(&account("acme"))
+        .await
+        .expect("insert account");
+    store
+        .insert_cert(&cert("www", "acme"))
+        .await
+        .expect("insert cert");
+
+    assert_not_found(
+        store.create_order("missing", "acme").await,
+        "managed certificate",
+        "missing",
+    );
+    assert_not_found(
+        store.create_order("www", "missing").await,
+        "account",
+        "missing",
+    );
+
+    let first = store.create_order("www", "acme").await.expect("create");
+    assert_eq!(first.status, "new");
+    assert_eq!(first.cert_name, "www");
+    assert_eq!(first.account_name, "acme");
+    assert_eq!(first.key_pkcs8, None);
+    assert_eq!(
+        store.open_order("www").await.expect("open order"),
+        Some(first.clone())
+    );
+
+    store
+        .set_order_url(first.id, "https://acme.example.test/order/1")
+        .await
+        .expect("set url");
+    store
+        .set_order_key(first.id, "ecdsa-p256", ORDER_KEY, Some(b"CSR-DER"))
+        .await
+        .expect("set key");
+    store
+        .set_order_status(first.id, "pending", None)
+        .await
+        .expect("set status");
+    let got = store.order(first.id).await.expect("read").expect("present");
+    assert_eq!(
+        got,
+        OrderRecord {
+            order_url: Some("https://acme.example.test/order/1".into()),
+            status: "pending".into(),
+            key_pkcs8: Some(Zeroizing::new(ORDER_KEY.to_vec())),
+            key_type: Some("ecdsa-p256".into()),
+            csr_der: Some(b"CSR-DER".to_vec()),
+            updated_at: got.updated_at,
+            ..first.clone()
+        }
+    );
+
+    // Records of presented challenges.
+    let spec = json!({"provider": "rfc2136", "tsig_secret": SPEC_SECRET});
+    let challenge = json!({"type": "dns-01", "token": "tok-1", "url": "https://acme/chall/1"});
+    let p1 = store
+        .record_presented(first.id, &spec, &challenge)
+        .await
+        .expect("record");
+    let p2 = store
+        .record_presented(
+            first.id,
+            &json!({"webroot": "/srv"}),
+            &json!({"type": "http-01"}),
+        )
+        .await
+        .expect("record");
+    assert_not_found(
+        store.record_presented(9999, &spec, &challenge).await,
+        "order",
+        "9999",
+    );
+    let listed = store.presented_for(first.id).await.expect("list");
+    assert_eq!(listed.iter().map(|p| p.id).collect::<Vec<_>>(), [p1, p2]);
+    assert_eq!(listed[0].order_id, first.id);
+    assert_eq!(listed[0].spec, spec);
+    assert_eq!(listed[0].challenge, challenge);
+    assert!(!format!("{:?}", listed[0]).contains(SPEC_SECRET));
+    assert_eq!(store.presented_all().await.expect("list all"), listed);
+
+    match store.delete_cert("www").await {
+        Err(Error::InUse { name, .. }) if name == "www" => {}
+        other => panic!("expected InUse while challenges await cleanup, got {other:?}"),
+    }
+
+    store.remove_presented(p1).await.expect("remove");
+    assert_not_found(
+        store.remove_presented(p1).await,
+        "presented challenge",
+        &p1.to_string(),
+    );
+    let remaining = store.presented_all().await.expect("list all");
+    assert_eq!(remaining.iter().map(|p| p.id).collect::<Vec<_>>(), [p2]);
+    store.remove_presented(p2).await.expect("remove");
+
+    // A failed attempt ends; the next one becomes the open order.
+    store
+        .set_order_status(first.id, "invalid", Some("dns record not found"))
+        .await
+        .expect("set status");
+    assert_eq!(store.open_order("www").await.expect("open order"), None);
+    let second = store.create_order("www", "acme").await.expect("create");
+    assert!(second.id > first.id);
+    assert_eq!(
+        store
+            .open_order("www")
+            .await
+            .expect("open order")
+            .map(|o| o.id),
+        Some(second.id)
+    );
+    store
+        .set_order_status(second.id, "abandoned", None)
+        .await
+        .expect("set status");
+    assert_eq!(store.open_order("www").await.expect("open order"), None);
+
+    let all = store.orders_for("www").await.expect("list");
+    assert_eq!(
+        all.iter().map(|o| o.id).collect::<Vec<_>>(),
+        [second.id, first.id]
+    );
+    assert_eq!(all[1].error.as_deref(), Some("dns record not found"));
+
+    assert_not_found(store.set_order_url(9999, "u").await, "order", "9999");
+    assert_not_found(
+        store.set_order_key(9999, "t", ORDER_KEY, None).await,
+        "order",
+        "9999",
+    );
+    assert_not_found(
+        store.set_order_status(9999, "valid", None).await,
+        "order",
+        "9999",
+    );
+
+    // Without presented challenges the certificate and its history can go.
+    store.delete_cert("www").await.expect("delete");
+    assert!(store.orders_for("www").await.expect("list").is_empty());
+}
+
+#[tokio::test]
+async fn issued_round_trip() {
+    let dir = tempdir();
+    let store = open(dir.path()).await;
+    store
+        .insert_account(&account("acme"))
+        .await
+        .expect("insert account");
+    store
+        .insert_cert(&cert("www", "acme"))
+        .await
+        .expect("insert cert");
+
+    assert_eq!(store.latest_issued("www").await.expect("latest"), None);
+    assert_not_found(
+        store.insert_issued(&issued("missing", "01")).await,
+        "managed certificate",
+        "missing",
+    );
+    let mut with_unknown_order = issued("www", "01");
+    with_unknown_order.order_id = Some(4242);
+    assert_not_found(
+        store.insert_issued(&with_unknown_order).await,
+        "order",
+        "4242",
+    );
+
+    let first = store
+        .insert_issued(&issued("www", "01"))
+        .await
+        .expect("insert");
+    let second = store
+        .insert_issued(&issued("www", "02"))
+        .await
+        .expect("insert");
+    let latest = store
+        .latest_issued("www")
+        .await
+        .expect("latest")
+        .expect("present");
+    let mut want = issued("www", "02");
+    want.id = second;
+    want.created_at = latest.created_at;
+    assert_eq!(latest, want);
+    assert!(!format!("{latest:?}").contains("ISSUED-CERT-KEY"));
+
+    let all = store.issued_for("www").await.expect("list");
+    assert_eq!(
+        all.iter().map(|i| i.id).collect::<Vec<_>>(),
+        [second, first]
+    );
+
+    store
+        .set_revoked(first, 1_710_000_000_000, Some(4))
+        .await
+        .expect("revoke");
+    let revoked = store.issued(first).await.expect("read").expect("present");
+    assert_eq!(revoked.revoked_at, Some(1_710_000_000_000));
+    assert_eq!(revoked.revocation_reason, Some(4));
+    assert_not_found(
+        store.set_revoked(9999, 1, None).await,
+        "issued certificate",
+        "9999",
+    );
+
+    // At most one issued certificate per order.
+    let order = store.create_order("www", "acme").await.expect("order");
+    let mut for_order = issued("www", "03");
+    for_order.order_id = Some(order.id);
+    store.insert_issued(&for_order).await.expect("insert");
+    assert_already_exists(
+        store.insert_issued(&for_order).await,
+        "issued certificate for order",
+        &order.id.to_string(),
+    );
+}
+
+#[tokio::test]
+async fn complete_order_stores_issued_order_and_state_together() {
+    let dir = tempdir();
+    let store = open(dir.path()).await;
+    store
+        .insert_account(&account("acme"))
+        .await
+        .expect("insert account");
+    store
+        .insert_cert(&cert("www", "acme"))
+        .await
+        .expect("insert cert");
+    store
+        .set_cert_state("www", "failing", Some("earlier failure"))
+        .await
+        .expect("set state");
+    let order = store.create_order("www", "acme").await.expect("order");
+    store
+        .set_order_status(order.id, "ready", None)
+        .await
+        .expect("status");
+
+    // Success: all three changes land.
+    let id = store
+        .complete_order(order.id, &issued("www", "0a"))
+        .await
+        .expect("complete");
+    let got = store.order(order.id).await.expect("read").expect("present");
+    assert_eq!(got.status, "valid");
+    let cert = store.cert("www").await.expect("read").expect("present");
+    assert_eq!((cert.state.as_str(), cert.last_error), ("valid", None));
+    let latest = store
+        .latest_issued("www")
+        .await
+        .expect("latest")
+        .expect("present");
+    assert_eq!((latest.id, latest.order_id), (id, Some(order.id)));
+    assert_eq!(latest.key_pkcs8.as_slice(), ISSUED_KEY);
+
+    // Failure half-way (the issued insert violates the one-per-order rule after the order's
+    // status was already updated in the transaction): nothing changes.
+    let second = store.create_order("www", "acme").await.expect("order");
+    store
+        .set_order_status(second.id, "processing", None)
+        .await
+        .expect("status");
+    store
+        .set_cert_state("www", "issuing", Some("in progress"))
+        .await
+        .expect("set state");
+    let mut taken = issued("www", "0b");
+    taken.order_id = Some(second.id);
+    let taken_id = store.insert_issued(&taken).await.expect("insert");
+    assert_already_exists(
+        store.complete_order(second.id, &issued("www", "0c")).await,
+        "issued certificate for order",
+        &second.id.to_string(),
+    );
+    let got = store
+        .order(second.id)
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(got.status, "processing");
+    let cert = store.cert("www").await.expect("read").expect("present");
+    assert_eq!(cert.state, "issuing");
+    assert_eq!(cert.last_error.as_deref(), Some("in progress"));
+    let ids: Vec<_> = store
+        .issued_for("www")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(ids, [taken_id, id]);
+
+    // The order must belong to the certificate named in the record.
+    store
+        .insert_cert(&cert_named("api"))
+        .await
+        .expect("insert cert");
+    let third = store.create_order("www", "acme").await.expect("order");
+    match store.complete_order(third.id, &issued("api", "0d")).await {
+        Err(Error::Invalid { .. }) => {}
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    assert_eq!(
+        store
+            .order(third.id)
+            .await
+            .expect("read")
+            .expect("present")
+            .status,
+        "new"
+    );
+    assert_not_found(
+        store.complete_order(9999, &issued("www", "0e")).await,
+        "order",
+        "9999",
+    );
+}
+
+fn cert_named(name: &str) -> CertRecord {
+    cert(name, "acme")
+}
+
+/// Fills a store with one row of every kind; returns the order id.
+async fn populate(store: &Store) -> i64 {
+    store
+        .insert_account(&account("acme"))
+        .await
+        .expect("insert account");
+    store
+        .insert_cert(&cert("www", "acme"))
+        .await
+        .expect("insert cert");
+    let order = store.create_order("www", "acme").await.expect("order");
+    store
+        .set_order_key(order.id, "ecdsa-p256", ORDER_KEY, Some(b"CSR"))
+        .await
+        .expect("order key");
+    store
+        .record_presented(
+            order.id,
+            &json!({"tsig_secret": SPEC_SECRET}),
+            &json!({"type": "dns-01"}),
+        )
+        .await
+        .expect("presented");
+    store
+        .complete_order(order.id, &issued("www", "01"))
+        .await
+        .expect("complete");
+    order.id
+}
+
+#[tokio::test]
+async fn secrets_are_encrypted_on_disk() {
+    let dir = tempdir();
+    let store = open(dir.path()).await;
+    populate(&store).await;
+
+    let bytes = database_bytes(dir.path());
+    // The scan sees the data: a non-secret value is there in clear.
+    assert!(
+        contains(&bytes, DIRECTORY_URL.as_bytes()),
+        "scan found no data"
+    );
+    for secret in [
+        ACCOUNT_KEY,
+        ORDER_KEY,
+        ISSUED_KEY,
+        DNS_SECRET.as_bytes(),
+        SPEC_SECRET.as_bytes(),
+    ] {
+        assert!(
+            !contains(&bytes, secret),
+            "{} found in clear on disk",
+            String::from_utf8_lossy(secret)
+        );
+    }
+
+    // The raw columns hold version-1 blobs, not the plaintext.
+    let raw = raw(dir.path()).await;
+    for (sql, secret) in [
+        ("SELECT key_pkcs8 FROM accounts", ACCOUNT_KEY),
+        ("SELECT challenges FROM certs", DNS_SECRET.as_bytes()),
+        ("SELECT key_pkcs8 FROM orders", ORDER_KEY),
+        ("SELECT spec FROM presented", SPEC_SECRET.as_bytes()),
+        ("SELECT key_pkcs8 FROM issued", ISSUED_KEY),
+    ] {
+        let blobs: Vec<Vec<u8>> = sqlx::query_scalar(sql)
+            .fetch_all(&raw)
+            .await
+            .expect("raw query");
+        assert!(!blobs.is_empty(), "{sql} returned nothing");
+        for blob in blobs {
+            assert_eq!(blob.first(), Some(&1), "{sql}: blob version");
+            assert!(!contains(&blob, secret), "{sql}: plaintext in the blob");
+        }
+    }
+    raw.close().await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn data_dir_and_master_key_are_created_private() {
+    let parent = tempdir();
+    let dir = parent.path().join("data");
+    let store = open(&dir).await;
+    assert_eq!(mode(&dir), 0o700, "data directory mode");
+    let key_path = dir.join(MASTER_KEY_FILE);
+    assert_eq!(mode(&key_path), 0o600, "master key mode");
+    assert_eq!(fs::read(&key_path).expect("read key").len(), 32);
+    assert_eq!(mode(&dir.join(DATABASE_FILE)), 0o600, "database mode");
+    // No temporary key files are left behind.
+    let leftovers: Vec<PathBuf> = fs::read_dir(&dir)
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "leftover files: {leftovers:?}");
+    // WAL mode is a property of the database file.
+    let raw = raw(&dir).await;
+    let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&raw)
+        .await
+        .expect("journal mode");
+    assert_eq!(journal, "wal");
+    raw.close().await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn blob_moved_to_another_row_fails_to_open() {
+    let dir = tempdir();
+    let store = open(dir.path()).await;
+    store.insert_account(&account("a")).await.expect("insert");
+    let mut b = account("b");
+    b.key_pkcs8 = Zeroizing::new(ROLLED_KEY.to_vec());
+    store.insert_account(&b).await.expect("insert");
+    store.insert_cert(&cert("c1", "a")).await.expect("insert");
+    store.insert_cert(&cert("c2", "a")).await.expect("insert");
+
+    let raw = raw(dir.path()).await;
+    sqlx::query(
+        "UPDATE accounts SET key_pkcs8 = (SELECT key_pkcs8 FROM accounts WHERE name = 'a') \
+         WHERE name = 'b'",
+    )
+    .execute(&raw)
+    .await
+    .expect("copy blob");
+    sqlx::query(
+        "UPDATE certs SET challenges = (SELECT challenges FROM certs WHERE name = 'c1') \
+         WHERE name = 'c2'",
+    )
+    .execute(&raw)
+    .await
+    .expect("copy blob");
+    raw.close().await;
+
+    let err = store
+        .account("b")
+        .await
+        .expect_err("moved blob must not open");
+    match &err {
+        Error::Crypto {
+            source: crypto::Error::Open { table, row, column },
+        } => assert_eq!(
+            (table.as_str(), row.as_str(), column.as_str()),
+            ("accounts", "b", "key_pkcs8")
+        ),
+        other => panic!("expected a crypto open error, got {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains("accounts") && message.contains("\"b\"") && message.contains("key_pkcs8")
+    );
+    assert!(!message.contains(String::from_utf8_lossy(ACCOUNT_KEY).as_ref()));
+    // The untouched row still opens.
+    assert!(store.account("a").await.expect("read").is_some());
+    assert!(
+        store.accounts().await.is_err(),
+        "listing includes the bad row"
+    );
+
+    let err = store
+        .cert("c2")
+        .await
+        .expect_err("moved blob must not open");
+    let message = err.to_string();
+    assert!(
+        message.contains("certs") && message.contains("\"c2\"") && message.contains("challenges")
+    );
+    assert!(!message.contains(DNS_SECRET));
+    assert!(store.cert("c1").await.expect("read").is_some());
+}
+
+#[tokio::test]
+async fn reopening_reads_everything_back() {
+    let dir = tempdir();
+    let store = open(dir.path()).await;
+    let order_id = populate(&store).await;
+    let before = (
+        store.accounts().await.expect("accounts"),
+        store.certs().await.expect("certs"),
+        store.orders_for("www").await.expect("orders"),
+        store.presented_all().await.expect("presented"),
+        store.issued_for("www").await.expect("issued"),
+    );
+    store.close().await;
+    drop(store);
+
+    let store = open(dir.path()).await;
+    let after = (
+        store.accounts().await.expect("accounts"),
+        store.certs().await.expect("certs"),
+        store.orders_for("www").await.expect("orders"),
+        store.presented_all().await.expect("presented"),
+        store.issued_for("www").await.expect("issued"),
+    );
+    assert_eq!(before, after);
+    assert_eq!(after.0[0].key_pkcs8.as_slice(), ACCOUNT_KEY);
+    assert_eq!(after.1[0].challenges["dns-01"]["tsig_secret"], DNS_SECRET);
+    assert_eq!(after.2[0].id, order_id);
+    assert_eq!(after.2[0].status, "valid");
+    assert_eq!(
+        after.2[0].key_pkcs8.as_deref().map(Vec::as_slice),
+        Some(ORDER_KEY)
+    );
+    assert_eq!(after.3[0].spec["tsig_secret"], SPEC_SECRET);
+    assert_eq!(after.4[0].key_pkcs8.as_slice(), ISSUED_KEY);
+}
+
+#[tokio::test]
+async fn insecure_or_malformed_key_files_are_refused() {
+    for (mode_bits, content_len) in [
+        (0o640, 32),
+        (0o604, 32),
+        (0o660, 32),
+        (0o600, 31),
+        (0o600, 33),
+    ] {
+        let dir = tempdir();
+        let key_path = dir.path().join(MASTER_KEY_FILE);
+        fs::write(&key_path, vec![7u8; content_len]).expect("write key");
+        fs::set_permissions(&key_path, fs::Permissions::from_mode(mode_bits)).expect("chmod");
+        let err = Store::open(dir.path())
+            .await
+            .expect_err("the key file must be refused");
+        match (&err, content_len) {
+            (
+                Error::Crypto {
+                    source: crypto::Error::InsecureKeyFile { mode, .. },
+                },
+                32,
+            ) => assert_eq!(*mode, mode_bits),
+            (
+                Error::Crypto {
+                    source: crypto::Error::KeyLength { len, .. },
+                },
+                _,
+            ) => assert_eq!(*len, content_len),
+            _ => panic!("mode {mode_bits:o}, {content_len} bytes: unexpected {err:?}"),
+        }
+        let message = err.to_string();
+        assert!(message.contains(MASTER_KEY_FILE), "{message}");
+        // Nothing was left half-created.
+        assert!(!dir.path().join(DATABASE_FILE).exists());
+    }
+}
+
+#[tokio::test]
+async fn wrong_master_key_is_refused_at_open() {
+    let dir = tempdir();
+    let key_a = base64::engine::general_purpose::STANDARD.encode([1u8; 32]);
+    let key_b = base64::engine::general_purpose::STANDARD.encode([2u8; 32]);
+    let store =
+        Store::open_with_master_key(dir.path(), MasterKey::from_base64(&key_a).expect("key a"))
+            .await
+            .expect("open with key a");
+    store
+        .insert_account(&account("acme"))
+        .await
+        .expect("insert");
+    store.close().await;
+
+    match Store::open_with_master_key(dir.path(), MasterKey::from_base64(&key_b).expect("key b"))
+        .await
+    {
+        Err(Error::Crypto {
+            source: crypto::Error::WrongMasterKey,
+        }) => {}
+        other => panic!("expected WrongMasterKey, got {other:?}"),
+    }
+    let store =
+        Store::open_with_master_key(dir.path(), MasterKey::from_base64(&key_a).expect("key a"))
+            .await
+            .expect("reopen with key a");
+    let got = store.account("acme").await.expect("read").expect("present");
+    assert_eq!(got.key_pkcs8.as_slice(), ACCOUNT_KEY);
+}
+
+#[tokio::test]
+async fn environment_master_key_takes_precedence_over_the_file() {
+    let dir = tempdir();
+    let b64 = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+    // With the variable set, no key file is read or created.
+    let from_env = MasterKey::resolve(dir.path(), Some(OsStr::new(&b64))).expect("env key");
+    assert!(!dir.path().join(MASTER_KEY_FILE).exists());
+    let binding = crypto::Binding::new("accounts", "acme", "key_pkcs8");
+    let blob = from_env.seal(&binding, ACCOUNT_KEY).expect("seal");
+    let same = MasterKey::from_bytes(&[9u8; 32]).expect("raw key");
+    assert_eq!(
+        same.open(&binding, &blob).expect("open").as_slice(),
+        ACCOUNT_KEY
+    );
+
+    // Even a bad key file is ignored when the variable is set.
+    fs::write(dir.path().join(MASTER_KEY_FILE), b"short").expect("write");
+    fs::set_permissions(
+        dir.path().join(MASTER_KEY_FILE),
+        fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    assert!(MasterKey::resolve(dir.path(), Some(OsStr::new(&b64))).is_ok());
+    assert!(MasterKey::resolve(dir.path(), None).is_err());
+
+    // A malformed variable names itself.
+    let err = MasterKey::resolve(dir.path(), Some(OsStr::new("AAAA"))).expect_err("too short");
+    assert!(err.to_string().contains(crypto::MASTER_KEY_ENV), "{err}");
+    let err =
+        MasterKey::resolve(dir.path(), Some(OsStr::new("not base64!"))).expect_err("not base64");
+    assert!(err.to_string().contains(crypto::MASTER_KEY_ENV), "{err}");
+
+    // Without the variable the file is created, then reused.
+    let fresh = tempdir();
+    let first = MasterKey::resolve(fresh.path(), None).expect("create");
+    let blob = first.seal(&binding, ACCOUNT_KEY).expect("seal");
+    let second = MasterKey::resolve(fresh.path(), None).expect("load");
+    assert_eq!(
+        second.open(&binding, &blob).expect("open").as_slice(),
+        ACCOUNT_KEY
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_handles_open_and_write_concurrently() {
+    let dir = tempdir();
+    // Both open a fresh directory at the same time: one creates the key and the schema.
+    let (a, b) = tokio::join!(Store::open(dir.path()), Store::open(dir.path()));
+    let a = a.expect("open a");
+    let b = b.expect("open b");
+
+    a.insert_account(&account("acme"))
+        .await
+        .expect("insert via a");
+    assert_eq!(
+        b.account("acme")
+            .await
+            .expect("read via b")
+            .expect("present")
+            .key_pkcs8
+            .as_slice(),
+        ACCOUNT_KEY
+    );
+
+    let writer = |store: Store, prefix: &'static str| async move {
+        for i in 0..20 {
+            let name = format!("{prefix}{i}");
+            store
+                .insert_cert(&cert(&name, "acme"))
+                .await
+                .expect("insert cert");
+            let order = store.create_order(&name, "acme").await.expect("order");
+            store
+                .complete_order(order.id, &issued(&name, &format!("{i:02x}")))
+                .await
+                .expect("complete");
+        }
+    };
+    let (ra, rb) = tokio::join!(
+        tokio::spawn(writer(a.clone(), "a-")),
+        tokio::spawn(writer(b.clone(), "b-"))
+    );
+    ra.expect("writer a");
+    rb.expect("writer b");
+
+    assert_eq!(a.certs().await.expect("list").len(), 40);
+    assert_eq!(b.certs().await.expect("list").len(), 40);
+    for store in [&a, &b] {
+        for name in ["a-19", "b-19"] {
+            let c = store.cert(name).await.expect("read").expect("present");
+            assert_eq!(c.state, "valid");
+            assert!(store.latest_issued(name).await.expect("latest").is_some());
+        }
+    }
+}
+
+#[tokio::test]
+async fn debug_output_redacts_secrets() {
+    let rendered = format!(
+        "{:?} {:?} {:?}",
+        account("acme"),
+        cert("www", "acme"),
+        issued("www", "01")
+    );
+    for secret in [
+        String::from_utf8_lossy(ACCOUNT_KEY).into_owned(),
+        DNS_SECRET.to_owned(),
+        String::from_utf8_lossy(ISSUED_KEY).into_owned(),
+    ] {
+        assert!(!rendered.contains(&secret), "{secret} in {rendered}");
+    }
+    let dir = tempdir();
+    let store = open(dir.path()).await;
+    store
+        .insert_account(&account("acme"))
+        .await
+        .expect("insert");
+    store
+        .insert_cert(&cert("www", "acme"))
+        .await
+        .expect("insert");
+    let order = store.create_order("www", "acme").await.expect("order");
+    store
+        .set_order_key(order.id, "ecdsa-p256", ORDER_KEY, None)
+        .await
+        .expect("key");
+    let order = store.order(order.id).await.expect("read").expect("present");
+    assert!(!format!("{order:?}").contains("ORDER-CERT-KEY"));
+    assert!(format!("{store:?}").contains("MasterKey(<redacted>)"));
+}
