@@ -1,0 +1,1 @@
+//! BIND 9 harness.

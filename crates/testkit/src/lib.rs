@@ -1,0 +1,64 @@
+//! Test support: real Pebble and BIND 9 started as child processes on free loopback ports,
+//! and helpers to wait for conditions without fixed sleeps.
+
+pub mod bind;
+pub mod pebble;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("the loopback interface can bind an ephemeral port")
+}
+
+/// Polls `f` with backoff (10 ms up to 500 ms) until it returns `Some`, or panics naming
+/// `what` after `deadline`.
+pub async fn wait_until<T, F, Fut>(what: &str, deadline: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(10);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if start.elapsed() > deadline {
+            panic!("gave up after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// The path of a tool the tests need, or a panic naming the install step.
+pub fn require_tool(name: &str, install_hint: &str) -> PathBuf {
+    let dirs = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    dirs.into_iter()
+        .chain([
+            PathBuf::from("/usr/sbin"),
+            PathBuf::from("/usr/bin"),
+            PathBuf::from("/sbin"),
+        ])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} not found: {install_hint}"))
+}
+
+/// Is the process gone (exited, or a zombie nobody has reaped yet)?
+pub fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X"),
+    }
+}
