@@ -1,0 +1,121 @@
+//! dns-01 through the callback channel: certhub POSTs signed JSON events to the user's URL,
+//! and whoever receives them publishes and removes the record.
+//!
+//! ```json
+//! { "event_type": "cert_domain_validation_required",
+//!   "event_id": "…", "timestamp": 1700000000000,
+//!   "domain": "example.com", "domain_validation_method": "dns-01",
+//!   "challenge": { "txt_record_name": "_acme-challenge.example.com",
+//!                  "txt_record_val": "…" } }
+//! ```
+//!
+//! Headers: `X-Certhub-Signature: sha256=HEX`, the HMAC-SHA256 of the raw body under the
+//! shared secret, and `X-Certhub-Timestamp` (unix milliseconds, also in the body). After
+//! `cert_domain_validation_required`, certhub waits (10 minutes by default) until the record
+//! is visible on every authoritative server; after validation it sends
+//! `cert_domain_validation_completed` with the same challenge, so the record can go.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use certhub_core::{PendingChallenge, Secret, Solver, SolverError};
+use serde_json::json;
+
+use super::propagation::PropagationChecker;
+use super::{record_name, txt_value};
+
+/// How long to wait for the record by default.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(600);
+
+/// Sends validation events to a URL.
+pub struct CallbackSolver {
+    url: String,
+    secret: Secret,
+    checker: PropagationChecker,
+    http: reqwest::Client,
+}
+
+impl CallbackSolver {
+    /// Events go to `url`, signed with `secret`.
+    pub fn new(
+        url: String,
+        secret: Secret,
+        checker: PropagationChecker,
+        http: reqwest::Client,
+    ) -> Self {
+        Self {
+            url,
+            secret,
+            checker,
+            http,
+        }
+    }
+
+    async fn send(
+        &self,
+        event_type: &str,
+        challenge: &PendingChallenge,
+    ) -> Result<(), SolverError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let body = json!({
+            "event_type": event_type,
+            "event_id": format!("{now:x}-{:016x}", rand::random::<u64>()),
+            "timestamp": now,
+            "domain": challenge.identifier.to_string(),
+            "domain_validation_method": "dns-01",
+            "challenge": {
+                "txt_record_name": record_name(challenge),
+                "txt_record_val": txt_value(&challenge.key_authorization),
+            },
+        })
+        .to_string();
+        let key = aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            self.secret.expose().as_bytes(),
+        );
+        let tag = aws_lc_rs::hmac::sign(&key, body.as_bytes());
+        let signature: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let rsp = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("x-certhub-signature", format!("sha256={signature}"))
+            .header("x-certhub-timestamp", now.to_string())
+            .timeout(Duration::from_secs(30))
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| SolverError::Hook(format!("the callback {} failed: {e}", self.url)))?;
+        let status = rsp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = rsp.text().await.unwrap_or_default();
+        let snippet: String = text.chars().take(200).collect();
+        Err(SolverError::Hook(format!(
+            "the callback {} answered {event_type} with {status}: {snippet}",
+            self.url
+        )))
+    }
+}
+
+#[async_trait::async_trait]
+impl Solver for CallbackSolver {
+    async fn present(&self, challenge: &PendingChallenge) -> Result<(), SolverError> {
+        self.send("cert_domain_validation_required", challenge)
+            .await?;
+        self.checker
+            .wait_visible(
+                &record_name(challenge),
+                &txt_value(&challenge.key_authorization),
+            )
+            .await
+    }
+
+    async fn cleanup(&self, challenge: &PendingChallenge) -> Result<(), SolverError> {
+        self.send("cert_domain_validation_completed", challenge)
+            .await
+    }
+}

@@ -1,0 +1,306 @@
+//! Command-line arguments (clap), before any validation beyond their syntax.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// certhub orders, validates, renews and deploys TLS certificates from ACME certificate
+/// authorities (Let's Encrypt and any RFC 8555 CA).
+///
+/// Client commands work on a local data directory (accounts, certificates, keys; secrets
+/// encrypted at rest under DATA_DIR/master.key).
+///
+/// Exit codes: 0 success; 1 failure; 2 usage error; 3 invalid input (an identifier, a
+/// challenge spec, a file); 4 the CA refused (retrying will not help); 5 a transient failure
+/// (network, rate limit, timeout: retrying later may help); 6 no such account or certificate.
+#[derive(Debug, Parser)]
+#[command(name = "certhub", version, max_term_width = 100)]
+pub struct Cli {
+    /// The data directory [default: $XDG_DATA_HOME/certhub, ~/.local/share/certhub, or
+    /// /var/lib/certhub as root].
+    #[arg(long, global = true, env = "CERTHUB_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Log detail: -v for info, -vv for debug (RUST_LOG overrides).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// DNS resolver for dns-01 checks (finding a zone's name servers, following CNAMEs)
+    /// [default: the system's].
+    #[arg(
+        long,
+        global = true,
+        env = "CERTHUB_DNS_RESOLVER",
+        value_name = "HOST:PORT"
+    )]
+    pub dns_resolver: Option<SocketAddr>,
+
+    /// Port on which to query a zone's authoritative name servers in dns-01 checks.
+    #[arg(
+        long,
+        global = true,
+        env = "CERTHUB_DNS_PORT",
+        default_value_t = 53,
+        value_name = "PORT"
+    )]
+    pub dns_port: u16,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// ACME accounts: one per CA (and per purpose).
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Managed certificates: what to order, how to validate it, and the issued results.
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Register an account with a CA (or adopt the one the CA already has for the key).
+    Add(AccountAdd),
+    /// List accounts.
+    List(JsonFlag),
+    /// Show an account as stored and as the CA has it.
+    Show(AccountShow),
+    /// Replace the account key with a new one (RFC 8555 key rollover).
+    Rollover(AccountRollover),
+    /// Change the contact email (or remove it with --no-email).
+    Update(AccountUpdate),
+    /// Deactivate the account at the CA, for good.
+    Deactivate(AccountDeactivate),
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AccountAdd {
+    /// A name for the account, used by `cert add --account`.
+    pub name: String,
+    /// The CA's ACME directory URL, or one of: letsencrypt, letsencrypt-staging.
+    #[arg(long, value_name = "URL")]
+    pub directory: String,
+    /// PEM file of the roots to trust for this CA's HTTPS instead of the system's.
+    #[arg(long, value_name = "PEM")]
+    pub ca_bundle: Option<PathBuf>,
+    /// Contact email for the CA's notices (without one, the CA cannot warn you).
+    #[arg(long, value_name = "ADDR")]
+    pub email: Option<String>,
+    /// Agree to the CA's terms of service (required to register).
+    #[arg(long)]
+    pub agree_tos: bool,
+    /// External Account Binding key identifier, from the CA.
+    #[arg(long, value_name = "KID", requires = "eab_hmac_key")]
+    pub eab_kid: Option<String>,
+    /// External Account Binding HMAC key (base64url, as the CA issued it).
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "CERTHUB_EAB_HMAC_KEY",
+        hide_env_values = true,
+        requires = "eab_kid"
+    )]
+    pub eab_hmac_key: Option<String>,
+    /// External Account Binding MAC algorithm.
+    #[arg(long, value_enum, default_value_t = EabAlg::Hs256)]
+    pub eab_algorithm: EabAlg,
+    /// Account key type: ec-p256, ec-p384, rsa-2048, rsa-3072 or rsa-4096.
+    #[arg(long, default_value = "ec-p256", value_name = "TYPE")]
+    pub key_type: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum EabAlg {
+    Hs256,
+    Hs384,
+    Hs512,
+}
+
+#[derive(Debug, Args)]
+pub struct AccountShow {
+    /// The account name.
+    pub name: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AccountRollover {
+    /// The account name.
+    pub name: String,
+    /// Type of the new key [default: the current key's type].
+    #[arg(long, value_name = "TYPE")]
+    pub key_type: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AccountUpdate {
+    /// The account name.
+    pub name: String,
+    /// The new contact email.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        conflicts_with = "no_email",
+        required_unless_present = "no_email"
+    )]
+    pub email: Option<String>,
+    /// Remove the contact email.
+    #[arg(long)]
+    pub no_email: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AccountDeactivate {
+    /// The account name.
+    pub name: String,
+    /// Confirm: a deactivated account can never be used again.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Add a managed certificate (nothing is ordered until `cert request`).
+    Add(Box<CertAdd>),
+    /// Order, validate and download certificates; several run at once with --jobs.
+    Request(CertRequest),
+    /// List managed certificates.
+    List(JsonFlag),
+    /// Show a managed certificate and its current issued certificate.
+    Show(CertShow),
+    /// Write the certificate, chain and key as PEM files or one PKCS#12 file.
+    Export(CertExport),
+    /// Revoke the current certificate.
+    Revoke(CertRevoke),
+}
+
+#[derive(Debug, Args)]
+pub struct CertAdd {
+    /// A name for the certificate.
+    pub name: String,
+    /// The account to order with.
+    #[arg(long, value_name = "ACCOUNT")]
+    pub account: String,
+    /// DNS names (repeat, or separate with commas); `*.example.com` for a wildcard.
+    #[arg(
+        short = 'd',
+        long = "domain",
+        value_name = "DOMAIN",
+        value_delimiter = ','
+    )]
+    pub domains: Vec<String>,
+    /// IP addresses (RFC 8738).
+    #[arg(long = "ip", value_name = "ADDR", value_delimiter = ',')]
+    pub ips: Vec<IpAddr>,
+    /// Key type: ec-p256, ec-p384, rsa-2048, rsa-3072 or rsa-4096.
+    #[arg(long, default_value = "ec-p256", value_name = "TYPE")]
+    pub key_type: String,
+    /// Keep the same private key when the certificate is renewed.
+    #[arg(long)]
+    pub reuse_key: bool,
+    /// Order for an existing key: a CSR (PEM or DER) whose CN and SANs are the identifiers.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["key_type", "reuse_key"])]
+    pub csr: Option<PathBuf>,
+    /// An ACME profile the CA advertises (e.g. classic, shortlived).
+    #[arg(long, value_name = "PROFILE")]
+    pub profile: Option<String>,
+    /// Prefer the chain whose top certificate was issued by this common name.
+    #[arg(long, value_name = "ISSUER-CN")]
+    pub preferred_chain: Option<String>,
+    /// How to validate; repeat for several. SPEC is one of
+    ///   http-01:listen=HOST:PORT     http-01:webroot=DIR     tls-alpn-01:listen=HOST:PORT
+    ///   dns-01:exec=PATH             dns-01:callback=URL,secret=SECRET
+    ///   dns-01:rfc2136=HOST:PORT,key-name=NAME,key-secret=BASE64[,algorithm=hmac-sha256]
+    /// each optionally followed by ;domains=PATTERN,... (which identifiers it serves; `*.x.com`
+    /// matches names below x.com) and, for dns-01, ;propagation-timeout=SECONDS.
+    /// Each identifier uses the first spec that matches it and suits it.
+    #[arg(
+        long = "challenge",
+        value_name = "SPEC",
+        required = true,
+        verbatim_doc_comment
+    )]
+    pub challenges: Vec<String>,
+    /// Allow single-label names (SRVDEVAPP01), which only a private CA can validate.
+    #[arg(long)]
+    pub allow_single_label: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CertRequest {
+    /// Certificates to request.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    /// How many to request at once.
+    #[arg(short, long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs: u16,
+    /// Give up on one certificate after this many seconds.
+    #[arg(long, default_value_t = 900, value_name = "SECONDS")]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct CertShow {
+    /// The certificate name.
+    pub name: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Pem,
+    Pkcs12,
+}
+
+#[derive(Debug, Args)]
+pub struct CertExport {
+    /// The certificate name.
+    pub name: String,
+    /// pem: cert.pem, chain.pem, fullchain.pem, privkey.pem; pkcs12: NAME.p12.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Pem)]
+    pub format: ExportFormat,
+    /// Directory to write into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// PKCS#12 password.
+    #[arg(
+        long,
+        env = "CERTHUB_PKCS12_PASSWORD",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub password: String,
+    /// PKCS#12 with legacy 3DES/SHA-1 (for old Windows and Java) instead of AES-256/SHA-256.
+    #[arg(long)]
+    pub legacy: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CertRevoke {
+    /// The certificate name.
+    pub name: String,
+    /// unspecified, key-compromise, affiliation-changed, superseded,
+    /// cessation-of-operation, certificate-hold or privilege-withdrawn.
+    #[arg(long, value_name = "REASON")]
+    pub reason: Option<String>,
+    /// Sign the revocation with the certificate's own key instead of the account key.
+    #[arg(long)]
+    pub with_cert_key: bool,
+}

@@ -1,0 +1,559 @@
+//! `certhub cert …`: managed certificates.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use certhub_acme::RevocationReason;
+use certhub_challenge::Solvers;
+use certhub_core::cert::split_pem_chain;
+use certhub_core::csr::ParsedCsr;
+use certhub_core::identifier::{RequestRules, assign_challenges, normalize};
+use certhub_core::{ChallengeSpec, Identifier};
+use certhub_store::{CertRecord, IssuedRecord, Store};
+use futures::StreamExt as _;
+use serde_json::json;
+
+use crate::Context;
+use crate::account::{self, check_name, parse_key_type};
+use crate::args::{CertAdd, CertCommand, CertExport, CertRequest, CertRevoke, ExportFormat};
+use crate::exit::{INVALID_INPUT, NOT_FOUND, fail};
+use crate::issue::{Issuer, Progress, violations};
+use crate::output::{now_secs, print_json, rfc3339, table};
+
+pub async fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<()> {
+    let store = ctx.store().await?;
+    match cmd {
+        CertCommand::Add(args) => add(&store, *args).await,
+        CertCommand::Request(args) => request(ctx, store, args).await,
+        CertCommand::List(args) => list(&store, args.json).await,
+        CertCommand::Show(args) => show(&store, &args.name, args.json).await,
+        CertCommand::Export(args) => export(&store, args).await,
+        CertCommand::Revoke(args) => revoke(&store, args).await,
+    }
+}
+
+async fn load(store: &Store, name: &str) -> anyhow::Result<CertRecord> {
+    store.cert(name).await?.ok_or_else(|| {
+        fail(
+            NOT_FOUND,
+            format!("no certificate named {name:?} (see `certhub cert list`)"),
+        )
+    })
+}
+
+async fn add(store: &Store, args: CertAdd) -> anyhow::Result<()> {
+    check_name("certificate", &args.name)?;
+    account::load(store, &args.account).await?;
+    if store.cert(&args.name).await?.is_some() {
+        return Err(fail(
+            INVALID_INPUT,
+            format!("a certificate named {:?} already exists", args.name),
+        ));
+    }
+    let key_type = parse_key_type(&args.key_type)?;
+    let csr_pem = match &args.csr {
+        Some(path) => {
+            if !args.domains.is_empty() || !args.ips.is_empty() {
+                return Err(fail(
+                    INVALID_INPUT,
+                    "with --csr the identifiers come from the CSR; drop -d and --ip",
+                ));
+            }
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("cannot read the CSR {}", path.display()))
+                .map_err(|e| fail(INVALID_INPUT, format!("{e:#}")))?;
+            let csr = ParsedCsr::parse(&bytes).map_err(|e| {
+                fail(
+                    INVALID_INPUT,
+                    format!("{} is not a usable CSR: {e}", path.display()),
+                )
+            })?;
+            Some((
+                pem::encode(&pem::Pem::new("CERTIFICATE REQUEST", csr.der.clone())),
+                csr,
+            ))
+        }
+        None => None,
+    };
+    let inputs: Vec<String> = match &csr_pem {
+        Some((_, csr)) => csr.identifiers.iter().map(ToString::to_string).collect(),
+        None => args
+            .domains
+            .iter()
+            .cloned()
+            .chain(args.ips.iter().map(ToString::to_string))
+            .collect(),
+    };
+    if inputs.is_empty() {
+        return Err(fail(
+            INVALID_INPUT,
+            "name at least one identifier with -d DOMAIN or --ip ADDR (or bring a --csr)",
+        ));
+    }
+    let rules = RequestRules {
+        public_ca: !args.allow_single_label,
+    };
+    let normalized = normalize(&inputs, &rules).map_err(|v| violations(&args.name, &v))?;
+    for note in &normalized.notes {
+        eprintln!("note: {}", note.message);
+    }
+    let specs: Vec<ChallengeSpec> = args
+        .challenges
+        .iter()
+        .map(|s| ChallengeSpec::parse(s))
+        .collect::<Result<_, _>>()
+        .map_err(|e| fail(INVALID_INPUT, e))?;
+    let ids = normalized.identifiers;
+    let assignment = assign_challenges(&ids, &specs).map_err(|v| violations(&args.name, &v))?;
+    if args
+        .preferred_chain
+        .as_deref()
+        .is_some_and(|p| p.trim().is_empty())
+    {
+        return Err(fail(
+            INVALID_INPUT,
+            "--preferred-chain must name an issuer common name",
+        ));
+    }
+    let now = now_secs() * 1000;
+    store
+        .insert_cert(&CertRecord {
+            name: args.name.clone(),
+            account_name: args.account.clone(),
+            identifiers: json!(ids),
+            key_type: if csr_pem.is_some() {
+                "csr".into()
+            } else {
+                key_type.to_string()
+            },
+            reuse_key: args.reuse_key,
+            csr_pem: csr_pem.map(|(p, _)| p),
+            profile: args.profile.clone(),
+            preferred_chain: args.preferred_chain.clone(),
+            challenges: serde_json::to_value(&specs)?,
+            state: "pending".into(),
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+        })
+        .await?;
+    println!("Certificate {} added:", args.name);
+    for (id, i) in &assignment {
+        println!("  {id}  {}", specs[*i].config.kind());
+    }
+    println!("Request it with: certhub cert request {}", args.name);
+    Ok(())
+}
+
+/// Prints steps: spinners on a terminal, plain lines otherwise.
+struct Reporter {
+    bars: Option<(
+        indicatif::MultiProgress,
+        std::sync::Mutex<std::collections::HashMap<String, indicatif::ProgressBar>>,
+    )>,
+}
+
+impl Reporter {
+    fn new(names: &[String]) -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Self { bars: None };
+        }
+        let multi = indicatif::MultiProgress::new();
+        let style = indicatif::ProgressStyle::with_template("{spinner} {prefix:.bold} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+        let bars = names
+            .iter()
+            .map(|n| {
+                let bar = multi.add(indicatif::ProgressBar::new_spinner());
+                bar.set_style(style.clone());
+                bar.set_prefix(n.clone());
+                bar.set_message("waiting");
+                bar.enable_steady_tick(Duration::from_millis(120));
+                (n.clone(), bar)
+            })
+            .collect();
+        Self {
+            bars: Some((multi, std::sync::Mutex::new(bars))),
+        }
+    }
+
+    fn finish(&self, cert: &str, message: &str) {
+        match &self.bars {
+            Some((_, bars)) => {
+                if let Some(bar) = bars.lock().unwrap_or_else(|p| p.into_inner()).get(cert) {
+                    bar.finish_with_message(message.to_string());
+                }
+            }
+            None => eprintln!("{cert}: {message}"),
+        }
+    }
+}
+
+impl Progress for Reporter {
+    fn step(&self, cert: &str, message: &str) {
+        match &self.bars {
+            Some((_, bars)) => {
+                if let Some(bar) = bars.lock().unwrap_or_else(|p| p.into_inner()).get(cert) {
+                    bar.set_message(message.to_string());
+                }
+            }
+            None => eprintln!("{cert}: {message}"),
+        }
+    }
+}
+
+async fn request(ctx: &Context, store: Store, args: CertRequest) -> anyhow::Result<()> {
+    let mut names = args.names.clone();
+    names.dedup();
+    for n in &names {
+        load(&store, n).await?;
+    }
+    let solvers = Arc::new(Solvers::new(ctx.dns.clone()));
+    let issuer = Issuer::new(store, solvers);
+    let reporter = Reporter::new(&names);
+    let timeout = Duration::from_secs(args.timeout);
+    let results: Vec<(String, anyhow::Result<IssuedRecord>)> = futures::stream::iter(names.iter())
+        .map(|name| {
+            let issuer = &issuer;
+            let reporter = &reporter;
+            async move {
+                let r = issuer.request(name, timeout, reporter).await;
+                match &r {
+                    Ok(i) => reporter.finish(
+                        name,
+                        &format!(
+                            "valid: serial {}, expires {}",
+                            i.serial_hex,
+                            rfc3339(i.not_after)
+                        ),
+                    ),
+                    Err(e) => reporter.finish(name, &format!("failed: {e:#}")),
+                }
+                (name.clone(), r)
+            }
+        })
+        .buffer_unordered(usize::from(args.jobs))
+        .collect()
+        .await;
+    for (name, r) in &results {
+        if let Ok(i) = r {
+            println!(
+                "{name}: valid, serial {}, expires {}",
+                i.serial_hex,
+                rfc3339(i.not_after)
+            );
+        }
+    }
+    let total = results.len();
+    let mut failed: Vec<(String, anyhow::Error)> = results
+        .into_iter()
+        .filter_map(|(name, r)| r.err().map(|e| (name, e)))
+        .collect();
+    match failed.len() {
+        0 => Ok(()),
+        1 if total == 1 => {
+            let (name, e) = failed.remove(0);
+            Err(e.context(format!("certificate {name} was not issued")))
+        }
+        _ => {
+            let codes: Vec<u8> = failed
+                .iter()
+                .map(|(_, e)| crate::exit::code_for(e))
+                .collect();
+            let code = if codes.windows(2).all(|w| w[0] == w[1]) {
+                codes[0]
+            } else {
+                1
+            };
+            let names: Vec<&str> = failed.iter().map(|(n, _)| n.as_str()).collect();
+            Err(fail(
+                code,
+                format!(
+                    "{} of {total} certificates were not issued: {}",
+                    failed.len(),
+                    names.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
+async fn list(store: &Store, as_json: bool) -> anyhow::Result<()> {
+    let certs = store.certs().await?;
+    let mut rows = Vec::new();
+    let mut out = Vec::new();
+    for c in &certs {
+        let issued = store.latest_issued(&c.name).await?;
+        let state = effective_state(c, issued.as_ref());
+        out.push(cert_json(c, issued.as_ref()));
+        let ids: Vec<Identifier> =
+            serde_json::from_value(c.identifiers.clone()).unwrap_or_default();
+        rows.push(vec![
+            c.name.clone(),
+            state,
+            issued
+                .as_ref()
+                .map(|i| rfc3339(i.not_after))
+                .unwrap_or_else(|| "-".into()),
+            c.account_name.clone(),
+            ids.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        ]);
+    }
+    if as_json {
+        print_json(&json!(out));
+    } else {
+        table(
+            &["NAME", "STATE", "EXPIRES", "ACCOUNT", "IDENTIFIERS"],
+            &rows,
+        );
+    }
+    Ok(())
+}
+
+/// The state a user sees: the stored one, with expiry applied.
+fn effective_state(c: &CertRecord, issued: Option<&IssuedRecord>) -> String {
+    match issued {
+        Some(i) if i.revoked_at.is_some() && c.state != "renewing" => "revoked".into(),
+        Some(i) if i.not_after <= now_secs() && c.state == "valid" => "expired".into(),
+        _ => c.state.clone(),
+    }
+}
+
+fn cert_json(c: &CertRecord, issued: Option<&IssuedRecord>) -> serde_json::Value {
+    let specs: Vec<ChallengeSpec> =
+        serde_json::from_value(c.challenges.clone()).unwrap_or_default();
+    let ids: Vec<Identifier> = serde_json::from_value(c.identifiers.clone()).unwrap_or_default();
+    let sans: Vec<Identifier> = issued
+        .map(|i| serde_json::from_value(i.sans.clone()).unwrap_or_default())
+        .unwrap_or_default();
+    json!({
+        "name": c.name,
+        "state": effective_state(c, issued),
+        "account": c.account_name,
+        "identifiers": ids.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "key_type": c.key_type,
+        "reuse_key": c.reuse_key,
+        "csr": c.csr_pem.is_some(),
+        "profile": c.profile,
+        "preferred_chain": c.preferred_chain,
+        "challenges": specs.iter().map(|s| json!({ "type": s.config.kind(), "domains": s.domains })).collect::<Vec<_>>(),
+        "last_error": c.last_error,
+        "serial": issued.map(|i| i.serial_hex.clone()),
+        "issuer": issued.map(|i| i.issuer.clone()),
+        "sans": sans.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "not_before": issued.map(|i| rfc3339(i.not_before)),
+        "not_after": issued.map(|i| rfc3339(i.not_after)),
+        "revoked": issued.and_then(|i| i.revoked_at).map(rfc3339),
+    })
+}
+
+async fn show(store: &Store, name: &str, as_json: bool) -> anyhow::Result<()> {
+    let c = load(store, name).await?;
+    let issued = store.latest_issued(name).await?;
+    let j = cert_json(&c, issued.as_ref());
+    if as_json {
+        print_json(&j);
+        return Ok(());
+    }
+    let s = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "-".to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .map(|x| {
+                x.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| x.to_string())
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    };
+    for (label, key) in [
+        ("Certificate", "name"),
+        ("State", "state"),
+        ("Account", "account"),
+        ("Identifiers", "identifiers"),
+        ("Key type", "key_type"),
+        ("Profile", "profile"),
+        ("Preferred chain", "preferred_chain"),
+        ("Serial", "serial"),
+        ("Issuer", "issuer"),
+        ("SANs", "sans"),
+        ("Not before", "not_before"),
+        ("Not after", "not_after"),
+        ("Revoked", "revoked"),
+        ("Last error", "last_error"),
+    ] {
+        println!("{:<16} {}", format!("{label}:"), s(&j[key]));
+    }
+    for spec in j["challenges"].as_array().into_iter().flatten() {
+        println!(
+            "{:<16} {} {}",
+            "Challenge:",
+            s(&spec["type"]),
+            s(&spec["domains"])
+        );
+    }
+    Ok(())
+}
+
+/// Writes `data` to `path` atomically (temp file, fsync, rename) with `mode`.
+fn write_atomic(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("certhub")
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(data)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(())
+}
+
+async fn export(store: &Store, args: CertExport) -> anyhow::Result<()> {
+    load(store, &args.name).await?;
+    let issued = store.latest_issued(&args.name).await?.ok_or_else(|| {
+        fail(
+            NOT_FOUND,
+            format!(
+                "certificate {} has not been issued yet; run `certhub cert request {}`",
+                args.name, args.name
+            ),
+        )
+    })?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let blocks = split_pem_chain(&issued.chain_pem)?;
+    let to_pem = |der: &[u8]| pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()));
+    let leaf = blocks
+        .first()
+        .ok_or_else(|| anyhow!("the stored chain is empty"))?;
+    let chain: String = blocks[1..].iter().map(|d| to_pem(d)).collect();
+    let has_key = !issued.key_pkcs8.is_empty();
+    match args.format {
+        ExportFormat::Pem => {
+            write_atomic(&args.out.join("cert.pem"), to_pem(leaf).as_bytes(), 0o644)?;
+            write_atomic(&args.out.join("chain.pem"), chain.as_bytes(), 0o644)?;
+            write_atomic(
+                &args.out.join("fullchain.pem"),
+                format!("{}{chain}", to_pem(leaf)).as_bytes(),
+                0o644,
+            )?;
+            if has_key {
+                let key_pem = zeroize::Zeroizing::new(pem::encode(&pem::Pem::new(
+                    "PRIVATE KEY",
+                    issued.key_pkcs8.to_vec(),
+                )));
+                write_atomic(&args.out.join("privkey.pem"), key_pem.as_bytes(), 0o600)?;
+            }
+            println!(
+                "Wrote cert.pem, chain.pem, fullchain.pem{} to {}",
+                if has_key {
+                    ", privkey.pem"
+                } else {
+                    " (no key: it was ordered from your CSR)"
+                },
+                args.out.display()
+            );
+        }
+        ExportFormat::Pkcs12 => {
+            if !has_key {
+                return Err(fail(
+                    INVALID_INPUT,
+                    "a PKCS#12 file needs the private key, and this certificate was ordered from your CSR",
+                ));
+            }
+            let p12 = crate::pkcs12::build(
+                &args.name,
+                &issued.key_pkcs8,
+                &blocks,
+                &args.password,
+                args.legacy,
+            )?;
+            let path = args.out.join(format!("{}.p12", args.name));
+            write_atomic(&path, &p12, 0o600)?;
+            println!("Wrote {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+async fn revoke(store: &Store, args: CertRevoke) -> anyhow::Result<()> {
+    let c = load(store, &args.name).await?;
+    let reason = match &args.reason {
+        Some(r) => Some(
+            r.parse::<RevocationReason>()
+                .map_err(|e| fail(INVALID_INPUT, e))?,
+        ),
+        None => None,
+    };
+    let issued = store.latest_issued(&args.name).await?.ok_or_else(|| {
+        fail(
+            NOT_FOUND,
+            format!(
+                "certificate {} has no issued certificate to revoke",
+                args.name
+            ),
+        )
+    })?;
+    if issued.revoked_at.is_some() {
+        return Err(fail(
+            INVALID_INPUT,
+            format!(
+                "certificate {} (serial {}) is already revoked",
+                args.name, issued.serial_hex
+            ),
+        ));
+    }
+    let blocks = split_pem_chain(&issued.chain_pem)?;
+    let leaf = blocks
+        .first()
+        .ok_or_else(|| anyhow!("the stored chain is empty"))?;
+    let rec = account::load(store, &c.account_name).await?;
+    if args.with_cert_key {
+        if issued.key_pkcs8.is_empty() {
+            return Err(fail(
+                INVALID_INPUT,
+                "--with-cert-key needs the certificate's key, and it was ordered from your CSR",
+            ));
+        }
+        let client = account::connect(&rec).await?;
+        let key = certhub_acme::SigningKey::from_pkcs8(&issued.key_pkcs8)?;
+        client
+            .revoke_with_certificate_key(leaf, &key, reason)
+            .await
+            .context("the CA refused the revocation")?;
+    } else {
+        let acct = account::open(&rec).await?;
+        acct.revoke(leaf, reason)
+            .await
+            .context("the CA refused the revocation")?;
+    }
+    store
+        .set_revoked(issued.id, now_secs(), reason.map(|r| i64::from(r.code())))
+        .await?;
+    store.set_cert_state(&args.name, "revoked", None).await?;
+    println!(
+        "Certificate {} (serial {}) revoked",
+        args.name, issued.serial_hex
+    );
+    Ok(())
+}

@@ -1,0 +1,573 @@
+//! Issuance: order, validate, finalize, download, store. Every step is persisted before it
+//! is acted on, so a run killed at any moment is resumed by the next one:
+//!
+//! 1. challenges a crashed run presented are cleaned up (they were recorded first);
+//! 2. an open order is picked up where it stands, or a new one is placed (its row is
+//!    written before newOrder, its URL right after);
+//! 3. each pending authorization: record the challenge, present it, tell the CA, wait,
+//!    clean up, forget the record;
+//! 4. the certificate key and CSR are stored before finalize;
+//! 5. the chain is downloaded, checked against the key and identifiers, and stored together
+//!    with the order's completion in one transaction.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow};
+use certhub_acme::{
+    Account, Authorization, AuthorizationStatus, Error as AcmeError, NewOrder, OrderStatus,
+};
+use certhub_challenge::Solvers;
+use certhub_core::cert::{CertInfo, key_matches_cert};
+use certhub_core::csr::{ParsedCsr, build_csr};
+use certhub_core::identifier::assign_challenges;
+use certhub_core::key::PrivateKey;
+use certhub_core::{ChallengeSpec, Identifier, KeyType, PendingChallenge};
+use certhub_store::{CertRecord, IssuedRecord, OrderRecord, Store};
+use serde_json::json;
+use tokio::sync::Mutex;
+use zeroize::Zeroizing;
+
+use crate::account;
+use crate::exit::{INVALID_INPUT, fail};
+
+/// Requests certificates; shares CA connections and challenge responders between them.
+pub struct Issuer {
+    store: Store,
+    solvers: Arc<Solvers>,
+    accounts: Mutex<HashMap<String, Account>>,
+}
+
+/// Reports steps of a request as they happen.
+pub trait Progress: Send + Sync {
+    fn step(&self, cert: &str, message: &str);
+}
+
+impl Issuer {
+    pub fn new(store: Store, solvers: Arc<Solvers>) -> Self {
+        Self {
+            store,
+            solvers,
+            accounts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn account(&self, name: &str) -> anyhow::Result<Account> {
+        // Held across the connect so concurrent requests share one connection per CA.
+        let mut accounts = self.accounts.lock().await;
+        if let Some(a) = accounts.get(name) {
+            return Ok(a.clone());
+        }
+        let rec = account::load(&self.store, name).await?;
+        let acct = account::open(&rec).await?;
+        accounts.insert(name.to_string(), acct.clone());
+        Ok(acct)
+    }
+
+    /// Requests the certificate `name` to completion or failure, within `timeout`.
+    pub async fn request(
+        &self,
+        name: &str,
+        timeout: Duration,
+        progress: &dyn Progress,
+    ) -> anyhow::Result<IssuedRecord> {
+        let cert = self.store.cert(name).await?.ok_or_else(|| {
+            fail(
+                crate::exit::NOT_FOUND,
+                format!("no certificate named {name:?} (see `certhub cert list`)"),
+            )
+        })?;
+        let deadline = Instant::now() + timeout;
+        let state = if self.store.latest_issued(name).await?.is_some() {
+            "renewing"
+        } else {
+            "pending"
+        };
+        self.store.set_cert_state(name, state, None).await?;
+        let result = match tokio::time::timeout(timeout, self.run(&cert, deadline, progress)).await
+        {
+            Ok(r) => r,
+            Err(_) => Err(anyhow::Error::new(AcmeError::Timeout {
+                what: format!("certificate {name}"),
+                after: timeout,
+            })),
+        };
+        match &result {
+            Ok(_) => {}
+            Err(e) => {
+                self.store
+                    .set_cert_state(name, "failing", Some(&format!("{e:#}")))
+                    .await?;
+            }
+        }
+        result
+    }
+
+    async fn run(
+        &self,
+        cert: &CertRecord,
+        deadline: Instant,
+        progress: &dyn Progress,
+    ) -> anyhow::Result<IssuedRecord> {
+        let name = cert.name.as_str();
+        let ids: Vec<Identifier> = serde_json::from_value(cert.identifiers.clone())
+            .context("stored identifiers are unreadable")?;
+        let specs: Vec<ChallengeSpec> = serde_json::from_value(cert.challenges.clone())
+            .context("stored challenge configuration is unreadable")?;
+        let assignment = assign_challenges(&ids, &specs).map_err(|v| violations(name, &v))?;
+
+        self.clean_leftovers(name).await?;
+        let account = self.account(&cert.account_name).await?;
+
+        // The order: resume the open one, or place a new one.
+        let (rec, url, mut order) = match self
+            .resume_order(name, &cert.account_name, &account)
+            .await?
+        {
+            Some(v) => {
+                progress.step(name, &format!("resuming order {}", v.1));
+                v
+            }
+            None => {
+                progress.step(name, "placing a new order");
+                let rec = self.store.create_order(name, &cert.account_name).await?;
+                let wire: Vec<certhub_acme::Identifier> = ids.iter().map(to_wire).collect();
+                let replaces = match self.store.latest_issued(name).await? {
+                    Some(prev) if account.client().directory().renewal_info.is_some() => {
+                        certhub_core::cert::split_pem_chain(&prev.chain_pem)
+                            .ok()
+                            .and_then(|c| c.into_iter().next())
+                            .and_then(|leaf| certhub_acme::certificate_id(&leaf).ok())
+                    }
+                    _ => None,
+                };
+                let req = NewOrder {
+                    identifiers: &wire,
+                    profile: cert.profile.as_deref(),
+                    replaces: replaces.as_deref(),
+                };
+                let placed = account.new_order(&req).await;
+                let (url, order) = match placed {
+                    Ok(v) => v,
+                    Err(e) => {
+                        self.store
+                            .set_order_status(rec.id, "abandoned", Some(&e.to_string()))
+                            .await?;
+                        return Err(anyhow::Error::new(e)
+                            .context(format!("the CA refused the order for {name}")));
+                    }
+                };
+                self.store.set_order_url(rec.id, &url).await?;
+                (rec, url, order)
+            }
+        };
+
+        let outcome = self
+            .complete(
+                cert,
+                &ids,
+                &specs,
+                &assignment,
+                &account,
+                &rec,
+                &url,
+                &mut order,
+                deadline,
+                progress,
+            )
+            .await;
+        if let Err(e) = &outcome {
+            // An order the CA gave up on can't be resumed; a transient failure can.
+            let dead = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<AcmeError>(),
+                    Some(AcmeError::OrderInvalid { .. } | AcmeError::ChallengeFailed { .. })
+                )
+            });
+            if dead {
+                self.store
+                    .set_order_status(rec.id, "invalid", Some(&format!("{e:#}")))
+                    .await?;
+            }
+        }
+        outcome
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn complete(
+        &self,
+        cert: &CertRecord,
+        ids: &[Identifier],
+        specs: &[ChallengeSpec],
+        assignment: &[(Identifier, usize)],
+        account: &Account,
+        rec: &OrderRecord,
+        url: &str,
+        order: &mut certhub_acme::Order,
+        deadline: Instant,
+        progress: &dyn Progress,
+    ) -> anyhow::Result<IssuedRecord> {
+        let name = cert.name.as_str();
+        if order.status == OrderStatus::Pending {
+            let authorizations = order.authorizations.clone();
+            let results = futures::future::join_all(authorizations.iter().map(|authz_url| {
+                self.authorize(
+                    name, account, rec.id, authz_url, specs, assignment, deadline, progress,
+                )
+            }))
+            .await;
+            results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+            *order = account
+                .wait_order(url, remaining(deadline), |s| s != OrderStatus::Pending)
+                .await?;
+        }
+
+        // The key and CSR are stored before the CA sees the CSR.
+        let (key_pkcs8, key_type, csr_der) = match (&rec.key_pkcs8, &rec.csr_der) {
+            (Some(k), Some(csr)) => (
+                k.clone(),
+                rec.key_type.clone().unwrap_or_default(),
+                csr.clone(),
+            ),
+            (None, Some(csr)) => (
+                Zeroizing::new(Vec::new()),
+                rec.key_type.clone().unwrap_or_default(),
+                csr.clone(),
+            ),
+            _ => {
+                let (key, key_type, csr) = self.key_and_csr(cert, ids).await?;
+                self.store
+                    .set_order_key(rec.id, &key_type, &key, Some(&csr))
+                    .await?;
+                (key, key_type, csr)
+            }
+        };
+        if order.status == OrderStatus::Ready {
+            progress.step(name, "finalizing");
+            *order = account.finalize(&order.finalize, &csr_der).await?;
+        }
+        if order.status != OrderStatus::Valid {
+            *order = account
+                .wait_order(url, remaining(deadline), |s| s == OrderStatus::Valid)
+                .await?;
+        }
+        let cert_url = order
+            .certificate
+            .clone()
+            .ok_or_else(|| anyhow!("the CA marked order {url} valid without a certificate URL"))?;
+        progress.step(name, "downloading the certificate");
+        let chain = account
+            .download_certificate(&cert_url, cert.preferred_chain.as_deref())
+            .await?;
+        if let Some(pref) = &cert.preferred_chain
+            && !chain.issuer_names.iter().any(|n| n == pref)
+        {
+            progress.step(
+                name,
+                &format!("no chain issued by {pref:?} is offered; kept the default chain"),
+            );
+        }
+        let info =
+            CertInfo::from_der(chain.leaf()).context("the issued certificate does not parse")?;
+        if !key_pkcs8.is_empty() {
+            let key = PrivateKey::from_pkcs8_der(key_pkcs8.to_vec())?;
+            if !key_matches_cert(&key, chain.leaf()) {
+                return Err(anyhow!(
+                    "the CA issued a certificate for another key than the one in the CSR"
+                ));
+            }
+        }
+        let missing: Vec<String> = ids
+            .iter()
+            .filter(|id| !info.sans.contains(id))
+            .map(ToString::to_string)
+            .collect();
+        if !missing.is_empty() {
+            return Err(anyhow!(
+                "the issued certificate lacks {}",
+                missing.join(", ")
+            ));
+        }
+        let issued = IssuedRecord {
+            id: 0,
+            cert_name: name.to_string(),
+            order_id: Some(rec.id),
+            serial_hex: info.serial_hex.clone(),
+            issuer: info
+                .issuer_cn
+                .clone()
+                .unwrap_or_else(|| info.issuer_dn.clone()),
+            sans: json!(info.sans),
+            not_before: info.not_before,
+            not_after: info.not_after,
+            chain_pem: chain.pem.clone(),
+            key_type,
+            key_pkcs8,
+            revoked_at: None,
+            revocation_reason: None,
+            created_at: 0,
+        };
+        let id = self.store.complete_order(rec.id, &issued).await?;
+        Ok(IssuedRecord { id, ..issued })
+    }
+
+    /// The certificate key and CSR for a new order: the user's CSR, the previous key
+    /// (with key reuse), or a new key.
+    async fn key_and_csr(
+        &self,
+        cert: &CertRecord,
+        ids: &[Identifier],
+    ) -> anyhow::Result<(Zeroizing<Vec<u8>>, String, Vec<u8>)> {
+        if let Some(pem) = &cert.csr_pem {
+            let csr = ParsedCsr::parse(pem.as_bytes()).context("the stored CSR does not parse")?;
+            return Ok((Zeroizing::new(Vec::new()), "csr".into(), csr.der));
+        }
+        let key_type: KeyType = cert.key_type.parse().map_err(|e| anyhow!("{e}"))?;
+        let previous = if cert.reuse_key {
+            self.store.latest_issued(&cert.name).await?
+        } else {
+            None
+        };
+        let key = match previous.filter(|p| p.key_type == cert.key_type && !p.key_pkcs8.is_empty())
+        {
+            Some(p) => PrivateKey::from_pkcs8_der(p.key_pkcs8.to_vec())?,
+            None => PrivateKey::generate(key_type)?,
+        };
+        let csr = build_csr(&key, ids)?;
+        Ok((
+            Zeroizing::new(key.pkcs8_der().to_vec()),
+            key_type.to_string(),
+            csr,
+        ))
+    }
+
+    async fn resume_order(
+        &self,
+        name: &str,
+        account_name: &str,
+        account: &Account,
+    ) -> anyhow::Result<Option<(OrderRecord, String, certhub_acme::Order)>> {
+        let Some(rec) = self.store.open_order(name).await? else {
+            return Ok(None);
+        };
+        let Some(url) = rec.order_url.clone() else {
+            // Killed before the CA answered newOrder: that order, if any, is unknown to us.
+            self.store
+                .set_order_status(
+                    rec.id,
+                    "abandoned",
+                    Some("interrupted before the CA answered"),
+                )
+                .await?;
+            return Ok(None);
+        };
+        if rec.account_name != account_name {
+            self.store
+                .set_order_status(
+                    rec.id,
+                    "abandoned",
+                    Some("the certificate moved to another account"),
+                )
+                .await?;
+            return Ok(None);
+        }
+        match account.order(&url).await {
+            Ok((order, _)) if order.status != OrderStatus::Invalid => Ok(Some((rec, url, order))),
+            Ok((order, _)) => {
+                let why = order
+                    .error
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "invalid".into());
+                self.store
+                    .set_order_status(rec.id, "invalid", Some(&why))
+                    .await?;
+                Ok(None)
+            }
+            Err(e) if !e.is_retryable() => {
+                self.store
+                    .set_order_status(rec.id, "abandoned", Some(&e.to_string()))
+                    .await?;
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Cleans up challenges that an interrupted run presented.
+    async fn clean_leftovers(&self, name: &str) -> anyhow::Result<()> {
+        for order in self.store.orders_for(name).await? {
+            for p in self.store.presented_for(order.id).await? {
+                let spec: ChallengeSpec = serde_json::from_value(p.spec.clone())
+                    .context("a recorded challenge spec is unreadable")?;
+                let challenge = pending_from_json(&p.challenge)
+                    .context("a recorded challenge is unreadable")?;
+                let solver = self.solvers.for_spec(&spec).await?;
+                if let Err(e) = solver.cleanup(&challenge).await {
+                    tracing::warn!(cert = name, error = %e, "cleaning up an interrupted challenge failed");
+                }
+                self.store.remove_presented(p.id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn authorize(
+        &self,
+        name: &str,
+        account: &Account,
+        order_id: i64,
+        url: &str,
+        specs: &[ChallengeSpec],
+        assignment: &[(Identifier, usize)],
+        deadline: Instant,
+        progress: &dyn Progress,
+    ) -> anyhow::Result<()> {
+        let (authz, _) = account.authorization(url).await?;
+        match authz.status {
+            AuthorizationStatus::Valid => return Ok(()),
+            AuthorizationStatus::Pending => {}
+            other => {
+                return Err(anyhow!(
+                    "the authorization for {} is {other:?}",
+                    authz.identifier.value
+                )
+                .context(format!("cannot validate {name}")));
+            }
+        }
+        let requested = requested_identifier(&authz)?;
+        let index = assignment
+            .iter()
+            .find(|(id, _)| *id == requested)
+            .map(|(_, i)| *i)
+            .or_else(|| specs.iter().position(|s| s.matches(&requested)))
+            .ok_or_else(|| {
+                fail(
+                    INVALID_INPUT,
+                    format!("no challenge configuration matches {requested}"),
+                )
+            })?;
+        let spec = &specs[index];
+        let kind = spec.config.kind();
+        let challenge = authz
+            .challenges
+            .iter()
+            .find(|c| c.kind.as_str() == kind.as_str())
+            .ok_or_else(|| {
+                let offered: Vec<String> = authz
+                    .challenges
+                    .iter()
+                    .map(|c| c.kind.to_string())
+                    .collect();
+                fail(
+                    crate::exit::CA_REFUSED,
+                    format!(
+                        "the CA does not offer {kind} for {requested}; it offers {}",
+                        offered.join(", ")
+                    ),
+                )
+            })?;
+        let token = challenge.token.clone().ok_or_else(|| {
+            anyhow!("the CA sent a {kind} challenge for {requested} without a token")
+        })?;
+        let pending = PendingChallenge {
+            kind,
+            identifier: base_identifier(&authz)?,
+            token: token.clone(),
+            key_authorization: account.key_authorization(&token),
+        };
+        let solver = self.solvers.for_spec(spec).await?;
+        let spec_json = serde_json::to_value(spec)?;
+        let presented = self
+            .store
+            .record_presented(order_id, &spec_json, &pending_to_json(&pending))
+            .await?;
+        progress.step(name, &format!("validating {requested} with {kind}"));
+        let result = async {
+            solver
+                .present(&pending)
+                .await
+                .with_context(|| format!("cannot present the {kind} challenge for {requested}"))?;
+            if challenge.status == certhub_acme::ChallengeStatus::Pending {
+                account.respond_challenge(&challenge.url).await?;
+            }
+            account.wait_authorization(url, remaining(deadline)).await?;
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(e) = solver.cleanup(&pending).await {
+            tracing::warn!(cert = name, identifier = %requested, error = %e, "challenge cleanup failed");
+        }
+        self.store.remove_presented(presented).await?;
+        result
+    }
+}
+
+fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+fn to_wire(id: &Identifier) -> certhub_acme::Identifier {
+    match id {
+        Identifier::Dns(n) => certhub_acme::Identifier::dns(n.clone()),
+        Identifier::Ip(ip) => certhub_acme::Identifier::ip(*ip),
+    }
+}
+
+/// The identifier as requested (wildcards with their `*.`).
+fn requested_identifier(authz: &Authorization) -> anyhow::Result<Identifier> {
+    let base = base_identifier(authz)?;
+    Ok(match base {
+        Identifier::Dns(n) if authz.wildcard => Identifier::Dns(format!("*.{n}")),
+        other => other,
+    })
+}
+
+fn base_identifier(authz: &Authorization) -> anyhow::Result<Identifier> {
+    let v = &authz.identifier.value;
+    Ok(match authz.identifier.kind {
+        certhub_acme::IdentifierType::Ip => Identifier::Ip(
+            v.parse()
+                .with_context(|| format!("the CA sent an invalid IP identifier {v:?}"))?,
+        ),
+        certhub_acme::IdentifierType::Dns => {
+            Identifier::Dns(v.trim_end_matches('.').to_ascii_lowercase())
+        }
+    })
+}
+
+fn pending_to_json(p: &PendingChallenge) -> serde_json::Value {
+    json!({
+        "kind": p.kind,
+        "identifier": p.identifier,
+        "token": p.token,
+        "key_authorization": p.key_authorization,
+    })
+}
+
+fn pending_from_json(v: &serde_json::Value) -> anyhow::Result<PendingChallenge> {
+    Ok(PendingChallenge {
+        kind: serde_json::from_value(v["kind"].clone())?,
+        identifier: serde_json::from_value(v["identifier"].clone())?,
+        token: v["token"].as_str().unwrap_or_default().to_string(),
+        key_authorization: v["key_authorization"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    })
+}
+
+/// All rule violations in one error.
+pub fn violations(what: &str, v: &[certhub_core::identifier::RuleViolation]) -> anyhow::Error {
+    let lines: Vec<String> = v.iter().map(|v| format!("  {v}")).collect();
+    fail(
+        INVALID_INPUT,
+        format!(
+            "{what}: {} identifier{} refused:\n{}",
+            v.len(),
+            if v.len() == 1 { " was" } else { "s were" },
+            lines.join("\n")
+        ),
+    )
+}

@@ -1,0 +1,99 @@
+//! The `certhub` binary: argument parsing and wiring.
+
+mod account;
+mod args;
+mod cert;
+mod exit;
+mod issue;
+mod output;
+mod pkcs12;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("certhub: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("certhub: {err:#}");
+            ExitCode::from(exit::code_for(&err))
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,certhub=info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let ctx = Context {
+        data_dir: cli.data_dir.clone().unwrap_or_else(default_data_dir),
+        dns: certhub_challenge::dns::DnsCheckConfig {
+            resolver: cli.dns_resolver,
+            authoritative_port: cli.dns_port,
+            ..Default::default()
+        },
+    };
+    match cli.command {
+        Command::Account(cmd) => account::run(&ctx, cmd).await,
+        Command::Cert(cmd) => cert::run(&ctx, cmd).await,
+    }
+}
+
+/// What every command needs.
+pub struct Context {
+    pub data_dir: PathBuf,
+    pub dns: certhub_challenge::dns::DnsCheckConfig,
+}
+
+impl Context {
+    pub async fn store(&self) -> anyhow::Result<certhub_store::Store> {
+        use anyhow::Context as _;
+        certhub_store::Store::open(&self.data_dir)
+            .await
+            .with_context(|| format!("cannot open the data directory {}", self.data_dir.display()))
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("certhub");
+    }
+    // Root runs services: its data belongs under /var/lib, not in a home directory.
+    let is_root = {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata("/proc/self")
+            .map(|m| m.uid() == 0)
+            .unwrap_or(false)
+    };
+    match std::env::var_os("HOME").filter(|_| !is_root) {
+        Some(home) => PathBuf::from(home).join(".local/share/certhub"),
+        None => PathBuf::from("/var/lib/certhub"),
+    }
+}

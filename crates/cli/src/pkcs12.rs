@@ -1,0 +1,47 @@
+//! PKCS#12 export: AES-256-CBC with PBKDF2/HMAC-SHA256 and a SHA-256 MAC by default, or
+//! legacy 3DES with a SHA-1 MAC for old Windows and Java key stores.
+
+use anyhow::anyhow;
+use p12_keystore::{
+    Certificate, EncryptionAlgorithm, KeyStore, KeyStoreEntry, MacAlgorithm, PrivateKey,
+    PrivateKeyChain,
+};
+
+/// A PKCS#12 file holding the key and the chain (leaf first) under `alias`.
+pub fn build(
+    alias: &str,
+    key_pkcs8: &[u8],
+    chain_der: &[Vec<u8>],
+    password: &str,
+    legacy: bool,
+) -> anyhow::Result<Vec<u8>> {
+    let key = PrivateKey::from_der(key_pkcs8)
+        .map_err(|e| anyhow!("the key cannot go into PKCS#12: {e}"))?;
+    let certs = chain_der
+        .iter()
+        .map(|d| {
+            Certificate::from_der(d)
+                .map_err(|e| anyhow!("a certificate cannot go into PKCS#12: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let local_key_id = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        chain_der.first().map(Vec::as_slice).unwrap_or_default(),
+    );
+    let chain = PrivateKeyChain::new(local_key_id.as_ref()[..20].to_vec(), key, certs);
+    let mut store = KeyStore::new();
+    store.add_entry(alias, KeyStoreEntry::PrivateKeyChain(chain));
+    let writer = store.writer(password);
+    let writer = if legacy {
+        writer
+            .encryption_algorithm(EncryptionAlgorithm::PbeWithShaAnd3KeyTripleDesCbc)
+            .mac_algorithm(MacAlgorithm::HmacSha1)
+    } else {
+        writer
+            .encryption_algorithm(EncryptionAlgorithm::PbeWithHmacSha256AndAes256)
+            .mac_algorithm(MacAlgorithm::HmacSha256)
+    };
+    writer
+        .write()
+        .map_err(|e| anyhow!("cannot write the PKCS#12 file: {e}"))
+}

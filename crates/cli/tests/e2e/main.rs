@@ -1,0 +1,1026 @@
+//! End to end: the real `certhub` binary against a real Pebble (30% of nonces rejected)
+//! that resolves through a real BIND 9. Every issued chain is verified against Pebble's
+//! root and every name.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{Env, hostile, script};
+
+fn names(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http01_listener_issues_a_verified_certificate() {
+    let env = Env::start(hostile()).await;
+    env.account("le", &[]).await;
+    env.ok(&[
+        "cert",
+        "add",
+        "web",
+        "--account",
+        "le",
+        "-d",
+        "a.test",
+        "-d",
+        "WWW.A.test.",
+        "--challenge",
+        &env.http01(),
+    ])
+    .await;
+    let out = env.ok(&["cert", "request", "web"]).await;
+    assert!(out.contains("web: valid"), "{out}");
+    let show = env.show("web").await;
+    assert_eq!(show["state"], "valid");
+    assert_eq!(names(&show["sans"]), set(&["a.test", "www.a.test"]));
+    for field in ["serial", "issuer", "not_before", "not_after"] {
+        assert!(show[field].is_string(), "{field} missing in {show}");
+    }
+    env.verify_issued("web", &["a.test", "www.a.test"]).await;
+    let list: Value = serde_json::from_str(&env.ok(&["cert", "list", "--json"]).await).unwrap();
+    assert_eq!(list[0]["name"], "web");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http01_webroot_writes_the_token_and_leaves_nothing_behind() {
+    let env = Env::start(hostile()).await;
+    let webroot = tempfile::TempDir::new().unwrap();
+    let _server = serve_dir(webroot.path().to_path_buf(), env.pebble.http_port).await;
+    env.account("le", &[]).await;
+    let spec = format!("http-01:webroot={}", webroot.path().display());
+    env.ok(&[
+        "cert",
+        "add",
+        "site",
+        "--account",
+        "le",
+        "-d",
+        "site.test",
+        "--challenge",
+        &spec,
+    ])
+    .await;
+    env.ok(&["cert", "request", "site"]).await;
+    env.verify_issued("site", &["site.test"]).await;
+    let left = walk(webroot.path());
+    assert!(left.is_empty(), "webroot still holds {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_alpn01_issues() {
+    let env = Env::start(hostile()).await;
+    env.account("le", &[]).await;
+    env.ok(&[
+        "cert",
+        "add",
+        "alpn",
+        "--account",
+        "le",
+        "-d",
+        "alpn.test",
+        "--challenge",
+        &env.tls_alpn01(),
+    ])
+    .await;
+    env.ok(&["cert", "request", "alpn"]).await;
+    env.verify_issued("alpn", &["alpn.test"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dns01_rfc2136_wildcard_plus_apex() {
+    let env = Env::start(hostile()).await;
+    env.account("le", &[]).await;
+    env.ok(&[
+        "cert",
+        "add",
+        "wild",
+        "--account",
+        "le",
+        "-d",
+        "b.test",
+        "-d",
+        "*.b.test",
+        "--challenge",
+        &env.rfc2136(),
+    ])
+    .await;
+    env.ok(&["cert", "request", "wild"]).await;
+    env.verify_issued("wild", &["b.test", "x.b.test"]).await;
+    assert!(
+        env.bind
+            .txt_values("_acme-challenge.b.test.")
+            .await
+            .is_empty(),
+        "TXT records were left behind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_identifier_takes_the_first_spec_that_suits_it() {
+    let env = Env::start(hostile()).await;
+    env.account("le", &[]).await;
+    let out = env
+        .ok(&[
+            "cert",
+            "add",
+            "mixed",
+            "--account",
+            "le",
+            "-d",
+            "c.test,*.c.test",
+            "--challenge",
+            &env.http01(),
+            "--challenge",
+            &env.rfc2136(),
+        ])
+        .await;
+    assert!(
+        out.contains("c.test  http-01") && out.contains("*.c.test  dns-01"),
+        "{out}"
+    );
+    // The TXT record below c.test would otherwise hide the zone's wildcard A for c.test itself.
+    env.bind.update("update add c.test. 60 A 127.0.0.1").await;
+    env.ok(&["cert", "request", "mixed"]).await;
+    env.verify_issued("mixed", &["c.test", "y.c.test"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dns01_exec_hook_follows_legos_convention() {
+    let env = Env::start(hostile()).await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let log = dir.path().join("calls.log");
+    let hook = script(
+        dir.path(),
+        "hook.sh",
+        &format!(
+            r#"echo "$@" >> {log}
+if [ "$1" = present ]; then op="update add $2 60 TXT \"$3\""; else op="update delete $2 TXT \"$3\""; fi
+printf 'server 127.0.0.1 {port}\n%s\nsend\n' "$op" | nsupdate -y {alg}:{name}:{secret}
+"#,
+            log = log.display(),
+            port = env.bind.addr.port(),
+            alg = env.bind.algorithm,
+            name = env.bind.tsig_key_name,
+            secret = env.bind.tsig_secret,
+        ),
+    );
+    env.account("le", &[]).await;
+    let spec = format!("dns-01:exec={}", hook.display());
+    env.ok(&[
+        "cert",
+        "add",
+        "hooked",
+        "--account",
+        "le",
+        "-d",
+        "e.test",
+        "-d",
+        "*.e.test",
+        "--challenge",
+        &spec,
+    ])
+    .await;
+    env.ok(&["cert", "request", "hooked"]).await;
+    env.verify_issued("hooked", &["e.test", "z.e.test"]).await;
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = calls.lines().collect();
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("present _acme-challenge.e.test. "))
+            .count(),
+        2,
+        "{calls}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("cleanup _acme-challenge.e.test. "))
+            .count(),
+        2,
+        "{calls}"
+    );
+    assert!(
+        env.bind
+            .txt_values("_acme-challenge.e.test.")
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dns01_callback_posts_signed_events_and_waits_for_the_record() {
+    let env = Env::start(hostile()).await;
+    let receiver = callback::Receiver::start("s3cret", &env.bind).await;
+    env.account("le", &[]).await;
+    let spec = format!("dns-01:callback={},secret=s3cret", receiver.url);
+    env.ok(&[
+        "cert",
+        "add",
+        "cb",
+        "--account",
+        "le",
+        "-d",
+        "cb.test",
+        "--challenge",
+        &spec,
+    ])
+    .await;
+    env.ok(&["cert", "request", "cb"]).await;
+    env.verify_issued("cb", &["cb.test"]).await;
+    let events = receiver.events();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "cert_domain_validation_required",
+            "cert_domain_validation_completed"
+        ],
+        "{events:?}"
+    );
+    assert_eq!(events[0]["domain_validation_method"], "dns-01");
+    assert_eq!(
+        events[0]["challenge"]["txt_record_name"],
+        "_acme-challenge.cb.test"
+    );
+    assert!(
+        events[0]["challenge"]["txt_record_val"]
+            .as_str()
+            .unwrap()
+            .len()
+            == 43
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ip_identifier_with_http01() {
+    let env = Env::start(hostile()).await;
+    env.account("le", &[]).await;
+    env.ok(&[
+        "cert",
+        "add",
+        "ip",
+        "--account",
+        "le",
+        "--ip",
+        "127.0.0.1",
+        "--challenge",
+        &env.http01(),
+    ])
+    .await;
+    env.ok(&["cert", "request", "ip"]).await;
+    env.verify_issued("ip", &["127.0.0.1"]).await;
+    let show = env.show("ip").await;
+    assert_eq!(names(&show["sans"]), set(&["127.0.0.1"]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn external_account_binding_is_required_and_accepted() {
+    let hmac = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+    let mut opts = hostile();
+    opts.eab_required = true;
+    opts.eab_keys = vec![("kid-1".into(), hmac.into())];
+    let env = Env::start(opts).await;
+    let bundle = env.ca_bundle();
+    let base = [
+        "account",
+        "add",
+        "eab",
+        "--directory",
+        &env.pebble.directory_url,
+        "--ca-bundle",
+        &bundle,
+        "--agree-tos",
+    ];
+    let err = env.fails(3, &base).await;
+    assert!(
+        err.contains("External Account Binding") && err.contains("--eab-kid"),
+        "{err}"
+    );
+    let wrong = "AAAAZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+    let err = env
+        .fails(
+            4,
+            &[&base[..], &["--eab-kid", "kid-1", "--eab-hmac-key", wrong]].concat(),
+        )
+        .await;
+    assert!(err.contains("unauthorized"), "{err}");
+    env.ok(&[&base[..], &["--eab-kid", "kid-1", "--eab-hmac-key", hmac]].concat())
+        .await;
+    env.ok(&[
+        "cert",
+        "add",
+        "bound",
+        "--account",
+        "eab",
+        "-d",
+        "eab.test",
+        "--challenge",
+        &env.http01(),
+    ])
+    .await;
+    env.ok(&["cert", "request", "bound"]).await;
+    env.verify_issued("bound", &["eab.test"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blocklisted_name_is_refused_by_name() {
+    let mut opts = hostile();
+    opts.blocklist = vec!["blocked.test".into()];
+    let env = Env::start(opts).await;
+    env.account("le", &[]).await;
+    env.ok(&[
+        "cert",
+        "add",
+        "bad",
+        "--account",
+        "le",
+        "-d",
+        "x.blocked.test",
+        "--challenge",
+        &env.http01(),
+    ])
+    .await;
+    let err = env.fails(4, &["cert", "request", "bad"]).await;
+    assert!(
+        err.contains("rejectedIdentifier") && err.contains("x.blocked.test"),
+        "{err}"
+    );
+    assert_eq!(env.show("bad").await["state"], "failing");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn several_at_once_report_each_and_fail_only_if_one_fails() {
+    let mut opts = hostile();
+    opts.blocklist = vec!["blocked.test".into()];
+    let env = Env::start(opts).await;
+    env.account("le", &[]).await;
+    for (name, domain) in [
+        ("one", "one.test"),
+        ("two", "two.test"),
+        ("three", "three.test"),
+    ] {
+        env.ok(&[
+            "cert",
+            "add",
+            name,
+            "--account",
+            "le",
+            "-d",
+            domain,
+            "--challenge",
+            &env.http01(),
+        ])
+        .await;
+    }
+    env.ok(&["cert", "request", "one", "two", "three", "--jobs", "3"])
+        .await;
+    for name in ["one", "two", "three"] {
+        assert_eq!(env.show(name).await["state"], "valid");
+    }
+    env.ok(&[
+        "cert",
+        "add",
+        "nope",
+        "--account",
+        "le",
+        "-d",
+        "n.blocked.test",
+        "--challenge",
+        &env.http01(),
+    ])
+    .await;
+    let out = env
+        .run(&["cert", "request", "one", "nope", "--jobs", "2"])
+        .await;
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("nope") && stderr.contains("1 of 2"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("one: valid"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_rollover_then_issuance_with_the_new_key() {
+    let env = Env::start(hostile()).await;
+    env.account("le", &["--key-type", "rsa-2048"]).await;
+    env.ok(&["account", "rollover", "le", "--key-type", "ec-p384"])
+        .await;
+    let list: Value = serde_json::from_str(&env.ok(&["account", "list", "--json"]).await).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["key_type"], "ec-p384");
+    let shown: Value =
+        serde_json::from_str(&env.ok(&["account", "show", "le", "--json"]).await).unwrap();
+    assert_eq!(shown["ca"]["status"], "valid", "{shown}");
+    env.ok(&[
+        "cert",
+        "add",
+        "after",
+        "--account",
+        "le",
+        "-d",
+        "roll.test",
+        "--key-type",
+        "rsa-2048",
+        "--challenge",
+        &env.http01(),
+    ])
+    .await;
+    env.ok(&["cert", "request", "after"]).await;
+    env.verify_issued("after", &["roll.test"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revocation_is_visible_at_the_ca() {
+    let env = Env::start(hostile()).await;
+    env.account("le", &[]).await;
+    for (name, domain) in [("r1", "r1.test"), ("r2", "r2.test")] {
+        env.ok(&[
+            "cert",
+            "add",
+            name,
+            "--account",
+            "le",
+            "-d",
+            domain,
+            "--challenge",
+            &env.http01(),
+        ])
+        .await;
+        env.ok(&["cert", "request", name]).await;
+    }
+    env.ok(&["cert", "revoke", "r1", "--reason", "key-compromise"])
+        .await;
+    env.ok(&[
+        "cert",
+        "revoke",
+        "r2",
+        "--reason",
+        "superseded",
+        "--with-cert-key",
+    ])
+    .await;
+    for (name, reason) in [("r1", 1), ("r2", 4)] {
+        let show = env.show(name).await;
+        assert_eq!(show["state"], "revoked");
+        let status = env
+            .pebble
+            .cert_status(show["serial"].as_str().unwrap())
+            .await;
+        assert_eq!(status["Status"], "Revoked", "{status}");
+        assert_eq!(status["Reason"], reason, "{status}");
+    }
+    let err = env.fails(3, &["cert", "revoke", "r1"]).await;
+    assert!(err.contains("already revoked"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn preferred_chain_selects_the_alternate_root() {
+    let mut opts = hostile();
+    opts.alternate_roots = 1;
+    let env = Env::start(opts).await;
+    let alt_root = env.pebble.root_pem(1).await;
+    let alt_cn = common_name(&alt_root);
+    env.account("le", &[]).await;
+    env.ok(&[
+        "cert",
+        "add",
+        "alt",
+        "--account",
+        "le",
+        "-d",
+        "alt.test",
+        "--preferred-chain",
+        &alt_cn,
+        "--challenge",
+        &env.http01(),
+    ])
+    .await;
+    env.ok(&[
+        "cert",
+        "add",
+        "dflt",
+        "--account",
+        "le",
+        "-d",
+        "dflt.test",
+        "--challenge",
+        &env.http01(),
+    ])
+    .await;
+    env.ok(&["cert", "request", "alt", "dflt"]).await;
+    let out = tempfile::TempDir::new().unwrap();
+    env.ok(&[
+        "cert",
+        "export",
+        "alt",
+        "--out",
+        out.path().to_str().unwrap(),
+    ])
+    .await;
+    let fullchain = std::fs::read_to_string(out.path().join("fullchain.pem")).unwrap();
+    support::verify_chain(&fullchain, &alt_root, &["alt.test"]);
+    env.verify_issued("dflt", &["dflt.test"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_users_csr_keeps_its_key() {
+    let env = Env::start(hostile()).await;
+    env.account("le", &[]).await;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(vec!["csr.test".to_string(), "csr2.test".to_string()])
+            .unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "csr.test");
+    let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join("req.csr");
+    std::fs::write(&path, csr).unwrap();
+    let out = env
+        .ok(&[
+            "cert",
+            "add",
+            "mine",
+            "--account",
+            "le",
+            "--csr",
+            path.to_str().unwrap(),
+            "--challenge",
+            &env.http01(),
+        ])
+        .await;
+    assert!(
+        out.contains("csr.test") && out.contains("csr2.test"),
+        "{out}"
+    );
+    env.ok(&["cert", "request", "mine"]).await;
+    let chain = env.verify_issued("mine", &["csr.test", "csr2.test"]).await;
+    let (_, leaf) = x509_parser::parse_x509_certificate(&chain[0]).unwrap();
+    assert_eq!(
+        leaf.public_key().raw,
+        rcgen::PublicKeyData::subject_public_key_info(&key).as_slice()
+    );
+    let exported = tempfile::TempDir::new().unwrap();
+    env.ok(&[
+        "cert",
+        "export",
+        "mine",
+        "--out",
+        exported.path().to_str().unwrap(),
+    ])
+    .await;
+    assert!(!exported.path().join("privkey.pem").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_types_and_pkcs12_export() {
+    let env = Env::start(hostile()).await;
+    env.account("le", &["--key-type", "ec-p384"]).await;
+    env.ok(&[
+        "cert",
+        "add",
+        "rsa",
+        "--account",
+        "le",
+        "-d",
+        "rsa.test",
+        "--key-type",
+        "rsa-3072",
+        "--reuse-key",
+        "--challenge",
+        &env.http01(),
+    ])
+    .await;
+    env.ok(&[
+        "cert",
+        "add",
+        "p384",
+        "--account",
+        "le",
+        "-d",
+        "p384.test",
+        "--key-type",
+        "ec-p384",
+        "--challenge",
+        &env.tls_alpn01(),
+    ])
+    .await;
+    env.ok(&["cert", "request", "rsa", "p384"]).await;
+    let first = env.verify_issued("rsa", &["rsa.test"]).await;
+    env.verify_issued("p384", &["p384.test"]).await;
+    // Key reuse: a second issuance keeps the key.
+    env.ok(&["cert", "request", "rsa"]).await;
+    let second = env.verify_issued("rsa", &["rsa.test"]).await;
+    let spki = |der: &[u8]| {
+        x509_parser::parse_x509_certificate(der)
+            .unwrap()
+            .1
+            .public_key()
+            .raw
+            .to_vec()
+    };
+    assert_eq!(spki(&first[0]), spki(&second[0]));
+    assert_ne!(first[0], second[0]);
+
+    let out = tempfile::TempDir::new().unwrap();
+    let dir = out.path().to_str().unwrap();
+    env.ok(&[
+        "cert",
+        "export",
+        "p384",
+        "--format",
+        "pkcs12",
+        "--out",
+        dir,
+        "--password",
+        "pw",
+    ])
+    .await;
+    let p12 = std::fs::read(out.path().join("p384.p12")).unwrap();
+    let store = p12_keystore::KeyStore::from_pkcs12(
+        &p12,
+        "pw",
+        p12_keystore::Pkcs12ImportPolicy::default(),
+    )
+    .unwrap();
+    let (_, chain) = store.private_key_chain().expect("a key with its chain");
+    assert!(chain.certs().len() >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identifier_rules_are_enforced_with_clear_messages() {
+    let env = Env::start(hostile()).await;
+    env.account("le", &[]).await;
+    let http = env.http01();
+    let err = env
+        .fails(
+            3,
+            &[
+                "cert",
+                "add",
+                "w",
+                "--account",
+                "le",
+                "-d",
+                "*.r.test",
+                "--challenge",
+                &http,
+            ],
+        )
+        .await;
+    assert!(err.contains("*.r.test") && err.contains("dns-01"), "{err}");
+    let err = env
+        .fails(
+            3,
+            &[
+                "cert",
+                "add",
+                "s",
+                "--account",
+                "le",
+                "-d",
+                "SRVDEVAPP01",
+                "--challenge",
+                &http,
+            ],
+        )
+        .await;
+    assert!(
+        err.contains("srvdevapp01") && err.contains("single-label"),
+        "{err}"
+    );
+    let err = env
+        .fails(
+            3,
+            &[
+                "cert",
+                "add",
+                "i",
+                "--account",
+                "le",
+                "--ip",
+                "127.0.0.1",
+                "--challenge",
+                &env.rfc2136(),
+            ],
+        )
+        .await;
+    assert!(err.contains("127.0.0.1") && err.contains("dns-01"), "{err}");
+    let err = env
+        .fails(
+            3,
+            &[
+                "cert",
+                "add",
+                "b",
+                "--account",
+                "le",
+                "-d",
+                "a..test",
+                "--challenge",
+                &http,
+            ],
+        )
+        .await;
+    assert!(err.contains("a..test"), "{err}");
+    let out = env
+        .run(&[
+            "cert",
+            "add",
+            "d",
+            "--account",
+            "le",
+            "-d",
+            "www.r.test,*.r.test",
+            "--challenge",
+            &env.rfc2136(),
+        ])
+        .await;
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("www.r.test"),
+        "the dropped name is reported"
+    );
+    let show = env.show("d").await;
+    assert_eq!(show["identifiers"], json!(["*.r.test"]));
+    let err = env.fails(6, &["cert", "request", "missing"]).await;
+    assert!(err.contains("missing"), "{err}");
+    let err = env
+        .fails(
+            3,
+            &[
+                "cert",
+                "add",
+                "x",
+                "--account",
+                "le",
+                "-d",
+                "x.test",
+                "--challenge",
+                "smtp-01:listen=1",
+            ],
+        )
+        .await;
+    assert!(err.contains("smtp-01"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn account_lifecycle() {
+    let env = Env::start(hostile()).await;
+    let bundle = env.ca_bundle();
+    let err = env
+        .fails(
+            3,
+            &[
+                "account",
+                "add",
+                "x",
+                "--directory",
+                &env.pebble.directory_url,
+                "--ca-bundle",
+                &bundle,
+            ],
+        )
+        .await;
+    assert!(err.contains("--agree-tos"), "{err}");
+    let out = env
+        .run(&[
+            "account",
+            "add",
+            "quiet",
+            "--directory",
+            &env.pebble.directory_url,
+            "--ca-bundle",
+            &bundle,
+            "--agree-tos",
+        ])
+        .await;
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no contact email"));
+    env.ok(&["account", "update", "quiet", "--email", "new@example.com"])
+        .await;
+    let shown: Value =
+        serde_json::from_str(&env.ok(&["account", "show", "quiet", "--json"]).await).unwrap();
+    assert_eq!(shown["ca"]["contact"], json!(["mailto:new@example.com"]));
+    env.fails(3, &["account", "deactivate", "quiet"]).await;
+    env.ok(&["account", "deactivate", "quiet", "--yes"]).await;
+    let list: Value = serde_json::from_str(&env.ok(&["account", "list", "--json"]).await).unwrap();
+    assert_eq!(list[0]["status"], "deactivated");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_at_any_moment_then_the_next_run_completes() {
+    let env = Env::start(hostile()).await;
+    let webroot = tempfile::TempDir::new().unwrap();
+    let _server = serve_dir(webroot.path().to_path_buf(), env.pebble.http_port).await;
+    env.account("le", &[]).await;
+    let spec = format!("http-01:webroot={}", webroot.path().display());
+    env.ok(&[
+        "cert",
+        "add",
+        "k",
+        "--account",
+        "le",
+        "-d",
+        "k1.test,k2.test,k3.test",
+        "--challenge",
+        &spec,
+    ])
+    .await;
+    // Kill at moments spread over a request (ordering, validating, finalizing), each run
+    // resuming what the previous one left, until a run completes before it is killed.
+    let mut killed = 0;
+    for delay_ms in [5u64, 10, 20, 30, 45, 60, 80, 100, 130, 170, 220, 300] {
+        let mut child = env.command(&["cert", "request", "k"]).spawn().unwrap();
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        let _ = child.start_kill();
+        let status = child.wait().await.unwrap();
+        if status.success() {
+            break;
+        }
+        killed += 1;
+    }
+    assert!(
+        killed >= 3,
+        "the request finished too fast to be interrupted ({killed} kills)"
+    );
+    if env.show("k").await["state"] != "valid" {
+        env.ok(&["cert", "request", "k"]).await;
+    }
+    env.verify_issued("k", &["k1.test", "k2.test", "k3.test"])
+        .await;
+    let left = walk(webroot.path());
+    assert!(left.is_empty(), "webroot still holds {left:?}");
+    let store = certhub_store::Store::open(env.data_dir()).await.unwrap();
+    assert!(
+        store.presented_all().await.unwrap().is_empty(),
+        "challenge records left behind"
+    );
+    let orders = store.orders_for("k").await.unwrap();
+    assert_eq!(
+        orders.iter().filter(|o| o.status == "valid").count(),
+        1,
+        "exactly one order completed"
+    );
+    assert_eq!(
+        store.issued_for("k").await.unwrap().len(),
+        1,
+        "exactly one certificate stored"
+    );
+}
+
+fn common_name(pem: &str) -> String {
+    let der = support::pem_certs(pem).remove(0);
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    cert.subject()
+        .iter_common_name()
+        .next()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Serves files below `root` on 127.0.0.1:`port`, as a web server in front of a webroot.
+async fn serve_dir(root: std::path::PathBuf, port: u16) -> tokio::task::JoinHandle<()> {
+    use axum::extract::Path;
+    use axum::http::StatusCode;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let app = axum::Router::new().route(
+        "/.well-known/acme-challenge/{token}",
+        axum::routing::get(move |Path(token): Path<String>| {
+            let path = root.join(".well-known/acme-challenge").join(token);
+            async move { std::fs::read(path).map_err(|_| StatusCode::NOT_FOUND) }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    })
+}
+
+mod callback {
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, StatusCode};
+    use certhub_testkit::bind::Bind;
+    use serde_json::Value;
+
+    pub struct Receiver {
+        pub url: String,
+        events: Arc<Mutex<Vec<Value>>>,
+    }
+
+    impl Receiver {
+        /// A callback endpoint that checks the signature and publishes the record in BIND.
+        pub async fn start(secret: &'static str, bind: &Bind) -> Receiver {
+            let events = Arc::new(Mutex::new(Vec::new()));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/hook", listener.local_addr().unwrap());
+            let (server, key) = (
+                bind.addr,
+                format!(
+                    "{}:{}:{}",
+                    bind.algorithm, bind.tsig_key_name, bind.tsig_secret
+                ),
+            );
+            let seen = events.clone();
+            let app = axum::Router::new().route(
+                "/hook",
+                axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                    let seen = seen.clone();
+                    let key = key.clone();
+                    async move {
+                        let mac = aws_lc_rs::hmac::Key::new(
+                            aws_lc_rs::hmac::HMAC_SHA256,
+                            secret.as_bytes(),
+                        );
+                        let tag = aws_lc_rs::hmac::sign(&mac, &body);
+                        let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+                        let sent = headers
+                            .get("x-certhub-signature")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default();
+                        if sent != format!("sha256={hex}") {
+                            return StatusCode::UNAUTHORIZED;
+                        }
+                        let event: Value = serde_json::from_slice(&body).unwrap();
+                        let name = event["challenge"]["txt_record_name"]
+                            .as_str()
+                            .unwrap()
+                            .to_string();
+                        let value = event["challenge"]["txt_record_val"]
+                            .as_str()
+                            .unwrap()
+                            .to_string();
+                        let op = if event["event_type"] == "cert_domain_validation_required" {
+                            format!("update add {name}. 60 TXT \"{value}\"")
+                        } else {
+                            format!("update delete {name}. TXT \"{value}\"")
+                        };
+                        seen.lock().unwrap().push(event);
+                        let script =
+                            format!("server {} {}\n{op}\nsend\n", server.ip(), server.port());
+                        let mut child = tokio::process::Command::new("nsupdate")
+                            .args(["-y", &key])
+                            .stdin(std::process::Stdio::piped())
+                            .spawn()
+                            .expect("nsupdate runs (apt-get install bind9-dnsutils)");
+                        use tokio::io::AsyncWriteExt as _;
+                        child
+                            .stdin
+                            .take()
+                            .unwrap()
+                            .write_all(script.as_bytes())
+                            .await
+                            .unwrap();
+                        assert!(child.wait().await.unwrap().success());
+                        StatusCode::OK
+                    }
+                }),
+            );
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            });
+            Receiver { url, events }
+        }
+
+        pub fn events(&self) -> Vec<Value> {
+            self.events.lock().unwrap().clone()
+        }
+    }
+}

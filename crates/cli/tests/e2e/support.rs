@@ -1,0 +1,194 @@
+//! Shared set-up: a real BIND 9 serving the `test.` zone (every name resolves to 127.0.0.1),
+//! a real Pebble using it as resolver and rejecting 30% of nonces, a fresh data directory,
+//! and the real `certhub` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use certhub_testkit::bind::Bind;
+use certhub_testkit::pebble::{Pebble, PebbleOptions};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use tempfile::TempDir;
+
+pub struct Env {
+    pub bind: Bind,
+    pub pebble: Pebble,
+    pub data: TempDir,
+}
+
+/// Pebble options every test starts from: 30% of nonces rejected, no authorization reuse.
+pub fn hostile() -> PebbleOptions {
+    PebbleOptions {
+        nonce_reject: 30,
+        authz_reuse: 0,
+        ..PebbleOptions::default()
+    }
+}
+
+impl Env {
+    pub async fn start(mut opts: PebbleOptions) -> Env {
+        let bind = Bind::start(&["test"]).await;
+        opts.dns_server = Some(bind.addr);
+        let pebble = Pebble::start(opts).await;
+        Env {
+            bind,
+            pebble,
+            data: TempDir::new().unwrap(),
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data.path()
+    }
+
+    pub fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_certhub"));
+        cmd.args(args)
+            .env("CERTHUB_DATA_DIR", self.data.path())
+            .env("CERTHUB_DNS_RESOLVER", self.bind.addr.to_string())
+            .env("CERTHUB_DNS_PORT", self.bind.addr.port().to_string())
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs certhub and returns its output, whatever the exit status.
+    pub async fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().await.expect("certhub runs")
+    }
+
+    /// Runs certhub, requires success, returns stdout.
+    pub async fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args).await;
+        assert!(
+            out.status.success(),
+            "certhub {} failed with {:?}\nstdout:\n{}\nstderr:\n{}",
+            args.join(" "),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs certhub, requires failure with `code`, returns stderr.
+    pub async fn fails(&self, code: i32, args: &[&str]) -> String {
+        let out = self.run(args).await;
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "certhub {} should exit {code}\nstdout:\n{}\nstderr:\n{stderr}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+        );
+        stderr
+    }
+
+    pub fn ca_bundle(&self) -> String {
+        self.pebble.listener_ca_path.display().to_string()
+    }
+
+    /// Registers an account `name` with extra arguments.
+    pub async fn account(&self, name: &str, extra: &[&str]) {
+        let bundle = self.ca_bundle();
+        let mut args = vec![
+            "account",
+            "add",
+            name,
+            "--directory",
+            &self.pebble.directory_url,
+            "--ca-bundle",
+            &bundle,
+            "--email",
+            "ops@example.com",
+            "--agree-tos",
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args).await;
+    }
+
+    pub fn http01(&self) -> String {
+        format!("http-01:listen=127.0.0.1:{}", self.pebble.http_port)
+    }
+
+    pub fn tls_alpn01(&self) -> String {
+        format!("tls-alpn-01:listen=127.0.0.1:{}", self.pebble.tls_port)
+    }
+
+    pub fn rfc2136(&self) -> String {
+        format!(
+            "dns-01:rfc2136={},key-name={},key-secret={},algorithm={}",
+            self.bind.addr, self.bind.tsig_key_name, self.bind.tsig_secret, self.bind.algorithm
+        )
+    }
+
+    pub async fn show(&self, cert: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["cert", "show", cert, "--json"]).await).unwrap()
+    }
+
+    /// Exports `cert` as PEM and verifies the chain against Pebble's root and every name.
+    pub async fn verify_issued(&self, cert: &str, names: &[&str]) -> Vec<CertificateDer<'static>> {
+        let out = TempDir::new().unwrap();
+        self.ok(&[
+            "cert",
+            "export",
+            cert,
+            "--format",
+            "pem",
+            "--out",
+            out.path().to_str().unwrap(),
+        ])
+        .await;
+        let fullchain = std::fs::read_to_string(out.path().join("fullchain.pem")).unwrap();
+        let root = self.pebble.root_pem(0).await;
+        verify_chain(&fullchain, &root, names);
+        let key = out.path().join("privkey.pem");
+        if key.exists() {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "the exported key must be private");
+        }
+        pem_certs(&fullchain)
+    }
+}
+
+pub fn pem_certs(pem: &str) -> Vec<CertificateDer<'static>> {
+    use rustls_pki_types::pem::PemObject as _;
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .map(|c| c.unwrap())
+        .collect()
+}
+
+/// Verifies `fullchain` (leaf first) up to `root_pem` for TLS server use and each name.
+pub fn verify_chain(fullchain: &str, root_pem: &str, names: &[&str]) {
+    let certs = pem_certs(fullchain);
+    let roots = pem_certs(root_pem);
+    let anchor = webpki::anchor_from_trusted_cert(&roots[0]).unwrap();
+    let leaf = webpki::EndEntityCert::try_from(&certs[0]).unwrap();
+    leaf.verify_for_usage(
+        webpki::ALL_VERIFICATION_ALGS,
+        &[anchor],
+        &certs[1..],
+        UnixTime::now(),
+        webpki::KeyUsage::server_auth(),
+        None,
+        None,
+    )
+    .expect("the chain verifies against Pebble's root");
+    for name in names {
+        let sn = ServerName::try_from(*name).unwrap();
+        leaf.verify_is_valid_for_subject_name(&sn)
+            .unwrap_or_else(|e| panic!("the certificate is not valid for {name}: {e:?}"));
+    }
+}
+
+/// Writes an executable script.
+pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
