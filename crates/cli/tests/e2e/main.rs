@@ -157,6 +157,121 @@ async fn each_identifier_takes_the_first_spec_that_suits_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn dns01_follows_a_cname_on_acme_challenge() {
+    let env = Env::start(hostile()).await;
+    // Delegate validation of cn.test to a name the certificate's owner controls.
+    env.bind
+        .update("update add _acme-challenge.cn.test. 60 CNAME cn.validation.test.")
+        .await;
+    env.account("le", &[]).await;
+    env.ok(&[
+        "cert",
+        "add",
+        "cname",
+        "--account",
+        "le",
+        "-d",
+        "cn.test",
+        "--challenge",
+        &env.rfc2136(),
+    ])
+    .await;
+    env.ok(&["cert", "request", "cname"]).await;
+    env.verify_issued("cname", &["cn.test"]).await;
+    assert!(
+        env.bind.txt_values("cn.validation.test.").await.is_empty(),
+        "the delegated record was removed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dns01_failures_say_what_went_wrong() {
+    let env = Env::start(hostile()).await;
+    env.account("le", &[]).await;
+    // A wrong TSIG key is refused by the server, and the error says so.
+    let wrong = format!(
+        "dns-01:rfc2136={},key-name={},key-secret=c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=",
+        env.bind.addr, env.bind.tsig_key_name
+    );
+    env.ok(&[
+        "cert",
+        "add",
+        "tsig",
+        "--account",
+        "le",
+        "-d",
+        "tsig.test",
+        "--challenge",
+        &wrong,
+    ])
+    .await;
+    let err = env.fails(1, &["cert", "request", "tsig"]).await;
+    assert!(err.contains("NOTAUTH") && err.contains("TSIG"), "{err}");
+    // A hook that "succeeds" without publishing: the check names the server lacking the value.
+    let dir = tempfile::TempDir::new().unwrap();
+    let hook = script(dir.path(), "noop.sh", "exit 0\n");
+    let spec = format!("dns-01:exec={};propagation-timeout=2", hook.display());
+    env.ok(&[
+        "cert",
+        "add",
+        "slow",
+        "--account",
+        "le",
+        "-d",
+        "slow.test",
+        "--challenge",
+        &spec,
+    ])
+    .await;
+    let err = env.fails(1, &["cert", "request", "slow"]).await;
+    assert!(
+        err.contains("_acme-challenge.slow.test") && err.contains(&env.bind.addr.to_string()),
+        "{err}"
+    );
+    // A failing hook reports its own words.
+    let hook = script(
+        dir.path(),
+        "fail.sh",
+        "echo 'zone is read-only' >&2\nexit 3\n",
+    );
+    let spec = format!("dns-01:exec={}", hook.display());
+    env.ok(&[
+        "cert",
+        "add",
+        "broken",
+        "--account",
+        "le",
+        "-d",
+        "broken.test",
+        "--challenge",
+        &spec,
+    ])
+    .await;
+    let err = env.fails(1, &["cert", "request", "broken"]).await;
+    assert!(err.contains("zone is read-only"), "{err}");
+    // A profile the CA does not advertise is refused before anything is ordered.
+    env.ok(&[
+        "cert",
+        "add",
+        "prof",
+        "--account",
+        "le",
+        "-d",
+        "prof.test",
+        "--profile",
+        "shortlived",
+        "--challenge",
+        &env.http01(),
+    ])
+    .await;
+    let err = env.fails(4, &["cert", "request", "prof"]).await;
+    assert!(
+        err.contains("shortlived") && err.contains("advertises no profiles"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn dns01_exec_hook_follows_legos_convention() {
     let env = Env::start(hostile()).await;
     let dir = tempfile::TempDir::new().unwrap();
