@@ -1,0 +1,238 @@
+//! Solvers on their own: the http-01 and tls-alpn-01 responders, the webroot writer, and
+//! RFC 2136 against a real BIND 9.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use certhub_challenge::Solvers;
+use certhub_challenge::dns::{DnsCheckConfig, txt_value};
+use certhub_challenge::http01::Http01Responder;
+use certhub_challenge::tls_alpn::TlsAlpnResponder;
+use certhub_challenge::webroot::WebrootSolver;
+use certhub_core::{
+    ChallengeKind, ChallengeSpec, Identifier, PendingChallenge, Solver, SolverError,
+};
+use certhub_testkit::bind::Bind;
+
+fn challenge(kind: ChallengeKind, id: Identifier, token: &str) -> PendingChallenge {
+    PendingChallenge {
+        kind,
+        identifier: id,
+        token: token.to_string(),
+        key_authorization: format!("{token}.thumbprint"),
+    }
+}
+
+fn dns(name: &str) -> Identifier {
+    Identifier::Dns(name.to_string())
+}
+
+#[tokio::test]
+async fn http01_serves_every_token_in_flight_and_nothing_else() {
+    let r = Http01Responder::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let a = challenge(ChallengeKind::Http01, dns("a.test"), "tokA");
+    let b = challenge(ChallengeKind::Http01, dns("b.test"), "tokB");
+    r.present(&a).await.unwrap();
+    r.present(&b).await.unwrap();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let get = |t: &str| {
+        http.get(format!(
+            "http://{}/.well-known/acme-challenge/{t}",
+            r.local_addr()
+        ))
+        .send()
+    };
+    for c in [&a, &b] {
+        let rsp = get(&c.token).await.unwrap();
+        assert_eq!(rsp.status(), 200);
+        assert_eq!(rsp.text().await.unwrap(), c.key_authorization);
+    }
+    assert_eq!(get("other").await.unwrap().status(), 404);
+    r.cleanup(&a).await.unwrap();
+    assert_eq!(get("tokA").await.unwrap().status(), 404);
+    assert_eq!(get("tokB").await.unwrap().status(), 200);
+
+    let err = Http01Responder::bind(r.local_addr())
+        .await
+        .err()
+        .expect("the port is taken");
+    assert!(
+        err.to_string().contains(&r.local_addr().to_string()),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn solvers_share_one_listener_per_address() {
+    let solvers = Solvers::new(DnsCheckConfig::default());
+    let port = certhub_testkit::free_port();
+    let spec = ChallengeSpec::parse(&format!("http-01:listen=127.0.0.1:{port}")).unwrap();
+    let one = solvers.for_spec(&spec).await.unwrap();
+    let two = solvers.for_spec(&spec).await.unwrap();
+    assert!(Arc::ptr_eq(&one, &two));
+}
+
+#[tokio::test]
+async fn webroot_writes_and_removes_the_token_and_refuses_traversal() {
+    let root = tempfile::TempDir::new().unwrap();
+    let w = WebrootSolver::new(root.path().to_path_buf());
+    let c = challenge(ChallengeKind::Http01, dns("a.test"), "abc_DEF-123");
+    w.present(&c).await.unwrap();
+    let file = root.path().join(".well-known/acme-challenge/abc_DEF-123");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), c.key_authorization);
+    w.cleanup(&c).await.unwrap();
+    assert!(!file.exists());
+    assert!(
+        !root.path().join(".well-known").exists(),
+        "the directories it made are gone"
+    );
+    w.cleanup(&c).await.unwrap();
+    let evil = challenge(ChallengeKind::Http01, dns("a.test"), "../../etc/passwd");
+    assert!(matches!(
+        w.present(&evil).await,
+        Err(SolverError::Unsupported(_))
+    ));
+}
+
+#[tokio::test]
+async fn tls_alpn01_serves_the_acme_identifier_only_with_the_alpn() {
+    let r = TlsAlpnResponder::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let c = challenge(ChallengeKind::TlsAlpn01, dns("alpn.test"), "tok");
+    r.present(&c).await.unwrap();
+    let cert = handshake(r.local_addr(), "alpn.test", true)
+        .await
+        .expect("a certificate for a presented name");
+    let (_, parsed) = x509_parser::parse_x509_certificate(&cert).unwrap();
+    let ext = parsed
+        .extensions()
+        .iter()
+        .find(|e| e.oid.to_id_string() == "1.3.6.1.5.5.7.1.31")
+        .expect("the acmeIdentifier extension");
+    assert!(ext.critical);
+    let digest =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, c.key_authorization.as_bytes());
+    // DER OCTET STRING of the 32-byte digest.
+    assert_eq!(ext.value, [&[0x04, 0x20][..], digest.as_ref()].concat());
+    assert!(
+        handshake(r.local_addr(), "other.test", true)
+            .await
+            .is_none(),
+        "unknown names fail"
+    );
+    assert!(
+        handshake(r.local_addr(), "alpn.test", false)
+            .await
+            .is_none(),
+        "no acme-tls/1, no certificate"
+    );
+    r.cleanup(&c).await.unwrap();
+    assert!(handshake(r.local_addr(), "alpn.test", true).await.is_none());
+}
+
+/// The certificate the server presents, if the handshake gets that far.
+async fn handshake(addr: std::net::SocketAddr, sni: &str, alpn: bool) -> Option<Vec<u8>> {
+    #[derive(Debug)]
+    struct AcceptAll(Arc<rustls::crypto::CryptoProvider>);
+    impl rustls::client::danger::ServerCertVerifier for AcceptAll {
+        fn verify_server_cert(
+            &self,
+            _: &rustls_pki_types::CertificateDer<'_>,
+            _: &[rustls_pki_types::CertificateDer<'_>],
+            _: &rustls_pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls_pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &rustls_pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            // The acmeIdentifier extension is critical and unknown to webpki, which would
+            // refuse the certificate; this test reads the certificate itself.
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &rustls_pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            // The acmeIdentifier extension is critical and unknown to webpki, which would
+            // refuse the certificate; this test reads the certificate itself.
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAll(provider)))
+        .with_no_client_auth();
+    if alpn {
+        config.alpn_protocols = vec![b"acme-tls/1".to_vec()];
+    }
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from(sni.to_string()).unwrap();
+    let tls = match tokio::time::timeout(Duration::from_secs(5), connector.connect(name, tcp)).await
+    {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            eprintln!("handshake for {sni}: {e}");
+            return None;
+        }
+        Err(_) => panic!("the handshake for {sni} hung"),
+    };
+    let (_, conn) = tls.get_ref();
+    conn.peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.to_vec())
+}
+
+#[tokio::test]
+async fn rfc2136_values_coexist_and_cleanup_removes_only_its_own() {
+    let bind = Bind::start(&["test"]).await;
+    let config = DnsCheckConfig {
+        resolver: Some(bind.addr),
+        authoritative_port: bind.addr.port(),
+        timeout: Duration::from_secs(10),
+        ..DnsCheckConfig::default()
+    };
+    let spec = ChallengeSpec::parse(&format!(
+        "dns-01:rfc2136={},key-name={},key-secret={}",
+        bind.addr, bind.tsig_key_name, bind.tsig_secret
+    ))
+    .unwrap();
+    let solver = Solvers::new(config).for_spec(&spec).await.unwrap();
+    // A wildcard and its base name share one record name.
+    let apex = challenge(ChallengeKind::Dns01, dns("w.test"), "one");
+    let wild = challenge(ChallengeKind::Dns01, dns("w.test"), "two");
+    solver.present(&apex).await.unwrap();
+    solver.present(&wild).await.unwrap();
+    let mut values = bind.txt_values("_acme-challenge.w.test.").await;
+    values.sort();
+    let mut want = vec![
+        txt_value(&apex.key_authorization),
+        txt_value(&wild.key_authorization),
+    ];
+    want.sort();
+    assert_eq!(values, want);
+    solver.cleanup(&apex).await.unwrap();
+    assert_eq!(
+        bind.txt_values("_acme-challenge.w.test.").await,
+        vec![txt_value(&wild.key_authorization)]
+    );
+    solver.cleanup(&wild).await.unwrap();
+    assert!(bind.txt_values("_acme-challenge.w.test.").await.is_empty());
+}
