@@ -79,28 +79,15 @@ impl Client {
         if let Some(eab) = req.external_account {
             payload["externalAccountBinding"] = eab.bind(key.jwk(), &url);
         }
-        let rsp = self
-            .post(&url, &key, KeyId::Jwk, Some(&payload), None)
-            .await?;
+        let rsp = self.post(&url, &key, KeyId::Jwk, Some(&payload), None).await?;
         let account_url = rsp.location()?;
         let resource = rsp.json()?;
-        Ok((
-            Account {
-                client: self.clone(),
-                key: Arc::new(key),
-                url: account_url,
-            },
-            resource,
-        ))
+        Ok((Account { client: self.clone(), key: Arc::new(key), url: account_url }, resource))
     }
 
     /// An account known from storage.
     pub fn account(&self, key: SigningKey, url: impl Into<String>) -> Account {
-        Account {
-            client: self.clone(),
-            key: Arc::new(key),
-            url: url.into(),
-        }
+        Account { client: self.clone(), key: Arc::new(key), url: url.into() }
     }
 
     /// Revokes a certificate with a request signed by the certificate's own key (RFC 8555
@@ -113,8 +100,7 @@ impl Client {
     ) -> Result<(), Error> {
         let url = self.directory().revoke_cert.clone();
         let payload = revocation_payload(leaf_der, reason);
-        self.post(&url, certificate_key, KeyId::Jwk, Some(&payload), None)
-            .await?;
+        self.post(&url, certificate_key, KeyId::Jwk, Some(&payload), None).await?;
         Ok(())
     }
 }
@@ -148,9 +134,7 @@ impl Account {
         url: &str,
         payload: Option<&Value>,
     ) -> Result<crate::client::Response, Error> {
-        self.client
-            .post(url, &self.key, KeyId::Kid(&self.url), payload, None)
-            .await
+        self.client.post(url, &self.key, KeyId::Kid(&self.url), payload, None).await
     }
 
     /// The key authorization for `token` (RFC 8555 §8.1).
@@ -165,16 +149,12 @@ impl Account {
 
     /// Replaces the contact URLs.
     pub async fn update_contacts(&self, contact: &[String]) -> Result<AccountResource, Error> {
-        self.post(&self.url, Some(&json!({ "contact": contact })))
-            .await?
-            .json()
+        self.post(&self.url, Some(&json!({ "contact": contact }))).await?.json()
     }
 
     /// Deactivates the account for good (§7.3.6).
     pub async fn deactivate(&self) -> Result<AccountResource, Error> {
-        self.post(&self.url, Some(&json!({ "status": "deactivated" })))
-            .await?
-            .json()
+        self.post(&self.url, Some(&json!({ "status": "deactivated" }))).await?.json()
     }
 
     /// Rolls the account over to `new_key` (§7.3.5). The returned account signs with the
@@ -189,11 +169,7 @@ impl Account {
             Some(&json!({ "account": self.url, "oldKey": self.key.jwk() })),
         )?;
         self.post(&url, Some(&inner)).await?;
-        Ok(Account {
-            client: self.client.clone(),
-            key: Arc::new(new_key),
-            url: self.url.clone(),
-        })
+        Ok(Account { client: self.client.clone(), key: Arc::new(new_key), url: self.url.clone() })
     }
 
     /// Places an order; returns its URL and state.
@@ -240,9 +216,7 @@ impl Account {
 
     /// Deactivates an authorization (§7.5.2), e.g. after a failed order.
     pub async fn deactivate_authorization(&self, url: &str) -> Result<Authorization, Error> {
-        self.post(url, Some(&json!({ "status": "deactivated" })))
-            .await?
-            .json()
+        self.post(url, Some(&json!({ "status": "deactivated" }))).await?.json()
     }
 
     /// Tells the CA the challenge is ready to validate.
@@ -275,9 +249,7 @@ impl Account {
             .find(|c| c.status == ChallengeStatus::Invalid || c.error.is_some());
         Err(Error::ChallengeFailed {
             identifier: authz.identifier.value.clone(),
-            kind: failed
-                .map(|c| c.kind.to_string())
-                .unwrap_or_else(|| "authorization".into()),
+            kind: failed.map(|c| c.kind.to_string()).unwrap_or_else(|| "authorization".into()),
             problem: Box::new(failed.and_then(|c| c.error.clone()).unwrap_or_else(|| {
                 crate::Problem {
                     detail: Some(format!("the authorization is {:?}", authz.status).to_lowercase()),
@@ -314,9 +286,7 @@ impl Account {
 
     /// Sends the CSR (DER) to the order's finalize URL.
     pub async fn finalize(&self, finalize_url: &str, csr_der: &[u8]) -> Result<Order, Error> {
-        self.post(finalize_url, Some(&json!({ "csr": b64(csr_der) })))
-            .await?
-            .json()
+        self.post(finalize_url, Some(&json!({ "csr": b64(csr_der) }))).await?.json()
     }
 
     /// Downloads the certificate chain. With `preferred_issuer`, the default chain and each
@@ -328,10 +298,8 @@ impl Account {
         url: &str,
         preferred_issuer: Option<&str>,
     ) -> Result<CertificateChain, Error> {
-        let rsp = self
-            .client
-            .post(url, &self.key, KeyId::Kid(&self.url), None, Some(PEM_CHAIN))
-            .await?;
+        let rsp =
+            self.client.post(url, &self.key, KeyId::Kid(&self.url), None, Some(PEM_CHAIN)).await?;
         let default = CertificateChain::from_pem(url, &rsp.body)?;
         let Some(preferred) = preferred_issuer else {
             return Ok(default);
@@ -340,13 +308,7 @@ impl Account {
         for alt in rsp.links("alternate") {
             let rsp = self
                 .client
-                .post(
-                    &alt,
-                    &self.key,
-                    KeyId::Kid(&self.url),
-                    None,
-                    Some(PEM_CHAIN),
-                )
+                .post(&alt, &self.key, KeyId::Kid(&self.url), None, Some(PEM_CHAIN))
                 .await?;
             chains.push(CertificateChain::from_pem(&alt, &rsp.body)?);
         }
@@ -360,8 +322,7 @@ impl Account {
         reason: Option<RevocationReason>,
     ) -> Result<(), Error> {
         let url = self.client.directory().revoke_cert.clone();
-        self.post(&url, Some(&revocation_payload(leaf_der, reason)))
-            .await?;
+        self.post(&url, Some(&revocation_payload(leaf_der, reason))).await?;
         Ok(())
     }
 }

@@ -12,11 +12,7 @@ use crate::jws::b64;
 
 /// The ARI certificate identifier: base64url(AKI keyIdentifier) "." base64url(serial).
 pub fn certificate_id(leaf_der: &[u8]) -> Result<String, Error> {
-    let bad = |m: &str| {
-        Error::Key(format!(
-            "cannot compute the ARI certificate identifier: {m}"
-        ))
-    };
+    let bad = |m: &str| Error::Key(format!("cannot compute the ARI certificate identifier: {m}"));
     let (_, cert) =
         X509Certificate::from_der(leaf_der).map_err(|_| bad("the certificate does not parse"))?;
     let aki = cert
@@ -65,21 +61,14 @@ impl Client {
         let base = self.directory().renewal_info.clone().ok_or_else(|| {
             Error::NotSupported("the CA does not offer renewal information (ARI)".into())
         })?;
-        let url = format!(
-            "{}/{}",
-            base.trim_end_matches('/'),
-            certificate_id(leaf_der)?
-        );
+        let url = format!("{}/{}", base.trim_end_matches('/'), certificate_id(leaf_der)?);
         let rsp = self.get(&url).await?;
         let wire: Wire = rsp.json()?;
         let time = |s: &str| -> Result<SystemTime, Error> {
-            s.parse::<jiff::Timestamp>()
-                .ok()
-                .map(SystemTime::from)
-                .ok_or_else(|| Error::Protocol {
-                    url: url.clone(),
-                    message: format!("{s:?} is not an RFC 3339 time"),
-                })
+            s.parse::<jiff::Timestamp>().ok().map(SystemTime::from).ok_or_else(|| Error::Protocol {
+                url: url.clone(),
+                message: format!("{s:?} is not an RFC 3339 time"),
+            })
         };
         let window_start = time(&wire.suggested_window.start)?;
         let window_end = time(&wire.suggested_window.end)?;

@@ -19,10 +19,7 @@ pub struct CertificateChain {
 
 impl CertificateChain {
     pub(crate) fn from_pem(url: &str, body: &[u8]) -> Result<Self, Error> {
-        let bad = |message: String| Error::Protocol {
-            url: url.to_string(),
-            message,
-        };
+        let bad = |message: String| Error::Protocol { url: url.to_string(), message };
         let pem =
             String::from_utf8(body.to_vec()).map_err(|_| bad("the chain is not text".into()))?;
         let mut certificates = Vec::new();
@@ -40,12 +37,7 @@ impl CertificateChain {
         if certificates.is_empty() {
             return Err(bad("the chain holds no certificate".into()));
         }
-        Ok(Self {
-            url: url.to_string(),
-            pem,
-            certificates,
-            issuer_names,
-        })
+        Ok(Self { url: url.to_string(), pem, certificates, issuer_names })
     }
 
     /// The leaf certificate, DER.
@@ -64,14 +56,8 @@ fn common_name(name: &x509_parser::x509::X509Name<'_>) -> String {
 
 /// certbot's and lego's rule: the topmost certificate's issuer first, then any issuer.
 pub(crate) fn select(mut chains: Vec<CertificateChain>, preferred: &str) -> CertificateChain {
-    let top = chains
-        .iter()
-        .position(|c| c.issuer_names.last().is_some_and(|n| n == preferred));
-    let any = || {
-        chains
-            .iter()
-            .position(|c| c.issuer_names.iter().any(|n| n == preferred))
-    };
+    let top = chains.iter().position(|c| c.issuer_names.last().is_some_and(|n| n == preferred));
+    let any = || chains.iter().position(|c| c.issuer_names.iter().any(|n| n == preferred));
     let index = top.or_else(any).unwrap_or(0);
     chains.swap_remove(index)
 }

@@ -58,9 +58,7 @@ pub(crate) struct Inner {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("directory_url", &self.inner.directory_url)
-            .finish()
+        f.debug_struct("Client").field("directory_url", &self.inner.directory_url).finish()
     }
 }
 
@@ -80,14 +78,9 @@ impl Response {
     }
 
     pub(crate) fn location(&self) -> Result<String, Error> {
-        self.headers
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .ok_or_else(|| Error::Protocol {
-                url: self.url.clone(),
-                message: "no Location header".into(),
-            })
+        self.headers.get(LOCATION).and_then(|v| v.to_str().ok()).map(str::to_string).ok_or_else(
+            || Error::Protocol { url: self.url.clone(), message: "no Location header".into() },
+        )
     }
 
     pub(crate) fn retry_after(&self) -> Option<Duration> {
@@ -116,10 +109,9 @@ impl Client {
             }
             builder = builder.tls_certs_only(certs);
         }
-        let http = builder.build().map_err(|e| Error::Http {
-            url: directory_url.to_string(),
-            source: e,
-        })?;
+        let http = builder
+            .build()
+            .map_err(|e| Error::Http { url: directory_url.to_string(), source: e })?;
         let rsp = send(&http, http.get(directory_url), directory_url).await?;
         let directory: Directory = rsp.json()?;
         Ok(Self {
@@ -162,25 +154,17 @@ impl Client {
     }
 
     async fn nonce(&self) -> Result<String, Error> {
-        if let Some(n) = self
-            .inner
-            .nonces
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop()
-        {
+        if let Some(n) = self.inner.nonces.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             return Ok(n);
         }
         let url = &self.inner.directory.new_nonce;
         let rsp = send(&self.inner.http, self.inner.http.head(url), url).await?;
-        rsp.headers
-            .get(REPLAY_NONCE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .ok_or_else(|| Error::Protocol {
+        rsp.headers.get(REPLAY_NONCE).and_then(|v| v.to_str().ok()).map(str::to_string).ok_or_else(
+            || Error::Protocol {
                 url: url.clone(),
                 message: "newNonce sent no Replay-Nonce header".into(),
-            })
+            },
+        )
     }
 
     /// A signed POST. `payload: None` is POST-as-GET. `badNonce` is retried with a fresh
@@ -198,12 +182,8 @@ impl Client {
         loop {
             let nonce = self.nonce().await?;
             let body = jws::sign(key, id, Some(&nonce), url, payload)?;
-            let mut req = self
-                .inner
-                .http
-                .post(url)
-                .header(CONTENT_TYPE, JOSE_JSON)
-                .body(body.to_string());
+            let mut req =
+                self.inner.http.post(url).header(CONTENT_TYPE, JOSE_JSON).body(body.to_string());
             if let Some(accept) = accept {
                 req = req.header(http::header::ACCEPT, accept);
             }
@@ -250,10 +230,7 @@ impl Client {
             }
             let wait = retry_after.unwrap_or(delay);
             if start.elapsed() + wait > deadline {
-                return Err(Error::Timeout {
-                    what: what.to_string(),
-                    after: start.elapsed(),
-                });
+                return Err(Error::Timeout { what: what.to_string(), after: start.elapsed() });
             }
             tokio::time::sleep(wait).await;
             delay = (delay * 3 / 2).min(Duration::from_secs(2));
@@ -279,27 +256,17 @@ async fn send(
     url: &str,
 ) -> Result<Response, ErrorWithHeaders> {
     let rsp = req.send().await.map_err(|source| ErrorWithHeaders {
-        error: Error::Http {
-            url: url.to_string(),
-            source,
-        },
+        error: Error::Http { url: url.to_string(), source },
         headers: None,
     })?;
     let status = rsp.status();
     let headers = rsp.headers().clone();
     let body = rsp.bytes().await.map_err(|source| ErrorWithHeaders {
-        error: Error::Http {
-            url: url.to_string(),
-            source,
-        },
+        error: Error::Http { url: url.to_string(), source },
         headers: Some(headers.clone()),
     })?;
     if status.is_success() {
-        return Ok(Response {
-            headers,
-            body,
-            url: url.to_string(),
-        });
+        return Ok(Response { headers, body, url: url.to_string() });
     }
     let problem = serde_json::from_slice::<Problem>(&body)
         .ok()
@@ -343,10 +310,7 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     }
     let when = jiff::fmt::rfc2822::parse(v).ok()?.timestamp();
     let when = SystemTime::from(when);
-    Some(
-        when.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
+    Some(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
 }
 
 /// `Link: <url>;rel="alternate", <url2>;rel="up"` (RFC 8288), possibly over several headers.
@@ -365,9 +329,7 @@ pub(crate) fn links(headers: &HeaderMap, rel: &str) -> Vec<String> {
                 let p = p.trim();
                 p.strip_prefix("rel=")
                     .map(|r| {
-                        r.trim_matches('"')
-                            .split_whitespace()
-                            .any(|r| r.eq_ignore_ascii_case(rel))
+                        r.trim_matches('"').split_whitespace().any(|r| r.eq_ignore_ascii_case(rel))
                     })
                     .unwrap_or(false)
             });
@@ -386,20 +348,12 @@ mod tests {
     #[test]
     fn parses_link_headers_with_several_values() {
         let mut h = HeaderMap::new();
+        h.append(LINK, "<https://ca/cert/1/1>;rel=\"alternate\"".parse().unwrap());
         h.append(
             LINK,
-            "<https://ca/cert/1/1>;rel=\"alternate\"".parse().unwrap(),
+            "<https://ca/dir>;rel=\"index\", <https://ca/cert/1/2>; rel=alternate".parse().unwrap(),
         );
-        h.append(
-            LINK,
-            "<https://ca/dir>;rel=\"index\", <https://ca/cert/1/2>; rel=alternate"
-                .parse()
-                .unwrap(),
-        );
-        assert_eq!(
-            links(&h, "alternate"),
-            vec!["https://ca/cert/1/1", "https://ca/cert/1/2"]
-        );
+        assert_eq!(links(&h, "alternate"), vec!["https://ca/cert/1/1", "https://ca/cert/1/2"]);
         assert_eq!(links(&h, "index"), vec!["https://ca/dir"]);
     }
 
@@ -408,10 +362,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(RETRY_AFTER, "120".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_secs(120)));
-        h.insert(
-            RETRY_AFTER,
-            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
-        );
+        h.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert(RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);

@@ -169,14 +169,12 @@ impl Error {
             Self::Api(e) => {
                 e.status >= 500
                     || e.status == 429
-                    || ["badNonce", "rateLimited", "serverInternal"]
-                        .iter()
-                        .any(|k| e.problem.is(k))
+                    || ["badNonce", "rateLimited", "serverInternal"].iter().any(|k| e.problem.is(k))
             }
             Self::Http { .. } | Self::Timeout { .. } => true,
-            Self::ChallengeFailed { problem, .. } => ["connection", "dns", "serverInternal"]
-                .iter()
-                .any(|k| problem.is(k)),
+            Self::ChallengeFailed { problem, .. } => {
+                ["connection", "dns", "serverInternal"].iter().any(|k| problem.is(k))
+            }
             Self::Key(_)
             | Self::NotSupported(_)
             | Self::OrderInvalid { .. }

@@ -94,11 +94,7 @@ impl ExternalAccountKey {
         if hmac_key.is_empty() {
             return Err(Error::Key("the EAB HMAC key is empty".into()));
         }
-        Ok(Self {
-            kid: kid.into(),
-            hmac_key,
-            algorithm,
-        })
+        Ok(Self { kid: kid.into(), hmac_key, algorithm })
     }
 
     /// The key identifier.
@@ -113,9 +109,8 @@ impl ExternalAccountKey {
             EabAlgorithm::Hs384 => ("HS384", aws_lc_rs::hmac::HMAC_SHA384),
             EabAlgorithm::Hs512 => ("HS512", aws_lc_rs::hmac::HMAC_SHA512),
         };
-        let protected = b64(json!({ "alg": alg, "kid": self.kid, "url": url })
-            .to_string()
-            .as_bytes());
+        let protected =
+            b64(json!({ "alg": alg, "kid": self.kid, "url": url }).to_string().as_bytes());
         let payload = b64(account_jwk.to_string().as_bytes());
         let key = aws_lc_rs::hmac::Key::new(hmac, &self.hmac_key);
         let tag = aws_lc_rs::hmac::sign(&key, format!("{protected}.{payload}").as_bytes());
@@ -163,14 +158,8 @@ mod tests {
     #[test]
     fn post_as_get_has_an_empty_payload() {
         let k = SigningKey::generate(KeyAlgorithm::EcP256).unwrap();
-        let jws = sign(
-            &k,
-            KeyId::Kid("https://ca/acct/1"),
-            Some("n1"),
-            "https://ca/x",
-            None,
-        )
-        .unwrap();
+        let jws =
+            sign(&k, KeyId::Kid("https://ca/acct/1"), Some("n1"), "https://ca/x", None).unwrap();
         assert_eq!(jws["payload"], "");
         let header: Value =
             serde_json::from_slice(&unb64(jws["protected"].as_str().unwrap()).unwrap()).unwrap();

@@ -112,9 +112,7 @@ impl SigningKey {
             return Ok(Self::ec(k, KeyAlgorithm::EcP384, "P-384", 48, der));
         }
         let k = RsaKeyPair::from_pkcs8(der).map_err(|e| {
-            Error::Key(format!(
-                "the key is not a PKCS#8 EC P-256, EC P-384 or RSA key ({e})"
-            ))
+            Error::Key(format!("the key is not a PKCS#8 EC P-256, EC P-384 or RSA key ({e})"))
         })?;
         let algorithm = match k.public_modulus_len() * 8 {
             2048 => KeyAlgorithm::Rsa2048,
@@ -132,12 +130,7 @@ impl SigningKey {
             "kty": "RSA",
             "n": b64(public.modulus().big_endian_without_leading_zero()),
         });
-        Ok(Self {
-            inner: Inner::Rsa(k),
-            algorithm,
-            pkcs8: der.to_vec(),
-            jwk,
-        })
+        Ok(Self { inner: Inner::Rsa(k), algorithm, pkcs8: der.to_vec(), jwk })
     }
 
     fn ec(k: EcdsaKeyPair, algorithm: KeyAlgorithm, crv: &str, len: usize, der: &[u8]) -> Self {
@@ -145,12 +138,7 @@ impl SigningKey {
         let point = k.public_key().as_ref();
         let (x, y) = point[1..].split_at(len);
         let jwk = json!({ "crv": crv, "kty": "EC", "x": b64(x), "y": b64(y) });
-        Self {
-            inner: Inner::Ec(k),
-            algorithm,
-            pkcs8: der.to_vec(),
-            jwk,
-        }
+        Self { inner: Inner::Ec(k), algorithm, pkcs8: der.to_vec(), jwk }
     }
 
     /// The key's algorithm.
@@ -207,19 +195,15 @@ mod tests {
             "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
         });
         let canonical = jwk.to_string();
-        let got = b64(
-            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes()).as_ref(),
-        );
+        let got =
+            b64(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes())
+                .as_ref());
         assert_eq!(got, "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
     }
 
     #[test]
     fn every_algorithm_round_trips_through_pkcs8() {
-        for alg in [
-            KeyAlgorithm::EcP256,
-            KeyAlgorithm::EcP384,
-            KeyAlgorithm::Rsa2048,
-        ] {
+        for alg in [KeyAlgorithm::EcP256, KeyAlgorithm::EcP384, KeyAlgorithm::Rsa2048] {
             let k = SigningKey::generate(alg).unwrap();
             let again = SigningKey::from_pkcs8(k.pkcs8_der()).unwrap();
             assert_eq!(again.algorithm(), alg);

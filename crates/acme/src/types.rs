@@ -76,18 +76,12 @@ pub struct Identifier {
 impl Identifier {
     /// A DNS identifier.
     pub fn dns(value: impl Into<String>) -> Self {
-        Self {
-            kind: IdentifierType::Dns,
-            value: value.into(),
-        }
+        Self { kind: IdentifierType::Dns, value: value.into() }
     }
 
     /// An IP identifier.
     pub fn ip(addr: std::net::IpAddr) -> Self {
-        Self {
-            kind: IdentifierType::Ip,
-            value: addr.to_string(),
-        }
+        Self { kind: IdentifierType::Ip, value: addr.to_string() }
     }
 }
 
@@ -355,10 +349,7 @@ impl std::str::FromStr for RevocationReason {
             .map(|(_, r)| *r)
             .ok_or_else(|| {
                 let names: Vec<_> = Self::ALL.iter().map(|(n, _)| *n).collect();
-                format!(
-                    "unknown revocation reason {s:?}; expected one of {}",
-                    names.join(", ")
-                )
+                format!("unknown revocation reason {s:?}; expected one of {}", names.join(", "))
             })
     }
 }

@@ -26,12 +26,9 @@ impl Http01Responder {
     /// Listens on `addr` (port 0 picks a free port) and serves
     /// `/.well-known/acme-challenge/{token}`.
     pub async fn bind(addr: SocketAddr) -> Result<Arc<Self>, SolverError> {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| SolverError::Io {
-                what: format!("cannot listen on {addr} for http-01"),
-                source,
-            })?;
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| {
+            SolverError::Io { what: format!("cannot listen on {addr} for http-01"), source }
+        })?;
         let local_addr = listener.local_addr().map_err(|source| SolverError::Io {
             what: format!("cannot listen on {addr} for http-01"),
             source,
@@ -45,18 +42,11 @@ impl Http01Responder {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
                 tracing::warn!(%local_addr, error = %e, "http-01 responder stopped");
             }
         });
-        Ok(Arc::new(Self {
-            tokens,
-            local_addr,
-            _stop: stop,
-        }))
+        Ok(Arc::new(Self { tokens, local_addr, _stop: stop }))
     }
 
     /// The address it listens on.
@@ -66,18 +56,12 @@ impl Http01Responder {
 }
 
 async fn answer(State(tokens): State<Tokens>, Path(token): Path<String>) -> impl IntoResponse {
-    let found = tokens
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&token)
-        .cloned();
+    let found = tokens.lock().unwrap_or_else(|p| p.into_inner()).get(&token).cloned();
     match found {
-        Some(key_authorization) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/plain")],
-            key_authorization,
-        )
-            .into_response(),
+        Some(key_authorization) => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], key_authorization)
+                .into_response()
+        }
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }
@@ -93,10 +77,7 @@ impl Solver for Http01Responder {
     }
 
     async fn cleanup(&self, challenge: &PendingChallenge) -> Result<(), SolverError> {
-        self.tokens
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&challenge.token);
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner()).remove(&challenge.token);
         Ok(())
     }
 }

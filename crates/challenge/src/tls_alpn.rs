@@ -25,11 +25,7 @@ impl ResolvesServerCert for Certs {
             return None;
         }
         let name = hello.server_name()?.to_ascii_lowercase();
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&name)
-            .cloned()
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&name).cloned()
     }
 }
 
@@ -80,12 +76,7 @@ impl TlsAlpnResponder {
                 });
             }
         });
-        Ok(Arc::new(Self {
-            certs,
-            provider,
-            local_addr,
-            _stop: stop,
-        }))
+        Ok(Arc::new(Self { certs, provider, local_addr, _stop: stop }))
     }
 
     /// The address it listens on.
@@ -113,9 +104,7 @@ impl TlsAlpnResponder {
             Identifier::Dns(name) => {
                 let name = name.trim_start_matches("*.").to_string();
                 params.subject_alt_names = vec![rcgen::SanType::DnsName(
-                    name.clone()
-                        .try_into()
-                        .map_err(|e: rcgen::Error| failed(e.to_string()))?,
+                    name.clone().try_into().map_err(|e: rcgen::Error| failed(e.to_string()))?,
                 )];
                 name
             }
@@ -126,18 +115,13 @@ impl TlsAlpnResponder {
         };
         params.custom_extensions =
             vec![rcgen::CustomExtension::new_acme_identifier(digest.as_ref())];
-        let cert = params
-            .self_signed(&key)
-            .map_err(|e| failed(e.to_string()))?;
+        let cert = params.self_signed(&key).map_err(|e| failed(e.to_string()))?;
         let signing = self
             .provider
             .key_provider
             .load_private_key(PrivateKeyDer::Pkcs8(key.serialize_der().into()))
             .map_err(|e| failed(e.to_string()))?;
-        Ok((
-            sni,
-            Arc::new(CertifiedKey::new(vec![cert.der().clone()], signing)),
-        ))
+        Ok((sni, Arc::new(CertifiedKey::new(vec![cert.der().clone()], signing))))
     }
 }
 
@@ -163,11 +147,7 @@ fn reverse_name(ip: IpAddr) -> String {
 impl Solver for TlsAlpnResponder {
     async fn present(&self, challenge: &PendingChallenge) -> Result<(), SolverError> {
         let (sni, key) = self.certified_key(challenge)?;
-        self.certs
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(sni, key);
+        self.certs.0.lock().unwrap_or_else(|p| p.into_inner()).insert(sni, key);
         Ok(())
     }
 
@@ -176,11 +156,7 @@ impl Solver for TlsAlpnResponder {
             Identifier::Dns(n) => n.trim_start_matches("*.").to_string(),
             Identifier::Ip(ip) => reverse_name(*ip),
         };
-        self.certs
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&sni);
+        self.certs.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&sni);
         Ok(())
     }
 }
@@ -191,10 +167,7 @@ mod tests {
 
     #[test]
     fn reverse_names_follow_rfc_8738() {
-        assert_eq!(
-            reverse_name("127.0.0.1".parse().unwrap()),
-            "1.0.0.127.in-addr.arpa"
-        );
+        assert_eq!(reverse_name("127.0.0.1".parse().unwrap()), "1.0.0.127.in-addr.arpa");
         assert!(reverse_name("::1".parse().unwrap()).starts_with("1.0.0.0."));
         assert!(reverse_name("::1".parse().unwrap()).ends_with(".ip6.arpa"));
     }

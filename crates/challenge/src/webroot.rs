@@ -24,9 +24,7 @@ impl WebrootSolver {
     fn path(&self, token: &str) -> Result<PathBuf, SolverError> {
         // Tokens are base64url (RFC 8555 §8.3): anything else could escape the directory.
         let ok = !token.is_empty()
-            && token
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !ok {
             return Err(SolverError::Unsupported(format!(
                 "refusing to write the http-01 token {token:?}: it is not base64url"

@@ -29,20 +29,14 @@ fn dns(name: &str) -> Identifier {
 
 #[tokio::test]
 async fn http01_serves_every_token_in_flight_and_nothing_else() {
-    let r = Http01Responder::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let r = Http01Responder::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let a = challenge(ChallengeKind::Http01, dns("a.test"), "tokA");
     let b = challenge(ChallengeKind::Http01, dns("b.test"), "tokB");
     r.present(&a).await.unwrap();
     r.present(&b).await.unwrap();
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let get = |t: &str| {
-        http.get(format!(
-            "http://{}/.well-known/acme-challenge/{t}",
-            r.local_addr()
-        ))
-        .send()
+        http.get(format!("http://{}/.well-known/acme-challenge/{t}", r.local_addr())).send()
     };
     for c in [&a, &b] {
         let rsp = get(&c.token).await.unwrap();
@@ -54,14 +48,8 @@ async fn http01_serves_every_token_in_flight_and_nothing_else() {
     assert_eq!(get("tokA").await.unwrap().status(), 404);
     assert_eq!(get("tokB").await.unwrap().status(), 200);
 
-    let err = Http01Responder::bind(r.local_addr())
-        .await
-        .err()
-        .expect("the port is taken");
-    assert!(
-        err.to_string().contains(&r.local_addr().to_string()),
-        "{err}"
-    );
+    let err = Http01Responder::bind(r.local_addr()).await.err().expect("the port is taken");
+    assert!(err.to_string().contains(&r.local_addr().to_string()), "{err}");
 }
 
 #[tokio::test]
@@ -84,23 +72,15 @@ async fn webroot_writes_and_removes_the_token_and_refuses_traversal() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), c.key_authorization);
     w.cleanup(&c).await.unwrap();
     assert!(!file.exists());
-    assert!(
-        !root.path().join(".well-known").exists(),
-        "the directories it made are gone"
-    );
+    assert!(!root.path().join(".well-known").exists(), "the directories it made are gone");
     w.cleanup(&c).await.unwrap();
     let evil = challenge(ChallengeKind::Http01, dns("a.test"), "../../etc/passwd");
-    assert!(matches!(
-        w.present(&evil).await,
-        Err(SolverError::Unsupported(_))
-    ));
+    assert!(matches!(w.present(&evil).await, Err(SolverError::Unsupported(_))));
 }
 
 #[tokio::test]
 async fn tls_alpn01_serves_the_acme_identifier_only_with_the_alpn() {
-    let r = TlsAlpnResponder::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let r = TlsAlpnResponder::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let c = challenge(ChallengeKind::TlsAlpn01, dns("alpn.test"), "tok");
     r.present(&c).await.unwrap();
     let cert = handshake(r.local_addr(), "alpn.test", true)
@@ -117,16 +97,9 @@ async fn tls_alpn01_serves_the_acme_identifier_only_with_the_alpn() {
         aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, c.key_authorization.as_bytes());
     // DER OCTET STRING of the 32-byte digest.
     assert_eq!(ext.value, [&[0x04, 0x20][..], digest.as_ref()].concat());
+    assert!(handshake(r.local_addr(), "other.test", true).await.is_none(), "unknown names fail");
     assert!(
-        handshake(r.local_addr(), "other.test", true)
-            .await
-            .is_none(),
-        "unknown names fail"
-    );
-    assert!(
-        handshake(r.local_addr(), "alpn.test", false)
-            .await
-            .is_none(),
+        handshake(r.local_addr(), "alpn.test", false).await.is_none(),
         "no acme-tls/1, no certificate"
     );
     r.cleanup(&c).await.unwrap();
@@ -195,9 +168,7 @@ async fn handshake(addr: std::net::SocketAddr, sni: &str, alpn: bool) -> Option<
         Err(_) => panic!("the handshake for {sni} hung"),
     };
     let (_, conn) = tls.get_ref();
-    conn.peer_certificates()
-        .and_then(|c| c.first())
-        .map(|c| c.to_vec())
+    conn.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec())
 }
 
 #[tokio::test]
@@ -222,10 +193,7 @@ async fn rfc2136_values_coexist_and_cleanup_removes_only_its_own() {
     solver.present(&wild).await.unwrap();
     let mut values = bind.txt_values("_acme-challenge.w.test.").await;
     values.sort();
-    let mut want = vec![
-        txt_value(&apex.key_authorization),
-        txt_value(&wild.key_authorization),
-    ];
+    let mut want = vec![txt_value(&apex.key_authorization), txt_value(&wild.key_authorization)];
     want.sort();
     assert_eq!(values, want);
     solver.cleanup(&apex).await.unwrap();

@@ -16,14 +16,8 @@ use crate::output::{now_secs, print_json, rfc3339, table};
 
 /// Well-known directories that `--directory` accepts by name.
 const DIRECTORY_ALIASES: &[(&str, &str)] = &[
-    (
-        "letsencrypt",
-        "https://acme-v02.api.letsencrypt.org/directory",
-    ),
-    (
-        "letsencrypt-staging",
-        "https://acme-staging-v02.api.letsencrypt.org/directory",
-    ),
+    ("letsencrypt", "https://acme-v02.api.letsencrypt.org/directory"),
+    ("letsencrypt-staging", "https://acme-staging-v02.api.letsencrypt.org/directory"),
 ];
 
 /// Rollover keeps the new key under this name until the CA has accepted it, so a crash in
@@ -46,10 +40,7 @@ pub async fn run(ctx: &Context, cmd: AccountCommand) -> anyhow::Result<()> {
             if !args.yes {
                 return Err(fail(
                     INVALID_INPUT,
-                    format!(
-                        "deactivating {} cannot be undone; pass --yes to confirm",
-                        args.name
-                    ),
+                    format!("deactivating {} cannot be undone; pass --yes to confirm", args.name),
                 ));
             }
             deactivate(&store, &args.name).await
@@ -61,9 +52,7 @@ pub async fn run(ctx: &Context, cmd: AccountCommand) -> anyhow::Result<()> {
 pub fn check_name(what: &str, name: &str) -> anyhow::Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(())
     } else {
@@ -90,18 +79,11 @@ pub fn acme_algorithm(kt: KeyType) -> KeyAlgorithm {
 
 /// A connection to the account's CA.
 pub async fn connect(rec: &AccountRecord) -> anyhow::Result<Client> {
-    let config = ClientConfig {
-        ca_bundle_pem: rec.ca_bundle_pem.clone(),
-        ..ClientConfig::default()
-    };
-    Client::new(&rec.directory_url, config)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot reach the CA of account {} at {}",
-                rec.name, rec.directory_url
-            )
-        })
+    let config =
+        ClientConfig { ca_bundle_pem: rec.ca_bundle_pem.clone(), ..ClientConfig::default() };
+    Client::new(&rec.directory_url, config).await.with_context(|| {
+        format!("cannot reach the CA of account {} at {}", rec.name, rec.directory_url)
+    })
 }
 
 /// The registered account, ready to sign.
@@ -116,10 +98,7 @@ pub async fn open(rec: &AccountRecord) -> anyhow::Result<certhub_acme::Account> 
         )
     })?;
     if rec.status != "valid" {
-        return Err(fail(
-            CA_REFUSED,
-            format!("account {} is {}", rec.name, rec.status),
-        ));
+        return Err(fail(CA_REFUSED, format!("account {} is {}", rec.name, rec.status)));
     }
     let client = connect(rec).await?;
     let key =
@@ -160,11 +139,7 @@ async fn add(store: &Store, args: AccountAdd) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let email = args
-        .email
-        .as_deref()
-        .map(str::trim)
-        .filter(|e| !e.is_empty());
+    let email = args.email.as_deref().map(str::trim).filter(|e| !e.is_empty());
     if let Some(e) = email {
         check_email(e)?;
     }
@@ -205,19 +180,13 @@ async fn add(store: &Store, args: AccountAdd) -> anyhow::Result<()> {
 
     let client = Client::new(
         &directory_url,
-        ClientConfig {
-            ca_bundle_pem: ca_bundle_pem.clone(),
-            ..ClientConfig::default()
-        },
+        ClientConfig { ca_bundle_pem: ca_bundle_pem.clone(), ..ClientConfig::default() },
     )
     .await
     .with_context(|| format!("cannot fetch the ACME directory {directory_url}"))?;
     let meta = &client.directory().meta;
     if !args.agree_tos {
-        let tos = meta
-            .terms_of_service
-            .as_deref()
-            .unwrap_or("see the CA's web site");
+        let tos = meta.terms_of_service.as_deref().unwrap_or("see the CA's web site");
         return Err(fail(
             INVALID_INPUT,
             format!(
@@ -257,9 +226,7 @@ async fn add(store: &Store, args: AccountAdd) -> anyhow::Result<()> {
             key
         }
     };
-    let contact: Vec<String> = email
-        .map(|e| vec![format!("mailto:{e}")])
-        .unwrap_or_default();
+    let contact: Vec<String> = email.map(|e| vec![format!("mailto:{e}")]).unwrap_or_default();
     let req = NewAccount {
         contact: &contact,
         terms_of_service_agreed: true,
@@ -304,24 +271,15 @@ fn check_email(e: &str) -> anyhow::Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(fail(
-            INVALID_INPUT,
-            format!("--email {e:?} is not an email address"),
-        ))
+        Err(fail(INVALID_INPUT, format!("--email {e:?} is not an email address")))
     }
 }
 
 async fn list(store: &Store, as_json: bool) -> anyhow::Result<()> {
-    let accounts: Vec<AccountRecord> = store
-        .accounts()
-        .await?
-        .into_iter()
-        .filter(|a| !a.name.starts_with('~'))
-        .collect();
+    let accounts: Vec<AccountRecord> =
+        store.accounts().await?.into_iter().filter(|a| !a.name.starts_with('~')).collect();
     if as_json {
-        print_json(&json!(
-            accounts.iter().map(account_json).collect::<Vec<_>>()
-        ));
+        print_json(&json!(accounts.iter().map(account_json).collect::<Vec<_>>()));
         return Ok(());
     }
     let rows: Vec<Vec<String>> = accounts
@@ -370,10 +328,7 @@ async fn show(store: &Store, name: &str, as_json: bool) -> anyhow::Result<()> {
     }
     println!("Account:     {}", rec.name);
     println!("Directory:   {}", rec.directory_url);
-    println!(
-        "Account URL: {}",
-        rec.account_url.as_deref().unwrap_or("(not registered)")
-    );
+    println!("Account URL: {}", rec.account_url.as_deref().unwrap_or("(not registered)"));
     println!("Status:      {}", rec.status);
     println!("Key type:    {}", rec.key_type);
     println!("Email:       {}", rec.email.as_deref().unwrap_or("(none)"));
@@ -381,10 +336,7 @@ async fn show(store: &Store, name: &str, as_json: bool) -> anyhow::Result<()> {
         println!("EAB key id:  {kid}");
     }
     match remote {
-        Ok(state) => println!(
-            "At the CA:   {:?}, contact {:?}",
-            state.status, state.contact
-        ),
+        Ok(state) => println!("At the CA:   {:?}, contact {:?}", state.status, state.contact),
         Err(e) => println!("At the CA:   unknown ({e:#})"),
     }
     Ok(())
@@ -399,20 +351,12 @@ async fn rollover(store: &Store, name: &str, key_type: Option<&str>) -> anyhow::
         let new_key = SigningKey::from_pkcs8(&p.key_pkcs8)?;
         let found = account
             .client()
-            .new_account(
-                new_key,
-                &NewAccount {
-                    only_return_existing: true,
-                    ..Default::default()
-                },
-            )
+            .new_account(new_key, &NewAccount { only_return_existing: true, ..Default::default() })
             .await;
         if let Ok((acct, _)) = found
             && acct.url() == account.url()
         {
-            store
-                .set_account_key(name, &p.key_type, &p.key_pkcs8)
-                .await?;
+            store.set_account_key(name, &p.key_type, &p.key_pkcs8).await?;
             store.delete_account(&pending).await?;
             println!("Account {name}: finished an interrupted key rollover");
             return Ok(());
@@ -444,9 +388,7 @@ async fn rollover(store: &Store, name: &str, key_type: Option<&str>) -> anyhow::
             anyhow::Error::new(e).context(format!("the CA refused the key rollover of {name}"))
         );
     }
-    store
-        .set_account_key(name, &key_type.to_string(), &new_pkcs8)
-        .await?;
+    store.set_account_key(name, &key_type.to_string(), &new_pkcs8).await?;
     store.delete_account(&pending).await?;
     println!("Account {name}: rolled over to a new {key_type} key");
     Ok(())
@@ -459,10 +401,7 @@ async fn update(store: &Store, name: &str, email: Option<String>) -> anyhow::Res
     }
     let account = open(&rec).await?;
     let contact: Vec<String> = email.iter().map(|e| format!("mailto:{e}")).collect();
-    account
-        .update_contacts(&contact)
-        .await
-        .context("the CA refused the contact update")?;
+    account.update_contacts(&contact).await.context("the CA refused the contact update")?;
     store.set_account_email(name, email.clone()).await?;
     match email {
         Some(e) => println!("Account {name}: contact set to {e}"),
@@ -477,10 +416,7 @@ async fn update(store: &Store, name: &str, email: Option<String>) -> anyhow::Res
 async fn deactivate(store: &Store, name: &str) -> anyhow::Result<()> {
     let rec = load(store, name).await?;
     let account = open(&rec).await?;
-    account
-        .deactivate()
-        .await
-        .context("the CA refused the deactivation")?;
+    account.deactivate().await.context("the CA refused the deactivation")?;
     store.set_account_status(name, "deactivated").await?;
     println!("Account {name} deactivated");
     Ok(())

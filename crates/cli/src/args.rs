@@ -28,12 +28,7 @@ pub struct Cli {
 
     /// DNS resolver for dns-01 checks (finding a zone's name servers, following CNAMEs)
     /// [default: the system's].
-    #[arg(
-        long,
-        global = true,
-        env = "CERTHUB_DNS_RESOLVER",
-        value_name = "HOST:PORT"
-    )]
+    #[arg(long, global = true, env = "CERTHUB_DNS_RESOLVER", value_name = "HOST:PORT")]
     pub dns_resolver: Option<SocketAddr>,
 
     /// Port on which to query a zone's authoritative name servers in dns-01 checks.
@@ -197,12 +192,7 @@ pub struct CertAdd {
     #[arg(long, value_name = "ACCOUNT")]
     pub account: String,
     /// DNS names (repeat, or separate with commas); `*.example.com` for a wildcard.
-    #[arg(
-        short = 'd',
-        long = "domain",
-        value_name = "DOMAIN",
-        value_delimiter = ','
-    )]
+    #[arg(short = 'd', long = "domain", value_name = "DOMAIN", value_delimiter = ',')]
     pub domains: Vec<String>,
     /// IP addresses (RFC 8738).
     #[arg(long = "ip", value_name = "ADDR", value_delimiter = ',')]
@@ -229,12 +219,7 @@ pub struct CertAdd {
     /// each optionally followed by ;domains=PATTERN,... (which identifiers it serves; `*.x.com`
     /// matches names below x.com) and, for dns-01, ;propagation-timeout=SECONDS.
     /// Each identifier uses the first spec that matches it and suits it.
-    #[arg(
-        long = "challenge",
-        value_name = "SPEC",
-        required = true,
-        verbatim_doc_comment
-    )]
+    #[arg(long = "challenge", value_name = "SPEC", required = true, verbatim_doc_comment)]
     pub challenges: Vec<String>,
     /// Allow single-label names (SRVDEVAPP01), which only a private CA can validate.
     #[arg(long)]
@@ -280,12 +265,7 @@ pub struct CertExport {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// PKCS#12 password.
-    #[arg(
-        long,
-        env = "CERTHUB_PKCS12_PASSWORD",
-        hide_env_values = true,
-        default_value = ""
-    )]
+    #[arg(long, env = "CERTHUB_PKCS12_PASSWORD", hide_env_values = true, default_value = "")]
     pub password: String,
     /// PKCS#12 with legacy 3DES/SHA-1 (for old Windows and Java) instead of AES-256/SHA-256.
     #[arg(long)]

@@ -37,10 +37,7 @@ pub async fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<()> {
 
 async fn load(store: &Store, name: &str) -> anyhow::Result<CertRecord> {
     store.cert(name).await?.ok_or_else(|| {
-        fail(
-            NOT_FOUND,
-            format!("no certificate named {name:?} (see `certhub cert list`)"),
-        )
+        fail(NOT_FOUND, format!("no certificate named {name:?} (see `certhub cert list`)"))
     })
 }
 
@@ -66,26 +63,17 @@ async fn add(store: &Store, args: CertAdd) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot read the CSR {}", path.display()))
                 .map_err(|e| fail(INVALID_INPUT, format!("{e:#}")))?;
             let csr = ParsedCsr::parse(&bytes).map_err(|e| {
-                fail(
-                    INVALID_INPUT,
-                    format!("{} is not a usable CSR: {e}", path.display()),
-                )
+                fail(INVALID_INPUT, format!("{} is not a usable CSR: {e}", path.display()))
             })?;
-            Some((
-                pem::encode(&pem::Pem::new("CERTIFICATE REQUEST", csr.der.clone())),
-                csr,
-            ))
+            Some((pem::encode(&pem::Pem::new("CERTIFICATE REQUEST", csr.der.clone())), csr))
         }
         None => None,
     };
     let inputs: Vec<String> = match &csr_pem {
         Some((_, csr)) => csr.identifiers.iter().map(ToString::to_string).collect(),
-        None => args
-            .domains
-            .iter()
-            .cloned()
-            .chain(args.ips.iter().map(ToString::to_string))
-            .collect(),
+        None => {
+            args.domains.iter().cloned().chain(args.ips.iter().map(ToString::to_string)).collect()
+        }
     };
     if inputs.is_empty() {
         return Err(fail(
@@ -93,9 +81,7 @@ async fn add(store: &Store, args: CertAdd) -> anyhow::Result<()> {
             "name at least one identifier with -d DOMAIN or --ip ADDR (or bring a --csr)",
         ));
     }
-    let rules = RequestRules {
-        public_ca: !args.allow_single_label,
-    };
+    let rules = RequestRules { public_ca: !args.allow_single_label };
     let normalized = normalize(&inputs, &rules).map_err(|v| violations(&args.name, &v))?;
     for note in &normalized.notes {
         eprintln!("note: {}", note.message);
@@ -108,15 +94,8 @@ async fn add(store: &Store, args: CertAdd) -> anyhow::Result<()> {
         .map_err(|e| fail(INVALID_INPUT, e))?;
     let ids = normalized.identifiers;
     let assignment = assign_challenges(&ids, &specs).map_err(|v| violations(&args.name, &v))?;
-    if args
-        .preferred_chain
-        .as_deref()
-        .is_some_and(|p| p.trim().is_empty())
-    {
-        return Err(fail(
-            INVALID_INPUT,
-            "--preferred-chain must name an issuer common name",
-        ));
+    if args.preferred_chain.as_deref().is_some_and(|p| p.trim().is_empty()) {
+        return Err(fail(INVALID_INPUT, "--preferred-chain must name an issuer common name"));
     }
     let now = now_secs() * 1000;
     store
@@ -124,11 +103,7 @@ async fn add(store: &Store, args: CertAdd) -> anyhow::Result<()> {
             name: args.name.clone(),
             account_name: args.account.clone(),
             identifiers: json!(ids),
-            key_type: if csr_pem.is_some() {
-                "csr".into()
-            } else {
-                key_type.to_string()
-            },
+            key_type: if csr_pem.is_some() { "csr".into() } else { key_type.to_string() },
             reuse_key: args.reuse_key,
             csr_pem: csr_pem.map(|(p, _)| p),
             profile: args.profile.clone(),
@@ -175,9 +150,7 @@ impl Reporter {
                 (n.clone(), bar)
             })
             .collect();
-        Self {
-            bars: Some((multi, std::sync::Mutex::new(bars))),
-        }
+        Self { bars: Some((multi, std::sync::Mutex::new(bars))) }
     }
 
     fn finish(&self, cert: &str, message: &str) {
@@ -240,18 +213,12 @@ async fn request(ctx: &Context, store: Store, args: CertRequest) -> anyhow::Resu
         .await;
     for (name, r) in &results {
         if let Ok(i) = r {
-            println!(
-                "{name}: valid, serial {}, expires {}",
-                i.serial_hex,
-                rfc3339(i.not_after)
-            );
+            println!("{name}: valid, serial {}, expires {}", i.serial_hex, rfc3339(i.not_after));
         }
     }
     let total = results.len();
-    let mut failed: Vec<(String, anyhow::Error)> = results
-        .into_iter()
-        .filter_map(|(name, r)| r.err().map(|e| (name, e)))
-        .collect();
+    let mut failed: Vec<(String, anyhow::Error)> =
+        results.into_iter().filter_map(|(name, r)| r.err().map(|e| (name, e))).collect();
     match failed.len() {
         0 => Ok(()),
         1 if total == 1 => {
@@ -259,15 +226,8 @@ async fn request(ctx: &Context, store: Store, args: CertRequest) -> anyhow::Resu
             Err(e.context(format!("certificate {name} was not issued")))
         }
         _ => {
-            let codes: Vec<u8> = failed
-                .iter()
-                .map(|(_, e)| crate::exit::code_for(e))
-                .collect();
-            let code = if codes.windows(2).all(|w| w[0] == w[1]) {
-                codes[0]
-            } else {
-                1
-            };
+            let codes: Vec<u8> = failed.iter().map(|(_, e)| crate::exit::code_for(e)).collect();
+            let code = if codes.windows(2).all(|w| w[0] == w[1]) { codes[0] } else { 1 };
             let names: Vec<&str> = failed.iter().map(|(n, _)| n.as_str()).collect();
             Err(fail(
                 code,
@@ -294,24 +254,15 @@ async fn list(store: &Store, as_json: bool) -> anyhow::Result<()> {
         rows.push(vec![
             c.name.clone(),
             state,
-            issued
-                .as_ref()
-                .map(|i| rfc3339(i.not_after))
-                .unwrap_or_else(|| "-".into()),
+            issued.as_ref().map(|i| rfc3339(i.not_after)).unwrap_or_else(|| "-".into()),
             c.account_name.clone(),
-            ids.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
+            ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
         ]);
     }
     if as_json {
         print_json(&json!(out));
     } else {
-        table(
-            &["NAME", "STATE", "EXPIRES", "ACCOUNT", "IDENTIFIERS"],
-            &rows,
-        );
+        table(&["NAME", "STATE", "EXPIRES", "ACCOUNT", "IDENTIFIERS"], &rows);
     }
     Ok(())
 }
@@ -366,11 +317,7 @@ async fn show(store: &Store, name: &str, as_json: bool) -> anyhow::Result<()> {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Array(a) => a
             .iter()
-            .map(|x| {
-                x.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| x.to_string())
-            })
+            .map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string()))
             .collect::<Vec<_>>()
             .join(", "),
         other => other.to_string(),
@@ -394,12 +341,7 @@ async fn show(store: &Store, name: &str, as_json: bool) -> anyhow::Result<()> {
         println!("{:<16} {}", format!("{label}:"), s(&j[key]));
     }
     for spec in j["challenges"].as_array().into_iter().flatten() {
-        println!(
-            "{:<16} {} {}",
-            "Challenge:",
-            s(&spec["type"]),
-            s(&spec["domains"])
-        );
+        println!("{:<16} {} {}", "Challenge:", s(&spec["type"]), s(&spec["domains"]));
     }
     Ok(())
 }
@@ -408,12 +350,8 @@ async fn show(store: &Store, name: &str, as_json: bool) -> anyhow::Result<()> {
 fn write_atomic(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("certhub")
-    ));
+    let tmp = dir
+        .join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("certhub")));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -443,9 +381,7 @@ async fn export(store: &Store, args: CertExport) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let blocks = split_pem_chain(&issued.chain_pem)?;
     let to_pem = |der: &[u8]| pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()));
-    let leaf = blocks
-        .first()
-        .ok_or_else(|| anyhow!("the stored chain is empty"))?;
+    let leaf = blocks.first().ok_or_else(|| anyhow!("the stored chain is empty"))?;
     let chain: String = blocks[1..].iter().map(|d| to_pem(d)).collect();
     let has_key = !issued.key_pkcs8.is_empty();
     match args.format {
@@ -466,11 +402,7 @@ async fn export(store: &Store, args: CertExport) -> anyhow::Result<()> {
             }
             println!(
                 "Wrote cert.pem, chain.pem, fullchain.pem{} to {}",
-                if has_key {
-                    ", privkey.pem"
-                } else {
-                    " (no key: it was ordered from your CSR)"
-                },
+                if has_key { ", privkey.pem" } else { " (no key: it was ordered from your CSR)" },
                 args.out.display()
             );
         }
@@ -499,34 +431,20 @@ async fn export(store: &Store, args: CertExport) -> anyhow::Result<()> {
 async fn revoke(store: &Store, args: CertRevoke) -> anyhow::Result<()> {
     let c = load(store, &args.name).await?;
     let reason = match &args.reason {
-        Some(r) => Some(
-            r.parse::<RevocationReason>()
-                .map_err(|e| fail(INVALID_INPUT, e))?,
-        ),
+        Some(r) => Some(r.parse::<RevocationReason>().map_err(|e| fail(INVALID_INPUT, e))?),
         None => None,
     };
     let issued = store.latest_issued(&args.name).await?.ok_or_else(|| {
-        fail(
-            NOT_FOUND,
-            format!(
-                "certificate {} has no issued certificate to revoke",
-                args.name
-            ),
-        )
+        fail(NOT_FOUND, format!("certificate {} has no issued certificate to revoke", args.name))
     })?;
     if issued.revoked_at.is_some() {
         return Err(fail(
             INVALID_INPUT,
-            format!(
-                "certificate {} (serial {}) is already revoked",
-                args.name, issued.serial_hex
-            ),
+            format!("certificate {} (serial {}) is already revoked", args.name, issued.serial_hex),
         ));
     }
     let blocks = split_pem_chain(&issued.chain_pem)?;
-    let leaf = blocks
-        .first()
-        .ok_or_else(|| anyhow!("the stored chain is empty"))?;
+    let leaf = blocks.first().ok_or_else(|| anyhow!("the stored chain is empty"))?;
     let rec = account::load(store, &c.account_name).await?;
     if args.with_cert_key {
         if issued.key_pkcs8.is_empty() {
@@ -543,17 +461,10 @@ async fn revoke(store: &Store, args: CertRevoke) -> anyhow::Result<()> {
             .context("the CA refused the revocation")?;
     } else {
         let acct = account::open(&rec).await?;
-        acct.revoke(leaf, reason)
-            .await
-            .context("the CA refused the revocation")?;
+        acct.revoke(leaf, reason).await.context("the CA refused the revocation")?;
     }
-    store
-        .set_revoked(issued.id, now_secs(), reason.map(|r| i64::from(r.code())))
-        .await?;
+    store.set_revoked(issued.id, now_secs(), reason.map(|r| i64::from(r.code()))).await?;
     store.set_cert_state(&args.name, "revoked", None).await?;
-    println!(
-        "Certificate {} (serial {}) revoked",
-        args.name, issued.serial_hex
-    );
+    println!("Certificate {} (serial {}) revoked", args.name, issued.serial_hex);
     Ok(())
 }

@@ -26,10 +26,7 @@ impl std::error::Error for Exit {}
 
 /// An error with a fixed exit code.
 pub fn fail(code: u8, message: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::Error::new(Exit {
-        code,
-        message: message.to_string(),
-    })
+    anyhow::Error::new(Exit { code, message: message.to_string() })
 }
 
 pub fn code_for(err: &anyhow::Error) -> u8 {
@@ -38,23 +35,15 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
             return *code;
         }
         if let Some(e) = cause.downcast_ref::<certhub_acme::Error>() {
-            return if e.is_retryable() {
-                TRANSIENT
-            } else {
-                CA_REFUSED
-            };
+            return if e.is_retryable() { TRANSIENT } else { CA_REFUSED };
         }
         if let Some(certhub_store::Error::NotFound { .. }) =
             cause.downcast_ref::<certhub_store::Error>()
         {
             return NOT_FOUND;
         }
-        if cause
-            .downcast_ref::<certhub_core::identifier::RuleViolation>()
-            .is_some()
-            || cause
-                .downcast_ref::<certhub_core::challenge::SpecError>()
-                .is_some()
+        if cause.downcast_ref::<certhub_core::identifier::RuleViolation>().is_some()
+            || cause.downcast_ref::<certhub_core::challenge::SpecError>().is_some()
         {
             return INVALID_INPUT;
         }

@@ -46,11 +46,7 @@ pub trait Progress: Send + Sync {
 
 impl Issuer {
     pub fn new(store: Store, solvers: Arc<Solvers>) -> Self {
-        Self {
-            store,
-            solvers,
-            accounts: Mutex::new(HashMap::new()),
-        }
+        Self { store, solvers, accounts: Mutex::new(HashMap::new()) }
     }
 
     async fn account(&self, name: &str) -> anyhow::Result<Account> {
@@ -79,11 +75,8 @@ impl Issuer {
             )
         })?;
         let deadline = Instant::now() + timeout;
-        let state = if self.store.latest_issued(name).await?.is_some() {
-            "renewing"
-        } else {
-            "pending"
-        };
+        let state =
+            if self.store.latest_issued(name).await?.is_some() { "renewing" } else { "pending" };
         self.store.set_cert_state(name, state, None).await?;
         let result = match tokio::time::timeout(timeout, self.run(&cert, deadline, progress)).await
         {
@@ -96,9 +89,7 @@ impl Issuer {
         match &result {
             Ok(_) => {}
             Err(e) => {
-                self.store
-                    .set_cert_state(name, "failing", Some(&format!("{e:#}")))
-                    .await?;
+                self.store.set_cert_state(name, "failing", Some(&format!("{e:#}"))).await?;
             }
         }
         result
@@ -121,47 +112,45 @@ impl Issuer {
         let account = self.account(&cert.account_name).await?;
 
         // The order: resume the open one, or place a new one.
-        let (rec, url, mut order) = match self
-            .resume_order(name, &cert.account_name, &account)
-            .await?
-        {
-            Some(v) => {
-                progress.step(name, &format!("resuming order {}", v.1));
-                v
-            }
-            None => {
-                progress.step(name, "placing a new order");
-                let rec = self.store.create_order(name, &cert.account_name).await?;
-                let wire: Vec<certhub_acme::Identifier> = ids.iter().map(to_wire).collect();
-                let replaces = match self.store.latest_issued(name).await? {
-                    Some(prev) if account.client().directory().renewal_info.is_some() => {
-                        certhub_core::cert::split_pem_chain(&prev.chain_pem)
-                            .ok()
-                            .and_then(|c| c.into_iter().next())
-                            .and_then(|leaf| certhub_acme::certificate_id(&leaf).ok())
-                    }
-                    _ => None,
-                };
-                let req = NewOrder {
-                    identifiers: &wire,
-                    profile: cert.profile.as_deref(),
-                    replaces: replaces.as_deref(),
-                };
-                let placed = account.new_order(&req).await;
-                let (url, order) = match placed {
-                    Ok(v) => v,
-                    Err(e) => {
-                        self.store
-                            .set_order_status(rec.id, "abandoned", Some(&e.to_string()))
-                            .await?;
-                        return Err(anyhow::Error::new(e)
-                            .context(format!("the CA refused the order for {name}")));
-                    }
-                };
-                self.store.set_order_url(rec.id, &url).await?;
-                (rec, url, order)
-            }
-        };
+        let (rec, url, mut order) =
+            match self.resume_order(name, &cert.account_name, &account).await? {
+                Some(v) => {
+                    progress.step(name, &format!("resuming order {}", v.1));
+                    v
+                }
+                None => {
+                    progress.step(name, "placing a new order");
+                    let rec = self.store.create_order(name, &cert.account_name).await?;
+                    let wire: Vec<certhub_acme::Identifier> = ids.iter().map(to_wire).collect();
+                    let replaces = match self.store.latest_issued(name).await? {
+                        Some(prev) if account.client().directory().renewal_info.is_some() => {
+                            certhub_core::cert::split_pem_chain(&prev.chain_pem)
+                                .ok()
+                                .and_then(|c| c.into_iter().next())
+                                .and_then(|leaf| certhub_acme::certificate_id(&leaf).ok())
+                        }
+                        _ => None,
+                    };
+                    let req = NewOrder {
+                        identifiers: &wire,
+                        profile: cert.profile.as_deref(),
+                        replaces: replaces.as_deref(),
+                    };
+                    let placed = account.new_order(&req).await;
+                    let (url, order) = match placed {
+                        Ok(v) => v,
+                        Err(e) => {
+                            self.store
+                                .set_order_status(rec.id, "abandoned", Some(&e.to_string()))
+                                .await?;
+                            return Err(anyhow::Error::new(e)
+                                .context(format!("the CA refused the order for {name}")));
+                        }
+                    };
+                    self.store.set_order_url(rec.id, &url).await?;
+                    (rec, url, order)
+                }
+            };
 
         let outcome = self
             .complete(
@@ -186,9 +175,7 @@ impl Issuer {
                 )
             });
             if dead {
-                self.store
-                    .set_order_status(rec.id, "invalid", Some(&format!("{e:#}")))
-                    .await?;
+                self.store.set_order_status(rec.id, "invalid", Some(&format!("{e:#}"))).await?;
             }
         }
         outcome
@@ -218,28 +205,21 @@ impl Issuer {
             }))
             .await;
             results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
-            *order = account
-                .wait_order(url, remaining(deadline), |s| s != OrderStatus::Pending)
-                .await?;
+            *order =
+                account.wait_order(url, remaining(deadline), |s| s != OrderStatus::Pending).await?;
         }
 
         // The key and CSR are stored before the CA sees the CSR.
         let (key_pkcs8, key_type, csr_der) = match (&rec.key_pkcs8, &rec.csr_der) {
-            (Some(k), Some(csr)) => (
-                k.clone(),
-                rec.key_type.clone().unwrap_or_default(),
-                csr.clone(),
-            ),
-            (None, Some(csr)) => (
-                Zeroizing::new(Vec::new()),
-                rec.key_type.clone().unwrap_or_default(),
-                csr.clone(),
-            ),
+            (Some(k), Some(csr)) => {
+                (k.clone(), rec.key_type.clone().unwrap_or_default(), csr.clone())
+            }
+            (None, Some(csr)) => {
+                (Zeroizing::new(Vec::new()), rec.key_type.clone().unwrap_or_default(), csr.clone())
+            }
             _ => {
                 let (key, key_type, csr) = self.key_and_csr(cert, ids).await?;
-                self.store
-                    .set_order_key(rec.id, &key_type, &key, Some(&csr))
-                    .await?;
+                self.store.set_order_key(rec.id, &key_type, &key, Some(&csr)).await?;
                 (key, key_type, csr)
             }
         };
@@ -248,18 +228,16 @@ impl Issuer {
             *order = account.finalize(&order.finalize, &csr_der).await?;
         }
         if order.status != OrderStatus::Valid {
-            *order = account
-                .wait_order(url, remaining(deadline), |s| s == OrderStatus::Valid)
-                .await?;
+            *order =
+                account.wait_order(url, remaining(deadline), |s| s == OrderStatus::Valid).await?;
         }
         let cert_url = order
             .certificate
             .clone()
             .ok_or_else(|| anyhow!("the CA marked order {url} valid without a certificate URL"))?;
         progress.step(name, "downloading the certificate");
-        let chain = account
-            .download_certificate(&cert_url, cert.preferred_chain.as_deref())
-            .await?;
+        let chain =
+            account.download_certificate(&cert_url, cert.preferred_chain.as_deref()).await?;
         if let Some(pref) = &cert.preferred_chain
             && !chain.issuer_names.iter().any(|n| n == pref)
         {
@@ -278,26 +256,17 @@ impl Issuer {
                 ));
             }
         }
-        let missing: Vec<String> = ids
-            .iter()
-            .filter(|id| !info.sans.contains(id))
-            .map(ToString::to_string)
-            .collect();
+        let missing: Vec<String> =
+            ids.iter().filter(|id| !info.sans.contains(id)).map(ToString::to_string).collect();
         if !missing.is_empty() {
-            return Err(anyhow!(
-                "the issued certificate lacks {}",
-                missing.join(", ")
-            ));
+            return Err(anyhow!("the issued certificate lacks {}", missing.join(", ")));
         }
         let issued = IssuedRecord {
             id: 0,
             cert_name: name.to_string(),
             order_id: Some(rec.id),
             serial_hex: info.serial_hex.clone(),
-            issuer: info
-                .issuer_cn
-                .clone()
-                .unwrap_or_else(|| info.issuer_dn.clone()),
+            issuer: info.issuer_cn.clone().unwrap_or_else(|| info.issuer_dn.clone()),
             sans: json!(info.sans),
             not_before: info.not_before,
             not_after: info.not_after,
@@ -324,22 +293,15 @@ impl Issuer {
             return Ok((Zeroizing::new(Vec::new()), "csr".into(), csr.der));
         }
         let key_type: KeyType = cert.key_type.parse().map_err(|e| anyhow!("{e}"))?;
-        let previous = if cert.reuse_key {
-            self.store.latest_issued(&cert.name).await?
-        } else {
-            None
-        };
+        let previous =
+            if cert.reuse_key { self.store.latest_issued(&cert.name).await? } else { None };
         let key = match previous.filter(|p| p.key_type == cert.key_type && !p.key_pkcs8.is_empty())
         {
             Some(p) => PrivateKey::from_pkcs8_der(p.key_pkcs8.to_vec())?,
             None => PrivateKey::generate(key_type)?,
         };
         let csr = build_csr(&key, ids)?;
-        Ok((
-            Zeroizing::new(key.pkcs8_der().to_vec()),
-            key_type.to_string(),
-            csr,
-        ))
+        Ok((Zeroizing::new(key.pkcs8_der().to_vec()), key_type.to_string(), csr))
     }
 
     async fn resume_order(
@@ -354,11 +316,7 @@ impl Issuer {
         let Some(url) = rec.order_url.clone() else {
             // Killed before the CA answered newOrder: that order, if any, is unknown to us.
             self.store
-                .set_order_status(
-                    rec.id,
-                    "abandoned",
-                    Some("interrupted before the CA answered"),
-                )
+                .set_order_status(rec.id, "abandoned", Some("interrupted before the CA answered"))
                 .await?;
             return Ok(None);
         };
@@ -375,19 +333,12 @@ impl Issuer {
         match account.order(&url).await {
             Ok((order, _)) if order.status != OrderStatus::Invalid => Ok(Some((rec, url, order))),
             Ok((order, _)) => {
-                let why = order
-                    .error
-                    .map(|p| p.to_string())
-                    .unwrap_or_else(|| "invalid".into());
-                self.store
-                    .set_order_status(rec.id, "invalid", Some(&why))
-                    .await?;
+                let why = order.error.map(|p| p.to_string()).unwrap_or_else(|| "invalid".into());
+                self.store.set_order_status(rec.id, "invalid", Some(&why)).await?;
                 Ok(None)
             }
             Err(e) if !e.is_retryable() => {
-                self.store
-                    .set_order_status(rec.id, "abandoned", Some(&e.to_string()))
-                    .await?;
+                self.store.set_order_status(rec.id, "abandoned", Some(&e.to_string())).await?;
                 Ok(None)
             }
             Err(e) => Err(e.into()),
@@ -443,31 +394,24 @@ impl Issuer {
             .map(|(_, i)| *i)
             .or_else(|| specs.iter().position(|s| s.matches(&requested)))
             .ok_or_else(|| {
-                fail(
-                    INVALID_INPUT,
-                    format!("no challenge configuration matches {requested}"),
-                )
+                fail(INVALID_INPUT, format!("no challenge configuration matches {requested}"))
             })?;
         let spec = &specs[index];
         let kind = spec.config.kind();
-        let challenge = authz
-            .challenges
-            .iter()
-            .find(|c| c.kind.as_str() == kind.as_str())
-            .ok_or_else(|| {
-                let offered: Vec<String> = authz
-                    .challenges
-                    .iter()
-                    .map(|c| c.kind.to_string())
-                    .collect();
-                fail(
-                    crate::exit::CA_REFUSED,
-                    format!(
-                        "the CA does not offer {kind} for {requested}; it offers {}",
-                        offered.join(", ")
-                    ),
-                )
-            })?;
+        let challenge =
+            authz.challenges.iter().find(|c| c.kind.as_str() == kind.as_str()).ok_or_else(
+                || {
+                    let offered: Vec<String> =
+                        authz.challenges.iter().map(|c| c.kind.to_string()).collect();
+                    fail(
+                        crate::exit::CA_REFUSED,
+                        format!(
+                            "the CA does not offer {kind} for {requested}; it offers {}",
+                            offered.join(", ")
+                        ),
+                    )
+                },
+            )?;
         let token = challenge.token.clone().ok_or_else(|| {
             anyhow!("the CA sent a {kind} challenge for {requested} without a token")
         })?;
@@ -479,10 +423,8 @@ impl Issuer {
         };
         let solver = self.solvers.for_spec(spec).await?;
         let spec_json = serde_json::to_value(spec)?;
-        let presented = self
-            .store
-            .record_presented(order_id, &spec_json, &pending_to_json(&pending))
-            .await?;
+        let presented =
+            self.store.record_presented(order_id, &spec_json, &pending_to_json(&pending)).await?;
         progress.step(name, &format!("validating {requested} with {kind}"));
         let result = async {
             solver
@@ -528,8 +470,7 @@ fn base_identifier(authz: &Authorization) -> anyhow::Result<Identifier> {
     let v = &authz.identifier.value;
     Ok(match authz.identifier.kind {
         certhub_acme::IdentifierType::Ip => Identifier::Ip(
-            v.parse()
-                .with_context(|| format!("the CA sent an invalid IP identifier {v:?}"))?,
+            v.parse().with_context(|| format!("the CA sent an invalid IP identifier {v:?}"))?,
         ),
         certhub_acme::IdentifierType::Dns => {
             Identifier::Dns(v.trim_end_matches('.').to_ascii_lowercase())
@@ -551,10 +492,7 @@ fn pending_from_json(v: &serde_json::Value) -> anyhow::Result<PendingChallenge> 
         kind: serde_json::from_value(v["kind"].clone())?,
         identifier: serde_json::from_value(v["identifier"].clone())?,
         token: v["token"].as_str().unwrap_or_default().to_string(),
-        key_authorization: v["key_authorization"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
+        key_authorization: v["key_authorization"].as_str().unwrap_or_default().to_string(),
     })
 }
 

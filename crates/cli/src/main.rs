@@ -18,10 +18,7 @@ use crate::args::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("certhub: cannot start the async runtime: {e}");
@@ -45,10 +42,7 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -88,9 +82,7 @@ fn default_data_dir() -> PathBuf {
     // Root runs services: its data belongs under /var/lib, not in a home directory.
     let is_root = {
         use std::os::unix::fs::MetadataExt as _;
-        std::fs::metadata("/proc/self")
-            .map(|m| m.uid() == 0)
-            .unwrap_or(false)
+        std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
     };
     match std::env::var_os("HOME").filter(|_| !is_root) {
         Some(home) => PathBuf::from(home).join(".local/share/certhub"),

@@ -41,7 +41,5 @@ pub fn build(
             .encryption_algorithm(EncryptionAlgorithm::PbeWithHmacSha256AndAes256)
             .mac_algorithm(MacAlgorithm::HmacSha256)
     };
-    writer
-        .write()
-        .map_err(|e| anyhow!("cannot write the PKCS#12 file: {e}"))
+    writer.write().map_err(|e| anyhow!("cannot write the PKCS#12 file: {e}"))
 }

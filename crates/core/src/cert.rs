@@ -134,26 +134,17 @@ pub fn key_matches_cert(key: &PrivateKey, leaf_der: &[u8]) -> bool {
 fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, CertError> {
     let (rest, cert) = X509Certificate::from_der(der).map_err(|e| CertError::Der(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(CertError::Der(format!(
-            "{} bytes follow the certificate",
-            rest.len()
-        )));
+        return Err(CertError::Der(format!("{} bytes follow the certificate", rest.len())));
     }
     Ok(cert)
 }
 
 fn common_name(name: &X509Name<'_>) -> Option<String> {
-    name.iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .map(str::to_string)
+    name.iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_string)
 }
 
 fn serial_hex(raw: &[u8]) -> String {
-    let start = raw
-        .iter()
-        .position(|b| *b != 0)
-        .unwrap_or(raw.len().saturating_sub(1));
+    let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len().saturating_sub(1));
     let bytes = &raw[start..];
     if bytes.is_empty() {
         return "00".to_string();

@@ -182,10 +182,7 @@ impl ChallengeSpec {
 
     /// Parses a SPEC as documented on this module.
     pub fn parse(spec: &str) -> Result<Self, SpecError> {
-        let err = |reason: String| SpecError {
-            spec: redact(spec),
-            reason,
-        };
+        let err = |reason: String| SpecError { spec: redact(spec), reason };
         let mut parts = spec.split(';');
         let head = parts.next().unwrap_or_default().trim();
         let (method, rest) = head
@@ -201,23 +198,18 @@ impl ChallengeSpec {
         };
         let addr = |key: &str| -> Result<SocketAddr, SpecError> {
             let v = need(key)?;
-            v.parse()
-                .map_err(|_| err(format!("{key}={v} is not an address of the form HOST:PORT")))
+            v.parse().map_err(|_| err(format!("{key}={v} is not an address of the form HOST:PORT")))
         };
         let first = options.first().map(|(k, _)| k.as_str()).unwrap_or_default();
         let config = match (method, first) {
-            ("http-01", "listen") => ChallengeConfig::Http01Listen {
-                listen: addr("listen")?,
-            },
-            ("http-01", "webroot") => ChallengeConfig::Http01Webroot {
-                webroot: PathBuf::from(need("webroot")?),
-            },
-            ("tls-alpn-01", "listen") => ChallengeConfig::TlsAlpn01Listen {
-                listen: addr("listen")?,
-            },
-            ("dns-01", "exec") => ChallengeConfig::Dns01Exec {
-                path: PathBuf::from(need("exec")?),
-            },
+            ("http-01", "listen") => ChallengeConfig::Http01Listen { listen: addr("listen")? },
+            ("http-01", "webroot") => {
+                ChallengeConfig::Http01Webroot { webroot: PathBuf::from(need("webroot")?) }
+            }
+            ("tls-alpn-01", "listen") => {
+                ChallengeConfig::TlsAlpn01Listen { listen: addr("listen")? }
+            }
+            ("dns-01", "exec") => ChallengeConfig::Dns01Exec { path: PathBuf::from(need("exec")?) },
             ("dns-01", "rfc2136") => {
                 let algorithm = match options.iter().find(|(k, _)| k == "algorithm") {
                     None => TsigAlgorithm::HmacSha256,
@@ -242,9 +234,7 @@ impl ChallengeSpec {
             ("dns-01", "callback") => {
                 let url = need("callback")?;
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(err(format!(
-                        "callback={url} is not an http:// or https:// URL"
-                    )));
+                    return Err(err(format!("callback={url} is not an http:// or https:// URL")));
                 }
                 ChallengeConfig::Dns01Callback {
                     url: url.to_string(),
@@ -267,19 +257,14 @@ impl ChallengeSpec {
                 )));
             }
         };
-        let mut out = ChallengeSpec {
-            config,
-            domains: Vec::new(),
-            propagation_timeout: None,
-        };
+        let mut out = ChallengeSpec { config, domains: Vec::new(), propagation_timeout: None };
         for part in parts {
             let part = part.trim();
             if part.is_empty() {
                 continue;
             }
-            let (k, v) = part
-                .split_once('=')
-                .ok_or_else(|| err(format!("{part:?} is not KEY=VALUE")))?;
+            let (k, v) =
+                part.split_once('=').ok_or_else(|| err(format!("{part:?} is not KEY=VALUE")))?;
             match k.trim() {
                 "domains" => {
                     out.domains = v
@@ -290,9 +275,7 @@ impl ChallengeSpec {
                 }
                 "propagation-timeout" => {
                     let secs: u64 = v.trim().parse().map_err(|_| {
-                        err(format!(
-                            "propagation-timeout={v} is not a whole number of seconds"
-                        ))
+                        err(format!("propagation-timeout={v} is not a whole number of seconds"))
                     })?;
                     out.propagation_timeout = Some(Duration::from_secs(secs));
                 }

@@ -56,9 +56,7 @@ pub fn build_csr(key: &PrivateKey, ids: &[Identifier]) -> Result<Vec<u8>, CsrErr
     if let Some(Identifier::Dns(cn)) = ids.iter().find(|i| matches!(i, Identifier::Dns(_)))
         && cn.len() <= MAX_CN_LEN
     {
-        params
-            .distinguished_name
-            .push(DnType::CommonName, cn.as_str());
+        params.distinguished_name.push(DnType::CommonName, cn.as_str());
     }
     params.subject_alt_names = ids
         .iter()
@@ -72,9 +70,7 @@ pub fn build_csr(key: &PrivateKey, ids: &[Identifier]) -> Result<Vec<u8>, CsrErr
         })
         .collect::<Result<_, _>>()?;
     let pair = key.to_rcgen();
-    let csr = params
-        .serialize_request(&pair)
-        .map_err(|e| CsrError::Build(e.to_string()))?;
+    let csr = params.serialize_request(&pair).map_err(|e| CsrError::Build(e.to_string()))?;
     Ok(csr.der().to_vec())
 }
 
@@ -101,13 +97,9 @@ impl ParsedCsr {
         let (rest, csr) =
             X509CertificationRequest::from_der(&der).map_err(|e| CsrError::Der(e.to_string()))?;
         if !rest.is_empty() {
-            return Err(CsrError::Der(format!(
-                "{} bytes follow the request",
-                rest.len()
-            )));
+            return Err(CsrError::Der(format!("{} bytes follow the request", rest.len())));
         }
-        csr.verify_signature()
-            .map_err(|e| CsrError::Signature(e.to_string()))?;
+        csr.verify_signature().map_err(|e| CsrError::Signature(e.to_string()))?;
 
         let info = &csr.certification_request_info;
         let common_name = match info.subject.iter_common_name().next() {
@@ -144,12 +136,7 @@ impl ParsedCsr {
             return Err(CsrError::NoIdentifiers);
         }
         let public_key_der = info.subject_pki.raw.to_vec();
-        Ok(ParsedCsr {
-            common_name,
-            identifiers,
-            public_key_der,
-            der,
-        })
+        Ok(ParsedCsr { common_name, identifiers, public_key_der, der })
     }
 }
 
@@ -173,9 +160,9 @@ fn general_name_to_identifier(name: &GeneralName<'_>) -> Result<Identifier, CsrE
         GeneralName::IPAddress(bytes) => ip_from_bytes(bytes)
             .map(Identifier::Ip)
             .ok_or_else(|| CsrError::Der(format!("an IP address SAN has {} bytes", bytes.len()))),
-        GeneralName::RFC822Name(n) => Err(CsrError::UnsupportedName(format!(
-            "the e-mail address {n:?}"
-        ))),
+        GeneralName::RFC822Name(n) => {
+            Err(CsrError::UnsupportedName(format!("the e-mail address {n:?}")))
+        }
         GeneralName::URI(u) => Err(CsrError::UnsupportedName(format!("the URI {u:?}"))),
         other => Err(CsrError::UnsupportedName(format!("the name {other}"))),
     }

@@ -103,11 +103,7 @@ impl Identifier {
             check_label(given, label)?;
         }
         let labels = base.split('.').count();
-        if base
-            .rsplit('.')
-            .next()
-            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
-        {
+        if base.rsplit('.').next().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit())) {
             return Err(RuleViolation::new(
                 given,
                 Rule::NumericTld,
@@ -198,9 +194,8 @@ fn check_label(given: &str, label: &str) -> Result<(), RuleViolation> {
             ),
         ));
     }
-    if let Some(c) = label
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    if let Some(c) =
+        label.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
     {
         return Err(RuleViolation::new(
             given,
@@ -342,11 +337,7 @@ pub fn normalize(
         }
     }
     if inputs.is_empty() {
-        violations.push(RuleViolation::new(
-            "",
-            Rule::Empty,
-            "the request names no identifier",
-        ));
+        violations.push(RuleViolation::new("", Rule::Empty, "the request names no identifier"));
     }
     if !violations.is_empty() {
         return Err(violations);
@@ -434,11 +425,7 @@ pub fn assign_challenges(
             }
         }
     }
-    if violations.is_empty() {
-        Ok(out)
-    } else {
-        Err(violations)
-    }
+    if violations.is_empty() { Ok(out) } else { Err(violations) }
 }
 
 #[cfg(test)]
@@ -470,45 +457,26 @@ mod tests {
 
     #[test]
     fn normalises_case_whitespace_and_one_trailing_dot() {
-        assert_eq!(
-            Identifier::parse("  WWW.Example.COM.  ").unwrap(),
-            dns("www.example.com")
-        );
+        assert_eq!(Identifier::parse("  WWW.Example.COM.  ").unwrap(), dns("www.example.com"));
         assert_eq!(rule_of("www.example.com.."), Rule::EmptyLabel);
     }
 
     #[test]
     fn converts_idn_to_punycode() {
-        assert_eq!(
-            Identifier::parse("bücher.example").unwrap(),
-            dns("xn--bcher-kva.example")
-        );
-        assert_eq!(
-            Identifier::parse("*.BÜCHER.example.").unwrap(),
-            dns("*.xn--bcher-kva.example")
-        );
+        assert_eq!(Identifier::parse("bücher.example").unwrap(), dns("xn--bcher-kva.example"));
+        assert_eq!(Identifier::parse("*.BÜCHER.example.").unwrap(), dns("*.xn--bcher-kva.example"));
         assert_eq!(rule_of("xn--zz-.example"), Rule::HyphenAtLabelEdge);
         assert_eq!(rule_of("xn--a.example"), Rule::InvalidIdn);
     }
 
     #[test]
     fn accepts_wildcard_only_as_whole_leftmost_label() {
-        assert_eq!(
-            Identifier::parse("*.example.com").unwrap(),
-            dns("*.example.com")
-        );
-        for bad in [
-            "a.*.example.com",
-            "*a.example.com",
-            "**.x.com",
-            "*",
-            "w*w.example.com",
-        ] {
+        assert_eq!(Identifier::parse("*.example.com").unwrap(), dns("*.example.com"));
+        for bad in ["a.*.example.com", "*a.example.com", "**.x.com", "*", "w*w.example.com"] {
             let v = Identifier::parse(bad).unwrap_err();
             assert_eq!(v.rule, Rule::InvalidWildcard, "{bad}");
             assert!(
-                v.message
-                    .contains("wildcard is allowed only as the whole leftmost label"),
+                v.message.contains("wildcard is allowed only as the whole leftmost label"),
                 "{v}"
             );
             assert!(v.message.contains(bad), "{v}");
@@ -527,10 +495,7 @@ mod tests {
         assert_eq!(rule_of("a b.example.com"), Rule::InvalidCharacter);
         assert_eq!(rule_of("-ab.example.com"), Rule::HyphenAtLabelEdge);
         assert_eq!(rule_of("ab-.example.com"), Rule::HyphenAtLabelEdge);
-        assert_eq!(
-            rule_of(&format!("{}.example.com", "a".repeat(64))),
-            Rule::LabelTooLong
-        );
+        assert_eq!(rule_of(&format!("{}.example.com", "a".repeat(64))), Rule::LabelTooLong);
         assert!(Identifier::parse(&format!("{}.example.com", "a".repeat(63))).is_ok());
         let long = vec!["abcdefghi"; 26].join("."); // 259 characters
         assert_eq!(rule_of(&long), Rule::NameTooLong);
@@ -553,9 +518,7 @@ mod tests {
         assert_eq!(err[0].rule, Rule::SingleLabel);
         assert!(err[0].message.contains("srvdevapp01"), "{}", err[0]);
         assert!(
-            err[0]
-                .message
-                .contains("public CA cannot validate a single-label intranet name"),
+            err[0].message.contains("public CA cannot validate a single-label intranet name"),
             "{}",
             err[0]
         );
@@ -569,18 +532,8 @@ mod tests {
             .collect();
         let err = normalize(&inputs, &RequestRules::default()).unwrap_err();
         let rules: Vec<Rule> = err.iter().map(|v| v.rule).collect();
-        assert_eq!(
-            rules,
-            vec![
-                Rule::EmptyLabel,
-                Rule::InvalidWildcard,
-                Rule::InvalidCharacter
-            ]
-        );
-        assert_eq!(
-            normalize(&[], &RequestRules::default()).unwrap_err()[0].rule,
-            Rule::Empty
-        );
+        assert_eq!(rules, vec![Rule::EmptyLabel, Rule::InvalidWildcard, Rule::InvalidCharacter]);
+        assert_eq!(normalize(&[], &RequestRules::default()).unwrap_err()[0].rule, Rule::Empty);
     }
 
     #[test]
@@ -607,11 +560,7 @@ mod tests {
             ]
         );
         assert_eq!(n.notes.len(), 2);
-        assert!(
-            n.notes[0].message.contains("WWW.example.com."),
-            "{:?}",
-            n.notes
-        );
+        assert!(n.notes[0].message.contains("WWW.example.com."), "{:?}", n.notes);
         assert_eq!(
             n.notes[1].message,
             "www.example.com is covered by *.example.com and was dropped"
@@ -690,16 +639,9 @@ mod tests {
         let rules: Vec<Rule> = err.iter().map(|v| v.rule).collect();
         assert_eq!(
             rules,
-            vec![
-                Rule::WildcardNeedsDns01,
-                Rule::IpCannotUseDns01,
-                Rule::NoChallengeConfigured
-            ]
+            vec![Rule::WildcardNeedsDns01, Rule::IpCannotUseDns01, Rule::NoChallengeConfigured]
         );
-        assert_eq!(
-            err[0].to_string(),
-            r#""*.example.com": a wildcard needs dns-01 validation"#
-        );
+        assert_eq!(err[0].to_string(), r#""*.example.com": a wildcard needs dns-01 validation"#);
         assert!(err[2].message.contains("other.org"), "{}", err[2]);
     }
 }

@@ -39,13 +39,8 @@ pub enum KeyType {
 
 impl KeyType {
     /// Every key type, in the order they are listed to users.
-    pub const ALL: [KeyType; 5] = [
-        Self::EcP256,
-        Self::EcP384,
-        Self::Rsa2048,
-        Self::Rsa3072,
-        Self::Rsa4096,
-    ];
+    pub const ALL: [KeyType; 5] =
+        [Self::EcP256, Self::EcP384, Self::Rsa2048, Self::Rsa3072, Self::Rsa4096];
 
     /// The name used on the command line, in configuration and in serde.
     pub fn as_str(&self) -> &'static str {
@@ -104,9 +99,7 @@ impl FromStr for KeyType {
         Self::ALL
             .into_iter()
             .find(|t| t.as_str() == wanted)
-            .ok_or_else(|| KeyError::UnknownType {
-                given: s.to_string(),
-            })
+            .ok_or_else(|| KeyError::UnknownType { given: s.to_string() })
     }
 }
 
@@ -154,10 +147,7 @@ pub struct PrivateKey {
 impl PrivateKey {
     /// Generates a new random key of `key_type`.
     pub fn generate(key_type: KeyType) -> Result<PrivateKey, KeyError> {
-        let fail = |e: rcgen::Error| KeyError::Generate {
-            key_type,
-            reason: e.to_string(),
-        };
+        let fail = |e: rcgen::Error| KeyError::Generate { key_type, reason: e.to_string() };
         let pair = match key_type {
             KeyType::EcP256 | KeyType::EcP384 => {
                 rcgen::KeyPair::generate_for(key_type.signature_algorithm()).map_err(fail)?
@@ -171,10 +161,7 @@ impl PrivateKey {
                 rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, size).map_err(fail)?
             }
         };
-        Ok(PrivateKey {
-            key_type,
-            pkcs8: pair.serialize_der(),
-        })
+        Ok(PrivateKey { key_type, pkcs8: pair.serialize_der() })
     }
 
     /// Reads a key from PEM: `PRIVATE KEY` (PKCS#8), `EC PRIVATE KEY` (SEC1) or
@@ -184,12 +171,7 @@ impl PrivateKey {
         let blocks = pem::parse_many(input).map_err(|e| KeyError::Pem(e.to_string()))?;
         let block = blocks
             .into_iter()
-            .find(|b| {
-                matches!(
-                    b.tag(),
-                    "PRIVATE KEY" | "EC PRIVATE KEY" | "RSA PRIVATE KEY"
-                )
-            })
+            .find(|b| matches!(b.tag(), "PRIVATE KEY" | "EC PRIVATE KEY" | "RSA PRIVATE KEY"))
             .ok_or_else(|| {
                 KeyError::Pem(
                     "no PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY block found".to_string(),
@@ -209,10 +191,7 @@ impl PrivateKey {
     /// Reads a PKCS#8 DER key and detects its type.
     pub fn from_pkcs8_der(mut der: Vec<u8>) -> Result<PrivateKey, KeyError> {
         match detect_key_type(&der) {
-            Ok(key_type) => Ok(PrivateKey {
-                key_type,
-                pkcs8: der,
-            }),
+            Ok(key_type) => Ok(PrivateKey { key_type, pkcs8: der }),
             Err(e) => {
                 der.zeroize();
                 Err(e)
@@ -302,12 +281,9 @@ fn sec1_to_pkcs8(der: &[u8]) -> Result<Vec<u8>, KeyError> {
         if let Some(alg) = key_type.ec_algorithm()
             && let Ok(pair) = EcdsaKeyPair::from_private_key_der(alg, der)
         {
-            return pair
-                .to_pkcs8v1()
-                .map(|doc| doc.as_ref().to_vec())
-                .map_err(|_| {
-                    KeyError::Unreadable("the EC key could not be re-encoded as PKCS#8".into())
-                });
+            return pair.to_pkcs8v1().map(|doc| doc.as_ref().to_vec()).map_err(|_| {
+                KeyError::Unreadable("the EC key could not be re-encoded as PKCS#8".into())
+            });
         }
     }
     Err(KeyError::Unreadable(
@@ -317,9 +293,7 @@ fn sec1_to_pkcs8(der: &[u8]) -> Result<Vec<u8>, KeyError> {
 
 fn pkcs1_to_pkcs8(der: &[u8]) -> Result<Vec<u8>, KeyError> {
     let pair = RsaKeyPair::from_der(der).map_err(|e| {
-        KeyError::Unreadable(format!(
-            "the RSA PRIVATE KEY block is not a PKCS#1 RSA key ({e})"
-        ))
+        KeyError::Unreadable(format!("the RSA PRIVATE KEY block is not a PKCS#1 RSA key ({e})"))
     })?;
     let doc: Pkcs8V1Der<'static> = pair.as_der().map_err(|_| {
         KeyError::Unreadable("the RSA key could not be re-encoded as PKCS#8".into())
@@ -355,13 +329,7 @@ mod tests {
     fn debug_does_not_show_key_material() {
         let key = PrivateKey::generate(KeyType::EcP256).unwrap();
         let dbg = format!("{key:?}");
-        assert!(
-            dbg.contains("<redacted>") && dbg.contains("EcP256"),
-            "{dbg}"
-        );
-        assert!(
-            !dbg.contains(&format!("{:?}", &key.pkcs8_der()[..8])),
-            "{dbg}"
-        );
+        assert!(dbg.contains("<redacted>") && dbg.contains("EcP256"), "{dbg}");
+        assert!(!dbg.contains(&format!("{:?}", &key.pkcs8_der()[..8])), "{dbg}");
     }
 }

@@ -31,12 +31,8 @@ fn name_or_wildcard() -> impl Strategy<Value = String> {
 /// The same name as a user might type it: random case, maybe a trailing dot, maybe spaces.
 fn user_variant(n: String) -> impl Strategy<Value = String> {
     let len = n.len();
-    (
-        prop::collection::vec(any::<bool>(), len),
-        any::<bool>(),
-        any::<bool>(),
-    )
-        .prop_map(move |(upper, dot, spaces)| {
+    (prop::collection::vec(any::<bool>(), len), any::<bool>(), any::<bool>()).prop_map(
+        move |(upper, dot, spaces)| {
             let mut s: String = n
                 .chars()
                 .zip(&upper)
@@ -49,7 +45,8 @@ fn user_variant(n: String) -> impl Strategy<Value = String> {
                 s = format!("  {s}\t");
             }
             s
-        })
+        },
+    )
 }
 
 /// Inputs drawn from a small pool, so duplicates and wildcard coverage happen often.
@@ -225,17 +222,9 @@ fn example_names_from_the_rules() {
     for bad in ["a.*.example.com", "*a.example.com", "**.x.com"] {
         let v = Identifier::parse(bad).unwrap_err();
         assert_eq!(v.rule, Rule::InvalidWildcard, "{bad}");
-        assert!(
-            v.message
-                .contains("wildcard is allowed only as the whole leftmost label"),
-            "{v}"
-        );
+        assert!(v.message.contains("wildcard is allowed only as the whole leftmost label"), "{v}");
     }
     let v = normalize(&["srvdevapp01".into()], &RequestRules { public_ca: true }).unwrap_err();
     assert_eq!(v[0].rule, Rule::SingleLabel);
-    assert!(
-        v[0].to_string().contains("single-label intranet name"),
-        "{}",
-        v[0]
-    );
+    assert!(v[0].to_string().contains("single-label intranet name"), "{}", v[0]);
 }

@@ -23,12 +23,7 @@ fn ip(s: &str) -> Identifier {
 }
 
 fn request_ids() -> Vec<Identifier> {
-    vec![
-        dns("example.com"),
-        dns("*.example.com"),
-        ip("192.0.2.1"),
-        ip("2001:db8::1"),
-    ]
+    vec![dns("example.com"), dns("*.example.com"), ip("192.0.2.1"), ip("2001:db8::1")]
 }
 
 /// Checks a key end to end: PEM and DER round trips, a CSR that verifies and names every
@@ -119,10 +114,7 @@ fn imports_sec1_and_pkcs1_pem_as_pkcs8() {
     assert!(imported.to_pem().starts_with("-----BEGIN PRIVATE KEY-----"));
 
     let rsa = PrivateKey::generate(KeyType::Rsa2048).unwrap();
-    let pkcs1 = pem::encode(&pem::Pem::new(
-        "RSA PRIVATE KEY",
-        inner_key(rsa.pkcs8_der()),
-    ));
+    let pkcs1 = pem::encode(&pem::Pem::new("RSA PRIVATE KEY", inner_key(rsa.pkcs8_der())));
     let imported = PrivateKey::from_pem(&format!("junk before\n{pkcs1}")).unwrap();
     assert_eq!(imported.key_type(), KeyType::Rsa2048);
     assert_eq!(imported.public_key_der(), rsa.public_key_der());
@@ -179,15 +171,9 @@ fn foreign_csr(key: &PrivateKey, cn: Option<&str>, sans: Vec<SanType>) -> Vec<u8
     if let Some(cn) = cn {
         params.distinguished_name.push(DnType::CommonName, cn);
     }
-    params
-        .distinguished_name
-        .push(DnType::OrganizationName, "Example Org");
+    params.distinguished_name.push(DnType::OrganizationName, "Example Org");
     params.subject_alt_names = sans;
-    params
-        .serialize_request(&key.to_rcgen())
-        .unwrap()
-        .der()
-        .to_vec()
+    params.serialize_request(&key.to_rcgen()).unwrap().der().to_vec()
 }
 
 #[test]
@@ -197,10 +183,7 @@ fn csr_identifiers_include_a_dns_common_name_missing_from_the_sans() {
     // Only a CN, as some appliances produce.
     let der = foreign_csr(&key, Some("SecurityServer.Example.com"), vec![]);
     let parsed = ParsedCsr::parse(&der).unwrap();
-    assert_eq!(
-        parsed.common_name.as_deref(),
-        Some("SecurityServer.Example.com")
-    );
+    assert_eq!(parsed.common_name.as_deref(), Some("SecurityServer.Example.com"));
     assert_eq!(parsed.identifiers, vec![dns("securityserver.example.com")]);
 
     // CN not among the SANs comes first; SANs are normalised and deduplicated.
@@ -216,11 +199,7 @@ fn csr_identifiers_include_a_dns_common_name_missing_from_the_sans() {
     let parsed = ParsedCsr::parse(&der).unwrap();
     assert_eq!(
         parsed.identifiers,
-        vec![
-            dns("cn.example.com"),
-            dns("www.example.com"),
-            ip("10.0.0.1")
-        ]
+        vec![dns("cn.example.com"), dns("www.example.com"), ip("10.0.0.1")]
     );
 
     // A CN already among the SANs is not repeated, and a CN that is no DNS name is ignored.
@@ -233,10 +212,7 @@ fn csr_identifiers_include_a_dns_common_name_missing_from_the_sans() {
         ],
     );
     let parsed = ParsedCsr::parse(&der).unwrap();
-    assert_eq!(
-        parsed.identifiers,
-        vec![dns("api.example.com"), dns("www.example.com")]
-    );
+    assert_eq!(parsed.identifiers, vec![dns("api.example.com"), dns("www.example.com")]);
     let der = foreign_csr(
         &key,
         Some("My Web Server"),
@@ -251,20 +227,14 @@ fn csr_identifiers_include_a_dns_common_name_missing_from_the_sans() {
 fn csr_with_bad_names_or_signature_is_refused() {
     let key = PrivateKey::generate(KeyType::EcP256).unwrap();
 
-    let der = foreign_csr(
-        &key,
-        None,
-        vec![SanType::Rfc822Name("admin@example.com".try_into().unwrap())],
-    );
+    let der =
+        foreign_csr(&key, None, vec![SanType::Rfc822Name("admin@example.com".try_into().unwrap())]);
     let err = ParsedCsr::parse(&der).unwrap_err();
     assert!(matches!(err, CsrError::UnsupportedName(_)), "{err}");
     assert!(err.to_string().contains("admin@example.com"), "{err}");
 
-    let der = foreign_csr(
-        &key,
-        None,
-        vec![SanType::DnsName("a_b.example.com".try_into().unwrap())],
-    );
+    let der =
+        foreign_csr(&key, None, vec![SanType::DnsName("a_b.example.com".try_into().unwrap())]);
     let err = ParsedCsr::parse(&der).unwrap_err();
     assert!(matches!(err, CsrError::Identifier(_)), "{err}");
 
@@ -273,10 +243,7 @@ fn csr_with_bad_names_or_signature_is_refused() {
 
     // Change one letter of the signed content: the structure stays valid, the signature not.
     let mut der = build_csr(&key, &[dns("example.com")]).unwrap();
-    let at = der
-        .windows(b"example".len())
-        .position(|w| w == b"example")
-        .unwrap();
+    let at = der.windows(b"example".len()).position(|w| w == b"example").unwrap();
     der[at] = b'f';
     let err = ParsedCsr::parse(&der).unwrap_err();
     assert!(matches!(err, CsrError::Signature(_)), "{err}");
@@ -296,12 +263,8 @@ fn cert_info_reads_every_field_of_a_self_signed_certificate() {
     let key = PrivateKey::generate(KeyType::EcP256).unwrap();
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "leaf.example.com");
-    params
-        .distinguished_name
-        .push(DnType::OrganizationName, "certhub tests");
+    params.distinguished_name.push(DnType::CommonName, "leaf.example.com");
+    params.distinguished_name.push(DnType::OrganizationName, "certhub tests");
     params.serial_number = Some(SerialNumber::from_slice(&[0x9f, 0x01, 0x02]));
     params.not_before = date_time_ymd(2025, 1, 1);
     params.not_after = date_time_ymd(2025, 4, 1);
@@ -317,23 +280,11 @@ fn cert_info_reads_every_field_of_a_self_signed_certificate() {
     assert_eq!(info.serial_hex, "9f0102");
     assert_eq!(info.subject_cn.as_deref(), Some("leaf.example.com"));
     assert_eq!(info.issuer_cn.as_deref(), Some("leaf.example.com"));
-    assert!(
-        info.issuer_dn.contains("CN=leaf.example.com"),
-        "{}",
-        info.issuer_dn
-    );
-    assert!(
-        info.issuer_dn.contains("O=certhub tests"),
-        "{}",
-        info.issuer_dn
-    );
+    assert!(info.issuer_dn.contains("CN=leaf.example.com"), "{}", info.issuer_dn);
+    assert!(info.issuer_dn.contains("O=certhub tests"), "{}", info.issuer_dn);
     assert_eq!(
         info.sans,
-        vec![
-            dns("leaf.example.com"),
-            dns("*.leaf.example.com"),
-            ip("2001:db8::5")
-        ]
+        vec![dns("leaf.example.com"), dns("*.leaf.example.com"), ip("2001:db8::5")]
     );
     assert_eq!(info.not_before, NOT_BEFORE);
     assert_eq!(info.not_after, NOT_AFTER);
@@ -352,9 +303,7 @@ fn chain_is_split_in_order_and_the_leaf_comes_first() {
     let ca_key = PrivateKey::generate(KeyType::EcP384).unwrap();
     let mut ca_params = CertificateParams::default();
     ca_params.distinguished_name = DistinguishedName::new();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "certhub test CA");
+    ca_params.distinguished_name.push(DnType::CommonName, "certhub test CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.serial_number = Some(SerialNumber::from_slice(&[0x01]));
     let ca_cert = ca_params.self_signed(&ca_key.to_rcgen()).unwrap();
@@ -367,9 +316,7 @@ fn chain_is_split_in_order_and_the_leaf_comes_first() {
     leaf_params.serial_number = Some(SerialNumber::from_slice(&[0x00, 0x00, 0x7a]));
     leaf_params.not_before = date_time_ymd(2025, 1, 1);
     leaf_params.not_after = date_time_ymd(2025, 4, 1);
-    let leaf = leaf_params
-        .signed_by(&leaf_key.to_rcgen(), &issuer)
-        .unwrap();
+    let leaf = leaf_params.signed_by(&leaf_key.to_rcgen(), &issuer).unwrap();
 
     let chain = format!("{}\n{}", leaf.pem(), ca_cert.pem());
     let ders = split_pem_chain(&chain).unwrap();
@@ -396,8 +343,5 @@ fn pem_without_certificates_is_refused() {
     let key_only = PrivateKey::generate(KeyType::EcP256).unwrap().to_pem();
     assert_eq!(split_pem_chain(&key_only), Err(CertError::NoCertificate));
     let bad = pem::encode(&pem::Pem::new("CERTIFICATE", vec![1, 2, 3]));
-    assert!(matches!(
-        CertInfo::from_pem_chain(&bad),
-        Err(CertError::Der(_))
-    ));
+    assert!(matches!(CertInfo::from_pem_chain(&bad), Err(CertError::Der(_))));
 }

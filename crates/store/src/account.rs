@@ -121,10 +121,7 @@ impl Store {
         .await
         .map_err(|err| {
             if is_unique_violation(&err) {
-                Error::AlreadyExists {
-                    what: WHAT,
-                    name: account.name.clone(),
-                }
+                Error::AlreadyExists { what: WHAT, name: account.name.clone() }
             } else {
                 err.into()
             }
@@ -143,12 +140,9 @@ impl Store {
 
     /// All accounts, ordered by name.
     pub async fn accounts(&self) -> Result<Vec<AccountRecord>, Error> {
-        let rows: Vec<AccountRow> = sqlx::query_as(select_accounts!("ORDER BY name"))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter()
-            .map(|row| self.account_from_row(row))
-            .collect()
+        let rows: Vec<AccountRow> =
+            sqlx::query_as(select_accounts!("ORDER BY name")).fetch_all(&self.pool).await?;
+        rows.into_iter().map(|row| self.account_from_row(row)).collect()
     }
 
     /// Records the account URL the CA assigned.
@@ -215,11 +209,7 @@ impl Store {
             .await
             .map_err(|err| {
                 if is_foreign_key_violation(&err) {
-                    Error::InUse {
-                        what: WHAT,
-                        name: name.to_owned(),
-                        by: "managed certificates",
-                    }
+                    Error::InUse { what: WHAT, name: name.to_owned(), by: "managed certificates" }
                 } else {
                     err.into()
                 }
@@ -229,12 +219,5 @@ impl Store {
 }
 
 fn found(rows: u64, name: &str) -> Result<(), Error> {
-    if rows == 0 {
-        Err(Error::NotFound {
-            what: WHAT,
-            name: name.to_owned(),
-        })
-    } else {
-        Ok(())
-    }
+    if rows == 0 { Err(Error::NotFound { what: WHAT, name: name.to_owned() }) } else { Ok(()) }
 }

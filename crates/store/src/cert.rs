@@ -150,12 +150,9 @@ impl Store {
 
     /// All managed certificates, ordered by name.
     pub async fn certs(&self) -> Result<Vec<CertRecord>, Error> {
-        let rows: Vec<CertRow> = sqlx::query_as(select_certs!("ORDER BY name"))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter()
-            .map(|row| self.cert_from_row(row))
-            .collect()
+        let rows: Vec<CertRow> =
+            sqlx::query_as(select_certs!("ORDER BY name")).fetch_all(&self.pool).await?;
+        rows.into_iter().map(|row| self.cert_from_row(row)).collect()
     }
 
     /// Replaces every mutable field of the certificate named `cert.name` (all but the name and
@@ -225,18 +222,10 @@ impl Store {
                 by: "presented challenges awaiting cleanup",
             });
         }
-        sqlx::query("DELETE FROM issued WHERE cert_name = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM orders WHERE cert_name = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        let result = sqlx::query("DELETE FROM certs WHERE name = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("DELETE FROM issued WHERE cert_name = $1").bind(name).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM orders WHERE cert_name = $1").bind(name).execute(&mut *tx).await?;
+        let result =
+            sqlx::query("DELETE FROM certs WHERE name = $1").bind(name).execute(&mut *tx).await?;
         found(result.rows_affected(), name)?;
         tx.commit().await?;
         Ok(())
@@ -246,28 +235,15 @@ impl Store {
 /// Maps constraint violations of an insert or update of `cert`.
 fn write_error(err: sqlx::Error, cert: &CertRecord) -> Error {
     if is_unique_violation(&err) {
-        Error::AlreadyExists {
-            what: WHAT,
-            name: cert.name.clone(),
-        }
+        Error::AlreadyExists { what: WHAT, name: cert.name.clone() }
     } else if is_foreign_key_violation(&err) {
         // The only foreign key of `certs` is the account.
-        Error::NotFound {
-            what: "account",
-            name: cert.account_name.clone(),
-        }
+        Error::NotFound { what: "account", name: cert.account_name.clone() }
     } else {
         err.into()
     }
 }
 
 fn found(rows: u64, name: &str) -> Result<(), Error> {
-    if rows == 0 {
-        Err(Error::NotFound {
-            what: WHAT,
-            name: name.to_owned(),
-        })
-    } else {
-        Ok(())
-    }
+    if rows == 0 { Err(Error::NotFound { what: WHAT, name: name.to_owned() }) } else { Ok(()) }
 }

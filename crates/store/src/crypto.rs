@@ -215,15 +215,10 @@ impl MasterKey {
 
     fn from_bytes_from(bytes: &[u8], origin: &str) -> Result<Self, Error> {
         if bytes.len() != KEY_LEN {
-            return Err(Error::KeyLength {
-                origin: origin.to_owned(),
-                len: bytes.len(),
-            });
+            return Err(Error::KeyLength { origin: origin.to_owned(), len: bytes.len() });
         }
-        let key = RandomizedNonceKey::new(&AES_256_GCM, bytes).map_err(|_| Error::KeyLength {
-            origin: origin.to_owned(),
-            len: bytes.len(),
-        })?;
+        let key = RandomizedNonceKey::new(&AES_256_GCM, bytes)
+            .map_err(|_| Error::KeyLength { origin: origin.to_owned(), len: bytes.len() })?;
         Ok(Self { key })
     }
 
@@ -237,9 +232,7 @@ impl MasterKey {
         let bytes = Zeroizing::new(
             base64::engine::general_purpose::STANDARD
                 .decode(text.trim())
-                .map_err(|_| Error::KeyEncoding {
-                    origin: origin.to_owned(),
-                })?,
+                .map_err(|_| Error::KeyEncoding { origin: origin.to_owned() })?,
         );
         Self::from_bytes_from(&bytes, origin)
     }
@@ -263,9 +256,9 @@ impl MasterKey {
     pub fn resolve(data_dir: &Path, env_value: Option<&OsStr>) -> Result<Self, Error> {
         match env_value {
             Some(value) => {
-                let text = value.to_str().ok_or_else(|| Error::KeyEncoding {
-                    origin: MASTER_KEY_ENV.to_owned(),
-                })?;
+                let text = value
+                    .to_str()
+                    .ok_or_else(|| Error::KeyEncoding { origin: MASTER_KEY_ENV.to_owned() })?;
                 Self::from_base64_from(text, MASTER_KEY_ENV)
             }
             None => Self::load_or_create(&data_dir.join(MASTER_KEY_FILE)),
@@ -283,29 +276,18 @@ impl MasterKey {
         match File::open(path) {
             Ok(file) => Self::read_key_file(file, path),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Self::create_key_file(path),
-            Err(source) => Err(Error::Io {
-                action: "open the master key file",
-                path: path.to_owned(),
-                source,
-            }),
+            Err(source) => {
+                Err(Error::Io { action: "open the master key file", path: path.to_owned(), source })
+            }
         }
     }
 
     fn read_key_file(mut file: File, path: &Path) -> Result<Self, Error> {
-        let io_err = |action, source| Error::Io {
-            action,
-            path: path.to_owned(),
-            source,
-        };
-        let meta = file
-            .metadata()
-            .map_err(|e| io_err("inspect the master key file", e))?;
+        let io_err = |action, source| Error::Io { action, path: path.to_owned(), source };
+        let meta = file.metadata().map_err(|e| io_err("inspect the master key file", e))?;
         let mode = meta.permissions().mode() & 0o7777;
         if mode & 0o077 != 0 {
-            return Err(Error::InsecureKeyFile {
-                path: path.to_owned(),
-                mode,
-            });
+            return Err(Error::InsecureKeyFile { path: path.to_owned(), mode });
         }
         if !meta.is_file() {
             return Err(io_err(
@@ -325,33 +307,21 @@ impl MasterKey {
             } else {
                 bytes.len()
             };
-            return Err(Error::KeyLength {
-                origin: path.display().to_string(),
-                len,
-            });
+            return Err(Error::KeyLength { origin: path.display().to_string(), len });
         }
         Self::from_bytes_from(&bytes, &path.display().to_string())
     }
 
     fn create_key_file(path: &Path) -> Result<Self, Error> {
-        let io_err = |action, path: &Path, source| Error::Io {
-            action,
-            path: path.to_owned(),
-            source,
-        };
+        let io_err =
+            |action, path: &Path, source| Error::Io { action, path: path.to_owned(), source };
         let key = random_key()?;
         let dir = path.parent().unwrap_or_else(|| Path::new("."));
         let suffix = random_suffix()?;
-        let tmp = dir.join(format!(
-            ".{MASTER_KEY_FILE}.{}.{suffix}.tmp",
-            std::process::id()
-        ));
+        let tmp = dir.join(format!(".{MASTER_KEY_FILE}.{}.{suffix}.tmp", std::process::id()));
         let written = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
+            let mut file =
+                OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
             file.write_all(key.as_slice())?;
             file.sync_all()
         })();
@@ -429,11 +399,7 @@ impl MasterKey {
         let mut dek_bytes = Zeroizing::new(blob[WRAPPED_DEK_AT..DATA_NONCE_AT].to_vec());
         let dek_len = self
             .key
-            .open_in_place(
-                nonce(WRAP_NONCE_AT)?,
-                Aad::from(binding.aad("dek")),
-                &mut dek_bytes,
-            )
+            .open_in_place(nonce(WRAP_NONCE_AT)?, Aad::from(binding.aad("dek")), &mut dek_bytes)
             .map_err(|_| binding.open_error())?
             .len();
         let dek = RandomizedNonceKey::new(&AES_256_GCM, &dek_bytes[..dek_len])
@@ -441,11 +407,7 @@ impl MasterKey {
 
         let mut data = Zeroizing::new(blob[CIPHERTEXT_AT..].to_vec());
         let len = dek
-            .open_in_place(
-                nonce(DATA_NONCE_AT)?,
-                Aad::from(binding.aad("data")),
-                &mut data,
-            )
+            .open_in_place(nonce(DATA_NONCE_AT)?, Aad::from(binding.aad("data")), &mut data)
             .map_err(|_| binding.open_error())?
             .len();
         data.truncate(len);
@@ -511,10 +473,8 @@ mod tests {
 
     #[test]
     fn other_master_key_fails_to_open() {
-        let blob = MasterKey::generate()
-            .expect("random key")
-            .seal(&binding(), b"secret")
-            .expect("seal");
+        let blob =
+            MasterKey::generate().expect("random key").seal(&binding(), b"secret").expect("seal");
         let other = MasterKey::generate().expect("random key");
         let err = other.open(&binding(), &blob).expect_err("must not open");
         assert_eq!(
@@ -527,34 +487,19 @@ mod tests {
     fn tampered_or_truncated_blobs_are_refused() {
         let key = MasterKey::generate().expect("random key");
         let blob = key.seal(&binding(), b"secret").expect("seal");
-        for at in [
-            1,
-            WRAPPED_DEK_AT,
-            DATA_NONCE_AT,
-            CIPHERTEXT_AT,
-            blob.len() - 1,
-        ] {
+        for at in [1, WRAPPED_DEK_AT, DATA_NONCE_AT, CIPHERTEXT_AT, blob.len() - 1] {
             let mut bad = blob.clone();
             bad[at] ^= 1;
-            assert!(matches!(
-                key.open(&binding(), &bad),
-                Err(Error::Open { .. })
-            ));
+            assert!(matches!(key.open(&binding(), &bad), Err(Error::Open { .. })));
         }
         let mut bad = blob.clone();
         bad[0] = 2;
-        assert!(matches!(
-            key.open(&binding(), &bad),
-            Err(Error::Malformed { .. })
-        ));
+        assert!(matches!(key.open(&binding(), &bad), Err(Error::Malformed { .. })));
         assert!(matches!(
             key.open(&binding(), &blob[..MIN_BLOB_LEN - 1]),
             Err(Error::Malformed { .. })
         ));
-        assert!(matches!(
-            key.open(&binding(), &[]),
-            Err(Error::Malformed { .. })
-        ));
+        assert!(matches!(key.open(&binding(), &[]), Err(Error::Malformed { .. })));
     }
 
     #[test]
@@ -565,10 +510,7 @@ mod tests {
             MasterKey::from_base64(&b64.encode([1u8; 31])),
             Err(Error::KeyLength { len: 31, .. })
         ));
-        assert!(matches!(
-            MasterKey::from_base64("not base64!"),
-            Err(Error::KeyEncoding { .. })
-        ));
+        assert!(matches!(MasterKey::from_base64("not base64!"), Err(Error::KeyEncoding { .. })));
     }
 
     #[test]

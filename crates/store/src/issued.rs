@@ -163,10 +163,9 @@ impl Store {
                         .fetch_optional(&mut *conn)
                         .await?;
                 return Err(match (cert_exists, order_id) {
-                    (Some(_), Some(order_id)) => Error::NotFound {
-                        what: "order",
-                        name: order_id.to_string(),
-                    },
+                    (Some(_), Some(order_id)) => {
+                        Error::NotFound { what: "order", name: order_id.to_string() }
+                    }
                     _ => Error::NotFound {
                         what: "managed certificate",
                         name: issued.cert_name.clone(),
@@ -189,9 +188,7 @@ impl Store {
     /// [`Error::AlreadyExists`] when the order already has an issued certificate.
     pub async fn insert_issued(&self, issued: &IssuedRecord) -> Result<i64, Error> {
         let mut tx = self.begin_write().await?;
-        let id = self
-            .insert_issued_in(&mut tx, issued, issued.order_id)
-            .await?;
+        let id = self.insert_issued_in(&mut tx, issued, issued.order_id).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -214,10 +211,7 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(cert_name) = cert_name else {
-            return Err(Error::NotFound {
-                what: "order",
-                name: order_id.to_string(),
-            });
+            return Err(Error::NotFound { what: "order", name: order_id.to_string() });
         };
         if cert_name != issued.cert_name {
             return Err(Error::Invalid {
@@ -229,9 +223,7 @@ impl Store {
                 ),
             });
         }
-        let id = self
-            .insert_issued_in(&mut tx, issued, Some(order_id))
-            .await?;
+        let id = self.insert_issued_in(&mut tx, issued, Some(order_id)).await?;
         sqlx::query(
             "UPDATE certs SET state = 'valid', last_error = NULL, updated_at = $1 WHERE name = $2",
         )
@@ -245,12 +237,11 @@ impl Store {
 
     /// The newest issued certificate of the managed certificate, if any.
     pub async fn latest_issued(&self, cert_name: &str) -> Result<Option<IssuedRecord>, Error> {
-        let row: Option<IssuedRow> = sqlx::query_as(select_issued!(
-            "WHERE cert_name = $1 ORDER BY id DESC LIMIT 1"
-        ))
-        .bind(cert_name)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<IssuedRow> =
+            sqlx::query_as(select_issued!("WHERE cert_name = $1 ORDER BY id DESC LIMIT 1"))
+                .bind(cert_name)
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(|row| self.issued_from_row(row)).transpose()
     }
 
@@ -270,9 +261,7 @@ impl Store {
                 .bind(cert_name)
                 .fetch_all(&self.pool)
                 .await?;
-        rows.into_iter()
-            .map(|row| self.issued_from_row(row))
-            .collect()
+        rows.into_iter().map(|row| self.issued_from_row(row)).collect()
     }
 
     /// Marks an issued certificate revoked at `at` (epoch milliseconds) with an optional
@@ -286,10 +275,7 @@ impl Store {
                 .execute(&self.pool)
                 .await?;
         if result.rows_affected() == 0 {
-            return Err(Error::NotFound {
-                what: WHAT,
-                name: id.to_string(),
-            });
+            return Err(Error::NotFound { what: WHAT, name: id.to_string() });
         }
         Ok(())
     }

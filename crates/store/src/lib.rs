@@ -177,15 +177,9 @@ impl Store {
     }
 
     async fn open_inner(data_dir: &Path, key: Option<MasterKey>) -> Result<Store, Error> {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(data_dir)
-            .map_err(|source| Error::Io {
-                action: "create the data directory",
-                path: data_dir.to_owned(),
-                source,
-            })?;
+        DirBuilder::new().recursive(true).mode(0o700).create(data_dir).map_err(|source| {
+            Error::Io { action: "create the data directory", path: data_dir.to_owned(), source }
+        })?;
 
         // Held until setup is done, so concurrent openers never race on migrations.
         let _lock = setup_lock(&data_dir.join(LOCK_FILE)).await?;
@@ -198,12 +192,7 @@ impl Store {
         let db_path = data_dir.join(DATABASE_FILE);
         // Create the file private before SQLite does it with the umask's mode; SQLite gives
         // its -wal and -shm files the same mode.
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&db_path)
-        {
+        match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&db_path) {
             Ok(_) => {}
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
             Err(source) => {
@@ -229,10 +218,7 @@ impl Store {
             .await?;
         MIGRATOR.run(&pool).await?;
 
-        let store = Store {
-            pool,
-            key: Arc::new(key),
-        };
+        let store = Store { pool, key: Arc::new(key) };
         store.check_master_key().await?;
         Ok(store)
     }
@@ -276,9 +262,7 @@ impl Store {
         column: &str,
         plaintext: &[u8],
     ) -> Result<Vec<u8>, Error> {
-        Ok(self
-            .key
-            .seal(&crypto::Binding::new(table, row, column), plaintext)?)
+        Ok(self.key.seal(&crypto::Binding::new(table, row, column), plaintext)?)
     }
 
     fn open_blob(
@@ -288,9 +272,7 @@ impl Store {
         column: &str,
         blob: &[u8],
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
-        Ok(self
-            .key
-            .open(&crypto::Binding::new(table, row, column), blob)?)
+        Ok(self.key.open(&crypto::Binding::new(table, row, column), blob)?)
     }
 
     /// Seals a JSON value.
@@ -325,11 +307,7 @@ impl Store {
 
 /// Takes the exclusive lock on `path`, polling until [`SETUP_LOCK_TIMEOUT`].
 async fn setup_lock(path: &Path) -> Result<File, Error> {
-    let io_err = |source| Error::Io {
-        action: "lock",
-        path: path.to_owned(),
-        source,
-    };
+    let io_err = |source| Error::Io { action: "lock", path: path.to_owned(), source };
     let file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -402,15 +380,9 @@ fn violation(err: &sqlx::Error) -> Option<sqlx::error::ErrorKind> {
 }
 
 fn is_unique_violation(err: &sqlx::Error) -> bool {
-    matches!(
-        violation(err),
-        Some(sqlx::error::ErrorKind::UniqueViolation)
-    )
+    matches!(violation(err), Some(sqlx::error::ErrorKind::UniqueViolation))
 }
 
 fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
-    matches!(
-        violation(err),
-        Some(sqlx::error::ErrorKind::ForeignKeyViolation)
-    )
+    matches!(violation(err), Some(sqlx::error::ErrorKind::ForeignKeyViolation))
 }

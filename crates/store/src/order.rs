@@ -25,10 +25,7 @@ macro_rules! select_orders {
 
 macro_rules! select_presented {
     ($tail:literal) => {
-        concat!(
-            "SELECT id, order_id, spec, challenge, created_at FROM presented ",
-            $tail
-        )
+        concat!("SELECT id, order_id, spec, challenge, created_at FROM presented ", $tail)
     };
 }
 
@@ -186,14 +183,10 @@ impl Store {
         .await?;
         match row {
             Some(row) => self.order_from_row(row),
-            None if self.cert(cert_name).await?.is_none() => Err(Error::NotFound {
-                what: "managed certificate",
-                name: cert_name.to_owned(),
-            }),
-            None => Err(Error::NotFound {
-                what: "account",
-                name: account_name.to_owned(),
-            }),
+            None if self.cert(cert_name).await?.is_none() => {
+                Err(Error::NotFound { what: "managed certificate", name: cert_name.to_owned() })
+            }
+            None => Err(Error::NotFound { what: "account", name: account_name.to_owned() }),
         }
     }
 
@@ -280,9 +273,7 @@ impl Store {
                 .bind(cert_name)
                 .fetch_all(&self.pool)
                 .await?;
-        rows.into_iter()
-            .map(|row| self.order_from_row(row))
-            .collect()
+        rows.into_iter().map(|row| self.order_from_row(row)).collect()
     }
 
     /// Records a challenge about to be presented for an order and returns the record's id.
@@ -302,21 +293,13 @@ impl Store {
         )
         .bind(order_id)
         .bind(Vec::<u8>::new())
-        .bind(to_json(
-            PRESENTED,
-            &order_id.to_string(),
-            "challenge",
-            challenge,
-        )?)
+        .bind(to_json(PRESENTED, &order_id.to_string(), "challenge", challenge)?)
         .bind(now_ms())
         .fetch_one(&mut *tx)
         .await
         .map_err(|err| {
             if is_foreign_key_violation(&err) {
-                Error::NotFound {
-                    what: WHAT,
-                    name: order_id.to_string(),
-                }
+                Error::NotFound { what: WHAT, name: order_id.to_string() }
             } else {
                 err.into()
             }
@@ -338,44 +321,27 @@ impl Store {
                 .bind(order_id)
                 .fetch_all(&self.pool)
                 .await?;
-        rows.into_iter()
-            .map(|row| self.presented_from_row(row))
-            .collect()
+        rows.into_iter().map(|row| self.presented_from_row(row)).collect()
     }
 
     /// Every presented challenge awaiting cleanup, oldest first.
     pub async fn presented_all(&self) -> Result<Vec<PresentedRecord>, Error> {
-        let rows: Vec<PresentedRow> = sqlx::query_as(select_presented!("ORDER BY id"))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter()
-            .map(|row| self.presented_from_row(row))
-            .collect()
+        let rows: Vec<PresentedRow> =
+            sqlx::query_as(select_presented!("ORDER BY id")).fetch_all(&self.pool).await?;
+        rows.into_iter().map(|row| self.presented_from_row(row)).collect()
     }
 
     /// Removes a presented challenge's record after cleanup.
     pub async fn remove_presented(&self, id: i64) -> Result<(), Error> {
-        let result = sqlx::query("DELETE FROM presented WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let result =
+            sqlx::query("DELETE FROM presented WHERE id = $1").bind(id).execute(&self.pool).await?;
         if result.rows_affected() == 0 {
-            return Err(Error::NotFound {
-                what: "presented challenge",
-                name: id.to_string(),
-            });
+            return Err(Error::NotFound { what: "presented challenge", name: id.to_string() });
         }
         Ok(())
     }
 }
 
 fn order_found(rows: u64, id: i64) -> Result<(), Error> {
-    if rows == 0 {
-        Err(Error::NotFound {
-            what: WHAT,
-            name: id.to_string(),
-        })
-    } else {
-        Ok(())
-    }
+    if rows == 0 { Err(Error::NotFound { what: WHAT, name: id.to_string() }) } else { Ok(()) }
 }

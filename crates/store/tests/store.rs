@@ -94,9 +94,7 @@ async fn raw(dir: &Path) -> SqlitePool {
     let options = SqliteConnectOptions::new()
         .filename(dir.join(DATABASE_FILE))
         .busy_timeout(Duration::from_secs(10));
-    SqlitePool::connect_with(options)
-        .await
-        .expect("open a raw connection")
+    SqlitePool::connect_with(options).await.expect("open a raw connection")
 }
 
 /// Every byte SQLite keeps for the database: the main file, the WAL and the shared memory.
@@ -139,25 +137,11 @@ async fn accounts_round_trip() {
     let dir = tempdir();
     let store = open(dir.path()).await;
 
-    store
-        .insert_account(&account("zeta"))
-        .await
-        .expect("insert");
-    store
-        .insert_account(&account("alpha"))
-        .await
-        .expect("insert");
-    assert_already_exists(
-        store.insert_account(&account("alpha")).await,
-        "account",
-        "alpha",
-    );
+    store.insert_account(&account("zeta")).await.expect("insert");
+    store.insert_account(&account("alpha")).await.expect("insert");
+    assert_already_exists(store.insert_account(&account("alpha")).await, "account", "alpha");
 
-    let got = store
-        .account("alpha")
-        .await
-        .expect("read")
-        .expect("present");
+    let got = store.account("alpha").await.expect("read").expect("present");
     let mut want = account("alpha");
     want.created_at = got.created_at;
     want.updated_at = got.updated_at;
@@ -165,78 +149,34 @@ async fn accounts_round_trip() {
     assert!(got.created_at > 1_600_000_000_000, "epoch milliseconds");
     assert!(store.account("missing").await.expect("read").is_none());
 
-    let names: Vec<_> = store
-        .accounts()
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|a| a.name)
-        .collect();
+    let names: Vec<_> = store.accounts().await.expect("list").into_iter().map(|a| a.name).collect();
     assert_eq!(names, ["alpha", "zeta"]);
 
-    store
-        .set_account_url("alpha", "https://acme.example.test/acct/1")
-        .await
-        .expect("set url");
-    store
-        .set_account_key("alpha", "ES384", ROLLED_KEY)
-        .await
-        .expect("set key");
-    store
-        .set_account_status("alpha", "deactivated")
-        .await
-        .expect("set status");
-    store
-        .set_account_email("alpha", None)
-        .await
-        .expect("set email");
-    let got = store
-        .account("alpha")
-        .await
-        .expect("read")
-        .expect("present");
-    assert_eq!(
-        got.account_url.as_deref(),
-        Some("https://acme.example.test/acct/1")
-    );
+    store.set_account_url("alpha", "https://acme.example.test/acct/1").await.expect("set url");
+    store.set_account_key("alpha", "ES384", ROLLED_KEY).await.expect("set key");
+    store.set_account_status("alpha", "deactivated").await.expect("set status");
+    store.set_account_email("alpha", None).await.expect("set email");
+    let got = store.account("alpha").await.expect("read").expect("present");
+    assert_eq!(got.account_url.as_deref(), Some("https://acme.example.test/acct/1"));
     assert_eq!(got.key_type, "ES384");
     assert_eq!(got.key_pkcs8.as_slice(), ROLLED_KEY);
     assert_eq!(got.status, "deactivated");
     assert_eq!(got.email, None);
     assert!(got.updated_at >= got.created_at);
 
-    assert_not_found(
-        store.set_account_url("missing", "u").await,
-        "account",
-        "missing",
-    );
+    assert_not_found(store.set_account_url("missing", "u").await, "account", "missing");
     assert_not_found(
         store.set_account_key("missing", "ES256", ACCOUNT_KEY).await,
         "account",
         "missing",
     );
-    assert_not_found(
-        store.set_account_status("missing", "x").await,
-        "account",
-        "missing",
-    );
-    assert_not_found(
-        store.set_account_email("missing", None).await,
-        "account",
-        "missing",
-    );
+    assert_not_found(store.set_account_status("missing", "x").await, "account", "missing");
+    assert_not_found(store.set_account_email("missing", None).await, "account", "missing");
     assert_not_found(store.delete_account("missing").await, "account", "missing");
 
-    store
-        .insert_cert(&cert("www", "zeta"))
-        .await
-        .expect("insert cert");
+    store.insert_cert(&cert("www", "zeta")).await.expect("insert cert");
     match store.delete_account("zeta").await {
-        Err(Error::InUse {
-            what: "account",
-            name,
-            ..
-        }) if name == "zeta" => {}
+        Err(Error::InUse { what: "account", name, .. }) if name == "zeta" => {}
         other => panic!("expected InUse, got {other:?}"),
     }
     store.delete_account("alpha").await.expect("delete");
@@ -248,27 +188,11 @@ async fn certs_round_trip() {
     let dir = tempdir();
     let store = open(dir.path()).await;
 
-    assert_not_found(
-        store.insert_cert(&cert("www", "acme")).await,
-        "account",
-        "acme",
-    );
-    store
-        .insert_account(&account("acme"))
-        .await
-        .expect("insert account");
-    store
-        .insert_account(&account("other"))
-        .await
-        .expect("insert account");
-    store
-        .insert_cert(&cert("www", "acme"))
-        .await
-        .expect("insert cert");
-    store
-        .insert_cert(&cert("api", "acme"))
-        .await
-        .expect("insert cert");
+    assert_not_found(store.insert_cert(&cert("www", "acme")).await, "account", "acme");
+    store.insert_account(&account("acme")).await.expect("insert account");
+    store.insert_account(&account("other")).await.expect("insert account");
+    store.insert_cert(&cert("www", "acme")).await.expect("insert cert");
+    store.insert_cert(&cert("api", "acme")).await.expect("insert cert");
     assert_already_exists(
         store.insert_cert(&cert("www", "acme")).await,
         "managed certificate",
@@ -281,13 +205,7 @@ async fn certs_round_trip() {
     want.updated_at = got.updated_at;
     assert_eq!(got, want);
     assert!(store.cert("missing").await.expect("read").is_none());
-    let names: Vec<_> = store
-        .certs()
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
+    let names: Vec<_> = store.certs().await.expect("list").into_iter().map(|c| c.name).collect();
     assert_eq!(names, ["api", "www"]);
 
     let mut changed = got.clone();
@@ -308,27 +226,17 @@ async fn certs_round_trip() {
 
     let mut unknown_account = changed.clone();
     unknown_account.account_name = "nobody".into();
-    assert_not_found(
-        store.update_cert(&unknown_account).await,
-        "account",
-        "nobody",
-    );
+    assert_not_found(store.update_cert(&unknown_account).await, "account", "nobody");
     assert_not_found(
         store.update_cert(&cert("missing", "acme")).await,
         "managed certificate",
         "missing",
     );
 
-    store
-        .set_cert_state("www", "valid", None)
-        .await
-        .expect("set state");
+    store.set_cert_state("www", "valid", None).await.expect("set state");
     let got = store.cert("www").await.expect("read").expect("present");
     assert_eq!((got.state.as_str(), got.last_error), ("valid", None));
-    store
-        .set_cert_state("www", "failing", Some("timeout"))
-        .await
-        .expect("set state");
+    store.set_cert_state("www", "failing", Some("timeout")).await.expect("set state");
     let got = store.cert("www").await.expect("read").expect("present");
     assert_eq!(got.last_error.as_deref(), Some("timeout"));
     assert_not_found(
@@ -346,48 +254,25 @@ async fn certs_round_trip() {
 async fn orders_and_presented_round_trip() {
     let dir = tempdir();
     let store = open(dir.path()).await;
-    store
-        .insert_account(&account("acme"))
-        .await
-        .expect("insert account");
-    store
-        .insert_cert(&cert("www", "acme"))
-        .await
-        .expect("insert cert");
+    store.insert_account(&account("acme")).await.expect("insert account");
+    store.insert_cert(&cert("www", "acme")).await.expect("insert cert");
 
-    assert_not_found(
-        store.create_order("missing", "acme").await,
-        "managed certificate",
-        "missing",
-    );
-    assert_not_found(
-        store.create_order("www", "missing").await,
-        "account",
-        "missing",
-    );
+    assert_not_found(store.create_order("missing", "acme").await, "managed certificate", "missing");
+    assert_not_found(store.create_order("www", "missing").await, "account", "missing");
 
     let first = store.create_order("www", "acme").await.expect("create");
     assert_eq!(first.status, "new");
     assert_eq!(first.cert_name, "www");
     assert_eq!(first.account_name, "acme");
     assert_eq!(first.key_pkcs8, None);
-    assert_eq!(
-        store.open_order("www").await.expect("open order"),
-        Some(first.clone())
-    );
+    assert_eq!(store.open_order("www").await.expect("open order"), Some(first.clone()));
 
-    store
-        .set_order_url(first.id, "https://acme.example.test/order/1")
-        .await
-        .expect("set url");
+    store.set_order_url(first.id, "https://acme.example.test/order/1").await.expect("set url");
     store
         .set_order_key(first.id, "ecdsa-p256", ORDER_KEY, Some(b"CSR-DER"))
         .await
         .expect("set key");
-    store
-        .set_order_status(first.id, "pending", None)
-        .await
-        .expect("set status");
+    store.set_order_status(first.id, "pending", None).await.expect("set status");
     let got = store.order(first.id).await.expect("read").expect("present");
     assert_eq!(
         got,
@@ -405,23 +290,12 @@ async fn orders_and_presented_round_trip() {
     // Records of presented challenges.
     let spec = json!({"provider": "rfc2136", "tsig_secret": SPEC_SECRET});
     let challenge = json!({"type": "dns-01", "token": "tok-1", "url": "https://acme/chall/1"});
-    let p1 = store
-        .record_presented(first.id, &spec, &challenge)
-        .await
-        .expect("record");
+    let p1 = store.record_presented(first.id, &spec, &challenge).await.expect("record");
     let p2 = store
-        .record_presented(
-            first.id,
-            &json!({"webroot": "/srv"}),
-            &json!({"type": "http-01"}),
-        )
+        .record_presented(first.id, &json!({"webroot": "/srv"}), &json!({"type": "http-01"}))
         .await
         .expect("record");
-    assert_not_found(
-        store.record_presented(9999, &spec, &challenge).await,
-        "order",
-        "9999",
-    );
+    assert_not_found(store.record_presented(9999, &spec, &challenge).await, "order", "9999");
     let listed = store.presented_for(first.id).await.expect("list");
     assert_eq!(listed.iter().map(|p| p.id).collect::<Vec<_>>(), [p1, p2]);
     assert_eq!(listed[0].order_id, first.id);
@@ -436,11 +310,7 @@ async fn orders_and_presented_round_trip() {
     }
 
     store.remove_presented(p1).await.expect("remove");
-    assert_not_found(
-        store.remove_presented(p1).await,
-        "presented challenge",
-        &p1.to_string(),
-    );
+    assert_not_found(store.remove_presented(p1).await, "presented challenge", &p1.to_string());
     let remaining = store.presented_all().await.expect("list all");
     assert_eq!(remaining.iter().map(|p| p.id).collect::<Vec<_>>(), [p2]);
     store.remove_presented(p2).await.expect("remove");
@@ -453,38 +323,17 @@ async fn orders_and_presented_round_trip() {
     assert_eq!(store.open_order("www").await.expect("open order"), None);
     let second = store.create_order("www", "acme").await.expect("create");
     assert!(second.id > first.id);
-    assert_eq!(
-        store
-            .open_order("www")
-            .await
-            .expect("open order")
-            .map(|o| o.id),
-        Some(second.id)
-    );
-    store
-        .set_order_status(second.id, "abandoned", None)
-        .await
-        .expect("set status");
+    assert_eq!(store.open_order("www").await.expect("open order").map(|o| o.id), Some(second.id));
+    store.set_order_status(second.id, "abandoned", None).await.expect("set status");
     assert_eq!(store.open_order("www").await.expect("open order"), None);
 
     let all = store.orders_for("www").await.expect("list");
-    assert_eq!(
-        all.iter().map(|o| o.id).collect::<Vec<_>>(),
-        [second.id, first.id]
-    );
+    assert_eq!(all.iter().map(|o| o.id).collect::<Vec<_>>(), [second.id, first.id]);
     assert_eq!(all[1].error.as_deref(), Some("dns record not found"));
 
     assert_not_found(store.set_order_url(9999, "u").await, "order", "9999");
-    assert_not_found(
-        store.set_order_key(9999, "t", ORDER_KEY, None).await,
-        "order",
-        "9999",
-    );
-    assert_not_found(
-        store.set_order_status(9999, "valid", None).await,
-        "order",
-        "9999",
-    );
+    assert_not_found(store.set_order_key(9999, "t", ORDER_KEY, None).await, "order", "9999");
+    assert_not_found(store.set_order_status(9999, "valid", None).await, "order", "9999");
 
     // Without presented challenges the certificate and its history can go.
     store.delete_cert("www").await.expect("delete");
@@ -495,14 +344,8 @@ async fn orders_and_presented_round_trip() {
 async fn issued_round_trip() {
     let dir = tempdir();
     let store = open(dir.path()).await;
-    store
-        .insert_account(&account("acme"))
-        .await
-        .expect("insert account");
-    store
-        .insert_cert(&cert("www", "acme"))
-        .await
-        .expect("insert cert");
+    store.insert_account(&account("acme")).await.expect("insert account");
+    store.insert_cert(&cert("www", "acme")).await.expect("insert cert");
 
     assert_eq!(store.latest_issued("www").await.expect("latest"), None);
     assert_not_found(
@@ -512,25 +355,11 @@ async fn issued_round_trip() {
     );
     let mut with_unknown_order = issued("www", "01");
     with_unknown_order.order_id = Some(4242);
-    assert_not_found(
-        store.insert_issued(&with_unknown_order).await,
-        "order",
-        "4242",
-    );
+    assert_not_found(store.insert_issued(&with_unknown_order).await, "order", "4242");
 
-    let first = store
-        .insert_issued(&issued("www", "01"))
-        .await
-        .expect("insert");
-    let second = store
-        .insert_issued(&issued("www", "02"))
-        .await
-        .expect("insert");
-    let latest = store
-        .latest_issued("www")
-        .await
-        .expect("latest")
-        .expect("present");
+    let first = store.insert_issued(&issued("www", "01")).await.expect("insert");
+    let second = store.insert_issued(&issued("www", "02")).await.expect("insert");
+    let latest = store.latest_issued("www").await.expect("latest").expect("present");
     let mut want = issued("www", "02");
     want.id = second;
     want.created_at = latest.created_at;
@@ -538,23 +367,13 @@ async fn issued_round_trip() {
     assert!(!format!("{latest:?}").contains("ISSUED-CERT-KEY"));
 
     let all = store.issued_for("www").await.expect("list");
-    assert_eq!(
-        all.iter().map(|i| i.id).collect::<Vec<_>>(),
-        [second, first]
-    );
+    assert_eq!(all.iter().map(|i| i.id).collect::<Vec<_>>(), [second, first]);
 
-    store
-        .set_revoked(first, 1_710_000_000_000, Some(4))
-        .await
-        .expect("revoke");
+    store.set_revoked(first, 1_710_000_000_000, Some(4)).await.expect("revoke");
     let revoked = store.issued(first).await.expect("read").expect("present");
     assert_eq!(revoked.revoked_at, Some(1_710_000_000_000));
     assert_eq!(revoked.revocation_reason, Some(4));
-    assert_not_found(
-        store.set_revoked(9999, 1, None).await,
-        "issued certificate",
-        "9999",
-    );
+    assert_not_found(store.set_revoked(9999, 1, None).await, "issued certificate", "9999");
 
     // At most one issued certificate per order.
     let order = store.create_order("www", "acme").await.expect("order");
@@ -572,52 +391,27 @@ async fn issued_round_trip() {
 async fn complete_order_stores_issued_order_and_state_together() {
     let dir = tempdir();
     let store = open(dir.path()).await;
-    store
-        .insert_account(&account("acme"))
-        .await
-        .expect("insert account");
-    store
-        .insert_cert(&cert("www", "acme"))
-        .await
-        .expect("insert cert");
-    store
-        .set_cert_state("www", "failing", Some("earlier failure"))
-        .await
-        .expect("set state");
+    store.insert_account(&account("acme")).await.expect("insert account");
+    store.insert_cert(&cert("www", "acme")).await.expect("insert cert");
+    store.set_cert_state("www", "failing", Some("earlier failure")).await.expect("set state");
     let order = store.create_order("www", "acme").await.expect("order");
-    store
-        .set_order_status(order.id, "ready", None)
-        .await
-        .expect("status");
+    store.set_order_status(order.id, "ready", None).await.expect("status");
 
     // Success: all three changes land.
-    let id = store
-        .complete_order(order.id, &issued("www", "0a"))
-        .await
-        .expect("complete");
+    let id = store.complete_order(order.id, &issued("www", "0a")).await.expect("complete");
     let got = store.order(order.id).await.expect("read").expect("present");
     assert_eq!(got.status, "valid");
     let cert = store.cert("www").await.expect("read").expect("present");
     assert_eq!((cert.state.as_str(), cert.last_error), ("valid", None));
-    let latest = store
-        .latest_issued("www")
-        .await
-        .expect("latest")
-        .expect("present");
+    let latest = store.latest_issued("www").await.expect("latest").expect("present");
     assert_eq!((latest.id, latest.order_id), (id, Some(order.id)));
     assert_eq!(latest.key_pkcs8.as_slice(), ISSUED_KEY);
 
     // Failure half-way (the issued insert violates the one-per-order rule after the order's
     // status was already updated in the transaction): nothing changes.
     let second = store.create_order("www", "acme").await.expect("order");
-    store
-        .set_order_status(second.id, "processing", None)
-        .await
-        .expect("status");
-    store
-        .set_cert_state("www", "issuing", Some("in progress"))
-        .await
-        .expect("set state");
+    store.set_order_status(second.id, "processing", None).await.expect("status");
+    store.set_cert_state("www", "issuing", Some("in progress")).await.expect("set state");
     let mut taken = issued("www", "0b");
     taken.order_id = Some(second.id);
     let taken_id = store.insert_issued(&taken).await.expect("insert");
@@ -626,48 +420,24 @@ async fn complete_order_stores_issued_order_and_state_together() {
         "issued certificate for order",
         &second.id.to_string(),
     );
-    let got = store
-        .order(second.id)
-        .await
-        .expect("read")
-        .expect("present");
+    let got = store.order(second.id).await.expect("read").expect("present");
     assert_eq!(got.status, "processing");
     let cert = store.cert("www").await.expect("read").expect("present");
     assert_eq!(cert.state, "issuing");
     assert_eq!(cert.last_error.as_deref(), Some("in progress"));
-    let ids: Vec<_> = store
-        .issued_for("www")
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|i| i.id)
-        .collect();
+    let ids: Vec<_> =
+        store.issued_for("www").await.expect("list").into_iter().map(|i| i.id).collect();
     assert_eq!(ids, [taken_id, id]);
 
     // The order must belong to the certificate named in the record.
-    store
-        .insert_cert(&cert_named("api"))
-        .await
-        .expect("insert cert");
+    store.insert_cert(&cert_named("api")).await.expect("insert cert");
     let third = store.create_order("www", "acme").await.expect("order");
     match store.complete_order(third.id, &issued("api", "0d")).await {
         Err(Error::Invalid { .. }) => {}
         other => panic!("expected Invalid, got {other:?}"),
     }
-    assert_eq!(
-        store
-            .order(third.id)
-            .await
-            .expect("read")
-            .expect("present")
-            .status,
-        "new"
-    );
-    assert_not_found(
-        store.complete_order(9999, &issued("www", "0e")).await,
-        "order",
-        "9999",
-    );
+    assert_eq!(store.order(third.id).await.expect("read").expect("present").status, "new");
+    assert_not_found(store.complete_order(9999, &issued("www", "0e")).await, "order", "9999");
 }
 
 fn cert_named(name: &str) -> CertRecord {
@@ -676,19 +446,10 @@ fn cert_named(name: &str) -> CertRecord {
 
 /// Fills a store with one row of every kind; returns the order id.
 async fn populate(store: &Store) -> i64 {
-    store
-        .insert_account(&account("acme"))
-        .await
-        .expect("insert account");
-    store
-        .insert_cert(&cert("www", "acme"))
-        .await
-        .expect("insert cert");
+    store.insert_account(&account("acme")).await.expect("insert account");
+    store.insert_cert(&cert("www", "acme")).await.expect("insert cert");
     let order = store.create_order("www", "acme").await.expect("order");
-    store
-        .set_order_key(order.id, "ecdsa-p256", ORDER_KEY, Some(b"CSR"))
-        .await
-        .expect("order key");
+    store.set_order_key(order.id, "ecdsa-p256", ORDER_KEY, Some(b"CSR")).await.expect("order key");
     store
         .record_presented(
             order.id,
@@ -697,10 +458,7 @@ async fn populate(store: &Store) -> i64 {
         )
         .await
         .expect("presented");
-    store
-        .complete_order(order.id, &issued("www", "01"))
-        .await
-        .expect("complete");
+    store.complete_order(order.id, &issued("www", "01")).await.expect("complete");
     order.id
 }
 
@@ -712,17 +470,10 @@ async fn secrets_are_encrypted_on_disk() {
 
     let bytes = database_bytes(dir.path());
     // The scan sees the data: a non-secret value is there in clear.
-    assert!(
-        contains(&bytes, DIRECTORY_URL.as_bytes()),
-        "scan found no data"
-    );
-    for secret in [
-        ACCOUNT_KEY,
-        ORDER_KEY,
-        ISSUED_KEY,
-        DNS_SECRET.as_bytes(),
-        SPEC_SECRET.as_bytes(),
-    ] {
+    assert!(contains(&bytes, DIRECTORY_URL.as_bytes()), "scan found no data");
+    for secret in
+        [ACCOUNT_KEY, ORDER_KEY, ISSUED_KEY, DNS_SECRET.as_bytes(), SPEC_SECRET.as_bytes()]
+    {
         assert!(
             !contains(&bytes, secret),
             "{} found in clear on disk",
@@ -739,10 +490,7 @@ async fn secrets_are_encrypted_on_disk() {
         ("SELECT spec FROM presented", SPEC_SECRET.as_bytes()),
         ("SELECT key_pkcs8 FROM issued", ISSUED_KEY),
     ] {
-        let blobs: Vec<Vec<u8>> = sqlx::query_scalar(sql)
-            .fetch_all(&raw)
-            .await
-            .expect("raw query");
+        let blobs: Vec<Vec<u8>> = sqlx::query_scalar(sql).fetch_all(&raw).await.expect("raw query");
         assert!(!blobs.is_empty(), "{sql} returned nothing");
         for blob in blobs {
             assert_eq!(blob.first(), Some(&1), "{sql}: blob version");
@@ -772,10 +520,8 @@ async fn data_dir_and_master_key_are_created_private() {
     assert!(leftovers.is_empty(), "leftover files: {leftovers:?}");
     // WAL mode is a property of the database file.
     let raw = raw(&dir).await;
-    let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(&raw)
-        .await
-        .expect("journal mode");
+    let journal: String =
+        sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&raw).await.expect("journal mode");
     assert_eq!(journal, "wal");
     raw.close().await;
     store.close().await;
@@ -809,14 +555,9 @@ async fn blob_moved_to_another_row_fails_to_open() {
     .expect("copy blob");
     raw.close().await;
 
-    let err = store
-        .account("b")
-        .await
-        .expect_err("moved blob must not open");
+    let err = store.account("b").await.expect_err("moved blob must not open");
     match &err {
-        Error::Crypto {
-            source: crypto::Error::Open { table, row, column },
-        } => assert_eq!(
+        Error::Crypto { source: crypto::Error::Open { table, row, column } } => assert_eq!(
             (table.as_str(), row.as_str(), column.as_str()),
             ("accounts", "b", "key_pkcs8")
         ),
@@ -829,15 +570,9 @@ async fn blob_moved_to_another_row_fails_to_open() {
     assert!(!message.contains(String::from_utf8_lossy(ACCOUNT_KEY).as_ref()));
     // The untouched row still opens.
     assert!(store.account("a").await.expect("read").is_some());
-    assert!(
-        store.accounts().await.is_err(),
-        "listing includes the bad row"
-    );
+    assert!(store.accounts().await.is_err(), "listing includes the bad row");
 
-    let err = store
-        .cert("c2")
-        .await
-        .expect_err("moved blob must not open");
+    let err = store.cert("c2").await.expect_err("moved blob must not open");
     let message = err.to_string();
     assert!(
         message.contains("certs") && message.contains("\"c2\"") && message.contains("challenges")
@@ -874,43 +609,28 @@ async fn reopening_reads_everything_back() {
     assert_eq!(after.1[0].challenges["dns-01"]["tsig_secret"], DNS_SECRET);
     assert_eq!(after.2[0].id, order_id);
     assert_eq!(after.2[0].status, "valid");
-    assert_eq!(
-        after.2[0].key_pkcs8.as_deref().map(Vec::as_slice),
-        Some(ORDER_KEY)
-    );
+    assert_eq!(after.2[0].key_pkcs8.as_deref().map(Vec::as_slice), Some(ORDER_KEY));
     assert_eq!(after.3[0].spec["tsig_secret"], SPEC_SECRET);
     assert_eq!(after.4[0].key_pkcs8.as_slice(), ISSUED_KEY);
 }
 
 #[tokio::test]
 async fn insecure_or_malformed_key_files_are_refused() {
-    for (mode_bits, content_len) in [
-        (0o640, 32),
-        (0o604, 32),
-        (0o660, 32),
-        (0o600, 31),
-        (0o600, 33),
-    ] {
+    for (mode_bits, content_len) in
+        [(0o640, 32), (0o604, 32), (0o660, 32), (0o600, 31), (0o600, 33)]
+    {
         let dir = tempdir();
         let key_path = dir.path().join(MASTER_KEY_FILE);
         fs::write(&key_path, vec![7u8; content_len]).expect("write key");
         fs::set_permissions(&key_path, fs::Permissions::from_mode(mode_bits)).expect("chmod");
-        let err = Store::open(dir.path())
-            .await
-            .expect_err("the key file must be refused");
+        let err = Store::open(dir.path()).await.expect_err("the key file must be refused");
         match (&err, content_len) {
-            (
-                Error::Crypto {
-                    source: crypto::Error::InsecureKeyFile { mode, .. },
-                },
-                32,
-            ) => assert_eq!(*mode, mode_bits),
-            (
-                Error::Crypto {
-                    source: crypto::Error::KeyLength { len, .. },
-                },
-                _,
-            ) => assert_eq!(*len, content_len),
+            (Error::Crypto { source: crypto::Error::InsecureKeyFile { mode, .. } }, 32) => {
+                assert_eq!(*mode, mode_bits)
+            }
+            (Error::Crypto { source: crypto::Error::KeyLength { len, .. } }, _) => {
+                assert_eq!(*len, content_len)
+            }
             _ => panic!("mode {mode_bits:o}, {content_len} bytes: unexpected {err:?}"),
         }
         let message = err.to_string();
@@ -929,18 +649,13 @@ async fn wrong_master_key_is_refused_at_open() {
         Store::open_with_master_key(dir.path(), MasterKey::from_base64(&key_a).expect("key a"))
             .await
             .expect("open with key a");
-    store
-        .insert_account(&account("acme"))
-        .await
-        .expect("insert");
+    store.insert_account(&account("acme")).await.expect("insert");
     store.close().await;
 
     match Store::open_with_master_key(dir.path(), MasterKey::from_base64(&key_b).expect("key b"))
         .await
     {
-        Err(Error::Crypto {
-            source: crypto::Error::WrongMasterKey,
-        }) => {}
+        Err(Error::Crypto { source: crypto::Error::WrongMasterKey }) => {}
         other => panic!("expected WrongMasterKey, got {other:?}"),
     }
     let store =
@@ -961,18 +676,12 @@ async fn environment_master_key_takes_precedence_over_the_file() {
     let binding = crypto::Binding::new("accounts", "acme", "key_pkcs8");
     let blob = from_env.seal(&binding, ACCOUNT_KEY).expect("seal");
     let same = MasterKey::from_bytes(&[9u8; 32]).expect("raw key");
-    assert_eq!(
-        same.open(&binding, &blob).expect("open").as_slice(),
-        ACCOUNT_KEY
-    );
+    assert_eq!(same.open(&binding, &blob).expect("open").as_slice(), ACCOUNT_KEY);
 
     // Even a bad key file is ignored when the variable is set.
     fs::write(dir.path().join(MASTER_KEY_FILE), b"short").expect("write");
-    fs::set_permissions(
-        dir.path().join(MASTER_KEY_FILE),
-        fs::Permissions::from_mode(0o644),
-    )
-    .expect("chmod");
+    fs::set_permissions(dir.path().join(MASTER_KEY_FILE), fs::Permissions::from_mode(0o644))
+        .expect("chmod");
     assert!(MasterKey::resolve(dir.path(), Some(OsStr::new(&b64))).is_ok());
     assert!(MasterKey::resolve(dir.path(), None).is_err());
 
@@ -988,10 +697,7 @@ async fn environment_master_key_takes_precedence_over_the_file() {
     let first = MasterKey::resolve(fresh.path(), None).expect("create");
     let blob = first.seal(&binding, ACCOUNT_KEY).expect("seal");
     let second = MasterKey::resolve(fresh.path(), None).expect("load");
-    assert_eq!(
-        second.open(&binding, &blob).expect("open").as_slice(),
-        ACCOUNT_KEY
-    );
+    assert_eq!(second.open(&binding, &blob).expect("open").as_slice(), ACCOUNT_KEY);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1002,26 +708,16 @@ async fn two_handles_open_and_write_concurrently() {
     let a = a.expect("open a");
     let b = b.expect("open b");
 
-    a.insert_account(&account("acme"))
-        .await
-        .expect("insert via a");
+    a.insert_account(&account("acme")).await.expect("insert via a");
     assert_eq!(
-        b.account("acme")
-            .await
-            .expect("read via b")
-            .expect("present")
-            .key_pkcs8
-            .as_slice(),
+        b.account("acme").await.expect("read via b").expect("present").key_pkcs8.as_slice(),
         ACCOUNT_KEY
     );
 
     let writer = |store: Store, prefix: &'static str| async move {
         for i in 0..20 {
             let name = format!("{prefix}{i}");
-            store
-                .insert_cert(&cert(&name, "acme"))
-                .await
-                .expect("insert cert");
+            store.insert_cert(&cert(&name, "acme")).await.expect("insert cert");
             let order = store.create_order(&name, "acme").await.expect("order");
             store
                 .complete_order(order.id, &issued(&name, &format!("{i:02x}")))
@@ -1029,10 +725,8 @@ async fn two_handles_open_and_write_concurrently() {
                 .expect("complete");
         }
     };
-    let (ra, rb) = tokio::join!(
-        tokio::spawn(writer(a.clone(), "a-")),
-        tokio::spawn(writer(b.clone(), "b-"))
-    );
+    let (ra, rb) =
+        tokio::join!(tokio::spawn(writer(a.clone(), "a-")), tokio::spawn(writer(b.clone(), "b-")));
     ra.expect("writer a");
     rb.expect("writer b");
 
@@ -1049,12 +743,8 @@ async fn two_handles_open_and_write_concurrently() {
 
 #[tokio::test]
 async fn debug_output_redacts_secrets() {
-    let rendered = format!(
-        "{:?} {:?} {:?}",
-        account("acme"),
-        cert("www", "acme"),
-        issued("www", "01")
-    );
+    let rendered =
+        format!("{:?} {:?} {:?}", account("acme"), cert("www", "acme"), issued("www", "01"));
     for secret in [
         String::from_utf8_lossy(ACCOUNT_KEY).into_owned(),
         DNS_SECRET.to_owned(),
@@ -1064,19 +754,10 @@ async fn debug_output_redacts_secrets() {
     }
     let dir = tempdir();
     let store = open(dir.path()).await;
-    store
-        .insert_account(&account("acme"))
-        .await
-        .expect("insert");
-    store
-        .insert_cert(&cert("www", "acme"))
-        .await
-        .expect("insert");
+    store.insert_account(&account("acme")).await.expect("insert");
+    store.insert_cert(&cert("www", "acme")).await.expect("insert");
     let order = store.create_order("www", "acme").await.expect("order");
-    store
-        .set_order_key(order.id, "ecdsa-p256", ORDER_KEY, None)
-        .await
-        .expect("key");
+    store.set_order_key(order.id, "ecdsa-p256", ORDER_KEY, None).await.expect("key");
     let order = store.order(order.id).await.expect("read").expect("present");
     assert!(!format!("{order:?}").contains("ORDER-CERT-KEY"));
     assert!(format!("{store:?}").contains("MasterKey(<redacted>)"));

@@ -122,37 +122,42 @@ controls {{ }};
 
     /// Runs nsupdate commands (e.g. `update add x.test. 60 CNAME y.test.`) with the TSIG key.
     pub async fn update(&self, commands: &str) {
+        self.updater().update(commands).await;
+    }
+
+    /// A handle that can update the zones from anywhere, e.g. a spawned task.
+    pub fn updater(&self) -> Updater {
+        Updater {
+            addr: self.addr,
+            key: format!("{}:{}:{}", self.algorithm, self.tsig_key_name, self.tsig_secret),
+        }
+    }
+}
+
+/// Sends dynamic updates to a [`Bind`] with its TSIG key.
+#[derive(Debug, Clone)]
+pub struct Updater {
+    addr: SocketAddr,
+    key: String,
+}
+
+impl Updater {
+    /// Runs nsupdate commands, panicking if nsupdate fails.
+    pub async fn update(&self, commands: &str) {
         let nsupdate = require_tool("nsupdate", "apt-get install bind9-dnsutils");
-        let script = format!(
-            "server {} {}\n{commands}\nsend\n",
-            self.addr.ip(),
-            self.addr.port()
-        );
+        let script = format!("server {} {}\n{commands}\nsend\n", self.addr.ip(), self.addr.port());
         let mut child = tokio::process::Command::new(nsupdate)
             .arg("-y")
-            .arg(format!(
-                "{}:{}:{}",
-                self.algorithm, self.tsig_key_name, self.tsig_secret
-            ))
+            .arg(&self.key)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("nsupdate runs");
         use tokio::io::AsyncWriteExt as _;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(script.as_bytes())
-            .await
-            .unwrap();
+        child.stdin.take().unwrap().write_all(script.as_bytes()).await.unwrap();
         let out = child.wait_with_output().await.unwrap();
-        assert!(
-            out.status.success(),
-            "nsupdate failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "nsupdate failed: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
 

@@ -42,11 +42,7 @@ pub fn require_tool(name: &str, install_hint: &str) -> PathBuf {
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default();
     dirs.into_iter()
-        .chain([
-            PathBuf::from("/usr/sbin"),
-            PathBuf::from("/usr/bin"),
-            PathBuf::from("/sbin"),
-        ])
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin"), PathBuf::from("/sbin")])
         .map(|d| d.join(name))
         .find(|p| p.is_file())
         .unwrap_or_else(|| panic!("{name} not found: {install_hint}"))

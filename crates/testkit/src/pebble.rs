@@ -96,21 +96,14 @@ impl Pebble {
         });
         if !opts.eab_keys.is_empty() {
             config["externalAccountMACKeys"] = serde_json::Value::Object(
-                opts.eab_keys
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone().into()))
-                    .collect(),
+                opts.eab_keys.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect(),
             );
         }
         if let Some(v) = opts.validity_secs {
             config["certificateValidityPeriod"] = v.into();
         }
         let config_path = dir.path().join("pebble-config.json");
-        std::fs::write(
-            &config_path,
-            serde_json::json!({ "pebble": config }).to_string(),
-        )
-        .unwrap();
+        std::fs::write(&config_path, serde_json::json!({ "pebble": config }).to_string()).unwrap();
         let log = std::fs::File::create(dir.path().join("pebble.log")).unwrap();
         let mut cmd = Command::new(bin);
         cmd.arg("-config").arg(&config_path).current_dir(dir.path());
@@ -146,30 +139,20 @@ impl Pebble {
         let url = pebble.directory_url.clone();
         let pid = pebble.child.id();
         let log_path = pebble.dir.path().join("pebble.log");
-        wait_until(
-            "pebble's directory to answer",
-            Duration::from_secs(20),
-            || {
-                let client = client.clone();
-                let url = url.clone();
-                let log_path = log_path.clone();
-                async move {
-                    if crate::process_gone(pid) {
-                        panic!(
-                            "pebble exited:\n{}",
-                            std::fs::read_to_string(log_path).unwrap_or_default()
-                        );
-                    }
-                    client
-                        .get(&url)
-                        .send()
-                        .await
-                        .ok()
-                        .filter(|r| r.status().is_success())
-                        .map(|_| ())
+        wait_until("pebble's directory to answer", Duration::from_secs(20), || {
+            let client = client.clone();
+            let url = url.clone();
+            let log_path = log_path.clone();
+            async move {
+                if crate::process_gone(pid) {
+                    panic!(
+                        "pebble exited:\n{}",
+                        std::fs::read_to_string(log_path).unwrap_or_default()
+                    );
                 }
-            },
-        )
+                client.get(&url).send().await.ok().filter(|r| r.status().is_success()).map(|_| ())
+            }
+        })
         .await;
         pebble
     }
@@ -195,27 +178,17 @@ impl Pebble {
 
     /// Root `n` (0 is the default chain's, 1.. the alternates'), PEM.
     pub async fn root_pem(&self, n: u32) -> String {
-        self.management(&format!("/roots/{n}"))
-            .await
-            .text()
-            .await
-            .unwrap()
+        self.management(&format!("/roots/{n}")).await.text().await.unwrap()
     }
 
     /// Intermediate `n`, PEM.
     pub async fn intermediate_pem(&self, n: u32) -> String {
-        self.management(&format!("/intermediates/{n}"))
-            .await
-            .text()
-            .await
-            .unwrap()
+        self.management(&format!("/intermediates/{n}")).await.text().await.unwrap()
     }
 
     /// `/cert-status-by-serial/HEX` as JSON (`Status`, `Reason`, …).
     pub async fn cert_status(&self, serial_hex: &str) -> serde_json::Value {
-        let rsp = self
-            .management(&format!("/cert-status-by-serial/{serial_hex}"))
-            .await;
+        let rsp = self.management(&format!("/cert-status-by-serial/{serial_hex}")).await;
         let text = rsp.text().await.unwrap();
         serde_json::from_str(&text)
             .unwrap_or_else(|_| panic!("pebble's certificate status is not JSON: {text}"))
@@ -239,18 +212,13 @@ fn listener_certificates() -> (String, String, String) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "certhub test listener CA");
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "certhub test listener CA");
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let issuer = rcgen::Issuer::new(ca, ca_key);
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    params
-        .subject_alt_names
-        .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
-    params
-        .subject_alt_names
-        .push(rcgen::SanType::IpAddress("::1".parse().unwrap()));
+    params.subject_alt_names.push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    params.subject_alt_names.push(rcgen::SanType::IpAddress("::1".parse().unwrap()));
     let cert = params.signed_by(&key, &issuer).unwrap();
     (ca_cert.pem(), cert.pem(), key.serialize_pem())
 }

@@ -69,19 +69,12 @@ impl FakeCa {
             .route("/renewal-info/{id}", get(renewal_info))
             .with_state(state.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        FakeCa {
-            url: format!("{base}/dir"),
-            state,
-        }
+        FakeCa { url: format!("{base}/dir"), state }
     }
 
     pub fn requests_to(&self, path: &str) -> Vec<Value> {
         let s = self.state.lock().unwrap();
-        s.requests
-            .iter()
-            .filter(|(p, _, _)| p == path)
-            .map(|(_, _, b)| b.clone())
-            .collect()
+        s.requests.iter().filter(|(p, _, _)| p == path).map(|(_, _, b)| b.clone()).collect()
     }
 }
 
@@ -113,14 +106,7 @@ async fn directory(State(s): Shared) -> Response {
 
 async fn nonce(State(s): Shared) -> Response {
     let n = fresh_nonce(&mut s.lock().unwrap());
-    (
-        [
-            ("replay-nonce", n),
-            ("cache-control", "no-store".to_string()),
-        ],
-        "",
-    )
-        .into_response()
+    ([("replay-nonce", n), ("cache-control", "no-store".to_string())], "").into_response()
 }
 
 fn problem(s: &mut FakeState, status: u16, kind: &str, detail: &str) -> Response {
@@ -128,10 +114,7 @@ fn problem(s: &mut FakeState, status: u16, kind: &str, detail: &str) -> Response
     (
         StatusCode::from_u16(status).unwrap(),
         [
-            (
-                header::CONTENT_TYPE.as_str(),
-                "application/problem+json".to_string(),
-            ),
+            (header::CONTENT_TYPE.as_str(), "application/problem+json".to_string()),
             ("replay-nonce", n),
         ],
         json!({ "type": format!("urn:ietf:params:acme:error:{kind}"), "detail": detail })
@@ -162,12 +145,7 @@ fn verify(s: &mut FakeState, path: &str, body: &[u8]) -> Result<(Value, Value), 
     }
     let jwk = &header["jwk"];
     if jwk.is_null() && header["kid"].is_null() {
-        return Err(Box::new(problem(
-            s,
-            400,
-            "malformed",
-            "neither jwk nor kid",
-        )));
+        return Err(Box::new(problem(s, 400, "malformed", "neither jwk nor kid")));
     }
     if !jwk.is_null() {
         let x = decode(jwk["x"].as_str().unwrap_or_default()).unwrap_or_default();
@@ -197,8 +175,7 @@ fn verify(s: &mut FakeState, path: &str, body: &[u8]) -> Result<(Value, Value), 
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or_else(|| Box::new(problem(s, 400, "malformed", "bad payload")))?
     };
-    s.requests
-        .push((path.to_string(), header.clone(), payload.clone()));
+    s.requests.push((path.to_string(), header.clone(), payload.clone()));
     Ok((header, payload))
 }
 
@@ -256,8 +233,7 @@ async fn new_order(State(s): Shared, body: Bytes) -> Response {
 
 async fn renewal_info(State(s): Shared, Path(id): Path<String>) -> Response {
     let mut s = s.lock().unwrap();
-    s.requests
-        .push(("/renewal-info".into(), Value::Null, json!(id.clone())));
+    s.requests.push(("/renewal-info".into(), Value::Null, json!(id.clone())));
     let (start, end, explanation, retry_after) = s.window.clone();
     let mut body = json!({ "suggestedWindow": { "start": start, "end": end } });
     if let Some(e) = explanation {

@@ -42,12 +42,7 @@ impl CallbackSolver {
         checker: PropagationChecker,
         http: reqwest::Client,
     ) -> Self {
-        Self {
-            url,
-            secret,
-            checker,
-            http,
-        }
+        Self { url, secret, checker, http }
     }
 
     async fn send(
@@ -55,10 +50,8 @@ impl CallbackSolver {
         event_type: &str,
         challenge: &PendingChallenge,
     ) -> Result<(), SolverError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let now =
+            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let body = json!({
             "event_type": event_type,
             "event_id": format!("{now:x}-{:016x}", rand::random::<u64>()),
@@ -104,18 +97,13 @@ impl CallbackSolver {
 #[async_trait::async_trait]
 impl Solver for CallbackSolver {
     async fn present(&self, challenge: &PendingChallenge) -> Result<(), SolverError> {
-        self.send("cert_domain_validation_required", challenge)
-            .await?;
+        self.send("cert_domain_validation_required", challenge).await?;
         self.checker
-            .wait_visible(
-                &record_name(challenge),
-                &txt_value(&challenge.key_authorization),
-            )
+            .wait_visible(&record_name(challenge), &txt_value(&challenge.key_authorization))
             .await
     }
 
     async fn cleanup(&self, challenge: &PendingChallenge) -> Result<(), SolverError> {
-        self.send("cert_domain_validation_completed", challenge)
-            .await
+        self.send("cert_domain_validation_completed", challenge).await
     }
 }

@@ -27,11 +27,7 @@ pub struct ExecSolver {
 impl ExecSolver {
     /// A hook at `path`, killed after 2 minutes.
     pub fn new(path: PathBuf, checker: PropagationChecker) -> Self {
-        Self {
-            path,
-            checker,
-            timeout: Duration::from_secs(120),
-        }
+        Self { path, checker, timeout: Duration::from_secs(120) }
     }
 
     async fn run(&self, mode: &str, fqdn: &str, value: &str) -> Result<(), SolverError> {
@@ -63,22 +59,12 @@ impl ExecSolver {
             return Ok(());
         }
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr
-            .lines()
-            .rev()
-            .take(20)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
+        let tail: Vec<&str> =
+            stderr.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
         Err(SolverError::Hook(format!(
             "the dns-01 hook `{hook} {mode} {fqdn}` failed ({}){}",
             out.status,
-            if tail.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", tail.join("\n"))
-            }
+            if tail.is_empty() { String::new() } else { format!(": {}", tail.join("\n")) }
         )))
     }
 }

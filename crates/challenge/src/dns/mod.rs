@@ -24,10 +24,7 @@ pub fn txt_value(key_authorization: &str) -> String {
 /// `_acme-challenge.NAME` without the trailing dot.
 pub fn record_name(challenge: &PendingChallenge) -> String {
     let base = challenge.identifier.to_string();
-    format!(
-        "_acme-challenge.{}",
-        base.trim_start_matches("*.").trim_end_matches('.')
-    )
+    format!("_acme-challenge.{}", base.trim_start_matches("*.").trim_end_matches('.'))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use certhub_core::SolverError;
 use hickory_proto::rr::{Name, RData, RecordType};
 
-use super::wire::{exchange, query};
+use super::wire::{exchange, query, soa_owner};
 
 /// How the propagation check runs.
 #[derive(Debug, Clone)]
@@ -105,9 +105,7 @@ impl PropagationChecker {
                 None => return Ok(current),
             }
         }
-        Err(dns_err(format!(
-            "the CNAME chain from {name} is longer than 8 links"
-        )))
+        Err(dns_err(format!("the CNAME chain from {name} is longer than 8 links")))
     }
 
     /// The zone apex holding `name` and the addresses of its authoritative servers.
@@ -119,18 +117,12 @@ impl PropagationChecker {
         let answer = exchange(self.resolver, &query(name, RecordType::SOA, true), timeout)
             .await
             .map_err(dns_err)?;
-        let zone = answer
-            .answers
-            .iter()
-            .chain(answer.authorities.iter())
-            .find(|r| matches!(r.data, RData::SOA(_)))
-            .map(|r| r.name.clone())
-            .ok_or_else(|| {
-                dns_err(format!(
-                    "no zone found for {name}: the resolver {} returned no SOA",
-                    self.resolver
-                ))
-            })?;
+        let zone = soa_owner(&answer).ok_or_else(|| {
+            dns_err(format!(
+                "no zone found for {name}: the resolver {} returned no SOA",
+                self.resolver
+            ))
+        })?;
         let ns = exchange(self.resolver, &query(&zone, RecordType::NS, true), timeout)
             .await
             .map_err(dns_err)?;
@@ -197,21 +189,16 @@ impl PropagationChecker {
             }
         }
         if addrs.is_empty() {
-            return Err(dns_err(format!(
-                "no address found for the name servers of {zone}"
-            )));
+            return Err(dns_err(format!("no address found for the name servers of {zone}")));
         }
         Ok((zone, addrs.into_iter().collect()))
     }
 
     /// The TXT values `server` holds for `name`, asked without recursion.
     pub async fn txt_at(&self, server: SocketAddr, name: &Name) -> Result<Vec<String>, String> {
-        let answer = exchange(
-            server,
-            &query(name, RecordType::TXT, false),
-            self.config.query_timeout,
-        )
-        .await?;
+        let answer =
+            exchange(server, &query(name, RecordType::TXT, false), self.config.query_timeout)
+                .await?;
         Ok(answer
             .answers
             .iter()

@@ -12,7 +12,7 @@ use hickory_proto::rr::rdata::tsig::TsigAlgorithm as WireAlgorithm;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigner};
 
 use super::propagation::{PropagationChecker, fqdn};
-use super::wire::{exchange, query};
+use super::wire::{exchange, query, soa_owner};
 use super::{record_name, txt_value};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,11 +46,7 @@ impl Rfc2136Solver {
         let name = fqdn(&key_name)?;
         let signer = TSigner::new(key, alg, name, 300)
             .map_err(|e| SolverError::Unsupported(format!("TSIG key {key_name}: {e}")))?;
-        Ok(Self {
-            server,
-            signer,
-            checker,
-        })
+        Ok(Self { server, signer, checker })
     }
 
     /// The zone holding `name`, as the primary server sees it.
@@ -58,18 +54,12 @@ impl Rfc2136Solver {
         let answer = exchange(self.server, &query(name, RecordType::SOA, false), TIMEOUT)
             .await
             .map_err(SolverError::Dns)?;
-        answer
-            .answers
-            .iter()
-            .chain(answer.authorities.iter())
-            .find(|r| matches!(r.data, RData::SOA(_)))
-            .map(|r| r.name.clone())
-            .ok_or_else(|| {
-                SolverError::Dns(format!(
-                    "{} is not authoritative for any zone holding {name} (answer {})",
-                    self.server, answer.metadata.response_code
-                ))
-            })
+        soa_owner(&answer).ok_or_else(|| {
+            SolverError::Dns(format!(
+                "{} is not authoritative for any zone holding {name} (answer {})",
+                self.server, answer.metadata.response_code
+            ))
+        })
     }
 
     async fn update(&self, name: &Name, value: &str, add: bool) -> Result<(), SolverError> {
@@ -86,15 +76,10 @@ impl Rfc2136Solver {
         // RFC 2136 §2.5: class NONE deletes exactly this record.
         record.dns_class = if add { DNSClass::IN } else { DNSClass::NONE };
         msg.add_authority(record);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         msg.finalize(&self.signer, now)
             .map_err(|e| SolverError::Dns(format!("cannot sign the update: {e}")))?;
-        let answer = exchange(self.server, &msg, TIMEOUT)
-            .await
-            .map_err(SolverError::Dns)?;
+        let answer = exchange(self.server, &msg, TIMEOUT).await.map_err(SolverError::Dns)?;
         let what = if add { "add" } else { "delete" };
         match answer.metadata.response_code {
             ResponseCode::NoError => Ok(()),

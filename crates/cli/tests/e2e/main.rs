@@ -11,11 +11,7 @@ use serde_json::{Value, json};
 use support::{Env, hostile, script};
 
 fn names(v: &Value) -> BTreeSet<String> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect()
+    v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
 }
 
 fn set(items: &[&str]) -> BTreeSet<String> {
@@ -56,22 +52,10 @@ async fn http01_listener_issues_a_verified_certificate() {
 #[tokio::test(flavor = "multi_thread")]
 async fn http01_webroot_writes_the_token_and_leaves_nothing_behind() {
     let env = Env::start(hostile()).await;
-    let webroot = tempfile::TempDir::new().unwrap();
-    let _server = serve_dir(webroot.path().to_path_buf(), env.pebble.http_port).await;
+    let (webroot, spec, _server) = webroot_site(&env).await;
     env.account("le", &[]).await;
-    let spec = format!("http-01:webroot={}", webroot.path().display());
-    env.ok(&[
-        "cert",
-        "add",
-        "site",
-        "--account",
-        "le",
-        "-d",
-        "site.test",
-        "--challenge",
-        &spec,
-    ])
-    .await;
+    env.ok(&["cert", "add", "site", "--account", "le", "-d", "site.test", "--challenge", &spec])
+        .await;
     env.ok(&["cert", "request", "site"]).await;
     env.verify_issued("site", &["site.test"]).await;
     let left = walk(webroot.path());
@@ -119,10 +103,7 @@ async fn dns01_rfc2136_wildcard_plus_apex() {
     env.ok(&["cert", "request", "wild"]).await;
     env.verify_issued("wild", &["b.test", "x.b.test"]).await;
     assert!(
-        env.bind
-            .txt_values("_acme-challenge.b.test.")
-            .await
-            .is_empty(),
+        env.bind.txt_values("_acme-challenge.b.test.").await.is_empty(),
         "TXT records were left behind"
     );
 }
@@ -146,10 +127,7 @@ async fn each_identifier_takes_the_first_spec_that_suits_it() {
             &env.rfc2136(),
         ])
         .await;
-    assert!(
-        out.contains("c.test  http-01") && out.contains("*.c.test  dns-01"),
-        "{out}"
-    );
+    assert!(out.contains("c.test  http-01") && out.contains("*.c.test  dns-01"), "{out}");
     // The TXT record below c.test would otherwise hide the zone's wildcard A for c.test itself.
     env.bind.update("update add c.test. 60 A 127.0.0.1").await;
     env.ok(&["cert", "request", "mixed"]).await;
@@ -160,9 +138,7 @@ async fn each_identifier_takes_the_first_spec_that_suits_it() {
 async fn dns01_follows_a_cname_on_acme_challenge() {
     let env = Env::start(hostile()).await;
     // Delegate validation of cn.test to a name the certificate's owner controls.
-    env.bind
-        .update("update add _acme-challenge.cn.test. 60 CNAME cn.validation.test.")
-        .await;
+    env.bind.update("update add _acme-challenge.cn.test. 60 CNAME cn.validation.test.").await;
     env.account("le", &[]).await;
     env.ok(&[
         "cert",
@@ -193,47 +169,23 @@ async fn dns01_failures_say_what_went_wrong() {
         "dns-01:rfc2136={},key-name={},key-secret=c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=",
         env.bind.addr, env.bind.tsig_key_name
     );
-    env.ok(&[
-        "cert",
-        "add",
-        "tsig",
-        "--account",
-        "le",
-        "-d",
-        "tsig.test",
-        "--challenge",
-        &wrong,
-    ])
-    .await;
+    env.ok(&["cert", "add", "tsig", "--account", "le", "-d", "tsig.test", "--challenge", &wrong])
+        .await;
     let err = env.fails(1, &["cert", "request", "tsig"]).await;
     assert!(err.contains("NOTAUTH") && err.contains("TSIG"), "{err}");
     // A hook that "succeeds" without publishing: the check names the server lacking the value.
     let dir = tempfile::TempDir::new().unwrap();
     let hook = script(dir.path(), "noop.sh", "exit 0\n");
     let spec = format!("dns-01:exec={};propagation-timeout=2", hook.display());
-    env.ok(&[
-        "cert",
-        "add",
-        "slow",
-        "--account",
-        "le",
-        "-d",
-        "slow.test",
-        "--challenge",
-        &spec,
-    ])
-    .await;
+    env.ok(&["cert", "add", "slow", "--account", "le", "-d", "slow.test", "--challenge", &spec])
+        .await;
     let err = env.fails(1, &["cert", "request", "slow"]).await;
     assert!(
         err.contains("_acme-challenge.slow.test") && err.contains(&env.bind.addr.to_string()),
         "{err}"
     );
     // A failing hook reports its own words.
-    let hook = script(
-        dir.path(),
-        "fail.sh",
-        "echo 'zone is read-only' >&2\nexit 3\n",
-    );
+    let hook = script(dir.path(), "fail.sh", "echo 'zone is read-only' >&2\nexit 3\n");
     let spec = format!("dns-01:exec={}", hook.display());
     env.ok(&[
         "cert",
@@ -265,10 +217,7 @@ async fn dns01_failures_say_what_went_wrong() {
     ])
     .await;
     let err = env.fails(4, &["cert", "request", "prof"]).await;
-    assert!(
-        err.contains("shortlived") && err.contains("advertises no profiles"),
-        "{err}"
-    );
+    assert!(err.contains("shortlived") && err.contains("advertises no profiles"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -312,27 +261,16 @@ printf 'server 127.0.0.1 {port}\n%s\nsend\n' "$op" | nsupdate -y {alg}:{name}:{s
     let calls = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<&str> = calls.lines().collect();
     assert_eq!(
-        lines
-            .iter()
-            .filter(|l| l.starts_with("present _acme-challenge.e.test. "))
-            .count(),
+        lines.iter().filter(|l| l.starts_with("present _acme-challenge.e.test. ")).count(),
         2,
         "{calls}"
     );
     assert_eq!(
-        lines
-            .iter()
-            .filter(|l| l.starts_with("cleanup _acme-challenge.e.test. "))
-            .count(),
+        lines.iter().filter(|l| l.starts_with("cleanup _acme-challenge.e.test. ")).count(),
         2,
         "{calls}"
     );
-    assert!(
-        env.bind
-            .txt_values("_acme-challenge.e.test.")
-            .await
-            .is_empty()
-    );
+    assert!(env.bind.txt_values("_acme-challenge.e.test.").await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -341,45 +279,19 @@ async fn dns01_callback_posts_signed_events_and_waits_for_the_record() {
     let receiver = callback::Receiver::start("s3cret", &env.bind).await;
     env.account("le", &[]).await;
     let spec = format!("dns-01:callback={},secret=s3cret", receiver.url);
-    env.ok(&[
-        "cert",
-        "add",
-        "cb",
-        "--account",
-        "le",
-        "-d",
-        "cb.test",
-        "--challenge",
-        &spec,
-    ])
-    .await;
+    env.ok(&["cert", "add", "cb", "--account", "le", "-d", "cb.test", "--challenge", &spec]).await;
     env.ok(&["cert", "request", "cb"]).await;
     env.verify_issued("cb", &["cb.test"]).await;
     let events = receiver.events();
-    let kinds: Vec<&str> = events
-        .iter()
-        .map(|e| e["event_type"].as_str().unwrap())
-        .collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["event_type"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
-        [
-            "cert_domain_validation_required",
-            "cert_domain_validation_completed"
-        ],
+        ["cert_domain_validation_required", "cert_domain_validation_completed"],
         "{events:?}"
     );
     assert_eq!(events[0]["domain_validation_method"], "dns-01");
-    assert_eq!(
-        events[0]["challenge"]["txt_record_name"],
-        "_acme-challenge.cb.test"
-    );
-    assert!(
-        events[0]["challenge"]["txt_record_val"]
-            .as_str()
-            .unwrap()
-            .len()
-            == 43
-    );
+    assert_eq!(events[0]["challenge"]["txt_record_name"], "_acme-challenge.cb.test");
+    assert!(events[0]["challenge"]["txt_record_val"].as_str().unwrap().len() == 43);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -423,20 +335,12 @@ async fn external_account_binding_is_required_and_accepted() {
         "--agree-tos",
     ];
     let err = env.fails(3, &base).await;
-    assert!(
-        err.contains("External Account Binding") && err.contains("--eab-kid"),
-        "{err}"
-    );
+    assert!(err.contains("External Account Binding") && err.contains("--eab-kid"), "{err}");
     let wrong = "AAAAZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
-    let err = env
-        .fails(
-            4,
-            &[&base[..], &["--eab-kid", "kid-1", "--eab-hmac-key", wrong]].concat(),
-        )
-        .await;
+    let err =
+        env.fails(4, &[&base[..], &["--eab-kid", "kid-1", "--eab-hmac-key", wrong]].concat()).await;
     assert!(err.contains("unauthorized"), "{err}");
-    env.ok(&[&base[..], &["--eab-kid", "kid-1", "--eab-hmac-key", hmac]].concat())
-        .await;
+    env.ok(&[&base[..], &["--eab-kid", "kid-1", "--eab-hmac-key", hmac]].concat()).await;
     env.ok(&[
         "cert",
         "add",
@@ -472,10 +376,7 @@ async fn a_blocklisted_name_is_refused_by_name() {
     ])
     .await;
     let err = env.fails(4, &["cert", "request", "bad"]).await;
-    assert!(
-        err.contains("rejectedIdentifier") && err.contains("x.blocked.test"),
-        "{err}"
-    );
+    assert!(err.contains("rejectedIdentifier") && err.contains("x.blocked.test"), "{err}");
     assert_eq!(env.show("bad").await["state"], "failing");
 }
 
@@ -485,11 +386,7 @@ async fn several_at_once_report_each_and_fail_only_if_one_fails() {
     opts.blocklist = vec!["blocked.test".into()];
     let env = Env::start(opts).await;
     env.account("le", &[]).await;
-    for (name, domain) in [
-        ("one", "one.test"),
-        ("two", "two.test"),
-        ("three", "three.test"),
-    ] {
+    for (name, domain) in [("one", "one.test"), ("two", "two.test"), ("three", "three.test")] {
         env.ok(&[
             "cert",
             "add",
@@ -503,8 +400,7 @@ async fn several_at_once_report_each_and_fail_only_if_one_fails() {
         ])
         .await;
     }
-    env.ok(&["cert", "request", "one", "two", "three", "--jobs", "3"])
-        .await;
+    env.ok(&["cert", "request", "one", "two", "three", "--jobs", "3"]).await;
     for name in ["one", "two", "three"] {
         assert_eq!(env.show(name).await["state"], "valid");
     }
@@ -520,15 +416,10 @@ async fn several_at_once_report_each_and_fail_only_if_one_fails() {
         &env.http01(),
     ])
     .await;
-    let out = env
-        .run(&["cert", "request", "one", "nope", "--jobs", "2"])
-        .await;
+    let out = env.run(&["cert", "request", "one", "nope", "--jobs", "2"]).await;
     assert_eq!(out.status.code(), Some(4));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("nope") && stderr.contains("1 of 2"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("nope") && stderr.contains("1 of 2"), "{stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("one: valid"));
 }
 
@@ -536,8 +427,7 @@ async fn several_at_once_report_each_and_fail_only_if_one_fails() {
 async fn key_rollover_then_issuance_with_the_new_key() {
     let env = Env::start(hostile()).await;
     env.account("le", &["--key-type", "rsa-2048"]).await;
-    env.ok(&["account", "rollover", "le", "--key-type", "ec-p384"])
-        .await;
+    env.ok(&["account", "rollover", "le", "--key-type", "ec-p384"]).await;
     let list: Value = serde_json::from_str(&env.ok(&["account", "list", "--json"]).await).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["key_type"], "ec-p384");
@@ -581,24 +471,12 @@ async fn revocation_is_visible_at_the_ca() {
         .await;
         env.ok(&["cert", "request", name]).await;
     }
-    env.ok(&["cert", "revoke", "r1", "--reason", "key-compromise"])
-        .await;
-    env.ok(&[
-        "cert",
-        "revoke",
-        "r2",
-        "--reason",
-        "superseded",
-        "--with-cert-key",
-    ])
-    .await;
+    env.ok(&["cert", "revoke", "r1", "--reason", "key-compromise"]).await;
+    env.ok(&["cert", "revoke", "r2", "--reason", "superseded", "--with-cert-key"]).await;
     for (name, reason) in [("r1", 1), ("r2", 4)] {
         let show = env.show(name).await;
         assert_eq!(show["state"], "revoked");
-        let status = env
-            .pebble
-            .cert_status(show["serial"].as_str().unwrap())
-            .await;
+        let status = env.pebble.cert_status(show["serial"].as_str().unwrap()).await;
         assert_eq!(status["Status"], "Revoked", "{status}");
         assert_eq!(status["Reason"], reason, "{status}");
     }
@@ -642,14 +520,7 @@ async fn preferred_chain_selects_the_alternate_root() {
     .await;
     env.ok(&["cert", "request", "alt", "dflt"]).await;
     let out = tempfile::TempDir::new().unwrap();
-    env.ok(&[
-        "cert",
-        "export",
-        "alt",
-        "--out",
-        out.path().to_str().unwrap(),
-    ])
-    .await;
+    env.ok(&["cert", "export", "alt", "--out", out.path().to_str().unwrap()]).await;
     let fullchain = std::fs::read_to_string(out.path().join("fullchain.pem")).unwrap();
     support::verify_chain(&fullchain, &alt_root, &["alt.test"]);
     env.verify_issued("dflt", &["dflt.test"]).await;
@@ -663,9 +534,7 @@ async fn a_users_csr_keeps_its_key() {
     let mut params =
         rcgen::CertificateParams::new(vec!["csr.test".to_string(), "csr2.test".to_string()])
             .unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "csr.test");
+    params.distinguished_name.push(rcgen::DnType::CommonName, "csr.test");
     let csr = params.serialize_request(&key).unwrap().pem().unwrap();
     let dir = tempfile::TempDir::new().unwrap();
     let path = dir.path().join("req.csr");
@@ -683,10 +552,7 @@ async fn a_users_csr_keeps_its_key() {
             &env.http01(),
         ])
         .await;
-    assert!(
-        out.contains("csr.test") && out.contains("csr2.test"),
-        "{out}"
-    );
+    assert!(out.contains("csr.test") && out.contains("csr2.test"), "{out}");
     env.ok(&["cert", "request", "mine"]).await;
     let chain = env.verify_issued("mine", &["csr.test", "csr2.test"]).await;
     let (_, leaf) = x509_parser::parse_x509_certificate(&chain[0]).unwrap();
@@ -695,14 +561,7 @@ async fn a_users_csr_keeps_its_key() {
         rcgen::PublicKeyData::subject_public_key_info(&key).as_slice()
     );
     let exported = tempfile::TempDir::new().unwrap();
-    env.ok(&[
-        "cert",
-        "export",
-        "mine",
-        "--out",
-        exported.path().to_str().unwrap(),
-    ])
-    .await;
+    env.ok(&["cert", "export", "mine", "--out", exported.path().to_str().unwrap()]).await;
     assert!(!exported.path().join("privkey.pem").exists());
 }
 
@@ -745,31 +604,15 @@ async fn key_types_and_pkcs12_export() {
     // Key reuse: a second issuance keeps the key.
     env.ok(&["cert", "request", "rsa"]).await;
     let second = env.verify_issued("rsa", &["rsa.test"]).await;
-    let spki = |der: &[u8]| {
-        x509_parser::parse_x509_certificate(der)
-            .unwrap()
-            .1
-            .public_key()
-            .raw
-            .to_vec()
-    };
+    let spki =
+        |der: &[u8]| x509_parser::parse_x509_certificate(der).unwrap().1.public_key().raw.to_vec();
     assert_eq!(spki(&first[0]), spki(&second[0]));
     assert_ne!(first[0], second[0]);
 
     let out = tempfile::TempDir::new().unwrap();
     let dir = out.path().to_str().unwrap();
-    env.ok(&[
-        "cert",
-        "export",
-        "p384",
-        "--format",
-        "pkcs12",
-        "--out",
-        dir,
-        "--password",
-        "pw",
-    ])
-    .await;
+    env.ok(&["cert", "export", "p384", "--format", "pkcs12", "--out", dir, "--password", "pw"])
+        .await;
     let p12 = std::fs::read(out.path().join("p384.p12")).unwrap();
     let store = p12_keystore::KeyStore::from_pkcs12(
         &p12,
@@ -787,42 +630,16 @@ async fn identifier_rules_are_enforced_with_clear_messages() {
     env.account("le", &[]).await;
     let http = env.http01();
     let err = env
-        .fails(
-            3,
-            &[
-                "cert",
-                "add",
-                "w",
-                "--account",
-                "le",
-                "-d",
-                "*.r.test",
-                "--challenge",
-                &http,
-            ],
-        )
+        .fails(3, &["cert", "add", "w", "--account", "le", "-d", "*.r.test", "--challenge", &http])
         .await;
     assert!(err.contains("*.r.test") && err.contains("dns-01"), "{err}");
     let err = env
         .fails(
             3,
-            &[
-                "cert",
-                "add",
-                "s",
-                "--account",
-                "le",
-                "-d",
-                "SRVDEVAPP01",
-                "--challenge",
-                &http,
-            ],
+            &["cert", "add", "s", "--account", "le", "-d", "SRVDEVAPP01", "--challenge", &http],
         )
         .await;
-    assert!(
-        err.contains("srvdevapp01") && err.contains("single-label"),
-        "{err}"
-    );
+    assert!(err.contains("srvdevapp01") && err.contains("single-label"), "{err}");
     let err = env
         .fails(
             3,
@@ -841,20 +658,7 @@ async fn identifier_rules_are_enforced_with_clear_messages() {
         .await;
     assert!(err.contains("127.0.0.1") && err.contains("dns-01"), "{err}");
     let err = env
-        .fails(
-            3,
-            &[
-                "cert",
-                "add",
-                "b",
-                "--account",
-                "le",
-                "-d",
-                "a..test",
-                "--challenge",
-                &http,
-            ],
-        )
+        .fails(3, &["cert", "add", "b", "--account", "le", "-d", "a..test", "--challenge", &http])
         .await;
     assert!(err.contains("a..test"), "{err}");
     let out = env
@@ -931,8 +735,7 @@ async fn account_lifecycle() {
         .await;
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no contact email"));
-    env.ok(&["account", "update", "quiet", "--email", "new@example.com"])
-        .await;
+    env.ok(&["account", "update", "quiet", "--email", "new@example.com"]).await;
     let shown: Value =
         serde_json::from_str(&env.ok(&["account", "show", "quiet", "--json"]).await).unwrap();
     assert_eq!(shown["ca"]["contact"], json!(["mailto:new@example.com"]));
@@ -945,10 +748,8 @@ async fn account_lifecycle() {
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_at_any_moment_then_the_next_run_completes() {
     let env = Env::start(hostile()).await;
-    let webroot = tempfile::TempDir::new().unwrap();
-    let _server = serve_dir(webroot.path().to_path_buf(), env.pebble.http_port).await;
+    let (webroot, spec, _server) = webroot_site(&env).await;
     env.account("le", &[]).await;
-    let spec = format!("http-01:webroot={}", webroot.path().display());
     env.ok(&[
         "cert",
         "add",
@@ -974,45 +775,28 @@ async fn kill_9_at_any_moment_then_the_next_run_completes() {
         }
         killed += 1;
     }
-    assert!(
-        killed >= 3,
-        "the request finished too fast to be interrupted ({killed} kills)"
-    );
+    assert!(killed >= 3, "the request finished too fast to be interrupted ({killed} kills)");
     if env.show("k").await["state"] != "valid" {
         env.ok(&["cert", "request", "k"]).await;
     }
-    env.verify_issued("k", &["k1.test", "k2.test", "k3.test"])
-        .await;
+    env.verify_issued("k", &["k1.test", "k2.test", "k3.test"]).await;
     let left = walk(webroot.path());
     assert!(left.is_empty(), "webroot still holds {left:?}");
     let store = certhub_store::Store::open(env.data_dir()).await.unwrap();
-    assert!(
-        store.presented_all().await.unwrap().is_empty(),
-        "challenge records left behind"
-    );
+    assert!(store.presented_all().await.unwrap().is_empty(), "challenge records left behind");
     let orders = store.orders_for("k").await.unwrap();
     assert_eq!(
         orders.iter().filter(|o| o.status == "valid").count(),
         1,
         "exactly one order completed"
     );
-    assert_eq!(
-        store.issued_for("k").await.unwrap().len(),
-        1,
-        "exactly one certificate stored"
-    );
+    assert_eq!(store.issued_for("k").await.unwrap().len(), 1, "exactly one certificate stored");
 }
 
 fn common_name(pem: &str) -> String {
     let der = support::pem_certs(pem).remove(0);
     let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
-    cert.subject()
-        .iter_common_name()
-        .next()
-        .unwrap()
-        .as_str()
-        .unwrap()
-        .to_string()
+    cert.subject().iter_common_name().next().unwrap().as_str().unwrap().to_string()
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -1028,13 +812,19 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// A webroot served where Pebble validates http-01, and the challenge spec that writes to it.
+async fn webroot_site(env: &Env) -> (tempfile::TempDir, String, tokio::task::JoinHandle<()>) {
+    let webroot = tempfile::TempDir::new().unwrap();
+    let server = serve_dir(webroot.path().to_path_buf(), env.pebble.http_port).await;
+    let spec = format!("http-01:webroot={}", webroot.path().display());
+    (webroot, spec, server)
+}
+
 /// Serves files below `root` on 127.0.0.1:`port`, as a web server in front of a webroot.
 async fn serve_dir(root: std::path::PathBuf, port: u16) -> tokio::task::JoinHandle<()> {
     use axum::extract::Path;
     use axum::http::StatusCode;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     let app = axum::Router::new().route(
         "/.well-known/acme-challenge/{token}",
         axum::routing::get(move |Path(token): Path<String>| {
@@ -1066,19 +856,13 @@ mod callback {
             let events = Arc::new(Mutex::new(Vec::new()));
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let url = format!("http://{}/hook", listener.local_addr().unwrap());
-            let (server, key) = (
-                bind.addr,
-                format!(
-                    "{}:{}:{}",
-                    bind.algorithm, bind.tsig_key_name, bind.tsig_secret
-                ),
-            );
+            let updater = bind.updater();
             let seen = events.clone();
             let app = axum::Router::new().route(
                 "/hook",
                 axum::routing::post(move |headers: HeaderMap, body: Bytes| {
                     let seen = seen.clone();
-                    let key = key.clone();
+                    let updater = updater.clone();
                     async move {
                         let mac = aws_lc_rs::hmac::Key::new(
                             aws_lc_rs::hmac::HMAC_SHA256,
@@ -1094,36 +878,17 @@ mod callback {
                             return StatusCode::UNAUTHORIZED;
                         }
                         let event: Value = serde_json::from_slice(&body).unwrap();
-                        let name = event["challenge"]["txt_record_name"]
-                            .as_str()
-                            .unwrap()
-                            .to_string();
-                        let value = event["challenge"]["txt_record_val"]
-                            .as_str()
-                            .unwrap()
-                            .to_string();
+                        let name =
+                            event["challenge"]["txt_record_name"].as_str().unwrap().to_string();
+                        let value =
+                            event["challenge"]["txt_record_val"].as_str().unwrap().to_string();
                         let op = if event["event_type"] == "cert_domain_validation_required" {
                             format!("update add {name}. 60 TXT \"{value}\"")
                         } else {
                             format!("update delete {name}. TXT \"{value}\"")
                         };
                         seen.lock().unwrap().push(event);
-                        let script =
-                            format!("server {} {}\n{op}\nsend\n", server.ip(), server.port());
-                        let mut child = tokio::process::Command::new("nsupdate")
-                            .args(["-y", &key])
-                            .stdin(std::process::Stdio::piped())
-                            .spawn()
-                            .expect("nsupdate runs (apt-get install bind9-dnsutils)");
-                        use tokio::io::AsyncWriteExt as _;
-                        child
-                            .stdin
-                            .take()
-                            .unwrap()
-                            .write_all(script.as_bytes())
-                            .await
-                            .unwrap();
-                        assert!(child.wait().await.unwrap().success());
+                        updater.update(&op).await;
                         StatusCode::OK
                     }
                 }),

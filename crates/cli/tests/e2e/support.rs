@@ -18,11 +18,7 @@ pub struct Env {
 
 /// Pebble options every test starts from: 30% of nonces rejected, no authorization reuse.
 pub fn hostile() -> PebbleOptions {
-    PebbleOptions {
-        nonce_reject: 30,
-        authz_reuse: 0,
-        ..PebbleOptions::default()
-    }
+    PebbleOptions { nonce_reject: 30, authz_reuse: 0, ..PebbleOptions::default() }
 }
 
 impl Env {
@@ -30,11 +26,7 @@ impl Env {
         let bind = Bind::start(&["test"]).await;
         opts.dns_server = Some(bind.addr);
         let pebble = Pebble::start(opts).await;
-        Env {
-            bind,
-            pebble,
-            data: TempDir::new().unwrap(),
-        }
+        Env { bind, pebble, data: TempDir::new().unwrap() }
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -156,9 +148,7 @@ impl Env {
 
 pub fn pem_certs(pem: &str) -> Vec<CertificateDer<'static>> {
     use rustls_pki_types::pem::PemObject as _;
-    CertificateDer::pem_slice_iter(pem.as_bytes())
-        .map(|c| c.unwrap())
-        .collect()
+    CertificateDer::pem_slice_iter(pem.as_bytes()).map(|c| c.unwrap()).collect()
 }
 
 /// Verifies `fullchain` (leaf first) up to `root_pem` for TLS server use and each name.
