@@ -13,7 +13,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 ///
 /// Exit codes: 0 success; 1 failure; 2 usage error; 3 invalid input (an identifier, a
 /// challenge spec, a file); 4 the CA refused (retrying will not help); 5 a transient failure
-/// (network, rate limit, timeout: retrying later may help); 6 no such account or certificate.
+/// (network, rate limit, timeout, the certificate locked by another process: retrying later may
+/// help); 6 no such account or certificate.
 #[derive(Debug, Parser)]
 #[command(name = "certhub", version, max_term_width = 100)]
 pub struct Cli {
@@ -53,6 +54,29 @@ pub enum Command {
     /// Managed certificates: what to order, how to validate it, and the issued results.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Renew what is due (for cron or a timer), or the named certificates now.
+    Renew(Renew),
+}
+
+#[derive(Debug, Args)]
+pub struct Renew {
+    /// Certificates to renew now, whether due or not.
+    #[arg(conflicts_with = "due", required_unless_present = "due")]
+    pub names: Vec<String>,
+    /// Renew every certificate that is due: inside the CA's renewal window (ARI) when the CA
+    /// offers one, else by --policy. Safe to run often and concurrently with itself.
+    #[arg(long)]
+    pub due: bool,
+    /// When a certificate is due without a CA window: a share of its lifetime passed (75%)
+    /// or days before expiry (30d; never before half the lifetime).
+    #[arg(long, default_value = "75%", value_name = "POLICY")]
+    pub policy: String,
+    /// How many to renew at once.
+    #[arg(short, long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs: u16,
+    /// Give up on one certificate after this many seconds.
+    #[arg(long, default_value_t = 900, value_name = "SECONDS")]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Subcommand)]

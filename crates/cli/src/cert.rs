@@ -124,7 +124,7 @@ async fn add(store: &Store, args: CertAdd) -> anyhow::Result<()> {
 }
 
 /// Prints steps: spinners on a terminal, plain lines otherwise.
-struct Reporter {
+pub(crate) struct Reporter {
     bars: Option<(
         indicatif::MultiProgress,
         std::sync::Mutex<std::collections::HashMap<String, indicatif::ProgressBar>>,
@@ -132,7 +132,7 @@ struct Reporter {
 }
 
 impl Reporter {
-    fn new(names: &[String]) -> Self {
+    pub(crate) fn new(names: &[String]) -> Self {
         if !std::io::stderr().is_terminal() {
             return Self { bars: None };
         }
@@ -153,7 +153,7 @@ impl Reporter {
         Self { bars: Some((multi, std::sync::Mutex::new(bars))) }
     }
 
-    fn finish(&self, cert: &str, message: &str) {
+    pub(crate) fn finish(&self, cert: &str, message: &str) {
         match &self.bars {
             Some((_, bars)) => {
                 if let Some(bar) = bars.lock().unwrap_or_else(|p| p.into_inner()).get(cert) {
@@ -185,7 +185,7 @@ async fn request(ctx: &Context, store: Store, args: CertRequest) -> anyhow::Resu
         load(&store, n).await?;
     }
     let solvers = Arc::new(Solvers::new(ctx.dns.clone()));
-    let issuer = Issuer::new(store, solvers);
+    let issuer = Issuer::new(store, solvers, &ctx.data_dir);
     let reporter = Reporter::new(&names);
     let timeout = Duration::from_secs(args.timeout);
     let results: Vec<(String, anyhow::Result<IssuedRecord>)> = futures::stream::iter(names.iter())

@@ -4,7 +4,7 @@
 pub const INVALID_INPUT: u8 = 3;
 /// The CA refused; retrying will not help.
 pub const CA_REFUSED: u8 = 4;
-/// Transient: network, rate limit, timeout.
+/// Transient: network, rate limit, timeout, another process at work.
 pub const TRANSIENT: u8 = 5;
 /// No such account or certificate.
 pub const NOT_FOUND: u8 = 6;

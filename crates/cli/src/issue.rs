@@ -11,6 +11,7 @@
 //!    with the order's completion in one transaction.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,13 @@ pub struct Issuer {
     store: Store,
     solvers: Arc<Solvers>,
     accounts: Mutex<HashMap<String, Account>>,
+    locks: PathBuf,
+}
+
+/// While held, no other certhub process orders this certificate (an advisory file lock,
+/// released when the process ends, however it ends).
+pub struct CertLock {
+    _file: std::fs::File,
 }
 
 /// Reports steps of a request as they happen.
@@ -45,11 +53,32 @@ pub trait Progress: Send + Sync {
 }
 
 impl Issuer {
-    pub fn new(store: Store, solvers: Arc<Solvers>) -> Self {
-        Self { store, solvers, accounts: Mutex::new(HashMap::new()) }
+    pub fn new(store: Store, solvers: Arc<Solvers>, data_dir: &Path) -> Self {
+        Self { store, solvers, accounts: Mutex::new(HashMap::new()), locks: data_dir.join("locks") }
     }
 
-    async fn account(&self, name: &str) -> anyhow::Result<Account> {
+    /// Takes the certificate's lock, or `None` if another process holds it.
+    pub fn try_lock(&self, name: &str) -> anyhow::Result<Option<CertLock>> {
+        std::fs::create_dir_all(&self.locks)
+            .with_context(|| format!("cannot create {}", self.locks.display()))?;
+        let path = self.locks.join(format!("{name}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(CertLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(anyhow::Error::new(e).context(format!("cannot lock {}", path.display())))
+            }
+        }
+    }
+
+    /// The account `name`, connected (one connection per account, shared).
+    pub async fn account(&self, name: &str) -> anyhow::Result<Account> {
         // Held across the connect so concurrent requests share one connection per CA.
         let mut accounts = self.accounts.lock().await;
         if let Some(a) = accounts.get(name) {
@@ -65,6 +94,23 @@ impl Issuer {
     pub async fn request(
         &self,
         name: &str,
+        timeout: Duration,
+        progress: &dyn Progress,
+    ) -> anyhow::Result<IssuedRecord> {
+        let Some(lock) = self.try_lock(name)? else {
+            return Err(fail(
+                crate::exit::TRANSIENT,
+                format!("certificate {name} is being requested by another certhub process"),
+            ));
+        };
+        self.request_locked(name, &lock, timeout, progress).await
+    }
+
+    /// Requests the certificate `name`, whose lock the caller holds.
+    pub async fn request_locked(
+        &self,
+        name: &str,
+        _lock: &CertLock,
         timeout: Duration,
         progress: &dyn Progress,
     ) -> anyhow::Result<IssuedRecord> {

@@ -7,6 +7,7 @@ mod exit;
 mod issue;
 mod output;
 mod pkcs12;
+mod renew;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +58,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Account(cmd) => account::run(&ctx, cmd).await,
         Command::Cert(cmd) => cert::run(&ctx, cmd).await,
+        Command::Renew(args) => renew::run(&ctx, args).await,
     }
 }
 

@@ -9,6 +9,7 @@ pub mod challenge;
 pub mod csr;
 pub mod identifier;
 pub mod key;
+pub mod renewal;
 pub mod secret;
 
 pub use cert::{CertError, CertInfo, key_matches_cert, split_pem_chain};

@@ -904,3 +904,65 @@ mod callback {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn renew_due_renews_what_is_due_once_and_skips_what_is_locked() {
+    let mut opts = hostile();
+    opts.validity_secs = Some(12);
+    let env = Env::start(opts).await;
+    env.account("le", &[]).await;
+    env.ok(&[
+        "cert",
+        "add",
+        "short",
+        "--account",
+        "le",
+        "-d",
+        "short.test",
+        "--challenge",
+        &env.http01(),
+    ])
+    .await;
+    // Never issued: due.
+    let out = env.ok(&["renew", "--due"]).await;
+    assert!(out.contains("1 renewed, 0 not due"), "{out}");
+    let first = env.show("short").await["serial"].clone();
+
+    // Just issued: not due until 75% of its 12 s have passed.
+    let out = env.ok(&["renew", "--due"]).await;
+    assert!(out.contains("0 renewed, 1 not due"), "{out}");
+    assert_eq!(env.show("short").await["serial"], first);
+
+    // By name: now, due or not.
+    env.ok(&["renew", "short"]).await;
+    let second = env.show("short").await["serial"].clone();
+    assert_ne!(second, first);
+
+    // Another process holds the certificate: skipped, nothing ordered.
+    let lock_path = env.data_dir().join("locks/short.lock");
+    let lock = std::fs::OpenOptions::new().write(true).open(&lock_path).unwrap();
+    lock.try_lock().unwrap();
+    let out = env.ok(&["renew", "short"]).await;
+    assert!(out.contains("1 busy elsewhere"), "{out}");
+    let err = env.fails(5, &["cert", "request", "short"]).await;
+    assert!(err.contains("another certhub process"), "{err}");
+    assert_eq!(env.show("short").await["serial"], second);
+    drop(lock);
+
+    // Once due, the next run renews it.
+    certhub_testkit::wait_until(
+        "renew --due to find the certificate due",
+        Duration::from_secs(30),
+        || async {
+            let out = env.ok(&["renew", "--due"]).await;
+            out.contains("1 renewed").then_some(())
+        },
+    )
+    .await;
+    let third = env.show("short").await["serial"].clone();
+    assert_ne!(third, second);
+    let store = certhub_store::Store::open(env.data_dir()).await.unwrap();
+    assert_eq!(store.issued_for("short").await.unwrap().len(), 3);
+    let err = env.fails(3, &["renew", "--due", "--policy", "120%"]).await;
+    assert!(err.contains("--policy"), "{err}");
+}

@@ -1,0 +1,169 @@
+//! `certhub renew`: renew what is due, or the named certificates now.
+//!
+//! Each certificate is locked, then its due-ness is checked again, then it is requested
+//! (lock, re-check, act): runs that overlap — two cron jobs, a cron job and a person — never
+//! order the same certificate twice, and a certificate renewed a moment ago is not due.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use certhub_challenge::Solvers;
+use certhub_core::cert::split_pem_chain;
+use certhub_core::renewal::{Decision, Reason, RenewalPolicy, RenewalWindow, decide};
+use certhub_store::Store;
+use futures::StreamExt as _;
+
+use crate::Context;
+use crate::args::Renew;
+use crate::cert::Reporter;
+use crate::exit::{INVALID_INPUT, NOT_FOUND, fail};
+use crate::issue::Issuer;
+use crate::output::rfc3339;
+
+enum Outcome {
+    Busy,
+    NotDue,
+    Renewed,
+}
+
+pub async fn run(ctx: &Context, args: Renew) -> anyhow::Result<()> {
+    let policy: RenewalPolicy =
+        args.policy.parse().map_err(|e| fail(INVALID_INPUT, format!("--policy {e}")))?;
+    let store = ctx.store().await?;
+    let names: Vec<String> = if args.due {
+        store.certs().await?.into_iter().map(|c| c.name).collect()
+    } else {
+        for n in &args.names {
+            if store.cert(n).await?.is_none() {
+                return Err(fail(
+                    NOT_FOUND,
+                    format!("no certificate named {n:?} (see `certhub cert list`)"),
+                ));
+            }
+        }
+        args.names.clone()
+    };
+    if names.is_empty() {
+        println!("No certificates to renew.");
+        return Ok(());
+    }
+    let issuer = Issuer::new(store.clone(), Arc::new(Solvers::new(ctx.dns.clone())), &ctx.data_dir);
+    let reporter = Reporter::new(&names);
+    let timeout = Duration::from_secs(args.timeout);
+    let results: Vec<(String, anyhow::Result<Outcome>)> = futures::stream::iter(names.iter())
+        .map(|name| {
+            let (issuer, reporter, store) = (&issuer, &reporter, &store);
+            async move {
+                let r = async {
+                    let Some(lock) = issuer.try_lock(name)? else {
+                        reporter.finish(name, "skipped: another certhub process is requesting it");
+                        return Ok(Outcome::Busy);
+                    };
+                    if args.due
+                        && let Decision::RenewAt(at, reason) =
+                            due(store, issuer, name, policy).await?
+                    {
+                        reporter.finish(
+                            name,
+                            &format!("not due until {} ({})", rfc3339(unix(at)), why(reason)),
+                        );
+                        return Ok(Outcome::NotDue);
+                    }
+                    let issued = issuer.request_locked(name, &lock, timeout, reporter).await?;
+                    reporter.finish(
+                        name,
+                        &format!(
+                            "renewed: serial {}, expires {}",
+                            issued.serial_hex,
+                            rfc3339(issued.not_after)
+                        ),
+                    );
+                    anyhow::Ok(Outcome::Renewed)
+                }
+                .await;
+                if let Err(e) = &r {
+                    reporter.finish(name, &format!("failed: {e:#}"));
+                }
+                (name.clone(), r)
+            }
+        })
+        .buffer_unordered(usize::from(args.jobs))
+        .collect()
+        .await;
+    let count =
+        |f: fn(&Outcome) -> bool| results.iter().filter(|(_, r)| r.as_ref().is_ok_and(f)).count();
+    let (renewed, not_due, busy) = (
+        count(|o| matches!(o, Outcome::Renewed)),
+        count(|o| matches!(o, Outcome::NotDue)),
+        count(|o| matches!(o, Outcome::Busy)),
+    );
+    let failed: Vec<(String, anyhow::Error)> =
+        results.into_iter().filter_map(|(n, r)| r.err().map(|e| (n, e))).collect();
+    println!(
+        "{renewed} renewed, {not_due} not due, {busy} busy elsewhere, {} failed",
+        failed.len()
+    );
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let codes: Vec<u8> = failed.iter().map(|(_, e)| crate::exit::code_for(e)).collect();
+    let code = if codes.windows(2).all(|w| w[0] == w[1]) { codes[0] } else { 1 };
+    let names: Vec<&str> = failed.iter().map(|(n, _)| n.as_str()).collect();
+    Err(fail(code, format!("renewal failed for {}", names.join(", "))))
+}
+
+fn why(reason: Reason) -> &'static str {
+    match reason {
+        Reason::CaWindow => "the CA's renewal window",
+        Reason::Expired => "expired",
+        Reason::Policy => "renewal policy",
+    }
+}
+
+fn unix(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// Is the certificate due? Never issued and revoked certificates are.
+async fn due(
+    store: &Store,
+    issuer: &Issuer,
+    name: &str,
+    policy: RenewalPolicy,
+) -> anyhow::Result<Decision> {
+    let cert =
+        store.cert(name).await?.with_context(|| format!("certificate {name} disappeared"))?;
+    let Some(issued) = store.latest_issued(name).await? else {
+        return Ok(Decision::RenewNow(Reason::Expired));
+    };
+    if issued.revoked_at.is_some() {
+        return Ok(Decision::RenewNow(Reason::Expired));
+    }
+    let at = |secs: i64| UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
+    let chain = split_pem_chain(&issued.chain_pem)?;
+    let leaf = chain.first().context("the stored chain is empty")?;
+    let account = issuer.account(&cert.account_name).await?;
+    let window = if account.client().directory().renewal_info.is_some() {
+        match account.client().renewal_info(leaf).await {
+            Ok(info) => {
+                if let Some(url) = &info.explanation_url {
+                    eprintln!("{name}: the CA explains its renewal window at {url}");
+                }
+                Some(RenewalWindow { start: info.window_start, end: info.window_end })
+            }
+            Err(e) => {
+                tracing::warn!(cert = name, error = %e, "renewal information unavailable; using the policy");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    // A stable seed per certificate spreads renewals over the CA's window.
+    let seed = issued
+        .serial_hex
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    Ok(decide(at(issued.not_before), at(issued.not_after), window, policy, SystemTime::now(), seed))
+}
