@@ -206,6 +206,9 @@ pub enum CertCommand {
     Export(CertExport),
     /// Revoke the current certificate.
     Revoke(CertRevoke),
+    /// What happened to a certificate: ordered, validated, issued, failed (with the reason),
+    /// revoked.
+    History(CertShow),
 }
 
 #[derive(Debug, Args)]

@@ -32,6 +32,7 @@ pub async fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<()> {
         CertCommand::Show(args) => show(&store, &args.name, args.json).await,
         CertCommand::Export(args) => export(&store, args).await,
         CertCommand::Revoke(args) => revoke(&store, args).await,
+        CertCommand::History(args) => history(&store, &args.name, args.json).await,
     }
 }
 
@@ -465,6 +466,33 @@ async fn revoke(store: &Store, args: CertRevoke) -> anyhow::Result<()> {
     }
     store.set_revoked(issued.id, now_secs(), reason.map(|r| i64::from(r.code()))).await?;
     store.set_cert_state(&args.name, "revoked", None).await?;
+    let reason_name = reason.map(|r| format!("{r:?}")).unwrap_or_else(|| "no reason given".into());
+    store
+        .record_event(
+            &args.name,
+            "revoked",
+            Some(&format!("serial {}, {reason_name}", issued.serial_hex)),
+        )
+        .await?;
     println!("Certificate {} (serial {}) revoked", args.name, issued.serial_hex);
+    Ok(())
+}
+
+async fn history(store: &Store, name: &str, as_json: bool) -> anyhow::Result<()> {
+    load(store, name).await?;
+    let events = store.events_for(name).await?;
+    if as_json {
+        let list: Vec<serde_json::Value> = events
+            .iter()
+            .map(|e| json!({ "at": rfc3339(e.at / 1000), "event": e.kind, "detail": e.detail }))
+            .collect();
+        print_json(&json!(list));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|e| vec![rfc3339(e.at / 1000), e.kind.clone(), e.detail.clone().unwrap_or_default()])
+        .collect();
+    table(&["WHEN", "EVENT", "DETAIL"], &rows);
     Ok(())
 }

@@ -135,7 +135,9 @@ impl Issuer {
         match &result {
             Ok(_) => {}
             Err(e) => {
-                self.store.set_cert_state(name, "failing", Some(&format!("{e:#}"))).await?;
+                let reason = format!("{e:#}");
+                self.store.set_cert_state(name, "failing", Some(&reason)).await?;
+                self.store.record_event(name, "failed", Some(&reason)).await?;
             }
         }
         result
@@ -162,6 +164,7 @@ impl Issuer {
             match self.resume_order(name, &cert.account_name, &account).await? {
                 Some(v) => {
                     progress.step(name, &format!("resuming order {}", v.1));
+                    self.store.record_event(name, "resumed", Some(&v.1)).await?;
                     v
                 }
                 None => {
@@ -194,6 +197,7 @@ impl Issuer {
                         }
                     };
                     self.store.set_order_url(rec.id, &url).await?;
+                    self.store.record_event(name, "ordered", Some(&url)).await?;
                     (rec, url, order)
                 }
             };
@@ -324,6 +328,12 @@ impl Issuer {
             created_at: 0,
         };
         let id = self.store.complete_order(rec.id, &issued).await?;
+        let detail = format!(
+            "serial {}, expires {}",
+            issued.serial_hex,
+            crate::output::rfc3339(issued.not_after)
+        );
+        self.store.record_event(name, "issued", Some(&detail)).await?;
         Ok(IssuedRecord { id, ..issued })
     }
 
@@ -481,6 +491,9 @@ impl Issuer {
                 account.respond_challenge(&challenge.url).await?;
             }
             account.wait_authorization(url, remaining(deadline)).await?;
+            self.store
+                .record_event(name, "validated", Some(&format!("{requested} with {kind}")))
+                .await?;
             anyhow::Ok(())
         }
         .await;

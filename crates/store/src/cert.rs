@@ -223,6 +223,7 @@ impl Store {
             });
         }
         sqlx::query("DELETE FROM issued WHERE cert_name = $1").bind(name).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM events WHERE cert_name = $1").bind(name).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM orders WHERE cert_name = $1").bind(name).execute(&mut *tx).await?;
         let result =
             sqlx::query("DELETE FROM certs WHERE name = $1").bind(name).execute(&mut *tx).await?;

@@ -21,6 +21,7 @@
 mod account;
 mod cert;
 pub mod crypto;
+mod event;
 mod issued;
 mod order;
 
@@ -40,6 +41,7 @@ use sqlx::{Sqlite, Transaction};
 pub use account::AccountRecord;
 pub use cert::CertRecord;
 pub use crypto::MasterKey;
+pub use event::EventRecord;
 pub use issued::IssuedRecord;
 pub use order::{OrderRecord, PresentedRecord};
 

@@ -762,3 +762,23 @@ async fn debug_output_redacts_secrets() {
     assert!(!format!("{order:?}").contains("ORDER-CERT-KEY"));
     assert!(format!("{store:?}").contains("MasterKey(<redacted>)"));
 }
+
+#[tokio::test]
+async fn history_keeps_events_in_order_and_goes_with_the_certificate() {
+    let dir = tempdir();
+    let store = open(dir.path()).await;
+    store.insert_account(&account("le")).await.unwrap();
+    store.insert_cert(&cert("web", "le")).await.unwrap();
+    store.record_event("web", "ordered", Some("https://ca/order/1")).await.unwrap();
+    store.record_event("web", "validated", Some("a.test with http-01")).await.unwrap();
+    store.record_event("web", "failed", Some("rateLimited: too many")).await.unwrap();
+    store.record_event("other", "ordered", None).await.unwrap();
+    let events = store.events_for("web").await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["ordered", "validated", "failed"]);
+    assert_eq!(events[2].detail.as_deref(), Some("rateLimited: too many"));
+    assert!(events.windows(2).all(|w| w[0].at <= w[1].at && w[0].id < w[1].id));
+    store.delete_cert("web").await.unwrap();
+    assert!(store.events_for("web").await.unwrap().is_empty());
+    assert_eq!(store.events_for("other").await.unwrap().len(), 1);
+}
