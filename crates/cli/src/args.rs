@@ -206,6 +206,8 @@ pub enum CertCommand {
     Export(CertExport),
     /// Revoke the current certificate.
     Revoke(CertRevoke),
+    /// What a request would do, step by step, without doing any of it.
+    Preview(CertPreview),
     /// What happened to a certificate: ordered, validated, issued, failed (with the reason),
     /// revoked.
     History(CertShow),
@@ -273,6 +275,18 @@ pub struct CertShow {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CertPreview {
+    /// The certificate name.
+    pub name: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The renewal policy the plan assumes: 75% of the lifetime, or days before expiry (30d).
+    #[arg(long, default_value = "75%", value_name = "POLICY")]
+    pub policy: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -7,6 +7,7 @@ mod exit;
 mod issue;
 mod output;
 mod pkcs12;
+mod preview;
 mod renew;
 
 use std::path::PathBuf;

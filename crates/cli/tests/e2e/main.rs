@@ -975,3 +975,56 @@ async fn renew_due_renews_what_is_due_once_and_skips_what_is_locked() {
     let err = env.fails(3, &["renew", "--due", "--policy", "120%"]).await;
     assert!(err.contains("--policy"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn preview_shows_the_plan_without_side_effects_or_secrets() {
+    let env = Env::start(hostile()).await;
+    env.account("le", &[]).await;
+    env.ok(&[
+        "cert",
+        "add",
+        "plan",
+        "--account",
+        "le",
+        "-d",
+        "p.test,*.p.test",
+        "--reuse-key",
+        "--preferred-chain",
+        "Some Root",
+        "--challenge",
+        &env.http01(),
+        "--challenge",
+        &env.rfc2136(),
+    ])
+    .await;
+    let plan: Value =
+        serde_json::from_str(&env.ok(&["cert", "preview", "plan", "--json"]).await).unwrap();
+    assert_eq!(plan["ca"]["directory"], env.pebble.directory_url.as_str());
+    let steps = plan["validation"].as_array().unwrap();
+    assert_eq!(steps[0]["identifier"], "p.test");
+    assert_eq!(steps[0]["challenge"], "http-01");
+    assert_eq!(steps[1]["identifier"], "*.p.test");
+    assert_eq!(steps[1]["challenge"], "dns-01");
+    assert_eq!(steps[1]["record"], "_acme-challenge.p.test");
+    assert!(plan["key"].as_str().unwrap().contains("new ec-p256"), "{plan}");
+    assert!(plan["next_renewal"]["when"].as_str().unwrap().starts_with("now"), "{plan}");
+    assert!(
+        !plan.to_string().contains(&env.bind.tsig_secret),
+        "the TSIG secret stays out of the plan"
+    );
+    let text = env.ok(&["cert", "preview", "plan"]).await;
+    assert!(text.contains("Some Root") && text.contains("p.test"), "{text}");
+    // Nothing happened: no order, no event, the listener's port is free.
+    let store = certhub_store::Store::open(env.data_dir()).await.unwrap();
+    assert!(store.orders_for("plan").await.unwrap().is_empty());
+    assert!(store.events_for("plan").await.unwrap().is_empty());
+    std::net::TcpListener::bind(("127.0.0.1", env.pebble.http_port))
+        .expect("preview opened no listener");
+    // After issuance the plan reuses the key and names the renewal date.
+    env.bind.update("update add p.test. 60 A 127.0.0.1").await;
+    env.ok(&["cert", "request", "plan"]).await;
+    let plan: Value =
+        serde_json::from_str(&env.ok(&["cert", "preview", "plan", "--json"]).await).unwrap();
+    assert!(plan["key"].as_str().unwrap().contains("reused"), "{plan}");
+    assert!(plan["next_renewal"]["when"].as_str().unwrap().starts_with("20"), "{plan}");
+}
