@@ -94,7 +94,7 @@ controls {{ }};
                     );
                 }
                 let out = dig(port, &["+short", "SOA", &format!("{first}.")]).await;
-                (!out.trim().is_empty()).then_some(())
+                out.filter(|o| !o.trim().is_empty()).map(|_| ())
             }
         })
         .await;
@@ -114,6 +114,7 @@ controls {{ }};
     pub async fn txt_values(&self, name: &str) -> Vec<String> {
         dig(self.addr.port(), &["+short", "TXT", name])
             .await
+            .unwrap_or_else(|| panic!("named did not answer for {name}:\n{}", self.log()))
             .lines()
             .map(|l| l.trim().trim_matches('"').to_string())
             .filter(|l| !l.is_empty())
@@ -168,14 +169,23 @@ impl Drop for Bind {
     }
 }
 
-async fn dig(port: u16, args: &[&str]) -> String {
+/// dig's answer lines, or `None` when no answer came back.
+async fn dig(port: u16, args: &[&str]) -> Option<String> {
     let out = tokio::process::Command::new("dig")
         .args(["@127.0.0.1", "-p", &port.to_string(), "+time=1", "+tries=1"])
         .args(args)
         .output()
         .await
         .expect("dig runs (apt-get install bind9-dnsutils)");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    // dig reports "connection refused" and timeouts on stdout too, even with +short; only a
+    // successful exchange has an answer.
+    out.status.success().then(|| {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with(";;"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
 }
 
 fn rand_bytes() -> [u8; 32] {

@@ -7,12 +7,22 @@ pub mod pebble;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// A port that was free a moment ago on 127.0.0.1, for both TCP and UDP, and never handed out
+/// before by this process: the kernel readily gives a just-released port to the next caller,
+/// and two servers started side by side on one port would answer each other's tests.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("the loopback interface can bind an ephemeral port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("the loopback interface can bind an ephemeral port");
+        let port = tcp.local_addr().expect("a bound socket has an address").port();
+        if given.contains(&port) || std::net::UdpSocket::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        given.push(port);
+        return port;
+    }
 }
 
 /// Polls `f` with backoff (10 ms up to 500 ms) until it returns `Some`, or panics naming
