@@ -4,6 +4,7 @@
 
 pub mod dns;
 pub mod http01;
+pub mod probe;
 pub mod solvers;
 pub mod tls_alpn;
 pub mod webroot;

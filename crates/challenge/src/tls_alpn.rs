@@ -126,7 +126,7 @@ impl TlsAlpnResponder {
 }
 
 /// The reverse-DNS name of an address (`1.0.0.127.in-addr.arpa`, nibbles for IPv6).
-fn reverse_name(ip: IpAddr) -> String {
+pub(crate) fn reverse_name(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => {
             let o = v4.octets();

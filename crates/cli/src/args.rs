@@ -56,6 +56,61 @@ pub enum Command {
     Cert(CertCommand),
     /// Renew what is due (for cron or a timer), or the named certificates now.
     Renew(Renew),
+    /// Deployment tasks: files, PKCS#12, commands and webhooks run after each request.
+    #[command(subcommand)]
+    Deploy(DeployCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeployCommand {
+    /// Add tasks to a certificate (run after its existing ones).
+    Add(DeployAdd),
+    /// List a certificate's tasks and how each last ran.
+    List(CertShow),
+    /// Remove a task.
+    Remove(DeployRemove),
+    /// Run a certificate's tasks now, for its latest certificate.
+    Run(DeployRun),
+}
+
+#[derive(Debug, Args)]
+pub struct DeployAdd {
+    /// The certificate name.
+    pub name: String,
+    /// What to do; several run in order. SPEC is one of
+    ///   files:dir=DIR[,cert=cert.pem][,chain=chain.pem][,fullchain=fullchain.pem]
+    ///         [,key=privkey.pem][,owner=USER][,group=GROUP][,mode=0644][,key-mode=0600]
+    ///   pkcs12:file=PATH,password=PASSWORD[,legacy=true][,owner=USER][,group=GROUP][,mode=0600]
+    ///   command:SHELL COMMAND          (e.g. command:systemctl reload nginx)
+    ///   webhook:url=URL,secret=SECRET  (a signed JSON POST)
+    /// each optionally followed by ;trigger=on-success|on-failure|always (default
+    /// on-success), ;timeout=SECONDS (default 60) and ;name=NAME (default KIND-N).
+    /// Files are written atomically (an empty name such as key= leaves that file out).
+    /// Commands get CERTHUB_CERT_NAME, CERTHUB_EVENT, CERTHUB_ERROR, CERTHUB_SERIAL,
+    /// CERTHUB_NOT_BEFORE, CERTHUB_NOT_AFTER, CERTHUB_DOMAINS, CERTHUB_CERT_PATH,
+    /// CERTHUB_CHAIN_PATH, CERTHUB_FULLCHAIN_PATH, CERTHUB_KEY_PATH and CERTHUB_PKCS12_PATH.
+    #[arg(value_name = "SPEC", required = true, verbatim_doc_comment)]
+    pub specs: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployRemove {
+    /// The certificate name.
+    pub name: String,
+    /// The task name (see `certhub deploy list`).
+    pub task: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployRun {
+    /// The certificate name.
+    pub name: String,
+    /// Say what each task would do, and check what can be checked, without doing it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only the tasks that have not delivered the latest certificate yet.
+    #[arg(long)]
+    pub pending: bool,
 }
 
 #[derive(Debug, Args)]
@@ -208,6 +263,9 @@ pub enum CertCommand {
     Revoke(CertRevoke),
     /// What a request would do, step by step, without doing any of it.
     Preview(CertPreview),
+    /// Check every challenge configuration without ordering: each identifier's probe is
+    /// presented and fetched the way the CA would, then removed.
+    Test(CertTest),
     /// What happened to a certificate: ordered, validated, issued, failed (with the reason),
     /// revoked.
     History(CertShow),
@@ -253,6 +311,10 @@ pub struct CertAdd {
     /// Allow single-label names (SRVDEVAPP01), which only a private CA can validate.
     #[arg(long)]
     pub allow_single_label: bool,
+    /// What to do after each request; repeat for several (they run in order). See
+    /// `certhub deploy add --help` for SPEC.
+    #[arg(long = "deploy", value_name = "SPEC")]
+    pub deploy: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -272,6 +334,21 @@ pub struct CertRequest {
 pub struct CertShow {
     /// The certificate name.
     pub name: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CertTest {
+    /// The certificate name.
+    pub name: String,
+    /// Port on which the CA fetches http-01 (80; only a test CA differs).
+    #[arg(long, default_value_t = 80, value_name = "PORT")]
+    pub http_port: u16,
+    /// Port on which the CA connects for tls-alpn-01 (443; only a test CA differs).
+    #[arg(long, default_value_t = 443, value_name = "PORT")]
+    pub tls_port: u16,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -1,6 +1,6 @@
 //! `certhub cert …`: managed certificates.
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::IsTerminal as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +34,7 @@ pub async fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<()> {
         CertCommand::Revoke(args) => revoke(&store, args).await,
         CertCommand::History(args) => history(&store, &args.name, args.json).await,
         CertCommand::Preview(args) => crate::preview::run(&store, args).await,
+        CertCommand::Test(args) => test(ctx, &store, args).await,
     }
 }
 
@@ -96,6 +97,7 @@ async fn add(store: &Store, args: CertAdd) -> anyhow::Result<()> {
         .map_err(|e| fail(INVALID_INPUT, e))?;
     let ids = normalized.identifiers;
     let assignment = assign_challenges(&ids, &specs).map_err(|v| violations(&args.name, &v))?;
+    let tasks = crate::deploy::parse_specs(&args.deploy, &[])?;
     if args.preferred_chain.as_deref().is_some_and(|p| p.trim().is_empty()) {
         return Err(fail(INVALID_INPUT, "--preferred-chain must name an issuer common name"));
     }
@@ -117,9 +119,13 @@ async fn add(store: &Store, args: CertAdd) -> anyhow::Result<()> {
             updated_at: now,
         })
         .await?;
+    crate::deploy::store_tasks(store, &args.name, &tasks).await?;
     println!("Certificate {} added:", args.name);
     for (id, i) in &assignment {
         println!("  {id}  {}", specs[*i].config.kind());
+    }
+    for t in &tasks {
+        println!("  then {} ({}): {}", t.name, t.trigger, t.action.describe());
     }
     println!("Request it with: certhub cert request {}", args.name);
     Ok(())
@@ -348,24 +354,8 @@ async fn show(store: &Store, name: &str, as_json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `data` to `path` atomically (temp file, fsync, rename) with `mode`.
 fn write_atomic(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir
-        .join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("certhub")));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(data)
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
-    Ok(())
+    Ok(certhub_deploy::files::write_atomic(path, data, mode, Default::default())?)
 }
 
 async fn export(store: &Store, args: CertExport) -> anyhow::Result<()> {
@@ -415,7 +405,7 @@ async fn export(store: &Store, args: CertExport) -> anyhow::Result<()> {
                     "a PKCS#12 file needs the private key, and this certificate was ordered from your CSR",
                 ));
             }
-            let p12 = crate::pkcs12::build(
+            let p12 = certhub_deploy::pkcs12::build(
                 &args.name,
                 &issued.key_pkcs8,
                 &blocks,
@@ -496,4 +486,42 @@ async fn history(store: &Store, name: &str, as_json: bool) -> anyhow::Result<()>
         .collect();
     table(&["WHEN", "EVENT", "DETAIL"], &rows);
     Ok(())
+}
+
+async fn test(ctx: &Context, store: &Store, args: crate::args::CertTest) -> anyhow::Result<()> {
+    use certhub_challenge::dns::PropagationChecker;
+    use certhub_challenge::probe::{ProbePorts, probe};
+    let cert = load(store, &args.name).await?;
+    let ids: Vec<Identifier> = serde_json::from_value(cert.identifiers.clone())?;
+    let specs: Vec<ChallengeSpec> = serde_json::from_value(cert.challenges.clone())?;
+    let assignment = assign_challenges(&ids, &specs).map_err(|v| violations(&args.name, &v))?;
+    let solvers = Solvers::new(ctx.dns.clone());
+    let checker = PropagationChecker::new(ctx.dns.clone());
+    let ports = ProbePorts { http: args.http_port, tls: args.tls_port };
+    let mut report = Vec::new();
+    for (id, i) in &assignment {
+        let spec = &specs[*i];
+        let outcome = probe(&solvers, &checker, spec, id, ports).await;
+        if !args.json {
+            match &outcome {
+                Ok(msg) => println!("ok    {id}  {}: {msg}", spec.config.kind()),
+                Err(why) => println!("FAIL  {id}  {}: {why}", spec.config.kind()),
+            }
+        }
+        report.push(json!({
+            "identifier": id.to_string(),
+            "challenge": spec.config.kind(),
+            "works": outcome.is_ok(),
+            "detail": match &outcome { Ok(m) | Err(m) => m.clone() },
+        }));
+    }
+    if args.json {
+        print_json(&json!(report));
+    }
+    let failed = report.iter().filter(|r| r["works"] == false).count();
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(anyhow!("{failed} of {} identifiers would fail validation", report.len()))
+    }
 }

@@ -31,6 +31,7 @@ use tokio::sync::Mutex;
 use zeroize::Zeroizing;
 
 use crate::account;
+use crate::deploy::{self, Scope};
 use crate::exit::{INVALID_INPUT, fail};
 
 /// Requests certificates; shares CA connections and challenge responders between them.
@@ -133,11 +134,44 @@ impl Issuer {
             })),
         };
         match &result {
-            Ok(_) => {}
+            Ok(issued) => {
+                let report = deploy::deploy(
+                    &self.store,
+                    name,
+                    Some(issued),
+                    None,
+                    Scope::All,
+                    false,
+                    Some(progress),
+                )
+                .await?;
+                if let Some(e) = report.failure() {
+                    return Err(e.context(format!(
+                        "certificate {name} was issued (serial {}), but deploying it failed; \
+                         `certhub renew --due` retries the deployment",
+                        issued.serial_hex
+                    )));
+                }
+            }
             Err(e) => {
                 let reason = format!("{e:#}");
                 self.store.set_cert_state(name, "failing", Some(&reason)).await?;
                 self.store.record_event(name, "failed", Some(&reason)).await?;
+                // Tasks that report failures run; their own failure must not hide this one.
+                let latest = self.store.latest_issued(name).await?;
+                let ran = deploy::deploy(
+                    &self.store,
+                    name,
+                    latest.as_ref(),
+                    Some(reason),
+                    Scope::All,
+                    false,
+                    Some(progress),
+                )
+                .await;
+                if let Err(d) = ran {
+                    tracing::warn!(cert = name, error = %d, "running the on-failure tasks failed");
+                }
             }
         }
         result

@@ -3,10 +3,10 @@
 mod account;
 mod args;
 mod cert;
+mod deploy;
 mod exit;
 mod issue;
 mod output;
-mod pkcs12;
 mod preview;
 mod renew;
 
@@ -60,6 +60,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Account(cmd) => account::run(&ctx, cmd).await,
         Command::Cert(cmd) => cert::run(&ctx, cmd).await,
         Command::Renew(args) => renew::run(&ctx, args).await,
+        Command::Deploy(cmd) => deploy::run(&ctx, cmd).await,
     }
 }
 

@@ -100,6 +100,7 @@ pub async fn run(store: &Store, args: CertPreview) -> anyhow::Result<()> {
         }
         None => json!({ "account": cert.account_name, "missing": true }),
     };
+    let deployment = crate::deploy::plan(store, &args.name).await?;
     let plan = json!({
         "certificate": args.name,
         "ca": ca,
@@ -107,7 +108,7 @@ pub async fn run(store: &Store, args: CertPreview) -> anyhow::Result<()> {
         "preferred_chain": cert.preferred_chain,
         "validation": validation,
         "key": key,
-        "deployment": [],
+        "deployment": deployment,
         "next_renewal": renewal,
     });
     if args.json {
@@ -140,7 +141,20 @@ pub async fn run(store: &Store, args: CertPreview) -> anyhow::Result<()> {
         ),
         None => println!("  4. download the default chain"),
     }
-    println!("  5. deploy: no deployment tasks are configured");
+    if deployment.is_empty() {
+        println!("  5. deploy: no deployment tasks are configured");
+    } else {
+        println!("  5. deploy, in order:");
+        for step in &deployment {
+            println!(
+                "     {} ({}, at most {}s): {}",
+                step["task"].as_str().unwrap_or_default(),
+                step["when"].as_str().unwrap_or_default(),
+                step["timeout"],
+                step["does"].as_str().unwrap_or_default()
+            );
+        }
+    }
     println!("Next renewal: {}", renewal["when"].as_str().unwrap_or_default());
     Ok(())
 }

@@ -64,10 +64,19 @@ pub async fn run(ctx: &Context, args: Renew) -> anyhow::Result<()> {
                         && let Decision::RenewAt(at, reason) =
                             due(store, issuer, name, policy).await?
                     {
-                        reporter.finish(
-                            name,
-                            &format!("not due until {} ({})", rfc3339(unix(at)), why(reason)),
-                        );
+                        let not_due =
+                            format!("not due until {} ({})", rfc3339(unix(at)), why(reason));
+                        // A deployment that failed last time is retried, due or not.
+                        match crate::deploy::retry_pending(store, name, reporter).await? {
+                            None => reporter.finish(name, &not_due),
+                            Some(report) => {
+                                if let Some(e) = report.failure() {
+                                    return Err(e);
+                                }
+                                reporter
+                                    .finish(name, &format!("{not_due}; pending deployment done"));
+                            }
+                        }
                         return Ok(Outcome::NotDue);
                     }
                     let issued = issuer.request_locked(name, &lock, timeout, reporter).await?;

@@ -287,7 +287,7 @@ impl ChallengeSpec {
 }
 
 /// `OPTIONS` is `first=value,key=value,…`; the first value may itself contain no comma.
-fn parse_options(rest: &str) -> Result<Vec<(String, String)>, String> {
+pub(crate) fn parse_options(rest: &str) -> Result<Vec<(String, String)>, String> {
     rest.split(',')
         .filter(|p| !p.trim().is_empty())
         .map(|p| {
@@ -298,14 +298,14 @@ fn parse_options(rest: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
-fn redact(spec: &str) -> String {
+pub(crate) fn redact(spec: &str) -> String {
     let mut out = String::with_capacity(spec.len());
     for (i, piece) in spec.split(',').enumerate() {
         if i > 0 {
             out.push(',');
         }
         match piece.split_once('=') {
-            Some((k, _)) if k == "secret" || k == "key-secret" => {
+            Some((k, _)) if matches!(k, "secret" | "key-secret" | "password") => {
                 out.push_str(k);
                 out.push_str("=***");
             }

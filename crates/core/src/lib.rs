@@ -7,6 +7,8 @@
 pub mod cert;
 pub mod challenge;
 pub mod csr;
+pub mod deploy;
+pub mod discover;
 pub mod identifier;
 pub mod key;
 pub mod renewal;
@@ -17,6 +19,7 @@ pub use challenge::{
     ChallengeConfig, ChallengeKind, ChallengeSpec, PendingChallenge, Solver, SolverError,
 };
 pub use csr::{CsrError, ParsedCsr, build_csr};
+pub use deploy::{DeployAction, DeployTask, Trigger};
 pub use identifier::Identifier;
 pub use identifier::{
     Normalized, Note, RequestRules, Rule, RuleViolation, assign_challenges, normalize,

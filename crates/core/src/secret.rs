@@ -21,6 +21,14 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// The HMAC-SHA256 of `message` under this secret, as lowercase hex: the signature of
+    /// certhub's signed events (`X-Certhub-Signature: sha256=HEX`).
+    pub fn sign_hex(&self, message: &[u8]) -> String {
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, self.0.as_bytes());
+        let tag = aws_lc_rs::hmac::sign(&key, message);
+        tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 impl fmt::Debug for Secret {

@@ -222,6 +222,10 @@ impl Store {
                 by: "presented challenges awaiting cleanup",
             });
         }
+        sqlx::query("DELETE FROM deploy_tasks WHERE cert_name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM issued WHERE cert_name = $1").bind(name).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM events WHERE cert_name = $1").bind(name).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM orders WHERE cert_name = $1").bind(name).execute(&mut *tx).await?;

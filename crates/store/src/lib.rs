@@ -21,6 +21,7 @@
 mod account;
 mod cert;
 pub mod crypto;
+mod deploy;
 mod event;
 mod issued;
 mod order;
@@ -41,6 +42,7 @@ use sqlx::{Sqlite, Transaction};
 pub use account::AccountRecord;
 pub use cert::CertRecord;
 pub use crypto::MasterKey;
+pub use deploy::DeployTaskRecord;
 pub use event::EventRecord;
 pub use issued::IssuedRecord;
 pub use order::{OrderRecord, PresentedRecord};

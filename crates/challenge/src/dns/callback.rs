@@ -64,12 +64,7 @@ impl CallbackSolver {
             },
         })
         .to_string();
-        let key = aws_lc_rs::hmac::Key::new(
-            aws_lc_rs::hmac::HMAC_SHA256,
-            self.secret.expose().as_bytes(),
-        );
-        let tag = aws_lc_rs::hmac::sign(&key, body.as_bytes());
-        let signature: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let signature = self.secret.sign_hex(body.as_bytes());
         let rsp = self
             .http
             .post(&self.url)

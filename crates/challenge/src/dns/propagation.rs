@@ -194,6 +194,26 @@ impl PropagationChecker {
         Ok((zone, addrs.into_iter().collect()))
     }
 
+    /// The addresses (A and AAAA) of `name`, as the resolver answers.
+    pub async fn addresses(&self, name: &str) -> Result<Vec<std::net::IpAddr>, SolverError> {
+        let name = fqdn(name)?;
+        let mut out = Vec::new();
+        for rtype in [RecordType::A, RecordType::AAAA] {
+            let answer =
+                exchange(self.resolver, &query(&name, rtype, true), self.config.query_timeout)
+                    .await
+                    .map_err(dns_err)?;
+            for r in answer.answers {
+                match r.data {
+                    RData::A(a) => out.push(a.0.into()),
+                    RData::AAAA(a) => out.push(a.0.into()),
+                    _ => {}
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The TXT values `server` holds for `name`, asked without recursion.
     pub async fn txt_at(&self, server: SocketAddr, name: &Name) -> Result<Vec<String>, String> {
         let answer =

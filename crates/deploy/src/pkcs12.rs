@@ -1,11 +1,12 @@
-//! PKCS#12 export: AES-256-CBC with PBKDF2/HMAC-SHA256 and a SHA-256 MAC by default, or
-//! legacy 3DES with a SHA-1 MAC for old Windows and Java key stores.
+//! PKCS#12: AES-256-CBC with PBKDF2/HMAC-SHA256 and a SHA-256 MAC by default, or legacy
+//! 3DES with a SHA-1 MAC for old Windows and Java key stores.
 
-use anyhow::anyhow;
 use p12_keystore::{
     Certificate, EncryptionAlgorithm, KeyStore, KeyStoreEntry, MacAlgorithm, PrivateKey,
     PrivateKeyChain,
 };
+
+use crate::Error;
 
 /// A PKCS#12 file holding the key and the chain (leaf first) under `alias`.
 pub fn build(
@@ -14,16 +15,16 @@ pub fn build(
     chain_der: &[Vec<u8>],
     password: &str,
     legacy: bool,
-) -> anyhow::Result<Vec<u8>> {
+) -> Result<Vec<u8>, Error> {
     let key = PrivateKey::from_der(key_pkcs8)
-        .map_err(|e| anyhow!("the key cannot go into PKCS#12: {e}"))?;
+        .map_err(|e| Error::Pkcs12(format!("the key cannot go into PKCS#12: {e}")))?;
     let certs = chain_der
         .iter()
         .map(|d| {
             Certificate::from_der(d)
-                .map_err(|e| anyhow!("a certificate cannot go into PKCS#12: {e}"))
+                .map_err(|e| Error::Pkcs12(format!("a certificate cannot go into PKCS#12: {e}")))
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     let local_key_id = aws_lc_rs::digest::digest(
         &aws_lc_rs::digest::SHA256,
         chain_der.first().map(Vec::as_slice).unwrap_or_default(),
@@ -41,5 +42,5 @@ pub fn build(
             .encryption_algorithm(EncryptionAlgorithm::PbeWithHmacSha256AndAes256)
             .mac_algorithm(MacAlgorithm::HmacSha256)
     };
-    writer.write().map_err(|e| anyhow!("cannot write the PKCS#12 file: {e}"))
+    writer.write().map_err(|e| Error::Pkcs12(format!("cannot write the PKCS#12 file: {e}")))
 }

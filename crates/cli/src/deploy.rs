@@ -1,0 +1,325 @@
+//! Deployment: a certificate's tasks run after each request (`certhub cert request`,
+//! `certhub renew`), and on demand with `certhub deploy run`. Every task's outcome is stored
+//! and written to the history; an `on-success` task that has not delivered the latest
+//! certificate (it failed, or was skipped after an earlier failure) is pending, and
+//! `certhub renew --due` retries it.
+
+use anyhow::Context as _;
+use certhub_core::cert::split_pem_chain;
+use certhub_core::{DeployTask, Identifier};
+use certhub_deploy::{Facts, Issued, Outcome, Run};
+use certhub_store::{IssuedRecord, Store};
+use serde_json::json;
+
+use crate::args::{DeployAdd, DeployCommand, DeployRun};
+use crate::exit::{INVALID_INPUT, NOT_FOUND, fail};
+use crate::issue::Progress;
+use crate::output::{print_json, rfc3339, table};
+
+/// Which tasks a run considers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every task whose trigger fits.
+    All,
+    /// Only `on-success` tasks that have not delivered the latest certificate.
+    Pending,
+}
+
+/// What a run did, task by task.
+pub struct Report {
+    pub outcomes: Vec<(String, Outcome)>,
+}
+
+impl Report {
+    /// The first failure, as an error naming the task.
+    pub fn failure(&self) -> Option<anyhow::Error> {
+        self.outcomes.iter().find_map(|(name, o)| match o {
+            Outcome::Failed(why) => Some(anyhow::anyhow!("deployment task {name} failed: {why}")),
+            _ => None,
+        })
+    }
+
+    fn ran(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::Done(_) | Outcome::Failed(_)))
+            .count()
+    }
+}
+
+pub async fn run(ctx: &crate::Context, cmd: DeployCommand) -> anyhow::Result<()> {
+    let store = ctx.store().await?;
+    match cmd {
+        DeployCommand::Add(args) => add(&store, args).await,
+        DeployCommand::List(args) => list(&store, &args.name, args.json).await,
+        DeployCommand::Remove(args) => {
+            cert_exists(&store, &args.name).await?;
+            store.remove_deploy_task(&args.name, &args.task).await.map_err(|e| match e {
+                certhub_store::Error::NotFound { .. } => fail(
+                    NOT_FOUND,
+                    format!(
+                        "certificate {} has no deployment task {:?} (see `certhub deploy list {}`)",
+                        args.name, args.task, args.name
+                    ),
+                ),
+                other => other.into(),
+            })?;
+            println!("Removed deployment task {} of {}.", args.task, args.name);
+            Ok(())
+        }
+        DeployCommand::Run(args) => run_now(&store, args).await,
+    }
+}
+
+async fn cert_exists(store: &Store, name: &str) -> anyhow::Result<()> {
+    match store.cert(name).await? {
+        Some(_) => Ok(()),
+        None => {
+            Err(fail(NOT_FOUND, format!("no certificate named {name:?} (see `certhub cert list`)")))
+        }
+    }
+}
+
+/// Parses deployment SPECs, naming each task `KIND-N` after the tasks already there.
+pub fn parse_specs(specs: &[String], existing: &[String]) -> anyhow::Result<Vec<DeployTask>> {
+    let mut names: Vec<String> = existing.to_vec();
+    let mut tasks = Vec::new();
+    for spec in specs {
+        let kind = spec.split(':').next().unwrap_or_default().trim();
+        let default =
+            (1..).map(|n| format!("{kind}-{n}")).find(|n| !names.contains(n)).unwrap_or_default();
+        let task = DeployTask::parse(spec, &default).map_err(|e| fail(INVALID_INPUT, e))?;
+        if names.contains(&task.name) {
+            return Err(fail(
+                INVALID_INPUT,
+                format!("two deployment tasks are named {}", task.name),
+            ));
+        }
+        names.push(task.name.clone());
+        tasks.push(task);
+    }
+    Ok(tasks)
+}
+
+/// Stores `tasks` after the certificate's existing ones.
+pub async fn store_tasks(store: &Store, cert: &str, tasks: &[DeployTask]) -> anyhow::Result<()> {
+    for t in tasks {
+        store.add_deploy_task(cert, &t.name, &serde_json::to_value(t)?).await?;
+    }
+    Ok(())
+}
+
+async fn add(store: &Store, args: DeployAdd) -> anyhow::Result<()> {
+    cert_exists(store, &args.name).await?;
+    let existing: Vec<String> =
+        store.deploy_tasks(&args.name).await?.into_iter().map(|t| t.name).collect();
+    let tasks = parse_specs(&args.specs, &existing)?;
+    store_tasks(store, &args.name, &tasks).await?;
+    for t in &tasks {
+        println!("Added {} ({}): {}", t.name, t.trigger, t.action.describe());
+    }
+    println!("Try it with: certhub deploy run {} --dry-run", args.name);
+    Ok(())
+}
+
+/// The certificate's tasks, parsed.
+pub async fn tasks(
+    store: &Store,
+    cert: &str,
+) -> anyhow::Result<Vec<(DeployTask, certhub_store::DeployTaskRecord)>> {
+    store
+        .deploy_tasks(cert)
+        .await?
+        .into_iter()
+        .map(|r| {
+            let t: DeployTask = serde_json::from_value(r.task.clone()).with_context(|| {
+                format!("the stored deployment task {} of {cert} is unreadable", r.name)
+            })?;
+            Ok((t, r))
+        })
+        .collect()
+}
+
+async fn list(store: &Store, name: &str, as_json: bool) -> anyhow::Result<()> {
+    cert_exists(store, name).await?;
+    let latest = store.latest_issued(name).await?.map(|i| i.id);
+    let tasks = tasks(store, name).await?;
+    let status = |r: &certhub_store::DeployTaskRecord| match (&r.last_outcome, latest) {
+        (None, _) => "never run".to_string(),
+        (Some(o), Some(l)) if o == "done" && r.deployed_issued_id == Some(l) => "up to date".into(),
+        (Some(o), _) => o.clone(),
+    };
+    if as_json {
+        let out: Vec<_> = tasks
+            .iter()
+            .map(|(t, r)| {
+                json!({
+                    "name": t.name,
+                    "kind": t.action.kind(),
+                    "trigger": t.trigger.as_str(),
+                    "timeout": t.timeout.as_secs(),
+                    "does": t.action.describe(),
+                    "status": status(r),
+                    "last_detail": r.last_detail,
+                    "last_run": r.last_run_at.map(|ms| rfc3339(ms / 1000)),
+                })
+            })
+            .collect();
+        print_json(&json!(out));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|(t, r)| {
+            vec![
+                t.name.clone(),
+                t.trigger.to_string(),
+                format!("{}s", t.timeout.as_secs()),
+                status(r),
+                t.action.describe(),
+            ]
+        })
+        .collect();
+    table(&["TASK", "TRIGGER", "TIMEOUT", "STATUS", "DOES"], &rows);
+    Ok(())
+}
+
+async fn run_now(store: &Store, args: DeployRun) -> anyhow::Result<()> {
+    cert_exists(store, &args.name).await?;
+    let latest = store.latest_issued(&args.name).await?;
+    let scope = if args.pending { Scope::Pending } else { Scope::All };
+    let report =
+        deploy(store, &args.name, latest.as_ref(), None, scope, args.dry_run, None).await?;
+    for (name, outcome) in &report.outcomes {
+        let line = match outcome {
+            Outcome::Done(d) => format!("ok       {d}"),
+            Outcome::DryRun(d) => format!("dry run  {d}"),
+            Outcome::Failed(why) => format!("FAILED   {why}"),
+            Outcome::NotTriggered => continue,
+            Outcome::Skipped => "skipped  (an earlier task failed)".to_string(),
+        };
+        println!("{name:<14} {line}");
+    }
+    if report.outcomes.is_empty() {
+        println!("Nothing to run.");
+    }
+    match report.failure() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The facts of an issued certificate for the tasks.
+fn issued_facts(i: &IssuedRecord) -> anyhow::Result<Issued> {
+    let sans: Vec<Identifier> = serde_json::from_value(i.sans.clone()).unwrap_or_default();
+    Ok(Issued {
+        serial_hex: i.serial_hex.clone(),
+        not_before: i.not_before,
+        not_after: i.not_after,
+        domains: sans.iter().map(ToString::to_string).collect(),
+        chain_der: split_pem_chain(&i.chain_pem)?,
+        key_pkcs8: i.key_pkcs8.clone(),
+    })
+}
+
+/// Runs the certificate's tasks for a request that issued `issued` (or failed with
+/// `error`, `issued` then being the latest certificate, if any), recording every outcome.
+pub async fn deploy(
+    store: &Store,
+    cert: &str,
+    issued: Option<&IssuedRecord>,
+    error: Option<String>,
+    scope: Scope,
+    dry_run: bool,
+    progress: Option<&dyn Progress>,
+) -> anyhow::Result<Report> {
+    let tasks = tasks(store, cert).await?;
+    let mut report = Report { outcomes: Vec::new() };
+    if tasks.is_empty() {
+        return Ok(report);
+    }
+    let facts =
+        Facts { cert_name: cert.to_string(), issued: issued.map(issued_facts).transpose()?, error };
+    let mut run = Run::new(&facts, dry_run);
+    for (task, rec) in &tasks {
+        if scope == Scope::Pending
+            && (!task.trigger.fires(true) || rec.deployed_issued_id == issued.map(|i| i.id))
+        {
+            continue;
+        }
+        if let Some(p) = progress
+            && task.trigger.fires(!run.failed())
+        {
+            p.step(cert, &format!("deploying: {}", task.name));
+        }
+        let outcome = run.task(task).await;
+        if !dry_run {
+            let delivered = issued.map(|i| i.id).filter(|_| facts.error.is_none());
+            match &outcome {
+                Outcome::Done(d) => {
+                    store
+                        .record_deploy_outcome(cert, &task.name, delivered, "done", Some(d))
+                        .await?;
+                    store
+                        .record_event(cert, "deployed", Some(&format!("{}: {d}", task.name)))
+                        .await?;
+                }
+                Outcome::Failed(why) => {
+                    store
+                        .record_deploy_outcome(cert, &task.name, None, "failed", Some(why))
+                        .await?;
+                    store
+                        .record_event(cert, "deploy-failed", Some(&format!("{}: {why}", task.name)))
+                        .await?;
+                }
+                Outcome::Skipped => {
+                    store
+                        .record_deploy_outcome(
+                            cert,
+                            &task.name,
+                            None,
+                            "skipped",
+                            Some("an earlier task failed"),
+                        )
+                        .await?;
+                }
+                Outcome::DryRun(_) | Outcome::NotTriggered => {}
+            }
+        }
+        report.outcomes.push((task.name.clone(), outcome));
+    }
+    Ok(report)
+}
+
+/// Retries the pending tasks of a certificate that is not due; `None` when none are pending.
+pub async fn retry_pending(
+    store: &Store,
+    cert: &str,
+    progress: &dyn Progress,
+) -> anyhow::Result<Option<Report>> {
+    let Some(latest) = store.latest_issued(cert).await? else {
+        return Ok(None);
+    };
+    if latest.revoked_at.is_some() {
+        return Ok(None);
+    }
+    let report =
+        deploy(store, cert, Some(&latest), None, Scope::Pending, false, Some(progress)).await?;
+    Ok((report.ran() > 0).then_some(report))
+}
+
+/// What `cert preview` shows of the tasks.
+pub async fn plan(store: &Store, cert: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+    Ok(tasks(store, cert)
+        .await?
+        .iter()
+        .map(|(t, _)| {
+            json!({
+                "task": t.name,
+                "when": t.trigger.as_str(),
+                "timeout": t.timeout.as_secs(),
+                "does": t.action.describe(),
+            })
+        })
+        .collect())
+}

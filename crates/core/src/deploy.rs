@@ -1,0 +1,498 @@
+//! Deployment tasks: what happens after a certificate is issued (or fails to be).
+//!
+//! A task is written on the command line as a SPEC:
+//!
+//! ```text
+//! files:dir=DIR[,cert=cert.pem][,chain=chain.pem][,fullchain=fullchain.pem][,key=privkey.pem]
+//!       [,owner=USER][,group=GROUP][,mode=0644][,key-mode=0600]
+//! pkcs12:file=PATH,password=PASSWORD[,legacy=true][,owner=USER][,group=GROUP][,mode=0600]
+//! command:SHELL COMMAND
+//! webhook:url=URL,secret=SECRET
+//! ```
+//!
+//! each optionally followed by `;trigger=on-success|on-failure|always` (default on-success),
+//! `;timeout=SECONDS` (default 60) and `;name=NAME` (default KIND-N). For `files`, an empty
+//! file name (`key=`) leaves that file out. A certificate's tasks run in order.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::challenge::{parse_options, redact};
+use crate::secret::Secret;
+
+/// How long a task may run unless its SPEC says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// When a task runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    /// After every request, issued or failed.
+    Always,
+    /// After a request or an earlier task failed.
+    OnFailure,
+    /// After a certificate was issued (and every earlier task succeeded).
+    OnSuccess,
+}
+
+impl Trigger {
+    /// Does a task with this trigger run after a request that `succeeded`?
+    pub fn fires(self, succeeded: bool) -> bool {
+        match self {
+            Self::Always => true,
+            Self::OnFailure => !succeeded,
+            Self::OnSuccess => succeeded,
+        }
+    }
+
+    /// The name used in SPECs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "always",
+            Self::OnFailure => "on-failure",
+            Self::OnSuccess => "on-success",
+        }
+    }
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// PEM files written into one directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PemFiles {
+    /// The directory (created if missing).
+    pub dir: PathBuf,
+    /// File name of the leaf certificate, or `None` to leave it out.
+    pub cert: Option<String>,
+    /// File name of the intermediates.
+    pub chain: Option<String>,
+    /// File name of the leaf followed by the intermediates.
+    pub fullchain: Option<String>,
+    /// File name of the private key (PKCS#8).
+    pub key: Option<String>,
+    /// Owner (a user name or uid).
+    pub owner: Option<String>,
+    /// Group (a group name or gid).
+    pub group: Option<String>,
+    /// Mode of the certificate files.
+    pub mode: u32,
+    /// Mode of the key file.
+    pub key_mode: u32,
+}
+
+impl PemFiles {
+    /// The files this task writes, with their roles and modes.
+    pub fn files(&self) -> Vec<(PemRole, PathBuf, u32)> {
+        [
+            (PemRole::Cert, &self.cert, self.mode),
+            (PemRole::Chain, &self.chain, self.mode),
+            (PemRole::Fullchain, &self.fullchain, self.mode),
+            (PemRole::Key, &self.key, self.key_mode),
+        ]
+        .into_iter()
+        .filter_map(|(role, name, mode)| name.as_ref().map(|n| (role, self.dir.join(n), mode)))
+        .collect()
+    }
+}
+
+/// What a PEM file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PemRole {
+    /// The leaf certificate.
+    Cert,
+    /// The intermediates.
+    Chain,
+    /// The leaf and the intermediates.
+    Fullchain,
+    /// The private key.
+    Key,
+}
+
+/// A PKCS#12 file holding the key and the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pkcs12File {
+    /// Where to write it.
+    pub file: PathBuf,
+    /// The password protecting it.
+    pub password: Secret,
+    /// 3DES with a SHA-1 MAC (old Windows and Java) instead of AES-256 with SHA-256.
+    pub legacy: bool,
+    /// Owner (a user name or uid).
+    pub owner: Option<String>,
+    /// Group (a group name or gid).
+    pub group: Option<String>,
+    /// Mode of the file.
+    pub mode: u32,
+}
+
+/// What a task does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum DeployAction {
+    /// Runs a shell command with the certificate's facts in its environment.
+    Command {
+        /// The command line, run by `/bin/sh -c`.
+        run: String,
+    },
+    /// Writes PEM files.
+    Files(PemFiles),
+    /// Writes a PKCS#12 file.
+    Pkcs12(Pkcs12File),
+    /// POSTs a signed JSON event.
+    Webhook {
+        /// Where the event goes.
+        url: String,
+        /// HMAC-SHA256 key for the signature header.
+        secret: Secret,
+    },
+}
+
+impl DeployAction {
+    /// The kind as written in SPECs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Command { .. } => "command",
+            Self::Files(_) => "files",
+            Self::Pkcs12(_) => "pkcs12",
+            Self::Webhook { .. } => "webhook",
+        }
+    }
+
+    /// What the task does, in plain language and without secrets.
+    pub fn describe(&self) -> String {
+        let owned = |owner: &Option<String>, group: &Option<String>| match (owner, group) {
+            (None, None) => String::new(),
+            (o, g) => format!(
+                " owned by {}:{}",
+                o.as_deref().unwrap_or("(unchanged)"),
+                g.as_deref().unwrap_or("(unchanged)")
+            ),
+        };
+        match self {
+            Self::Command { run } => format!("run `{run}`"),
+            Self::Files(f) => {
+                let names: Vec<String> = f
+                    .files()
+                    .iter()
+                    .map(|(_, p, mode)| {
+                        let name = p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+                        format!("{name} ({mode:04o})")
+                    })
+                    .collect();
+                format!(
+                    "write {} to {}{}",
+                    names.join(", "),
+                    f.dir.display(),
+                    owned(&f.owner, &f.group)
+                )
+            }
+            Self::Pkcs12(p) => format!(
+                "write a password-protected PKCS#12 file {} ({:04o}, {}){}",
+                p.file.display(),
+                p.mode,
+                if p.legacy { "legacy 3DES/SHA-1" } else { "AES-256/SHA-256" },
+                owned(&p.owner, &p.group)
+            ),
+            Self::Webhook { url, .. } => format!("POST a signed JSON event to {url}"),
+        }
+    }
+}
+
+/// One deployment task of a managed certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployTask {
+    /// Unique among the certificate's tasks.
+    pub name: String,
+    /// What it does.
+    pub action: DeployAction,
+    /// When it runs.
+    pub trigger: Trigger,
+    /// How long it may take.
+    #[serde(with = "secs")]
+    pub timeout: Duration,
+}
+
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(v.as_secs())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_secs(u64::deserialize(d)?))
+    }
+}
+
+/// A deployment SPEC that could not be parsed; the message names the part and the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("deployment spec {spec:?}: {reason}")]
+pub struct DeploySpecError {
+    /// The SPEC as given, with secrets replaced by `***`.
+    pub spec: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Options that may follow the action after `;`.
+const TASK_OPTIONS: [&str; 3] = ["name", "timeout", "trigger"];
+
+impl DeployTask {
+    /// Parses a SPEC as documented on this module; `default_name` is used without `;name=`.
+    pub fn parse(spec: &str, default_name: &str) -> Result<Self, DeploySpecError> {
+        let err = |reason: String| DeploySpecError { spec: redact(spec), reason };
+        // Task options are taken from the end, so a command may itself contain `;`.
+        let mut head = spec.trim();
+        let mut tail = Vec::new();
+        while let Some((rest, last)) = head.rsplit_once(';') {
+            match last.split_once('=') {
+                Some((k, v)) if TASK_OPTIONS.contains(&k.trim()) => {
+                    tail.push((k.trim().to_string(), v.trim().to_string()));
+                    head = rest.trim_end();
+                }
+                _ if last.trim().is_empty() => head = rest.trim_end(),
+                _ => break,
+            }
+        }
+        let (kind, rest) = head
+            .split_once(':')
+            .ok_or_else(|| err("expected KIND:OPTIONS, e.g. files:dir=/etc/ssl/web".into()))?;
+        let action = match kind.trim() {
+            "command" => {
+                let run = rest.trim();
+                if run.is_empty() {
+                    return Err(err("command: needs the command to run".into()));
+                }
+                DeployAction::Command { run: run.to_string() }
+            }
+            "files" | "pkcs12" | "webhook" => {
+                let options = parse_options(rest).map_err(&err)?;
+                parse_action(kind.trim(), &options).map_err(&err)?
+            }
+            other => {
+                return Err(err(format!(
+                    "unknown task kind {other:?}; expected files, pkcs12, command or webhook"
+                )));
+            }
+        };
+        let mut task = DeployTask {
+            name: default_name.to_string(),
+            action,
+            trigger: Trigger::OnSuccess,
+            timeout: DEFAULT_TIMEOUT,
+        };
+        for (k, v) in tail {
+            match k.as_str() {
+                "name" => {
+                    if v.is_empty()
+                        || !v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                    {
+                        return Err(err(format!(
+                            "name={v:?}: use letters, digits, '-', '_' and '.' only"
+                        )));
+                    }
+                    task.name = v;
+                }
+                "timeout" => {
+                    let secs: u64 = v.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+                        err(format!("timeout={v} is not a positive whole number of seconds"))
+                    })?;
+                    task.timeout = Duration::from_secs(secs);
+                }
+                _ => {
+                    task.trigger = match v.as_str() {
+                        "on-success" => Trigger::OnSuccess,
+                        "on-failure" => Trigger::OnFailure,
+                        "always" => Trigger::Always,
+                        other => {
+                            return Err(err(format!(
+                                "trigger={other} is not one of on-success, on-failure, always"
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(task)
+    }
+}
+
+fn parse_action(kind: &str, options: &[(String, String)]) -> Result<DeployAction, String> {
+    let allowed: &[&str] = match kind {
+        "files" => {
+            &["dir", "cert", "chain", "fullchain", "key", "owner", "group", "mode", "key-mode"]
+        }
+        "pkcs12" => &["file", "password", "legacy", "owner", "group", "mode"],
+        _ => &["url", "secret"],
+    };
+    if let Some((k, _)) = options.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+        return Err(format!("{kind} has no option {k:?}; it takes {}", allowed.join(", ")));
+    }
+    let get = |key: &str| options.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    let need =
+        |key: &str| get(key).filter(|v| !v.is_empty()).ok_or(format!("{kind} needs {key}=…"));
+    // A file name: the default when absent, none when given empty, no directories.
+    let file_name = |key: &str, default: &str| -> Result<Option<String>, String> {
+        match get(key) {
+            None => Ok(Some(default.to_string())),
+            Some("") => Ok(None),
+            Some(v) if v.contains('/') || v == "." || v == ".." => {
+                Err(format!("{key}={v} must be a file name inside dir, not a path"))
+            }
+            Some(v) => Ok(Some(v.to_string())),
+        }
+    };
+    let mode = |key: &str, default: u32| -> Result<u32, String> {
+        match get(key) {
+            None => Ok(default),
+            Some(v) => u32::from_str_radix(v.trim_start_matches("0o"), 8)
+                .ok()
+                .filter(|m| *m <= 0o7777)
+                .ok_or(format!("{key}={v} is not an octal file mode like 0640")),
+        }
+    };
+    let text = |key: &str| get(key).filter(|v| !v.is_empty()).map(str::to_string);
+    Ok(match kind {
+        "files" => {
+            let files = PemFiles {
+                dir: PathBuf::from(need("dir")?),
+                cert: file_name("cert", "cert.pem")?,
+                chain: file_name("chain", "chain.pem")?,
+                fullchain: file_name("fullchain", "fullchain.pem")?,
+                key: file_name("key", "privkey.pem")?,
+                owner: text("owner"),
+                group: text("group"),
+                mode: mode("mode", 0o644)?,
+                key_mode: mode("key-mode", 0o600)?,
+            };
+            if files.files().is_empty() {
+                return Err("every file is left out; keep at least one".into());
+            }
+            DeployAction::Files(files)
+        }
+        "pkcs12" => DeployAction::Pkcs12(Pkcs12File {
+            file: PathBuf::from(need("file")?),
+            password: Secret::new(need("password")?),
+            legacy: match get("legacy") {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(v) => return Err(format!("legacy={v} is not true or false")),
+            },
+            owner: text("owner"),
+            group: text("group"),
+            mode: mode("mode", 0o600)?,
+        }),
+        _ => {
+            let url = need("url")?;
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!("url={url} is not an http:// or https:// URL"));
+            }
+            DeployAction::Webhook { url: url.to_string(), secret: Secret::new(need("secret")?) }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_with_defaults_and_options() {
+        let t = DeployTask::parse("files:dir=/etc/ssl/web", "files-1").unwrap();
+        assert_eq!(t.name, "files-1");
+        assert_eq!(t.trigger, Trigger::OnSuccess);
+        assert_eq!(t.timeout, DEFAULT_TIMEOUT);
+        let DeployAction::Files(f) = &t.action else { panic!("{t:?}") };
+        let names: Vec<_> = f.files().into_iter().map(|(_, p, m)| (p, m)).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("/etc/ssl/web/cert.pem".into(), 0o644),
+                ("/etc/ssl/web/chain.pem".into(), 0o644),
+                ("/etc/ssl/web/fullchain.pem".into(), 0o644),
+                ("/etc/ssl/web/privkey.pem".into(), 0o600),
+            ]
+        );
+        let t = DeployTask::parse(
+            "files:dir=/d,cert=,chain=,key=site.key,owner=www-data,group=ssl-cert,mode=0640,key-mode=0640;timeout=5;name=web",
+            "x",
+        )
+        .unwrap();
+        assert_eq!((t.name.as_str(), t.timeout), ("web", Duration::from_secs(5)));
+        let DeployAction::Files(f) = &t.action else { panic!("{t:?}") };
+        assert_eq!(f.files().len(), 2);
+        assert_eq!((f.mode, f.key_mode), (0o640, 0o640));
+        assert_eq!(f.owner.as_deref(), Some("www-data"));
+        assert!(
+            t.action
+                .describe()
+                .contains("fullchain.pem (0640), site.key (0640) to /d owned by www-data:ssl-cert"),
+            "{}",
+            t.action.describe()
+        );
+    }
+
+    #[test]
+    fn a_command_may_contain_semicolons_and_keeps_trailing_options() {
+        let t = DeployTask::parse(
+            "command:nginx -t; systemctl reload nginx;trigger=always;timeout=30",
+            "command-1",
+        )
+        .unwrap();
+        assert_eq!(
+            t.action,
+            DeployAction::Command { run: "nginx -t; systemctl reload nginx".into() }
+        );
+        assert_eq!((t.trigger, t.timeout), (Trigger::Always, Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn triggers_fire_as_named() {
+        assert!(Trigger::OnSuccess.fires(true) && !Trigger::OnSuccess.fires(false));
+        assert!(!Trigger::OnFailure.fires(true) && Trigger::OnFailure.fires(false));
+        assert!(Trigger::Always.fires(true) && Trigger::Always.fires(false));
+    }
+
+    #[test]
+    fn secrets_are_kept_out_of_errors_and_descriptions() {
+        let t = DeployTask::parse("webhook:url=https://h/x,secret=s3cr3t", "w").unwrap();
+        assert!(!format!("{t:?}{}", t.action.describe()).contains("s3cr3t"));
+        let e =
+            DeployTask::parse("pkcs12:file=/x.p12,password=hunter2,legacy=maybe", "p").unwrap_err();
+        assert!(
+            e.to_string().contains("legacy=maybe") && !e.to_string().contains("hunter2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_specs_name_the_rule() {
+        for (spec, want) in [
+            ("files:cert=a.pem", "files needs dir="),
+            ("files:dir=/d,key=../k", "must be a file name"),
+            ("files:dir=/d,mode=rw", "octal file mode"),
+            ("files:dir=/d,cert=,chain=,fullchain=,key=", "keep at least one"),
+            ("files:dir=/d,colour=red", "no option \"colour\""),
+            ("pkcs12:file=/x.p12", "pkcs12 needs password="),
+            ("webhook:url=ftp://x,secret=s", "not an http"),
+            ("command:", "needs the command"),
+            ("command:true;trigger=sometimes", "trigger=sometimes"),
+            ("command:true;timeout=0", "timeout=0"),
+            ("command:true;name=a b", "letters, digits"),
+            ("scp:host=x", "unknown task kind"),
+            ("nothing", "expected KIND:OPTIONS"),
+        ] {
+            let e = DeployTask::parse(spec, "t").unwrap_err().to_string();
+            assert!(e.contains(want), "{spec}: {e}");
+        }
+    }
+}

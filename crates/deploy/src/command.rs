@@ -1,0 +1,66 @@
+//! Running a command: `/bin/sh -c RUN` in its own process group, which is killed whole when
+//! the task's timeout ends it.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::Error;
+
+/// How much of the command's output goes into an error.
+const OUTPUT_TAIL: usize = 600;
+
+pub(crate) async fn run(
+    run: &str,
+    env: &[(String, String)],
+    timeout: Duration,
+) -> Result<String, Error> {
+    let mut cmd = tokio::process::Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(run)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let child =
+        cmd.spawn().map_err(|source| Error::Io { what: format!("cannot run `{run}`"), source })?;
+    let pgid = child.id();
+    let waited = tokio::time::timeout(timeout, child.wait_with_output()).await;
+    let output = match waited {
+        Ok(r) => r.map_err(|source| Error::Io { what: format!("`{run}` failed"), source })?,
+        Err(_) => {
+            if let Some(pgid) = pgid {
+                kill_group(pgid);
+            }
+            return Err(Error::Timeout(timeout));
+        }
+    };
+    if output.status.success() {
+        return Ok(format!("ran `{run}`"));
+    }
+    let status = match output.status.code() {
+        Some(code) => format!("exited with status {code}"),
+        None => "was killed by a signal".to_string(),
+    };
+    let mut text = String::from_utf8_lossy(&output.stderr).trim().to_string();
+    if text.is_empty() {
+        text = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    }
+    if text.len() > OUTPUT_TAIL {
+        let cut = text.len() - OUTPUT_TAIL;
+        let start = (cut..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
+        text = format!("…{}", &text[start..]);
+    }
+    Err(Error::CommandFailed { run: run.to_string(), status, output: text })
+}
+
+/// Kills every process of the group, so a shell's children do not outlive the timeout.
+fn kill_group(pgid: u32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}

@@ -1,0 +1,55 @@
+//! The deployment webhook: a signed JSON event (see the crate documentation).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use certhub_core::Secret;
+use serde_json::json;
+
+use crate::{Error, Facts, rfc3339};
+
+pub(crate) async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    secret: &Secret,
+    facts: &Facts,
+    failure: Option<&str>,
+    timeout: Duration,
+) -> Result<String, Error> {
+    let now =
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let issued = facts.issued.as_ref();
+    let fullchain: Option<String> = issued.map(|i| {
+        i.chain_der.iter().map(|d| pem::encode(&pem::Pem::new("CERTIFICATE", d.clone()))).collect()
+    });
+    let body = json!({
+        "event_type": "cert_deployment",
+        "event_id": format!("{now:x}-{:016x}", rand::random::<u64>()),
+        "timestamp": now,
+        "cert_name": facts.cert_name,
+        "outcome": if failure.is_some() { "failure" } else { "success" },
+        "error": failure,
+        "serial": issued.map(|i| i.serial_hex.clone()),
+        "not_before": issued.map(|i| rfc3339(i.not_before)),
+        "not_after": issued.map(|i| rfc3339(i.not_after)),
+        "domains": issued.map(|i| i.domains.clone()).unwrap_or_default(),
+        "fullchain_pem": fullchain,
+    })
+    .to_string();
+    let rsp = http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-certhub-signature", format!("sha256={}", secret.sign_hex(body.as_bytes())))
+        .header("x-certhub-timestamp", now.to_string())
+        .timeout(timeout)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| Error::Webhook(format!("POST {url} failed: {e}")))?;
+    let status = rsp.status();
+    if status.is_success() {
+        return Ok(format!("POSTed to {url} ({status})"));
+    }
+    let text = rsp.text().await.unwrap_or_default();
+    let snippet: String = text.chars().take(200).collect();
+    Err(Error::Webhook(format!("{url} answered {status}: {snippet}")))
+}
