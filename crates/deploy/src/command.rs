@@ -25,16 +25,17 @@ pub(crate) async fn run(
         .kill_on_drop(true);
     let child =
         cmd.spawn().map_err(|source| Error::Io { what: format!("cannot run `{run}`"), source })?;
-    let pgid = child.id();
+    // Whether the timeout ends the wait or the caller drops this future, the whole group
+    // goes; only a command that ends by itself may leave processes behind (a daemon it
+    // started, say).
+    let mut group = Group(child.id());
     let waited = tokio::time::timeout(timeout, child.wait_with_output()).await;
     let output = match waited {
-        Ok(r) => r.map_err(|source| Error::Io { what: format!("`{run}` failed"), source })?,
-        Err(_) => {
-            if let Some(pgid) = pgid {
-                kill_group(pgid);
-            }
-            return Err(Error::Timeout(timeout));
+        Ok(r) => {
+            group.0 = None;
+            r.map_err(|source| Error::Io { what: format!("`{run}` failed"), source })?
         }
+        Err(_) => return Err(Error::Timeout(timeout)),
     };
     if output.status.success() {
         return Ok(format!("ran `{run}`"));
@@ -55,12 +56,19 @@ pub(crate) async fn run(
     Err(Error::CommandFailed { run: run.to_string(), status, output: text })
 }
 
-/// Kills every process of the group, so a shell's children do not outlive the timeout.
-fn kill_group(pgid: u32) {
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pgid}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+/// A process group that is killed whole when this is dropped, so a shell's children do not
+/// outlive the timeout.
+struct Group(Option<u32>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pgid}")])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }

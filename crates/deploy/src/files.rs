@@ -1,7 +1,7 @@
 //! Files written atomically: each goes to a temporary file beside its target (with its mode
 //! and owner already set, and synced), and only when every file of a set is ready are they
-//! renamed over their targets. A failure before the renames leaves the previous files as
-//! they were and removes the temporary ones.
+//! renamed over their targets. A failure at any point leaves the previous files as they were
+//! (a rename that fails puts back the files renamed before it) and removes the temporary ones.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
@@ -72,11 +72,41 @@ pub fn write_all(files: &[NewFile<'_>], owner: Ownership) -> Result<(), Error> {
         }
         return Err(e);
     }
+    // The previous files stay reachable under a second name until every rename is done, so
+    // a rename that fails half-way through the set can put the earlier ones back.
+    let mut replaced: Vec<(&Path, Option<PathBuf>)> = Vec::with_capacity(ready.len());
+    let mut failure = None;
     for (tmp, path) in &ready {
-        std::fs::rename(tmp, path).map_err(|source| Error::Io {
-            what: format!("cannot replace {}", path.display()),
-            source,
-        })?;
+        let backup = beside(path, "certhub-old");
+        let kept = std::fs::hard_link(path, &backup).is_ok().then_some(backup);
+        match std::fs::rename(tmp, path) {
+            Ok(()) => replaced.push((path, kept)),
+            Err(source) => {
+                if let Some(b) = kept {
+                    let _ = std::fs::remove_file(b);
+                }
+                failure =
+                    Some(Error::Io { what: format!("cannot replace {}", path.display()), source });
+                break;
+            }
+        }
+    }
+    if let Some(e) = failure {
+        for (path, kept) in replaced.iter().rev() {
+            let _ = match kept {
+                Some(b) => std::fs::rename(b, path),
+                None => std::fs::remove_file(path),
+            };
+        }
+        for (tmp, _) in &ready {
+            let _ = std::fs::remove_file(tmp);
+        }
+        return Err(e);
+    }
+    for (_, kept) in replaced {
+        if let Some(b) = kept {
+            let _ = std::fs::remove_file(b);
+        }
     }
     let dirs: std::collections::BTreeSet<&Path> =
         ready.iter().filter_map(|(_, p)| p.parent()).collect();
@@ -89,6 +119,13 @@ pub fn write_all(files: &[NewFile<'_>], owner: Ownership) -> Result<(), Error> {
     Ok(())
 }
 
+/// A hidden, unique name in the directory of `path`, for a file that is not there for long.
+fn beside(path: &Path, what: &str) -> PathBuf {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    dir.join(format!(".{name}.{:08x}.{what}", rand::random::<u32>()))
+}
+
 /// Writes one file atomically.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32, owner: Ownership) -> Result<(), Error> {
     write_all(&[NewFile { path: path.to_owned(), data, mode }], owner)
@@ -99,8 +136,7 @@ fn prepare(f: &NewFile<'_>, owner: Ownership) -> Result<PathBuf, Error> {
     let dir = f.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)
         .map_err(|source| Error::Io { what: format!("cannot create {}", dir.display()), source })?;
-    let name = f.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{:08x}.certhub-tmp", rand::random::<u32>()));
+    let tmp = beside(&f.path, "certhub-tmp");
     let io =
         |what: &str, source| Error::Io { what: format!("cannot {what} {}", tmp.display()), source };
     // Created with the final mode (and no more) so the data is never readable by others.
