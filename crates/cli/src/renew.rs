@@ -23,7 +23,8 @@ use crate::output::rfc3339;
 
 enum Outcome {
     Busy,
-    NotDue,
+    /// Not due; `true` when its pending deployment tasks were retried and succeeded.
+    NotDue(bool),
     Renewed,
 }
 
@@ -67,17 +68,22 @@ pub async fn run(ctx: &Context, args: Renew) -> anyhow::Result<()> {
                         let not_due =
                             format!("not due until {} ({})", rfc3339(unix(at)), why(reason));
                         // A deployment that failed last time is retried, due or not.
-                        match crate::deploy::retry_pending(store, name, reporter).await? {
-                            None => reporter.finish(name, &not_due),
-                            Some(report) => {
-                                if let Some(e) = report.failure() {
-                                    return Err(e);
-                                }
-                                reporter
-                                    .finish(name, &format!("{not_due}; pending deployment done"));
+                        return match crate::deploy::retry_pending(store, name, reporter).await? {
+                            None => {
+                                reporter.finish(name, &not_due);
+                                Ok(Outcome::NotDue(false))
                             }
-                        }
-                        return Ok(Outcome::NotDue);
+                            Some(report) => match report.failure() {
+                                Some(e) => Err(e),
+                                None => {
+                                    reporter.finish(
+                                        name,
+                                        &format!("{not_due}; pending deployment done"),
+                                    );
+                                    Ok(Outcome::NotDue(true))
+                                }
+                            },
+                        };
                     }
                     let issued = issuer.request_locked(name, &lock, timeout, reporter).await?;
                     reporter.finish(
@@ -102,15 +108,20 @@ pub async fn run(ctx: &Context, args: Renew) -> anyhow::Result<()> {
         .await;
     let count =
         |f: fn(&Outcome) -> bool| results.iter().filter(|(_, r)| r.as_ref().is_ok_and(f)).count();
-    let (renewed, not_due, busy) = (
+    let (renewed, not_due, redeployed, busy) = (
         count(|o| matches!(o, Outcome::Renewed)),
-        count(|o| matches!(o, Outcome::NotDue)),
+        count(|o| matches!(o, Outcome::NotDue(_))),
+        count(|o| matches!(o, Outcome::NotDue(true))),
         count(|o| matches!(o, Outcome::Busy)),
     );
     let failed: Vec<(String, anyhow::Error)> =
         results.into_iter().filter_map(|(n, r)| r.err().map(|e| (n, e))).collect();
+    let redeployed = match redeployed {
+        0 => String::new(),
+        n => format!(" ({n} with pending deployments done)"),
+    };
     println!(
-        "{renewed} renewed, {not_due} not due, {busy} busy elsewhere, {} failed",
+        "{renewed} renewed, {not_due} not due{redeployed}, {busy} busy elsewhere, {} failed",
         failed.len()
     );
     if failed.is_empty() {

@@ -1,7 +1,8 @@
-//! Test support: real Pebble and BIND 9 started as child processes on free loopback ports,
+//! Test support: real Pebble, BIND 9 and nginx started as child processes on free loopback ports,
 //! and helpers to wait for conditions without fixed sleeps.
 
 pub mod bind;
+pub mod nginx;
 pub mod pebble;
 
 use std::path::PathBuf;
