@@ -59,6 +59,63 @@ pub enum Command {
     /// Deployment tasks: files, PKCS#12, commands and webhooks run after each request.
     #[command(subcommand)]
     Deploy(DeployCommand),
+    /// Find the names a web server answers to (nginx server blocks, Apache virtual hosts,
+    /// includes followed) and create a managed certificate for them.
+    Discover(Discover),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DiscoverServer {
+    /// nginx: server_name in server blocks.
+    Nginx,
+    /// Apache httpd: ServerName and ServerAlias in virtual hosts.
+    Apache,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  certhub discover nginx
+  certhub discover apache --config /etc/httpd/conf/httpd.conf --tls-only --json
+  certhub discover nginx --match '*.example.com' --create web --account le \\
+      --challenge http-01:webroot=/var/www/html --deploy 'command:systemctl reload nginx'")]
+pub struct Discover {
+    /// The web server.
+    pub server: DiscoverServer,
+    /// Its main configuration file [default: /etc/nginx/nginx.conf; /etc/apache2/apache2.conf
+    /// or /etc/httpd/conf/httpd.conf].
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Only sites that serve TLS (ssl on a listen, port 443, SSLEngine on).
+    #[arg(long)]
+    pub tls_only: bool,
+    /// Only names matching PATTERN (a name, or *.example.com for names below it).
+    #[arg(long = "match", value_name = "PATTERN", value_delimiter = ',')]
+    pub patterns: Vec<String>,
+    /// Print JSON.
+    #[arg(long, conflicts_with = "create")]
+    pub json: bool,
+    /// Create a managed certificate NAME for the names found (then `certhub cert request
+    /// NAME`).
+    #[arg(long, value_name = "NAME", requires = "account")]
+    pub create: Option<String>,
+    /// With --create: the account to order with.
+    #[arg(long, value_name = "ACCOUNT")]
+    pub account: Option<String>,
+    /// With --create: how to validate, as for `certhub cert add`.
+    #[arg(long = "challenge", value_name = "SPEC")]
+    pub challenges: Vec<String>,
+    /// With --create: what to do after each request, as for `certhub cert add`.
+    #[arg(long = "deploy", value_name = "SPEC")]
+    pub deploy: Vec<String>,
+    /// With --create: the key type, as for `certhub cert add`.
+    #[arg(long, default_value = "ec-p256", value_name = "TYPE")]
+    pub key_type: String,
+    /// With --create: keep the same key when the certificate is renewed.
+    #[arg(long)]
+    pub reuse_key: bool,
+    /// Accept single-label names (for a private CA).
+    #[arg(long)]
+    pub allow_single_label: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -44,7 +44,7 @@ async fn load(store: &Store, name: &str) -> anyhow::Result<CertRecord> {
     })
 }
 
-async fn add(store: &Store, args: CertAdd) -> anyhow::Result<()> {
+pub(crate) async fn add(store: &Store, args: CertAdd) -> anyhow::Result<()> {
     check_name("certificate", &args.name)?;
     account::load(store, &args.account).await?;
     if store.cert(&args.name).await?.is_some() {

@@ -4,6 +4,7 @@ mod account;
 mod args;
 mod cert;
 mod deploy;
+mod discover;
 mod exit;
 mod issue;
 mod output;
@@ -61,6 +62,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cert(cmd) => cert::run(&ctx, cmd).await,
         Command::Renew(args) => renew::run(&ctx, args).await,
         Command::Deploy(cmd) => deploy::run(&ctx, cmd).await,
+        Command::Discover(args) => discover::run(&ctx, args).await,
     }
 }
 
