@@ -326,6 +326,42 @@ pub enum CertCommand {
     /// What happened to a certificate: ordered, validated, issued, failed (with the reason),
     /// revoked.
     History(CertShow),
+    /// Import a certificate obtained elsewhere (an OV/EV certificate, say): its expiry is
+    /// watched and its deployment tasks run; ACME renews it only with --account. Importing
+    /// into an existing name adds the new certificate as its latest.
+    Import(Box<CertImport>),
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  certhub cert import shop --cert shop-fullchain.pem --key shop.key \\
+      --deploy files:dir=/etc/ssl/shop --deploy 'command:systemctl reload nginx'
+  CERTHUB_IMPORT_PASSWORD=… certhub cert import exchange --pkcs12 exchange.pfx")]
+pub struct CertImport {
+    /// A name for the certificate.
+    pub name: String,
+    /// The certificate as PEM, leaf first, optionally followed by its chain (and the key).
+    #[arg(long, value_name = "PEM", required_unless_present = "pkcs12")]
+    pub cert: Option<PathBuf>,
+    /// The private key as PEM (PKCS#8, SEC1 or PKCS#1), when --cert does not hold it.
+    /// Without a key, deployment tasks that need one fail.
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// A PKCS#12 (.pfx/.p12) file with the key and the chain.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["cert", "key"])]
+    pub pkcs12: Option<PathBuf>,
+    /// The PKCS#12 file's password.
+    #[arg(long, env = "CERTHUB_IMPORT_PASSWORD", hide_env_values = true, requires = "pkcs12")]
+    pub password: Option<String>,
+    /// Have ACME renew it with this account (needs --challenge too).
+    #[arg(long, value_name = "ACCOUNT", requires = "challenges")]
+    pub account: Option<String>,
+    /// With --account: how to validate, as for `certhub cert add`.
+    #[arg(long = "challenge", value_name = "SPEC", requires = "account")]
+    pub challenges: Vec<String>,
+    /// What to do with it, now and after each renewal, as for `certhub cert add`.
+    #[arg(long = "deploy", value_name = "SPEC")]
+    pub deploy: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -35,6 +35,7 @@ pub async fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<()> {
         CertCommand::History(args) => history(&store, &args.name, args.json).await,
         CertCommand::Preview(args) => crate::preview::run(&store, args).await,
         CertCommand::Test(args) => test(ctx, &store, args).await,
+        CertCommand::Import(args) => crate::import::run(&store, *args).await,
     }
 }
 
@@ -68,7 +69,7 @@ pub(crate) async fn add(store: &Store, args: CertAdd) -> anyhow::Result<()> {
             let csr = ParsedCsr::parse(&bytes).map_err(|e| {
                 fail(INVALID_INPUT, format!("{} is not a usable CSR: {e}", path.display()))
             })?;
-            Some((pem::encode(&pem::Pem::new("CERTIFICATE REQUEST", csr.der.clone())), csr))
+            Some((certhub_core::pem_block("CERTIFICATE REQUEST", &csr.der), csr))
         }
         None => None,
     };
@@ -105,7 +106,7 @@ pub(crate) async fn add(store: &Store, args: CertAdd) -> anyhow::Result<()> {
     store
         .insert_cert(&CertRecord {
             name: args.name.clone(),
-            account_name: args.account.clone(),
+            account_name: Some(args.account.clone()),
             identifiers: json!(ids),
             key_type: if csr_pem.is_some() { "csr".into() } else { key_type.to_string() },
             reuse_key: args.reuse_key,
@@ -263,7 +264,7 @@ async fn list(store: &Store, as_json: bool) -> anyhow::Result<()> {
             c.name.clone(),
             state,
             issued.as_ref().map(|i| rfc3339(i.not_after)).unwrap_or_else(|| "-".into()),
-            c.account_name.clone(),
+            c.account_name.clone().unwrap_or_else(|| "-".into()),
             ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
         ]);
     }
@@ -273,6 +274,22 @@ async fn list(store: &Store, as_json: bool) -> anyhow::Result<()> {
         table(&["NAME", "STATE", "EXPIRES", "ACCOUNT", "IDENTIFIERS"], &rows);
     }
     Ok(())
+}
+
+/// The ACME account that orders `c`: an imported certificate without one is watched and
+/// deployed, but not ordered, renewed or revoked through ACME.
+pub(crate) fn acme_account(c: &CertRecord) -> anyhow::Result<&str> {
+    c.account_name.as_deref().ok_or_else(|| {
+        fail(
+            INVALID_INPUT,
+            format!(
+                "certificate {} was imported and has no ACME account: certhub watches its expiry \
+                 and runs its deployment tasks, but cannot order or revoke it (import it again \
+                 with --account and --challenge to have it renewed by ACME)",
+                c.name
+            ),
+        )
+    })
 }
 
 /// The state a user sees: the stored one, with expiry applied.
@@ -372,7 +389,7 @@ async fn export(store: &Store, args: CertExport) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let blocks = split_pem_chain(&issued.chain_pem)?;
-    let to_pem = |der: &[u8]| pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()));
+    let to_pem = |der: &[u8]| certhub_core::pem_block("CERTIFICATE", der);
     let leaf = blocks.first().ok_or_else(|| anyhow!("the stored chain is empty"))?;
     let chain: String = blocks[1..].iter().map(|d| to_pem(d)).collect();
     let has_key = !issued.key_pkcs8.is_empty();
@@ -386,10 +403,10 @@ async fn export(store: &Store, args: CertExport) -> anyhow::Result<()> {
                 0o644,
             )?;
             if has_key {
-                let key_pem = zeroize::Zeroizing::new(pem::encode(&pem::Pem::new(
+                let key_pem = zeroize::Zeroizing::new(certhub_core::pem_block(
                     "PRIVATE KEY",
-                    issued.key_pkcs8.to_vec(),
-                )));
+                    &issued.key_pkcs8,
+                ));
                 write_atomic(&args.out.join("privkey.pem"), key_pem.as_bytes(), 0o600)?;
             }
             println!(
@@ -437,7 +454,7 @@ async fn revoke(store: &Store, args: CertRevoke) -> anyhow::Result<()> {
     }
     let blocks = split_pem_chain(&issued.chain_pem)?;
     let leaf = blocks.first().ok_or_else(|| anyhow!("the stored chain is empty"))?;
-    let rec = account::load(store, &c.account_name).await?;
+    let rec = account::load(store, acme_account(&c)?).await?;
     if args.with_cert_key {
         if issued.key_pkcs8.is_empty() {
             return Err(fail(

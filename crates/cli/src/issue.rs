@@ -121,6 +121,8 @@ impl Issuer {
                 format!("no certificate named {name:?} (see `certhub cert list`)"),
             )
         })?;
+        // Not a failed request: there is nothing to request with.
+        crate::cert::acme_account(&cert)?;
         let deadline = Instant::now() + timeout;
         let state =
             if self.store.latest_issued(name).await?.is_some() { "renewing" } else { "pending" };
@@ -184,6 +186,7 @@ impl Issuer {
         progress: &dyn Progress,
     ) -> anyhow::Result<IssuedRecord> {
         let name = cert.name.as_str();
+        let account_name = crate::cert::acme_account(cert)?;
         let ids: Vec<Identifier> = serde_json::from_value(cert.identifiers.clone())
             .context("stored identifiers are unreadable")?;
         let specs: Vec<ChallengeSpec> = serde_json::from_value(cert.challenges.clone())
@@ -191,50 +194,49 @@ impl Issuer {
         let assignment = assign_challenges(&ids, &specs).map_err(|v| violations(name, &v))?;
 
         self.clean_leftovers(name).await?;
-        let account = self.account(&cert.account_name).await?;
+        let account = self.account(account_name).await?;
 
         // The order: resume the open one, or place a new one.
-        let (rec, url, mut order) =
-            match self.resume_order(name, &cert.account_name, &account).await? {
-                Some(v) => {
-                    progress.step(name, &format!("resuming order {}", v.1));
-                    self.store.record_event(name, "resumed", Some(&v.1)).await?;
-                    v
-                }
-                None => {
-                    progress.step(name, "placing a new order");
-                    let rec = self.store.create_order(name, &cert.account_name).await?;
-                    let wire: Vec<certhub_acme::Identifier> = ids.iter().map(to_wire).collect();
-                    let replaces = match self.store.latest_issued(name).await? {
-                        Some(prev) if account.client().directory().renewal_info.is_some() => {
-                            certhub_core::cert::split_pem_chain(&prev.chain_pem)
-                                .ok()
-                                .and_then(|c| c.into_iter().next())
-                                .and_then(|leaf| certhub_acme::certificate_id(&leaf).ok())
-                        }
-                        _ => None,
-                    };
-                    let req = NewOrder {
-                        identifiers: &wire,
-                        profile: cert.profile.as_deref(),
-                        replaces: replaces.as_deref(),
-                    };
-                    let placed = account.new_order(&req).await;
-                    let (url, order) = match placed {
-                        Ok(v) => v,
-                        Err(e) => {
-                            self.store
-                                .set_order_status(rec.id, "abandoned", Some(&e.to_string()))
-                                .await?;
-                            return Err(anyhow::Error::new(e)
-                                .context(format!("the CA refused the order for {name}")));
-                        }
-                    };
-                    self.store.set_order_url(rec.id, &url).await?;
-                    self.store.record_event(name, "ordered", Some(&url)).await?;
-                    (rec, url, order)
-                }
-            };
+        let (rec, url, mut order) = match self.resume_order(name, account_name, &account).await? {
+            Some(v) => {
+                progress.step(name, &format!("resuming order {}", v.1));
+                self.store.record_event(name, "resumed", Some(&v.1)).await?;
+                v
+            }
+            None => {
+                progress.step(name, "placing a new order");
+                let rec = self.store.create_order(name, account_name).await?;
+                let wire: Vec<certhub_acme::Identifier> = ids.iter().map(to_wire).collect();
+                let replaces = match self.store.latest_issued(name).await? {
+                    Some(prev) if account.client().directory().renewal_info.is_some() => {
+                        certhub_core::cert::split_pem_chain(&prev.chain_pem)
+                            .ok()
+                            .and_then(|c| c.into_iter().next())
+                            .and_then(|leaf| certhub_acme::certificate_id(&leaf).ok())
+                    }
+                    _ => None,
+                };
+                let req = NewOrder {
+                    identifiers: &wire,
+                    profile: cert.profile.as_deref(),
+                    replaces: replaces.as_deref(),
+                };
+                let placed = account.new_order(&req).await;
+                let (url, order) = match placed {
+                    Ok(v) => v,
+                    Err(e) => {
+                        self.store
+                            .set_order_status(rec.id, "abandoned", Some(&e.to_string()))
+                            .await?;
+                        return Err(anyhow::Error::new(e)
+                            .context(format!("the CA refused the order for {name}")));
+                    }
+                };
+                self.store.set_order_url(rec.id, &url).await?;
+                self.store.record_event(name, "ordered", Some(&url)).await?;
+                (rec, url, order)
+            }
+        };
 
         let outcome = self
             .complete(

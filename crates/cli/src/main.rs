@@ -6,6 +6,7 @@ mod cert;
 mod deploy;
 mod discover;
 mod exit;
+mod import;
 mod issue;
 mod output;
 mod preview;

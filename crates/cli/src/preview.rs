@@ -48,7 +48,7 @@ pub async fn run(store: &Store, args: CertPreview) -> anyhow::Result<()> {
     let cert = store.cert(&args.name).await?.ok_or_else(|| {
         fail(NOT_FOUND, format!("no certificate named {:?} (see `certhub cert list`)", args.name))
     })?;
-    let account = store.account(&cert.account_name).await?;
+    let account = store.account(crate::cert::acme_account(&cert)?).await?;
     let ids: Vec<Identifier> = serde_json::from_value(cert.identifiers.clone())?;
     let specs: Vec<ChallengeSpec> = serde_json::from_value(cert.challenges.clone())?;
     let assignment = assign_challenges(&ids, &specs).map_err(|v| violations(&args.name, &v))?;
@@ -120,7 +120,10 @@ pub async fn run(store: &Store, args: CertPreview) -> anyhow::Result<()> {
         Some(a) => {
             println!("  1. order from {} with account {} ({})", a.directory_url, a.name, a.status)
         }
-        None => println!("  1. fail: account {} does not exist", cert.account_name),
+        None => println!(
+            "  1. fail: account {} does not exist",
+            cert.account_name.as_deref().unwrap_or_default()
+        ),
     }
     if let Some(p) = &cert.profile {
         println!("     asking for profile {p}");

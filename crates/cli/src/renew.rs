@@ -61,12 +61,19 @@ pub async fn run(ctx: &Context, args: Renew) -> anyhow::Result<()> {
                         reporter.finish(name, "skipped: another certhub process is requesting it");
                         return Ok(Outcome::Busy);
                     };
-                    if args.due
-                        && let Decision::RenewAt(at, reason) =
-                            due(store, issuer, name, policy).await?
-                    {
-                        let not_due =
-                            format!("not due until {} ({})", rfc3339(unix(at)), why(reason));
+                    let not_due = match args.due {
+                        false => None,
+                        true => match due(store, issuer, name, policy).await? {
+                            Due::Now => None,
+                            Due::At(at, reason) => Some(format!(
+                                "not due until {} ({})",
+                                rfc3339(unix(at)),
+                                why(reason)
+                            )),
+                            Due::Watched(status) => Some(status),
+                        },
+                    };
+                    if let Some(not_due) = not_due {
                         // A deployment that failed last time is retried, due or not.
                         return match crate::deploy::retry_pending(store, name, reporter).await? {
                             None => {
@@ -145,25 +152,53 @@ fn unix(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
+/// When a certificate is due.
+enum Due {
+    Now,
+    At(SystemTime, Reason),
+    /// Imported without an ACME account: never ordered; the text says how it stands.
+    Watched(String),
+}
+
+/// How many days before expiry an imported certificate is reported as expiring.
+const IMPORTED_WARNING_DAYS: i64 = 30;
+
 /// Is the certificate due? Never issued and revoked certificates are.
 async fn due(
     store: &Store,
     issuer: &Issuer,
     name: &str,
     policy: RenewalPolicy,
-) -> anyhow::Result<Decision> {
+) -> anyhow::Result<Due> {
     let cert =
         store.cert(name).await?.with_context(|| format!("certificate {name} disappeared"))?;
-    let Some(issued) = store.latest_issued(name).await? else {
-        return Ok(Decision::RenewNow(Reason::Expired));
+    let issued = store.latest_issued(name).await?;
+    if cert.account_name.is_none() {
+        let Some(issued) = issued else {
+            return Ok(Due::Watched("imported, with no certificate".into()));
+        };
+        let days = (issued.not_after - crate::output::now_secs()).div_euclid(86_400);
+        let status =
+            format!("imported, expires {} (not renewed by ACME)", rfc3339(issued.not_after));
+        if days < IMPORTED_WARNING_DAYS {
+            let when =
+                if days < 0 { "has expired".into() } else { format!("expires in {days} days") };
+            eprintln!(
+                "warning: {name} {when}; import its successor with `certhub cert import {name}`"
+            );
+        }
+        return Ok(Due::Watched(status));
+    }
+    let Some(issued) = issued else {
+        return Ok(Due::Now);
     };
     if issued.revoked_at.is_some() {
-        return Ok(Decision::RenewNow(Reason::Expired));
+        return Ok(Due::Now);
     }
     let at = |secs: i64| UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
     let chain = split_pem_chain(&issued.chain_pem)?;
     let leaf = chain.first().context("the stored chain is empty")?;
-    let account = issuer.account(&cert.account_name).await?;
+    let account = issuer.account(crate::cert::acme_account(&cert)?).await?;
     let window = if account.client().directory().renewal_info.is_some() {
         match account.client().renewal_info(leaf).await {
             Ok(info) => {
@@ -185,5 +220,17 @@ async fn due(
         .serial_hex
         .bytes()
         .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    Ok(decide(at(issued.not_before), at(issued.not_after), window, policy, SystemTime::now(), seed))
+    Ok(
+        match decide(
+            at(issued.not_before),
+            at(issued.not_after),
+            window,
+            policy,
+            SystemTime::now(),
+            seed,
+        ) {
+            Decision::RenewNow(_) => Due::Now,
+            Decision::RenewAt(at, reason) => Due::At(at, reason),
+        },
+    )
 }

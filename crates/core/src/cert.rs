@@ -42,6 +42,15 @@ pub fn split_pem_chain(pem: &str) -> Result<Vec<Vec<u8>>, CertError> {
     Ok(certs)
 }
 
+/// One PEM block with Unix line endings (the `pem` crate writes CRLF by default), as every
+/// file and message certhub produces has them.
+pub fn pem_block(tag: &str, der: &[u8]) -> String {
+    pem::encode_config(
+        &pem::Pem::new(tag, der.to_vec()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
 /// What certhub records about an issued certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertInfo {

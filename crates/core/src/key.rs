@@ -201,7 +201,7 @@ impl PrivateKey {
 
     /// The key as PEM, PKCS#8 (`-----BEGIN PRIVATE KEY-----`).
     pub fn to_pem(&self) -> String {
-        pem::encode(&pem::Pem::new("PRIVATE KEY", self.pkcs8.clone()))
+        crate::cert::pem_block("PRIVATE KEY", &self.pkcs8)
     }
 
     /// The PKCS#8 DER document.

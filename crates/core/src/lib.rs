@@ -14,7 +14,7 @@ pub mod key;
 pub mod renewal;
 pub mod secret;
 
-pub use cert::{CertError, CertInfo, key_matches_cert, split_pem_chain};
+pub use cert::{CertError, CertInfo, key_matches_cert, pem_block, split_pem_chain};
 pub use challenge::{
     ChallengeConfig, ChallengeKind, ChallengeSpec, PendingChallenge, Solver, SolverError,
 };

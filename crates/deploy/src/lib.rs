@@ -316,11 +316,11 @@ impl<'a> Run<'a> {
 
     fn pems(&self, with_key: bool) -> Result<Pems, Error> {
         let issued = self.issued()?;
-        let to_pem = |der: &[u8]| pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()));
+        let to_pem = |der: &[u8]| certhub_core::pem_block("CERTIFICATE", der);
         let leaf = issued.chain_der.first().map(|d| to_pem(d)).unwrap_or_default();
         let chain: String = issued.chain_der.iter().skip(1).map(|d| to_pem(d)).collect();
         let key = if with_key {
-            Zeroizing::new(pem::encode(&pem::Pem::new("PRIVATE KEY", self.key()?.to_vec())))
+            Zeroizing::new(certhub_core::pem_block("PRIVATE KEY", self.key()?))
         } else {
             Zeroizing::new(String::new())
         };

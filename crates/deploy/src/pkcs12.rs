@@ -44,3 +44,25 @@ pub fn build(
     };
     writer.write().map_err(|e| Error::Pkcs12(format!("cannot write the PKCS#12 file: {e}")))
 }
+
+/// What a PKCS#12 file holds.
+pub struct Contents {
+    /// The private key, PKCS#8 DER.
+    pub key_pkcs8: zeroize::Zeroizing<Vec<u8>>,
+    /// The chain, leaf first, DER.
+    pub chain_der: Vec<Vec<u8>>,
+}
+
+/// Reads a PKCS#12 file: the private key and its chain.
+pub fn read(der: &[u8], password: &str) -> Result<Contents, Error> {
+    let store =
+        KeyStore::from_pkcs12(der, password, p12_keystore::Pkcs12ImportPolicy::default())
+            .map_err(|e| Error::Pkcs12(format!("cannot open it (is the password right?): {e}")))?;
+    let (_, chain) = store
+        .private_key_chain()
+        .ok_or_else(|| Error::Pkcs12("it holds no private key with a certificate".into()))?;
+    Ok(Contents {
+        key_pkcs8: zeroize::Zeroizing::new(chain.key().as_der().to_vec()),
+        chain_der: chain.certs().iter().map(|c| c.as_der().to_vec()).collect(),
+    })
+}

@@ -18,9 +18,8 @@ pub(crate) async fn post(
     let now =
         SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     let issued = facts.issued.as_ref();
-    let fullchain: Option<String> = issued.map(|i| {
-        i.chain_der.iter().map(|d| pem::encode(&pem::Pem::new("CERTIFICATE", d.clone()))).collect()
-    });
+    let fullchain: Option<String> = issued
+        .map(|i| i.chain_der.iter().map(|d| certhub_core::pem_block("CERTIFICATE", d)).collect());
     let body = json!({
         "event_type": "cert_deployment",
         "event_id": format!("{now:x}-{:016x}", rand::random::<u64>()),

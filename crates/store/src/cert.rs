@@ -25,8 +25,9 @@ macro_rules! select_certs {
 pub struct CertRecord {
     /// Unique name chosen by the user.
     pub name: String,
-    /// The account that orders it.
-    pub account_name: String,
+    /// The account that orders it; `None` for an imported certificate that ACME does not
+    /// renew.
+    pub account_name: Option<String>,
     /// The identifiers to request (stored as JSON text).
     pub identifiers: serde_json::Value,
     /// Key algorithm for the certificate key, e.g. "ecdsa-p256".
@@ -74,7 +75,7 @@ impl fmt::Debug for CertRecord {
 #[derive(sqlx::FromRow)]
 struct CertRow {
     name: String,
-    account_name: String,
+    account_name: Option<String>,
     identifiers: String,
     key_type: String,
     reuse_key: bool,
@@ -243,7 +244,7 @@ fn write_error(err: sqlx::Error, cert: &CertRecord) -> Error {
         Error::AlreadyExists { what: WHAT, name: cert.name.clone() }
     } else if is_foreign_key_violation(&err) {
         // The only foreign key of `certs` is the account.
-        Error::NotFound { what: "account", name: cert.account_name.clone() }
+        Error::NotFound { what: "account", name: cert.account_name.clone().unwrap_or_default() }
     } else {
         err.into()
     }

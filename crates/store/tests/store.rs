@@ -48,7 +48,7 @@ fn account(name: &str) -> AccountRecord {
 fn cert(name: &str, account_name: &str) -> CertRecord {
     CertRecord {
         name: name.to_owned(),
-        account_name: account_name.to_owned(),
+        account_name: Some(account_name.to_owned()),
         identifiers: json!([{"type": "dns", "value": "www.example.test"}]),
         key_type: "ecdsa-p256".into(),
         reuse_key: false,
@@ -209,7 +209,7 @@ async fn certs_round_trip() {
     assert_eq!(names, ["api", "www"]);
 
     let mut changed = got.clone();
-    changed.account_name = "other".into();
+    changed.account_name = Some("other".into());
     changed.identifiers = json!([{"type": "dns", "value": "*.example.test"}]);
     changed.key_type = "rsa-2048".into();
     changed.reuse_key = true;
@@ -225,7 +225,7 @@ async fn certs_round_trip() {
     assert_eq!(got, changed);
 
     let mut unknown_account = changed.clone();
-    unknown_account.account_name = "nobody".into();
+    unknown_account.account_name = Some("nobody".into());
     assert_not_found(store.update_cert(&unknown_account).await, "account", "nobody");
     assert_not_found(
         store.update_cert(&cert("missing", "acme")).await,
@@ -248,6 +248,17 @@ async fn certs_round_trip() {
     store.delete_cert("api").await.expect("delete");
     assert!(store.cert("api").await.expect("read").is_none());
     assert_not_found(store.delete_cert("api").await, "managed certificate", "api");
+
+    // An imported certificate has no account until one is attached.
+    let mut imported = cert("bought", "acme");
+    imported.account_name = None;
+    store.insert_cert(&imported).await.expect("insert imported");
+    let got = store.cert("bought").await.expect("read").expect("present");
+    assert_eq!(got.account_name, None);
+    imported.account_name = Some("other".into());
+    store.update_cert(&imported).await.expect("attach an account");
+    let got = store.cert("bought").await.expect("read").expect("present");
+    assert_eq!(got.account_name.as_deref(), Some("other"));
 }
 
 #[tokio::test]

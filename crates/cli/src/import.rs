@@ -1,0 +1,223 @@
+//! `certhub cert import`: certificates obtained elsewhere become managed certificates whose
+//! expiry is watched and whose deployment tasks run; ACME renews them only when they have an
+//! account.
+
+use anyhow::Context as _;
+use certhub_core::cert::{CertInfo, key_matches_cert, split_pem_chain};
+use certhub_core::identifier::{RequestRules, assign_challenges, normalize};
+use certhub_core::{ChallengeSpec, Identifier, PrivateKey};
+use certhub_store::{CertRecord, IssuedRecord, Store};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use crate::account::{self, check_name};
+use crate::args::CertImport;
+use crate::deploy::Scope;
+use crate::exit::{INVALID_INPUT, fail};
+use crate::issue::violations;
+use crate::output::{now_secs, rfc3339};
+
+/// What was read from the files: the chain (leaf first) and the key, if any.
+struct Bundle {
+    chain: Vec<Vec<u8>>,
+    key: Option<PrivateKey>,
+}
+
+pub async fn run(store: &Store, args: CertImport) -> anyhow::Result<()> {
+    check_name("certificate", &args.name)?;
+    let bundle = read_bundle(&args)?;
+    let leaf = CertInfo::from_der(&bundle.chain[0])
+        .map_err(|e| fail(INVALID_INPUT, format!("the certificate does not parse: {e}")))?;
+    if let Some(key) = &bundle.key
+        && !key_matches_cert(key, &bundle.chain[0])
+    {
+        return Err(fail(INVALID_INPUT, "the private key does not belong to the certificate"));
+    }
+    if leaf.sans.is_empty() {
+        return Err(fail(
+            INVALID_INPUT,
+            "the certificate names no DNS name or IP address (subjectAltName); certhub manages \
+             TLS server certificates",
+        ));
+    }
+    let now = now_secs();
+    if leaf.not_after <= now {
+        eprintln!("warning: this certificate expired on {}", rfc3339(leaf.not_after));
+    }
+
+    let existing = store.cert(&args.name).await?;
+    if let Some(latest) = store.latest_issued(&args.name).await?
+        && latest.serial_hex == leaf.serial_hex
+    {
+        println!(
+            "Certificate {} already holds serial {}; nothing imported.",
+            args.name, leaf.serial_hex
+        );
+        return Ok(());
+    }
+
+    // With an account, the names must be ones ACME can validate, each with a challenge.
+    let acme = match &args.account {
+        Some(acct) => {
+            account::load(store, acct).await?;
+            let inputs: Vec<String> = leaf.sans.iter().map(ToString::to_string).collect();
+            let ids = normalize(&inputs, &RequestRules { public_ca: true })
+                .map_err(|v| violations(&args.name, &v))?
+                .identifiers;
+            let specs: Vec<ChallengeSpec> = args
+                .challenges
+                .iter()
+                .map(|s| ChallengeSpec::parse(s))
+                .collect::<Result<_, _>>()
+                .map_err(|e| fail(INVALID_INPUT, e))?;
+            assign_challenges(&ids, &specs).map_err(|v| violations(&args.name, &v))?;
+            Some((acct.clone(), ids, specs))
+        }
+        None => None,
+    };
+    let existing_tasks: Vec<String> =
+        store.deploy_tasks(&args.name).await?.into_iter().map(|t| t.name).collect();
+    let tasks = crate::deploy::parse_specs(&args.deploy, &existing_tasks)?;
+
+    let key_type = bundle.key.as_ref().map(|k| k.key_type().to_string());
+    let record = match (existing, acme) {
+        (Some(mut c), acme) => {
+            if let Some((acct, ids, specs)) = acme {
+                c.account_name = Some(acct);
+                c.identifiers = json!(ids);
+                c.challenges = serde_json::to_value(&specs)?;
+            } else if c.account_name.is_none() {
+                c.identifiers = json!(leaf.sans);
+            }
+            c.state = "valid".into();
+            c.last_error = None;
+            store.update_cert(&c).await?;
+            c
+        }
+        (None, acme) => {
+            let (account_name, ids, specs) = match acme {
+                Some((a, ids, specs)) => (Some(a), ids, specs),
+                None => (None, leaf.sans.clone(), Vec::new()),
+            };
+            let c = CertRecord {
+                name: args.name.clone(),
+                account_name,
+                identifiers: json!(ids),
+                // A renewal by ACME keeps the kind of key the certificate had.
+                key_type: key_type.clone().unwrap_or_else(|| "ec-p256".into()),
+                reuse_key: false,
+                csr_pem: None,
+                profile: None,
+                preferred_chain: None,
+                challenges: serde_json::to_value(&specs)?,
+                state: "valid".into(),
+                last_error: None,
+                created_at: 0,
+                updated_at: 0,
+            };
+            store.insert_cert(&c).await?;
+            c
+        }
+    };
+    crate::deploy::store_tasks(store, &args.name, &tasks).await?;
+
+    let chain_pem: String =
+        bundle.chain.iter().map(|d| certhub_core::pem_block("CERTIFICATE", d)).collect();
+    let mut issued = IssuedRecord {
+        id: 0,
+        cert_name: args.name.clone(),
+        order_id: None,
+        serial_hex: leaf.serial_hex.clone(),
+        issuer: leaf.issuer_cn.clone().unwrap_or_else(|| leaf.issuer_dn.clone()),
+        sans: json!(leaf.sans),
+        not_before: leaf.not_before,
+        not_after: leaf.not_after,
+        chain_pem,
+        key_type: key_type.unwrap_or_default(),
+        key_pkcs8: bundle
+            .key
+            .as_ref()
+            .map(|k| Zeroizing::new(k.pkcs8_der().to_vec()))
+            .unwrap_or_default(),
+        revoked_at: None,
+        revocation_reason: None,
+        created_at: 0,
+    };
+    issued.id = store.insert_issued(&issued).await?;
+    let detail = format!(
+        "serial {} from {}, expires {}",
+        issued.serial_hex,
+        issued.issuer,
+        rfc3339(issued.not_after)
+    );
+    store.record_event(&args.name, "imported", Some(&detail)).await?;
+
+    let names: Vec<String> = leaf.sans.iter().map(Identifier::to_string).collect();
+    println!("Imported {} ({}): {}", args.name, names.join(", "), detail);
+    if bundle.key.is_none() {
+        println!("  without its private key: tasks that write the key will fail");
+    }
+    match &record.account_name {
+        Some(a) => println!("  renewed by ACME with account {a}"),
+        None => println!("  not renewed by ACME (import the next one, or add --account)"),
+    }
+    let report =
+        crate::deploy::deploy(store, &args.name, Some(&issued), None, Scope::All, false, None)
+            .await?;
+    for (task, outcome) in &report.outcomes {
+        if let certhub_deploy::Outcome::Done(d) = outcome {
+            println!("  {task}: {d}");
+        }
+    }
+    match report.failure() {
+        Some(e) => Err(e.context(format!(
+            "certificate {} was imported, but deploying it failed; `certhub renew --due` \
+             retries the deployment",
+            args.name
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Reads the certificate chain and key from --cert/--key or --pkcs12.
+fn read_bundle(args: &CertImport) -> anyhow::Result<Bundle> {
+    let read = |p: &std::path::Path| {
+        std::fs::read(p)
+            .with_context(|| format!("cannot read {}", p.display()))
+            .map_err(|e| fail(INVALID_INPUT, format!("{e:#}")))
+    };
+    if let Some(path) = &args.pkcs12 {
+        let der = read(path)?;
+        let password = args.password.as_deref().unwrap_or_default();
+        let contents = certhub_deploy::pkcs12::read(&der, password)
+            .map_err(|e| fail(INVALID_INPUT, format!("{}: {e}", path.display())))?;
+        let chain = contents.chain_der;
+        let key = PrivateKey::from_pkcs8_der(contents.key_pkcs8.to_vec()).map_err(|e| {
+            fail(INVALID_INPUT, format!("{}: the private key is not usable: {e}", path.display()))
+        })?;
+        if chain.is_empty() {
+            return Err(fail(INVALID_INPUT, format!("{} holds no certificate", path.display())));
+        }
+        return Ok(Bundle { chain, key: Some(key) });
+    }
+    let cert_path = args.cert.as_ref().context("--cert or --pkcs12 is required")?;
+    let text = String::from_utf8(read(cert_path)?)
+        .map_err(|_| fail(INVALID_INPUT, format!("{} is not PEM text", cert_path.display())))?;
+    let chain = split_pem_chain(&text).ok().filter(|c| !c.is_empty()).ok_or_else(|| {
+        fail(INVALID_INPUT, format!("{} holds no PEM certificate", cert_path.display()))
+    })?;
+    let key_pem = match &args.key {
+        Some(p) => Some((p, String::from_utf8_lossy(&read(p)?).into_owned())),
+        // A combined file may carry the key after the certificates.
+        None if text.contains("PRIVATE KEY-----") => Some((cert_path, text.clone())),
+        None => None,
+    };
+    let key = key_pem
+        .map(|(p, pem)| {
+            PrivateKey::from_pem(&pem).map_err(|e| {
+                fail(INVALID_INPUT, format!("{}: no usable private key: {e}", p.display()))
+            })
+        })
+        .transpose()?;
+    Ok(Bundle { chain, key })
+}

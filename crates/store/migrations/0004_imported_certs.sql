@@ -1,0 +1,27 @@
+-- Certificates imported from elsewhere (bought OV/EV certificates) have no ACME account
+-- until the user attaches one: certs.account_name becomes nullable. SQLite cannot change a
+-- column's constraint in place, so the table is rebuilt; the foreign keys that point at
+-- certs are checked at commit, when the new table holds every row again.
+PRAGMA defer_foreign_keys = ON;
+
+CREATE TABLE certs_new (
+    name TEXT PRIMARY KEY,
+    account_name TEXT REFERENCES accounts (name),
+    identifiers TEXT NOT NULL,
+    key_type TEXT NOT NULL,
+    reuse_key BOOLEAN NOT NULL,
+    csr_pem TEXT,
+    profile TEXT,
+    preferred_chain TEXT,
+    challenges BLOB NOT NULL,
+    state TEXT NOT NULL,
+    last_error TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+
+INSERT INTO certs_new SELECT name, account_name, identifiers, key_type, reuse_key, csr_pem,
+    profile, preferred_chain, challenges, state, last_error, created_at, updated_at FROM certs;
+DROP TABLE certs;
+ALTER TABLE certs_new RENAME TO certs;
+CREATE INDEX certs_account_name ON certs (account_name);
