@@ -326,10 +326,38 @@ pub enum CertCommand {
     /// What happened to a certificate: ordered, validated, issued, failed (with the reason),
     /// revoked.
     History(CertShow),
+    /// Change how a certificate is renewed: its renewal policy, fallback account, or the
+    /// account and challenges it is ordered with.
+    Set(Box<CertSet>),
     /// Import a certificate obtained elsewhere (an OV/EV certificate, say): its expiry is
     /// watched and its deployment tasks run; ACME renews it only with --account. Importing
     /// into an existing name adds the new certificate as its latest.
     Import(Box<CertImport>),
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  certhub cert set web --renew-at 30d --fallback-account zerossl --fallback-after 2
+  certhub cert set web --renew-at default --fallback-account none
+  certhub cert set bought --account le --challenge http-01:webroot=/var/www/html")]
+pub struct CertSet {
+    /// The certificate name.
+    pub name: String,
+    /// Order with this account from now on.
+    #[arg(long, value_name = "ACCOUNT")]
+    pub account: Option<String>,
+    /// Replace the challenge configuration (repeat for several), as for `certhub cert add`.
+    #[arg(long = "challenge", value_name = "SPEC")]
+    pub challenges: Vec<String>,
+    /// When to renew without a CA window: 75%, 30d, or `default` for renew --policy.
+    #[arg(long, value_name = "POLICY")]
+    pub renew_at: Option<String>,
+    /// The fallback account, or `none`.
+    #[arg(long, value_name = "ACCOUNT")]
+    pub fallback_account: Option<String>,
+    /// Failed requests in a row before the fallback account is used.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub fallback_after: Option<u16>,
 }
 
 #[derive(Debug, Args)]
@@ -408,6 +436,25 @@ pub struct CertAdd {
     /// `certhub deploy add --help` for SPEC.
     #[arg(long = "deploy", value_name = "SPEC")]
     pub deploy: Vec<String>,
+    #[command(flatten)]
+    pub renewal: RenewalSettings,
+}
+
+/// How a certificate is renewed, beyond the CA's own window.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RenewalSettings {
+    /// When to renew if the CA offers no renewal window: a share of the lifetime (75%) or
+    /// days before expiry (30d, never before half the lifetime) [default: renew --policy,
+    /// itself 75%].
+    #[arg(long, value_name = "POLICY")]
+    pub renew_at: Option<String>,
+    /// An account (usually at another CA) to order with after --fallback-after failed
+    /// requests in a row.
+    #[arg(long, value_name = "ACCOUNT")]
+    pub fallback_account: Option<String>,
+    /// Failed requests in a row before the fallback account is used [default: 3].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub fallback_after: Option<u16>,
 }
 
 #[derive(Debug, Args)]

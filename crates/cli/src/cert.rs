@@ -36,6 +36,7 @@ pub async fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<()> {
         CertCommand::Preview(args) => crate::preview::run(&store, args).await,
         CertCommand::Test(args) => test(ctx, &store, args).await,
         CertCommand::Import(args) => crate::import::run(&store, *args).await,
+        CertCommand::Set(args) => set(&store, *args).await,
     }
 }
 
@@ -99,6 +100,10 @@ pub(crate) async fn add(store: &Store, args: CertAdd) -> anyhow::Result<()> {
     let ids = normalized.identifiers;
     let assignment = assign_challenges(&ids, &specs).map_err(|v| violations(&args.name, &v))?;
     let tasks = crate::deploy::parse_specs(&args.deploy, &[])?;
+    let renewal_policy = args.renewal.renew_at.as_deref().map(check_policy).transpose()?;
+    if let Some(f) = &args.renewal.fallback_account {
+        account::load(store, f).await?;
+    }
     if args.preferred_chain.as_deref().is_some_and(|p| p.trim().is_empty()) {
         return Err(fail(INVALID_INPUT, "--preferred-chain must name an issuer common name"));
     }
@@ -114,10 +119,15 @@ pub(crate) async fn add(store: &Store, args: CertAdd) -> anyhow::Result<()> {
             profile: args.profile.clone(),
             preferred_chain: args.preferred_chain.clone(),
             challenges: serde_json::to_value(&specs)?,
-            state: "pending".into(),
-            last_error: None,
+            renewal_policy,
+            fallback_account: args.renewal.fallback_account.clone(),
+            fallback_after: args
+                .renewal
+                .fallback_after
+                .map_or(certhub_store::DEFAULT_FALLBACK_AFTER, i64::from),
             created_at: now,
             updated_at: now,
+            ..CertRecord::default()
         })
         .await?;
     crate::deploy::store_tasks(store, &args.name, &tasks).await?;
@@ -276,6 +286,75 @@ async fn list(store: &Store, as_json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A renewal policy as given (`75%`, `30d`), checked.
+pub(crate) fn check_policy(p: &str) -> anyhow::Result<String> {
+    p.parse::<certhub_core::renewal::RenewalPolicy>()
+        .map_err(|e| fail(INVALID_INPUT, format!("--renew-at {e}")))?;
+    Ok(p.trim().to_string())
+}
+
+/// `certhub cert set`.
+async fn set(store: &Store, args: crate::args::CertSet) -> anyhow::Result<()> {
+    let mut c = store.cert(&args.name).await?.ok_or_else(|| {
+        fail(NOT_FOUND, format!("no certificate named {:?} (see `certhub cert list`)", args.name))
+    })?;
+    let mut changes = Vec::new();
+    if let Some(a) = &args.account {
+        account::load(store, a).await?;
+        c.account_name = Some(a.clone());
+        changes.push(format!("orders with account {a}"));
+    }
+    if !args.challenges.is_empty() {
+        let specs: Vec<ChallengeSpec> = args
+            .challenges
+            .iter()
+            .map(|s| ChallengeSpec::parse(s))
+            .collect::<Result<_, _>>()
+            .map_err(|e| fail(INVALID_INPUT, e))?;
+        c.challenges = serde_json::to_value(&specs)?;
+        changes.push(format!("{} challenge configuration(s)", specs.len()));
+    }
+    if c.account_name.is_some() {
+        // The identifiers must all be served by the (new) challenge configuration.
+        let ids: Vec<Identifier> = serde_json::from_value(c.identifiers.clone())?;
+        let specs: Vec<ChallengeSpec> = serde_json::from_value(c.challenges.clone())?;
+        assign_challenges(&ids, &specs).map_err(|v| violations(&args.name, &v))?;
+    }
+    match args.renew_at.as_deref() {
+        None => {}
+        Some("default") => {
+            c.renewal_policy = None;
+            changes.push("renews by the default policy".into());
+        }
+        Some(p) => {
+            c.renewal_policy = Some(check_policy(p)?);
+            changes.push(format!("renews at {p}"));
+        }
+    }
+    match args.fallback_account.as_deref() {
+        None => {}
+        Some("none") => {
+            c.fallback_account = None;
+            changes.push("has no fallback account".into());
+        }
+        Some(f) => {
+            account::load(store, f).await?;
+            c.fallback_account = Some(f.to_string());
+            changes.push(format!("falls back to account {f}"));
+        }
+    }
+    if let Some(n) = args.fallback_after {
+        c.fallback_after = i64::from(n);
+        changes.push(format!("falls back after {n} failures in a row"));
+    }
+    if changes.is_empty() {
+        return Err(fail(INVALID_INPUT, "nothing to change; see `certhub cert set --help`"));
+    }
+    store.update_cert(&c).await?;
+    println!("Certificate {} now {}.", args.name, changes.join(", "));
+    Ok(())
+}
+
 /// The ACME account that orders `c`: an imported certificate without one is watched and
 /// deployed, but not ordered, renewed or revoked through ACME.
 pub(crate) fn acme_account(c: &CertRecord) -> anyhow::Result<&str> {
@@ -320,6 +399,13 @@ fn cert_json(c: &CertRecord, issued: Option<&IssuedRecord>) -> serde_json::Value
         "preferred_chain": c.preferred_chain,
         "challenges": specs.iter().map(|s| json!({ "type": s.config.kind(), "domains": s.domains })).collect::<Vec<_>>(),
         "last_error": c.last_error,
+        "renewal": {
+            "policy": c.renewal_policy,
+            "fallback_account": c.fallback_account,
+            "fallback_after": c.fallback_after,
+            "failures": c.failures,
+            "next_attempt": c.next_attempt_at.map(|ms| rfc3339(ms / 1000)),
+        },
         "serial": issued.map(|i| i.serial_hex.clone()),
         "issuer": issued.map(|i| i.issuer.clone()),
         "sans": sans.iter().map(ToString::to_string).collect::<Vec<_>>(),
@@ -367,6 +453,20 @@ async fn show(store: &Store, name: &str, as_json: bool) -> anyhow::Result<()> {
     }
     for spec in j["challenges"].as_array().into_iter().flatten() {
         println!("{:<16} {} {}", "Challenge:", s(&spec["type"]), s(&spec["domains"]));
+    }
+    let r = &j["renewal"];
+    let policy = r["policy"].as_str().unwrap_or("default (renew --policy)");
+    println!("{:<16} {policy}", "Renew at:");
+    if let Some(f) = r["fallback_account"].as_str() {
+        println!("{:<16} {f} after {} failures in a row", "Fallback:", r["fallback_after"]);
+    }
+    if r["failures"].as_i64().unwrap_or(0) > 0 {
+        println!(
+            "{:<16} {} in a row; next attempt after {}",
+            "Failures:",
+            r["failures"],
+            s(&r["next_attempt"])
+        );
     }
     Ok(())
 }

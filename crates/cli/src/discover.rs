@@ -113,6 +113,7 @@ async fn create(
         challenges: args.challenges.clone(),
         allow_single_label: args.allow_single_label,
         deploy: args.deploy.clone(),
+        renewal: Default::default(),
     };
     let store = ctx.store().await?;
     crate::cert::add(&store, add).await

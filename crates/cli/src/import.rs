@@ -105,15 +105,9 @@ pub async fn run(store: &Store, args: CertImport) -> anyhow::Result<()> {
                 identifiers: json!(ids),
                 // A renewal by ACME keeps the kind of key the certificate had.
                 key_type: key_type.clone().unwrap_or_else(|| "ec-p256".into()),
-                reuse_key: false,
-                csr_pem: None,
-                profile: None,
-                preferred_chain: None,
                 challenges: serde_json::to_value(&specs)?,
                 state: "valid".into(),
-                last_error: None,
-                created_at: 0,
-                updated_at: 0,
+                ..CertRecord::default()
             };
             store.insert_cert(&c).await?;
             c

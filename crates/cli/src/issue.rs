@@ -137,6 +137,7 @@ impl Issuer {
         };
         match &result {
             Ok(issued) => {
+                self.store.set_cert_retry(name, 0, None).await?;
                 let report = deploy::deploy(
                     &self.store,
                     name,
@@ -158,7 +159,21 @@ impl Issuer {
             Err(e) => {
                 let reason = format!("{e:#}");
                 self.store.set_cert_state(name, "failing", Some(&reason)).await?;
-                self.store.record_event(name, "failed", Some(&reason)).await?;
+                // The retry policy: a backoff table, or longer when the CA asks for it.
+                let failures = cert.failures + 1;
+                let retry_after = e
+                    .chain()
+                    .find_map(|c| c.downcast_ref::<AcmeError>())
+                    .and_then(AcmeError::retry_after);
+                let next = std::time::SystemTime::now()
+                    + certhub_core::renewal::retry_delay(failures as u32, retry_after);
+                let next_ms = crate::output::unix_ms(next);
+                self.store.set_cert_retry(name, failures, Some(next_ms)).await?;
+                let detail = format!(
+                    "{reason} (failure {failures} in a row; renew --due retries after {})",
+                    crate::output::rfc3339(next_ms / 1000)
+                );
+                self.store.record_event(name, "failed", Some(&detail)).await?;
                 // Tasks that report failures run; their own failure must not hide this one.
                 let latest = self.store.latest_issued(name).await?;
                 let ran = deploy::deploy(
@@ -186,7 +201,18 @@ impl Issuer {
         progress: &dyn Progress,
     ) -> anyhow::Result<IssuedRecord> {
         let name = cert.name.as_str();
-        let account_name = crate::cert::acme_account(cert)?;
+        let account_name = match (&cert.fallback_account, cert.failures >= cert.fallback_after) {
+            (Some(fallback), true) => {
+                let why = format!(
+                    "ordering with fallback account {fallback} after {} failed requests",
+                    cert.failures
+                );
+                progress.step(name, &why);
+                self.store.record_event(name, "fallback", Some(&why)).await?;
+                fallback.as_str()
+            }
+            _ => crate::cert::acme_account(cert)?,
+        };
         let ids: Vec<Identifier> = serde_json::from_value(cert.identifiers.clone())
             .context("stored identifiers are unreadable")?;
         let specs: Vec<ChallengeSpec> = serde_json::from_value(cert.challenges.clone())

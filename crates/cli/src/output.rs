@@ -9,6 +9,11 @@ pub fn rfc3339(unix_secs: i64) -> String {
         .unwrap_or_else(|_| unix_secs.to_string())
 }
 
+/// A time as Unix milliseconds.
+pub fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
 pub fn now_secs() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }

@@ -43,11 +43,13 @@ fn method(spec: &ChallengeSpec) -> String {
 }
 
 pub async fn run(store: &Store, args: CertPreview) -> anyhow::Result<()> {
-    let policy: RenewalPolicy =
-        args.policy.parse().map_err(|e| fail(INVALID_INPUT, format!("--policy {e}")))?;
     let cert = store.cert(&args.name).await?.ok_or_else(|| {
         fail(NOT_FOUND, format!("no certificate named {:?} (see `certhub cert list`)", args.name))
     })?;
+    // The certificate's own policy wins over --policy.
+    let policy_text = cert.renewal_policy.clone().unwrap_or_else(|| args.policy.clone());
+    let policy: RenewalPolicy =
+        policy_text.parse().map_err(|e| fail(INVALID_INPUT, format!("--policy {e}")))?;
     let account = store.account(crate::cert::acme_account(&cert)?).await?;
     let ids: Vec<Identifier> = serde_json::from_value(cert.identifiers.clone())?;
     let specs: Vec<ChallengeSpec> = serde_json::from_value(cert.challenges.clone())?;
@@ -84,11 +86,11 @@ pub async fn run(store: &Store, args: CertPreview) -> anyhow::Result<()> {
         None => json!({ "when": "now: it has never been issued" }),
         Some(i) => {
             match decide(at(i.not_before), at(i.not_after), None, policy, SystemTime::now(), 0) {
-                Decision::RenewNow(_) => json!({ "when": "now: it is due", "policy": args.policy }),
+                Decision::RenewNow(_) => json!({ "when": "now: it is due", "policy": policy_text }),
                 Decision::RenewAt(t, _) => {
                     let secs =
                         t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-                    json!({ "when": rfc3339(secs), "policy": args.policy,
+                    json!({ "when": rfc3339(secs), "policy": policy_text,
                         "note": "a renewal window offered by the CA (ARI) takes precedence" })
                 }
             }

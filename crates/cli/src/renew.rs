@@ -156,7 +156,8 @@ fn unix(t: SystemTime) -> i64 {
 enum Due {
     Now,
     At(SystemTime, Reason),
-    /// Imported without an ACME account: never ordered; the text says how it stands.
+    /// Not ordered now whatever the dates say (imported without an ACME account, or
+    /// waiting after a failure); the text says how it stands.
     Watched(String),
 }
 
@@ -173,6 +174,23 @@ async fn due(
     let cert =
         store.cert(name).await?.with_context(|| format!("certificate {name} disappeared"))?;
     let issued = store.latest_issued(name).await?;
+    // After a failure, the backoff table (or the CA's Retry-After) says when to try again.
+    if let Some(next) = cert.next_attempt_at
+        && next > crate::output::unix_ms(SystemTime::now())
+    {
+        return Ok(Due::Watched(format!(
+            "failed {} time(s) in a row; next attempt after {}",
+            cert.failures,
+            rfc3339(next / 1000)
+        )));
+    }
+    // The certificate's own policy wins over --policy.
+    let policy = match &cert.renewal_policy {
+        Some(p) => {
+            p.parse().map_err(|e| anyhow::anyhow!("certificate {name}: renewal policy {e}"))?
+        }
+        None => policy,
+    };
     if cert.account_name.is_none() {
         let Some(issued) = issued else {
             return Ok(Due::Watched("imported, with no certificate".into()));

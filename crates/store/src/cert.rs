@@ -13,7 +13,8 @@ macro_rules! select_certs {
     ($tail:literal) => {
         concat!(
             "SELECT name, account_name, identifiers, key_type, reuse_key, csr_pem, profile, ",
-            "preferred_chain, challenges, state, last_error, created_at, updated_at FROM certs ",
+            "preferred_chain, challenges, state, last_error, renewal_policy, fallback_account, ",
+            "fallback_after, failures, next_attempt_at, created_at, updated_at FROM certs ",
             $tail
         )
     };
@@ -46,10 +47,49 @@ pub struct CertRecord {
     pub state: String,
     /// The last failure, if the last attempt failed.
     pub last_error: Option<String>,
+    /// When to renew without a CA window: `75%` or `30d`; `None` follows the global default.
+    pub renewal_policy: Option<String>,
+    /// The account to order with once `failures` reaches `fallback_after`.
+    pub fallback_account: Option<String>,
+    /// Failed requests in a row before the fallback account is used.
+    pub fallback_after: i64,
+    /// Failed requests in a row (set with [`Store::set_cert_retry`]).
+    pub failures: i64,
+    /// No automatic retry before this time, epoch milliseconds.
+    pub next_attempt_at: Option<i64>,
     /// Creation time, epoch milliseconds (set by the store).
     pub created_at: i64,
     /// Last change, epoch milliseconds (set by the store).
     pub updated_at: i64,
+}
+
+/// Failed requests in a row before a certificate's fallback account is used, by default.
+pub const DEFAULT_FALLBACK_AFTER: i64 = 3;
+
+impl Default for CertRecord {
+    /// An empty record with the store's defaults (`fallback_after` 3, state "pending").
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            account_name: None,
+            identifiers: serde_json::Value::Array(Vec::new()),
+            key_type: String::new(),
+            reuse_key: false,
+            csr_pem: None,
+            profile: None,
+            preferred_chain: None,
+            challenges: serde_json::Value::Array(Vec::new()),
+            state: "pending".into(),
+            last_error: None,
+            renewal_policy: None,
+            fallback_account: None,
+            fallback_after: DEFAULT_FALLBACK_AFTER,
+            failures: 0,
+            next_attempt_at: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
 }
 
 impl fmt::Debug for CertRecord {
@@ -66,6 +106,11 @@ impl fmt::Debug for CertRecord {
             .field("challenges", &"<redacted>")
             .field("state", &self.state)
             .field("last_error", &self.last_error)
+            .field("renewal_policy", &self.renewal_policy)
+            .field("fallback_account", &self.fallback_account)
+            .field("fallback_after", &self.fallback_after)
+            .field("failures", &self.failures)
+            .field("next_attempt_at", &self.next_attempt_at)
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
             .finish()
@@ -85,6 +130,11 @@ struct CertRow {
     challenges: Vec<u8>,
     state: String,
     last_error: Option<String>,
+    renewal_policy: Option<String>,
+    fallback_account: Option<String>,
+    fallback_after: i64,
+    failures: i64,
+    next_attempt_at: Option<i64>,
     created_at: i64,
     updated_at: i64,
 }
@@ -105,6 +155,11 @@ impl Store {
             challenges,
             state: row.state,
             last_error: row.last_error,
+            renewal_policy: row.renewal_policy,
+            fallback_account: row.fallback_account,
+            fallback_after: row.fallback_after,
+            failures: row.failures,
+            next_attempt_at: row.next_attempt_at,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -119,8 +174,10 @@ impl Store {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO certs (name, account_name, identifiers, key_type, reuse_key, csr_pem, \
-             profile, preferred_chain, challenges, state, last_error, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+             profile, preferred_chain, challenges, state, last_error, renewal_policy, \
+             fallback_account, fallback_after, failures, next_attempt_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+             $17, $17)",
         )
         .bind(&cert.name)
         .bind(&cert.account_name)
@@ -133,6 +190,11 @@ impl Store {
         .bind(challenges)
         .bind(&cert.state)
         .bind(&cert.last_error)
+        .bind(&cert.renewal_policy)
+        .bind(&cert.fallback_account)
+        .bind(cert.fallback_after)
+        .bind(cert.failures)
+        .bind(cert.next_attempt_at)
         .bind(now)
         .execute(&self.pool)
         .await
@@ -165,7 +227,9 @@ impl Store {
         let result = sqlx::query(
             "UPDATE certs SET account_name = $1, identifiers = $2, key_type = $3, reuse_key = $4, \
              csr_pem = $5, profile = $6, preferred_chain = $7, challenges = $8, state = $9, \
-             last_error = $10, updated_at = $11 WHERE name = $12",
+             last_error = $10, renewal_policy = $11, fallback_account = $12, \
+             fallback_after = $13, failures = $14, next_attempt_at = $15, updated_at = $16 \
+             WHERE name = $17",
         )
         .bind(&cert.account_name)
         .bind(identifiers)
@@ -177,6 +241,11 @@ impl Store {
         .bind(challenges)
         .bind(&cert.state)
         .bind(&cert.last_error)
+        .bind(&cert.renewal_policy)
+        .bind(&cert.fallback_account)
+        .bind(cert.fallback_after)
+        .bind(cert.failures)
+        .bind(cert.next_attempt_at)
         .bind(now_ms())
         .bind(&cert.name)
         .execute(&self.pool)
@@ -197,6 +266,26 @@ impl Store {
         )
         .bind(state)
         .bind(last_error)
+        .bind(now_ms())
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        found(result.rows_affected(), name)
+    }
+
+    /// Records the outcome of a request for the retry policy: `failures` in a row, and no
+    /// automatic retry before `next_attempt_at` (epoch ms; `None` after a success).
+    pub async fn set_cert_retry(
+        &self,
+        name: &str,
+        failures: i64,
+        next_attempt_at: Option<i64>,
+    ) -> Result<(), Error> {
+        let result = sqlx::query(
+            "UPDATE certs SET failures = $1, next_attempt_at = $2, updated_at = $3 WHERE name = $4",
+        )
+        .bind(failures)
+        .bind(next_attempt_at)
         .bind(now_ms())
         .bind(name)
         .execute(&self.pool)
@@ -243,8 +332,13 @@ fn write_error(err: sqlx::Error, cert: &CertRecord) -> Error {
     if is_unique_violation(&err) {
         Error::AlreadyExists { what: WHAT, name: cert.name.clone() }
     } else if is_foreign_key_violation(&err) {
-        // The only foreign key of `certs` is the account.
-        Error::NotFound { what: "account", name: cert.account_name.clone().unwrap_or_default() }
+        // The foreign keys of `certs` are its accounts.
+        let names: Vec<&str> = [&cert.account_name, &cert.fallback_account]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        Error::NotFound { what: "account", name: names.join(" or ") }
     } else {
         err.into()
     }

@@ -40,7 +40,7 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 
 pub use account::AccountRecord;
-pub use cert::CertRecord;
+pub use cert::{CertRecord, DEFAULT_FALLBACK_AFTER};
 pub use crypto::MasterKey;
 pub use deploy::DeployTaskRecord;
 pub use event::EventRecord;

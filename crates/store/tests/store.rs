@@ -61,6 +61,11 @@ fn cert(name: &str, account_name: &str) -> CertRecord {
         }),
         state: "pending".into(),
         last_error: None,
+        renewal_policy: Some("30d".into()),
+        fallback_account: None,
+        fallback_after: 3,
+        failures: 0,
+        next_attempt_at: None,
         created_at: 0,
         updated_at: 0,
     }
@@ -259,6 +264,27 @@ async fn certs_round_trip() {
     store.update_cert(&imported).await.expect("attach an account");
     let got = store.cert("bought").await.expect("read").expect("present");
     assert_eq!(got.account_name.as_deref(), Some("other"));
+
+    // Renewal settings and the retry state.
+    imported.fallback_account = Some("nobody".into());
+    assert_not_found(store.update_cert(&imported).await, "account", "other or nobody");
+    imported.fallback_account = Some("acme".into());
+    imported.fallback_after = 5;
+    store.update_cert(&imported).await.expect("fallback account");
+    store.set_cert_retry("bought", 2, Some(1_700_000_000_000)).await.expect("retry");
+    let got = store.cert("bought").await.expect("read").expect("present");
+    assert_eq!(
+        (got.fallback_account.as_deref(), got.fallback_after, got.failures, got.next_attempt_at),
+        (Some("acme"), 5, 2, Some(1_700_000_000_000))
+    );
+    store.set_cert_retry("bought", 0, None).await.expect("reset");
+    let got = store.cert("bought").await.expect("read").expect("present");
+    assert_eq!((got.failures, got.next_attempt_at), (0, None));
+    assert_not_found(
+        store.set_cert_retry("missing", 1, None).await,
+        "managed certificate",
+        "missing",
+    );
 }
 
 #[tokio::test]

@@ -1420,3 +1420,72 @@ async fn imported_certificates_are_watched_deployed_and_renewed_only_with_an_acc
     env.ok(&["renew", "moving"]).await;
     env.verify_issued("moving", &["acme.test"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_back_off_then_switch_to_the_fallback_account() {
+    let mut opts = hostile();
+    opts.validity_secs = Some(600);
+    let env = Env::start(opts).await;
+    env.account("primary", &[]).await;
+    env.account("backup", &[]).await;
+    env.ok(&[
+        "cert",
+        "add",
+        "web",
+        "--account",
+        "primary",
+        "-d",
+        "web.test",
+        "--challenge",
+        &env.http01(),
+        "--fallback-account",
+        "backup",
+        "--fallback-after",
+        "2",
+    ])
+    .await;
+    // The primary account stops working.
+    env.ok(&["account", "deactivate", "primary", "--yes"]).await;
+
+    let out = env.run(&["cert", "request", "web"]).await;
+    assert!(!out.status.success());
+    let show = env.show("web").await;
+    assert_eq!(show["renewal"]["failures"], 1, "{show}");
+    assert!(show["renewal"]["next_attempt"].is_string(), "{show}");
+
+    // The backoff holds off cron runs, not a person asking by name.
+    let out = env.run(&["renew", "--due"]).await;
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && stdout.contains("0 renewed, 1 not due"), "{stdout}{stderr}");
+    assert!(stderr.contains("failed 1 time(s) in a row; next attempt after"), "{stderr}");
+    let out = env.run(&["renew", "web"]).await;
+    assert!(!out.status.success());
+    assert_eq!(env.show("web").await["renewal"]["failures"], 2);
+
+    // Two failures in a row: the fallback account orders it.
+    env.ok(&["renew", "web"]).await;
+    env.verify_issued("web", &["web.test"]).await;
+    let show = env.show("web").await;
+    assert_eq!(show["renewal"]["failures"], 0, "{show}");
+    assert_eq!(show["renewal"]["next_attempt"], Value::Null, "{show}");
+    let history = env.ok(&["cert", "history", "web"]).await;
+    assert!(history.contains("ordering with fallback account backup after 2 failed"), "{history}");
+    assert!(history.contains("failure 2 in a row"), "{history}");
+
+    // A policy of its own: due after 1% of its 10 minutes, where the default waits 75%.
+    let err = env.fails(3, &["cert", "set", "web", "--renew-at", "150%"]).await;
+    assert!(err.contains("--renew-at"), "{err}");
+    env.ok(&["cert", "set", "web", "--renew-at", "1%", "--account", "backup"]).await;
+    let plan: Value =
+        serde_json::from_str(&env.ok(&["cert", "preview", "web", "--json"]).await).unwrap();
+    assert_eq!(plan["next_renewal"]["policy"], "1%", "{plan}");
+    let serial = env.show("web").await["serial"].clone();
+    certhub_testkit::wait_until(
+        "the 1% policy to make it due",
+        Duration::from_secs(30),
+        || async { env.ok(&["renew", "--due"]).await.contains("1 renewed").then_some(()) },
+    )
+    .await;
+    assert_ne!(env.show("web").await["serial"], serial);
+}
