@@ -23,6 +23,18 @@ pub struct Cli {
     #[arg(long, global = true, env = "CERTHUB_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// Keep the store in PostgreSQL instead of the data directory's SQLite file, e.g.
+    /// postgres://certhub@db.internal/certhub. The master key still comes from
+    /// CERTHUB_MASTER_KEY or the data directory: hubs that share a database need the same key.
+    #[arg(
+        long,
+        global = true,
+        env = "CERTHUB_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database: Option<String>,
+
     /// Log detail: -v for info, -vv for debug (RUST_LOG overrides).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -52,6 +52,7 @@ fn init_tracing(verbose: u8) {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = Context {
         data_dir: cli.data_dir.clone().unwrap_or_else(default_data_dir),
+        database: cli.database.clone(),
         dns: certhub_challenge::dns::DnsCheckConfig {
             resolver: cli.dns_resolver,
             authoritative_port: cli.dns_port,
@@ -70,15 +71,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// What every command needs.
 pub struct Context {
     pub data_dir: PathBuf,
+    pub database: Option<String>,
     pub dns: certhub_challenge::dns::DnsCheckConfig,
 }
 
 impl Context {
     pub async fn store(&self) -> anyhow::Result<certhub_store::Store> {
         use anyhow::Context as _;
-        certhub_store::Store::open(&self.data_dir)
-            .await
-            .with_context(|| format!("cannot open the data directory {}", self.data_dir.display()))
+        let store = certhub_store::Store::open_database(&self.data_dir, self.database.as_deref());
+        match &self.database {
+            None => store.await.with_context(|| {
+                format!("cannot open the data directory {}", self.data_dir.display())
+            }),
+            Some(_) => store.await.context("cannot open the PostgreSQL database"),
+        }
     }
 }
 

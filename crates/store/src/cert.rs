@@ -123,7 +123,7 @@ struct CertRow {
     account_name: Option<String>,
     identifiers: String,
     key_type: String,
-    reuse_key: bool,
+    reuse_key: i64,
     csr_pem: Option<String>,
     profile: Option<String>,
     preferred_chain: Option<String>,
@@ -148,7 +148,7 @@ impl Store {
             account_name: row.account_name,
             identifiers,
             key_type: row.key_type,
-            reuse_key: row.reuse_key,
+            reuse_key: row.reuse_key != 0,
             csr_pem: row.csr_pem,
             profile: row.profile,
             preferred_chain: row.preferred_chain,
@@ -183,7 +183,7 @@ impl Store {
         .bind(&cert.account_name)
         .bind(identifiers)
         .bind(&cert.key_type)
-        .bind(cert.reuse_key)
+        .bind(i64::from(cert.reuse_key))
         .bind(&cert.csr_pem)
         .bind(&cert.profile)
         .bind(&cert.preferred_chain)
@@ -234,7 +234,7 @@ impl Store {
         .bind(&cert.account_name)
         .bind(identifiers)
         .bind(&cert.key_type)
-        .bind(cert.reuse_key)
+        .bind(i64::from(cert.reuse_key))
         .bind(&cert.csr_pem)
         .bind(&cert.profile)
         .bind(&cert.preferred_chain)

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 use zeroize::Zeroizing;
 
 use crate::{
@@ -120,11 +120,23 @@ impl Store {
     /// Inserts the row within `conn`'s transaction and seals its key under the new id.
     async fn insert_issued_in(
         &self,
-        conn: &mut SqliteConnection,
+        conn: &mut AnyConnection,
         issued: &IssuedRecord,
         order_id: Option<i64>,
     ) -> Result<i64, Error> {
         let sans = to_json(TABLE, &issued.cert_name, "sans", &issued.sans)?;
+        // Checked first: after a failed statement PostgreSQL refuses every other one in the
+        // transaction, so a foreign key violation cannot be explained afterwards.
+        let certs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM certs WHERE name = $1")
+            .bind(&issued.cert_name)
+            .fetch_one(&mut *conn)
+            .await?;
+        if certs == 0 {
+            return Err(Error::NotFound {
+                what: "managed certificate",
+                name: issued.cert_name.clone(),
+            });
+        }
         // The id is part of the sealed key's associated data, so the row is inserted first
         // and sealed within the same transaction.
         let inserted = sqlx::query_scalar(
@@ -157,19 +169,10 @@ impl Store {
                 });
             }
             Err(err) if is_foreign_key_violation(&err) => {
-                let cert_exists: Option<i64> =
-                    sqlx::query_scalar("SELECT 1 FROM certs WHERE name = $1")
-                        .bind(&issued.cert_name)
-                        .fetch_optional(&mut *conn)
-                        .await?;
-                return Err(match (cert_exists, order_id) {
-                    (Some(_), Some(order_id)) => {
-                        Error::NotFound { what: "order", name: order_id.to_string() }
-                    }
-                    _ => Error::NotFound {
-                        what: "managed certificate",
-                        name: issued.cert_name.clone(),
-                    },
+                // The certificate exists, so the order does not.
+                return Err(Error::NotFound {
+                    what: "order",
+                    name: order_id.map(|id| id.to_string()).unwrap_or_default(),
                 });
             }
             Err(err) => return Err(err.into()),

@@ -1,17 +1,24 @@
-//! certhub storage: the data directory's SQLite database, with secrets encrypted at rest.
+//! certhub storage: the data directory's SQLite database, or a PostgreSQL database shared by
+//! several hubs, with secrets encrypted at rest.
 //!
 //! [`Store::open`] prepares a data directory: it creates the directory (mode 0700) when
 //! missing, loads or creates the master key ([`crypto`]), opens `certhub.db` in WAL mode with
 //! foreign keys enforced and a busy timeout, and applies the embedded migrations.
+//! [`Store::open_database`] does the same with a `postgres://` URL instead of the SQLite file
+//! (the master key still comes from the environment or the data directory: every hub sharing
+//! the database needs the same key). Each backend has its own migrations
+//! (`migrations/sqlite`, `migrations/postgres`) leading to the same schema; PostgreSQL
+//! serialises concurrent migrations with an advisory lock.
 //!
 //! Secret columns (account keys, certificate keys, challenge configurations holding DNS
 //! credentials, presented challenge specs) are sealed with envelope encryption before they
 //! reach the database and opened on read; a blob that fails to open yields
 //! [`Error::Crypto`] naming the table, row and column.
 //!
-//! The SQL is kept portable (`$1` placeholders, BIGINT epoch milliseconds, no SQLite-only
-//! statements outside [`Store::open`] and the write-transaction helper) so that a PostgreSQL
-//! backend can share it.
+//! The SQL is portable (`$1` placeholders, BIGINT epoch milliseconds and flags, TEXT and
+//! byte strings only, `RETURNING` for generated ids, no statement after a failed one inside a
+//! transaction) and runs through sqlx's `Any` driver on both backends; only [`Store::open`]
+//! and the write-transaction helper know which one is in use.
 //!
 //! Contract for callers: every method is atomic on its own; methods that touch several rows
 //! ([`Store::complete_order`], [`Store::delete_cert`], the inserts of rows with generated ids)
@@ -33,11 +40,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{Sqlite, Transaction};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{Any, AnyPool, ConnectOptions as _, Executor as _, Transaction};
 
 pub use account::AccountRecord;
 pub use cert::{CertRecord, DEFAULT_FALLBACK_AFTER};
@@ -53,8 +59,8 @@ pub const DATABASE_FILE: &str = "certhub.db";
 /// The lock file that serialises master key creation and migrations between processes.
 const LOCK_FILE: &str = "certhub.lock";
 
-/// How long a writer waits for another writer's lock before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a SQLite writer waits for another writer's lock before giving up: 10 s.
+const BUSY_TIMEOUT_PRAGMA: &str = "PRAGMA busy_timeout = 10000";
 
 /// How long [`Store::open`] waits for another process that is setting up the same directory.
 const SETUP_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -69,7 +75,17 @@ const MAX_CONNECTIONS: u32 = 4;
 const KEY_CHECK_NAME: &str = "master_key_check";
 const KEY_CHECK_VALUE: &[u8] = b"certhub master key check";
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which database a [`Store`] uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `certhub.db` in the data directory.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +164,9 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// The database URL is not one certhub can use.
+    #[error("{0}")]
+    Url(String),
     /// Another process kept the data directory's setup lock too long.
     #[error("timed out after {}s waiting for the lock on {path}", .waited.as_secs())]
     LockTimeout {
@@ -162,7 +181,8 @@ pub enum Error {
 /// master key.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
     key: Arc<MasterKey>,
 }
 
@@ -171,16 +191,42 @@ impl Store {
     /// [`crypto::MASTER_KEY_ENV`] when set, otherwise from `data_dir/master.key`, which is
     /// created with mode 0600 when missing.
     pub async fn open(data_dir: &Path) -> Result<Store, Error> {
-        Self::open_inner(data_dir, None).await
+        Self::open_inner(data_dir, None, None).await
+    }
+
+    /// Opens the store with the database at `url` (`postgres://…`), or the data directory's
+    /// SQLite file when `url` is `None`. The master key is found as by [`Store::open`].
+    pub async fn open_database(data_dir: &Path, url: Option<&str>) -> Result<Store, Error> {
+        Self::open_inner(data_dir, url, None).await
     }
 
     /// Opens (and on first use creates) the store in `data_dir` with the given master key; the
     /// environment and the key file are not consulted.
     pub async fn open_with_master_key(data_dir: &Path, key: MasterKey) -> Result<Store, Error> {
-        Self::open_inner(data_dir, Some(key)).await
+        Self::open_inner(data_dir, None, Some(key)).await
     }
 
-    async fn open_inner(data_dir: &Path, key: Option<MasterKey>) -> Result<Store, Error> {
+    /// [`Store::open_database`] with the given master key.
+    pub async fn open_database_with_master_key(
+        data_dir: &Path,
+        url: Option<&str>,
+        key: MasterKey,
+    ) -> Result<Store, Error> {
+        Self::open_inner(data_dir, url, Some(key)).await
+    }
+
+    /// Which database this store uses.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn open_inner(
+        data_dir: &Path,
+        url: Option<&str>,
+        key: Option<MasterKey>,
+    ) -> Result<Store, Error> {
+        static DRIVERS: std::sync::Once = std::sync::Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
         DirBuilder::new().recursive(true).mode(0o700).create(data_dir).map_err(|source| {
             Error::Io { action: "create the data directory", path: data_dir.to_owned(), source }
         })?;
@@ -192,6 +238,28 @@ impl Store {
             Some(key) => key,
             None => MasterKey::from_env_or_file(data_dir)?,
         };
+
+        if let Some(url) = url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(Error::Url(format!(
+                    "unsupported database URL {:?}: expected postgres://USER@HOST/DATABASE \
+                     (or no URL for the data directory's SQLite file)",
+                    redact_url(url)
+                )));
+            }
+            let options = AnyConnectOptions::from_url(
+                &url.parse().map_err(|e| Error::Url(format!("{}: {e}", redact_url(url))))?,
+            )?;
+            let pool = AnyPoolOptions::new()
+                .max_connections(MAX_CONNECTIONS * 4)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(options)
+                .await?;
+            POSTGRES_MIGRATOR.run(&pool).await?;
+            let store = Store { pool, backend: Backend::Postgres, key: Arc::new(key) };
+            store.check_master_key().await?;
+            return Ok(store);
+        }
 
         let db_path = data_dir.join(DATABASE_FILE);
         // Create the file private before SQLite does it with the umask's mode; SQLite gives
@@ -208,21 +276,30 @@ impl Store {
             }
         }
 
-        let options = SqliteConnectOptions::new()
-            .filename(&db_path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
+        // The Any driver takes a URL, which carries no pragmas: each connection sets them.
+        let url =
+            SqliteConnectOptions::new().filename(&db_path).create_if_missing(true).to_url_lossy();
+        let pool = AnyPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    for pragma in [
+                        BUSY_TIMEOUT_PRAGMA,
+                        "PRAGMA foreign_keys = ON",
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA synchronous = FULL",
+                    ] {
+                        conn.execute(pragma).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(AnyConnectOptions::from_url(&url)?)
             .await?;
-        MIGRATOR.run(&pool).await?;
+        SQLITE_MIGRATOR.run(&pool).await?;
 
-        let store = Store { pool, key: Arc::new(key) };
+        let store = Store { pool, backend: Backend::Sqlite, key: Arc::new(key) };
         store.check_master_key().await?;
         Ok(store)
     }
@@ -255,8 +332,11 @@ impl Store {
     /// Begins a transaction that takes the write lock at once. SQLite's deferred transactions
     /// may fail with "database is locked" without waiting when they upgrade from reading to
     /// writing; an immediate one waits for the busy timeout instead.
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, Error> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    async fn begin_write(&self) -> Result<Transaction<'static, Any>, Error> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     fn seal(
@@ -334,6 +414,18 @@ async fn setup_lock(path: &Path) -> Result<File, Error> {
             }
             Err(TryLockError::Error(source)) => return Err(io_err(source)),
         }
+    }
+}
+
+/// A database URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match url.parse::<url::Url>() {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "(unparseable)".into(),
     }
 }
 

@@ -1,4 +1,5 @@
-//! The store against real SQLite files in temporary directories.
+//! The store against real SQLite files in temporary directories and a real PostgreSQL
+//! server (a database per test), the same tests on both.
 
 use std::ffi::OsStr;
 use std::fs;
@@ -11,6 +12,7 @@ use certhub_store::crypto::{self, MASTER_KEY_FILE, MasterKey};
 use certhub_store::{
     AccountRecord, CertRecord, DATABASE_FILE, Error, IssuedRecord, OrderRecord, Store,
 };
+use certhub_testkit::postgres::TestDatabase;
 use serde_json::json;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 use zeroize::Zeroizing;
@@ -94,13 +96,88 @@ async fn open(dir: &Path) -> Store {
     Store::open(dir).await.expect("open the store")
 }
 
-/// A second, raw connection to the database file, for looking behind the store's back.
+/// A raw connection to the data directory's SQLite file, for looking behind the store's back.
 async fn raw(dir: &Path) -> SqlitePool {
     let options = SqliteConnectOptions::new()
         .filename(dir.join(DATABASE_FILE))
         .busy_timeout(Duration::from_secs(10));
     SqlitePool::connect_with(options).await.expect("open a raw connection")
 }
+
+/// Where one test's store lives: a temporary data directory (the master key, and the SQLite
+/// file), and for PostgreSQL a database of its own, dropped when the test ends.
+struct Db {
+    dir: tempfile::TempDir,
+    postgres: Option<TestDatabase>,
+}
+
+impl Db {
+    async fn sqlite() -> Db {
+        Db { dir: tempdir(), postgres: None }
+    }
+
+    async fn postgres() -> Db {
+        Db { dir: tempdir(), postgres: Some(TestDatabase::create().await) }
+    }
+
+    fn url(&self) -> Option<&str> {
+        self.postgres.as_ref().map(|db| db.url.as_str())
+    }
+
+    /// The data directory when the database is its SQLite file.
+    fn sqlite_dir(&self) -> Option<&Path> {
+        self.postgres.is_none().then(|| self.dir.path())
+    }
+
+    async fn open(&self) -> Store {
+        Store::open_database(self.dir.path(), self.url()).await.expect("open the store")
+    }
+
+    async fn open_with_key(&self, key: MasterKey) -> Result<Store, Error> {
+        Store::open_database_with_master_key(self.dir.path(), self.url(), key).await
+    }
+
+    /// A raw connection to the database, for looking behind the store's back.
+    async fn raw(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        let url = match self.url() {
+            Some(url) => url.to_string(),
+            None => format!("sqlite://{}", self.dir.path().join(DATABASE_FILE).display()),
+        };
+        sqlx::AnyPool::connect(&url).await.expect("open a raw connection")
+    }
+}
+
+/// Runs each test against SQLite and against PostgreSQL.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Db::sqlite().await).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::Db::postgres().await).await
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    accounts_round_trip,
+    certs_round_trip,
+    orders_and_presented_round_trip,
+    issued_round_trip,
+    complete_order_stores_issued_order_and_state_together,
+    secrets_are_encrypted_on_disk,
+    blob_moved_to_another_row_fails_to_open,
+    reopening_reads_everything_back,
+    wrong_master_key_is_refused_at_open,
+    two_handles_open_and_write_concurrently,
+    history_keeps_events_in_order_and_goes_with_the_certificate,
+);
 
 /// Every byte SQLite keeps for the database: the main file, the WAL and the shared memory.
 fn database_bytes(dir: &Path) -> Vec<u8> {
@@ -137,10 +214,8 @@ fn assert_already_exists(result: Result<impl std::fmt::Debug, Error>, what: &str
     }
 }
 
-#[tokio::test]
-async fn accounts_round_trip() {
-    let dir = tempdir();
-    let store = open(dir.path()).await;
+async fn accounts_round_trip(db: Db) {
+    let store = db.open().await;
 
     store.insert_account(&account("zeta")).await.expect("insert");
     store.insert_account(&account("alpha")).await.expect("insert");
@@ -188,10 +263,8 @@ async fn accounts_round_trip() {
     assert!(store.account("alpha").await.expect("read").is_none());
 }
 
-#[tokio::test]
-async fn certs_round_trip() {
-    let dir = tempdir();
-    let store = open(dir.path()).await;
+async fn certs_round_trip(db: Db) {
+    let store = db.open().await;
 
     assert_not_found(store.insert_cert(&cert("www", "acme")).await, "account", "acme");
     store.insert_account(&account("acme")).await.expect("insert account");
@@ -287,10 +360,8 @@ async fn certs_round_trip() {
     );
 }
 
-#[tokio::test]
-async fn orders_and_presented_round_trip() {
-    let dir = tempdir();
-    let store = open(dir.path()).await;
+async fn orders_and_presented_round_trip(db: Db) {
+    let store = db.open().await;
     store.insert_account(&account("acme")).await.expect("insert account");
     store.insert_cert(&cert("www", "acme")).await.expect("insert cert");
 
@@ -377,10 +448,8 @@ async fn orders_and_presented_round_trip() {
     assert!(store.orders_for("www").await.expect("list").is_empty());
 }
 
-#[tokio::test]
-async fn issued_round_trip() {
-    let dir = tempdir();
-    let store = open(dir.path()).await;
+async fn issued_round_trip(db: Db) {
+    let store = db.open().await;
     store.insert_account(&account("acme")).await.expect("insert account");
     store.insert_cert(&cert("www", "acme")).await.expect("insert cert");
 
@@ -424,10 +493,8 @@ async fn issued_round_trip() {
     );
 }
 
-#[tokio::test]
-async fn complete_order_stores_issued_order_and_state_together() {
-    let dir = tempdir();
-    let store = open(dir.path()).await;
+async fn complete_order_stores_issued_order_and_state_together(db: Db) {
+    let store = db.open().await;
     store.insert_account(&account("acme")).await.expect("insert account");
     store.insert_cert(&cert("www", "acme")).await.expect("insert cert");
     store.set_cert_state("www", "failing", Some("earlier failure")).await.expect("set state");
@@ -499,27 +566,29 @@ async fn populate(store: &Store) -> i64 {
     order.id
 }
 
-#[tokio::test]
-async fn secrets_are_encrypted_on_disk() {
-    let dir = tempdir();
-    let store = open(dir.path()).await;
+async fn secrets_are_encrypted_on_disk(db: Db) {
+    let store = db.open().await;
     populate(&store).await;
 
-    let bytes = database_bytes(dir.path());
-    // The scan sees the data: a non-secret value is there in clear.
-    assert!(contains(&bytes, DIRECTORY_URL.as_bytes()), "scan found no data");
-    for secret in
-        [ACCOUNT_KEY, ORDER_KEY, ISSUED_KEY, DNS_SECRET.as_bytes(), SPEC_SECRET.as_bytes()]
-    {
-        assert!(
-            !contains(&bytes, secret),
-            "{} found in clear on disk",
-            String::from_utf8_lossy(secret)
-        );
+    // SQLite: every byte of the files. (PostgreSQL's files belong to its server; the raw
+    // columns below are what it stores.)
+    if let Some(dir) = db.sqlite_dir() {
+        let bytes = database_bytes(dir);
+        // The scan sees the data: a non-secret value is there in clear.
+        assert!(contains(&bytes, DIRECTORY_URL.as_bytes()), "scan found no data");
+        for secret in
+            [ACCOUNT_KEY, ORDER_KEY, ISSUED_KEY, DNS_SECRET.as_bytes(), SPEC_SECRET.as_bytes()]
+        {
+            assert!(
+                !contains(&bytes, secret),
+                "{} found in clear on disk",
+                String::from_utf8_lossy(secret)
+            );
+        }
     }
 
     // The raw columns hold version-1 blobs, not the plaintext.
-    let raw = raw(dir.path()).await;
+    let raw = db.raw().await;
     for (sql, secret) in [
         ("SELECT key_pkcs8 FROM accounts", ACCOUNT_KEY),
         ("SELECT challenges FROM certs", DNS_SECRET.as_bytes()),
@@ -564,10 +633,8 @@ async fn data_dir_and_master_key_are_created_private() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn blob_moved_to_another_row_fails_to_open() {
-    let dir = tempdir();
-    let store = open(dir.path()).await;
+async fn blob_moved_to_another_row_fails_to_open(db: Db) {
+    let store = db.open().await;
     store.insert_account(&account("a")).await.expect("insert");
     let mut b = account("b");
     b.key_pkcs8 = Zeroizing::new(ROLLED_KEY.to_vec());
@@ -575,7 +642,7 @@ async fn blob_moved_to_another_row_fails_to_open() {
     store.insert_cert(&cert("c1", "a")).await.expect("insert");
     store.insert_cert(&cert("c2", "a")).await.expect("insert");
 
-    let raw = raw(dir.path()).await;
+    let raw = db.raw().await;
     sqlx::query(
         "UPDATE accounts SET key_pkcs8 = (SELECT key_pkcs8 FROM accounts WHERE name = 'a') \
          WHERE name = 'b'",
@@ -618,10 +685,8 @@ async fn blob_moved_to_another_row_fails_to_open() {
     assert!(store.cert("c1").await.expect("read").is_some());
 }
 
-#[tokio::test]
-async fn reopening_reads_everything_back() {
-    let dir = tempdir();
-    let store = open(dir.path()).await;
+async fn reopening_reads_everything_back(db: Db) {
+    let store = db.open().await;
     let order_id = populate(&store).await;
     let before = (
         store.accounts().await.expect("accounts"),
@@ -633,7 +698,7 @@ async fn reopening_reads_everything_back() {
     store.close().await;
     drop(store);
 
-    let store = open(dir.path()).await;
+    let store = db.open().await;
     let after = (
         store.accounts().await.expect("accounts"),
         store.certs().await.expect("certs"),
@@ -677,28 +742,20 @@ async fn insecure_or_malformed_key_files_are_refused() {
     }
 }
 
-#[tokio::test]
-async fn wrong_master_key_is_refused_at_open() {
-    let dir = tempdir();
+async fn wrong_master_key_is_refused_at_open(db: Db) {
     let key_a = base64::engine::general_purpose::STANDARD.encode([1u8; 32]);
     let key_b = base64::engine::general_purpose::STANDARD.encode([2u8; 32]);
     let store =
-        Store::open_with_master_key(dir.path(), MasterKey::from_base64(&key_a).expect("key a"))
-            .await
-            .expect("open with key a");
+        db.open_with_key(MasterKey::from_base64(&key_a).expect("key a")).await.expect("key a");
     store.insert_account(&account("acme")).await.expect("insert");
     store.close().await;
 
-    match Store::open_with_master_key(dir.path(), MasterKey::from_base64(&key_b).expect("key b"))
-        .await
-    {
+    match db.open_with_key(MasterKey::from_base64(&key_b).expect("key b")).await {
         Err(Error::Crypto { source: crypto::Error::WrongMasterKey }) => {}
         other => panic!("expected WrongMasterKey, got {other:?}"),
     }
     let store =
-        Store::open_with_master_key(dir.path(), MasterKey::from_base64(&key_a).expect("key a"))
-            .await
-            .expect("reopen with key a");
+        db.open_with_key(MasterKey::from_base64(&key_a).expect("key a")).await.expect("reopen");
     let got = store.account("acme").await.expect("read").expect("present");
     assert_eq!(got.key_pkcs8.as_slice(), ACCOUNT_KEY);
 }
@@ -737,13 +794,9 @@ async fn environment_master_key_takes_precedence_over_the_file() {
     assert_eq!(second.open(&binding, &blob).expect("open").as_slice(), ACCOUNT_KEY);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_handles_open_and_write_concurrently() {
-    let dir = tempdir();
-    // Both open a fresh directory at the same time: one creates the key and the schema.
-    let (a, b) = tokio::join!(Store::open(dir.path()), Store::open(dir.path()));
-    let a = a.expect("open a");
-    let b = b.expect("open b");
+async fn two_handles_open_and_write_concurrently(db: Db) {
+    // Both open a fresh store at the same time: one creates the key and the schema.
+    let (a, b) = tokio::join!(db.open(), db.open());
 
     a.insert_account(&account("acme")).await.expect("insert via a");
     assert_eq!(
@@ -800,10 +853,8 @@ async fn debug_output_redacts_secrets() {
     assert!(format!("{store:?}").contains("MasterKey(<redacted>)"));
 }
 
-#[tokio::test]
-async fn history_keeps_events_in_order_and_goes_with_the_certificate() {
-    let dir = tempdir();
-    let store = open(dir.path()).await;
+async fn history_keeps_events_in_order_and_goes_with_the_certificate(db: Db) {
+    let store = db.open().await;
     store.insert_account(&account("le")).await.unwrap();
     store.insert_cert(&cert("web", "le")).await.unwrap();
     store.record_event("web", "ordered", Some("https://ca/order/1")).await.unwrap();

@@ -1,9 +1,11 @@
-//! Test support: real Pebble, BIND 9 and nginx started as child processes on free loopback ports,
-//! and helpers to wait for conditions without fixed sleeps.
+//! Test support: real Pebble, BIND 9 and nginx started as child processes on free loopback
+//! ports, databases of their own on the local PostgreSQL, and helpers to wait for conditions
+//! without fixed sleeps.
 
 pub mod bind;
 pub mod nginx;
 pub mod pebble;
+pub mod postgres;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -14,6 +14,8 @@ pub struct Env {
     pub bind: Bind,
     pub pebble: Pebble,
     pub data: TempDir,
+    /// A PostgreSQL database for the store instead of the data directory's SQLite file.
+    pub database: Option<certhub_testkit::postgres::TestDatabase>,
 }
 
 /// Pebble options every test starts from: 30% of nonces rejected, no authorization reuse.
@@ -26,7 +28,7 @@ impl Env {
         let bind = Bind::start(&["test"]).await;
         opts.dns_server = Some(bind.addr);
         let pebble = Pebble::start(opts).await;
-        Env { bind, pebble, data: TempDir::new().unwrap() }
+        Env { bind, pebble, data: TempDir::new().unwrap(), database: None }
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -40,8 +42,12 @@ impl Env {
             .env("CERTHUB_DNS_RESOLVER", self.bind.addr.to_string())
             .env("CERTHUB_DNS_PORT", self.bind.addr.port().to_string())
             .env_remove("RUST_LOG")
+            .env_remove("CERTHUB_DATABASE_URL")
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
+        if let Some(db) = &self.database {
+            cmd.env("CERTHUB_DATABASE_URL", &db.url);
+        }
         cmd
     }
 

@@ -1,7 +1,8 @@
 -- Certificates imported from elsewhere (bought OV/EV certificates) have no ACME account
 -- until the user attaches one: certs.account_name becomes nullable. SQLite cannot change a
 -- column's constraint in place, so the table is rebuilt; the foreign keys that point at
--- certs are checked at commit, when the new table holds every row again.
+-- certs are checked at commit, when the new table holds every row again. reuse_key becomes
+-- a BIGINT 0 or 1, as in the PostgreSQL schema, so one query reads both.
 PRAGMA defer_foreign_keys = ON;
 
 CREATE TABLE certs_new (
@@ -9,7 +10,7 @@ CREATE TABLE certs_new (
     account_name TEXT REFERENCES accounts (name),
     identifiers TEXT NOT NULL,
     key_type TEXT NOT NULL,
-    reuse_key BOOLEAN NOT NULL,
+    reuse_key BIGINT NOT NULL,
     csr_pem TEXT,
     profile TEXT,
     preferred_chain TEXT,
@@ -20,7 +21,8 @@ CREATE TABLE certs_new (
     updated_at BIGINT NOT NULL
 );
 
-INSERT INTO certs_new SELECT name, account_name, identifiers, key_type, reuse_key, csr_pem,
+INSERT INTO certs_new SELECT name, account_name, identifiers, key_type,
+    CAST(reuse_key AS BIGINT), csr_pem,
     profile, preferred_chain, challenges, state, last_error, created_at, updated_at FROM certs;
 DROP TABLE certs;
 ALTER TABLE certs_new RENAME TO certs;
