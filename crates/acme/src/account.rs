@@ -231,15 +231,13 @@ impl Account {
         url: &str,
         deadline: Duration,
     ) -> Result<Authorization, Error> {
-        let authz = self
-            .client
-            .poll(
-                &format!("authorization {url}"),
-                deadline,
-                || self.authorization(url),
-                |a: &Authorization| a.status != AuthorizationStatus::Pending,
-            )
-            .await?;
+        let authz = crate::client::poll(
+            &format!("authorization {url}"),
+            deadline,
+            || self.authorization(url),
+            |a: &Authorization| a.status != AuthorizationStatus::Pending,
+        )
+        .await?;
         if authz.status == AuthorizationStatus::Valid {
             return Ok(authz);
         }
@@ -266,15 +264,13 @@ impl Account {
         deadline: Duration,
         done: impl Fn(OrderStatus) -> bool,
     ) -> Result<Order, Error> {
-        let order = self
-            .client
-            .poll(
-                &format!("order {url}"),
-                deadline,
-                || self.order(url),
-                |o: &Order| o.status == OrderStatus::Invalid || done(o.status),
-            )
-            .await?;
+        let order = crate::client::poll(
+            &format!("order {url}"),
+            deadline,
+            || self.order(url),
+            |o: &Order| o.status == OrderStatus::Invalid || done(o.status),
+        )
+        .await?;
         if order.status == OrderStatus::Invalid && !done(OrderStatus::Invalid) {
             return Err(Error::OrderInvalid {
                 url: url.to_string(),

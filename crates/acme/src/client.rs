@@ -207,34 +207,34 @@ impl Client {
             }
         }
     }
+}
 
-    /// Polls `fetch` until `done` holds, honouring Retry-After and otherwise starting at
-    /// tens of milliseconds with backoff, until `deadline`.
-    pub(crate) async fn poll<T, F, Fut>(
-        &self,
-        what: &str,
-        deadline: Duration,
-        mut fetch: F,
-        done: impl Fn(&T) -> bool,
-    ) -> Result<T, Error>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<(T, Option<Duration>), Error>>,
-    {
-        let start = Instant::now();
-        let mut delay = Duration::from_millis(20);
-        loop {
-            let (value, retry_after) = fetch().await?;
-            if done(&value) {
-                return Ok(value);
-            }
-            let wait = retry_after.unwrap_or(delay);
-            if start.elapsed() + wait > deadline {
-                return Err(Error::Timeout { what: what.to_string(), after: start.elapsed() });
-            }
-            tokio::time::sleep(wait).await;
-            delay = (delay * 3 / 2).min(Duration::from_secs(2));
+/// Polls `fetch` until `done` holds, honouring Retry-After and otherwise starting at
+/// tens of milliseconds with backoff, until `deadline`.
+pub(crate) async fn poll<T, F, Fut>(
+    what: &str,
+    deadline: Duration,
+    mut fetch: F,
+    done: impl Fn(&T) -> bool,
+) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(T, Option<Duration>), Error>>,
+{
+    // Tokio's clock, so tests can run the waits in paused time.
+    let start = tokio::time::Instant::now();
+    let mut delay = Duration::from_millis(20);
+    loop {
+        let (value, retry_after) = fetch().await?;
+        if done(&value) {
+            return Ok(value);
         }
+        let wait = retry_after.unwrap_or(delay);
+        if start.elapsed() + wait > deadline {
+            return Err(Error::Timeout { what: what.to_string(), after: start.elapsed() });
+        }
+        tokio::time::sleep(wait).await;
+        delay = (delay * 3 / 2).min(Duration::from_secs(2));
     }
 }
 
@@ -344,6 +344,62 @@ pub(crate) fn links(headers: &HeaderMap, rel: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A poll that is done on call `done_at`, each earlier call asking for `retry_after`;
+    /// returns the result and the (paused) time of each call since the start.
+    async fn poll_times(
+        deadline: Duration,
+        done_at: usize,
+        retry_after: Option<Duration>,
+    ) -> (Result<usize, Error>, Vec<Duration>) {
+        let start = tokio::time::Instant::now();
+        let calls = std::sync::Mutex::new(Vec::new());
+        let result = poll(
+            "the order",
+            deadline,
+            || {
+                let mut calls = calls.lock().unwrap();
+                calls.push(start.elapsed());
+                let n = calls.len();
+                async move { Ok((n, retry_after)) }
+            },
+            |n| *n >= done_at,
+        )
+        .await;
+        (result, calls.into_inner().unwrap())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn polling_starts_fast_and_backs_off_to_two_seconds() {
+        let (result, times) = poll_times(Duration::from_secs(600), 14, None).await;
+        assert_eq!(result.unwrap(), 14);
+        let gaps: Vec<u128> = times.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
+        // 20 ms times 1.5 per attempt up to 2 s; tokio's timer rounds up to whole milliseconds.
+        assert_eq!(gaps, [20, 30, 45, 68, 102, 152, 228, 342, 513, 769, 1154, 1730, 2000]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn polling_waits_as_long_as_retry_after_says() {
+        let (result, times) =
+            poll_times(Duration::from_secs(600), 3, Some(Duration::from_secs(7))).await;
+        assert_eq!(result.unwrap(), 3);
+        assert_eq!(times, [Duration::ZERO, Duration::from_secs(7), Duration::from_secs(14)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn polling_gives_up_at_the_deadline_not_after_it() {
+        let (result, times) =
+            poll_times(Duration::from_secs(20), usize::MAX, Some(Duration::from_secs(6))).await;
+        // Calls at 0, 6, 12 and 18 s; a fifth at 24 s would pass the deadline.
+        assert_eq!(times.len(), 4);
+        match result {
+            Err(Error::Timeout { what, after }) => {
+                assert_eq!(what, "the order");
+                assert_eq!(after, Duration::from_secs(18));
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+    }
 
     #[test]
     fn parses_link_headers_with_several_values() {
