@@ -42,10 +42,12 @@ pub struct Issuer {
     locks: PathBuf,
 }
 
-/// While held, no other certhub process orders this certificate (an advisory file lock,
-/// released when the process ends, however it ends).
+/// While held, no other certhub process orders this certificate: an advisory file lock for
+/// processes sharing the data directory and the store's lease for hubs sharing a PostgreSQL
+/// database, both released when the process ends, however it ends.
 pub struct CertLock {
     _file: std::fs::File,
+    _lease: certhub_store::CertLease,
 }
 
 /// Reports steps of a request as they happen.
@@ -58,8 +60,9 @@ impl Issuer {
         Self { store, solvers, accounts: Mutex::new(HashMap::new()), locks: data_dir.join("locks") }
     }
 
-    /// Takes the certificate's lock, or `None` if another process holds it.
-    pub fn try_lock(&self, name: &str) -> anyhow::Result<Option<CertLock>> {
+    /// Takes the certificate's lock (a file lock in the data directory, and the store's
+    /// lease, which spans machines on PostgreSQL), or `None` if another process holds it.
+    pub async fn try_lock(&self, name: &str) -> anyhow::Result<Option<CertLock>> {
         std::fs::create_dir_all(&self.locks)
             .with_context(|| format!("cannot create {}", self.locks.display()))?;
         let path = self.locks.join(format!("{name}.lock"));
@@ -70,7 +73,11 @@ impl Issuer {
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(CertLock { _file: file })),
+            Ok(()) => Ok(self
+                .store
+                .try_lease_cert(name)
+                .await?
+                .map(|lease| CertLock { _file: file, _lease: lease })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => {
                 Err(anyhow::Error::new(e).context(format!("cannot lock {}", path.display())))
@@ -98,7 +105,7 @@ impl Issuer {
         timeout: Duration,
         progress: &dyn Progress,
     ) -> anyhow::Result<IssuedRecord> {
-        let Some(lock) = self.try_lock(name)? else {
+        let Some(lock) = self.try_lock(name).await? else {
             return Err(fail(
                 crate::exit::TRANSIENT,
                 format!("certificate {name} is being requested by another certhub process"),

@@ -57,7 +57,7 @@ pub async fn run(ctx: &Context, args: Renew) -> anyhow::Result<()> {
             let (issuer, reporter, store) = (&issuer, &reporter, &store);
             async move {
                 let r = async {
-                    let Some(lock) = issuer.try_lock(name)? else {
+                    let Some(lock) = issuer.try_lock(name).await? else {
                         reporter.finish(name, "skipped: another certhub process is requesting it");
                         return Ok(Outcome::Busy);
                     };

@@ -31,6 +31,7 @@ pub mod crypto;
 mod deploy;
 mod event;
 mod issued;
+mod lease;
 mod order;
 
 use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
@@ -51,6 +52,7 @@ pub use crypto::MasterKey;
 pub use deploy::DeployTaskRecord;
 pub use event::EventRecord;
 pub use issued::IssuedRecord;
+pub use lease::CertLease;
 pub use order::{OrderRecord, PresentedRecord};
 
 /// The database file's name inside the data directory.

@@ -177,7 +177,33 @@ on_both_backends!(
     wrong_master_key_is_refused_at_open,
     two_handles_open_and_write_concurrently,
     history_keeps_events_in_order_and_goes_with_the_certificate,
+    a_certificate_lease_has_one_holder_at_a_time,
 );
+
+async fn a_certificate_lease_has_one_holder_at_a_time(db: Db) {
+    let (a, b) = (db.open().await, db.open().await);
+    let lease = a.try_lease_cert("web").await.expect("lease").expect("granted");
+    let other = b.try_lease_cert("other").await.expect("lease");
+    assert!(other.is_some(), "another certificate is not held");
+    match db.sqlite_dir() {
+        // One data directory: its lock files serialise requests, the lease is a formality.
+        Some(_) => assert!(b.try_lease_cert("web").await.expect("lease").is_some()),
+        None => {
+            assert!(b.try_lease_cert("web").await.expect("lease").is_none(), "held by a");
+            drop(lease);
+            // The server releases the lock when the lease's connection closes.
+            let mut again = None;
+            for _ in 0..100 {
+                again = b.try_lease_cert("web").await.expect("lease");
+                if again.is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(again.is_some(), "released when dropped");
+        }
+    }
+}
 
 /// Every byte SQLite keeps for the database: the main file, the WAL and the shared memory.
 fn database_bytes(dir: &Path) -> Vec<u8> {

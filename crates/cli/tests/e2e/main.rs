@@ -1518,6 +1518,17 @@ async fn the_whole_cycle_on_postgresql() {
     assert_ne!(env.show("pg").await["serial"], first);
     let history = env.ok(&["cert", "history", "pg"]).await;
     assert_eq!(history.matches("issued").count(), 2, "{history}");
+    // A hub on another machine holds the certificate: this one leaves it alone.
+    let other_hub = certhub_store::Store::open_database(
+        env.data_dir(),
+        env.database.as_ref().map(|d| d.url.as_str()),
+    )
+    .await
+    .unwrap();
+    let lease = other_hub.try_lease_cert("pg").await.unwrap().expect("the lease");
+    let out = env.ok(&["renew", "pg"]).await;
+    assert!(out.contains("1 busy elsewhere"), "{out}");
+    drop(lease);
     // Nothing went to a SQLite file: the data directory holds the master key only.
     assert!(!env.data_dir().join(certhub_store::DATABASE_FILE).exists());
     // A wrong URL is refused with a message that does not show the password.
