@@ -1,15 +1,13 @@
 //! Protocol features Pebble 2.4.0 lacks, against the scripted fake CA: profiles, ARI
 //! (`renewalInfo`, `replaces`), Retry-After and rate limits, non-JSON server errors.
 
-mod common;
-
 use std::time::{Duration, SystemTime};
 
 use certhub_acme::{
     Client, ClientConfig, Error, Identifier, KeyAlgorithm, NewAccount, NewOrder, SigningKey,
     certificate_id,
 };
-use common::fake_ca::{FakeCa, Scripted};
+use certhub_testkit::fake_ca::{FakeCa, Scripted};
 
 async fn account(ca: &FakeCa) -> certhub_acme::Account {
     let client = Client::new(&ca.url, ClientConfig::default()).await.unwrap();

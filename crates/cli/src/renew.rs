@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use certhub_challenge::Solvers;
 use certhub_core::cert::split_pem_chain;
-use certhub_core::renewal::{Decision, Reason, RenewalPolicy, RenewalWindow, decide};
+use certhub_core::renewal::{self, Decision, Reason, RenewalPolicy, RenewalWindow, decide};
 use certhub_store::Store;
 use futures::StreamExt as _;
 
@@ -152,6 +152,50 @@ fn unix(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
+/// The CA's renewal window for the issued certificate `issued_id`: the stored one until the
+/// CA's Retry-After has passed, then fetched again (and stored). A failed fetch falls back to
+/// the stored window, or to the policy when there is none.
+async fn ca_window(
+    store: &Store,
+    account: &certhub_acme::Account,
+    name: &str,
+    issued_id: i64,
+    leaf: &[u8],
+) -> anyhow::Result<Option<RenewalWindow>> {
+    let ms = |t: SystemTime| crate::output::unix_ms(t);
+    let time = |ms: i64| UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    let now = SystemTime::now();
+    let cached = store.renewal_info(issued_id).await?;
+    let info = match cached {
+        Some(c) if c.next_fetch_at > ms(now) => c,
+        cached => match account.client().renewal_info(leaf).await {
+            Ok(info) => {
+                let fresh = certhub_store::RenewalInfoRecord {
+                    issued_id,
+                    window_start: ms(info.window_start),
+                    window_end: ms(info.window_end),
+                    explanation_url: info.explanation_url.clone(),
+                    fetched_at: ms(now),
+                    next_fetch_at: ms(renewal::next_renewal_info_fetch(now, info.retry_after)),
+                };
+                store.set_renewal_info(&fresh).await?;
+                fresh
+            }
+            Err(e) => {
+                tracing::warn!(cert = name, error = %e, "renewal information unavailable");
+                match cached {
+                    Some(c) => c,
+                    None => return Ok(None),
+                }
+            }
+        },
+    };
+    if let Some(url) = &info.explanation_url {
+        eprintln!("{name}: the CA explains its renewal window at {url}");
+    }
+    Ok(Some(RenewalWindow { start: time(info.window_start), end: time(info.window_end) }))
+}
+
 /// When a certificate is due.
 enum Due {
     Now,
@@ -218,18 +262,7 @@ async fn due(
     let leaf = chain.first().context("the stored chain is empty")?;
     let account = issuer.account(crate::cert::acme_account(&cert)?).await?;
     let window = if account.client().directory().renewal_info.is_some() {
-        match account.client().renewal_info(leaf).await {
-            Ok(info) => {
-                if let Some(url) = &info.explanation_url {
-                    eprintln!("{name}: the CA explains its renewal window at {url}");
-                }
-                Some(RenewalWindow { start: info.window_start, end: info.window_end })
-            }
-            Err(e) => {
-                tracing::warn!(cert = name, error = %e, "renewal information unavailable; using the policy");
-                None
-            }
-        }
+        ca_window(store, &account, name, issued.id, leaf).await?
     } else {
         None
     };

@@ -171,6 +171,16 @@ pub fn retry_delay(failures: u32, retry_after: Option<Duration>) -> Duration {
     retry_after.map_or(table, |ra| ra.max(table))
 }
 
+/// When to fetch a certificate's renewal window again: when the CA's Retry-After says, kept
+/// between a minute (a CA asking for less would be polled in a loop) and a day (RFC 9773 asks
+/// clients to check at least daily); six hours when the CA says nothing.
+pub fn next_renewal_info_fetch(now: SystemTime, retry_after: Option<Duration>) -> SystemTime {
+    const MIN: Duration = Duration::from_secs(60);
+    const MAX: Duration = Duration::from_secs(86_400);
+    const DEFAULT: Duration = Duration::from_secs(6 * 3600);
+    now + retry_after.map_or(DEFAULT, |ra| ra.clamp(MIN, MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +189,21 @@ mod tests {
 
     fn t(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + secs)
+    }
+
+    #[test]
+    fn renewal_info_is_fetched_again_as_the_ca_says_within_a_minute_and_a_day() {
+        for (retry_after, wait) in [
+            (None, 6 * 3600),
+            (Some(3600), 3600),
+            (Some(0), 60),
+            (Some(59), 60),
+            (Some(86_400), 86_400),
+            (Some(30 * DAY), DAY),
+        ] {
+            let ra = retry_after.map(Duration::from_secs);
+            assert_eq!(next_renewal_info_fetch(t(0), ra), t(wait), "{retry_after:?}");
+        }
     }
 
     #[test]

@@ -316,6 +316,13 @@ impl Store {
             .bind(name)
             .execute(&mut *tx)
             .await?;
+        sqlx::query(
+            "DELETE FROM renewal_info WHERE issued_id IN \
+             (SELECT id FROM issued WHERE cert_name = $1)",
+        )
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("DELETE FROM issued WHERE cert_name = $1").bind(name).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM events WHERE cert_name = $1").bind(name).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM orders WHERE cert_name = $1").bind(name).execute(&mut *tx).await?;

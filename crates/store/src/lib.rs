@@ -26,6 +26,7 @@
 //! directory at once. Cancelling a method's future rolls back whatever it had not committed.
 
 mod account;
+mod ari;
 mod cert;
 pub mod crypto;
 mod deploy;
@@ -47,6 +48,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Any, AnyPool, ConnectOptions as _, Executor as _, Transaction};
 
 pub use account::AccountRecord;
+pub use ari::RenewalInfoRecord;
 pub use cert::{CertRecord, DEFAULT_FALLBACK_AFTER};
 pub use crypto::MasterKey;
 pub use deploy::DeployTaskRecord;

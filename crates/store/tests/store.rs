@@ -178,7 +178,37 @@ on_both_backends!(
     two_handles_open_and_write_concurrently,
     history_keeps_events_in_order_and_goes_with_the_certificate,
     a_certificate_lease_has_one_holder_at_a_time,
+    renewal_windows_are_cached_per_issued_certificate,
 );
+
+async fn renewal_windows_are_cached_per_issued_certificate(db: Db) {
+    let store = db.open().await;
+    store.insert_account(&account("acme")).await.expect("account");
+    store.insert_cert(&cert("www", "acme")).await.expect("cert");
+    let id = store.insert_issued(&issued("www", "01")).await.expect("issued");
+    assert_eq!(store.renewal_info(id).await.expect("read"), None);
+    let mut info = certhub_store::RenewalInfoRecord {
+        issued_id: id,
+        window_start: 1_000,
+        window_end: 2_000,
+        explanation_url: Some("https://ca.example/why".into()),
+        fetched_at: 500,
+        next_fetch_at: 600,
+    };
+    store.set_renewal_info(&info).await.expect("store");
+    assert_eq!(store.renewal_info(id).await.expect("read").as_ref(), Some(&info));
+    // A mass revocation moves the window; the next fetch replaces it.
+    info.window_start = 10;
+    info.window_end = 20;
+    info.explanation_url = None;
+    store.set_renewal_info(&info).await.expect("replace");
+    assert_eq!(store.renewal_info(id).await.expect("read"), Some(info.clone()));
+    info.issued_id = 9_999;
+    assert_not_found(store.set_renewal_info(&info).await, "issued certificate", "9999");
+    // It goes with its certificate.
+    store.delete_cert("www").await.expect("delete");
+    assert_eq!(store.renewal_info(id).await.expect("read"), None);
+}
 
 async fn a_certificate_lease_has_one_holder_at_a_time(db: Db) {
     let (a, b) = (db.open().await, db.open().await);

@@ -1301,12 +1301,14 @@ fn bought_certificate(names: &[&str], days: i64, serial: u8) -> (String, String,
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.distinguished_name.push(rcgen::DnType::CommonName, "Bought Elsewhere OV CA");
+    ca.key_identifier_method = rcgen::KeyIdMethod::Sha256;
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca, ca_key);
     let key = KeyPair::generate().unwrap();
     let mut leaf =
         CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
     leaf.serial_number = Some(SerialNumber::from(vec![0x42, serial]));
+    leaf.use_authority_key_identifier_extension = true;
     let now = time::OffsetDateTime::now_utc();
     leaf.not_before = now - time::Duration::days(1);
     leaf.not_after = now + time::Duration::days(days);
@@ -1541,4 +1543,69 @@ async fn the_whole_cycle_on_postgresql() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("expected postgres://") && !err.contains("hunter2"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cas_renewal_window_is_cached_until_retry_after_and_a_mass_revocation_renews_now() {
+    use certhub_testkit::fake_ca::FakeCa;
+    let env = Env::start(hostile()).await;
+    let ca = FakeCa::start().await;
+    env.ok(&["account", "add", "ari", "--directory", &ca.url, "--agree-tos"]).await;
+    // A certificate of this CA's, brought in with the account that renews it.
+    let dir = tempfile::TempDir::new().unwrap();
+    let (chain, key, _) = bought_certificate(&["ari.test"], 60, 7);
+    let (cert_file, key_file) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert_file, chain).unwrap();
+    std::fs::write(&key_file, key).unwrap();
+    env.ok(&[
+        "cert",
+        "import",
+        "ari",
+        "--cert",
+        cert_file.to_str().unwrap(),
+        "--key",
+        key_file.to_str().unwrap(),
+        "--account",
+        "ari",
+        "--challenge",
+        "http-01:listen=127.0.0.1:0",
+    ])
+    .await;
+
+    // The window is next week; the CA says to ask again in an hour.
+    let iso = |days: i64| {
+        (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * days))
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    };
+    ca.state.lock().unwrap().window =
+        (iso(7), iso(8), Some("https://ca.example/why".into()), Some(3600));
+    let out = env.run(&["renew", "--due"]).await;
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("0 renewed, 1 not due"), "{stdout}{stderr}");
+    assert!(stderr.contains("the CA's renewal window"), "{stderr}");
+    assert!(stderr.contains("https://ca.example/why"), "{stderr}");
+    assert_eq!(ca.requests_to("/renewal-info").len(), 1);
+    // Within the hour, cron runs use the stored window and leave the CA alone.
+    env.ok(&["renew", "--due"]).await;
+    assert_eq!(ca.requests_to("/renewal-info").len(), 1);
+
+    // A mass revocation: the CA moves the window to now. Once the hour has passed (the
+    // stored next fetch is moved back here), the next run sees it and renews at once,
+    // naming the certificate it replaces.
+    ca.state.lock().unwrap().window = (iso(-1), iso(0), None, None);
+    let store = certhub_store::Store::open(env.data_dir()).await.unwrap();
+    let issued = store.latest_issued("ari").await.unwrap().unwrap();
+    let mut info = store.renewal_info(issued.id).await.unwrap().expect("stored window");
+    info.next_fetch_at = 0;
+    store.set_renewal_info(&info).await.unwrap();
+    store.close().await;
+    let out = env.run(&["renew", "--due"]).await;
+    assert_eq!(ca.requests_to("/renewal-info").len(), 2);
+    let orders = ca.requests_to("/new-order");
+    assert_eq!(orders.len(), 1, "{}", String::from_utf8_lossy(&out.stderr));
+    let id = ca.requests_to("/renewal-info")[1].clone();
+    assert_eq!(orders[0]["replaces"], id);
+    assert_eq!(orders[0]["identifiers"], json!([{"type": "dns", "value": "ari.test"}]));
 }
