@@ -151,6 +151,37 @@ async fn fetch_tls(
     challenge: &PendingChallenge,
     addr: SocketAddr,
 ) -> Result<(), String> {
+    let sni = match id {
+        Identifier::Dns(n) => n.clone(),
+        Identifier::Ip(ip) => crate::tls_alpn::reverse_name(*ip),
+    };
+    let served = handshake(addr, &sni, Some(b"acme-tls/1")).await?;
+    if served.alpn.as_deref() != Some(b"acme-tls/1".as_slice()) {
+        return Err(format!("{addr} did not negotiate acme-tls/1"));
+    }
+    let digest = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        challenge.key_authorization.as_bytes(),
+    );
+    // The extension's value is a DER OCTET STRING holding the 32-byte digest.
+    let needle = [&[0x04, 0x20][..], digest.as_ref()].concat();
+    if !served.leaf.windows(needle.len()).any(|w| w == needle.as_slice()) {
+        return Err(format!("{addr} served a certificate without the probe's acmeIdentifier"));
+    }
+    Ok(())
+}
+
+/// What a TLS server presented in a handshake.
+pub struct Served {
+    /// The protocol negotiated by ALPN, if any.
+    pub alpn: Option<Vec<u8>>,
+    /// The leaf certificate, DER.
+    pub leaf: Vec<u8>,
+}
+
+/// A TLS handshake with `addr` for `sni`, offering `alpn`, that accepts any certificate
+/// (the caller checks what it needs of it), each step under 10 s.
+pub async fn handshake(addr: SocketAddr, sni: &str, alpn: Option<&[u8]>) -> Result<Served, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -158,13 +189,9 @@ async fn fetch_tls(
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"acme-tls/1".to_vec()];
-    let sni = match id {
-        Identifier::Dns(n) => n.clone(),
-        Identifier::Ip(ip) => crate::tls_alpn::reverse_name(*ip),
-    };
-    let name =
-        rustls_pki_types::ServerName::try_from(sni.clone()).map_err(|e| format!("{sni}: {e}"))?;
+    config.alpn_protocols = alpn.map(|a| vec![a.to_vec()]).unwrap_or_default();
+    let name = rustls_pki_types::ServerName::try_from(sni.to_string())
+        .map_err(|e| format!("{sni}: {e}"))?;
     let tcp = tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(addr))
         .await
         .map_err(|_| format!("{addr} did not accept a connection within 10s"))?
@@ -177,23 +204,11 @@ async fn fetch_tls(
     .map_err(|_| format!("{addr}: the TLS handshake did not finish within 10s"))?
     .map_err(|e| format!("{addr}: the TLS handshake failed: {e}"))?;
     let (_, conn) = tls.get_ref();
-    if conn.alpn_protocol() != Some(b"acme-tls/1".as_slice()) {
-        return Err(format!("{addr} did not negotiate acme-tls/1"));
-    }
-    let cert = conn
+    let leaf = conn
         .peer_certificates()
         .and_then(|c| c.first())
         .ok_or_else(|| format!("{addr} sent no certificate"))?;
-    let digest = aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        challenge.key_authorization.as_bytes(),
-    );
-    // The extension's value is a DER OCTET STRING holding the 32-byte digest.
-    let needle = [&[0x04, 0x20][..], digest.as_ref()].concat();
-    if !cert.windows(needle.len()).any(|w| w == needle.as_slice()) {
-        return Err(format!("{addr} served a certificate without the probe's acmeIdentifier"));
-    }
-    Ok(())
+    Ok(Served { alpn: conn.alpn_protocol().map(<[u8]>::to_vec), leaf: leaf.to_vec() })
 }
 
 /// The probe checks the certificate's content itself: a tls-alpn-01 certificate is

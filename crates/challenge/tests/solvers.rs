@@ -108,67 +108,14 @@ async fn tls_alpn01_serves_the_acme_identifier_only_with_the_alpn() {
 
 /// The certificate the server presents, if the handshake gets that far.
 async fn handshake(addr: std::net::SocketAddr, sni: &str, alpn: bool) -> Option<Vec<u8>> {
-    #[derive(Debug)]
-    struct AcceptAll(Arc<rustls::crypto::CryptoProvider>);
-    impl rustls::client::danger::ServerCertVerifier for AcceptAll {
-        fn verify_server_cert(
-            &self,
-            _: &rustls_pki_types::CertificateDer<'_>,
-            _: &[rustls_pki_types::CertificateDer<'_>],
-            _: &rustls_pki_types::ServerName<'_>,
-            _: &[u8],
-            _: rustls_pki_types::UnixTime,
-        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        }
-        fn verify_tls12_signature(
-            &self,
-            _: &[u8],
-            _: &rustls_pki_types::CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            // The acmeIdentifier extension is critical and unknown to webpki, which would
-            // refuse the certificate; this test reads the certificate itself.
-            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-        }
-        fn verify_tls13_signature(
-            &self,
-            _: &[u8],
-            _: &rustls_pki_types::CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            // The acmeIdentifier extension is critical and unknown to webpki, which would
-            // refuse the certificate; this test reads the certificate itself.
-            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-        }
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            self.0.signature_verification_algorithms.supported_schemes()
-        }
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAll(provider)))
-        .with_no_client_auth();
-    if alpn {
-        config.alpn_protocols = vec![b"acme-tls/1".to_vec()];
-    }
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls_pki_types::ServerName::try_from(sni.to_string()).unwrap();
-    let tls = match tokio::time::timeout(Duration::from_secs(5), connector.connect(name, tcp)).await
-    {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
+    let offered = alpn.then_some(b"acme-tls/1".as_slice());
+    match certhub_challenge::probe::handshake(addr, sni, offered).await {
+        Ok(served) => Some(served.leaf),
+        Err(e) => {
             eprintln!("handshake for {sni}: {e}");
-            return None;
+            None
         }
-        Err(_) => panic!("the handshake for {sni} hung"),
-    };
-    let (_, conn) = tls.get_ref();
-    conn.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec())
+    }
 }
 
 #[tokio::test]

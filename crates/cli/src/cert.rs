@@ -91,12 +91,7 @@ pub(crate) async fn add(store: &Store, args: CertAdd) -> anyhow::Result<()> {
     for note in &normalized.notes {
         eprintln!("note: {}", note.message);
     }
-    let specs: Vec<ChallengeSpec> = args
-        .challenges
-        .iter()
-        .map(|s| ChallengeSpec::parse(s))
-        .collect::<Result<_, _>>()
-        .map_err(|e| fail(INVALID_INPUT, e))?;
+    let specs = parse_challenges(&args.challenges)?;
     let ids = normalized.identifiers;
     let assignment = assign_challenges(&ids, &specs).map_err(|v| violations(&args.name, &v))?;
     let tasks = crate::deploy::parse_specs(&args.deploy, &[])?;
@@ -286,6 +281,15 @@ async fn list(store: &Store, as_json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Challenge SPECs as given on the command line, parsed.
+pub(crate) fn parse_challenges(specs: &[String]) -> anyhow::Result<Vec<ChallengeSpec>> {
+    specs
+        .iter()
+        .map(|s| ChallengeSpec::parse(s))
+        .collect::<Result<_, _>>()
+        .map_err(|e| fail(INVALID_INPUT, e))
+}
+
 /// A renewal policy as given (`75%`, `30d`), checked.
 pub(crate) fn check_policy(p: &str) -> anyhow::Result<String> {
     p.parse::<certhub_core::renewal::RenewalPolicy>()
@@ -305,12 +309,7 @@ async fn set(store: &Store, args: crate::args::CertSet) -> anyhow::Result<()> {
         changes.push(format!("orders with account {a}"));
     }
     if !args.challenges.is_empty() {
-        let specs: Vec<ChallengeSpec> = args
-            .challenges
-            .iter()
-            .map(|s| ChallengeSpec::parse(s))
-            .collect::<Result<_, _>>()
-            .map_err(|e| fail(INVALID_INPUT, e))?;
+        let specs = parse_challenges(&args.challenges)?;
         c.challenges = serde_json::to_value(&specs)?;
         changes.push(format!("{} challenge configuration(s)", specs.len()));
     }

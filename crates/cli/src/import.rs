@@ -5,13 +5,14 @@
 use anyhow::Context as _;
 use certhub_core::cert::{CertInfo, key_matches_cert, split_pem_chain};
 use certhub_core::identifier::{RequestRules, assign_challenges, normalize};
-use certhub_core::{ChallengeSpec, Identifier, PrivateKey};
+use certhub_core::{Identifier, PrivateKey};
 use certhub_store::{CertRecord, IssuedRecord, Store};
 use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::account::{self, check_name};
 use crate::args::CertImport;
+use crate::cert::parse_challenges;
 use crate::deploy::Scope;
 use crate::exit::{INVALID_INPUT, fail};
 use crate::issue::violations;
@@ -64,12 +65,7 @@ pub async fn run(store: &Store, args: CertImport) -> anyhow::Result<()> {
             let ids = normalize(&inputs, &RequestRules { public_ca: true })
                 .map_err(|v| violations(&args.name, &v))?
                 .identifiers;
-            let specs: Vec<ChallengeSpec> = args
-                .challenges
-                .iter()
-                .map(|s| ChallengeSpec::parse(s))
-                .collect::<Result<_, _>>()
-                .map_err(|e| fail(INVALID_INPUT, e))?;
+            let specs = parse_challenges(&args.challenges)?;
             assign_challenges(&ids, &specs).map_err(|v| violations(&args.name, &v))?;
             Some((acct.clone(), ids, specs))
         }
