@@ -370,6 +370,15 @@ pub(crate) fn acme_account(c: &CertRecord) -> anyhow::Result<&str> {
     })
 }
 
+/// The account the next request of `c` orders with, and whether it is the fallback: the
+/// fallback once `fallback_after` requests in a row have failed, else its own.
+pub(crate) fn ordering_account(c: &CertRecord) -> anyhow::Result<(&str, bool)> {
+    match (&c.fallback_account, c.failures >= c.fallback_after) {
+        (Some(fallback), true) => Ok((fallback.as_str(), true)),
+        _ => Ok((acme_account(c)?, false)),
+    }
+}
+
 /// The state a user sees: the stored one, with expiry applied.
 fn effective_state(c: &CertRecord, issued: Option<&IssuedRecord>) -> String {
     match issued {

@@ -242,10 +242,14 @@ pub async fn deploy(
         Facts { cert_name: cert.to_string(), issued: issued.map(issued_facts).transpose()?, error };
     let mut run = Run::new(&facts, dry_run);
     for (task, rec) in &tasks {
-        if scope == Scope::Pending
-            && (!task.trigger.fires(true) || rec.deployed_issued_id == issued.map(|i| i.id))
-        {
-            continue;
+        if scope == Scope::Pending {
+            if !task.trigger.fires(true) {
+                continue;
+            }
+            if rec.deployed_issued_id == issued.map(|i| i.id) {
+                run.already_delivered(task);
+                continue;
+            }
         }
         if let Some(p) = progress
             && task.trigger.fires(!run.failed())

@@ -208,18 +208,15 @@ impl Issuer {
         progress: &dyn Progress,
     ) -> anyhow::Result<IssuedRecord> {
         let name = cert.name.as_str();
-        let account_name = match (&cert.fallback_account, cert.failures >= cert.fallback_after) {
-            (Some(fallback), true) => {
-                let why = format!(
-                    "ordering with fallback account {fallback} after {} failed requests",
-                    cert.failures
-                );
-                progress.step(name, &why);
-                self.store.record_event(name, "fallback", Some(&why)).await?;
-                fallback.as_str()
-            }
-            _ => crate::cert::acme_account(cert)?,
-        };
+        let (account_name, fallback) = crate::cert::ordering_account(cert)?;
+        if fallback {
+            let why = format!(
+                "ordering with fallback account {account_name} after {} failed requests",
+                cert.failures
+            );
+            progress.step(name, &why);
+            self.store.record_event(name, "fallback", Some(&why)).await?;
+        }
         let ids: Vec<Identifier> = serde_json::from_value(cert.identifiers.clone())
             .context("stored identifiers are unreadable")?;
         let specs: Vec<ChallengeSpec> = serde_json::from_value(cert.challenges.clone())
@@ -242,10 +239,7 @@ impl Issuer {
                 let wire: Vec<certhub_acme::Identifier> = ids.iter().map(to_wire).collect();
                 let replaces = match self.store.latest_issued(name).await? {
                     Some(prev) if account.client().directory().renewal_info.is_some() => {
-                        certhub_core::cert::split_pem_chain(&prev.chain_pem)
-                            .ok()
-                            .and_then(|c| c.into_iter().next())
-                            .and_then(|leaf| certhub_acme::certificate_id(&leaf).ok())
+                        self.replaceable(&prev, account.client().directory_url()).await?
                     }
                     _ => None,
                 };
@@ -404,6 +398,34 @@ impl Issuer {
         );
         self.store.record_event(name, "issued", Some(&detail)).await?;
         Ok(IssuedRecord { id, ..issued })
+    }
+
+    /// The ARI identifier of `prev` when the CA at `directory_url` knows it (it issued it
+    /// through one of our orders, or answered its renewal information), so a new order may
+    /// name it in `replaces`; a CA refuses an order that replaces a certificate it does not
+    /// know, such as one imported from another CA or issued by the CA a fallback left.
+    async fn replaceable(
+        &self,
+        prev: &IssuedRecord,
+        directory_url: &str,
+    ) -> anyhow::Result<Option<String>> {
+        let mut known = false;
+        if let Some(order_id) = prev.order_id
+            && let Some(order) = self.store.order(order_id).await?
+            && let Some(acct) = self.store.account(&order.account_name).await?
+        {
+            known = acct.directory_url == directory_url;
+        }
+        if !known && let Some(info) = self.store.renewal_info(prev.id).await? {
+            known = info.directory_url == directory_url;
+        }
+        if !known {
+            return Ok(None);
+        }
+        Ok(certhub_core::cert::split_pem_chain(&prev.chain_pem)
+            .ok()
+            .and_then(|c| c.into_iter().next())
+            .and_then(|leaf| certhub_acme::certificate_id(&leaf).ok()))
     }
 
     /// The certificate key and CSR for a new order: the user's CSR, the previous key

@@ -50,7 +50,8 @@ pub async fn run(store: &Store, args: CertPreview) -> anyhow::Result<()> {
     let policy_text = cert.renewal_policy.clone().unwrap_or_else(|| args.policy.clone());
     let policy: RenewalPolicy =
         policy_text.parse().map_err(|e| fail(INVALID_INPUT, format!("--policy {e}")))?;
-    let account = store.account(crate::cert::acme_account(&cert)?).await?;
+    let (account_name, fallback) = crate::cert::ordering_account(&cert)?;
+    let account = store.account(account_name).await?;
     let ids: Vec<Identifier> = serde_json::from_value(cert.identifiers.clone())?;
     let specs: Vec<ChallengeSpec> = serde_json::from_value(cert.challenges.clone())?;
     let assignment = assign_challenges(&ids, &specs).map_err(|v| violations(&args.name, &v))?;
@@ -98,9 +99,9 @@ pub async fn run(store: &Store, args: CertPreview) -> anyhow::Result<()> {
     };
     let ca = match &account {
         Some(a) => {
-            json!({ "account": a.name, "directory": a.directory_url, "status": a.status, "email": a.email })
+            json!({ "account": a.name, "directory": a.directory_url, "status": a.status, "email": a.email, "fallback": fallback })
         }
-        None => json!({ "account": cert.account_name, "missing": true }),
+        None => json!({ "account": account_name, "missing": true, "fallback": fallback }),
     };
     let deployment = crate::deploy::plan(store, &args.name).await?;
     let plan = json!({
@@ -120,12 +121,17 @@ pub async fn run(store: &Store, args: CertPreview) -> anyhow::Result<()> {
     println!("Requesting {} would:", args.name);
     match &account {
         Some(a) => {
-            println!("  1. order from {} with account {} ({})", a.directory_url, a.name, a.status)
+            let why = if fallback {
+                format!(", the fallback after {} failed requests", cert.failures)
+            } else {
+                String::new()
+            };
+            println!(
+                "  1. order from {} with account {} ({}{why})",
+                a.directory_url, a.name, a.status
+            )
         }
-        None => println!(
-            "  1. fail: account {} does not exist",
-            cert.account_name.as_deref().unwrap_or_default()
-        ),
+        None => println!("  1. fail: account {account_name} does not exist"),
     }
     if let Some(p) = &cert.profile {
         println!("     asking for profile {p}");

@@ -153,11 +153,11 @@ fn unix(t: SystemTime) -> i64 {
 }
 
 /// The CA's renewal window for the issued certificate `issued_id`: the stored one until the
-/// CA's Retry-After has passed, then fetched again (and stored). A failed fetch falls back to
-/// the stored window, or to the policy when there is none.
+/// CA's Retry-After has passed, then fetched again from `account`'s CA (and stored). Without
+/// an account, or when the fetch fails, the stored window, or none (the policy decides).
 async fn ca_window(
     store: &Store,
-    account: &certhub_acme::Account,
+    account: Option<&certhub_acme::Account>,
     name: &str,
     issued_id: i64,
     leaf: &[u8],
@@ -166,14 +166,22 @@ async fn ca_window(
     let time = |ms: i64| UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     let now = SystemTime::now();
     let cached = store.renewal_info(issued_id).await?;
-    let info = match cached {
-        Some(c) if c.next_fetch_at > ms(now) => c,
-        cached => match account.client().renewal_info(leaf).await {
+    let directory = account.map(|a| a.client().directory_url().to_string());
+    // A window from another CA (before a fallback) says nothing about this one's.
+    let cached = cached.filter(|c| directory.as_ref().is_none_or(|d| *d == c.directory_url));
+    let info = match (cached, account) {
+        (Some(c), _) if c.next_fetch_at > ms(now) => c,
+        (cached, None) => match cached {
+            Some(c) => c,
+            None => return Ok(None),
+        },
+        (cached, Some(account)) => match account.client().renewal_info(leaf).await {
             Ok(info) => {
                 let fresh = certhub_store::RenewalInfoRecord {
                     issued_id,
                     window_start: ms(info.window_start),
                     window_end: ms(info.window_end),
+                    directory_url: account.client().directory_url().to_string(),
                     explanation_url: info.explanation_url.clone(),
                     fetched_at: ms(now),
                     next_fetch_at: ms(renewal::next_renewal_info_fetch(now, info.retry_after)),
@@ -260,11 +268,17 @@ async fn due(
     let at = |secs: i64| UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
     let chain = split_pem_chain(&issued.chain_pem)?;
     let leaf = chain.first().context("the stored chain is empty")?;
-    let account = issuer.account(crate::cert::acme_account(&cert)?).await?;
-    let window = if account.client().directory().renewal_info.is_some() {
-        ca_window(store, &account, name, issued.id, leaf).await?
-    } else {
-        None
+    // Asked of the CA the next request goes to (the fallback's, after enough failures);
+    // a CA that cannot be reached leaves the stored window, or the policy, to decide, and
+    // the request itself then counts the failure.
+    let (account_name, _) = crate::cert::ordering_account(&cert)?;
+    let window = match issuer.account(account_name).await {
+        Ok(account) if account.client().directory().renewal_info.is_none() => None,
+        Ok(account) => ca_window(store, Some(&account), name, issued.id, leaf).await?,
+        Err(e) => {
+            tracing::warn!(cert = name, error = %format!("{e:#}"), "the CA is unreachable");
+            ca_window(store, None, name, issued.id, leaf).await?
+        }
     };
     // A stable seed per certificate spreads renewals over the CA's window.
     let seed = issued

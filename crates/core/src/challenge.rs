@@ -304,8 +304,11 @@ pub(crate) fn redact(spec: &str) -> String {
         if i > 0 {
             out.push(',');
         }
+        // The first option follows the kind (`webhook:secret=…`).
         match piece.split_once('=') {
-            Some((k, _)) if matches!(k, "secret" | "key-secret" | "password") => {
+            Some((k, _))
+                if matches!(k.rsplit(':').next(), Some("secret" | "key-secret" | "password")) =>
+            {
                 out.push_str(k);
                 out.push_str("=***");
             }

@@ -472,6 +472,9 @@ mod tests {
             e.to_string().contains("legacy=maybe") && !e.to_string().contains("hunter2"),
             "{e}"
         );
+        // The secret as the first option, right after the kind.
+        let e = DeployTask::parse("webhook:secret=s3cr3t,url=ftp://x", "w").unwrap_err();
+        assert!(!e.to_string().contains("s3cr3t") && e.to_string().contains("url="), "{e}");
     }
 
     #[test]

@@ -15,6 +15,13 @@ pub(crate) async fn run(
     timeout: Duration,
 ) -> Result<String, Error> {
     let mut cmd = tokio::process::Command::new("/bin/sh");
+    // certhub's own settings (the master key, the database URL with its password, import
+    // passwords) are not the command's business; it gets the facts below instead.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("CERTHUB_") {
+            cmd.env_remove(key);
+        }
+    }
     cmd.arg("-c")
         .arg(run)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -23,8 +30,9 @@ pub(crate) async fn run(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let child =
-        cmd.spawn().map_err(|source| Error::Io { what: format!("cannot run `{run}`"), source })?;
+    let child = cmd
+        .spawn()
+        .map_err(|source| Error::Io { what: "cannot start /bin/sh".to_string(), source })?;
     // Whether the timeout ends the wait or the caller drops this future, the whole group
     // goes; only a command that ends by itself may leave processes behind (a daemon it
     // started, say).
@@ -33,12 +41,12 @@ pub(crate) async fn run(
     let output = match waited {
         Ok(r) => {
             group.0 = None;
-            r.map_err(|source| Error::Io { what: format!("`{run}` failed"), source })?
+            r.map_err(|source| Error::Io { what: "the command failed".to_string(), source })?
         }
         Err(_) => return Err(Error::Timeout(timeout)),
     };
     if output.status.success() {
-        return Ok(format!("ran `{run}`"));
+        return Ok("the command succeeded".to_string());
     }
     let status = match output.status.code() {
         Some(code) => format!("exited with status {code}"),
@@ -53,7 +61,7 @@ pub(crate) async fn run(
         let start = (cut..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
         text = format!("…{}", &text[start..]);
     }
-    Err(Error::CommandFailed { run: run.to_string(), status, output: text })
+    Err(Error::CommandFailed { status, output: text })
 }
 
 /// A process group that is killed whole when this is dropped, so a shell's children do not
@@ -62,13 +70,8 @@ struct Group(Option<u32>);
 
 impl Drop for Group {
     fn drop(&mut self) {
-        if let Some(pgid) = self.0 {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pgid}")])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+        if let Some(pid) = self.0.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
         }
     }
 }

@@ -77,8 +77,13 @@ pub fn write_all(files: &[NewFile<'_>], owner: Ownership) -> Result<(), Error> {
     let mut replaced: Vec<(&Path, Option<PathBuf>)> = Vec::with_capacity(ready.len());
     let mut failure = None;
     for (tmp, path) in &ready {
-        let backup = beside(path, "certhub-old");
-        let kept = std::fs::hard_link(path, &backup).is_ok().then_some(backup);
+        let kept = match keep_previous(path) {
+            Ok(kept) => kept,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
         match std::fs::rename(tmp, path) {
             Ok(()) => replaced.push((path, kept)),
             Err(source) => {
@@ -117,6 +122,23 @@ pub fn write_all(files: &[NewFile<'_>], owner: Ownership) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Keeps the file at `path` reachable under a second name (a hard link, or a copy where
+/// links are not allowed); `None` when there is no file yet.
+fn keep_previous(path: &Path) -> Result<Option<PathBuf>, Error> {
+    let backup = beside(path, "certhub-old");
+    match std::fs::hard_link(path, &backup) {
+        Ok(()) => Ok(Some(backup)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(_) => match std::fs::copy(path, &backup) {
+            Ok(_) => Ok(Some(backup)),
+            Err(source) => Err(Error::Io {
+                what: format!("cannot keep the previous {} while replacing it", path.display()),
+                source,
+            }),
+        },
+    }
 }
 
 /// A hidden, unique name in the directory of `path`, for a file that is not there for long.

@@ -9,7 +9,7 @@
 //! the previous files in place.
 //!
 //! Commands run as `/bin/sh -c RUN` in their own process group (killed whole on timeout),
-//! with this environment:
+//! with certhub's environment less its own `CERTHUB_*` settings, and these:
 //!
 //! | variable | value |
 //! |---|---|
@@ -68,11 +68,10 @@ pub enum Error {
     /// PKCS#12 encoding failed.
     #[error("{0}")]
     Pkcs12(String),
-    /// The command exited unsuccessfully.
-    #[error("`{run}` {status}{}", if output.is_empty() { String::new() } else { format!(": {output}") })]
+    /// The command exited unsuccessfully. (The command line is left out: it may hold a
+    /// secret, and it is stored encrypted with the task.)
+    #[error("the command {status}{}", if output.is_empty() { String::new() } else { format!(": {output}") })]
     CommandFailed {
-        /// The command line.
-        run: String,
         /// How it ended, e.g. "exited with status 1".
         status: String,
         /// The end of what it printed.
@@ -154,6 +153,22 @@ impl<'a> Run<'a> {
     /// Has the request or a task of this run failed so far?
     pub fn failed(&self) -> bool {
         self.failed.is_some()
+    }
+
+    /// Notes a task that already delivered this certificate and is not run again: the files
+    /// it wrote are where later commands of this run find them.
+    pub fn already_delivered(&mut self, task: &DeployTask) {
+        match &task.action {
+            DeployAction::Files(f) => {
+                for (role, path, _) in f.files() {
+                    self.paths.insert(env_name(role), path);
+                }
+            }
+            DeployAction::Pkcs12(p) => {
+                self.paths.insert("CERTHUB_PKCS12_PATH", p.file.clone());
+            }
+            DeployAction::Command { .. } | DeployAction::Webhook { .. } => {}
+        }
     }
 
     /// Runs `task` if its trigger fits what happened so far.

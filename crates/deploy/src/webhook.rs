@@ -34,6 +34,12 @@ pub(crate) async fn post(
         "fullchain_pem": fullchain,
     })
     .to_string();
+    // Outcomes are stored and shown: name the host only, as a webhook URL's path or query
+    // often holds its token (Slack's do).
+    let host = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| format!("{}://{h}", u.scheme())))
+        .unwrap_or_else(|| "the webhook".into());
     let rsp = http
         .post(url)
         .header("content-type", "application/json")
@@ -43,12 +49,12 @@ pub(crate) async fn post(
         .body(body)
         .send()
         .await
-        .map_err(|e| Error::Webhook(format!("POST {url} failed: {e}")))?;
+        .map_err(|e| Error::Webhook(format!("POST to {host} failed: {}", e.without_url())))?;
     let status = rsp.status();
     if status.is_success() {
-        return Ok(format!("POSTed to {url} ({status})"));
+        return Ok(format!("POSTed to {host} ({status})"));
     }
     let text = rsp.text().await.unwrap_or_default();
     let snippet: String = text.chars().take(200).collect();
-    Err(Error::Webhook(format!("{url} answered {status}: {snippet}")))
+    Err(Error::Webhook(format!("{host} answered {status}: {snippet}")))
 }

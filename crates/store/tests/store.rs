@@ -191,6 +191,7 @@ async fn renewal_windows_are_cached_per_issued_certificate(db: Db) {
         issued_id: id,
         window_start: 1_000,
         window_end: 2_000,
+        directory_url: "https://ca.example/dir".into(),
         explanation_url: Some("https://ca.example/why".into()),
         fetched_at: 500,
         next_fetch_at: 600,
@@ -925,4 +926,72 @@ async fn history_keeps_events_in_order_and_goes_with_the_certificate(db: Db) {
     store.delete_cert("web").await.unwrap();
     assert!(store.events_for("web").await.unwrap().is_empty());
     assert_eq!(store.events_for("other").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_populated_sqlite_store_upgrades_with_every_row() {
+    let dir = tempdir();
+    // The schema as it stood after migration 0003, applied from the same files.
+    let old = tempdir();
+    let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    for entry in fs::read_dir(&sources).expect("migrations") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().and_then(OsStr::to_str).unwrap_or_default().to_string();
+        if name.as_str() < "0004" {
+            fs::copy(&path, old.path().join(&name)).expect("copy a migration");
+        }
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(dir.path().join(DATABASE_FILE))
+        .create_if_missing(true)
+        .foreign_keys(true);
+    let old_db = SqlitePool::connect_with(options).await.expect("create the old database");
+    sqlx::migrate::Migrator::new(old.path())
+        .await
+        .expect("old migrations")
+        .run(&old_db)
+        .await
+        .expect("the old schema");
+    for sql in [
+        "INSERT INTO accounts (name, directory_url, key_type, key_pkcs8, status, created_at, \
+         updated_at) VALUES ('le', 'https://ca/dir', 'ec-p256', x'01', 'valid', 1, 1)",
+        "INSERT INTO certs (name, account_name, identifiers, key_type, reuse_key, challenges, \
+         state, created_at, updated_at) VALUES ('web', 'le', '[]', 'ec-p256', TRUE, x'01', \
+         'valid', 1, 1)",
+        "INSERT INTO orders (cert_name, account_name, status, created_at, updated_at) \
+         VALUES ('web', 'le', 'valid', 1, 1)",
+        "INSERT INTO issued (cert_name, order_id, serial_hex, issuer, sans, not_before, \
+         not_after, chain_pem, key_type, key_pkcs8, created_at) VALUES ('web', 1, '0a', 'CA', \
+         '[]', 1, 2, 'PEM', 'ec-p256', x'01', 1)",
+        "INSERT INTO deploy_tasks (cert_name, name, position, task) VALUES ('web', 't', 0, x'01')",
+        "INSERT INTO events (cert_name, at, kind) VALUES ('web', 1, 'issued')",
+    ] {
+        sqlx::query(sql).execute(&old_db).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    old_db.close().await;
+
+    let store = open(dir.path()).await;
+    store.close().await;
+    let raw = raw(dir.path()).await;
+    let count = |table: &'static str| {
+        let raw = raw.clone();
+        async move {
+            let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
+            sqlx::query_scalar::<_, i64>(sql).fetch_one(&raw).await.expect("count")
+        }
+    };
+    for table in ["accounts", "certs", "orders", "issued", "deploy_tasks", "events"] {
+        assert_eq!(count(table).await, 1, "{table}");
+    }
+    let reuse: i64 =
+        sqlx::query_scalar("SELECT reuse_key FROM certs").fetch_one(&raw).await.unwrap();
+    assert_eq!(reuse, 1);
+    let broken: Vec<(String,)> =
+        sqlx::query_as("PRAGMA foreign_key_check").fetch_all(&raw).await.expect("check");
+    assert!(broken.is_empty(), "{broken:?}");
+    // And the store writes to the upgraded tables, foreign keys enforced again.
+    let store = open(dir.path()).await;
+    store.insert_account(&account("acme")).await.expect("account");
+    store.insert_cert(&cert("api", "acme")).await.expect("cert");
+    assert_not_found(store.insert_cert(&cert("x", "nobody")).await, "account", "nobody");
 }

@@ -1351,9 +1351,15 @@ async fn imported_certificates_are_watched_deployed_and_renewed_only_with_an_acc
             &key_file,
             "--deploy",
             &format!("files:dir={}", ssl.display()),
+            "--deploy",
+            &format!("command:env > {}", dir.path().join("env.txt").display()),
         ])
         .await;
     assert!(out.contains("Imported shop (shop.test, www.shop.test)"), "{out}");
+    // The command gets the facts, not certhub's own settings.
+    let env_seen = std::fs::read_to_string(dir.path().join("env.txt")).unwrap();
+    assert!(env_seen.contains("CERTHUB_CERT_NAME=shop"), "{env_seen}");
+    assert!(!env_seen.contains("CERTHUB_DATA_DIR"), "{env_seen}");
     assert_eq!(std::fs::read_to_string(ssl.join("fullchain.pem")).unwrap(), chain);
     let show = env.show("shop").await;
     assert_eq!(show["state"], "valid");
