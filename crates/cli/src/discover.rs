@@ -240,14 +240,26 @@ fn expand_glob(pattern: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// Every file below `path` (itself if it is a file), in sorted order.
+/// Every file below `path` (itself if it is a file), in sorted order. Directories are
+/// followed to a fixed depth, so a symbolic link to a parent cannot loop.
 fn files_below(path: &Path) -> Vec<PathBuf> {
-    if !path.is_dir() {
-        return vec![path.to_path_buf()];
+    fn walk(path: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+        if !path.is_dir() {
+            out.push(path.to_path_buf());
+            return;
+        }
+        if depth == 0 {
+            return;
+        }
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        entries.sort();
+        for entry in entries {
+            walk(&entry, depth - 1, out);
+        }
     }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-        .unwrap_or_default();
-    entries.sort();
-    entries.into_iter().flat_map(|p| files_below(&p)).collect()
+    let mut out = Vec::new();
+    walk(path, 16, &mut out);
+    out
 }

@@ -87,6 +87,9 @@ pub async fn run(store: &Store, args: CertImport) -> anyhow::Result<()> {
             }
             c.state = "valid".into();
             c.last_error = None;
+            // A fresh certificate ends any backoff after failed requests.
+            c.failures = 0;
+            c.next_attempt_at = None;
             store.update_cert(&c).await?;
             c
         }
