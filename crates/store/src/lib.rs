@@ -27,6 +27,7 @@
 
 mod account;
 mod ari;
+pub mod audit;
 mod cert;
 pub mod crypto;
 mod deploy;
@@ -34,6 +35,7 @@ mod event;
 mod issued;
 mod lease;
 mod order;
+mod user;
 
 use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
 use std::io;
@@ -49,6 +51,7 @@ use sqlx::{Any, AnyPool, ConnectOptions as _, Executor as _, Transaction};
 
 pub use account::AccountRecord;
 pub use ari::RenewalInfoRecord;
+pub use audit::AuditRecord;
 pub use cert::{CertRecord, DEFAULT_FALLBACK_AFTER};
 pub use crypto::MasterKey;
 pub use deploy::DeployTaskRecord;
@@ -56,6 +59,7 @@ pub use event::EventRecord;
 pub use issued::IssuedRecord;
 pub use lease::CertLease;
 pub use order::{OrderRecord, PresentedRecord};
+pub use user::{TokenRecord, UserRecord, token_hash};
 
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "certhub.db";

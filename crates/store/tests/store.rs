@@ -179,7 +179,84 @@ on_both_backends!(
     history_keeps_events_in_order_and_goes_with_the_certificate,
     a_certificate_lease_has_one_holder_at_a_time,
     renewal_windows_are_cached_per_issued_certificate,
+    users_and_tokens_keep_only_hashes,
+    the_audit_chain_shows_any_change_or_removal,
 );
+
+async fn users_and_tokens_keep_only_hashes(db: Db) {
+    let store = db.open().await;
+    assert_eq!(store.user_count().await.unwrap(), 0);
+    store.insert_user("ada", "$argon2id$v=19$fake", "admin").await.expect("user");
+    assert_already_exists(store.insert_user("ada", "x", "viewer").await, "user", "ada");
+    assert_eq!(store.user_count().await.unwrap(), 1);
+    assert_eq!(store.user("ada").await.unwrap().unwrap().role, "admin");
+    assert!(!format!("{:?}", store.user("ada").await.unwrap()).contains("argon2"));
+    let token = certhub_store::TokenRecord {
+        id: "t1".into(),
+        user_name: "ada".into(),
+        label: "ci".into(),
+        scopes: "cert:read cert:key".into(),
+        expires_at: None,
+        created_at: 0,
+        last_used_at: None,
+    };
+    store.insert_token(&token, &certhub_store::token_hash("s3cret")).await.expect("token");
+    let got = store.verify_token("t1", "s3cret").await.unwrap().expect("valid");
+    assert_eq!(got.scopes, "cert:read cert:key");
+    assert!(store.verify_token("t1", "wrong").await.unwrap().is_none());
+    assert!(store.verify_token("t2", "s3cret").await.unwrap().is_none());
+    let expired =
+        certhub_store::TokenRecord { id: "t2".into(), expires_at: Some(1), ..token.clone() };
+    store.insert_token(&expired, &certhub_store::token_hash("old")).await.expect("token");
+    assert!(store.verify_token("t2", "old").await.unwrap().is_none(), "expired");
+    let nobody = certhub_store::TokenRecord { id: "t3".into(), user_name: "bob".into(), ..token };
+    assert_not_found(store.insert_token(&nobody, "h").await, "user", "bob");
+    // The secret is nowhere in the database.
+    let raw = db.raw().await;
+    let hashes: Vec<String> =
+        sqlx::query_scalar("SELECT token_hash FROM api_tokens").fetch_all(&raw).await.unwrap();
+    assert!(hashes.iter().all(|h| h.len() == 64 && !h.contains("s3cret")));
+}
+
+async fn the_audit_chain_shows_any_change_or_removal(db: Db) {
+    let store = db.open().await;
+    assert_eq!(store.verify_audit().await.unwrap(), Ok(0));
+    for i in 0..5 {
+        let target = format!("web{i}");
+        store.audit("ada", "cert.request", &target, "127.0.0.1", None).await.unwrap();
+    }
+    store.audit("ada", "cert.key-download", "web1", "10.0.0.2", Some("pem")).await.unwrap();
+    assert_eq!(store.verify_audit().await.unwrap(), Ok(6));
+    let entries = store.audit_entries(0, 100).await.unwrap();
+    assert_eq!(entries[0].prev_hash, certhub_store::audit::GENESIS);
+    assert!(entries.windows(2).all(|w| w[1].prev_hash == w[0].hash));
+
+    let raw = db.raw().await;
+    // An entry changed in place.
+    sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE id = $1")
+        .bind(entries[2].id)
+        .execute(&raw)
+        .await
+        .unwrap();
+    let broken = store.verify_audit().await.unwrap().unwrap_err();
+    assert_eq!(broken.id, entries[2].id);
+    assert!(broken.reason.contains("changed"), "{broken:?}");
+    sqlx::query("UPDATE audit_log SET actor = 'ada' WHERE id = $1")
+        .bind(entries[2].id)
+        .execute(&raw)
+        .await
+        .unwrap();
+    assert_eq!(store.verify_audit().await.unwrap(), Ok(6));
+    // An entry removed.
+    sqlx::query("DELETE FROM audit_log WHERE id = $1")
+        .bind(entries[3].id)
+        .execute(&raw)
+        .await
+        .unwrap();
+    let broken = store.verify_audit().await.unwrap().unwrap_err();
+    assert_eq!(broken.id, entries[4].id);
+    assert!(broken.reason.contains("removed"), "{broken:?}");
+}
 
 async fn renewal_windows_are_cached_per_issued_certificate(db: Db) {
     let store = db.open().await;

@@ -1,0 +1,167 @@
+//! The audit log (table `audit_log`): append-only, each entry chained to the previous one by
+//! a SHA-256 hash over the previous hash and the entry's own fields.
+
+use crate::{Backend, Error, Store, now_ms};
+
+/// The hash before the first entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One audit entry.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AuditRecord {
+    /// Position in the log.
+    pub id: i64,
+    /// When, epoch milliseconds.
+    pub at: i64,
+    /// Who: a user name, `token:ID`, or `system`.
+    pub actor: String,
+    /// What, e.g. `cert.request` or `cert.key-download`.
+    pub action: String,
+    /// On what, e.g. a certificate's name.
+    pub target: String,
+    /// From where: the client's address, or `cli`.
+    pub source: String,
+    /// More, if any.
+    pub detail: Option<String>,
+    /// The previous entry's hash.
+    pub prev_hash: String,
+    /// This entry's hash.
+    pub hash: String,
+}
+
+/// The hash of an entry with these fields after `prev_hash`.
+pub fn entry_hash(
+    prev_hash: &str,
+    at: i64,
+    actor: &str,
+    action: &str,
+    target: &str,
+    source: &str,
+    detail: Option<&str>,
+) -> String {
+    // Length-prefixed fields, so no two different entries hash the same input.
+    let mut input = Vec::new();
+    for field in
+        [prev_hash, &at.to_string(), actor, action, target, source, detail.unwrap_or("\u{0}")]
+    {
+        input.extend_from_slice(&(field.len() as u64).to_be_bytes());
+        input.extend_from_slice(field.as_bytes());
+    }
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &input);
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where a verification found the chain broken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainBreak {
+    /// The first entry that does not follow from the one before it.
+    pub id: i64,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl Store {
+    /// Appends an entry to the audit log and returns it.
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        source: &str,
+        detail: Option<&str>,
+    ) -> Result<AuditRecord, Error> {
+        let mut tx = self.begin_write().await?;
+        if self.backend == Backend::Postgres {
+            // One writer at a time, so the chain stays a line across hubs.
+            sqlx::query("SELECT pg_advisory_xact_lock(7306040853211150451)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let prev: Option<String> =
+            sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+        let prev_hash = prev.unwrap_or_else(|| GENESIS.to_string());
+        let at = now_ms();
+        let hash = entry_hash(&prev_hash, at, actor, action, target, source, detail);
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO audit_log (at, actor, action, target, source, detail, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(at)
+        .bind(actor)
+        .bind(action)
+        .bind(target)
+        .bind(source)
+        .bind(detail)
+        .bind(&prev_hash)
+        .bind(&hash)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(AuditRecord {
+            id,
+            at,
+            actor: actor.into(),
+            action: action.into(),
+            target: target.into(),
+            source: source.into(),
+            detail: detail.map(str::to_string),
+            prev_hash,
+            hash,
+        })
+    }
+
+    /// Audit entries after `after_id`, oldest first, at most `limit`.
+    pub async fn audit_entries(
+        &self,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditRecord>, Error> {
+        Ok(sqlx::query_as(
+            "SELECT id, at, actor, action, target, source, detail, prev_hash, hash \
+             FROM audit_log WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Checks the whole chain; returns how many entries it holds, or where it breaks.
+    pub async fn verify_audit(&self) -> Result<Result<i64, ChainBreak>, Error> {
+        let mut prev = GENESIS.to_string();
+        let mut after = 0;
+        let mut count = 0;
+        loop {
+            let batch = self.audit_entries(after, 1000).await?;
+            if batch.is_empty() {
+                return Ok(Ok(count));
+            }
+            for e in batch {
+                if e.prev_hash != prev {
+                    let reason = "it does not name the previous entry's hash (an entry before it was removed or changed)";
+                    return Ok(Err(ChainBreak { id: e.id, reason: reason.into() }));
+                }
+                let want = entry_hash(
+                    &e.prev_hash,
+                    e.at,
+                    &e.actor,
+                    &e.action,
+                    &e.target,
+                    &e.source,
+                    e.detail.as_deref(),
+                );
+                if want != e.hash {
+                    return Ok(Err(ChainBreak {
+                        id: e.id,
+                        reason: "its fields do not match its hash (it was changed)".into(),
+                    }));
+                }
+                prev = e.hash;
+                after = e.id;
+                count += 1;
+            }
+        }
+    }
+}

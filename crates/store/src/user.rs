@@ -1,0 +1,175 @@
+//! The hub's users and API tokens (tables `users`, `api_tokens`). The store keeps hashes
+//! only: password hashing (argon2id) is the caller's; token secrets are hashed here.
+
+use crate::{Error, Store, is_foreign_key_violation, is_unique_violation, now_ms};
+
+/// A user of the hub.
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct UserRecord {
+    /// Unique name.
+    pub name: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// `admin`, `operator` or `viewer`.
+    pub role: String,
+    /// Creation time, epoch milliseconds.
+    pub created_at: i64,
+    /// Last change, epoch milliseconds.
+    pub updated_at: i64,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("name", &self.name)
+            .field("password_hash", &"<redacted>")
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+/// An API token (its secret is never stored).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TokenRecord {
+    /// Public id, the first part of the token.
+    pub id: String,
+    /// Whose it is.
+    pub user_name: String,
+    /// What it is for, as its owner named it.
+    pub label: String,
+    /// Space-separated scopes.
+    pub scopes: String,
+    /// Expiry, epoch milliseconds, if any.
+    pub expires_at: Option<i64>,
+    /// Creation time, epoch milliseconds.
+    pub created_at: i64,
+    /// Last use, epoch milliseconds.
+    pub last_used_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    id: String,
+    user_name: String,
+    label: String,
+    token_hash: String,
+    scopes: String,
+    expires_at: Option<i64>,
+    created_at: i64,
+    last_used_at: Option<i64>,
+}
+
+/// SHA-256 of a token secret, hex.
+pub fn token_hash(secret: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Store {
+    /// How many users there are (none before the hub's setup).
+    pub async fn user_count(&self) -> Result<i64, Error> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await?)
+    }
+
+    /// Adds a user. Fails with [`Error::AlreadyExists`] when the name is taken.
+    pub async fn insert_user(
+        &self,
+        name: &str,
+        password_hash: &str,
+        role: &str,
+    ) -> Result<(), Error> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO users (name, password_hash, role, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $4)",
+        )
+        .bind(name)
+        .bind(password_hash)
+        .bind(role)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                Error::AlreadyExists { what: "user", name: name.to_string() }
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(())
+    }
+
+    /// The user named `name`, if any.
+    pub async fn user(&self, name: &str) -> Result<Option<UserRecord>, Error> {
+        Ok(sqlx::query_as(
+            "SELECT name, password_hash, role, created_at, updated_at FROM users WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Stores a token whose secret hashes to `hash` (see [`token_hash`]).
+    pub async fn insert_token(&self, token: &TokenRecord, hash: &str) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO api_tokens (id, user_name, label, token_hash, scopes, expires_at, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&token.id)
+        .bind(&token.user_name)
+        .bind(&token.label)
+        .bind(hash)
+        .bind(&token.scopes)
+        .bind(token.expires_at)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_foreign_key_violation(&e) {
+                Error::NotFound { what: "user", name: token.user_name.clone() }
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(())
+    }
+
+    /// The token with this id whose secret is `secret`, if it exists and has not expired;
+    /// its last use is recorded.
+    pub async fn verify_token(&self, id: &str, secret: &str) -> Result<Option<TokenRecord>, Error> {
+        let row: Option<TokenRow> = sqlx::query_as(
+            "SELECT id, user_name, label, token_hash, scopes, expires_at, created_at, \
+             last_used_at FROM api_tokens WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(TokenRow {
+            id,
+            user_name,
+            label,
+            token_hash: hash,
+            scopes,
+            expires_at,
+            created_at,
+            last_used_at,
+        }) = row
+        else {
+            return Ok(None);
+        };
+        let now = now_ms();
+        // Constant-time comparison of the hashes.
+        let given = token_hash(secret);
+        let same = given.len() == hash.len()
+            && given.bytes().zip(hash.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        if !same || expires_at.is_some_and(|e| e <= now) {
+            return Ok(None);
+        }
+        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(&id)
+            .execute(&self.pool)
+            .await?;
+        Ok(Some(TokenRecord { id, user_name, label, scopes, expires_at, created_at, last_used_at }))
+    }
+}
