@@ -1,0 +1,62 @@
+//! certhub's hub: the REST API under `/api/v1`.
+//!
+//! Nothing is open before setup: on first start (no users) `certhub serve` prints a one-time
+//! setup token; `POST /api/v1/setup` with it creates the first admin. Callers then sign in
+//! with `POST /api/v1/tokens` (name and password) for an API token, shown once and stored
+//! hashed, and send it as `Authorization: Bearer TOKEN`.
+//!
+//! Roles: `admin` (everything), `operator` (read, request, download keys), `viewer` (read).
+//! A token carries scopes (`cert:read`, `cert:key`, `admin`) that narrow its owner's role.
+//! Every change and every key download is written to the audit log. Errors are
+//! `application/problem+json` naming the field and the rule. Lists are paginated
+//! (`page`, `per_page`) and filterable.
+
+mod api;
+mod auth;
+mod openapi;
+mod problem;
+
+use std::sync::{Arc, Mutex};
+
+use certhub_store::Store;
+
+pub use auth::{Role, hash_password};
+pub use openapi::ROUTES;
+pub use problem::Problem;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    store: Store,
+    /// The one-time setup token, while no user exists.
+    setup_token: Arc<Mutex<Option<String>>>,
+    logins: Arc<auth::LoginLimiter>,
+}
+
+impl AppState {
+    /// State over `store`; `setup_token` is what `POST /api/v1/setup` must present while no
+    /// user exists (see [`AppState::setup_token_if_needed`]).
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            setup_token: Arc::new(Mutex::new(None)),
+            logins: Arc::new(auth::LoginLimiter::default()),
+        }
+    }
+
+    /// When the hub has no user yet, a fresh one-time setup token (replacing any earlier
+    /// one); `None` once set up.
+    pub async fn setup_token_if_needed(&self) -> Result<Option<String>, certhub_store::Error> {
+        if self.store.user_count().await? > 0 {
+            return Ok(None);
+        }
+        let token = auth::random_secret();
+        *self.setup_token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
+        Ok(Some(token))
+    }
+}
+
+/// The hub's routes.
+pub fn router(state: AppState) -> axum::Router {
+    api::routes().with_state(state)
+}

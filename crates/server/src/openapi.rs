@@ -1,0 +1,80 @@
+//! The OpenAPI 3.1 document of `/api/v1`, built from one table of the routes (a test checks
+//! that every route in it is served, and that nothing else is).
+
+use serde_json::{Map, Value, json};
+
+/// Every route: method, path, summary, and the scope it needs (`None`: no token).
+pub const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
+    ("get", "/api/v1/health", "Liveness, and whether the hub still needs its setup", None),
+    ("get", "/api/v1/openapi.json", "This document", None),
+    ("post", "/api/v1/setup", "Create the first admin with the one-time setup token", None),
+    ("post", "/api/v1/tokens", "Sign in with name and password; returns an API token once", None),
+    ("post", "/api/v1/users", "Add a user (admin)", Some("admin")),
+    (
+        "get",
+        "/api/v1/certificates",
+        "Managed certificates, paginated and filterable",
+        Some("cert:read"),
+    ),
+    ("get", "/api/v1/certificates/{name}", "One managed certificate", Some("cert:read")),
+    (
+        "get",
+        "/api/v1/certificates/{name}/history",
+        "What happened to a certificate",
+        Some("cert:read"),
+    ),
+    (
+        "get",
+        "/api/v1/certificates/{name}/pull",
+        "The latest certificate and chain as PEM, with the key (cert:key), or as PKCS#12",
+        Some("cert:read"),
+    ),
+    ("get", "/api/v1/accounts", "CA accounts", Some("cert:read")),
+    ("get", "/api/v1/audit", "The audit log, oldest first (admin)", Some("admin")),
+    ("get", "/api/v1/audit/verify", "Check the audit log's hash chain (admin)", Some("admin")),
+];
+
+/// The document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for (method, path, summary, scope) in ROUTES {
+        let mut op = json!({
+            "summary": summary,
+            "responses": {
+                "200": { "description": "OK" },
+                "default": {
+                    "description": "An error",
+                    "content": { "application/problem+json": {
+                        "schema": { "$ref": "#/components/schemas/Problem" } } }
+                }
+            }
+        });
+        if let Some(scope) = scope {
+            op["security"] = json!([{ "token": [scope] }]);
+        }
+        if path.contains("{name}") {
+            op["parameters"] = json!([{
+                "name": "name", "in": "path", "required": true, "schema": { "type": "string" }
+            }]);
+        }
+        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+        entry[*method] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "certhub", "version": env!("CARGO_PKG_VERSION") },
+        "paths": paths,
+        "components": {
+            "securitySchemes": { "token": { "type": "http", "scheme": "bearer" } },
+            "schemas": { "Problem": {
+                "type": "object",
+                "required": ["type", "title", "status", "detail"],
+                "properties": {
+                    "type": { "type": "string" }, "title": { "type": "string" },
+                    "status": { "type": "integer" }, "detail": { "type": "string" },
+                    "field": { "type": "string" }
+                }
+            }}
+        }
+    })
+}

@@ -1,0 +1,94 @@
+//! Errors as RFC 9457 problem documents (`application/problem+json`).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An API error: what went wrong, and with which field, if one.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// A URI naming the kind of problem (`about:blank` style names under certhub).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short summary of the kind.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What happened, in one sentence.
+    pub detail: String,
+    /// The request field at fault, if one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl Problem {
+    fn new(status: StatusCode, kind: &str, detail: impl Into<String>) -> Self {
+        Self {
+            kind: format!("https://certhub.dev/problems/{kind}"),
+            title: status.canonical_reason().unwrap_or("error").to_string(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            field: None,
+        }
+    }
+
+    /// 400: `field` breaks `rule`.
+    pub fn invalid(field: &str, rule: impl Into<String>) -> Self {
+        let mut p = Self::new(StatusCode::BAD_REQUEST, "invalid", rule);
+        p.field = Some(field.to_string());
+        p
+    }
+
+    /// 401: no or no valid credentials.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+
+    /// 403: the caller may not do this.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
+    /// 404.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", detail)
+    }
+
+    /// 409: the state does not allow it.
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", detail)
+    }
+
+    /// 429: too many attempts.
+    pub fn too_many(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "too-many-requests", detail)
+    }
+
+    /// 500: something on our side; the detail is logged, not shown.
+    pub fn internal(err: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %err, "request failed");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the hub failed; see its log")
+    }
+}
+
+impl From<certhub_store::Error> for Problem {
+    fn from(e: certhub_store::Error) -> Self {
+        match e {
+            certhub_store::Error::NotFound { .. } => Self::not_found(e.to_string()),
+            certhub_store::Error::AlreadyExists { .. } | certhub_store::Error::InUse { .. } => {
+                Self::conflict(e.to_string())
+            }
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut rsp = (status, axum::Json(&self)).into_response();
+        rsp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        rsp
+    }
+}

@@ -1,0 +1,329 @@
+//! The API through its router, on a real store.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use certhub_server::{AppState, ROUTES, router};
+use certhub_store::{AccountRecord, CertRecord, IssuedRecord, Store};
+use http_body_util::BodyExt as _;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+struct Hub {
+    app: axum::Router,
+    store: Store,
+    setup_token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Hub {
+    async fn start() -> Hub {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let state = AppState::new(store.clone());
+        let setup_token = state.setup_token_if_needed().await.unwrap().expect("a setup token");
+        Hub { app: router(state), store, setup_token, _dir: dir }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, String, Vec<u8>) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(b) => {
+                req.header("content-type", "application/json").body(Body::from(b.to_string()))
+            }
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        let rsp = self.app.clone().oneshot(req).await.unwrap();
+        let status = rsp.status();
+        let ctype = rsp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let bytes = rsp.into_body().collect().await.unwrap().to_bytes().to_vec();
+        (status, ctype, bytes)
+    }
+
+    async fn json(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let (status, ctype, bytes) = self.call(method, uri, token, body).await;
+        if !status.is_success() {
+            assert_eq!(ctype, "application/problem+json", "{uri}: errors are problem documents");
+        }
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    async fn set_up(&self) -> String {
+        let (status, _) = self
+            .json(
+                "POST",
+                "/api/v1/setup",
+                None,
+                Some(json!({"token": self.setup_token, "username": "ada", "password": "correct horse battery"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        self.token("ada", "correct horse battery", None).await
+    }
+
+    async fn token(&self, user: &str, password: &str, scopes: Option<Value>) -> String {
+        let mut body = json!({"username": user, "password": password, "label": "test"});
+        if let Some(s) = scopes {
+            body["scopes"] = s;
+        }
+        let (status, v) = self.json("POST", "/api/v1/tokens", None, Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        v["token"].as_str().unwrap().to_string()
+    }
+
+    /// A certificate "web" with a real chain and key, as if issued.
+    async fn issued_certificate(&self) -> (Vec<u8>, Vec<u8>) {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["web.test".to_string()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        self.store
+            .insert_account(&AccountRecord {
+                name: "le".into(),
+                directory_url: "https://ca.test/dir".into(),
+                ca_bundle_pem: None,
+                email: None,
+                key_type: "ec-p256".into(),
+                key_pkcs8: zeroize::Zeroizing::new(vec![1]),
+                account_url: None,
+                status: "valid".into(),
+                eab_kid: None,
+                created_at: 0,
+                updated_at: 0,
+            })
+            .await
+            .unwrap();
+        for name in ["web", "api", "mail"] {
+            self.store
+                .insert_cert(&CertRecord {
+                    name: name.into(),
+                    account_name: Some("le".into()),
+                    identifiers: json!([{"type": "dns", "value": format!("{name}.test")}]),
+                    key_type: "ec-p256".into(),
+                    challenges: json!([]),
+                    ..CertRecord::default()
+                })
+                .await
+                .unwrap();
+        }
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+                as i64;
+        self.store
+            .insert_issued(&IssuedRecord {
+                id: 0,
+                cert_name: "web".into(),
+                order_id: None,
+                serial_hex: "0a".into(),
+                issuer: "Test CA".into(),
+                sans: json!([{"type": "dns", "value": "web.test"}]),
+                not_before: now - 60,
+                not_after: now + 86_400,
+                chain_pem: format!("{}{}", leaf.pem(), ca_cert.pem()),
+                key_type: "ec-p256".into(),
+                key_pkcs8: zeroize::Zeroizing::new(key.serialize_der()),
+                revoked_at: None,
+                revocation_reason: None,
+                created_at: 0,
+            })
+            .await
+            .unwrap();
+        self.store.set_cert_state("web", "valid", None).await.unwrap();
+        (leaf.der().to_vec(), key.serialize_der())
+    }
+}
+
+#[tokio::test]
+async fn nothing_is_open_before_setup_and_setup_happens_once() {
+    let hub = Hub::start().await;
+    let (status, v) = hub.json("GET", "/api/v1/health", None, None).await;
+    assert_eq!((status, &v["setup_required"]), (StatusCode::OK, &json!(true)));
+    let (status, v) = hub.json("GET", "/api/v1/certificates", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
+
+    let bad = json!({"token": "nope", "username": "ada", "password": "correct horse battery"});
+    let (status, _) = hub.json("POST", "/api/v1/setup", None, Some(bad)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let short = json!({"token": hub.setup_token, "username": "ada", "password": "short"});
+    let (status, v) = hub.json("POST", "/api/v1/setup", None, Some(short)).await;
+    assert_eq!((status, v["field"].as_str()), (StatusCode::BAD_REQUEST, Some("password")), "{v}");
+    let missing = json!({"token": hub.setup_token, "password": "correct horse battery"});
+    let (status, v) = hub.json("POST", "/api/v1/setup", None, Some(missing)).await;
+    assert_eq!((status, v["field"].as_str()), (StatusCode::BAD_REQUEST, Some("username")), "{v}");
+
+    hub.set_up().await;
+    let again =
+        json!({"token": hub.setup_token, "username": "eve", "password": "correct horse battery"});
+    let (status, _) = hub.json("POST", "/api/v1/setup", None, Some(again)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (_, v) = hub.json("GET", "/api/v1/health", None, None).await;
+    assert_eq!(v["setup_required"], json!(false));
+}
+
+#[tokio::test]
+async fn sign_in_is_rate_limited_and_tokens_work_until_they_do_not() {
+    let hub = Hub::start().await;
+    let admin = hub.set_up().await;
+    for _ in 0..5 {
+        let wrong = json!({"username": "ada", "password": "wrong password!!"});
+        let (status, _) = hub.json("POST", "/api/v1/tokens", None, Some(wrong)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let right = json!({"username": "ada", "password": "correct horse battery"});
+    let (status, v) = hub.json("POST", "/api/v1/tokens", None, Some(right)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    // Earlier tokens still work; a forged one does not.
+    let (status, _) = hub.json("GET", "/api/v1/certificates", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let forged = format!("{}x", &admin[..admin.len() - 1]);
+    let (status, _) = hub.json("GET", "/api/v1/certificates", Some(&forged), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = hub.json("GET", "/api/v1/certificates", Some("not-a-token"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn certificates_list_filter_page_and_pull() {
+    let hub = Hub::start().await;
+    let admin = hub.set_up().await;
+    let (leaf, key) = hub.issued_certificate().await;
+
+    let (_, v) = hub.json("GET", "/api/v1/certificates", Some(&admin), None).await;
+    assert_eq!(v["total"], 3);
+    let names: Vec<&str> =
+        v["items"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["api", "mail", "web"]);
+    let (_, v) = hub.json("GET", "/api/v1/certificates?state=valid", Some(&admin), None).await;
+    assert_eq!((v["total"].clone(), v["items"][0]["serial"].clone()), (json!(1), json!("0a")));
+    let (_, v) = hub.json("GET", "/api/v1/certificates?q=MAIL", Some(&admin), None).await;
+    assert_eq!(v["items"][0]["name"], "mail");
+    let (_, v) =
+        hub.json("GET", "/api/v1/certificates?per_page=2&page=2", Some(&admin), None).await;
+    assert_eq!((v["items"].as_array().unwrap().len(), v["total"].clone()), (1, json!(3)));
+    let (status, v) = hub.json("GET", "/api/v1/certificates?per_page=0", Some(&admin), None).await;
+    assert_eq!((status, v["field"].as_str()), (StatusCode::BAD_REQUEST, Some("per_page")));
+    let (status, v) = hub.json("GET", "/api/v1/certificates/nope", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    let (_, v) = hub.json("GET", "/api/v1/certificates/web", Some(&admin), None).await;
+    assert_eq!(v["identifiers"], json!(["web.test"]));
+
+    // The pull endpoint: the chain, and the key only when asked and allowed.
+    let (status, ctype, body) =
+        hub.call("GET", "/api/v1/certificates/web/pull", Some(&admin), None).await;
+    assert_eq!((status, ctype.as_str()), (StatusCode::OK, "application/x-pem-file"));
+    let blocks = pem::parse_many(&body).unwrap();
+    assert_eq!(blocks.len(), 2);
+    assert_eq!(blocks[0].contents(), leaf.as_slice());
+    let (_, _, body) =
+        hub.call("GET", "/api/v1/certificates/web/pull?key=true", Some(&admin), None).await;
+    let blocks = pem::parse_many(&body).unwrap();
+    assert_eq!(blocks.last().unwrap().contents(), key.as_slice());
+    let (status, v) =
+        hub.json("GET", "/api/v1/certificates/web/pull?format=pkcs12", Some(&admin), None).await;
+    assert_eq!((status, v["field"].as_str()), (StatusCode::BAD_REQUEST, Some("password")));
+    let (status, ctype, body) = hub
+        .call("GET", "/api/v1/certificates/web/pull?format=pkcs12&password=pw", Some(&admin), None)
+        .await;
+    assert_eq!((status, ctype.as_str()), (StatusCode::OK, "application/x-pkcs12"));
+    let contents = certhub_deploy::pkcs12::read(&body, "pw").unwrap();
+    assert_eq!(contents.chain_der[0], leaf);
+    let (status, _) = hub.json("GET", "/api/v1/certificates/api/pull", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "not issued yet");
+
+    // Key downloads are audited, and the chain verifies.
+    let (_, v) = hub.json("GET", "/api/v1/audit", Some(&admin), None).await;
+    let actions: Vec<&str> =
+        v["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["user.create", "token.create", "cert.key-download", "cert.key-download"]);
+    let (_, v) = hub.json("GET", "/api/v1/audit/verify", Some(&admin), None).await;
+    assert_eq!(v, json!({"intact": true, "entries": 4}));
+}
+
+#[tokio::test]
+async fn a_viewer_reads_but_cannot_download_keys_or_administer() {
+    let hub = Hub::start().await;
+    let admin = hub.set_up().await;
+    hub.issued_certificate().await;
+    let new_user = json!({"username": "vic", "password": "viewer password 1", "role": "viewer"});
+    let (status, _) = hub.json("POST", "/api/v1/users", Some(&admin), Some(new_user)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let bad_role = json!({"username": "x", "password": "viewer password 1", "role": "root"});
+    let (status, v) = hub.json("POST", "/api/v1/users", Some(&admin), Some(bad_role)).await;
+    assert_eq!((status, v["field"].as_str()), (StatusCode::BAD_REQUEST, Some("role")));
+
+    let asks_key =
+        json!({"username": "vic", "password": "viewer password 1", "scopes": ["cert:key"]});
+    let (status, v) = hub.json("POST", "/api/v1/tokens", None, Some(asks_key)).await;
+    assert_eq!((status, v["field"].as_str()), (StatusCode::BAD_REQUEST, Some("scopes")), "{v}");
+    let viewer = hub.token("vic", "viewer password 1", None).await;
+    let (status, _) = hub.json("GET", "/api/v1/certificates/web", Some(&viewer), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) =
+        hub.call("GET", "/api/v1/certificates/web/pull", Some(&viewer), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, v) =
+        hub.json("GET", "/api/v1/certificates/web/pull?key=true", Some(&viewer), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("operator"), "{v}");
+    let (status, _) = hub.json("GET", "/api/v1/audit", Some(&viewer), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let more = json!({"username": "eve", "password": "viewer password 1", "role": "admin"});
+    let (status, _) = hub.json("POST", "/api/v1/users", Some(&viewer), Some(more)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // An admin's token narrowed to reading cannot download keys either.
+    let reader = hub.token("ada", "correct horse battery", Some(json!(["cert:read"]))).await;
+    let (status, v) =
+        hub.json("GET", "/api/v1/certificates/web/pull?key=true", Some(&reader), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(v["detail"].as_str().unwrap().contains("cert:key"), "{v}");
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_exactly_the_served_routes() {
+    let hub = Hub::start().await;
+    let admin = hub.set_up().await;
+    hub.issued_certificate().await;
+    let (_, doc) = hub.json("GET", "/api/v1/openapi.json", None, None).await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    assert_eq!(paths.values().map(|p| p.as_object().unwrap().len()).sum::<usize>(), ROUTES.len());
+    for (method, path, _, _) in ROUTES {
+        assert!(paths[*path][*method].is_object(), "{method} {path} documented");
+        let uri = path.replace("{name}", "web");
+        let (status, _, _) =
+            hub.call(&method.to_uppercase(), &uri, Some(&admin), Some(json!({}))).await;
+        assert!(
+            status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path} is served ({status})"
+        );
+    }
+    let (status, ctype, _) = hub.call("GET", "/api/v1/nothing-here", Some(&admin), None).await;
+    assert_eq!((status, ctype.as_str()), (StatusCode::NOT_FOUND, "application/problem+json"));
+}
