@@ -71,9 +71,32 @@ pub enum Command {
     /// Deployment tasks: files, PKCS#12, commands and webhooks run after each request.
     #[command(subcommand)]
     Deploy(DeployCommand),
+    /// Run the hub: the REST API under /api/v1 (first start prints a one-time setup token).
+    Serve(Serve),
+    /// The audit log of the hub.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Find the names a web server answers to (nginx server blocks, Apache virtual hosts,
     /// includes followed) and create a managed certificate for them.
     Discover(Discover),
+}
+
+#[derive(Debug, Args)]
+pub struct Serve {
+    /// Where to listen.
+    #[arg(
+        long,
+        env = "CERTHUB_LISTEN",
+        default_value = "127.0.0.1:8440",
+        value_name = "ADDR:PORT"
+    )]
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check that no entry was changed or removed (each entry hashes the previous one).
+    Verify,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -11,6 +11,7 @@ mod issue;
 mod output;
 mod preview;
 mod renew;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +66,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Renew(args) => renew::run(&ctx, args).await,
         Command::Deploy(cmd) => deploy::run(&ctx, cmd).await,
         Command::Discover(args) => discover::run(&ctx, args).await,
+        Command::Serve(args) => serve::run(&ctx, args).await,
+        Command::Audit(args::AuditCommand::Verify) => audit_verify(&ctx).await,
     }
 }
 
@@ -100,5 +103,16 @@ fn default_data_dir() -> PathBuf {
     match std::env::var_os("HOME").filter(|_| !is_root) {
         Some(home) => PathBuf::from(home).join(".local/share/certhub"),
         None => PathBuf::from("/var/lib/certhub"),
+    }
+}
+
+/// `certhub audit verify`.
+async fn audit_verify(ctx: &Context) -> anyhow::Result<()> {
+    match ctx.store().await?.verify_audit().await? {
+        Ok(n) => {
+            println!("The audit log is intact: {n} entries, each chained to the one before.");
+            Ok(())
+        }
+        Err(b) => Err(anyhow::anyhow!("the audit log is broken at entry {}: {}", b.id, b.reason)),
     }
 }

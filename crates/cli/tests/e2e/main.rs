@@ -1615,3 +1615,86 @@ async fn the_cas_renewal_window_is_cached_until_retry_after_and_a_mass_revocatio
     assert_eq!(orders[0]["replaces"], id);
     assert_eq!(orders[0]["identifiers"], json!([{"type": "dns", "value": "ari.test"}]));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hub_serves_a_certificate_to_a_token_holder_and_stops_cleanly() {
+    use tokio::io::AsyncBufReadExt as _;
+    let env = Env::start(hostile()).await;
+    env.account("le", &[]).await;
+    env.ok(&[
+        "cert",
+        "add",
+        "hub",
+        "--account",
+        "le",
+        "-d",
+        "hub.test",
+        "--challenge",
+        &env.http01(),
+    ])
+    .await;
+    env.ok(&["cert", "request", "hub"]).await;
+
+    let port = certhub_testkit::free_port();
+    let mut child = env
+        .command(&["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut setup_token = None;
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await
+    {
+        if let Some(t) = line.trim().strip_prefix("setup token: ") {
+            setup_token = Some(t.to_string());
+            break;
+        }
+    }
+    let setup_token = setup_token.expect("serve prints a setup token on first start");
+    let base = format!("http://127.0.0.1:{port}/api/v1");
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let rsp = http
+        .post(format!("{base}/setup"))
+        .json(&json!({"token": setup_token, "username": "admin", "password": "a long enough password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 201);
+    let token: Value = http
+        .post(format!("{base}/tokens"))
+        .json(&json!({"username": "admin", "password": "a long enough password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap().to_string();
+    let pem = http
+        .get(format!("{base}/certificates/hub/pull?key=true"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let root = env.pebble.root_pem(0).await;
+    let chain: String = pem
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .filter(|b| b.contains("CERTIFICATE"))
+        .collect();
+    support::verify_chain(&chain, &root, &["hub.test"]);
+    assert!(pem.contains("PRIVATE KEY"));
+    // The key download is in the audit log, which verifies.
+    let out = env.ok(&["audit", "verify"]).await;
+    assert!(out.contains("intact: 3 entries"), "{out}");
+
+    // SIGTERM: a clean stop.
+    let pid = child.id().unwrap();
+    std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let status =
+        tokio::time::timeout(Duration::from_secs(20), child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status:?}");
+}
