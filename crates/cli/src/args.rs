@@ -91,6 +91,9 @@ pub struct Serve {
         value_name = "ADDR:PORT"
     )]
     pub listen: SocketAddr,
+    /// How often to look for certificates that are due (renewing them like `renew --due`).
+    #[arg(long, default_value_t = 300, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub check_interval: u64,
 }
 
 #[derive(Debug, Subcommand)]

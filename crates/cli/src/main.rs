@@ -72,6 +72,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// What every command needs.
+#[derive(Clone)]
 pub struct Context {
     pub data_dir: PathBuf,
     pub database: Option<String>,

@@ -1,14 +1,65 @@
 //! `certhub serve`: the hub's REST API (`/api/v1`), until SIGTERM or Ctrl-C.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
+use certhub_challenge::Solvers;
+use certhub_server::Steps;
 
-use crate::args::Serve;
+use crate::args::{Renew, Serve};
+use crate::issue::{Issuer, Progress};
+
+/// The issuance engine, as the hub's API runs it.
+struct Engine {
+    issuer: Arc<Issuer>,
+}
+
+/// A job's steps as a request's progress.
+struct JobProgress(Arc<dyn Steps>);
+
+impl Progress for JobProgress {
+    fn step(&self, _cert: &str, message: &str) {
+        self.0.step(message);
+    }
+}
+
+impl certhub_server::Worker for Engine {
+    fn request(
+        &self,
+        name: String,
+        steps: Arc<dyn Steps>,
+    ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> {
+        let issuer = self.issuer.clone();
+        Box::pin(async move {
+            let progress = JobProgress(steps);
+            issuer
+                .request(&name, Duration::from_secs(900), &progress)
+                .await
+                .map(|i| {
+                    format!(
+                        "issued serial {}, expires {}",
+                        i.serial_hex,
+                        crate::output::rfc3339(i.not_after)
+                    )
+                })
+                .map_err(|e| format!("{e:#}"))
+        })
+    }
+}
 
 pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
     let store = ctx.store().await?;
-    let state = certhub_server::AppState::new(store.clone());
+    let issuer = Arc::new(Issuer::new(
+        store.clone(),
+        Arc::new(Solvers::new(ctx.dns.clone())),
+        &ctx.data_dir,
+    ));
+    let state =
+        certhub_server::AppState::new(store.clone()).with_worker(Arc::new(Engine { issuer }));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -23,10 +74,13 @@ pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
         );
     }
     let app = certhub_server::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await
-        .context("the hub stopped")?;
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown());
+    // The renewal service runs beside the API until the API stops; a renewal cut short is
+    // resumed by the next start (every step of an order is in the store).
+    tokio::select! {
+        served = server => served.context("the hub stopped")?,
+        () = renewal_service(ctx.clone(), Duration::from_secs(args.check_interval)) => {}
+    }
     store.close().await;
     println!("certhub hub stopped");
     Ok(())
@@ -45,5 +99,19 @@ async fn shutdown() {
     tokio::select! {
         _ = term => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Renews what is due, like `certhub renew --due`: at start (work a restart interrupted),
+/// then every `interval`. Certificates are locked
+/// while requested, so this never orders one twice, even beside a cron job or another hub.
+async fn renewal_service(ctx: crate::Context, interval: Duration) {
+    loop {
+        let due =
+            Renew { names: Vec::new(), due: true, policy: "75%".into(), jobs: 4, timeout: 900 };
+        if let Err(e) = crate::renew::run(&ctx, due).await {
+            tracing::warn!(error = %format!("{e:#}"), "renewal run failed");
+        }
+        tokio::time::sleep(interval).await;
     }
 }

@@ -25,6 +25,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/certificates/{name}", get(get_certificate))
         .route("/api/v1/certificates/{name}/history", get(certificate_history))
         .route("/api/v1/certificates/{name}/pull", get(pull_certificate))
+        .route("/api/v1/certificates/{name}/request", post(request_certificate))
+        .route("/api/v1/jobs/{id}", get(get_job))
         .route("/api/v1/accounts", get(list_accounts))
         .route("/api/v1/audit", get(audit_log))
         .route("/api/v1/audit/verify", get(audit_verify))
@@ -140,7 +142,9 @@ async fn create_token(
                 if !SCOPES.iter().any(|(k, _)| k == s) {
                     return Err(Problem::invalid(
                         "scopes",
-                        format!("unknown scope {s:?}; scopes are cert:read, cert:key, admin"),
+                        format!(
+                            "unknown scope {s:?}; scopes are cert:read, cert:request, cert:key, admin"
+                        ),
                     ));
                 }
                 if !allowed.contains(&s.as_str()) {
@@ -410,6 +414,36 @@ async fn pull_certificate(
     }
     Ok(([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-store")], body)
         .into_response())
+}
+
+async fn request_certificate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<(StatusCode, [(header::HeaderName, String); 1], Json<Value>)> {
+    caller.require(Need::Request)?;
+    cert_or_404(&state, &name).await?;
+    let worker = state.worker.clone().ok_or_else(|| {
+        Problem::unavailable("this hub runs no issuance engine; use certhub serve")
+    })?;
+    let job = state.jobs.start_request(worker, &name);
+    state.store.audit(&caller.actor(), "cert.request", &name, &caller.source, None).await?;
+    let url = format!("/api/v1/jobs/{}", job.id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, url.clone())],
+        Json(json!({ "job": job, "status_url": url })),
+    ))
+}
+
+async fn get_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Need::Read)?;
+    let job = state.jobs.get(&id).ok_or_else(|| Problem::not_found(format!("no job {id:?}")))?;
+    Ok(Json(json!(job)))
 }
 
 async fn list_accounts(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {

@@ -45,14 +45,20 @@ impl Role {
 }
 
 /// Token scopes and the least role each needs.
-pub(crate) const SCOPES: &[(&str, Role)] =
-    &[("cert:read", Role::Viewer), ("cert:key", Role::Operator), ("admin", Role::Admin)];
+pub(crate) const SCOPES: &[(&str, Role)] = &[
+    ("cert:read", Role::Viewer),
+    ("cert:request", Role::Operator),
+    ("cert:key", Role::Operator),
+    ("admin", Role::Admin),
+];
 
 /// What a caller may do, by scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Need {
     /// Read certificates and their history.
     Read,
+    /// Request and renew certificates.
+    Request,
     /// Download private keys.
     Key,
     /// Administer (the audit log, users).
@@ -63,6 +69,7 @@ impl Need {
     fn scope(self) -> &'static str {
         match self {
             Self::Read => "cert:read",
+            Self::Request => "cert:request",
             Self::Key => "cert:key",
             Self::Admin => "admin",
         }

@@ -6,13 +6,15 @@
 //! hashed, and send it as `Authorization: Bearer TOKEN`.
 //!
 //! Roles: `admin` (everything), `operator` (read, request, download keys), `viewer` (read).
-//! A token carries scopes (`cert:read`, `cert:key`, `admin`) that narrow its owner's role.
+//! A token carries scopes (`cert:read`, `cert:request`, `cert:key`, `admin`) that narrow its
+//! owner's role. Long operations answer 202 with a job (`/api/v1/jobs/{id}`) to watch.
 //! Every change and every key download is written to the audit log. Errors are
 //! `application/problem+json` naming the field and the rule. Lists are paginated
 //! (`page`, `per_page`) and filterable.
 
 mod api;
 mod auth;
+mod jobs;
 mod openapi;
 mod problem;
 
@@ -21,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use certhub_store::Store;
 
 pub use auth::{Role, hash_password};
+pub use jobs::{Job, Steps, Worker};
 pub use openapi::ROUTES;
 pub use problem::Problem;
 
@@ -31,6 +34,8 @@ pub struct AppState {
     /// The one-time setup token, while no user exists.
     setup_token: Arc<Mutex<Option<String>>>,
     logins: Arc<auth::LoginLimiter>,
+    worker: Option<Arc<dyn Worker>>,
+    jobs: Arc<jobs::Jobs>,
 }
 
 impl AppState {
@@ -41,7 +46,15 @@ impl AppState {
             store,
             setup_token: Arc::new(Mutex::new(None)),
             logins: Arc::new(auth::LoginLimiter::default()),
+            worker: None,
+            jobs: Arc::new(jobs::Jobs::default()),
         }
+    }
+
+    /// The engine that runs requests; without one, request endpoints answer 503.
+    pub fn with_worker(mut self, worker: Arc<dyn Worker>) -> Self {
+        self.worker = Some(worker);
+        self
     }
 
     /// When the hub has no user yet, a fresh one-time setup token (replacing any earlier

@@ -29,6 +29,13 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
         "The latest certificate and chain as PEM, with the key (cert:key), or as PKCS#12",
         Some("cert:read"),
     ),
+    (
+        "post",
+        "/api/v1/certificates/{name}/request",
+        "Request (or renew) now; answers 202 with a job to watch",
+        Some("cert:request"),
+    ),
+    ("get", "/api/v1/jobs/{id}", "A job's status and steps", Some("cert:read")),
     ("get", "/api/v1/accounts", "CA accounts", Some("cert:read")),
     ("get", "/api/v1/audit", "The audit log, oldest first (admin)", Some("admin")),
     ("get", "/api/v1/audit/verify", "Check the audit log's hash chain (admin)", Some("admin")),
@@ -52,10 +59,12 @@ pub fn document() -> Value {
         if let Some(scope) = scope {
             op["security"] = json!([{ "token": [scope] }]);
         }
-        if path.contains("{name}") {
-            op["parameters"] = json!([{
-                "name": "name", "in": "path", "required": true, "schema": { "type": "string" }
-            }]);
+        for param in ["name", "id"] {
+            if path.contains(&format!("{{{param}}}")) {
+                op["parameters"] = json!([{
+                    "name": param, "in": "path", "required": true, "schema": { "type": "string" }
+                }]);
+            }
         }
         let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
         entry[*method] = op;

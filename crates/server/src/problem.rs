@@ -64,6 +64,11 @@ impl Problem {
         Self::new(StatusCode::TOO_MANY_REQUESTS, "too-many-requests", detail)
     }
 
+    /// 503: the hub cannot do this now.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
+    }
+
     /// 500: something on our side; the detail is logged, not shown.
     pub fn internal(err: impl std::fmt::Display) -> Self {
         tracing::error!(error = %err, "request failed");

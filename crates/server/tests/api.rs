@@ -316,11 +316,13 @@ async fn the_openapi_document_lists_exactly_the_served_routes() {
     assert_eq!(paths.values().map(|p| p.as_object().unwrap().len()).sum::<usize>(), ROUTES.len());
     for (method, path, _, _) in ROUTES {
         assert!(paths[*path][*method].is_object(), "{method} {path} documented");
-        let uri = path.replace("{name}", "web");
-        let (status, _, _) =
+        let uri = path.replace("{name}", "web").replace("{id}", "0");
+        let (status, _, body) =
             hub.call(&method.to_uppercase(), &uri, Some(&admin), Some(json!({}))).await;
+        // A route's own 404 (no such job) names the thing; only the fallback says "endpoint".
+        let fallback = String::from_utf8_lossy(&body).contains("no such endpoint");
         assert!(
-            status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
+            !fallback && status != StatusCode::METHOD_NOT_ALLOWED,
             "{method} {path} is served ({status})"
         );
     }

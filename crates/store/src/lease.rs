@@ -13,14 +13,15 @@ use crate::{Backend, Error, Store};
 /// The right to request one certificate, held until dropped.
 #[derive(Debug)]
 pub struct CertLease {
-    _conn: Option<AnyConnection>,
+    // In a mutex only so a lease can be shared between threads; nothing locks it.
+    _conn: std::sync::Mutex<Option<AnyConnection>>,
 }
 
 impl Store {
     /// Takes the lease on certificate `name`, or `None` while another holder has it.
     pub async fn try_lease_cert(&self, name: &str) -> Result<Option<CertLease>, Error> {
         if self.backend == Backend::Sqlite {
-            return Ok(Some(CertLease { _conn: None }));
+            return Ok(Some(CertLease { _conn: std::sync::Mutex::new(None) }));
         }
         // Taken out of the pool: the lock lives exactly as long as this connection.
         let mut conn = self.pool.acquire().await?.detach();
@@ -28,7 +29,7 @@ impl Store {
             .bind(lock_key(name))
             .fetch_one(&mut conn)
             .await?;
-        Ok(held.then_some(CertLease { _conn: Some(conn) }))
+        Ok(held.then_some(CertLease { _conn: std::sync::Mutex::new(Some(conn)) }))
     }
 }
 

@@ -1687,9 +1687,34 @@ async fn the_hub_serves_a_certificate_to_a_token_holder_and_stops_cleanly() {
         .collect();
     support::verify_chain(&chain, &root, &["hub.test"]);
     assert!(pem.contains("PRIVATE KEY"));
-    // The key download is in the audit log, which verifies.
+    // A request through the API: 202 with a job that shows its steps, then the new serial.
+    let first = env.show("hub").await["serial"].clone();
+    let rsp = http
+        .post(format!("{base}/certificates/hub/request"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 202);
+    let accepted: Value = rsp.json().await.unwrap();
+    let status_url = format!("http://127.0.0.1:{port}{}", accepted["status_url"].as_str().unwrap());
+    let job =
+        certhub_testkit::wait_until("the request job to end", Duration::from_secs(60), || {
+            let (http, url, token) = (http.clone(), status_url.clone(), token.clone());
+            async move {
+                let job: Value =
+                    http.get(url).bearer_auth(token).send().await.ok()?.json().await.ok()?;
+                (job["status"] != "running").then_some(job)
+            }
+        })
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert!(job["steps"].as_array().unwrap().len() >= 3, "{job}");
+    assert_ne!(env.show("hub").await["serial"], first);
+
+    // The key download and the request are in the audit log, which verifies.
     let out = env.ok(&["audit", "verify"]).await;
-    assert!(out.contains("intact: 3 entries"), "{out}");
+    assert!(out.contains("intact: 4 entries"), "{out}");
 
     // SIGTERM: a clean stop.
     let pid = child.id().unwrap();
@@ -1697,4 +1722,55 @@ async fn the_hub_serves_a_certificate_to_a_token_holder_and_stops_cleanly() {
     let status =
         tokio::time::timeout(Duration::from_secs(20), child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hub_renews_what_is_due_by_itself() {
+    let mut opts = hostile();
+    opts.validity_secs = Some(20);
+    let env = Env::start(opts).await;
+    env.account("le", &[]).await;
+    let out_dir = tempfile::TempDir::new().unwrap();
+    env.ok(&[
+        "cert",
+        "add",
+        "auto",
+        "--account",
+        "le",
+        "-d",
+        "auto.test",
+        "--challenge",
+        &env.http01(),
+        "--deploy",
+        &format!("files:dir={}", out_dir.path().display()),
+    ])
+    .await;
+    // Never issued: the hub's first renewal run (at start) requests it.
+    let port = certhub_testkit::free_port();
+    let _hub = env
+        .command(&["serve", "--listen", &format!("127.0.0.1:{port}"), "--check-interval", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let data_dir = env.data_dir().to_path_buf();
+    let serial = move || {
+        let data_dir = data_dir.clone();
+        async move {
+            let store = certhub_store::Store::open(&data_dir).await.ok()?;
+            let s = store.latest_issued("auto").await.ok()?.map(|i| i.serial_hex);
+            store.close().await;
+            s
+        }
+    };
+    let first =
+        certhub_testkit::wait_until("the hub to issue", Duration::from_secs(60), serial.clone())
+            .await;
+    // Due after 75% of 20 s: renewed, and deployed, with no command run by hand.
+    certhub_testkit::wait_until("the hub to renew", Duration::from_secs(60), || {
+        let (serial, first) = (serial.clone(), first.clone());
+        async move { serial().await.filter(|s| *s != first) }
+    })
+    .await;
+    assert!(out_dir.path().join("fullchain.pem").exists());
 }

@@ -1,0 +1,102 @@
+//! Long operations (a request takes seconds to minutes): the API answers at once with a job
+//! whose status resource shows its steps as they happen.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+/// Reports the steps of one job.
+pub trait Steps: Send + Sync {
+    /// Records a step, e.g. "validating www.example.com with http-01".
+    fn step(&self, message: &str);
+}
+
+/// What runs the hub's long operations (the issuance engine, provided by the binary).
+pub trait Worker: Send + Sync + 'static {
+    /// Requests certificate `name` now; the result says what was issued, or why not.
+    fn request(
+        &self,
+        name: String,
+        steps: Arc<dyn Steps>,
+    ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+}
+
+/// A job's state.
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    /// Its id.
+    pub id: String,
+    /// What it does, e.g. `request`.
+    pub kind: String,
+    /// On what.
+    pub target: String,
+    /// `running`, `succeeded` or `failed`.
+    pub status: String,
+    /// The steps so far.
+    pub steps: Vec<String>,
+    /// The outcome, once it ends.
+    pub result: Option<String>,
+}
+
+/// The jobs of this hub process (a restart forgets them; the work itself resumes from the
+/// store).
+#[derive(Default)]
+pub struct Jobs {
+    jobs: Mutex<HashMap<String, Job>>,
+}
+
+struct JobSteps {
+    jobs: Arc<Jobs>,
+    id: String,
+}
+
+impl Steps for JobSteps {
+    fn step(&self, message: &str) {
+        self.jobs.update(&self.id, |j| j.steps.push(message.to_string()));
+    }
+}
+
+impl Jobs {
+    fn update(&self, id: &str, f: impl FnOnce(&mut Job)) {
+        if let Some(job) = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).get_mut(id) {
+            f(job);
+        }
+    }
+
+    /// A job by id.
+    pub fn get(&self, id: &str) -> Option<Job> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+
+    /// Starts `worker.request(target)` as a job and returns it.
+    pub fn start_request(self: &Arc<Self>, worker: Arc<dyn Worker>, target: &str) -> Job {
+        let id: String = (0..8).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+        let job = Job {
+            id: id.clone(),
+            kind: "request".into(),
+            target: target.into(),
+            status: "running".into(),
+            steps: Vec::new(),
+            result: None,
+        };
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), job.clone());
+        let jobs = self.clone();
+        let steps: Arc<dyn Steps> = Arc::new(JobSteps { jobs: jobs.clone(), id: id.clone() });
+        let run = worker.request(target.to_string(), steps);
+        tokio::spawn(async move {
+            let outcome = run.await;
+            jobs.update(&id, |j| {
+                let (status, result) = match outcome {
+                    Ok(r) => ("succeeded", r),
+                    Err(e) => ("failed", e),
+                };
+                j.status = status.into();
+                j.result = Some(result);
+            });
+        });
+        job
+    }
+}
