@@ -116,6 +116,36 @@ pub async fn load(store: &Store, name: &str) -> anyhow::Result<AccountRecord> {
 }
 
 async fn add(store: &Store, args: AccountAdd) -> anyhow::Result<()> {
+    let ca_bundle_pem = match &args.ca_bundle {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the CA bundle {}", path.display()))
+                .map_err(|e| fail(INVALID_INPUT, format!("{e:#}")))?,
+        ),
+        None => None,
+    };
+    let url = register(store, &args, ca_bundle_pem).await?;
+    if args.json {
+        print_json(&json!({ "name": args.name, "account_url": url, "status": "valid" }));
+    } else {
+        println!("Account {} registered: {url}", args.name);
+    }
+    if args.email.as_deref().map(str::trim).is_none_or(str::is_empty) {
+        eprintln!(
+            "warning: account {} has no contact email, so the CA cannot send you notices",
+            args.name
+        );
+    }
+    Ok(())
+}
+
+/// Registers the account `args` describes with its CA (or adopts the one the CA has for a
+/// key an interrupted earlier attempt stored); returns the account's URL.
+pub(crate) async fn register(
+    store: &Store,
+    args: &AccountAdd,
+    ca_bundle_pem: Option<String>,
+) -> anyhow::Result<String> {
     check_name("account", &args.name)?;
     let key_type = parse_key_type(&args.key_type)?;
     let directory_url = DIRECTORY_ALIASES
@@ -131,14 +161,6 @@ async fn add(store: &Store, args: AccountAdd) -> anyhow::Result<()> {
             ),
         ));
     }
-    let ca_bundle_pem = match &args.ca_bundle {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the CA bundle {}", path.display()))
-                .map_err(|e| fail(INVALID_INPUT, format!("{e:#}")))?,
-        ),
-        None => None,
-    };
     let email = args.email.as_deref().map(str::trim).filter(|e| !e.is_empty());
     if let Some(e) = email {
         check_email(e)?;
@@ -233,7 +255,7 @@ async fn add(store: &Store, args: AccountAdd) -> anyhow::Result<()> {
         only_return_existing: false,
         external_account: eab.as_ref(),
     };
-    let (account, resource) = match client.new_account(key, &req).await {
+    let (account, _) = match client.new_account(key, &req).await {
         Ok(v) => v,
         Err(e) => {
             if !e.is_retryable() {
@@ -246,20 +268,7 @@ async fn add(store: &Store, args: AccountAdd) -> anyhow::Result<()> {
     };
     store.set_account_url(&args.name, account.url()).await?;
     store.set_account_status(&args.name, "valid").await?;
-    if args.json {
-        print_json(
-            &json!({ "name": args.name, "account_url": account.url(), "status": resource.status }),
-        );
-    } else {
-        println!("Account {} registered: {}", args.name, account.url());
-    }
-    if email.is_none() {
-        eprintln!(
-            "warning: account {} has no contact email, so the CA cannot send you notices",
-            args.name
-        );
-    }
-    Ok(())
+    Ok(account.url().to_string())
 }
 
 fn check_email(e: &str) -> anyhow::Result<()> {

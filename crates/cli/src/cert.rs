@@ -47,6 +47,25 @@ async fn load(store: &Store, name: &str) -> anyhow::Result<CertRecord> {
 }
 
 pub(crate) async fn add(store: &Store, args: CertAdd) -> anyhow::Result<()> {
+    let (validation, tasks) = create(store, &args).await?;
+    println!("Certificate {} added:", args.name);
+    for (id, kind) in &validation {
+        println!("  {id}  {kind}");
+    }
+    for t in &tasks {
+        println!("  then {} ({}): {}", t.name, t.trigger, t.action.describe());
+    }
+    println!("Request it with: certhub cert request {}", args.name);
+    Ok(())
+}
+
+/// Checks and stores the managed certificate `args` describes; returns how each identifier
+/// will be validated and the deployment tasks.
+pub(crate) async fn create(
+    store: &Store,
+    args: &CertAdd,
+) -> anyhow::Result<(Vec<(Identifier, certhub_core::ChallengeKind)>, Vec<certhub_core::DeployTask>)>
+{
     check_name("certificate", &args.name)?;
     account::load(store, &args.account).await?;
     if store.cert(&args.name).await?.is_some() {
@@ -126,15 +145,9 @@ pub(crate) async fn add(store: &Store, args: CertAdd) -> anyhow::Result<()> {
         })
         .await?;
     crate::deploy::store_tasks(store, &args.name, &tasks).await?;
-    println!("Certificate {} added:", args.name);
-    for (id, i) in &assignment {
-        println!("  {id}  {}", specs[*i].config.kind());
-    }
-    for t in &tasks {
-        println!("  then {} ({}): {}", t.name, t.trigger, t.action.describe());
-    }
-    println!("Request it with: certhub cert request {}", args.name);
-    Ok(())
+    let validation =
+        assignment.iter().map(|(id, i)| (id.clone(), specs[*i].config.kind())).collect();
+    Ok((validation, tasks))
 }
 
 /// Prints steps: spinners on a terminal, plain lines otherwise.

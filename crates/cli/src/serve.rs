@@ -16,6 +16,20 @@ use crate::issue::{Issuer, Progress};
 /// The issuance engine, as the hub's API runs it.
 struct Engine {
     issuer: Arc<Issuer>,
+    store: certhub_store::Store,
+}
+
+/// An engine error as the API reports it, by the exit code the CLI would give.
+fn work_error(e: anyhow::Error) -> certhub_server::WorkError {
+    use crate::exit::{CA_REFUSED, INVALID_INPUT, NOT_FOUND, TRANSIENT};
+    let status = match crate::exit::code_for(&e) {
+        INVALID_INPUT => 400,
+        NOT_FOUND => 404,
+        CA_REFUSED => 502,
+        TRANSIENT => 503,
+        _ => 500,
+    };
+    certhub_server::WorkError { status, message: format!("{e:#}") }
 }
 
 /// A job's steps as a request's progress.
@@ -28,6 +42,65 @@ impl Progress for JobProgress {
 }
 
 impl certhub_server::Worker for Engine {
+    fn add_account(
+        &self,
+        a: certhub_server::NewAccount,
+    ) -> certhub_server::WorkFuture<serde_json::Value> {
+        let store = self.store.clone();
+        Box::pin(async move {
+            let args = crate::args::AccountAdd {
+                name: a.name.clone(),
+                directory: a.directory,
+                ca_bundle: None,
+                email: a.email,
+                agree_tos: a.agree_tos,
+                eab_kid: a.eab_kid,
+                eab_hmac_key: a.eab_hmac_key,
+                eab_algorithm: crate::args::EabAlg::Hs256,
+                key_type: a.key_type.unwrap_or_else(|| "ec-p256".into()),
+                json: false,
+            };
+            let url = crate::account::register(&store, &args, a.ca_bundle_pem)
+                .await
+                .map_err(work_error)?;
+            Ok(serde_json::json!({ "name": a.name, "account_url": url, "status": "valid" }))
+        })
+    }
+
+    fn add_certificate(
+        &self,
+        c: certhub_server::NewCertificate,
+    ) -> certhub_server::WorkFuture<serde_json::Value> {
+        let store = self.store.clone();
+        Box::pin(async move {
+            let args = crate::args::CertAdd {
+                name: c.name,
+                account: c.account,
+                domains: c.domains,
+                ips: c.ips,
+                key_type: c.key_type.unwrap_or_else(|| "ec-p256".into()),
+                reuse_key: c.reuse_key,
+                csr: None,
+                profile: None,
+                preferred_chain: None,
+                challenges: c.challenges,
+                allow_single_label: false,
+                deploy: c.deploy,
+                renewal: crate::args::RenewalSettings {
+                    renew_at: c.renew_at,
+                    ..Default::default()
+                },
+            };
+            let (validation, _) = crate::cert::create(&store, &args).await.map_err(work_error)?;
+            Ok(serde_json::json!({
+                "validation": validation
+                    .iter()
+                    .map(|(id, kind)| serde_json::json!({ "identifier": id.to_string(), "challenge": kind.to_string() }))
+                    .collect::<Vec<_>>()
+            }))
+        })
+    }
+
     fn request(
         &self,
         name: String,
@@ -58,8 +131,8 @@ pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
         Arc::new(Solvers::new(ctx.dns.clone())),
         &ctx.data_dir,
     ));
-    let state =
-        certhub_server::AppState::new(store.clone()).with_worker(Arc::new(Engine { issuer }));
+    let state = certhub_server::AppState::new(store.clone())
+        .with_worker(Arc::new(Engine { issuer, store: store.clone() }));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -21,13 +21,13 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/setup", post(setup))
         .route("/api/v1/tokens", post(create_token))
         .route("/api/v1/users", post(create_user))
-        .route("/api/v1/certificates", get(list_certificates))
+        .route("/api/v1/certificates", get(list_certificates).post(create_certificate))
         .route("/api/v1/certificates/{name}", get(get_certificate))
         .route("/api/v1/certificates/{name}/history", get(certificate_history))
         .route("/api/v1/certificates/{name}/pull", get(pull_certificate))
         .route("/api/v1/certificates/{name}/request", post(request_certificate))
         .route("/api/v1/jobs/{id}", get(get_job))
-        .route("/api/v1/accounts", get(list_accounts))
+        .route("/api/v1/accounts", get(list_accounts).post(create_account))
         .route("/api/v1/audit", get(audit_log))
         .route("/api/v1/audit/verify", get(audit_verify))
         .fallback(|| async { Problem::not_found("no such endpoint; see /api/v1/openapi.json") })
@@ -423,10 +423,7 @@ async fn request_certificate(
 ) -> ApiResult<(StatusCode, [(header::HeaderName, String); 1], Json<Value>)> {
     caller.require(Need::Request)?;
     cert_or_404(&state, &name).await?;
-    let worker = state.worker.clone().ok_or_else(|| {
-        Problem::unavailable("this hub runs no issuance engine; use certhub serve")
-    })?;
-    let job = state.jobs.start_request(worker, &name);
+    let job = state.jobs.start_request(worker(&state)?, &name);
     state.store.audit(&caller.actor(), "cert.request", &name, &caller.source, None).await?;
     let url = format!("/api/v1/jobs/{}", job.id);
     Ok((
@@ -434,6 +431,40 @@ async fn request_certificate(
         [(header::LOCATION, url.clone())],
         Json(json!({ "job": job, "status_url": url })),
     ))
+}
+
+fn worker(state: &AppState) -> ApiResult<std::sync::Arc<dyn crate::Worker>> {
+    state
+        .worker
+        .clone()
+        .ok_or_else(|| Problem::unavailable("this hub runs no issuance engine; use certhub serve"))
+}
+
+async fn create_account(
+    State(state): State<AppState>,
+    caller: Caller,
+    bytes: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    caller.require(Need::Admin)?;
+    let req: crate::NewAccount = body(&bytes)?;
+    let name = req.name.clone();
+    let view = worker(&state)?.add_account(req).await?;
+    state.store.audit(&caller.actor(), "account.create", &name, &caller.source, None).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn create_certificate(
+    State(state): State<AppState>,
+    caller: Caller,
+    bytes: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    caller.require(Need::Request)?;
+    let req: crate::NewCertificate = body(&bytes)?;
+    let name = req.name.clone();
+    worker(&state)?.add_certificate(req).await?;
+    state.store.audit(&caller.actor(), "cert.create", &name, &caller.source, None).await?;
+    let c = cert_or_404(&state, &name).await?;
+    Ok((StatusCode::CREATED, Json(cert_view(&c, None))))
 }
 
 async fn get_job(

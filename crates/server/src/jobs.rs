@@ -14,8 +14,85 @@ pub trait Steps: Send + Sync {
     fn step(&self, message: &str);
 }
 
+/// Why the engine refused or failed: the HTTP status it maps to, and the message.
+#[derive(Debug, Clone)]
+pub struct WorkError {
+    /// 400 (invalid input), 404 (no such thing), 409 (exists), 502 (the CA refused), 503
+    /// (try later), 500.
+    pub status: u16,
+    /// What happened, in one sentence with its cause.
+    pub message: String,
+}
+
+/// A boxed future of the engine.
+pub type WorkFuture<T> = Pin<Box<dyn Future<Output = Result<T, WorkError>> + Send>>;
+
+/// A CA account to register (`POST /api/v1/accounts`).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccount {
+    /// Its name.
+    pub name: String,
+    /// The CA's directory URL, or `letsencrypt`, `letsencrypt-staging`.
+    pub directory: String,
+    /// Contact email.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Agreement to the CA's terms of service (required).
+    #[serde(default)]
+    pub agree_tos: bool,
+    /// External Account Binding key id.
+    #[serde(default)]
+    pub eab_kid: Option<String>,
+    /// External Account Binding HMAC key (base64url).
+    #[serde(default)]
+    pub eab_hmac_key: Option<String>,
+    /// Account key type (default ec-p256).
+    #[serde(default)]
+    pub key_type: Option<String>,
+    /// PEM roots to trust for this CA (a private or test CA).
+    #[serde(default)]
+    pub ca_bundle_pem: Option<String>,
+}
+
+/// A managed certificate to add (`POST /api/v1/certificates`).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCertificate {
+    /// Its name.
+    pub name: String,
+    /// The account that orders it.
+    pub account: String,
+    /// DNS names (`*.example.com` for a wildcard).
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// IP addresses.
+    #[serde(default)]
+    pub ips: Vec<std::net::IpAddr>,
+    /// Key type (default ec-p256).
+    #[serde(default)]
+    pub key_type: Option<String>,
+    /// Keep the key across renewals.
+    #[serde(default)]
+    pub reuse_key: bool,
+    /// Challenge SPECs, as for `certhub cert add --challenge`.
+    pub challenges: Vec<String>,
+    /// Deployment SPECs, as for `certhub cert add --deploy`.
+    #[serde(default)]
+    pub deploy: Vec<String>,
+    /// Renewal policy (75% or 30d).
+    #[serde(default)]
+    pub renew_at: Option<String>,
+}
+
 /// What runs the hub's long operations (the issuance engine, provided by the binary).
 pub trait Worker: Send + Sync + 'static {
+    /// Registers a CA account; returns its view.
+    fn add_account(&self, account: NewAccount) -> WorkFuture<serde_json::Value>;
+
+    /// Adds a managed certificate (nothing is ordered yet); returns its view.
+    fn add_certificate(&self, cert: NewCertificate) -> WorkFuture<serde_json::Value>;
+
     /// Requests certificate `name` now; the result says what was issued, or why not.
     fn request(
         &self,

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use certhub_store::Store;
 
 pub use auth::{Role, hash_password};
-pub use jobs::{Job, Steps, Worker};
+pub use jobs::{Job, NewAccount, NewCertificate, Steps, WorkError, WorkFuture, Worker};
 pub use openapi::ROUTES;
 pub use problem::Problem;
 

@@ -16,6 +16,7 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
         "Managed certificates, paginated and filterable",
         Some("cert:read"),
     ),
+    ("post", "/api/v1/certificates", "Add a managed certificate", Some("cert:request")),
     ("get", "/api/v1/certificates/{name}", "One managed certificate", Some("cert:read")),
     (
         "get",
@@ -37,6 +38,7 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
     ),
     ("get", "/api/v1/jobs/{id}", "A job's status and steps", Some("cert:read")),
     ("get", "/api/v1/accounts", "CA accounts", Some("cert:read")),
+    ("post", "/api/v1/accounts", "Register a CA account (admin)", Some("admin")),
     ("get", "/api/v1/audit", "The audit log, oldest first (admin)", Some("admin")),
     ("get", "/api/v1/audit/verify", "Check the audit log's hash chain (admin)", Some("admin")),
 ];

@@ -76,6 +76,21 @@ impl Problem {
     }
 }
 
+impl From<crate::WorkError> for Problem {
+    fn from(e: crate::WorkError) -> Self {
+        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let kind = match e.status {
+            400 => "invalid",
+            404 => "not-found",
+            409 => "conflict",
+            502 => "ca-refused",
+            503 => "unavailable",
+            _ => "failed",
+        };
+        Self::new(status, kind, e.message)
+    }
+}
+
 impl From<certhub_store::Error> for Problem {
     fn from(e: certhub_store::Error) -> Self {
         match e {

@@ -1687,6 +1687,85 @@ async fn the_hub_serves_a_certificate_to_a_token_holder_and_stops_cleanly() {
         .collect();
     support::verify_chain(&chain, &root, &["hub.test"]);
     assert!(pem.contains("PRIVATE KEY"));
+    // An account and a certificate made through the API, requested, pulled.
+    let post = |path: &str, body: Value| {
+        http.post(format!("{base}{path}")).bearer_auth(&token).json(&body).send()
+    };
+    let rsp = post(
+        "/accounts",
+        json!({"name": "api-le", "directory": env.pebble.directory_url, "agree_tos": true,
+               "email": "ops@example.com", "ca_bundle_pem": env.pebble.listener_ca_pem}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rsp.status(), 201, "{}", rsp.text().await.unwrap());
+    let rsp = post(
+        "/certificates",
+        json!({"name": "api-cert", "account": "api-le", "domains": ["api.test"],
+               "challenges": [env.http01()]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rsp.status(), 201, "{}", rsp.text().await.unwrap());
+    let rsp = post("/certificates", json!({"name": "bad", "account": "api-le", "domains": ["*.x.test"], "challenges": [env.http01()]}))
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 400);
+    assert!(rsp.text().await.unwrap().contains("dns-01"));
+    let rsp = post("/certificates/api-cert/request", json!({})).await.unwrap();
+    assert_eq!(rsp.status(), 202);
+    let url = rsp.headers()["location"].to_str().unwrap().to_string();
+    let job =
+        certhub_testkit::wait_until("the API request to end", Duration::from_secs(60), || {
+            let (http, url, token) =
+                (http.clone(), format!("http://127.0.0.1:{port}{url}"), token.clone());
+            async move {
+                let job: Value =
+                    http.get(url).bearer_auth(token).send().await.ok()?.json().await.ok()?;
+                (job["status"] != "running").then_some(job)
+            }
+        })
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let shown: Value = http
+        .get(format!("{base}/certificates/api-cert"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["state"], "valid", "{shown}");
+    env.verify_issued("api-cert", &["api.test"]).await;
+
+    // A viewer can read, but neither request nor download keys.
+    let rsp = post(
+        "/users",
+        json!({"username": "vic", "password": "a viewer's password", "role": "viewer"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rsp.status(), 201);
+    let viewer: Value = http
+        .post(format!("{base}/tokens"))
+        .json(&json!({"username": "vic", "password": "a viewer's password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let viewer = viewer["token"].as_str().unwrap().to_string();
+    let as_viewer = |req: reqwest::RequestBuilder| req.bearer_auth(&viewer).send();
+    let rsp = as_viewer(http.get(format!("{base}/certificates/api-cert"))).await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    let rsp = as_viewer(http.post(format!("{base}/certificates/api-cert/request"))).await.unwrap();
+    assert_eq!(rsp.status(), 403);
+    let rsp =
+        as_viewer(http.get(format!("{base}/certificates/api-cert/pull?key=true"))).await.unwrap();
+    assert_eq!(rsp.status(), 403);
+
     // A request through the API: 202 with a job that shows its steps, then the new serial.
     let first = env.show("hub").await["serial"].clone();
     let rsp = http
@@ -1712,9 +1791,11 @@ async fn the_hub_serves_a_certificate_to_a_token_holder_and_stops_cleanly() {
     assert!(job["steps"].as_array().unwrap().len() >= 3, "{job}");
     assert_ne!(env.show("hub").await["serial"], first);
 
-    // The key download and the request are in the audit log, which verifies.
+    // Every change and the key download are in the audit log, which verifies: setup, the
+    // admin's token, the key download, the account, the certificate, its request, the viewer,
+    // the viewer's token, the second request.
     let out = env.ok(&["audit", "verify"]).await;
-    assert!(out.contains("intact: 4 entries"), "{out}");
+    assert!(out.contains("intact: 9 entries"), "{out}");
 
     // SIGTERM: a clean stop.
     let pid = child.id().unwrap();
