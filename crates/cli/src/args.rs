@@ -94,6 +94,15 @@ pub struct Serve {
     /// How often to look for certificates that are due (renewing them like `renew --due`).
     #[arg(long, default_value_t = 300, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub check_interval: u64,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first)...
+    #[arg(long, value_name = "PEM", requires = "tls_key", conflicts_with = "tls_managed")]
+    pub tls_cert: Option<PathBuf>,
+    /// ...and this private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS with the latest certificate of this managed certificate.
+    #[arg(long, value_name = "NAME")]
+    pub tls_managed: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,7 +1,6 @@
 //! `certhub serve`: the hub's REST API (`/api/v1`), until SIGTERM or Ctrl-C.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,30 +132,71 @@ pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
     ));
     let state = certhub_server::AppState::new(store.clone())
         .with_worker(Arc::new(Engine { issuer, store: store.clone() }));
+    let tls = tls_config(&store, &args).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    println!("certhub hub listening on http://{addr}/api/v1 (OpenAPI at /api/v1/openapi.json)");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("certhub hub listening on {scheme}://{addr}/api/v1 (OpenAPI at /api/v1/openapi.json)");
     if let Some(token) = state.setup_token_if_needed().await? {
         // Shown once, on this terminal only: it is not stored anywhere.
         println!("No user yet. Create the first admin within this run with the setup token:");
         println!("  setup token: {token}");
         println!(
-            "  curl -X POST http://{addr}/api/v1/setup -H 'content-type: application/json' \\\n       -d '{{\"token\": \"{token}\", \"username\": \"admin\", \"password\": \"…\"}}'"
+            "  curl -X POST {scheme}://{addr}/api/v1/setup -H 'content-type: application/json' \\\n       -d '{{\"token\": \"{token}\", \"username\": \"admin\", \"password\": \"…\"}}'"
         );
     }
-    let app = certhub_server::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown());
+    let app =
+        certhub_server::router(state).into_make_service_with_connect_info::<certhub_server::Peer>();
+    let serving = async {
+        match tls {
+            None => axum::serve(listener, app).with_graceful_shutdown(shutdown()).await,
+            Some(config) => {
+                axum::serve(certhub_server::TlsListener::new(listener, config), app)
+                    .with_graceful_shutdown(shutdown())
+                    .await
+            }
+        }
+    };
     // The renewal service runs beside the API until the API stops; a renewal cut short is
     // resumed by the next start (every step of an order is in the store).
     tokio::select! {
-        served = server => served.context("the hub stopped")?,
+        served = serving => served.context("the hub stopped")?,
         () = renewal_service(ctx.clone(), Duration::from_secs(args.check_interval)) => {}
     }
     store.close().await;
     println!("certhub hub stopped");
     Ok(())
+}
+
+/// The hub's TLS identity: PEM files, or the latest certificate of one of its own managed
+/// certificates (read at start; restart the hub after it renews), or none (plain HTTP).
+async fn tls_config(
+    store: &certhub_store::Store,
+    args: &Serve,
+) -> anyhow::Result<Option<rustls::ServerConfig>> {
+    let (chain, key) = match (&args.tls_cert, &args.tls_key, &args.tls_managed) {
+        (Some(cert), Some(key), None) => (
+            std::fs::read(cert).with_context(|| format!("cannot read {}", cert.display()))?,
+            std::fs::read(key).with_context(|| format!("cannot read {}", key.display()))?,
+        ),
+        (None, None, Some(name)) => {
+            let issued = store.latest_issued(name).await?.with_context(|| {
+                format!("--tls-managed {name}: that certificate has not been issued yet")
+            })?;
+            if issued.key_pkcs8.is_empty() {
+                anyhow::bail!("--tls-managed {name}: the hub does not hold its key");
+            }
+            let key = certhub_core::pem_block("PRIVATE KEY", &issued.key_pkcs8).into_bytes();
+            (issued.chain_pem.into_bytes(), key)
+        }
+        (None, None, None) => return Ok(None),
+        _ => anyhow::bail!("give --tls-cert and --tls-key together, or --tls-managed alone"),
+    };
+    certhub_server::tls_config(&chain, &key)
+        .map(Some)
+        .map_err(|e| crate::exit::fail(crate::exit::INVALID_INPUT, e))
 }
 
 /// Resolves on SIGTERM or SIGINT: requests in flight finish, new ones are refused.

@@ -1,7 +1,6 @@
 //! Who is calling: API tokens, roles and scopes; password hashing; sign-in rate limiting.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -122,8 +121,8 @@ impl Caller {
 pub(crate) fn source(parts: &Parts) -> String {
     parts
         .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
+        .get::<ConnectInfo<crate::Peer>>()
+        .map(|c| c.0.0.ip().to_string())
         .unwrap_or_else(|| "unknown".into())
 }
 

@@ -15,6 +15,7 @@
 mod api;
 mod auth;
 mod jobs;
+mod listen;
 mod openapi;
 mod problem;
 
@@ -24,6 +25,7 @@ use certhub_store::Store;
 
 pub use auth::{Role, hash_password};
 pub use jobs::{Job, NewAccount, NewCertificate, Steps, WorkError, WorkFuture, Worker};
+pub use listen::{Peer, TlsListener, tls_config};
 pub use openapi::ROUTES;
 pub use problem::Problem;
 

@@ -1855,3 +1855,53 @@ async fn the_hub_renews_what_is_due_by_itself() {
     .await;
     assert!(out_dir.path().join("fullchain.pem").exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hub_serves_https_with_its_own_managed_certificate() {
+    use tokio::io::AsyncBufReadExt as _;
+    let env = Env::start(hostile()).await;
+    env.account("le", &[]).await;
+    env.ok(&[
+        "cert",
+        "add",
+        "self",
+        "--account",
+        "le",
+        "-d",
+        "hub.test",
+        "--challenge",
+        &env.http01(),
+    ])
+    .await;
+    env.ok(&["cert", "request", "self"]).await;
+    let both = env.fails(2, &["serve", "--tls-managed", "self", "--tls-cert", "x.pem"]).await;
+    assert!(both.contains("cannot be used with") || both.contains("--tls-key"), "{both}");
+
+    let port = certhub_testkit::free_port();
+    let mut child = env
+        .command(&["serve", "--listen", &format!("127.0.0.1:{port}"), "--tls-managed", "self"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first =
+        tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.unwrap().unwrap();
+    assert!(first.unwrap_or_default().contains(&format!("https://127.0.0.1:{port}")));
+    let root = reqwest::Certificate::from_pem(env.pebble.root_pem(0).await.as_bytes()).unwrap();
+    let https = reqwest::Client::builder()
+        .no_proxy()
+        .tls_certs_only([root])
+        .resolve("hub.test", std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .build()
+        .unwrap();
+    let health: Value = https
+        .get(format!("https://hub.test:{port}/api/v1/health"))
+        .send()
+        .await
+        .expect("a verified TLS connection to the hub")
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    drop(child);
+}
