@@ -19,10 +19,11 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/health", get(health))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/setup", post(setup))
-        .route("/api/v1/tokens", post(create_token))
+        .route("/api/v1/tokens", post(create_token).get(list_tokens))
+        .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/api/v1/users", post(create_user))
         .route("/api/v1/certificates", get(list_certificates).post(create_certificate))
-        .route("/api/v1/certificates/{name}", get(get_certificate))
+        .route("/api/v1/certificates/{name}", get(get_certificate).delete(delete_certificate))
         .route("/api/v1/certificates/{name}/history", get(certificate_history))
         .route("/api/v1/certificates/{name}/pull", get(pull_certificate))
         .route("/api/v1/certificates/{name}/request", post(request_certificate))
@@ -187,6 +188,58 @@ async fn create_token(
             "note": "shown once: store it now",
         })),
     ))
+}
+
+async fn list_tokens(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.require(Need::Read)?;
+    // An admin sees every token; anyone else their own.
+    let whose = (caller.require(Need::Admin).is_err()).then_some(caller.user.as_str());
+    let items: Vec<Value> = state
+        .store
+        .tokens(whose)
+        .await?
+        .into_iter()
+        .map(|t| {
+            json!({
+                "id": t.id,
+                "user": t.user_name,
+                "label": t.label,
+                "scopes": t.scopes.split_whitespace().collect::<Vec<_>>(),
+                "expires_at": t.expires_at.map(rfc3339_ms),
+                "created_at": rfc3339_ms(t.created_at),
+                "last_used_at": t.last_used_at.map(rfc3339_ms),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require(Need::Read)?;
+    let own = state.store.tokens(Some(&caller.user)).await?.iter().any(|t| t.id == id);
+    if !own {
+        // Someone else's token: admins only, and without telling others whether it exists.
+        caller.require(Need::Admin).map_err(|_| Problem::not_found(format!("no token {id:?}")))?;
+    }
+    state.store.delete_token(&id).await?;
+    state.store.audit(&caller.actor(), "token.revoke", &id, &caller.source, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_certificate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require(Need::Admin)?;
+    cert_or_404(&state, &name).await?;
+    state.store.delete_cert(&name).await?;
+    state.store.audit(&caller.actor(), "cert.delete", &name, &caller.source, None).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]

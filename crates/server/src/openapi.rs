@@ -9,6 +9,18 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
     ("get", "/api/v1/openapi.json", "This document", None),
     ("post", "/api/v1/setup", "Create the first admin with the one-time setup token", None),
     ("post", "/api/v1/tokens", "Sign in with name and password; returns an API token once", None),
+    (
+        "get",
+        "/api/v1/tokens",
+        "API tokens: the caller's own, or every one for an admin",
+        Some("cert:read"),
+    ),
+    (
+        "delete",
+        "/api/v1/tokens/{id}",
+        "Revoke a token (one's own, or any for an admin)",
+        Some("cert:read"),
+    ),
     ("post", "/api/v1/users", "Add a user (admin)", Some("admin")),
     (
         "get",
@@ -18,6 +30,12 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
     ),
     ("post", "/api/v1/certificates", "Add a managed certificate", Some("cert:request")),
     ("get", "/api/v1/certificates/{name}", "One managed certificate", Some("cert:read")),
+    (
+        "delete",
+        "/api/v1/certificates/{name}",
+        "Delete a managed certificate and its history (admin)",
+        Some("admin"),
+    ),
     (
         "get",
         "/api/v1/certificates/{name}/history",

@@ -255,14 +255,21 @@ async fn certificates_list_filter_page_and_pull() {
     assert_eq!(contents.chain_der[0], leaf);
     let (status, _) = hub.json("GET", "/api/v1/certificates/api/pull", Some(&admin), None).await;
     assert_eq!(status, StatusCode::CONFLICT, "not issued yet");
+    let (status, _) = hub.json("DELETE", "/api/v1/certificates/mail", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = hub.json("GET", "/api/v1/certificates/mail", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Key downloads are audited, and the chain verifies.
     let (_, v) = hub.json("GET", "/api/v1/audit", Some(&admin), None).await;
     let actions: Vec<&str> =
         v["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, ["user.create", "token.create", "cert.key-download", "cert.key-download"]);
+    assert_eq!(
+        actions,
+        ["user.create", "token.create", "cert.key-download", "cert.key-download", "cert.delete"]
+    );
     let (_, v) = hub.json("GET", "/api/v1/audit/verify", Some(&admin), None).await;
-    assert_eq!(v, json!({"intact": true, "entries": 4}));
+    assert_eq!(v, json!({"intact": true, "entries": 5}));
 }
 
 #[tokio::test]
@@ -296,6 +303,29 @@ async fn a_viewer_reads_but_cannot_download_keys_or_administer() {
     let more = json!({"username": "eve", "password": "viewer password 1", "role": "admin"});
     let (status, _) = hub.json("POST", "/api/v1/users", Some(&viewer), Some(more)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Tokens: one's own are listed and revocable; others' only by an admin.
+    let (_, v) = hub.json("GET", "/api/v1/tokens", Some(&viewer), None).await;
+    let mine: Vec<&str> =
+        v["items"].as_array().unwrap().iter().map(|t| t["user"].as_str().unwrap()).collect();
+    assert_eq!(mine, ["vic"]);
+    let viewer_id = v["items"][0]["id"].as_str().unwrap().to_string();
+    let (_, v) = hub.json("GET", "/api/v1/tokens", Some(&admin), None).await;
+    let admin_id =
+        v["items"].as_array().unwrap().iter().find(|t| t["user"] == "ada").unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let (status, _) =
+        hub.json("DELETE", &format!("/api/v1/tokens/{admin_id}"), Some(&viewer), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a viewer cannot touch the admin's token");
+    let (status, _) = hub.json("DELETE", "/api/v1/certificates/web", Some(&viewer), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) =
+        hub.json("DELETE", &format!("/api/v1/tokens/{viewer_id}"), Some(&admin), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = hub.json("GET", "/api/v1/certificates", Some(&viewer), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a revoked token no longer works");
 
     // An admin's token narrowed to reading cannot download keys either.
     let reader = hub.token("ada", "correct horse battery", Some(json!(["cert:read"]))).await;

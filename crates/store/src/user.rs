@@ -172,4 +172,27 @@ impl Store {
             .await?;
         Ok(Some(TokenRecord { id, user_name, label, scopes, expires_at, created_at, last_used_at }))
     }
+
+    /// The tokens of `user` (all users' when `None`), newest first.
+    pub async fn tokens(&self, user: Option<&str>) -> Result<Vec<TokenRecord>, Error> {
+        Ok(sqlx::query_as(
+            "SELECT id, user_name, label, scopes, expires_at, created_at, last_used_at \
+             FROM api_tokens WHERE ($1 IS NULL OR user_name = $1) ORDER BY created_at DESC, id",
+        )
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Revokes (deletes) a token. Fails with [`Error::NotFound`] when there is none.
+    pub async fn delete_token(&self, id: &str) -> Result<(), Error> {
+        let result = sqlx::query("DELETE FROM api_tokens WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if result.rows_affected() == 0 {
+            return Err(Error::NotFound { what: "token", name: id.to_string() });
+        }
+        Ok(())
+    }
 }

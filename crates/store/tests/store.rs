@@ -211,6 +211,17 @@ async fn users_and_tokens_keep_only_hashes(db: Db) {
     assert!(store.verify_token("t2", "old").await.unwrap().is_none(), "expired");
     let nobody = certhub_store::TokenRecord { id: "t3".into(), user_name: "bob".into(), ..token };
     assert_not_found(store.insert_token(&nobody, "h").await, "user", "bob");
+    store.insert_user("bob", "$argon2id$v=19$fake", "viewer").await.expect("user");
+    let bobs = certhub_store::TokenRecord { id: "t4".into(), user_name: "bob".into(), ..nobody };
+    store.insert_token(&bobs, &certhub_store::token_hash("b")).await.expect("token");
+    let ids = |v: Vec<certhub_store::TokenRecord>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    let mut all = ids(store.tokens(None).await.unwrap());
+    all.sort();
+    assert_eq!(all, ["t1", "t2", "t4"]);
+    assert_eq!(ids(store.tokens(Some("bob")).await.unwrap()), ["t4"]);
+    store.delete_token("t1").await.expect("revoke");
+    assert!(store.verify_token("t1", "s3cret").await.unwrap().is_none(), "revoked");
+    assert_not_found(store.delete_token("t1").await, "token", "t1");
     // The secret is nowhere in the database.
     let raw = db.raw().await;
     let hashes: Vec<String> =
