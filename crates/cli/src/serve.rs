@@ -132,7 +132,17 @@ pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
     ));
     let state = certhub_server::AppState::new(store.clone())
         .with_worker(Arc::new(Engine { issuer, store: store.clone() }));
-    let tls = tls_config(&store, &args).await?;
+    let hub_cert = hub_cert(&store, &args).await?;
+    let tls = match &hub_cert {
+        Some((cert, _)) => Some(
+            cert.server_config().map_err(|e| crate::exit::fail(crate::exit::INVALID_INPUT, e))?,
+        ),
+        None => None,
+    };
+    // With --tls-managed, the hub presents its certificate's renewals as they come.
+    let own = hub_cert.and_then(|(cert, serial)| {
+        Some(OwnCert { cert, name: args.tls_managed.clone()?, serial: serial? })
+    });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -163,7 +173,7 @@ pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
     // resumed by the next start (every step of an order is in the store).
     tokio::select! {
         served = serving => served.context("the hub stopped")?,
-        () = renewal_service(ctx.clone(), Duration::from_secs(args.check_interval)) => {}
+        () = renewal_service(ctx.clone(), Duration::from_secs(args.check_interval), own) => {}
     }
     store.close().await;
     println!("certhub hub stopped");
@@ -171,32 +181,64 @@ pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
 }
 
 /// The hub's TLS identity: PEM files, or the latest certificate of one of its own managed
-/// certificates (read at start; restart the hub after it renews), or none (plain HTTP).
-async fn tls_config(
+/// certificates (with the serial it has), or none (plain HTTP).
+async fn hub_cert(
     store: &certhub_store::Store,
     args: &Serve,
-) -> anyhow::Result<Option<rustls::ServerConfig>> {
-    let (chain, key) = match (&args.tls_cert, &args.tls_key, &args.tls_managed) {
-        (Some(cert), Some(key), None) => (
-            std::fs::read(cert).with_context(|| format!("cannot read {}", cert.display()))?,
-            std::fs::read(key).with_context(|| format!("cannot read {}", key.display()))?,
-        ),
-        (None, None, Some(name)) => {
-            let issued = store.latest_issued(name).await?.with_context(|| {
-                format!("--tls-managed {name}: that certificate has not been issued yet")
-            })?;
-            if issued.key_pkcs8.is_empty() {
-                anyhow::bail!("--tls-managed {name}: the hub does not hold its key");
-            }
-            let key = certhub_core::pem_block("PRIVATE KEY", &issued.key_pkcs8).into_bytes();
-            (issued.chain_pem.into_bytes(), key)
+) -> anyhow::Result<Option<(Arc<certhub_server::HubCert>, Option<String>)>> {
+    let invalid = |e: String| crate::exit::fail(crate::exit::INVALID_INPUT, e);
+    match (&args.tls_cert, &args.tls_key, &args.tls_managed) {
+        (Some(cert), Some(key), None) => {
+            let chain =
+                std::fs::read(cert).with_context(|| format!("cannot read {}", cert.display()))?;
+            let key =
+                std::fs::read(key).with_context(|| format!("cannot read {}", key.display()))?;
+            Ok(Some((certhub_server::HubCert::new(&chain, &key).map_err(invalid)?, None)))
         }
-        (None, None, None) => return Ok(None),
+        (None, None, Some(name)) => {
+            let (chain, key, serial) = managed_identity(store, name).await?;
+            Ok(Some((certhub_server::HubCert::new(&chain, &key).map_err(invalid)?, Some(serial))))
+        }
+        (None, None, None) => Ok(None),
         _ => anyhow::bail!("give --tls-cert and --tls-key together, or --tls-managed alone"),
-    };
-    certhub_server::tls_config(&chain, &key)
-        .map(Some)
-        .map_err(|e| crate::exit::fail(crate::exit::INVALID_INPUT, e))
+    }
+}
+
+/// The latest chain, key (both PEM) and serial of managed certificate `name`.
+async fn managed_identity(
+    store: &certhub_store::Store,
+    name: &str,
+) -> anyhow::Result<(Vec<u8>, Vec<u8>, String)> {
+    let issued = store.latest_issued(name).await?.with_context(|| {
+        format!("--tls-managed {name}: that certificate has not been issued yet")
+    })?;
+    if issued.key_pkcs8.is_empty() {
+        anyhow::bail!("--tls-managed {name}: the hub does not hold its key");
+    }
+    let key = certhub_core::pem_block("PRIVATE KEY", &issued.key_pkcs8).into_bytes();
+    Ok((issued.chain_pem.into_bytes(), key, issued.serial_hex))
+}
+
+/// The hub's own managed certificate, as it presents it.
+struct OwnCert {
+    cert: Arc<certhub_server::HubCert>,
+    name: String,
+    serial: String,
+}
+
+impl OwnCert {
+    /// Presents the latest certificate if it changed.
+    async fn refresh(&mut self, ctx: &crate::Context) -> anyhow::Result<()> {
+        let store = ctx.store().await?;
+        let (chain, key, serial) = managed_identity(&store, &self.name).await?;
+        store.close().await;
+        if serial != self.serial {
+            self.cert.replace(&chain, &key).map_err(anyhow::Error::msg)?;
+            println!("certhub hub now presents {} serial {serial}", self.name);
+            self.serial = serial;
+        }
+        Ok(())
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT: requests in flight finish, new ones are refused.
@@ -218,12 +260,17 @@ async fn shutdown() {
 /// Renews what is due, like `certhub renew --due`: at start (work a restart interrupted),
 /// then every `interval`. Certificates are locked
 /// while requested, so this never orders one twice, even beside a cron job or another hub.
-async fn renewal_service(ctx: crate::Context, interval: Duration) {
+async fn renewal_service(ctx: crate::Context, interval: Duration, mut own: Option<OwnCert>) {
     loop {
         let due =
             Renew { names: Vec::new(), due: true, policy: "75%".into(), jobs: 4, timeout: 900 };
         if let Err(e) = crate::renew::run(&ctx, due).await {
             tracing::warn!(error = %format!("{e:#}"), "renewal run failed");
+        }
+        if let Some(own) = &mut own
+            && let Err(e) = own.refresh(&ctx).await
+        {
+            tracing::warn!(error = %format!("{e:#}"), "reloading the hub's certificate failed");
         }
         tokio::time::sleep(interval).await;
     }

@@ -25,7 +25,7 @@ use certhub_store::Store;
 
 pub use auth::{Role, hash_password};
 pub use jobs::{Job, NewAccount, NewCertificate, Steps, WorkError, WorkFuture, Worker};
-pub use listen::{Peer, TlsListener, tls_config};
+pub use listen::{HubCert, Peer, TlsListener};
 pub use openapi::ROUTES;
 pub use problem::Problem;
 

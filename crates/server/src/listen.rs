@@ -66,8 +66,51 @@ impl Listener for TlsListener {
     }
 }
 
-/// A TLS server configuration from a PEM chain (leaf first) and a PEM private key.
-pub fn tls_config(chain_pem: &[u8], key_pem: &[u8]) -> Result<rustls::ServerConfig, String> {
+/// The hub's TLS identity, which can be replaced while it serves (after the hub renews
+/// its own certificate): new handshakes get the new one.
+#[derive(Debug)]
+pub struct HubCert {
+    current: std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>,
+}
+
+impl HubCert {
+    /// An identity from a PEM chain (leaf first) and a PEM private key.
+    pub fn new(chain_pem: &[u8], key_pem: &[u8]) -> Result<Arc<Self>, String> {
+        Ok(Arc::new(Self { current: std::sync::RwLock::new(certified_key(chain_pem, key_pem)?) }))
+    }
+
+    /// Replaces the identity.
+    pub fn replace(&self, chain_pem: &[u8], key_pem: &[u8]) -> Result<(), String> {
+        let key = certified_key(chain_pem, key_pem)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = key;
+        Ok(())
+    }
+
+    /// A server configuration that presents this identity.
+    pub fn server_config(self: &Arc<Self>) -> Result<rustls::ServerConfig, String> {
+        Ok(rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_cert_resolver(self.clone()))
+    }
+}
+
+impl rustls::server::ResolvesServerCert for HubCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.current.read().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+}
+
+fn certified_key(
+    chain_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<Arc<rustls::sign::CertifiedKey>, String> {
     use rustls_pki_types::pem::PemObject as _;
     let chain: Vec<rustls_pki_types::CertificateDer<'static>> =
         rustls_pki_types::CertificateDer::pem_slice_iter(chain_pem)
@@ -78,12 +121,14 @@ pub fn tls_config(chain_pem: &[u8], key_pem: &[u8]) -> Result<rustls::ServerConf
     }
     let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|e| format!("the key PEM does not parse: {e}"))?;
-    rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .map_err(|e| format!("the certificate and key do not make a TLS identity: {e}"))
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| format!("the key is not usable for TLS: {e}"))?;
+    let certified = rustls::sign::CertifiedKey::new(chain, signing);
+    certified
+        .keys_match()
+        .map_err(|e| format!("the certificate and key do not make a TLS identity: {e}"))?;
+    Ok(Arc::new(certified))
 }

@@ -102,34 +102,43 @@ http {{
     /// The chain nginx serves for `sni`, leaf first, from a handshake that verifies it
     /// against `root_pem` at the current time.
     pub async fn served_chain(&self, sni: &str, root_pem: &str) -> Result<Vec<Vec<u8>>, String> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
-            roots.add(cert.map_err(|e| format!("root: {e}"))?).map_err(|e| format!("{e}"))?;
-        }
-        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-            Arc::new(roots),
-            provider.clone(),
-        )
-        .build()
-        .map_err(|e| format!("{e}"))?;
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("{e}"))?
-            .with_webpki_verifier(verifier)
-            .with_no_client_auth();
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let name = ServerName::try_from(sni.to_string()).map_err(|e| format!("{sni}: {e}"))?;
-        let tcp = tokio::net::TcpStream::connect(self.addr)
-            .await
-            .map_err(|e| format!("connect {}: {e}", self.addr))?;
-        let tls = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
-            .await
-            .map_err(|_| "the handshake hung".to_string())?
-            .map_err(|e| format!("handshake for {sni}: {e}"))?;
-        let (_, conn) = tls.get_ref();
-        Ok(conn.peer_certificates().unwrap_or_default().iter().map(|c| c.to_vec()).collect())
+        served_chain(self.addr, sni, root_pem).await
     }
+}
+
+/// The chain a TLS server at `addr` serves for `sni`, leaf first, from a handshake that
+/// verifies it against `root_pem` at the current time.
+pub async fn served_chain(
+    addr: SocketAddr,
+    sni: &str,
+    root_pem: &str,
+) -> Result<Vec<Vec<u8>>, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
+        roots.add(cert.map_err(|e| format!("root: {e}"))?).map_err(|e| format!("{e}"))?;
+    }
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| format!("{e}"))?;
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("{e}"))?
+        .with_webpki_verifier(verifier)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = ServerName::try_from(sni.to_string()).map_err(|e| format!("{sni}: {e}"))?;
+    let tcp =
+        tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect {}: {e}", addr))?;
+    let tls = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
+        .await
+        .map_err(|_| "the handshake hung".to_string())?
+        .map_err(|e| format!("handshake for {sni}: {e}"))?;
+    let (_, conn) = tls.get_ref();
+    Ok(conn.peer_certificates().unwrap_or_default().iter().map(|c| c.to_vec()).collect())
 }
 
 impl Drop for Nginx {

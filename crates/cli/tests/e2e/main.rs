@@ -1879,7 +1879,15 @@ async fn the_hub_serves_https_with_its_own_managed_certificate() {
 
     let port = certhub_testkit::free_port();
     let mut child = env
-        .command(&["serve", "--listen", &format!("127.0.0.1:{port}"), "--tls-managed", "self"])
+        .command(&[
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--tls-managed",
+            "self",
+            "--check-interval",
+            "1",
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -1903,5 +1911,27 @@ async fn the_hub_serves_https_with_its_own_managed_certificate() {
         .await
         .unwrap();
     assert_eq!(health["status"], "ok");
+
+    // Renewed (here by hand): the hub presents the new certificate without a restart.
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let root_pem = env.pebble.root_pem(0).await;
+    let before = certhub_testkit::nginx::served_chain(addr, "hub.test", &root_pem).await.unwrap();
+    env.ok(&["renew", "self"]).await;
+    let renewed = shown_serial(&env.show("self").await);
+    assert_ne!(serial_of(&before[0]), renewed);
+    certhub_testkit::wait_until(
+        "the hub to present its renewed certificate",
+        Duration::from_secs(30),
+        || {
+            let root_pem = root_pem.clone();
+            let renewed = renewed.clone();
+            async move {
+                let chain =
+                    certhub_testkit::nginx::served_chain(addr, "hub.test", &root_pem).await.ok()?;
+                (serial_of(&chain[0]) == renewed).then_some(())
+            }
+        },
+    )
+    .await;
     drop(child);
 }
