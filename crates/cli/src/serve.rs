@@ -163,7 +163,7 @@ pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
         match tls {
             None => axum::serve(listener, app).with_graceful_shutdown(shutdown()).await,
             Some(config) => {
-                axum::serve(certhub_server::TlsListener::new(listener, config), app)
+                axum::serve(certhub_server::TlsListener::new(listener, config)?, app)
                     .with_graceful_shutdown(shutdown())
                     .await
             }

@@ -88,17 +88,32 @@ async fn setup(
     if state.store.user_count().await? > 0 {
         return Err(Problem::conflict("the hub is already set up; sign in instead"));
     }
-    let expected = state.setup_token.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    if expected.as_deref() != Some(req.token.as_str()) {
-        return Err(Problem::unauthorized(
-            "the setup token is wrong; use the one `certhub serve` printed at start",
-        ));
-    }
     check_username(&req.username)?;
     check_password(&req.password)?;
-    let hash = auth::hash_password(&req.password)?;
-    state.store.insert_user(&req.username, &hash, Role::Admin.as_str()).await?;
-    *state.setup_token.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    // The token is taken, not read: of two setups at once, one gets it.
+    let taken = {
+        let mut token = state.setup_token.lock().unwrap_or_else(|p| p.into_inner());
+        match token.as_deref() {
+            Some(t) if auth::same_secret(t, &req.token) => token.take(),
+            _ => None,
+        }
+    };
+    let Some(taken) = taken else {
+        return Err(Problem::unauthorized(
+            "the setup token is wrong or used; use the one `certhub serve` printed at start",
+        ));
+    };
+    let created = async {
+        let hash = auth::hash_password(&req.password)?;
+        state.store.insert_user(&req.username, &hash, Role::Admin.as_str()).await?;
+        Ok::<_, Problem>(())
+    }
+    .await;
+    if let Err(e) = created {
+        // Nothing was created: the token stays good for another try.
+        *state.setup_token.lock().unwrap_or_else(|p| p.into_inner()) = Some(taken);
+        return Err(e);
+    }
     let source = auth::source(&parts);
     state.store.audit("setup", "user.create", &req.username, &source, Some("admin")).await?;
     Ok((StatusCode::CREATED, Json(json!({ "username": req.username, "role": "admin" }))))

@@ -176,6 +176,11 @@ fn split_token(token: &str) -> Option<(&str, &str)> {
     (id.len() == 16 && !secret.is_empty()).then_some((id, secret))
 }
 
+/// Compares two secrets in time that does not depend on where they differ.
+pub(crate) fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// 32 random bytes, base64url.
 pub(crate) fn random_secret() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
@@ -207,6 +212,7 @@ pub(crate) struct LoginLimiter {
 impl LoginLimiter {
     const MAX_FAILURES: u32 = 5;
     const WINDOW: Duration = Duration::from_secs(300);
+    const MAX_TRACKED: usize = 10_000;
 
     /// Refuses while `user` is locked out.
     pub fn check(&self, user: &str) -> Result<(), Problem> {
@@ -224,6 +230,13 @@ impl LoginLimiter {
 
     pub fn failed(&self, user: &str) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        // Names sprayed by a guesser must not grow the table without end.
+        if failures.len() >= Self::MAX_TRACKED {
+            failures.retain(|_, (_, since)| since.elapsed() < Self::WINDOW);
+        }
+        if failures.len() >= Self::MAX_TRACKED {
+            failures.clear();
+        }
         let entry = failures.entry(user.to_string()).or_insert((0, Instant::now()));
         if entry.1.elapsed() >= Self::WINDOW {
             *entry = (0, Instant::now());

@@ -118,6 +118,9 @@ pub struct Job {
     pub result: Option<String>,
 }
 
+/// How many jobs are kept before finished ones are dropped.
+const MAX_JOBS: usize = 1000;
+
 /// The jobs of this hub process (a restart forgets them; the work itself resumes from the
 /// store).
 #[derive(Default)]
@@ -159,7 +162,14 @@ impl Jobs {
             steps: Vec::new(),
             result: None,
         };
-        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), job.clone());
+        {
+            let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            // Finished jobs are kept for their watchers, up to a bound.
+            if jobs.len() >= MAX_JOBS {
+                jobs.retain(|_, j| j.status == "running");
+            }
+            jobs.insert(id.clone(), job.clone());
+        }
         let jobs = self.clone();
         let steps: Arc<dyn Steps> = Arc::new(JobSteps { jobs: jobs.clone(), id: id.clone() });
         let run = worker.request(target.to_string(), steps);

@@ -24,18 +24,54 @@ impl Connected<IncomingStream<'_, TlsListener>> for Peer {
     }
 }
 
-/// A TCP listener that completes a TLS handshake (within 10 s) before handing a connection
-/// over; failed handshakes are logged and dropped.
+/// A TCP listener whose connections complete their TLS handshakes (each within 10 s, many
+/// at once, so a slow client holds up no one) before they are handed over; failed
+/// handshakes are logged and dropped.
 pub struct TlsListener {
-    tcp: TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
+    local: SocketAddr,
+    ready: tokio::sync::mpsc::Receiver<(tokio_rustls::server::TlsStream<TcpStream>, SocketAddr)>,
+    acceptor_task: tokio::task::JoinHandle<()>,
 }
 
 impl TlsListener {
-    /// TLS on `tcp` with `config` (its ALPN is set to HTTP/1.1).
-    pub fn new(tcp: TcpListener, mut config: rustls::ServerConfig) -> Self {
+    /// TLS on `tcp` with `config` (its ALPN is set to HTTP/1.1). Needs a Tokio runtime.
+    pub fn new(tcp: TcpListener, mut config: rustls::ServerConfig) -> std::io::Result<Self> {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Self { tcp, acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)) }
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let local = tcp.local_addr()?;
+        let (tx, ready) = tokio::sync::mpsc::channel(64);
+        let acceptor_task = tokio::spawn(async move {
+            loop {
+                let (stream, addr) = match tcp.accept().await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let handshake = acceptor.accept(stream);
+                    match tokio::time::timeout(Duration::from_secs(10), handshake).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, addr)).await;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(client = %addr, error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(client = %addr, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(Self { local, ready, acceptor_task })
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self.acceptor_task.abort();
     }
 }
 
@@ -44,25 +80,15 @@ impl Listener for TlsListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let (tcp, addr) = match self.tcp.accept().await {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            match tokio::time::timeout(Duration::from_secs(10), self.acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => return (tls, addr),
-                Ok(Err(e)) => tracing::debug!(client = %addr, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(client = %addr, "TLS handshake timed out"),
-            }
+        match self.ready.recv().await {
+            Some(conn) => conn,
+            // The accepting task is gone only when this listener is being dropped.
+            None => std::future::pending().await,
         }
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.tcp.local_addr()
+        Ok(self.local)
     }
 }
 

@@ -177,7 +177,16 @@ async fn nothing_is_open_before_setup_and_setup_happens_once() {
     let (status, v) = hub.json("POST", "/api/v1/setup", None, Some(missing)).await;
     assert_eq!((status, v["field"].as_str()), (StatusCode::BAD_REQUEST, Some("username")), "{v}");
 
-    hub.set_up().await;
+    // Two setups at once with the token: one admin, not two.
+    let setup = |user: &str| json!({"token": hub.setup_token, "username": user, "password": "correct horse battery"});
+    let (a, b) = tokio::join!(
+        hub.json("POST", "/api/v1/setup", None, Some(setup("ada"))),
+        hub.json("POST", "/api/v1/setup", None, Some(setup("mallory"))),
+    );
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::CREATED, StatusCode::UNAUTHORIZED]);
+    assert_eq!(hub.store.user_count().await.unwrap(), 1);
     let again =
         json!({"token": hub.setup_token, "username": "eve", "password": "correct horse battery"});
     let (status, _) = hub.json("POST", "/api/v1/setup", None, Some(again)).await;
