@@ -149,13 +149,31 @@ pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("certhub hub listening on {scheme}://{addr}/api/v1 (OpenAPI at /api/v1/openapi.json)");
-    if let Some(token) = state.setup_token_if_needed().await? {
-        // Shown once, on this terminal only: it is not stored anywhere.
-        println!("No user yet. Create the first admin within this run with the setup token:");
-        println!("  setup token: {token}");
-        println!(
-            "  curl -X POST {scheme}://{addr}/api/v1/setup -H 'content-type: application/json' \\\n       -d '{{\"token\": \"{token}\", \"username\": \"admin\", \"password\": \"…\"}}'"
-        );
+    // The one-time setup token goes to a terminal, or else (a service's output is kept in
+    // logs) to a file only its owner can read, removed once the hub is set up.
+    let token_file = ctx.data_dir.join("setup-token");
+    match state.setup_token_if_needed().await? {
+        Some(token) => {
+            use std::io::IsTerminal as _;
+            println!("No user yet. Create the first admin within this run with the setup token.");
+            if std::io::stdout().is_terminal() {
+                println!("  setup token: {token}");
+            } else {
+                certhub_deploy::files::write_atomic(
+                    &token_file,
+                    format!("{token}\n").as_bytes(),
+                    0o600,
+                    Default::default(),
+                )?;
+                println!("  setup token: in {} (mode 0600)", token_file.display());
+            }
+            println!(
+                "  curl -X POST {scheme}://{addr}/api/v1/setup -H 'content-type: application/json' \\\n       -d '{{\"token\": \"…\", \"username\": \"admin\", \"password\": \"…\"}}'"
+            );
+        }
+        None => {
+            let _ = std::fs::remove_file(&token_file);
+        }
     }
     let app =
         certhub_server::router(state).into_make_service_with_connect_info::<certhub_server::Peer>();

@@ -104,7 +104,8 @@ async fn setup(
         ));
     };
     let created = async {
-        let hash = auth::hash_password(&req.password)?;
+        let password = req.password.clone();
+        let hash = auth::argon2_task(move || auth::hash_password(&password)).await??;
         state.store.insert_user(&req.username, &hash, Role::Admin.as_str()).await?;
         Ok::<_, Problem>(())
     }
@@ -138,14 +139,16 @@ async fn create_token(
     bytes: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let req: TokenBody = body(&bytes)?;
-    state.logins.check(&req.username)?;
+    state.logins.attempt(&req.username, &auth::source(&parts))?;
     let user = state.store.user(&req.username).await?;
+    // An unknown name costs the same time as a wrong password.
+    let phc =
+        user.as_ref().map_or_else(|| auth::dummy_hash().to_string(), |u| u.password_hash.clone());
+    let password = req.password.clone();
+    let matches = auth::argon2_task(move || auth::verify_password(&password, &phc)).await?;
     let user = match user {
-        Some(u) if auth::verify_password(&req.password, &u.password_hash) => u,
-        _ => {
-            state.logins.failed(&req.username);
-            return Err(Problem::unauthorized("wrong user name or password"));
-        }
+        Some(u) if matches => u,
+        _ => return Err(Problem::unauthorized("wrong user name or password")),
     };
     state.logins.succeeded(&req.username);
     let role = Role::parse(&user.role).unwrap_or(Role::Viewer);
@@ -234,7 +237,6 @@ async fn revoke_token(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Need::Read)?;
     let own = state.store.tokens(Some(&caller.user)).await?.iter().any(|t| t.id == id);
     if !own {
         // Someone else's token: admins only, and without telling others whether it exists.
@@ -276,7 +278,8 @@ async fn create_user(
     check_password(&req.password)?;
     let role = Role::parse(&req.role)
         .ok_or_else(|| Problem::invalid("role", "one of admin, operator, viewer"))?;
-    let hash = auth::hash_password(&req.password)?;
+    let password = req.password.clone();
+    let hash = auth::argon2_task(move || auth::hash_password(&password)).await??;
     state.store.insert_user(&req.username, &hash, role.as_str()).await?;
     state
         .store
@@ -424,14 +427,16 @@ struct PullQuery {
     format: Option<String>,
     #[serde(default)]
     key: Option<bool>,
-    #[serde(default)]
-    password: Option<String>,
 }
+
+/// The PKCS#12 password travels in a header, never in the URL (which proxies log).
+const PKCS12_PASSWORD_HEADER: &str = "x-pkcs12-password";
 
 async fn pull_certificate(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
     query: Result<Query<PullQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
     caller.require(Need::Read)?;
@@ -459,11 +464,16 @@ async fn pull_certificate(
     }
     let chain = certhub_core::split_pem_chain(&issued.chain_pem).map_err(Problem::internal)?;
     let (body, content_type) = if format == "pkcs12" {
-        let password = q
-            .password
-            .as_deref()
+        let password = headers
+            .get(PKCS12_PASSWORD_HEADER)
+            .and_then(|v| v.to_str().ok())
             .filter(|p| !p.is_empty())
-            .ok_or_else(|| Problem::invalid("password", "a PKCS#12 file needs a password"))?;
+            .ok_or_else(|| {
+                Problem::invalid(
+                    PKCS12_PASSWORD_HEADER,
+                    "a PKCS#12 file needs a password, sent in the X-Pkcs12-Password header",
+                )
+            })?;
         let der = certhub_deploy::pkcs12::build(&name, &issued.key_pkcs8, &chain, password, false)
             .map_err(Problem::internal)?;
         (der, "application/x-pkcs12")
@@ -526,7 +536,9 @@ async fn create_certificate(
     caller: Caller,
     bytes: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    caller.require(Need::Request)?;
+    // Challenge and deployment specs run hooks and commands and write files on the hub:
+    // only an admin may set them.
+    caller.require(Need::Admin)?;
     let req: crate::NewCertificate = body(&bytes)?;
     let name = req.name.clone();
     worker(&state)?.add_certificate(req).await?;

@@ -202,49 +202,74 @@ pub(crate) fn verify_password(password: &str, phc: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Failed sign-ins per user name: after [`LoginLimiter::MAX_FAILURES`] within the window,
-/// further attempts are refused until it passes.
+/// Sign-in attempts per user name and per client address: each attempt counts when it is
+/// made (so guesses sent in parallel count too) and a success clears its name. After
+/// [`LoginLimiter::MAX_PER_NAME`] (or [`LoginLimiter::MAX_PER_SOURCE`]) attempts, further
+/// ones are refused until [`LoginLimiter::WINDOW`] has passed since the last.
 #[derive(Default)]
 pub(crate) struct LoginLimiter {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    attempts: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
 impl LoginLimiter {
-    const MAX_FAILURES: u32 = 5;
+    const MAX_PER_NAME: u32 = 5;
+    const MAX_PER_SOURCE: u32 = 20;
     const WINDOW: Duration = Duration::from_secs(300);
     const MAX_TRACKED: usize = 10_000;
 
-    /// Refuses while `user` is locked out.
-    pub fn check(&self, user: &str) -> Result<(), Problem> {
-        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        match failures.get(user) {
-            Some((n, since)) if *n >= Self::MAX_FAILURES && since.elapsed() < Self::WINDOW => {
-                Err(Problem::too_many(format!(
-                    "too many failed sign-ins for {user}; try again in {} s",
-                    (Self::WINDOW - since.elapsed()).as_secs() + 1
-                )))
+    /// Counts an attempt for `user` from `source`, or refuses it while either is locked.
+    pub fn attempt(&self, user: &str, source: &str) -> Result<(), Problem> {
+        let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        if attempts.len() >= Self::MAX_TRACKED {
+            // Forget quiet entries first; locked ones stay, whatever a guesser sends.
+            attempts.retain(|_, (_, last)| last.elapsed() < Self::WINDOW);
+        }
+        for (key, max) in [
+            (format!("user:{user}"), Self::MAX_PER_NAME),
+            (format!("ip:{source}"), Self::MAX_PER_SOURCE),
+        ] {
+            if let Some((n, last)) = attempts.get(&key)
+                && *n >= max
+                && last.elapsed() < Self::WINDOW
+            {
+                return Err(Problem::too_many(format!(
+                    "too many sign-in attempts; try again in {} s",
+                    (Self::WINDOW - last.elapsed()).as_secs() + 1
+                )));
             }
-            _ => Ok(()),
         }
+        if attempts.len() >= Self::MAX_TRACKED {
+            return Err(Problem::too_many("too many sign-in attempts; try again later"));
+        }
+        for key in [format!("user:{user}"), format!("ip:{source}")] {
+            let entry = attempts.entry(key).or_insert((0, Instant::now()));
+            if entry.1.elapsed() >= Self::WINDOW {
+                entry.0 = 0;
+            }
+            entry.0 += 1;
+            entry.1 = Instant::now();
+        }
+        Ok(())
     }
 
-    pub fn failed(&self, user: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        // Names sprayed by a guesser must not grow the table without end.
-        if failures.len() >= Self::MAX_TRACKED {
-            failures.retain(|_, (_, since)| since.elapsed() < Self::WINDOW);
-        }
-        if failures.len() >= Self::MAX_TRACKED {
-            failures.clear();
-        }
-        let entry = failures.entry(user.to_string()).or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= Self::WINDOW {
-            *entry = (0, Instant::now());
-        }
-        entry.0 += 1;
-    }
-
+    /// A successful sign-in clears its name's count.
     pub fn succeeded(&self, user: &str) {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(user);
+        self.attempts.lock().unwrap_or_else(|p| p.into_inner()).remove(&format!("user:{user}"));
     }
+}
+
+/// Runs argon2 off the async threads, two at a time: hashing takes tens of milliseconds and
+/// about 19 MiB, and sign-ins must not stall everything else.
+pub(crate) async fn argon2_task<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Problem> {
+    static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+    let _slot = SLOTS.acquire().await.map_err(Problem::internal)?;
+    tokio::task::spawn_blocking(f).await.map_err(Problem::internal)
+}
+
+/// A hash to verify against when the user does not exist, so the answer takes as long.
+pub(crate) fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password("certhub-dummy-password").unwrap_or_default())
 }

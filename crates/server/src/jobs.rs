@@ -116,6 +116,9 @@ pub struct Job {
     pub steps: Vec<String>,
     /// The outcome, once it ends.
     pub result: Option<String>,
+    /// Order of creation.
+    #[serde(skip)]
+    pub seq: u64,
 }
 
 /// How many jobs are kept before finished ones are dropped.
@@ -126,6 +129,7 @@ const MAX_JOBS: usize = 1000;
 #[derive(Default)]
 pub struct Jobs {
     jobs: Mutex<HashMap<String, Job>>,
+    next: std::sync::atomic::AtomicU64,
 }
 
 struct JobSteps {
@@ -161,12 +165,21 @@ impl Jobs {
             status: "running".into(),
             steps: Vec::new(),
             result: None,
+            seq: self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         };
         {
             let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-            // Finished jobs are kept for their watchers, up to a bound.
+            // Finished jobs are kept for their watchers, up to a bound: the oldest go first.
             if jobs.len() >= MAX_JOBS {
-                jobs.retain(|_, j| j.status == "running");
+                let mut finished: Vec<(u64, String)> = jobs
+                    .iter()
+                    .filter(|(_, j)| j.status != "running")
+                    .map(|(id, j)| (j.seq, id.clone()))
+                    .collect();
+                finished.sort();
+                for (_, id) in finished.iter().take(MAX_JOBS / 10 + 1) {
+                    jobs.remove(id);
+                }
             }
             jobs.insert(id.clone(), job.clone());
         }

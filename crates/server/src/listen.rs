@@ -40,8 +40,11 @@ impl TlsListener {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let local = tcp.local_addr()?;
         let (tx, ready) = tokio::sync::mpsc::channel(64);
+        // Handshakes in flight at once; past that, accepting waits.
+        let slots = Arc::new(tokio::sync::Semaphore::new(256));
         let acceptor_task = tokio::spawn(async move {
             loop {
+                let Ok(slot) = slots.clone().acquire_owned().await else { return };
                 let (stream, addr) = match tcp.accept().await {
                     Ok(v) => v,
                     Err(e) => {
@@ -52,6 +55,7 @@ impl TlsListener {
                 };
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let handshake = acceptor.accept(stream);
                     match tokio::time::timeout(Duration::from_secs(10), handshake).await {
                         Ok(Ok(tls)) => {

@@ -28,7 +28,7 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
         "Managed certificates, paginated and filterable",
         Some("cert:read"),
     ),
-    ("post", "/api/v1/certificates", "Add a managed certificate", Some("cert:request")),
+    ("post", "/api/v1/certificates", "Add a managed certificate (admin)", Some("admin")),
     ("get", "/api/v1/certificates/{name}", "One managed certificate", Some("cert:read")),
     (
         "delete",
@@ -45,7 +45,8 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
     (
         "get",
         "/api/v1/certificates/{name}/pull",
-        "The latest certificate and chain as PEM, with the key (cert:key), or as PKCS#12",
+        "The latest certificate and chain as PEM, with the key (cert:key), or as PKCS#12 \
+         (its password in the X-Pkcs12-Password header)",
         Some("cert:read"),
     ),
     (

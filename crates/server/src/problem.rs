@@ -78,6 +78,9 @@ impl Problem {
 
 impl From<crate::WorkError> for Problem {
     fn from(e: crate::WorkError) -> Self {
+        if e.status >= 500 && e.status != 502 && e.status != 503 {
+            return Self::internal(e.message);
+        }
         let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let kind = match e.status {
             400 => "invalid",

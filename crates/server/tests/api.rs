@@ -54,6 +54,31 @@ impl Hub {
         (status, ctype, bytes)
     }
 
+    async fn call_with(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, String, Vec<u8>) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let rsp = self.app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        let status = rsp.status();
+        let ctype = rsp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        (status, ctype, rsp.into_body().collect().await.unwrap().to_bytes().to_vec())
+    }
+
     async fn json(
         &self,
         method: &str,
@@ -255,9 +280,18 @@ async fn certificates_list_filter_page_and_pull() {
     assert_eq!(blocks.last().unwrap().contents(), key.as_slice());
     let (status, v) =
         hub.json("GET", "/api/v1/certificates/web/pull?format=pkcs12", Some(&admin), None).await;
-    assert_eq!((status, v["field"].as_str()), (StatusCode::BAD_REQUEST, Some("password")));
+    assert_eq!((status, v["field"].as_str()), (StatusCode::BAD_REQUEST, Some("x-pkcs12-password")));
+    let (status, _) = hub
+        .json("GET", "/api/v1/certificates/web/pull?format=pkcs12&password=pw", Some(&admin), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "never a password in the URL");
     let (status, ctype, body) = hub
-        .call("GET", "/api/v1/certificates/web/pull?format=pkcs12&password=pw", Some(&admin), None)
+        .call_with(
+            "GET",
+            "/api/v1/certificates/web/pull?format=pkcs12",
+            Some(&admin),
+            &[("x-pkcs12-password", "pw")],
+        )
         .await;
     assert_eq!((status, ctype.as_str()), (StatusCode::OK, "application/x-pkcs12"));
     let contents = certhub_deploy::pkcs12::read(&body, "pw").unwrap();

@@ -1,5 +1,8 @@
 //! The audit log (table `audit_log`): append-only, each entry chained to the previous one by
-//! a SHA-256 hash over the previous hash and the entry's own fields.
+//! an HMAC-SHA256 over the previous entry's hash and its own fields, under a key derived from
+//! the master key, so whoever can write to the database but lacks the key can neither change
+//! an entry nor forge one. The newest entry's id and hash are also kept sealed in `meta`, so
+//! removing the newest entries shows too.
 
 use crate::{Backend, Error, Store, now_ms};
 
@@ -29,8 +32,12 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
-/// The hash of an entry with these fields after `prev_hash`.
-pub fn entry_hash(
+/// The key the newest entry is kept under in `meta`.
+const HEAD: &str = "audit_head";
+
+/// The input of an entry's hash: its fields after `prev_hash`, length-prefixed, so no two
+/// different entries hash the same input.
+fn entry_input(
     prev_hash: &str,
     at: i64,
     actor: &str,
@@ -38,8 +45,7 @@ pub fn entry_hash(
     target: &str,
     source: &str,
     detail: Option<&str>,
-) -> String {
-    // Length-prefixed fields, so no two different entries hash the same input.
+) -> Vec<u8> {
     let mut input = Vec::new();
     for field in
         [prev_hash, &at.to_string(), actor, action, target, source, detail.unwrap_or("\u{0}")]
@@ -47,8 +53,7 @@ pub fn entry_hash(
         input.extend_from_slice(&(field.len() as u64).to_be_bytes());
         input.extend_from_slice(field.as_bytes());
     }
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &input);
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    input
 }
 
 /// Where a verification found the chain broken.
@@ -83,7 +88,8 @@ impl Store {
                 .await?;
         let prev_hash = prev.unwrap_or_else(|| GENESIS.to_string());
         let at = now_ms();
-        let hash = entry_hash(&prev_hash, at, actor, action, target, source, detail);
+        let hash =
+            self.key.audit_mac(&entry_input(&prev_hash, at, actor, action, target, source, detail));
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO audit_log (at, actor, action, target, source, detail, prev_hash, hash) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
@@ -97,6 +103,15 @@ impl Store {
         .bind(&prev_hash)
         .bind(&hash)
         .fetch_one(&mut *tx)
+        .await?;
+        let head = self.seal("meta", HEAD, "value", format!("{id} {hash}").as_bytes())?;
+        sqlx::query(
+            "INSERT INTO meta (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(HEAD)
+        .bind(head)
+        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(AuditRecord {
@@ -130,20 +145,45 @@ impl Store {
 
     /// Checks the whole chain; returns how many entries it holds, or where it breaks.
     pub async fn verify_audit(&self) -> Result<Result<i64, ChainBreak>, Error> {
+        let sealed: Option<Vec<u8>> = sqlx::query_scalar("SELECT value FROM meta WHERE name = $1")
+            .bind(HEAD)
+            .fetch_optional(&self.pool)
+            .await?;
+        let head = match sealed {
+            Some(blob) => {
+                let text = self.open_blob("meta", HEAD, "value", &blob)?;
+                let text = String::from_utf8_lossy(&text).into_owned();
+                let (id, hash) = text.split_once(' ').unwrap_or_default();
+                Some((id.parse::<i64>().unwrap_or(-1), hash.to_string()))
+            }
+            None => None,
+        };
         let mut prev = GENESIS.to_string();
         let mut after = 0;
         let mut count = 0;
         loop {
             let batch = self.audit_entries(after, 1000).await?;
             if batch.is_empty() {
-                return Ok(Ok(count));
+                return Ok(match head {
+                    Some((id, hash)) if id != after || hash != prev => Err(ChainBreak {
+                        id,
+                        reason: "the newest entries were removed (the log ends before its \
+                                 recorded last entry)"
+                            .into(),
+                    }),
+                    None if count > 0 => Err(ChainBreak {
+                        id: after,
+                        reason: "the record of the newest entry is missing".into(),
+                    }),
+                    _ => Ok(count),
+                });
             }
             for e in batch {
                 if e.prev_hash != prev {
                     let reason = "it does not name the previous entry's hash (an entry before it was removed or changed)";
                     return Ok(Err(ChainBreak { id: e.id, reason: reason.into() }));
                 }
-                let want = entry_hash(
+                let want = self.key.audit_mac(&entry_input(
                     &e.prev_hash,
                     e.at,
                     &e.actor,
@@ -151,7 +191,7 @@ impl Store {
                     &e.target,
                     &e.source,
                     e.detail.as_deref(),
-                );
+                ));
                 if want != e.hash {
                     return Ok(Err(ChainBreak {
                         id: e.id,

@@ -199,6 +199,8 @@ impl<'a> Binding<'a> {
 /// The master key (KEK) that wraps every data key. `Debug` never shows it.
 pub struct MasterKey {
     key: RandomizedNonceKey,
+    /// Keys the audit log's hash chain, so only a holder of the master key can extend it.
+    audit: aws_lc_rs::hmac::Key,
 }
 
 impl fmt::Debug for MasterKey {
@@ -219,7 +221,13 @@ impl MasterKey {
         }
         let key = RandomizedNonceKey::new(&AES_256_GCM, bytes)
             .map_err(|_| Error::KeyLength { origin: origin.to_owned(), len: bytes.len() })?;
-        Ok(Self { key })
+        // A key of its own for the audit chain, derived so it never equals the master key.
+        let derived = aws_lc_rs::hmac::sign(
+            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, bytes),
+            b"certhub audit chain v1",
+        );
+        let audit = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, derived.as_ref());
+        Ok(Self { key, audit })
     }
 
     /// A master key from standard base64 (as in [`MASTER_KEY_ENV`]); surrounding whitespace
@@ -235,6 +243,12 @@ impl MasterKey {
                 .map_err(|_| Error::KeyEncoding { origin: origin.to_owned() })?,
         );
         Self::from_bytes_from(&bytes, origin)
+    }
+
+    /// HMAC-SHA256 of `data` under the audit chain's key, hex.
+    pub(crate) fn audit_mac(&self, data: &[u8]) -> String {
+        let tag = aws_lc_rs::hmac::sign(&self.audit, data);
+        tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// A new random master key, not stored anywhere.

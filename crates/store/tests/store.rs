@@ -258,6 +258,15 @@ async fn the_audit_chain_shows_any_change_or_removal(db: Db) {
         .await
         .unwrap();
     assert_eq!(store.verify_audit().await.unwrap(), Ok(6));
+    // The newest entry removed: the sealed record of the last entry shows it.
+    sqlx::query("DELETE FROM audit_log WHERE id = $1")
+        .bind(entries[5].id)
+        .execute(&raw)
+        .await
+        .unwrap();
+    let broken = store.verify_audit().await.unwrap().unwrap_err();
+    assert_eq!(broken.id, entries[5].id);
+    assert!(broken.reason.contains("newest entries were removed"), "{broken:?}");
     // An entry removed.
     sqlx::query("DELETE FROM audit_log WHERE id = $1")
         .bind(entries[3].id)

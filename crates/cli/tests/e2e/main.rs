@@ -1642,16 +1642,22 @@ async fn the_hub_serves_a_certificate_to_a_token_holder_and_stops_cleanly() {
         .spawn()
         .unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut setup_token = None;
+    // Not on a terminal, the token goes to a private file, never to the (logged) output.
+    let mut said = String::new();
     while let Ok(Ok(Some(line))) =
         tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await
     {
-        if let Some(t) = line.trim().strip_prefix("setup token: ") {
-            setup_token = Some(t.to_string());
+        said.push_str(&line);
+        if line.contains("setup token: in ") {
             break;
         }
     }
-    let setup_token = setup_token.expect("serve prints a setup token on first start");
+    let token_file = env.data_dir().join("setup-token");
+    assert!(said.contains(&token_file.display().to_string()), "{said}");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777, 0o600);
+    let setup_token = std::fs::read_to_string(&token_file).unwrap().trim().to_string();
+    assert!(!said.contains(&setup_token), "the token is not in the output");
     let base = format!("http://127.0.0.1:{port}/api/v1");
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let rsp = http
