@@ -106,8 +106,15 @@ async fn setup(
     let created = async {
         let password = req.password.clone();
         let hash = auth::argon2_task(move || auth::hash_password(&password)).await??;
-        state.store.insert_user(&req.username, &hash, Role::Admin.as_str()).await?;
-        Ok::<_, Problem>(())
+        // The admin and its audit entry together, and only if no user exists yet.
+        state.store.create_first_admin(&req.username, &hash, &auth::source(&parts)).await.map_err(
+            |e| match e {
+                certhub_store::Error::AlreadyExists { .. } => {
+                    Problem::conflict("the hub is already set up; sign in instead")
+                }
+                other => other.into(),
+            },
+        )
     }
     .await;
     if let Err(e) = created {
@@ -115,8 +122,6 @@ async fn setup(
         *state.setup_token.lock().unwrap_or_else(|p| p.into_inner()) = Some(taken);
         return Err(e);
     }
-    let source = auth::source(&parts);
-    state.store.audit("setup", "user.create", &req.username, &source, Some("admin")).await?;
     Ok((StatusCode::CREATED, Json(json!({ "username": req.username, "role": "admin" }))))
 }
 

@@ -75,16 +75,67 @@ impl Store {
         source: &str,
         detail: Option<&str>,
     ) -> Result<AuditRecord, Error> {
+        let mut tx = self.begin_audited().await?;
+        let entry = self.audit_in(&mut tx, actor, action, target, source, detail).await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    /// Creates the first user, an admin, and its audit entry in one transaction; fails with
+    /// [`Error::AlreadyExists`] when any user exists (two setups at once, even on two hubs
+    /// sharing a database, make one admin).
+    pub async fn create_first_admin(
+        &self,
+        name: &str,
+        password_hash: &str,
+        source: &str,
+    ) -> Result<(), Error> {
+        let mut tx = self.begin_audited().await?;
+        let users: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&mut *tx).await?;
+        if users > 0 {
+            return Err(Error::AlreadyExists { what: "first user", name: name.to_string() });
+        }
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO users (name, password_hash, role, created_at, updated_at) \
+             VALUES ($1, $2, 'admin', $3, $3)",
+        )
+        .bind(name)
+        .bind(password_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        self.audit_in(&mut tx, "setup", "user.create", name, source, Some("admin")).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A write transaction that holds the audit log: one writer at a time, so the chain stays
+    /// a line across hubs (SQLite's immediate transaction; an advisory lock on PostgreSQL).
+    async fn begin_audited(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, Error> {
         let mut tx = self.begin_write().await?;
         if self.backend == Backend::Postgres {
-            // One writer at a time, so the chain stays a line across hubs.
             sqlx::query("SELECT pg_advisory_xact_lock(7306040853211150451)")
                 .execute(&mut *tx)
                 .await?;
         }
+        Ok(tx)
+    }
+
+    /// Appends an entry within `tx`, which [`Store::begin_audited`] began.
+    async fn audit_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        actor: &str,
+        action: &str,
+        target: &str,
+        source: &str,
+        detail: Option<&str>,
+    ) -> Result<AuditRecord, Error> {
         let prev: Option<String> =
             sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut **tx)
                 .await?;
         let prev_hash = prev.unwrap_or_else(|| GENESIS.to_string());
         let at = now_ms();
@@ -102,7 +153,7 @@ impl Store {
         .bind(detail)
         .bind(&prev_hash)
         .bind(&hash)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?;
         let head = self.seal("meta", HEAD, "value", format!("{id} {hash}").as_bytes())?;
         sqlx::query(
@@ -111,9 +162,8 @@ impl Store {
         )
         .bind(HEAD)
         .bind(head)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        tx.commit().await?;
         Ok(AuditRecord {
             id,
             at,

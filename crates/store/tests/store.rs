@@ -181,7 +181,22 @@ on_both_backends!(
     renewal_windows_are_cached_per_issued_certificate,
     users_and_tokens_keep_only_hashes,
     the_audit_chain_shows_any_change_or_removal,
+    the_first_admin_is_made_once_with_its_audit_entry,
 );
+
+async fn the_first_admin_is_made_once_with_its_audit_entry(db: Db) {
+    let (a, b) = (db.open().await, db.open().await);
+    let (ra, rb) = tokio::join!(
+        a.create_first_admin("ada", "$argon2id$fake", "10.0.0.1"),
+        b.create_first_admin("eve", "$argon2id$fake", "10.0.0.2"),
+    );
+    assert!(ra.is_ok() != rb.is_ok(), "exactly one setup wins: {ra:?} {rb:?}");
+    assert_eq!(a.user_count().await.unwrap(), 1);
+    let entries = a.audit_entries(0, 10).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!((entries[0].actor.as_str(), entries[0].action.as_str()), ("setup", "user.create"));
+    assert_eq!(a.verify_audit().await.unwrap(), Ok(1));
+}
 
 async fn users_and_tokens_keep_only_hashes(db: Db) {
     let store = db.open().await;
