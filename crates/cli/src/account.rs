@@ -28,6 +28,22 @@ fn rollover_name(name: &str) -> String {
 
 pub async fn run(ctx: &Context, cmd: AccountCommand) -> anyhow::Result<()> {
     let store = ctx.store().await?;
+    let audited = match &cmd {
+        AccountCommand::Add(a) => Some(("account.create", a.name.clone())),
+        AccountCommand::Rollover(a) => Some(("account.rollover", a.name.clone())),
+        AccountCommand::Update(a) => Some(("account.update", a.name.clone())),
+        AccountCommand::Deactivate(a) => Some(("account.deactivate", a.name.clone())),
+        _ => None,
+    };
+    let result = dispatch(&store, cmd).await;
+    if let (Ok(()), Some((action, name))) = (&result, audited) {
+        crate::output::audit(&store, action, &name, None).await?;
+    }
+    result
+}
+
+async fn dispatch(store: &Store, cmd: AccountCommand) -> anyhow::Result<()> {
+    let store = store.clone();
     match cmd {
         AccountCommand::Add(args) => add(&store, args).await,
         AccountCommand::List(args) => list(&store, args.json).await,

@@ -25,9 +25,19 @@ use crate::output::{now_secs, print_json, rfc3339, table};
 
 pub async fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<()> {
     let store = ctx.store().await?;
-    match cmd {
+    // What the audit log records of a command that succeeded: every change, and every copy
+    // of a key written out.
+    let audited = match &cmd {
+        CertCommand::Add(a) => Some(("cert.create", a.name.clone())),
+        CertCommand::Revoke(a) => Some(("cert.revoke", a.name.clone())),
+        CertCommand::Import(a) => Some(("cert.import", a.name.clone())),
+        CertCommand::Set(a) => Some(("cert.update", a.name.clone())),
+        CertCommand::Export(a) => Some(("cert.key-export", a.name.clone())),
+        _ => None,
+    };
+    let result = match cmd {
         CertCommand::Add(args) => add(&store, *args).await,
-        CertCommand::Request(args) => request(ctx, store, args).await,
+        CertCommand::Request(args) => request(ctx, store.clone(), args).await,
         CertCommand::List(args) => list(&store, args.json).await,
         CertCommand::Show(args) => show(&store, &args.name, args.json).await,
         CertCommand::Export(args) => export(&store, args).await,
@@ -37,7 +47,16 @@ pub async fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<()> {
         CertCommand::Test(args) => test(ctx, &store, args).await,
         CertCommand::Import(args) => crate::import::run(&store, *args).await,
         CertCommand::Set(args) => set(&store, *args).await,
+    };
+    if let (Ok(()), Some((action, name))) = (&result, audited) {
+        // An export without a key (a certificate ordered from the owner's CSR) copies no secret.
+        let keyless = action == "cert.key-export"
+            && store.latest_issued(&name).await?.is_none_or(|i| i.key_pkcs8.is_empty());
+        if !keyless {
+            crate::output::audit(&store, action, &name, None).await?;
+        }
     }
+    result
 }
 
 async fn load(store: &Store, name: &str) -> anyhow::Result<CertRecord> {

@@ -49,6 +49,20 @@ impl Report {
 
 pub async fn run(ctx: &crate::Context, cmd: DeployCommand) -> anyhow::Result<()> {
     let store = ctx.store().await?;
+    let audited = match &cmd {
+        DeployCommand::Add(a) => Some(("deploy.add", a.name.clone())),
+        DeployCommand::Remove(a) => Some(("deploy.remove", a.name.clone())),
+        _ => None,
+    };
+    let result = dispatch(&store, cmd).await;
+    if let (Ok(()), Some((action, name))) = (&result, audited) {
+        crate::output::audit(&store, action, &name, None).await?;
+    }
+    result
+}
+
+async fn dispatch(store: &Store, cmd: DeployCommand) -> anyhow::Result<()> {
+    let store = store.clone();
     match cmd {
         DeployCommand::Add(args) => add(&store, args).await,
         DeployCommand::List(args) => list(&store, &args.name, args.json).await,

@@ -46,3 +46,17 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
 pub fn print_json(value: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
+
+/// Writes a change made from the command line to the audit log, as `cli:USER`.
+pub async fn audit(
+    store: &certhub_store::Store,
+    action: &str,
+    target: &str,
+    detail: Option<&str>,
+) -> anyhow::Result<()> {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    store.audit(&format!("cli:{user}"), action, target, "cli", detail).await?;
+    Ok(())
+}

@@ -1797,11 +1797,12 @@ async fn the_hub_serves_a_certificate_to_a_token_holder_and_stops_cleanly() {
     assert!(job["steps"].as_array().unwrap().len() >= 3, "{job}");
     assert_ne!(env.show("hub").await["serial"], first);
 
-    // Every change and the key download are in the audit log, which verifies: setup, the
-    // admin's token, the key download, the account, the certificate, its request, the viewer,
-    // the viewer's token, the second request.
+    // Every change and every copy of a key are in the audit log, which verifies: the account
+    // and certificate added with the CLI; through the API the setup, the admin's token, the
+    // key download, the account, the certificate, its request; the CLI's export of that
+    // certificate (with its key); the viewer, the viewer's token, the second request.
     let out = env.ok(&["audit", "verify"]).await;
-    assert!(out.contains("intact: 9 entries"), "{out}");
+    assert!(out.contains("intact: 12 entries"), "{out}");
 
     // SIGTERM: a clean stop.
     let pid = child.id().unwrap();
