@@ -175,8 +175,8 @@ pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
             let _ = std::fs::remove_file(&token_file);
         }
     }
-    let app =
-        certhub_server::router(state).into_make_service_with_connect_info::<certhub_server::Peer>();
+    let app = certhub_server::router(state.clone())
+        .into_make_service_with_connect_info::<certhub_server::Peer>();
     let serving = async {
         match tls {
             None => axum::serve(listener, app).with_graceful_shutdown(shutdown()).await,
@@ -192,6 +192,11 @@ pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
     tokio::select! {
         served = serving => served.context("the hub stopped")?,
         () = renewal_service(ctx.clone(), Duration::from_secs(args.check_interval), own) => {}
+    }
+    // Requests started through the API get a little time to finish before the store closes.
+    let left = state.finish_jobs(Duration::from_secs(30)).await;
+    if left > 0 {
+        println!("{left} request(s) still running; the next start resumes them");
     }
     store.close().await;
     println!("certhub hub stopped");

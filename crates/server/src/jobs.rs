@@ -150,6 +150,16 @@ impl Jobs {
         }
     }
 
+    /// How many jobs are still running.
+    pub fn running(&self) -> usize {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|j| j.status == "running")
+            .count()
+    }
+
     /// A job by id.
     pub fn get(&self, id: &str) -> Option<Job> {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()

@@ -59,6 +59,19 @@ impl AppState {
         self
     }
 
+    /// Waits until no job runs, or `limit` has passed; returns how many still run. A request
+    /// cut short is resumed from the store by the next start.
+    pub async fn finish_jobs(&self, limit: std::time::Duration) -> usize {
+        let started = std::time::Instant::now();
+        loop {
+            let running = self.jobs.running();
+            if running == 0 || started.elapsed() >= limit {
+                return running;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// When the hub has no user yet, a fresh one-time setup token (replacing any earlier
     /// one); `None` once set up.
     pub async fn setup_token_if_needed(&self) -> Result<Option<String>, certhub_store::Error> {
