@@ -141,7 +141,12 @@ pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
     };
     // With --tls-managed, the hub presents its certificate's renewals as they come.
     let own = hub_cert.and_then(|(cert, serial)| {
-        Some(OwnCert { cert, name: args.tls_managed.clone()?, serial: serial? })
+        Some(OwnCert {
+            cert,
+            store: store.clone(),
+            name: args.tls_managed.clone()?,
+            serial: serial?,
+        })
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -245,16 +250,15 @@ async fn managed_identity(
 /// The hub's own managed certificate, as it presents it.
 struct OwnCert {
     cert: Arc<certhub_server::HubCert>,
+    store: certhub_store::Store,
     name: String,
     serial: String,
 }
 
 impl OwnCert {
     /// Presents the latest certificate if it changed.
-    async fn refresh(&mut self, ctx: &crate::Context) -> anyhow::Result<()> {
-        let store = ctx.store().await?;
-        let (chain, key, serial) = managed_identity(&store, &self.name).await?;
-        store.close().await;
+    async fn refresh(&mut self) -> anyhow::Result<()> {
+        let (chain, key, serial) = managed_identity(&self.store, &self.name).await?;
         if serial != self.serial {
             self.cert.replace(&chain, &key).map_err(anyhow::Error::msg)?;
             println!("certhub hub now presents {} serial {serial}", self.name);
@@ -291,7 +295,7 @@ async fn renewal_service(ctx: crate::Context, interval: Duration, mut own: Optio
             tracing::warn!(error = %format!("{e:#}"), "renewal run failed");
         }
         if let Some(own) = &mut own
-            && let Err(e) = own.refresh(&ctx).await
+            && let Err(e) = own.refresh().await
         {
             tracing::warn!(error = %format!("{e:#}"), "reloading the hub's certificate failed");
         }
