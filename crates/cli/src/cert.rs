@@ -293,7 +293,7 @@ async fn list(store: &Store, as_json: bool) -> anyhow::Result<()> {
     let mut out = Vec::new();
     for c in &certs {
         let issued = store.latest_issued(&c.name).await?;
-        let state = effective_state(c, issued.as_ref());
+        let state = c.effective_state(issued.as_ref(), now_secs());
         out.push(cert_json(c, issued.as_ref()));
         let ids: Vec<Identifier> =
             serde_json::from_value(c.identifiers.clone()).unwrap_or_default();
@@ -411,15 +411,6 @@ pub(crate) fn ordering_account(c: &CertRecord) -> anyhow::Result<(&str, bool)> {
     }
 }
 
-/// The state a user sees: the stored one, with expiry applied.
-fn effective_state(c: &CertRecord, issued: Option<&IssuedRecord>) -> String {
-    match issued {
-        Some(i) if i.revoked_at.is_some() && c.state != "renewing" => "revoked".into(),
-        Some(i) if i.not_after <= now_secs() && c.state == "valid" => "expired".into(),
-        _ => c.state.clone(),
-    }
-}
-
 fn cert_json(c: &CertRecord, issued: Option<&IssuedRecord>) -> serde_json::Value {
     let specs: Vec<ChallengeSpec> =
         serde_json::from_value(c.challenges.clone()).unwrap_or_default();
@@ -429,7 +420,7 @@ fn cert_json(c: &CertRecord, issued: Option<&IssuedRecord>) -> serde_json::Value
         .unwrap_or_default();
     json!({
         "name": c.name,
-        "state": effective_state(c, issued),
+        "state": c.effective_state(issued, now_secs()),
         "account": c.account_name,
         "identifiers": ids.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "key_type": c.key_type,

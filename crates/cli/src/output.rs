@@ -2,12 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Unix seconds as an RFC 3339 UTC time.
-pub fn rfc3339(unix_secs: i64) -> String {
-    jiff::Timestamp::from_second(unix_secs)
-        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_else(|_| unix_secs.to_string())
-}
+pub use certhub_core::rfc3339;
 
 /// A time as Unix milliseconds.
 pub fn unix_ms(t: SystemTime) -> i64 {

@@ -158,6 +158,11 @@ fn serial_hex(raw: &[u8]) -> String {
     if bytes.is_empty() {
         return "00".to_string();
     }
+    hex(bytes)
+}
+
+/// Lowercase hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -13,6 +13,7 @@ pub mod identifier;
 pub mod key;
 pub mod renewal;
 pub mod secret;
+pub mod time;
 
 pub use cert::{CertError, CertInfo, key_matches_cert, pem_block, split_pem_chain};
 pub use challenge::{
@@ -27,3 +28,4 @@ pub use identifier::{
 pub use key::KeyType;
 pub use key::{KeyError, PrivateKey};
 pub use secret::Secret;
+pub use time::rfc3339;

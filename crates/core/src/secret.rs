@@ -27,7 +27,7 @@ impl Secret {
     pub fn sign_hex(&self, message: &[u8]) -> String {
         let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, self.0.as_bytes());
         let tag = aws_lc_rs::hmac::sign(&key, message);
-        tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        crate::cert::hex(tag.as_ref())
     }
 }
 

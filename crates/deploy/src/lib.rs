@@ -41,7 +41,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use certhub_core::deploy::PemRole;
-use certhub_core::{DeployAction, DeployTask};
+use certhub_core::{DeployAction, DeployTask, rfc3339};
 use zeroize::Zeroizing;
 
 use crate::files::{NewFile, Ownership};
@@ -377,11 +377,4 @@ fn role_name(role: PemRole) -> &'static str {
         PemRole::Fullchain => "fullchain",
         PemRole::Key => "privkey",
     }
-}
-
-/// Unix seconds as RFC 3339 UTC.
-pub fn rfc3339(unix_secs: i64) -> String {
-    jiff::Timestamp::from_second(unix_secs)
-        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_else(|_| unix_secs.to_string())
 }

@@ -5,7 +5,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use certhub_core::Secret;
 use serde_json::json;
 
-use crate::{Error, Facts, rfc3339};
+use certhub_core::rfc3339;
+
+use crate::{Error, Facts};
 
 pub(crate) async fn post(
     http: &reqwest::Client,

@@ -306,15 +306,6 @@ struct ListQuery {
     q: Option<String>,
 }
 
-/// The state a user sees: the stored one, with expiry and revocation applied.
-fn effective_state(c: &CertRecord, issued: Option<&IssuedRecord>) -> String {
-    match issued {
-        Some(i) if i.revoked_at.is_some() && c.state != "renewing" => "revoked".into(),
-        Some(i) if i.not_after * 1000 <= now_ms() && c.state == "valid" => "expired".into(),
-        _ => c.state.clone(),
-    }
-}
-
 fn identifiers(c: &CertRecord) -> Vec<String> {
     c.identifiers
         .as_array()
@@ -329,7 +320,7 @@ fn identifiers(c: &CertRecord) -> Vec<String> {
 fn cert_view(c: &CertRecord, issued: Option<&IssuedRecord>) -> Value {
     json!({
         "name": c.name,
-        "state": effective_state(c, issued),
+        "state": c.effective_state(issued, now_ms().div_euclid(1000)),
         "account": c.account_name,
         "identifiers": identifiers(c),
         "key_type": c.key_type,
@@ -640,5 +631,5 @@ fn now_ms() -> i64 {
 
 /// Epoch milliseconds as RFC 3339 UTC.
 fn rfc3339_ms(ms: i64) -> String {
-    certhub_deploy::rfc3339(ms.div_euclid(1000))
+    certhub_core::rfc3339(ms.div_euclid(1000))
 }

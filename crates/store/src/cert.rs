@@ -63,6 +63,18 @@ pub struct CertRecord {
     pub updated_at: i64,
 }
 
+impl CertRecord {
+    /// The state a user sees at `now` (unix seconds): the stored one, with revocation and
+    /// expiry of the latest issued certificate applied.
+    pub fn effective_state(&self, issued: Option<&crate::IssuedRecord>, now: i64) -> String {
+        match issued {
+            Some(i) if i.revoked_at.is_some() && self.state != "renewing" => "revoked".into(),
+            Some(i) if i.not_after <= now && self.state == "valid" => "expired".into(),
+            _ => self.state.clone(),
+        }
+    }
+}
+
 /// Failed requests in a row before a certificate's fallback account is used, by default.
 pub const DEFAULT_FALLBACK_AFTER: i64 = 3;
 

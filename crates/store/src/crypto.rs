@@ -248,7 +248,7 @@ impl MasterKey {
     /// HMAC-SHA256 of `data` under the audit chain's key, hex.
     pub(crate) fn audit_mac(&self, data: &[u8]) -> String {
         let tag = aws_lc_rs::hmac::sign(&self.audit, data);
-        tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        hex(tag.as_ref())
     }
 
     /// A new random master key, not stored anywhere.
@@ -438,7 +438,12 @@ fn random_key() -> Result<Zeroizing<[u8; KEY_LEN]>, Error> {
 fn random_suffix() -> Result<String, Error> {
     let mut bytes = [0u8; 8];
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| Error::Random)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(&bytes))
+}
+
+/// Lowercase hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

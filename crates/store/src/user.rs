@@ -62,7 +62,7 @@ struct TokenRow {
 /// SHA-256 of a token secret, hex.
 pub fn token_hash(secret: &str) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes());
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    crate::crypto::hex(d.as_ref())
 }
 
 impl Store {
