@@ -103,6 +103,16 @@ pub struct Serve {
     /// Serve HTTPS with the latest certificate of this managed certificate.
     #[arg(long, value_name = "NAME")]
     pub tls_managed: Option<String>,
+    /// The renewal policy of certificates without their own: a share of the lifetime (75%)
+    /// or days before expiry (30d). A renewal window offered by the CA (ARI) comes first.
+    #[arg(long, env = "CERTHUB_POLICY", default_value = "75%", value_name = "POLICY", value_parser = policy_arg)]
+    pub policy: String,
+    /// Port on which the CA fetches http-01, for Test (80; only a test CA differs).
+    #[arg(long, default_value_t = 80, value_name = "PORT")]
+    pub probe_http_port: u16,
+    /// Port on which the CA connects for tls-alpn-01, for Test (443; only a test CA differs).
+    #[arg(long, default_value_t = 443, value_name = "PORT")]
+    pub probe_tls_port: u16,
 }
 
 #[derive(Debug, Subcommand)]
@@ -588,4 +598,11 @@ pub struct CertRevoke {
     /// Sign the revocation with the certificate's own key instead of the account key.
     #[arg(long)]
     pub with_cert_key: bool,
+}
+
+/// A renewal policy argument (75% or 30d), checked when parsed.
+fn policy_arg(s: &str) -> Result<String, String> {
+    s.parse::<certhub_core::renewal::RenewalPolicy>()
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
 }

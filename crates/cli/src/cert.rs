@@ -569,24 +569,38 @@ async fn export(store: &Store, args: CertExport) -> anyhow::Result<()> {
 }
 
 async fn revoke(store: &Store, args: CertRevoke) -> anyhow::Result<()> {
-    let c = load(store, &args.name).await?;
-    let reason = match &args.reason {
+    let serial =
+        revoke_latest(store, &args.name, args.reason.as_deref(), args.with_cert_key).await?;
+    println!("Certificate {} (serial {serial}) revoked", args.name);
+    Ok(())
+}
+
+/// Revokes the latest issued certificate of `name` at its CA (signed by the account, or by
+/// the certificate's own key) and records it; returns its serial.
+pub(crate) async fn revoke_latest(
+    store: &Store,
+    name: &str,
+    reason: Option<&str>,
+    with_cert_key: bool,
+) -> anyhow::Result<String> {
+    let c = load(store, name).await?;
+    let reason = match reason {
         Some(r) => Some(r.parse::<RevocationReason>().map_err(|e| fail(INVALID_INPUT, e))?),
         None => None,
     };
-    let issued = store.latest_issued(&args.name).await?.ok_or_else(|| {
-        fail(NOT_FOUND, format!("certificate {} has no issued certificate to revoke", args.name))
+    let issued = store.latest_issued(name).await?.ok_or_else(|| {
+        fail(NOT_FOUND, format!("certificate {name} has no issued certificate to revoke"))
     })?;
     if issued.revoked_at.is_some() {
         return Err(fail(
             INVALID_INPUT,
-            format!("certificate {} (serial {}) is already revoked", args.name, issued.serial_hex),
+            format!("certificate {} (serial {}) is already revoked", name, issued.serial_hex),
         ));
     }
     let blocks = split_pem_chain(&issued.chain_pem)?;
     let leaf = blocks.first().ok_or_else(|| anyhow!("the stored chain is empty"))?;
     let rec = account::load(store, acme_account(&c)?).await?;
-    if args.with_cert_key {
+    if with_cert_key {
         if issued.key_pkcs8.is_empty() {
             return Err(fail(
                 INVALID_INPUT,
@@ -604,17 +618,16 @@ async fn revoke(store: &Store, args: CertRevoke) -> anyhow::Result<()> {
         acct.revoke(leaf, reason).await.context("the CA refused the revocation")?;
     }
     store.set_revoked(issued.id, now_secs(), reason.map(|r| i64::from(r.code()))).await?;
-    store.set_cert_state(&args.name, "revoked", None).await?;
+    store.set_cert_state(name, "revoked", None).await?;
     let reason_name = reason.map(|r| format!("{r:?}")).unwrap_or_else(|| "no reason given".into());
     store
         .record_event(
-            &args.name,
+            name,
             "revoked",
             Some(&format!("serial {}, {reason_name}", issued.serial_hex)),
         )
         .await?;
-    println!("Certificate {} (serial {}) revoked", args.name, issued.serial_hex);
-    Ok(())
+    Ok(issued.serial_hex)
 }
 
 async fn history(store: &Store, name: &str, as_json: bool) -> anyhow::Result<()> {
@@ -637,34 +650,20 @@ async fn history(store: &Store, name: &str, as_json: bool) -> anyhow::Result<()>
 }
 
 async fn test(ctx: &Context, store: &Store, args: crate::args::CertTest) -> anyhow::Result<()> {
-    use certhub_challenge::dns::PropagationChecker;
-    use certhub_challenge::probe::{ProbePorts, probe};
-    let cert = load(store, &args.name).await?;
-    let ids: Vec<Identifier> = serde_json::from_value(cert.identifiers.clone())?;
-    let specs: Vec<ChallengeSpec> = serde_json::from_value(cert.challenges.clone())?;
-    let assignment = assign_challenges(&ids, &specs).map_err(|v| violations(&args.name, &v))?;
-    let solvers = Solvers::new(ctx.dns.clone());
-    let checker = PropagationChecker::new(ctx.dns.clone());
-    let ports = ProbePorts { http: args.http_port, tls: args.tls_port };
-    let mut report = Vec::new();
-    for (id, i) in &assignment {
-        let spec = &specs[*i];
-        let outcome = probe(&solvers, &checker, spec, id, ports).await;
-        if !args.json {
-            match &outcome {
-                Ok(msg) => println!("ok    {id}  {}: {msg}", spec.config.kind()),
-                Err(why) => println!("FAIL  {id}  {}: {why}", spec.config.kind()),
-            }
-        }
-        report.push(json!({
-            "identifier": id.to_string(),
-            "challenge": spec.config.kind(),
-            "works": outcome.is_ok(),
-            "detail": match &outcome { Ok(m) | Err(m) => m.clone() },
-        }));
-    }
+    let ports = certhub_challenge::probe::ProbePorts { http: args.http_port, tls: args.tls_port };
+    let report = probe_all(ctx.dns.clone(), store, &args.name, ports).await?;
     if args.json {
         print_json(&json!(report));
+    } else {
+        for r in &report {
+            let word = if r["works"] == true { "ok  " } else { "FAIL" };
+            println!(
+                "{word}  {}  {}: {}",
+                r["identifier"].as_str().unwrap_or_default(),
+                r["challenge"].as_str().unwrap_or_default(),
+                r["detail"].as_str().unwrap_or_default()
+            );
+        }
     }
     let failed = report.iter().filter(|r| r["works"] == false).count();
     if failed == 0 {
@@ -672,4 +671,34 @@ async fn test(ctx: &Context, store: &Store, args: crate::args::CertTest) -> anyh
     } else {
         Err(anyhow!("{failed} of {} identifiers would fail validation", report.len()))
     }
+}
+
+/// Probes each identifier of certificate `name` the way the CA would validate it, without
+/// ordering: one entry per identifier, saying whether it works and why.
+pub(crate) async fn probe_all(
+    dns: certhub_challenge::dns::DnsCheckConfig,
+    store: &Store,
+    name: &str,
+    ports: certhub_challenge::probe::ProbePorts,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    use certhub_challenge::dns::PropagationChecker;
+    use certhub_challenge::probe::probe;
+    let cert = load(store, name).await?;
+    let ids: Vec<Identifier> = serde_json::from_value(cert.identifiers.clone())?;
+    let specs: Vec<ChallengeSpec> = serde_json::from_value(cert.challenges.clone())?;
+    let assignment = assign_challenges(&ids, &specs).map_err(|v| violations(name, &v))?;
+    let solvers = Solvers::new(dns.clone());
+    let checker = PropagationChecker::new(dns);
+    let mut report = Vec::new();
+    for (id, i) in &assignment {
+        let spec = &specs[*i];
+        let outcome = probe(&solvers, &checker, spec, id, ports).await;
+        report.push(json!({
+            "identifier": id.to_string(),
+            "challenge": spec.config.kind(),
+            "works": outcome.is_ok(),
+            "detail": match &outcome { Ok(m) | Err(m) => m.clone() },
+        }));
+    }
+    Ok(report)
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use certhub_core::identifier::assign_challenges;
 use certhub_core::renewal::{Decision, RenewalPolicy, decide};
-use certhub_core::{ChallengeConfig, ChallengeSpec, Identifier};
+use certhub_core::{ChallengeSpec, Identifier};
 use certhub_store::Store;
 use serde_json::{Value, json};
 
@@ -15,53 +15,38 @@ use crate::exit::{INVALID_INPUT, NOT_FOUND, fail};
 use crate::issue::violations;
 use crate::output::{print_json, rfc3339};
 
-/// Where and how a challenge configuration answers, secrets left out.
-fn method(spec: &ChallengeSpec) -> String {
-    match &spec.config {
-        ChallengeConfig::Http01Listen { listen } => format!("certhub answers on http://{listen}"),
-        ChallengeConfig::Http01Webroot { webroot } => {
-            format!(
-                "a file is written below {}/.well-known/acme-challenge/ and removed after",
-                webroot.display()
-            )
-        }
-        ChallengeConfig::TlsAlpn01Listen { listen } => {
-            format!("certhub answers TLS (acme-tls/1) on {listen}")
-        }
-        ChallengeConfig::Dns01Rfc2136 { server, key_name, .. } => {
-            format!(
-                "a TXT record is added by RFC 2136 update on {server} (TSIG key {key_name}) and removed after"
-            )
-        }
-        ChallengeConfig::Dns01Exec { path } => {
-            format!("{} present/cleanup publishes the TXT record", path.display())
-        }
-        ChallengeConfig::Dns01Callback { url, .. } => {
-            format!("signed events to {url} ask for the TXT record and say when it can go")
-        }
+pub async fn run(store: &Store, args: CertPreview) -> anyhow::Result<()> {
+    let plan = plan(store, &args.name, &args.policy).await?;
+    if args.json {
+        print_json(&plan);
+    } else {
+        print(&plan);
     }
+    Ok(())
 }
 
-pub async fn run(store: &Store, args: CertPreview) -> anyhow::Result<()> {
-    let cert = store.cert(&args.name).await?.ok_or_else(|| {
-        fail(NOT_FOUND, format!("no certificate named {:?} (see `certhub cert list`)", args.name))
+/// The plan of requesting certificate `name` now, as JSON; `default_policy` applies when the
+/// certificate has no renewal policy of its own.
+pub async fn plan(store: &Store, name: &str, default_policy: &str) -> anyhow::Result<Value> {
+    let cert = store.cert(name).await?.ok_or_else(|| {
+        fail(NOT_FOUND, format!("no certificate named {name:?} (see `certhub cert list`)"))
     })?;
-    // The certificate's own policy wins over --policy.
-    let policy_text = cert.renewal_policy.clone().unwrap_or_else(|| args.policy.clone());
+    // The certificate's own policy wins over the default.
+    let policy_text = cert.renewal_policy.clone().unwrap_or_else(|| default_policy.to_string());
     let policy: RenewalPolicy =
         policy_text.parse().map_err(|e| fail(INVALID_INPUT, format!("--policy {e}")))?;
     let (account_name, fallback) = crate::cert::ordering_account(&cert)?;
     let account = store.account(account_name).await?;
     let ids: Vec<Identifier> = serde_json::from_value(cert.identifiers.clone())?;
     let specs: Vec<ChallengeSpec> = serde_json::from_value(cert.challenges.clone())?;
-    let assignment = assign_challenges(&ids, &specs).map_err(|v| violations(&args.name, &v))?;
-    let latest = store.latest_issued(&args.name).await?;
+    let assignment = assign_challenges(&ids, &specs).map_err(|v| violations(name, &v))?;
+    let latest = store.latest_issued(name).await?;
 
     let validation: Vec<Value> = assignment
         .iter()
         .map(|(id, i)| {
             let spec = &specs[*i];
-            let mut step = json!({ "identifier": id.to_string(), "challenge": spec.config.kind(), "how": method(spec) });
+            let mut step = json!({ "identifier": id.to_string(), "challenge": spec.config.kind(), "how": spec.config.describe() });
             if spec.config.kind() == certhub_core::ChallengeKind::Dns01 {
                 let base = id.to_string();
                 step["record"] = json!(format!("_acme-challenge.{}", base.trim_start_matches("*.")));
@@ -99,13 +84,14 @@ pub async fn run(store: &Store, args: CertPreview) -> anyhow::Result<()> {
     };
     let ca = match &account {
         Some(a) => {
-            json!({ "account": a.name, "directory": a.directory_url, "status": a.status, "email": a.email, "fallback": fallback })
+            json!({ "account": a.name, "directory": a.directory_url, "status": a.status,
+                "email": a.email, "fallback": fallback, "failures": cert.failures })
         }
         None => json!({ "account": account_name, "missing": true, "fallback": fallback }),
     };
-    let deployment = crate::deploy::plan(store, &args.name).await?;
-    let plan = json!({
-        "certificate": args.name,
+    let deployment = crate::deploy::plan(store, name).await?;
+    let mut plan = json!({
+        "certificate": name,
         "ca": ca,
         "profile": cert.profile,
         "preferred_chain": cert.preferred_chain,
@@ -114,58 +100,71 @@ pub async fn run(store: &Store, args: CertPreview) -> anyhow::Result<()> {
         "deployment": deployment,
         "next_renewal": renewal,
     });
-    if args.json {
-        print_json(&plan);
-        return Ok(());
+    plan["summary"] = json!(summary(&plan));
+    Ok(plan)
+}
+
+/// The plan in plain language, a line a step.
+fn summary(plan: &Value) -> Vec<String> {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let ca = &plan["ca"];
+    let mut lines = vec![format!("Requesting {} would:", text(&plan["certificate"]))];
+    if ca["missing"] == true {
+        lines.push(format!("  1. fail: account {} does not exist", text(&ca["account"])));
+    } else {
+        let why = if ca["fallback"] == true {
+            format!(", the fallback after {} failed requests", ca["failures"])
+        } else {
+            String::new()
+        };
+        lines.push(format!(
+            "  1. order from {} with account {} ({}{why})",
+            text(&ca["directory"]),
+            text(&ca["account"]),
+            text(&ca["status"])
+        ));
     }
-    println!("Requesting {} would:", args.name);
-    match &account {
-        Some(a) => {
-            let why = if fallback {
-                format!(", the fallback after {} failed requests", cert.failures)
-            } else {
-                String::new()
-            };
-            println!(
-                "  1. order from {} with account {} ({}{why})",
-                a.directory_url, a.name, a.status
-            )
-        }
-        None => println!("  1. fail: account {account_name} does not exist"),
+    if let Some(p) = plan["profile"].as_str() {
+        lines.push(format!("     asking for profile {p}"));
     }
-    if let Some(p) = &cert.profile {
-        println!("     asking for profile {p}");
-    }
-    println!("  2. validate each identifier:");
-    for step in &validation {
-        println!(
+    lines.push("  2. validate each identifier:".into());
+    for step in plan["validation"].as_array().into_iter().flatten() {
+        lines.push(format!(
             "     {}  {}: {}",
-            step["identifier"].as_str().unwrap_or_default(),
-            step["challenge"].as_str().unwrap_or_default(),
-            step["how"].as_str().unwrap_or_default()
-        );
+            text(&step["identifier"]),
+            text(&step["challenge"]),
+            text(&step["how"])
+        ));
     }
-    println!("  3. finalize: {key}");
-    match &cert.preferred_chain {
-        Some(p) => println!(
+    lines.push(format!("  3. finalize: {}", text(&plan["key"])));
+    lines.push(match plan["preferred_chain"].as_str() {
+        Some(p) => format!(
             "  4. download the chain issued by {p} if the CA offers it, else the default chain"
         ),
-        None => println!("  4. download the default chain"),
-    }
-    if deployment.is_empty() {
-        println!("  5. deploy: no deployment tasks are configured");
-    } else {
-        println!("  5. deploy, in order:");
-        for step in &deployment {
-            println!(
-                "     {} ({}, at most {}s): {}",
-                step["task"].as_str().unwrap_or_default(),
-                step["when"].as_str().unwrap_or_default(),
-                step["timeout"],
-                step["does"].as_str().unwrap_or_default()
-            );
+        None => "  4. download the default chain".into(),
+    });
+    match plan["deployment"].as_array().filter(|d| !d.is_empty()) {
+        None => lines.push("  5. deploy: no deployment tasks are configured".into()),
+        Some(steps) => {
+            lines.push("  5. deploy, in order:".into());
+            for step in steps {
+                lines.push(format!(
+                    "     {} ({}, at most {}s): {}",
+                    text(&step["task"]),
+                    text(&step["when"]),
+                    step["timeout"],
+                    text(&step["does"])
+                ));
+            }
         }
     }
-    println!("Next renewal: {}", renewal["when"].as_str().unwrap_or_default());
-    Ok(())
+    lines.push(format!("Next renewal: {}", text(&plan["next_renewal"]["when"])));
+    lines
+}
+
+/// The plan in plain language.
+fn print(plan: &Value) {
+    for line in plan["summary"].as_array().into_iter().flatten() {
+        println!("{}", line.as_str().unwrap_or_default());
+    }
 }

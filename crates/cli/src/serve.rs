@@ -16,6 +16,11 @@ use crate::issue::{Issuer, Progress};
 struct Engine {
     issuer: Arc<Issuer>,
     store: certhub_store::Store,
+    dns: certhub_challenge::dns::DnsCheckConfig,
+    /// Where tests expect the CA to connect (80 and 443 but for a test CA).
+    probe_ports: certhub_challenge::probe::ProbePorts,
+    /// The renewal policy of certificates without their own.
+    policy: String,
 }
 
 /// An engine error as the API reports it, by the exit code the CLI would give.
@@ -100,6 +105,34 @@ impl certhub_server::Worker for Engine {
         })
     }
 
+    fn preview(&self, name: String) -> certhub_server::WorkFuture<serde_json::Value> {
+        let store = self.store.clone();
+        let policy = self.policy.clone();
+        Box::pin(
+            async move { crate::preview::plan(&store, &name, &policy).await.map_err(work_error) },
+        )
+    }
+
+    fn test(&self, name: String) -> certhub_server::WorkFuture<serde_json::Value> {
+        let store = self.store.clone();
+        let dns = self.dns.clone();
+        let ports = self.probe_ports;
+        Box::pin(async move {
+            let report =
+                crate::cert::probe_all(dns, &store, &name, ports).await.map_err(work_error)?;
+            Ok(serde_json::json!(report))
+        })
+    }
+
+    fn revoke(&self, name: String, reason: Option<String>) -> certhub_server::WorkFuture<String> {
+        let store = self.store.clone();
+        Box::pin(async move {
+            crate::cert::revoke_latest(&store, &name, reason.as_deref(), false)
+                .await
+                .map_err(work_error)
+        })
+    }
+
     fn request(
         &self,
         name: String,
@@ -131,7 +164,20 @@ pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
         &ctx.data_dir,
     ));
     let state = certhub_server::AppState::new(store.clone())
-        .with_worker(Arc::new(Engine { issuer, store: store.clone() }));
+        .with_worker(Arc::new(Engine {
+            issuer,
+            store: store.clone(),
+            dns: ctx.dns.clone(),
+            probe_ports: certhub_challenge::probe::ProbePorts {
+                http: args.probe_http_port,
+                tls: args.probe_tls_port,
+            },
+            policy: args.policy.clone(),
+        }))
+        .with_settings(certhub_server::Settings {
+            policy: args.policy.clone(),
+            check_interval: Duration::from_secs(args.check_interval),
+        });
     let hub_cert = hub_cert(&store, &args).await?;
     let tls = match &hub_cert {
         Some((cert, _)) => Some(
@@ -148,19 +194,24 @@ pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
             serial: serial?,
         })
     });
+    let state = state.serving_https(tls.is_some());
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    println!("certhub hub listening on {scheme}://{addr}/api/v1 (OpenAPI at /api/v1/openapi.json)");
+    println!("certhub hub listening on {scheme}://{addr}/");
+    println!(
+        "  web UI at {scheme}://{addr}/, REST API at /api/v1 (OpenAPI at /api/v1/openapi.json)"
+    );
     // The one-time setup token goes to a terminal, or else (a service's output is kept in
     // logs) to a file only its owner can read, removed once the hub is set up.
     let token_file = ctx.data_dir.join("setup-token");
     match state.setup_token_if_needed().await? {
         Some(token) => {
             use std::io::IsTerminal as _;
-            println!("No user yet. Create the first admin within this run with the setup token.");
+            println!("No user yet. Create the first admin within this run with the setup token,");
+            println!("  in a browser at {scheme}://{addr}/setup, or with the API:");
             if std::io::stdout().is_terminal() {
                 println!("  setup token: {token}");
             } else {
@@ -196,7 +247,7 @@ pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
     // resumed by the next start (every step of an order is in the store).
     tokio::select! {
         served = serving => served.context("the hub stopped")?,
-        () = renewal_service(ctx.clone(), Duration::from_secs(args.check_interval), own) => {}
+        () = renewal_service(ctx.clone(), Duration::from_secs(args.check_interval), args.policy.clone(), own) => {}
     }
     // Requests started through the API get a little time to finish before the store closes.
     let left = state.finish_jobs(Duration::from_secs(30)).await;
@@ -287,10 +338,15 @@ async fn shutdown() {
 /// Renews what is due, like `certhub renew --due`: at start (work a restart interrupted),
 /// then every `interval`. Certificates are locked
 /// while requested, so this never orders one twice, even beside a cron job or another hub.
-async fn renewal_service(ctx: crate::Context, interval: Duration, mut own: Option<OwnCert>) {
+async fn renewal_service(
+    ctx: crate::Context,
+    interval: Duration,
+    policy: String,
+    mut own: Option<OwnCert>,
+) {
     loop {
         let due =
-            Renew { names: Vec::new(), due: true, policy: "75%".into(), jobs: 4, timeout: 900 };
+            Renew { names: Vec::new(), due: true, policy: policy.clone(), jobs: 4, timeout: 900 };
         if let Err(e) = crate::renew::run(&ctx, due).await {
             tracing::warn!(error = %format!("{e:#}"), "renewal run failed");
         }

@@ -116,6 +116,33 @@ pub enum ChallengeConfig {
 }
 
 impl ChallengeConfig {
+    /// Where and how this configuration answers, in plain language, secrets left out.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Http01Listen { listen } => format!("certhub answers on http://{listen}"),
+            Self::Http01Webroot { webroot } => {
+                format!(
+                    "a file is written below {}/.well-known/acme-challenge/ and removed after",
+                    webroot.display()
+                )
+            }
+            Self::TlsAlpn01Listen { listen } => {
+                format!("certhub answers TLS (acme-tls/1) on {listen}")
+            }
+            Self::Dns01Rfc2136 { server, key_name, .. } => {
+                format!(
+                    "a TXT record is added by RFC 2136 update on {server} (TSIG key {key_name}) and removed after"
+                )
+            }
+            Self::Dns01Exec { path } => {
+                format!("{} present/cleanup publishes the TXT record", path.display())
+            }
+            Self::Dns01Callback { url, .. } => {
+                format!("signed events to {url} ask for the TXT record and say when it can go")
+            }
+        }
+    }
+
     /// The challenge type this configuration answers.
     pub fn kind(&self) -> ChallengeKind {
         match self {

@@ -21,12 +21,15 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/setup", post(setup))
         .route("/api/v1/tokens", post(create_token).get(list_tokens))
         .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
-        .route("/api/v1/users", post(create_user))
+        .route("/api/v1/users", post(create_user).get(list_users))
         .route("/api/v1/certificates", get(list_certificates).post(create_certificate))
         .route("/api/v1/certificates/{name}", get(get_certificate).delete(delete_certificate))
         .route("/api/v1/certificates/{name}/history", get(certificate_history))
         .route("/api/v1/certificates/{name}/pull", get(pull_certificate))
         .route("/api/v1/certificates/{name}/request", post(request_certificate))
+        .route("/api/v1/certificates/{name}/preview", get(preview_certificate))
+        .route("/api/v1/certificates/{name}/test", post(test_certificate))
+        .route("/api/v1/certificates/{name}/revoke", post(revoke_certificate))
         .route("/api/v1/jobs/{id}", get(get_job))
         .route("/api/v1/accounts", get(list_accounts).post(create_account))
         .route("/api/v1/audit", get(audit_log))
@@ -85,16 +88,28 @@ async fn setup(
     bytes: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let req: SetupBody = body(&bytes)?;
+    setup_admin(&state, &req.token, &req.username, &req.password, &auth::source(&parts)).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "username": req.username, "role": "admin" }))))
+}
+
+/// Creates the first admin with the one-time setup token (the API's and the web UI's setup).
+pub(crate) async fn setup_admin(
+    state: &AppState,
+    token: &str,
+    username: &str,
+    password: &str,
+    source: &str,
+) -> ApiResult<()> {
     if state.store.user_count().await? > 0 {
         return Err(Problem::conflict("the hub is already set up; sign in instead"));
     }
-    check_username(&req.username)?;
-    check_password(&req.password)?;
+    check_username(username)?;
+    check_password(password)?;
     // The token is taken, not read: of two setups at once, one gets it.
     let taken = {
-        let mut token = state.setup_token.lock().unwrap_or_else(|p| p.into_inner());
-        match token.as_deref() {
-            Some(t) if auth::same_secret(t, &req.token) => token.take(),
+        let mut setup = state.setup_token.lock().unwrap_or_else(|p| p.into_inner());
+        match setup.as_deref() {
+            Some(t) if auth::same_secret(t, token.trim()) => setup.take(),
             _ => None,
         }
     };
@@ -104,17 +119,15 @@ async fn setup(
         ));
     };
     let created = async {
-        let password = req.password.clone();
+        let password = password.to_string();
         let hash = auth::argon2_task(move || auth::hash_password(&password)).await??;
         // The admin and its audit entry together, and only if no user exists yet.
-        state.store.create_first_admin(&req.username, &hash, &auth::source(&parts)).await.map_err(
-            |e| match e {
-                certhub_store::Error::AlreadyExists { .. } => {
-                    Problem::conflict("the hub is already set up; sign in instead")
-                }
-                other => other.into(),
-            },
-        )
+        state.store.create_first_admin(username, &hash, source).await.map_err(|e| match e {
+            certhub_store::Error::AlreadyExists { .. } => {
+                Problem::conflict("the hub is already set up; sign in instead")
+            }
+            other => other.into(),
+        })
     }
     .await;
     if let Err(e) = created {
@@ -122,7 +135,7 @@ async fn setup(
         *state.setup_token.lock().unwrap_or_else(|p| p.into_inner()) = Some(taken);
         return Err(e);
     }
-    Ok((StatusCode::CREATED, Json(json!({ "username": req.username, "role": "admin" }))))
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -144,22 +157,64 @@ async fn create_token(
     bytes: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let req: TokenBody = body(&bytes)?;
-    state.logins.attempt(&req.username, &auth::source(&parts))?;
-    let user = state.store.user(&req.username).await?;
+    let user = sign_in(&state, &req.username, &req.password, &auth::source(&parts)).await?;
+    let label = req.label.unwrap_or_else(|| "api".into());
+    let expires_at = match req.expires_in_days {
+        Some(0) => return Err(Problem::invalid("expires_in_days", "use at least 1 day")),
+        Some(d) => Some(now_ms() + i64::from(d) * 86_400_000),
+        None => None,
+    };
+    let (token, record) =
+        issue_token(&state, &user, &label, req.scopes, expires_at, &auth::source(&parts)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "token": token,
+            "id": record.id,
+            "label": label,
+            "scopes": record.scopes.split_whitespace().collect::<Vec<_>>(),
+            "expires_at": expires_at.map(rfc3339_ms),
+            "note": "shown once: store it now",
+        })),
+    ))
+}
+
+/// Checks a name and password (rate limited, and as slow for an unknown name); the user.
+pub(crate) async fn sign_in(
+    state: &AppState,
+    username: &str,
+    password: &str,
+    source: &str,
+) -> ApiResult<certhub_store::UserRecord> {
+    state.logins.attempt(username, source)?;
+    let user = state.store.user(username).await?;
     // An unknown name costs the same time as a wrong password.
     let phc =
         user.as_ref().map_or_else(|| auth::dummy_hash().to_string(), |u| u.password_hash.clone());
-    let password = req.password.clone();
+    let password = password.to_string();
     let matches = auth::argon2_task(move || auth::verify_password(&password, &phc)).await?;
     let user = match user {
         Some(u) if matches => u,
         _ => return Err(Problem::unauthorized("wrong user name or password")),
     };
-    state.logins.succeeded(&req.username);
+    state.logins.succeeded(username);
+    Ok(user)
+}
+
+/// A new API token of `user`, with `scopes` (all its role allows when `None`); the token,
+/// shown once, and its record. Audited.
+pub(crate) async fn issue_token(
+    state: &AppState,
+    user: &certhub_store::UserRecord,
+    label: &str,
+    scopes: Option<Vec<String>>,
+    expires_at: Option<i64>,
+    source: &str,
+) -> ApiResult<(String, certhub_store::TokenRecord)> {
     let role = Role::parse(&user.role).unwrap_or(Role::Viewer);
     let allowed: Vec<&str> =
         SCOPES.iter().filter(|(_, least)| role >= *least).map(|(s, _)| *s).collect();
-    let scopes = match req.scopes {
+    let scopes = match scopes {
         None => allowed.iter().map(|s| s.to_string()).collect(),
         Some(asked) => {
             for s in &asked {
@@ -178,39 +233,26 @@ async fn create_token(
                     ));
                 }
             }
+            if asked.is_empty() {
+                return Err(Problem::invalid("scopes", "choose at least one scope"));
+            }
             asked
         }
     };
-    let expires_at = match req.expires_in_days {
-        Some(0) => return Err(Problem::invalid("expires_in_days", "use at least 1 day")),
-        Some(d) => Some(now_ms() + i64::from(d) * 86_400_000),
-        None => None,
-    };
     let (token, id, secret) = auth::new_token();
-    let label = req.label.unwrap_or_else(|| "api".into());
     let record = certhub_store::TokenRecord {
         id: id.clone(),
         user_name: user.name.clone(),
-        label: label.clone(),
+        label: label.to_string(),
         scopes: scopes.join(" "),
         expires_at,
-        created_at: 0,
+        created_at: now_ms(),
         last_used_at: None,
     };
     state.store.insert_token(&record, &certhub_store::token_hash(&secret)).await?;
-    let source = auth::source(&parts);
-    state.store.audit(&user.name, "token.create", &id, &source, Some(&record.scopes)).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "token": token,
-            "id": id,
-            "label": label,
-            "scopes": scopes,
-            "expires_at": expires_at.map(rfc3339_ms),
-            "note": "shown once: store it now",
-        })),
-    ))
+    let action = if label == crate::ui::SESSION_LABEL { "session.start" } else { "token.create" };
+    state.store.audit(&user.name, action, &id, source, Some(&record.scopes)).await?;
+    Ok((token, record))
 }
 
 async fn list_tokens(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
@@ -242,14 +284,24 @@ async fn revoke_token(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
+    revoke_own_or_any_token(&state, &caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes token `id`: the caller's own, or anyone's for an admin. Audited.
+pub(crate) async fn revoke_own_or_any_token(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<()> {
     let own = state.store.tokens(Some(&caller.user)).await?.iter().any(|t| t.id == id);
     if !own {
         // Someone else's token: admins only, and without telling others whether it exists.
         caller.require(Need::Admin).map_err(|_| Problem::not_found(format!("no token {id:?}")))?;
     }
-    state.store.delete_token(&id).await?;
-    state.store.audit(&caller.actor(), "token.revoke", &id, &caller.source, None).await?;
-    Ok(StatusCode::NO_CONTENT)
+    state.store.delete_token(id).await?;
+    state.store.audit(&caller.actor(), "token.revoke", id, &caller.source, None).await?;
+    Ok(())
 }
 
 async fn delete_certificate(
@@ -277,36 +329,48 @@ async fn create_user(
     caller: Caller,
     bytes: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    caller.require(Need::Admin)?;
     let req: UserBody = body(&bytes)?;
-    check_username(&req.username)?;
-    check_password(&req.password)?;
-    let role = Role::parse(&req.role)
+    let role = add_user(&state, &caller, &req.username, &req.password, &req.role).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "username": req.username, "role": role.as_str() }))))
+}
+
+/// Adds a user (admins only). Audited.
+pub(crate) async fn add_user(
+    state: &AppState,
+    caller: &Caller,
+    username: &str,
+    password: &str,
+    role: &str,
+) -> ApiResult<Role> {
+    caller.require(Need::Admin)?;
+    check_username(username)?;
+    check_password(password)?;
+    let role = Role::parse(role)
         .ok_or_else(|| Problem::invalid("role", "one of admin, operator, viewer"))?;
-    let password = req.password.clone();
+    let password = password.to_string();
     let hash = auth::argon2_task(move || auth::hash_password(&password)).await??;
-    state.store.insert_user(&req.username, &hash, role.as_str()).await?;
+    state.store.insert_user(username, &hash, role.as_str()).await?;
     state
         .store
-        .audit(&caller.actor(), "user.create", &req.username, &caller.source, Some(role.as_str()))
+        .audit(&caller.actor(), "user.create", username, &caller.source, Some(role.as_str()))
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "username": req.username, "role": role.as_str() }))))
+    Ok(role)
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     #[serde(default)]
-    page: Option<u32>,
+    pub page: Option<u32>,
     #[serde(default)]
-    per_page: Option<u32>,
+    pub per_page: Option<u32>,
     #[serde(default)]
-    state: Option<String>,
+    pub state: Option<String>,
     #[serde(default)]
-    q: Option<String>,
+    pub q: Option<String>,
 }
 
-fn identifiers(c: &CertRecord) -> Vec<String> {
+pub(crate) fn identifiers(c: &CertRecord) -> Vec<String> {
     c.identifiers
         .as_array()
         .map(|a| {
@@ -317,7 +381,7 @@ fn identifiers(c: &CertRecord) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn cert_view(c: &CertRecord, issued: Option<&IssuedRecord>) -> Value {
+pub(crate) fn cert_view(c: &CertRecord, issued: Option<&IssuedRecord>) -> Value {
     json!({
         "name": c.name,
         "state": c.effective_state(issued, now_ms().div_euclid(1000)),
@@ -345,6 +409,25 @@ async fn list_certificates(
 ) -> ApiResult<Json<Value>> {
     caller.require(Need::Read)?;
     let Query(q) = query.map_err(|e| Problem::invalid("query", e.body_text()))?;
+    let page = cert_page(&state, &q).await?;
+    Ok(Json(json!({
+        "items": page.items,
+        "page": page.page,
+        "per_page": page.per_page,
+        "total": page.total,
+    })))
+}
+
+/// One page of the certificate list.
+pub(crate) struct CertPage {
+    pub items: Vec<Value>,
+    pub page: u32,
+    pub per_page: u32,
+    pub total: usize,
+}
+
+/// The certificates matching `q` (state, and a search in names and identifiers), one page.
+pub(crate) async fn cert_page(state: &AppState, q: &ListQuery) -> ApiResult<CertPage> {
     let page = q.page.unwrap_or(1);
     if page == 0 {
         return Err(Problem::invalid("page", "pages count from 1"));
@@ -353,12 +436,13 @@ async fn list_certificates(
     if !(1..=500).contains(&per_page) {
         return Err(Problem::invalid("per_page", "between 1 and 500"));
     }
-    let needle = q.q.as_deref().map(str::to_ascii_lowercase);
+    let needle = q.q.as_deref().map(|n| n.trim().to_ascii_lowercase()).filter(|n| !n.is_empty());
+    let wanted_state = q.state.as_deref().filter(|s| !s.is_empty());
     let mut items = Vec::new();
     for c in state.store.certs().await? {
         let issued = state.store.latest_issued(&c.name).await?;
         let view = cert_view(&c, issued.as_ref());
-        if q.state.as_deref().is_some_and(|s| view["state"] != s) {
+        if wanted_state.is_some_and(|s| view["state"] != s) {
             continue;
         }
         if let Some(n) = &needle
@@ -372,15 +456,12 @@ async fn list_certificates(
     let total = items.len();
     let start = ((page - 1) as usize).saturating_mul(per_page as usize).min(total);
     let end = (start + per_page as usize).min(total);
-    Ok(Json(json!({
-        "items": items[start..end],
-        "page": page,
-        "per_page": per_page,
-        "total": total,
-    })))
+    items.truncate(end);
+    items.drain(..start);
+    Ok(CertPage { items, page, per_page, total })
 }
 
-async fn cert_or_404(state: &AppState, name: &str) -> ApiResult<CertRecord> {
+pub(crate) async fn cert_or_404(state: &AppState, name: &str) -> ApiResult<CertRecord> {
     state
         .store
         .cert(name)
@@ -435,11 +516,29 @@ async fn pull_certificate(
     headers: axum::http::HeaderMap,
     query: Result<Query<PullQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
-    caller.require(Need::Read)?;
     let Query(q) = query.map_err(|e| Problem::invalid("query", e.body_text()))?;
+    let password = headers.get(PKCS12_PASSWORD_HEADER).and_then(|v| v.to_str().ok());
     let format = q.format.as_deref().unwrap_or("pem");
+    let (body, content_type) =
+        pull(&state, &caller, &name, format, q.key.unwrap_or(false), password).await?;
+    Ok(([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-store")], body)
+        .into_response())
+}
+
+/// The latest certificate of `name` as `pem` (the chain, and the key if `key`) or `pkcs12`
+/// (always with the key, under `password`): the bytes and their media type. Key downloads
+/// need the key scope and are audited.
+pub(crate) async fn pull(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    format: &str,
+    key: bool,
+    password: Option<&str>,
+) -> ApiResult<(Vec<u8>, &'static str)> {
+    caller.require(Need::Read)?;
     let with_key = match format {
-        "pem" => q.key.unwrap_or(false),
+        "pem" => key,
         "pkcs12" => true,
         other => {
             return Err(Problem::invalid("format", format!("{other:?}: use pem or pkcs12")));
@@ -448,9 +547,9 @@ async fn pull_certificate(
     if with_key {
         caller.require(Need::Key)?;
     }
-    cert_or_404(&state, &name).await?;
+    cert_or_404(state, name).await?;
     let issued =
-        state.store.latest_issued(&name).await?.ok_or_else(|| {
+        state.store.latest_issued(name).await?.ok_or_else(|| {
             Problem::conflict(format!("certificate {name} has not been issued yet"))
         })?;
     if with_key && issued.key_pkcs8.is_empty() {
@@ -460,17 +559,13 @@ async fn pull_certificate(
     }
     let chain = certhub_core::split_pem_chain(&issued.chain_pem).map_err(Problem::internal)?;
     let (body, content_type) = if format == "pkcs12" {
-        let password = headers
-            .get(PKCS12_PASSWORD_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .filter(|p| !p.is_empty())
-            .ok_or_else(|| {
-                Problem::invalid(
-                    PKCS12_PASSWORD_HEADER,
-                    "a PKCS#12 file needs a password, sent in the X-Pkcs12-Password header",
-                )
-            })?;
-        let der = certhub_deploy::pkcs12::build(&name, &issued.key_pkcs8, &chain, password, false)
+        let password = password.filter(|p| !p.is_empty()).ok_or_else(|| {
+            Problem::invalid(
+                PKCS12_PASSWORD_HEADER,
+                "a PKCS#12 file needs a password, sent in the X-Pkcs12-Password header",
+            )
+        })?;
+        let der = certhub_deploy::pkcs12::build(name, &issued.key_pkcs8, &chain, password, false)
             .map_err(Problem::internal)?;
         (der, "application/x-pkcs12")
     } else {
@@ -481,13 +576,14 @@ async fn pull_certificate(
         }
         (text.into_bytes(), "application/x-pem-file")
     };
-    let action = if with_key { "cert.key-download" } else { "cert.download" };
     // Downloads of public certificates are frequent and harmless; keys are always audited.
     if with_key {
-        state.store.audit(&caller.actor(), action, &name, &caller.source, Some(format)).await?;
+        state
+            .store
+            .audit(&caller.actor(), "cert.key-download", name, &caller.source, Some(format))
+            .await?;
     }
-    Ok(([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-store")], body)
-        .into_response())
+    Ok((body, content_type))
 }
 
 async fn request_certificate(
@@ -495,10 +591,7 @@ async fn request_certificate(
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<(StatusCode, [(header::HeaderName, String); 1], Json<Value>)> {
-    caller.require(Need::Request)?;
-    cert_or_404(&state, &name).await?;
-    let job = state.jobs.start_request(worker(&state)?, &name);
-    state.store.audit(&caller.actor(), "cert.request", &name, &caller.source, None).await?;
+    let job = start_request(&state, &caller, &name).await?;
     let url = format!("/api/v1/jobs/{}", job.id);
     Ok((
         StatusCode::ACCEPTED,
@@ -507,11 +600,90 @@ async fn request_certificate(
     ))
 }
 
-fn worker(state: &AppState) -> ApiResult<std::sync::Arc<dyn crate::Worker>> {
+/// Starts requesting `name` now, as a job. Audited.
+pub(crate) async fn start_request(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+) -> ApiResult<crate::Job> {
+    caller.require(Need::Request)?;
+    cert_or_404(state, name).await?;
+    let job = state.jobs.start_request(worker(state)?, name);
+    state.store.audit(&caller.actor(), "cert.request", name, &caller.source, None).await?;
+    Ok(job)
+}
+
+pub(crate) fn worker(state: &AppState) -> ApiResult<std::sync::Arc<dyn crate::Worker>> {
     state
         .worker
         .clone()
         .ok_or_else(|| Problem::unavailable("this hub runs no issuance engine; use certhub serve"))
+}
+
+async fn preview_certificate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Need::Read)?;
+    cert_or_404(&state, &name).await?;
+    Ok(Json(worker(&state)?.preview(name).await?))
+}
+
+async fn test_certificate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Need::Request)?;
+    cert_or_404(&state, &name).await?;
+    let report = worker(&state)?.test(name).await?;
+    let works = report.as_array().is_some_and(|r| r.iter().all(|i| i["works"] == true));
+    Ok(Json(json!({ "works": works, "items": report })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn revoke_certificate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    bytes: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let req: RevokeBody = if bytes.is_empty() { RevokeBody::default() } else { body(&bytes)? };
+    let serial = revoke(&state, &caller, &name, req.reason).await?;
+    Ok(Json(json!({ "name": name, "serial": serial, "state": "revoked" })))
+}
+
+/// Revokes the latest certificate of `name` (admins only); its serial. Audited.
+pub(crate) async fn revoke(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    reason: Option<String>,
+) -> ApiResult<String> {
+    caller.require(Need::Admin)?;
+    cert_or_404(state, name).await?;
+    let serial = worker(state)?.revoke(name.to_string(), reason).await?;
+    state.store.audit(&caller.actor(), "cert.revoke", name, &caller.source, Some(&serial)).await?;
+    Ok(serial)
+}
+
+async fn list_users(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.require(Need::Admin)?;
+    let items: Vec<Value> = state
+        .store
+        .users()
+        .await?
+        .into_iter()
+        .map(|u| json!({ "username": u.name, "role": u.role, "created_at": rfc3339_ms(u.created_at) }))
+        .collect();
+    Ok(Json(json!({ "items": items })))
 }
 
 async fn create_account(
@@ -519,12 +691,21 @@ async fn create_account(
     caller: Caller,
     bytes: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    caller.require(Need::Admin)?;
     let req: crate::NewAccount = body(&bytes)?;
+    Ok((StatusCode::CREATED, Json(add_account(&state, &caller, req).await?)))
+}
+
+/// Registers a CA account (admins only). Audited.
+pub(crate) async fn add_account(
+    state: &AppState,
+    caller: &Caller,
+    req: crate::NewAccount,
+) -> ApiResult<Value> {
+    caller.require(Need::Admin)?;
     let name = req.name.clone();
-    let view = worker(&state)?.add_account(req).await?;
+    let view = worker(state)?.add_account(req).await?;
     state.store.audit(&caller.actor(), "account.create", &name, &caller.source, None).await?;
-    Ok((StatusCode::CREATED, Json(view)))
+    Ok(view)
 }
 
 async fn create_certificate(
@@ -532,15 +713,23 @@ async fn create_certificate(
     caller: Caller,
     bytes: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    // Challenge and deployment specs run hooks and commands and write files on the hub:
-    // only an admin may set them.
-    caller.require(Need::Admin)?;
     let req: crate::NewCertificate = body(&bytes)?;
-    let name = req.name.clone();
-    worker(&state)?.add_certificate(req).await?;
-    state.store.audit(&caller.actor(), "cert.create", &name, &caller.source, None).await?;
-    let c = cert_or_404(&state, &name).await?;
+    let c = add_certificate(&state, &caller, req).await?;
     Ok((StatusCode::CREATED, Json(cert_view(&c, None))))
+}
+
+/// Adds a managed certificate (admins only: its challenge and deployment specs run hooks
+/// and commands and write files on the hub). Audited.
+pub(crate) async fn add_certificate(
+    state: &AppState,
+    caller: &Caller,
+    req: crate::NewCertificate,
+) -> ApiResult<CertRecord> {
+    caller.require(Need::Admin)?;
+    let name = req.name.clone();
+    worker(state)?.add_certificate(req).await?;
+    state.store.audit(&caller.actor(), "cert.create", &name, &caller.source, None).await?;
+    cert_or_404(state, &name).await
 }
 
 async fn get_job(
@@ -622,7 +811,7 @@ async fn audit_verify(State(state): State<AppState>, caller: Caller) -> ApiResul
     }))
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -630,6 +819,6 @@ fn now_ms() -> i64 {
 }
 
 /// Epoch milliseconds as RFC 3339 UTC.
-fn rfc3339_ms(ms: i64) -> String {
+pub(crate) fn rfc3339_ms(ms: i64) -> String {
     certhub_core::rfc3339(ms.div_euclid(1000))
 }

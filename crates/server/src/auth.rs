@@ -87,6 +87,8 @@ pub(crate) struct Caller {
     scopes: Vec<String>,
     /// Where the request came from.
     pub source: String,
+    /// Signed in through the web UI (the token is a session's).
+    web: bool,
 }
 
 impl Caller {
@@ -111,8 +113,23 @@ impl Caller {
         Ok(())
     }
 
+    /// A caller holding every scope `role` allows (a web session).
+    pub fn with_role_scopes(user: String, role: Role, token_id: String, source: String) -> Self {
+        let scopes =
+            SCOPES.iter().filter(|(_, least)| role >= *least).map(|(s, _)| s.to_string()).collect();
+        Caller { user, role, token_id, scopes, source, web: true }
+    }
+
+    /// Whether the caller may do `need`.
+    pub fn may(&self, need: Need) -> bool {
+        self.require(need).is_ok()
+    }
+
     /// The audit log's name for the caller.
     pub fn actor(&self) -> String {
+        if self.web {
+            return format!("{} (web)", self.user);
+        }
         format!("{} (token {})", self.user, self.token_id)
     }
 }
@@ -159,6 +176,7 @@ impl FromRequestParts<AppState> for Caller {
             token_id: record.id,
             scopes: record.scopes.split_whitespace().map(str::to_string).collect(),
             source: source(parts),
+            web: false,
         })
     }
 }
@@ -170,7 +188,7 @@ pub(crate) fn new_token() -> (String, String, String) {
     (format!("chb_{id}_{secret}"), id, secret)
 }
 
-fn split_token(token: &str) -> Option<(&str, &str)> {
+pub(crate) fn split_token(token: &str) -> Option<(&str, &str)> {
     let rest = token.strip_prefix("chb_")?;
     let (id, secret) = rest.split_once('_')?;
     (id.len() == 16 && !secret.is_empty()).then_some((id, secret))

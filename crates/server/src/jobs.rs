@@ -93,6 +93,18 @@ pub trait Worker: Send + Sync + 'static {
     /// Adds a managed certificate (nothing is ordered yet); returns its view.
     fn add_certificate(&self, cert: NewCertificate) -> WorkFuture<serde_json::Value>;
 
+    /// The plan of requesting certificate `name` now, with nothing sent or written: JSON
+    /// with a `summary` (lines in plain language) and the details.
+    fn preview(&self, name: String) -> WorkFuture<serde_json::Value>;
+
+    /// Probes each identifier of certificate `name` as the CA would validate it, without
+    /// ordering: a list of `{identifier, challenge, works, detail}`.
+    fn test(&self, name: String) -> WorkFuture<serde_json::Value>;
+
+    /// Revokes the latest issued certificate of `name` (RFC 5280 `reason` name, e.g.
+    /// `keyCompromise`); returns its serial.
+    fn revoke(&self, name: String, reason: Option<String>) -> WorkFuture<String>;
+
     /// Requests certificate `name` now; the result says what was issued, or why not.
     fn request(
         &self,

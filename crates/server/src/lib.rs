@@ -1,4 +1,4 @@
-//! certhub's hub: the REST API under `/api/v1`.
+//! certhub's hub: the REST API under `/api/v1` and the web UI (everything else).
 //!
 //! Nothing is open before setup: on first start (no users) `certhub serve` prints a one-time
 //! setup token; `POST /api/v1/setup` with it creates the first admin. Callers then sign in
@@ -18,6 +18,7 @@ mod jobs;
 mod listen;
 mod openapi;
 mod problem;
+mod ui;
 
 use std::sync::{Arc, Mutex};
 
@@ -38,6 +39,24 @@ pub struct AppState {
     logins: Arc<auth::LoginLimiter>,
     worker: Option<Arc<dyn Worker>>,
     jobs: Arc<jobs::Jobs>,
+    settings: Settings,
+    /// Whether the hub serves HTTPS (session cookies are then marked Secure).
+    https: bool,
+}
+
+/// The hub's settings the pages show.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The renewal policy of certificates without their own (75%, 30d).
+    pub policy: String,
+    /// How often the renewal service looks for due work.
+    pub check_interval: std::time::Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { policy: "75%".into(), check_interval: std::time::Duration::from_secs(300) }
+    }
 }
 
 impl AppState {
@@ -50,7 +69,21 @@ impl AppState {
             logins: Arc::new(auth::LoginLimiter::default()),
             worker: None,
             jobs: Arc::new(jobs::Jobs::default()),
+            settings: Settings::default(),
+            https: false,
         }
+    }
+
+    /// The settings the hub runs with.
+    pub fn with_settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Says the hub serves HTTPS: session cookies are sent over HTTPS only.
+    pub fn serving_https(mut self, https: bool) -> Self {
+        self.https = https;
+        self
     }
 
     /// The engine that runs requests; without one, request endpoints answer 503.
@@ -84,7 +117,7 @@ impl AppState {
     }
 }
 
-/// The hub's routes.
+/// The hub's routes: the REST API under `/api/v1` and the web UI.
 pub fn router(state: AppState) -> axum::Router {
-    api::routes().with_state(state)
+    api::routes().merge(ui::routes()).with_state(state)
 }

@@ -22,6 +22,7 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
         Some("cert:read"),
     ),
     ("post", "/api/v1/users", "Add a user (admin)", Some("admin")),
+    ("get", "/api/v1/users", "Users and their roles (admin)", Some("admin")),
     (
         "get",
         "/api/v1/certificates",
@@ -54,6 +55,25 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
         "/api/v1/certificates/{name}/request",
         "Request (or renew) now; answers 202 with a job to watch",
         Some("cert:request"),
+    ),
+    (
+        "get",
+        "/api/v1/certificates/{name}/preview",
+        "What a request would do now (CA, validation, key, deployment, next renewal); nothing \
+         is sent or written",
+        Some("cert:read"),
+    ),
+    (
+        "post",
+        "/api/v1/certificates/{name}/test",
+        "Probe each identifier as the CA would validate it, without ordering",
+        Some("cert:request"),
+    ),
+    (
+        "post",
+        "/api/v1/certificates/{name}/revoke",
+        "Revoke the latest issued certificate at its CA (admin); body {\"reason\": \"keyCompromise\"}",
+        Some("admin"),
     ),
     ("get", "/api/v1/jobs/{id}", "A job's status and steps", Some("cert:read")),
     ("get", "/api/v1/accounts", "CA accounts", Some("cert:read")),

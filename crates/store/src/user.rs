@@ -109,6 +109,15 @@ impl Store {
         .await?)
     }
 
+    /// Every user, by name.
+    pub async fn users(&self) -> Result<Vec<UserRecord>, Error> {
+        Ok(sqlx::query_as(
+            "SELECT name, password_hash, role, created_at, updated_at FROM users ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Stores a token whose secret hashes to `hash` (see [`token_hash`]).
     pub async fn insert_token(&self, token: &TokenRecord, hash: &str) -> Result<(), Error> {
         sqlx::query(

@@ -1,8 +1,9 @@
-//! Test support: real Pebble, BIND 9 and nginx started as child processes on free loopback
-//! ports, databases of their own on the local PostgreSQL, and helpers to wait for conditions
+//! Test support: real Pebble, BIND 9, nginx and headless Chromium (through ChromeDriver)
+//! started as child processes on free loopback ports, databases of their own on the local PostgreSQL, and helpers to wait for conditions
 //! without fixed sleeps; and a scripted fake CA for what Pebble lacks (ARI, profiles, Retry-After).
 
 pub mod bind;
+pub mod browser;
 pub mod fake_ca;
 pub mod nginx;
 pub mod pebble;

@@ -2,6 +2,7 @@
 //! that resolves through a real BIND 9. Every issued chain is verified against Pebble's
 //! root and every name.
 
+mod browser;
 mod support;
 
 use std::collections::BTreeSet;
@@ -1618,7 +1619,6 @@ async fn the_cas_renewal_window_is_cached_until_retry_after_and_a_mass_revocatio
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_hub_serves_a_certificate_to_a_token_holder_and_stops_cleanly() {
-    use tokio::io::AsyncBufReadExt as _;
     let env = Env::start(hostile()).await;
     env.account("le", &[]).await;
     env.ok(&[
@@ -1635,28 +1635,14 @@ async fn the_hub_serves_a_certificate_to_a_token_holder_and_stops_cleanly() {
     .await;
     env.ok(&["cert", "request", "hub"]).await;
 
-    let port = certhub_testkit::free_port();
-    let mut child = env
-        .command(&["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let hub = env.serve(&[], true).await;
+    let (mut child, port, said) = (hub.child, hub.port, hub.said);
     // Not on a terminal, the token goes to a private file, never to the (logged) output.
-    let mut said = String::new();
-    while let Ok(Ok(Some(line))) =
-        tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await
-    {
-        said.push_str(&line);
-        if line.contains("setup token: in ") {
-            break;
-        }
-    }
     let token_file = env.data_dir().join("setup-token");
     assert!(said.contains(&token_file.display().to_string()), "{said}");
     use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777, 0o600);
-    let setup_token = std::fs::read_to_string(&token_file).unwrap().trim().to_string();
+    let setup_token = hub.setup_token.unwrap();
     assert!(!said.contains(&setup_token), "the token is not in the output");
     let base = format!("http://127.0.0.1:{port}/api/v1");
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
@@ -1834,13 +1820,7 @@ async fn the_hub_renews_what_is_due_by_itself() {
     ])
     .await;
     // Never issued: the hub's first renewal run (at start) requests it.
-    let port = certhub_testkit::free_port();
-    let _hub = env
-        .command(&["serve", "--listen", &format!("127.0.0.1:{port}"), "--check-interval", "1"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let _hub = env.serve(&["--check-interval", "1"], true).await;
     let data_dir = env.data_dir().to_path_buf();
     let serial = move || {
         let data_dir = data_dir.clone();
@@ -1865,7 +1845,6 @@ async fn the_hub_renews_what_is_due_by_itself() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_hub_serves_https_with_its_own_managed_certificate() {
-    use tokio::io::AsyncBufReadExt as _;
     let env = Env::start(hostile()).await;
     env.account("le", &[]).await;
     env.ok(&[
@@ -1884,24 +1863,9 @@ async fn the_hub_serves_https_with_its_own_managed_certificate() {
     let both = env.fails(2, &["serve", "--tls-managed", "self", "--tls-cert", "x.pem"]).await;
     assert!(both.contains("cannot be used with") || both.contains("--tls-key"), "{both}");
 
-    let port = certhub_testkit::free_port();
-    let mut child = env
-        .command(&[
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--tls-managed",
-            "self",
-            "--check-interval",
-            "1",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let first =
-        tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.unwrap().unwrap();
-    assert!(first.unwrap_or_default().contains(&format!("https://127.0.0.1:{port}")));
+    let hub = env.serve(&["--tls-managed", "self", "--check-interval", "1"], true).await;
+    let port = hub.port;
+    assert!(hub.said.contains(&format!("https://127.0.0.1:{port}")), "{}", hub.said);
     let root = reqwest::Certificate::from_pem(env.pebble.root_pem(0).await.as_bytes()).unwrap();
     let https = reqwest::Client::builder()
         .no_proxy()
@@ -1940,5 +1904,5 @@ async fn the_hub_serves_https_with_its_own_managed_certificate() {
         },
     )
     .await;
-    drop(child);
+    drop(hub);
 }

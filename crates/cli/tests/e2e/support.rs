@@ -152,6 +152,53 @@ impl Env {
     }
 }
 
+/// A running `certhub serve`.
+pub struct Hub {
+    pub child: tokio::process::Child,
+    pub port: u16,
+    /// What it printed up to its setup token (or its first lines).
+    pub said: String,
+    /// The one-time setup token, when the hub has no user yet.
+    pub setup_token: Option<String>,
+}
+
+impl Hub {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Env {
+    /// Starts `certhub serve` on a free port with `extra` arguments and waits until it
+    /// listens and, on a `first_start`, has written its setup token.
+    pub async fn serve(&self, extra: &[&str], first_start: bool) -> Hub {
+        use tokio::io::AsyncBufReadExt as _;
+        let port = certhub_testkit::free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut args = vec!["serve", "--listen", &listen];
+        args.extend_from_slice(extra);
+        let mut child = self.command(&args).stdout(std::process::Stdio::piped()).spawn().unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut said = String::new();
+        while let Ok(Ok(Some(line))) =
+            tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line()).await
+        {
+            said.push_str(&line);
+            said.push('\n');
+            let ready = if first_start { "setup token: in " } else { "REST API at" };
+            if line.contains(ready) {
+                break;
+            }
+        }
+        // The rest of its output is drained so that the hub never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let setup_token = std::fs::read_to_string(self.data.path().join("setup-token"))
+            .ok()
+            .map(|t| t.trim().to_string());
+        Hub { child, port, said, setup_token }
+    }
+}
+
 pub fn pem_certs(pem: &str) -> Vec<CertificateDer<'static>> {
     use rustls_pki_types::pem::PemObject as _;
     CertificateDer::pem_slice_iter(pem.as_bytes()).map(|c| c.unwrap()).collect()

@@ -1,0 +1,158 @@
+//! Web sessions: a sign-in makes an API token of the user's (label [`SESSION_LABEL`]) that
+//! travels in an HttpOnly, SameSite=Strict cookie. It ends after [`SESSION_HOURS`] hours, or
+//! after [`IDLE_MINUTES`] minutes without use, or at sign-out. Every form posts a CSRF token
+//! derived from the session's secret, checked before anything changes.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+
+use crate::AppState;
+use crate::api::now_ms;
+use crate::auth::{self, Caller, Role};
+
+/// The cookie's name.
+pub(crate) const COOKIE: &str = "certhub_session";
+/// What session tokens are labelled (and how they are told from API tokens).
+pub(crate) const SESSION_LABEL: &str = "web session";
+/// A session's longest life.
+pub(crate) const SESSION_HOURS: i64 = 12;
+/// A session unused for this long has ended.
+pub(crate) const IDLE_MINUTES: i64 = 60;
+
+/// A signed-in browser.
+#[derive(Debug, Clone)]
+pub(crate) struct Session {
+    /// Who, with the scopes of their role.
+    pub caller: Caller,
+    /// The token forms must post back.
+    pub csrf: String,
+}
+
+/// The value of cookie `name`, if sent.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The CSRF token of a session: bound to its secret, useless without the cookie.
+fn csrf_for(secret: &str) -> String {
+    certhub_store::token_hash(&format!("csrf:{secret}"))[..32].to_string()
+}
+
+/// Where a browser without a (live) session goes: the sign-in page, then back to `next`.
+fn to_sign_in(parts: &Parts, why: Option<&str>) -> Response {
+    let next = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut url = format!("/login?next={}", urlencode(next));
+    if let Some(why) = why {
+        url.push_str("&why=");
+        url.push_str(why);
+    }
+    if parts.headers.contains_key("hx-request") {
+        // htmx follows this header with a full page load.
+        return (StatusCode::UNAUTHORIZED, [("hx-redirect", url)]).into_response();
+    }
+    Redirect::to(&url).into_response()
+}
+
+/// Percent-encodes a query value.
+pub(crate) fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl FromRequestParts<AppState> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Some((id, secret)) = cookie(&parts.headers, COOKIE).and_then(auth::split_token) else {
+            return Err(to_sign_in(parts, None));
+        };
+        let fail = |e: certhub_store::Error| crate::Problem::from(e).into_response();
+        let Some(record) = state.store.verify_token(id, secret).await.map_err(fail)? else {
+            return Err(to_sign_in(parts, Some("expired")));
+        };
+        if record.label != SESSION_LABEL {
+            return Err(to_sign_in(parts, None));
+        }
+        let last = record.last_used_at.unwrap_or(record.created_at);
+        if now_ms() - last > IDLE_MINUTES * 60_000 {
+            state.store.delete_token(&record.id).await.map_err(fail)?;
+            return Err(to_sign_in(parts, Some("idle")));
+        }
+        let Some(user) = state.store.user(&record.user_name).await.map_err(fail)? else {
+            return Err(to_sign_in(parts, None));
+        };
+        let role = Role::parse(&user.role).unwrap_or(Role::Viewer);
+        Ok(Session {
+            caller: Caller::with_role_scopes(user.name, role, record.id, auth::source(parts)),
+            csrf: csrf_for(secret),
+        })
+    }
+}
+
+impl Session {
+    /// Fails unless the form (or the htmx header) carries this session's CSRF token.
+    pub fn check_csrf(&self, headers: &HeaderMap, form: &super::FormData) -> Result<(), StaleForm> {
+        let sent = headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| form.get("csrf"))
+            .unwrap_or_default();
+        if auth::same_secret(sent, &self.csrf) { Ok(()) } else { Err(StaleForm) }
+    }
+}
+
+/// A form without this session's CSRF token: stale, or sent from another site.
+#[derive(Debug)]
+pub(crate) struct StaleForm;
+
+impl IntoResponse for StaleForm {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::FORBIDDEN,
+            "This form is stale or came from another site. Reload the page and try again.",
+        )
+            .into_response()
+    }
+}
+
+/// Starts a session for `user`: the `Set-Cookie` value. `secure` marks it HTTPS-only.
+pub(crate) async fn start(
+    state: &AppState,
+    user: &certhub_store::UserRecord,
+    source: &str,
+    secure: bool,
+) -> Result<String, crate::Problem> {
+    let expires = now_ms() + SESSION_HOURS * 3_600_000;
+    let (token, _) =
+        crate::api::issue_token(state, user, SESSION_LABEL, None, Some(expires), source).await?;
+    Ok(format!(
+        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        SESSION_HOURS * 3600,
+        if secure { "; Secure" } else { "" }
+    ))
+}
+
+/// Ends the session in `headers` (if any): the `Set-Cookie` value that clears the cookie.
+pub(crate) async fn end(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some((id, secret)) = cookie(headers, COOKIE).and_then(auth::split_token)
+        && let Ok(Some(record)) = state.store.verify_token(id, secret).await
+    {
+        let _ = state.store.delete_token(&record.id).await;
+    }
+    format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+}

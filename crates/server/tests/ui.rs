@@ -1,0 +1,229 @@
+//! The web UI's sessions, CSRF protection, roles and form validation, through the router on a
+//! real store. (The pages themselves are driven in a real browser by the e2e tests.)
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use certhub_server::{AppState, router};
+use http_body_util::BodyExt as _;
+use tower::ServiceExt as _;
+
+const PASSWORD: &str = "a long enough password";
+
+struct Hub {
+    app: axum::Router,
+    _dir: tempfile::TempDir,
+}
+
+struct Answer {
+    status: StatusCode,
+    location: String,
+    cookie: String,
+    body: String,
+}
+
+impl Hub {
+    /// A hub set up through its setup page; the admin's session cookie.
+    async fn set_up(https: bool) -> (Hub, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = certhub_store::Store::open(dir.path()).await.unwrap();
+        let state = AppState::new(store).serving_https(https);
+        let token = state.setup_token_if_needed().await.unwrap().unwrap();
+        let hub = Hub { app: router(state), _dir: dir };
+        let rsp = hub
+            .post(
+                "/setup",
+                None,
+                &[
+                    ("token", &token),
+                    ("username", "admin"),
+                    ("password", PASSWORD),
+                    ("password2", PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(rsp.status, StatusCode::SEE_OTHER, "{}", rsp.body);
+        assert_eq!(rsp.location, "/settings");
+        let cookie = rsp.cookie.split(';').next().unwrap().to_string();
+        (hub, cookie)
+    }
+
+    async fn send(&self, req: Request<Body>) -> Answer {
+        let rsp = self.app.clone().oneshot(req).await.unwrap();
+        let header = |name: &str| {
+            rsp.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+        };
+        let (location, cookie) = (header("location"), header("set-cookie"));
+        let status = rsp.status();
+        let body = rsp.into_body().collect().await.unwrap().to_bytes();
+        Answer { status, location, cookie, body: String::from_utf8_lossy(&body).into_owned() }
+    }
+
+    async fn get(&self, path: &str, cookie: Option<&str>) -> Answer {
+        let mut req = Request::builder().uri(path);
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        self.send(req.body(Body::empty()).unwrap()).await
+    }
+
+    async fn post(&self, path: &str, cookie: Option<&str>, form: &[(&str, &str)]) -> Answer {
+        let body: Vec<String> = form
+            .iter()
+            .map(|(k, v)| {
+                format!("{k}={}", v.replace('%', "%25").replace('&', "%26").replace(' ', "+"))
+            })
+            .collect();
+        let mut req = Request::builder()
+            .method("POST")
+            .uri(path)
+            .header("content-type", "application/x-www-form-urlencoded");
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        self.send(req.body(Body::from(body.join("&"))).unwrap()).await
+    }
+
+    /// The CSRF token the page at `path` carries for `cookie`'s session.
+    async fn csrf(&self, path: &str, cookie: &str) -> String {
+        let page = self.get(path, Some(cookie)).await;
+        let at = page.body.find("name=\"csrf\" value=\"").expect("a form with a CSRF token");
+        page.body[at + 19..].split('"').next().unwrap().to_string()
+    }
+}
+
+#[tokio::test]
+async fn nothing_is_open_before_setup_and_sessions_are_cookies() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = certhub_store::Store::open(dir.path()).await.unwrap();
+    let state = AppState::new(store);
+    state.setup_token_if_needed().await.unwrap();
+    let hub = Hub { app: router(state), _dir: dir };
+    let rsp = hub.get("/certificates?q=x", None).await;
+    assert_eq!(rsp.status, StatusCode::SEE_OTHER);
+    assert_eq!(rsp.location, "/login?next=/certificates%3Fq%3Dx");
+    assert_eq!(hub.get("/login", None).await.location, "/setup");
+    // htmx gets a header it follows with a full page load.
+    let req = Request::builder().uri("/certificates").header("hx-request", "true");
+    let rsp = hub.send(req.body(Body::empty()).unwrap()).await;
+    assert_eq!(rsp.status, StatusCode::UNAUTHORIZED);
+
+    let (hub, cookie) = Hub::set_up(false).await;
+    let rsp = hub.get("/settings", Some(&cookie)).await;
+    assert_eq!(rsp.status, StatusCode::OK);
+    assert!(rsp.body.contains("Settings"));
+    // The cookie's attributes over HTTPS.
+    let dir = tempfile::tempdir().unwrap();
+    let store = certhub_store::Store::open(dir.path()).await.unwrap();
+    let state = AppState::new(store).serving_https(true);
+    let token = state.setup_token_if_needed().await.unwrap().unwrap();
+    let https = Hub { app: router(state), _dir: dir };
+    let rsp = https
+        .post(
+            "/setup",
+            None,
+            &[
+                ("token", &token),
+                ("username", "admin"),
+                ("password", PASSWORD),
+                ("password2", PASSWORD),
+            ],
+        )
+        .await;
+    for attr in ["HttpOnly", "SameSite=Strict", "Secure", "Max-Age=43200"] {
+        assert!(rsp.cookie.contains(attr), "{attr} missing from {}", rsp.cookie);
+    }
+    // Setup is done: the page is gone, the token spent.
+    assert_eq!(https.get("/setup", None).await.location, "/login");
+}
+
+#[tokio::test]
+async fn forms_need_the_session_csrf_token() {
+    let (hub, cookie) = Hub::set_up(false).await;
+    let user = [("username", "ops"), ("password", PASSWORD), ("role", "operator")];
+    let rsp = hub.post("/settings/users", Some(&cookie), &user).await;
+    assert_eq!(rsp.status, StatusCode::FORBIDDEN, "no token");
+    let mut forged = user.to_vec();
+    forged.push(("csrf", "0123456789abcdef0123456789abcdef"));
+    assert_eq!(
+        hub.post("/settings/users", Some(&cookie), &forged).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    let csrf = hub.csrf("/settings", &cookie).await;
+    let mut good = user.to_vec();
+    good.push(("csrf", &csrf));
+    let rsp = hub.post("/settings/users", Some(&cookie), &good).await;
+    assert_eq!(rsp.status, StatusCode::OK, "{}", rsp.body);
+    assert!(rsp.body.contains("User ops added as operator."));
+    // The header htmx sends works as well as the field.
+    let req = Request::builder()
+        .method("POST")
+        .uri("/settings/tokens")
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from("label=ci&scope=cert%3Aread&expires_in_days=30"))
+        .unwrap();
+    let rsp = hub.send(req).await;
+    assert_eq!(rsp.status, StatusCode::OK, "{}", rsp.body);
+    assert!(rsp.body.contains("shown once"), "the new token is shown");
+}
+
+#[tokio::test]
+async fn validation_errors_are_shown_next_to_their_field() {
+    let (hub, cookie) = Hub::set_up(false).await;
+    let csrf = hub.csrf("/settings", &cookie).await;
+    let rsp = hub
+        .post(
+            "/settings/users",
+            Some(&cookie),
+            &[("username", "ops"), ("password", "short"), ("role", "operator"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(rsp.status, StatusCode::BAD_REQUEST);
+    let field = rsp.body.find("id=\"user-password\"").expect("the password field");
+    let error = rsp.body[field..].find("class=\"err\"").expect("an error after it") + field;
+    let next_field = rsp.body[field + 1..].find("<label").unwrap() + field + 1;
+    assert!(error < next_field, "the error sits right after the password field");
+    assert!(rsp.body[error..].contains("at least 12 characters"));
+    // The name typed is kept.
+    assert!(rsp.body.contains("value=\"ops\""));
+}
+
+#[tokio::test]
+async fn roles_hold_in_the_pages_and_signing_out_ends_the_session() {
+    let (hub, admin) = Hub::set_up(false).await;
+    let csrf = hub.csrf("/settings", &admin).await;
+    let viewer = [("username", "eve"), ("password", PASSWORD), ("role", "viewer"), ("csrf", &csrf)];
+    assert_eq!(hub.post("/settings/users", Some(&admin), &viewer).await.status, StatusCode::OK);
+    let rsp =
+        hub.post("/login", None, &[("username", "eve"), ("password", "wrong password!")]).await;
+    assert_eq!(rsp.status, StatusCode::UNAUTHORIZED);
+    assert!(rsp.body.contains("wrong user name or password"));
+    let rsp = hub
+        .post(
+            "/login",
+            None,
+            &[("username", "eve"), ("password", PASSWORD), ("next", "//evil.example")],
+        )
+        .await;
+    assert_eq!(rsp.status, StatusCode::SEE_OTHER);
+    assert_eq!(rsp.location, "/", "only local paths are followed");
+    let eve = rsp.cookie.split(';').next().unwrap().to_string();
+    assert_eq!(hub.get("/audit", Some(&eve)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(hub.get("/certificates/new", Some(&eve)).await.status, StatusCode::FORBIDDEN);
+    let page = hub.get("/certificates", Some(&eve)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains("New certificate"), "a viewer is not offered what it may not do");
+
+    let eve_csrf = hub.csrf("/settings", &eve).await;
+    let rsp = hub.post("/logout", Some(&eve), &[("csrf", &eve_csrf)]).await;
+    assert_eq!(rsp.status, StatusCode::SEE_OTHER);
+    assert!(rsp.cookie.contains("Max-Age=0"));
+    // The old cookie is worth nothing now.
+    let rsp = hub.get("/certificates", Some(&eve)).await;
+    assert_eq!(rsp.status, StatusCode::SEE_OTHER);
+    assert!(rsp.location.starts_with("/login"));
+    // The admin's session is unaffected.
+    assert_eq!(hub.get("/audit", Some(&admin)).await.status, StatusCode::OK);
+}
