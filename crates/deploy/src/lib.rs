@@ -34,6 +34,7 @@
 
 mod command;
 pub mod files;
+pub mod notify;
 pub mod pkcs12;
 mod webhook;
 

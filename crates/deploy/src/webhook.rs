@@ -36,27 +36,49 @@ pub(crate) async fn post(
         "fullchain_pem": fullchain,
     })
     .to_string();
-    // Outcomes are stored and shown: name the host only, as a webhook URL's path or query
-    // often holds its token (Slack's do).
-    let host = reqwest::Url::parse(url)
-        .ok()
-        .and_then(|u| u.host_str().map(|h| format!("{}://{h}", u.scheme())))
-        .unwrap_or_else(|| "the webhook".into());
+    post_signed(http, url, secret, body, now, timeout).await.map_err(Error::Webhook)
+}
+
+/// POSTs a JSON `body` signed with `secret` (`X-Certhub-Signature: sha256=HEX` of the body,
+/// `X-Certhub-Timestamp`); what happened, naming only the URL's host (a webhook URL's path or
+/// query often holds its token, as Slack's do).
+pub(crate) async fn post_signed(
+    http: &reqwest::Client,
+    url: &str,
+    secret: &Secret,
+    body: String,
+    now_ms: u64,
+    timeout: Duration,
+) -> Result<String, String> {
+    let host = host_of(url);
     let rsp = http
         .post(url)
         .header("content-type", "application/json")
         .header("x-certhub-signature", format!("sha256={}", secret.sign_hex(body.as_bytes())))
-        .header("x-certhub-timestamp", now.to_string())
+        .header("x-certhub-timestamp", now_ms.to_string())
         .timeout(timeout)
         .body(body)
         .send()
         .await
-        .map_err(|e| Error::Webhook(format!("POST to {host} failed: {}", e.without_url())))?;
+        .map_err(|e| format!("POST to {host} failed: {}", e.without_url()))?;
+    answered(&host, rsp).await
+}
+
+/// The scheme and host of `url`, the part of it safe to show.
+pub(crate) fn host_of(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| format!("{}://{h}", u.scheme())))
+        .unwrap_or_else(|| "the webhook".into())
+}
+
+/// A success, or the status and the start of the body as an error.
+pub(crate) async fn answered(host: &str, rsp: reqwest::Response) -> Result<String, String> {
     let status = rsp.status();
     if status.is_success() {
         return Ok(format!("POSTed to {host} ({status})"));
     }
     let text = rsp.text().await.unwrap_or_default();
     let snippet: String = text.chars().take(200).collect();
-    Err(Error::Webhook(format!("{host} answered {status}: {snippet}")))
+    Err(format!("{host} answered {status}: {snippet}"))
 }

@@ -34,6 +34,7 @@ mod deploy;
 mod event;
 mod issued;
 mod lease;
+mod notify;
 mod order;
 mod user;
 
@@ -58,6 +59,7 @@ pub use deploy::DeployTaskRecord;
 pub use event::EventRecord;
 pub use issued::IssuedRecord;
 pub use lease::CertLease;
+pub use notify::ChannelRecord;
 pub use order::{OrderRecord, PresentedRecord};
 pub use user::{TokenRecord, UserRecord, token_hash};
 

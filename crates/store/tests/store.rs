@@ -182,7 +182,46 @@ on_both_backends!(
     users_and_tokens_keep_only_hashes,
     the_audit_chain_shows_any_change_or_removal,
     the_first_admin_is_made_once_with_its_audit_entry,
+    notification_channels_keep_their_secrets_sealed_and_notices_happen_once,
 );
+
+async fn notification_channels_keep_their_secrets_sealed_and_notices_happen_once(db: Db) {
+    let store = db.open().await;
+    store.record_event("old", "issued", None).await.unwrap();
+    // The cursor starts after the history that predates notifications.
+    let start = store.notify_cursor().await.unwrap();
+    assert!(store.events_after(start, 10).await.unwrap().is_empty());
+    let channel = certhub_store::ChannelRecord {
+        name: "ops".into(),
+        kind: "slack".into(),
+        config: serde_json::json!({ "url": "https://hooks.slack.test/services/T0KEN-SECRET" }),
+        events: vec!["renewed".into(), "expiring".into()],
+    };
+    store.insert_channel(&channel).await.unwrap();
+    assert!(store.insert_channel(&channel).await.is_err(), "names are unique");
+    assert_eq!(store.channel("ops").await.unwrap().as_ref(), Some(&channel));
+    assert!(channel.wants("renewed") && !channel.wants("issued"));
+    assert!(!format!("{channel:?}").contains("T0KEN"));
+    let raw = db.raw().await;
+    let sealed: Vec<u8> = sqlx::query_scalar("SELECT config FROM notification_channels")
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&sealed).contains("T0KEN"), "the webhook URL is sealed");
+
+    let id = store.record_event("web", "revoked", Some("serial 1")).await.unwrap();
+    let pending = store.events_after(start, 10).await.unwrap();
+    assert_eq!(pending.iter().map(|e| e.id).collect::<Vec<_>>(), [id]);
+    store.set_notify_cursor(id).await.unwrap();
+    assert_eq!(db.open().await.notify_cursor().await.unwrap(), id, "the cursor is stored");
+
+    assert!(store.first_notice("web", "expiring", "serial 1").await.unwrap());
+    assert!(!db.open().await.first_notice("web", "expiring", "serial 1").await.unwrap());
+    assert!(store.first_notice("web", "expiring", "serial 2").await.unwrap());
+    store.delete_channel("ops").await.unwrap();
+    assert!(store.channels().await.unwrap().is_empty());
+    assert!(store.delete_channel("ops").await.is_err());
+}
 
 async fn the_first_admin_is_made_once_with_its_audit_entry(db: Db) {
     let (a, b) = (db.open().await, db.open().await);

@@ -1,6 +1,6 @@
-//! Test support: real Pebble, BIND 9, nginx and headless Chromium (through ChromeDriver)
-//! started as child processes on free loopback ports, databases of their own on the local PostgreSQL, and helpers to wait for conditions
-//! without fixed sleeps; and a scripted fake CA for what Pebble lacks (ARI, profiles, Retry-After).
+//! Test support: real Pebble, BIND 9, nginx, an SMTP server and headless Chromium (through
+//! ChromeDriver) started as child processes on free loopback ports, databases of their own on
+//! the local PostgreSQL, and helpers to wait for conditions without fixed sleeps; and a scripted fake CA for what Pebble lacks (ARI, profiles, Retry-After).
 
 pub mod bind;
 pub mod browser;
@@ -8,6 +8,7 @@ pub mod fake_ca;
 pub mod nginx;
 pub mod pebble;
 pub mod postgres;
+pub mod smtp;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
