@@ -107,6 +107,10 @@ pub struct Serve {
     /// or days before expiry (30d). A renewal window offered by the CA (ARI) comes first.
     #[arg(long, env = "CERTHUB_POLICY", default_value = "75%", value_name = "POLICY", value_parser = policy_arg)]
     pub policy: String,
+    /// Tell the notification channels about a certificate this many days before it expires,
+    /// when nothing renews it (imported, or its renewals fail).
+    #[arg(long, env = "CERTHUB_EXPIRY_WARNING_DAYS", default_value_t = 30, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub expiry_warning_days: u32,
     /// Port on which the CA fetches http-01, for Test (80; only a test CA differs).
     #[arg(long, default_value_t = 80, value_name = "PORT")]
     pub probe_http_port: u16,

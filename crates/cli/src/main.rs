@@ -8,6 +8,7 @@ mod discover;
 mod exit;
 mod import;
 mod issue;
+mod notify;
 mod output;
 mod preview;
 mod renew;

@@ -1,4 +1,5 @@
-//! `certhub serve`: the hub's REST API (`/api/v1`), until SIGTERM or Ctrl-C.
+//! `certhub serve`: the hub's web UI and REST API (`/api/v1`), its renewal service and its
+//! notifier, until SIGTERM or Ctrl-C.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -177,6 +178,7 @@ pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
         .with_settings(certhub_server::Settings {
             policy: args.policy.clone(),
             check_interval: Duration::from_secs(args.check_interval),
+            expiry_warning_days: args.expiry_warning_days,
         });
     let hub_cert = hub_cert(&store, &args).await?;
     let tls = match &hub_cert {
@@ -248,6 +250,7 @@ pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
     tokio::select! {
         served = serving => served.context("the hub stopped")?,
         () = renewal_service(ctx.clone(), Duration::from_secs(args.check_interval), args.policy.clone(), own) => {}
+        () = crate::notify::run(store.clone(), args.expiry_warning_days, Duration::from_secs(args.check_interval)) => {}
     }
     // Requests started through the API get a little time to finish before the store closes.
     let left = state.finish_jobs(Duration::from_secs(30)).await;

@@ -110,6 +110,19 @@ pub fn check(kind: &str, config: &Value) -> Result<(), ConfigError> {
     }
 }
 
+/// Where a channel sends, safe to show: the recipients and server of an email, the scheme and
+/// host of a URL (its path and query may hold a token).
+pub fn target(kind: &str, config: &Value) -> String {
+    match kind {
+        "smtp" => format!(
+            "{} via {}",
+            recipients(config).join(", "),
+            text(config, "host").unwrap_or_default()
+        ),
+        _ => crate::webhook::host_of(text(config, "url").unwrap_or_default()),
+    }
+}
+
 fn recipients(config: &Value) -> Vec<&str> {
     match &config["to"] {
         Value::Array(a) => a.iter().filter_map(Value::as_str).map(str::trim).collect(),

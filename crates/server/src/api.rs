@@ -32,6 +32,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/certificates/{name}/revoke", post(revoke_certificate))
         .route("/api/v1/jobs/{id}", get(get_job))
         .route("/api/v1/accounts", get(list_accounts).post(create_account))
+        .route("/api/v1/notifications", get(list_channels).post(create_channel))
+        .route("/api/v1/notifications/{name}", axum::routing::delete(delete_channel))
+        .route("/api/v1/notifications/{name}/test", post(test_channel))
         .route("/api/v1/audit", get(audit_log))
         .route("/api/v1/audit/verify", get(audit_verify))
         .fallback(|| async { Problem::not_found("no such endpoint; see /api/v1/openapi.json") })
@@ -760,6 +763,131 @@ async fn list_accounts(State(state): State<AppState>, caller: Caller) -> ApiResu
         })
         .collect();
     Ok(Json(json!({ "items": items })))
+}
+
+/// A channel as shown: where it sends, never its secrets.
+pub(crate) fn channel_view(c: &certhub_store::ChannelRecord) -> Value {
+    let target = certhub_deploy::notify::target(&c.kind, &c.config);
+    json!({ "name": c.name, "kind": c.kind, "events": c.events, "target": target })
+}
+
+async fn list_channels(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.require(Need::Admin)?;
+    let items: Vec<Value> = state.store.channels().await?.iter().map(channel_view).collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChannelBody {
+    pub name: String,
+    pub kind: String,
+    pub config: Value,
+    #[serde(default)]
+    pub events: Option<Vec<String>>,
+}
+
+async fn create_channel(
+    State(state): State<AppState>,
+    caller: Caller,
+    bytes: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let req: ChannelBody = body(&bytes)?;
+    let channel = add_channel(&state, &caller, req).await?;
+    Ok((StatusCode::CREATED, Json(channel_view(&channel))))
+}
+
+/// Adds a notification channel (admins only). Audited.
+pub(crate) async fn add_channel(
+    state: &AppState,
+    caller: &Caller,
+    req: ChannelBody,
+) -> ApiResult<certhub_store::ChannelRecord> {
+    caller.require(Need::Admin)?;
+    let name = req.name.trim();
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if !ok {
+        return Err(Problem::invalid("name", "use 1 to 64 letters, digits, '.', '_' or '-'"));
+    }
+    certhub_deploy::notify::check(&req.kind, &req.config)
+        .map_err(|e| Problem::invalid(&e.field, e.rule))?;
+    let events = req.events.unwrap_or_else(|| vec!["all".into()]);
+    if events.is_empty() {
+        return Err(Problem::invalid("events", "choose at least one event"));
+    }
+    for e in &events {
+        if e != "all" && !certhub_deploy::notify::EVENTS.contains(&e.as_str()) {
+            return Err(Problem::invalid(
+                "events",
+                format!("{e:?}: events are {} or all", certhub_deploy::notify::EVENTS.join(", ")),
+            ));
+        }
+    }
+    let channel = certhub_store::ChannelRecord {
+        name: name.to_string(),
+        kind: req.kind,
+        config: req.config,
+        events,
+    };
+    state.store.insert_channel(&channel).await?;
+    state
+        .store
+        .audit(&caller.actor(), "channel.create", name, &caller.source, Some(&channel.kind))
+        .await?;
+    Ok(channel)
+}
+
+async fn delete_channel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    remove_channel(&state, &caller, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes a notification channel (admins only). Audited.
+pub(crate) async fn remove_channel(state: &AppState, caller: &Caller, name: &str) -> ApiResult<()> {
+    caller.require(Need::Admin)?;
+    state.store.delete_channel(name).await?;
+    state.store.audit(&caller.actor(), "channel.delete", name, &caller.source, None).await?;
+    Ok(())
+}
+
+async fn test_channel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let outcome = send_test(&state, &caller, &name).await?;
+    Ok(Json(match outcome {
+        Ok(detail) => json!({ "delivered": true, "detail": detail }),
+        Err(detail) => json!({ "delivered": false, "detail": detail }),
+    }))
+}
+
+/// Sends a test notice through channel `name` (admins only): what happened, or why not.
+pub(crate) async fn send_test(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+) -> ApiResult<Result<String, String>> {
+    caller.require(Need::Admin)?;
+    let channel = state
+        .store
+        .channel(name)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no notification channel {name:?}")))?;
+    let notice = certhub_deploy::notify::Notice {
+        event: "test".into(),
+        cert_name: "(test)".into(),
+        summary: format!("test notification from certhub, sent by {}", caller.user),
+        detail: Some(format!("Channel {name} works.")),
+    };
+    let http = reqwest::Client::new();
+    Ok(certhub_deploy::notify::send(&http, &channel.kind, &channel.config, &notice).await)
 }
 
 #[derive(Deserialize)]

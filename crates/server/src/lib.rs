@@ -51,11 +51,17 @@ pub struct Settings {
     pub policy: String,
     /// How often the renewal service looks for due work.
     pub check_interval: std::time::Duration,
+    /// Days before expiry that a certificate nothing renews is told about.
+    pub expiry_warning_days: u32,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { policy: "75%".into(), check_interval: std::time::Duration::from_secs(300) }
+        Self {
+            policy: "75%".into(),
+            check_interval: std::time::Duration::from_secs(300),
+            expiry_warning_days: 30,
+        }
     }
 }
 

@@ -194,6 +194,14 @@ impl Browser {
         self.click(&format!("{css} option[value=\"{value}\"]")).await;
     }
 
+    /// Accepts the open `confirm()` dialog, waiting up to 10 s for it.
+    pub async fn accept_dialog(&self) {
+        wait_until("a dialog to accept", Duration::from_secs(10), || async {
+            self.try_cmd("POST", "alert/accept", json!({})).await.ok()
+        })
+        .await;
+    }
+
     /// The visible text of the element matching `css`.
     pub async fn text(&self, css: &str) -> String {
         let id = self.find(css).await;

@@ -82,8 +82,31 @@ async fn a_person_runs_the_hub_in_a_browser() {
     browser.click("#accounts button[type=submit]").await;
     browser.wait_for_text(".flash", "Account pebble registered", Duration::from_secs(30)).await;
     assert!(browser.text("#accounts table").await.contains("valid"));
-    browser.screenshot(&shots.join("settings.png")).await;
     no_js_errors(&browser, "settings").await;
+
+    // A notification channel to a real SMTP server, checked with "send test".
+    let smtp = certhub_testkit::smtp::SmtpServer::start().await;
+    browser.click("#notifications summary").await;
+    browser.fill("#channel_name", "mail").await;
+    browser.fill("#smtp_host", "127.0.0.1").await;
+    browser.select("#smtp_tls", "none").await;
+    browser.fill("#smtp_from", "certhub@example.com").await;
+    browser.click("#notifications button[type=submit]").await;
+    // The missing port is fine (a default); the missing recipient is not.
+    let err =
+        browser.wait_for_text("#notifications .err", "recipient", Duration::from_secs(10)).await;
+    assert!(err.contains("at least one"), "{err}");
+    browser.fill("#smtp_port", &smtp.addr.port().to_string()).await;
+    browser.select("#smtp_tls", "none").await;
+    browser.fill("#smtp_to", "ops@example.com").await;
+    browser.click("#notifications button[type=submit]").await;
+    browser.wait_for_text(".flash", "Channel mail added", Duration::from_secs(10)).await;
+    browser.click("#notifications button.link:not(.danger)").await;
+    browser
+        .wait_for_text("#channel-result", "✓ emailed ops@example.com", Duration::from_secs(30))
+        .await;
+    assert!(smtp.wait_for(1).await[0].contains("test notification from certhub"));
+    browser.screenshot(&shots.join("settings.png")).await;
 
     // Certificates > New: a missing domain is named next to its field.
     browser.goto(&hub.url("/certificates/new")).await;
@@ -115,6 +138,8 @@ async fn a_person_runs_the_hub_in_a_browser() {
         browser.wait_for_text("#action-result .job", "succeeded", Duration::from_secs(120)).await;
     assert!(done.contains("issued serial"), "{done}");
     browser.screenshot(&shots.join("certificate-requested.png")).await;
+    let mail = smtp.wait_for(2).await.remove(1);
+    assert!(mail.contains("Subject: [certhub] web was issued"), "{mail}");
     browser.goto(&hub.url("/certificates/web")).await;
     assert_eq!(browser.text("h1 .state").await, "valid");
     assert!(browser.text(".facts").await.contains("Valid until"));
@@ -180,8 +205,21 @@ async fn a_person_runs_the_hub_in_a_browser() {
     }
     no_js_errors(&browser, "the phone-sized pages").await;
 
-    // Signing out ends the session: the pages ask to sign in again.
+    // Revoke, after confirming: the state changes and the channel is told.
     browser.resize(1280, 900).await;
+    browser.goto(&hub.url("/certificates/web")).await;
+    browser.select(".toolbar select", "superseded").await;
+    browser.click("button.danger").await;
+    browser.accept_dialog().await;
+    browser.wait_for_text("#action-result", "Revoked serial", Duration::from_secs(30)).await;
+    browser.goto(&hub.url("/certificates/web?tab=history")).await;
+    assert_eq!(browser.text("h1 .state").await, "revoked");
+    assert!(browser.text(".tab table").await.contains("Superseded"));
+    let mail = smtp.wait_for(3).await.remove(2);
+    assert!(mail.contains("Subject: [certhub] web was revoked"), "{mail}");
+    no_js_errors(&browser, "the revocation").await;
+
+    // Signing out ends the session: the pages ask to sign in again.
     browser.goto(&hub.url("/")).await;
     browser.click(".who button").await;
     browser.find("#password").await;

@@ -1906,3 +1906,154 @@ async fn the_hub_serves_https_with_its_own_managed_certificate() {
     .await;
     drop(hub);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hub_tells_its_channels_about_expiry_failures_and_revocation() {
+    use std::sync::{Arc, Mutex};
+    // A callback endpoint that keeps the events whose signature checks out.
+    let events: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let seen = events.clone();
+    let app = axum::Router::new().route(
+        "/events",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let seen = seen.clone();
+            async move {
+                let want = certhub_core::Secret::new("s3cr3t").sign_hex(body.as_bytes());
+                if headers["x-certhub-signature"] != format!("sha256={want}").as_str() {
+                    return axum::http::StatusCode::UNAUTHORIZED;
+                }
+                seen.lock().unwrap().push(serde_json::from_str(&body).unwrap());
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/events", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let told = |kind: &'static str, cert: &'static str| {
+        let events = events.clone();
+        move || {
+            let n = events
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|e| e["event_type"] == kind && e["cert_name"] == cert)
+                .count();
+            async move { (n > 0).then_some(n) }
+        }
+    };
+
+    let env = Env::start(hostile()).await;
+    env.account("le", &[]).await;
+    let hub = env.serve(&["--check-interval", "1"], true).await;
+    let token = hub.admin_token().await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let channel = json!({ "name": "hook", "kind": "callback",
+        "config": { "url": url, "secret": "s3cr3t" },
+        "events": ["renewal-failed", "expiring", "revoked", "issued"] });
+    let rsp = http
+        .post(hub.url("/api/v1/notifications"))
+        .bearer_auth(&token)
+        .json(&channel)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 201, "{}", rsp.text().await.unwrap());
+    let test: Value = http
+        .post(hub.url("/api/v1/notifications/hook/test"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(test["delivered"], true, "{test}");
+
+    // A bought certificate that expires in 10 days: nothing renews it, so it is told, once.
+    let dir = tempfile::TempDir::new().unwrap();
+    let (chain, key, _) = bought_certificate(&["shop.test"], 10, 3);
+    let (cert_file, key_file) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert_file, chain).unwrap();
+    std::fs::write(&key_file, key).unwrap();
+    env.ok(&[
+        "cert",
+        "import",
+        "shop",
+        "--cert",
+        cert_file.to_str().unwrap(),
+        "--key",
+        key_file.to_str().unwrap(),
+    ])
+    .await;
+    certhub_testkit::wait_until(
+        "the expiry notice",
+        Duration::from_secs(30),
+        told("cert_expiring", "shop"),
+    )
+    .await;
+
+    // A certificate nobody can validate: its failures are told once, after three in a row.
+    let nowhere = format!("http-01:listen=127.0.0.1:{}", certhub_testkit::free_port());
+    env.ok(&[
+        "cert",
+        "add",
+        "broken",
+        "--account",
+        "le",
+        "-d",
+        "broken.test",
+        "--challenge",
+        &nowhere,
+    ])
+    .await;
+    for _ in 0..20 {
+        if env.show("broken").await["renewal"]["failures"].as_i64().unwrap_or(0) >= 4 {
+            break;
+        }
+        env.run(&["cert", "request", "broken", "--timeout", "60"]).await;
+    }
+    assert!(env.show("broken").await["renewal"]["failures"].as_i64().unwrap() >= 4);
+    certhub_testkit::wait_until(
+        "the renewal failure notice",
+        Duration::from_secs(30),
+        told("cert_renewal_failed", "broken"),
+    )
+    .await;
+
+    // Issued, then revoked: both told.
+    env.ok(&[
+        "cert",
+        "add",
+        "web",
+        "--account",
+        "le",
+        "-d",
+        "web.test",
+        "--challenge",
+        &env.http01(),
+    ])
+    .await;
+    env.ok(&["cert", "request", "web"]).await;
+    certhub_testkit::wait_until(
+        "the issue notice",
+        Duration::from_secs(30),
+        told("cert_issued", "web"),
+    )
+    .await;
+    env.ok(&["cert", "revoke", "web"]).await;
+    certhub_testkit::wait_until(
+        "the revocation notice",
+        Duration::from_secs(30),
+        told("cert_revoked", "web"),
+    )
+    .await;
+    // By then every earlier event has been handled: each notice came once.
+    let events = events.lock().unwrap().clone();
+    let count = |kind: &str| events.iter().filter(|e| e["event_type"] == kind).count();
+    assert_eq!(count("cert_expiring"), 1, "{events:#?}");
+    assert_eq!(count("cert_renewal_failed"), 1, "{events:#?}");
+    assert_eq!(count("cert_issued"), 1, "{events:#?}");
+    assert_eq!(count("cert_test"), 1, "{events:#?}");
+    drop(hub);
+}

@@ -166,6 +166,30 @@ impl Hub {
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
+
+    /// Creates the first admin with the setup token and signs in: an API token.
+    pub async fn admin_token(&self) -> String {
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let (user, password) = ("admin", "a long enough password");
+        let token = self.setup_token.as_deref().expect("a hub not set up yet");
+        let rsp = http
+            .post(self.url("/api/v1/setup"))
+            .json(&serde_json::json!({"token": token, "username": user, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(rsp.status(), 201);
+        let signed_in: serde_json::Value = http
+            .post(self.url("/api/v1/tokens"))
+            .json(&serde_json::json!({"username": user, "password": password}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        signed_in["token"].as_str().unwrap().to_string()
+    }
 }
 
 impl Env {

@@ -42,6 +42,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/settings/users", post(add_user))
         .route("/settings/tokens", post(create_token))
         .route("/settings/tokens/{id}/revoke", post(revoke_token))
+        .route("/settings/notifications", post(add_channel))
+        .route("/settings/notifications/{name}/test", post(test_channel))
+        .route("/settings/notifications/{name}/delete", post(delete_channel))
         .route("/audit", get(audit))
         .route("/assets/htmx.min.js", get(htmx_js))
         .route("/assets/app.css", get(app_css))
@@ -479,11 +482,7 @@ async fn dashboard_page(state: &AppState, s: &Session) -> Result<DashboardPage, 
     s.caller.require(Need::Read)?;
     let now = now_secs();
     let week = 7 * 86_400;
-    let mut counts: Vec<(String, usize)> =
-        ["valid", "pending", "renewing", "failed", "expired", "revoked"]
-            .iter()
-            .map(|s| (s.to_string(), 0))
-            .collect();
+    let mut counts: Vec<(String, usize)> = STATES.iter().map(|s| (s.to_string(), 0)).collect();
     let mut weeks: Vec<(usize, usize)> = vec![(0, 0); CHART_WEEKS as usize];
     let mut attention = Vec::new();
     let certs = state.store.certs().await?;
@@ -509,7 +508,7 @@ async fn dashboard_page(state: &AppState, s: &Session) -> Result<DashboardPage, 
             }
         }
         let soon = row.days_left.is_some_and(|d| d < EXPIRING_DAYS);
-        if matches!(row.state.as_str(), "failed" | "expired" | "revoked")
+        if matches!(row.state.as_str(), "failing" | "expired" | "revoked")
             || (row.state == "valid" && soon)
             || !row.last_error.is_empty()
         {
@@ -519,7 +518,7 @@ async fn dashboard_page(state: &AppState, s: &Session) -> Result<DashboardPage, 
     // The worst first: failures, then by time left.
     attention.sort_by_key(|r| {
         let rank = match r.state.as_str() {
-            "failed" => 0,
+            "failing" => 0,
             "expired" => 1,
             "revoked" => 2,
             _ => 3,
@@ -598,8 +597,7 @@ impl CertTable {
 }
 
 /// The states the list filters on.
-pub(crate) const STATES: &[&str] =
-    &["valid", "pending", "renewing", "failed", "expired", "revoked"];
+pub(crate) const STATES: &[&str] = &["valid", "pending", "failing", "expired", "revoked"];
 
 async fn certificates(
     State(state): State<AppState>,
@@ -1075,6 +1073,8 @@ struct SettingsPage {
     tokens: Vec<TokenRow>,
     policy: String,
     check_interval: String,
+    expiry_warning_days: u32,
+    channels: Vec<ChannelRow>,
     /// A token just made, shown once.
     new_token: Option<String>,
     values: FormData,
@@ -1088,6 +1088,13 @@ pub(crate) struct AccountRow {
     pub directory: String,
     pub email: String,
     pub status: String,
+}
+
+pub(crate) struct ChannelRow {
+    pub name: String,
+    pub kind: String,
+    pub target: String,
+    pub events: String,
 }
 
 pub(crate) struct TokenRow {
@@ -1167,6 +1174,23 @@ async fn settings_page(
             tokens,
             policy: state.settings.policy.clone(),
             check_interval: humanize(state.settings.check_interval),
+            expiry_warning_days: state.settings.expiry_warning_days,
+            channels: if admin {
+                state
+                    .store
+                    .channels()
+                    .await?
+                    .into_iter()
+                    .map(|c| ChannelRow {
+                        target: certhub_deploy::notify::target(&c.kind, &c.config),
+                        events: c.events.join(" "),
+                        name: c.name,
+                        kind: c.kind,
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
             new_token,
             values,
             errors,
@@ -1321,6 +1345,108 @@ async fn revoke_token(
     match api::revoke_own_or_any_token(&state, &s.caller, &id).await {
         Ok(()) => {
             let flash = Some(format!("Token {id} revoked."));
+            settings_page(&state, &s, None, FormData::default(), Errors::default(), "", flash).await
+        }
+        Err(p) => problem_page(p, &s),
+    }
+}
+
+/// The events a channel can ask for, as the form offers them.
+pub(crate) const CHANNEL_EVENTS: &[&str] = certhub_deploy::notify::EVENTS;
+
+async fn add_channel(
+    State(state): State<AppState>,
+    s: Session,
+    headers: HeaderMap,
+    form: FormData,
+) -> Response {
+    if let Err(r) = s.check_csrf(&headers, &form) {
+        return r.into_response();
+    }
+    let kind = form.value("kind").to_string();
+    let mut config = serde_json::Map::new();
+    let mut put = |key: &str, field: &str| {
+        if let Some(v) = form.text(field) {
+            config.insert(key.into(), Value::String(v));
+        }
+    };
+    match kind.as_str() {
+        "smtp" => {
+            for key in ["host", "tls", "username", "password", "from", "to"] {
+                put(key, &format!("smtp_{key}"));
+            }
+        }
+        _ => {
+            put("url", "url");
+            put("secret", "secret");
+        }
+    }
+    if kind == "smtp"
+        && let Some(port) = form.text("smtp_port")
+    {
+        config.insert(
+            "port".into(),
+            port.parse::<u64>().map(Value::from).unwrap_or(Value::String(port)),
+        );
+    }
+    let events: Vec<String> =
+        form.0.iter().filter(|(k, _)| k == "event").map(|(_, v)| v.clone()).collect();
+    let req = api::ChannelBody {
+        name: form.value("channel_name").to_string(),
+        kind,
+        config: Value::Object(config),
+        events: Some(events),
+    };
+    match api::add_channel(&state, &s.caller, req).await {
+        Ok(c) => {
+            let flash = Some(format!("Channel {} added. Send it a test to check it.", c.name));
+            settings_page(&state, &s, None, FormData::default(), Errors::default(), "", flash).await
+        }
+        Err(p) => {
+            let fields = [
+                "name", "kind", "host", "port", "tls", "from", "to", "password", "url", "secret",
+                "events",
+            ];
+            let errors = Errors::from_problem(&p, &fields);
+            settings_page(&state, &s, None, form, errors, "channel", None).await
+        }
+    }
+}
+
+async fn test_channel(
+    State(state): State<AppState>,
+    s: Session,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    form: FormData,
+) -> Response {
+    if let Err(r) = s.check_csrf(&headers, &form) {
+        return r.into_response();
+    }
+    match api::send_test(&state, &s.caller, &name).await {
+        Ok(Ok(said)) => {
+            render(&Fragment { class: "result good", lines: vec![format!("✓ {said}")] })
+        }
+        Ok(Err(why)) => {
+            render(&Fragment { class: "result bad", lines: vec![format!("✗ {why}")] })
+        }
+        Err(p) => problem_fragment(&p),
+    }
+}
+
+async fn delete_channel(
+    State(state): State<AppState>,
+    s: Session,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    form: FormData,
+) -> Response {
+    if let Err(r) = s.check_csrf(&headers, &form) {
+        return r.into_response();
+    }
+    match api::remove_channel(&state, &s.caller, &name).await {
+        Ok(()) => {
+            let flash = Some(format!("Channel {name} removed."));
             settings_page(&state, &s, None, FormData::default(), Errors::default(), "", flash).await
         }
         Err(p) => problem_page(p, &s),

@@ -1,0 +1,165 @@
+//! The hub's notifier: hands what happens to certificates (their history, whoever wrote it:
+//! the hub, `certhub renew --due` from cron, another hub) to the notification channels, and
+//! looks for certificates about to expire.
+//!
+//! The events table is the queue: a cursor in the store says how far the channels have been
+//! served, so a restart resumes where it stopped. A renewal failure is told once per run of
+//! failures, after [`FAILURES_BEFORE_NOTICE`] in a row (the retries before it are the retry
+//! policy's business); an expiry once per issued certificate, when it enters the warning
+//! window with nothing renewing it (see [`expiry_scan`]).
+
+use std::time::{Duration, Instant};
+
+use certhub_deploy::notify::{Notice, send};
+use certhub_store::{EventRecord, Store};
+
+/// Failed requests in a row before a renewal failure is told.
+pub const FAILURES_BEFORE_NOTICE: i64 = 3;
+/// How often the channels are served.
+const POLL: Duration = Duration::from_secs(5);
+/// Attempts per delivery, with a pause growing between them.
+const ATTEMPTS: u32 = 3;
+
+/// Serves the channels forever, checking every certificate's expiry every `scan_every`.
+pub async fn run(store: Store, expiry_warning_days: u32, scan_every: Duration) {
+    let http = match reqwest::Client::builder().build() {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "notifications are off: no HTTP client");
+            return;
+        }
+    };
+    // The cursor is set before the first scan, whose events are news.
+    if let Err(e) = store.notify_cursor().await {
+        tracing::warn!(error = %e, "reading the notification cursor failed");
+    }
+    let mut scanned: Option<Instant> = None;
+    loop {
+        if scanned.is_none_or(|t| t.elapsed() >= scan_every) {
+            match expiry_scan(&store, expiry_warning_days).await {
+                Ok(()) => scanned = Some(Instant::now()),
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "the expiry scan failed"),
+            }
+        }
+        if let Err(e) = dispatch(&store, &http).await {
+            tracing::warn!(error = %format!("{e:#}"), "sending notifications failed");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Sends every event after the cursor to the channels that want it, moving the cursor on.
+pub async fn dispatch(store: &Store, http: &reqwest::Client) -> anyhow::Result<()> {
+    let mut cursor = store.notify_cursor().await?;
+    loop {
+        let events = store.events_after(cursor, 100).await?;
+        if events.is_empty() {
+            return Ok(());
+        }
+        let channels = store.channels().await?;
+        for event in events {
+            if let Some(notice) = notice_for(store, &event).await? {
+                for channel in channels.iter().filter(|c| c.wants(&notice.event)) {
+                    deliver(http, channel, &notice).await;
+                }
+            }
+            cursor = event.id;
+            store.set_notify_cursor(cursor).await?;
+        }
+    }
+}
+
+async fn deliver(http: &reqwest::Client, channel: &certhub_store::ChannelRecord, notice: &Notice) {
+    let mut pause = Duration::from_secs(2);
+    for attempt in 1..=ATTEMPTS {
+        match send(http, &channel.kind, &channel.config, notice).await {
+            Ok(said) => {
+                tracing::info!(channel = %channel.name, event = %notice.event, cert = %notice.cert_name, "{said}");
+                return;
+            }
+            Err(why) if attempt == ATTEMPTS => {
+                tracing::warn!(channel = %channel.name, event = %notice.event, cert = %notice.cert_name, "notification not delivered: {why}");
+            }
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause *= 5;
+            }
+        }
+    }
+}
+
+/// What an event tells the channels, if anything.
+async fn notice_for(store: &Store, e: &EventRecord) -> anyhow::Result<Option<Notice>> {
+    let name = &e.cert_name;
+    let notice = |event: &str, summary: String| Notice {
+        event: event.into(),
+        cert_name: name.clone(),
+        summary,
+        detail: e.detail.clone(),
+    };
+    Ok(match e.kind.as_str() {
+        "issued" => {
+            let renewed = store.issued_for(name).await?.len() > 1;
+            Some(if renewed {
+                notice("renewed", format!("{name} was renewed"))
+            } else {
+                notice("issued", format!("{name} was issued"))
+            })
+        }
+        "failed" => {
+            let Some(cert) = store.cert(name).await? else { return Ok(None) };
+            if cert.failures < FAILURES_BEFORE_NOTICE {
+                return Ok(None);
+            }
+            // One notice per run of failures: the run is named by the last success.
+            let since = store.latest_issued(name).await?.map_or(0, |i| i.id);
+            if !store.first_notice(name, "renewal-failed", &format!("after {since}")).await? {
+                return Ok(None);
+            }
+            Some(notice(
+                "renewal-failed",
+                format!(
+                    "{name} failed {} times in a row; certhub keeps retrying on its schedule",
+                    cert.failures
+                ),
+            ))
+        }
+        "revoked" => Some(notice("revoked", format!("{name} was revoked"))),
+        "deploy-failed" => Some(notice("deploy-failed", format!("deploying {name} failed"))),
+        "expiring" => Some(notice("expiring", format!("{name} expires soon"))),
+        _ => None,
+    })
+}
+
+/// Records an `expiring` event for each certificate whose latest issued certificate expires
+/// within `days`, once per issued certificate: an imported one (nothing renews it), or one
+/// that ACME renews but whose last attempt failed (a renewal on schedule is no news).
+pub async fn expiry_scan(store: &Store, days: u32) -> anyhow::Result<()> {
+    let now = crate::output::now_secs();
+    let horizon = now + i64::from(days) * 86_400;
+    for cert in store.certs().await? {
+        let Some(issued) = store.latest_issued(&cert.name).await? else { continue };
+        if issued.revoked_at.is_some() || issued.not_after > horizon {
+            continue;
+        }
+        if cert.account_name.is_some() && cert.failures == 0 {
+            continue;
+        }
+        if !store.first_notice(&cert.name, "expiring", &issued.serial_hex).await? {
+            continue;
+        }
+        let left = (issued.not_after - now).div_euclid(86_400);
+        let when = if issued.not_after <= now {
+            "has expired".to_string()
+        } else {
+            format!("expires in {left} days")
+        };
+        let detail = format!(
+            "serial {} {when}, at {}",
+            issued.serial_hex,
+            crate::output::rfc3339(issued.not_after)
+        );
+        store.record_event(&cert.name, "expiring", Some(&detail)).await?;
+    }
+    Ok(())
+}
