@@ -331,6 +331,16 @@ pub(crate) fn check_policy(p: &str) -> anyhow::Result<String> {
 
 /// `certhub cert set`.
 async fn set(store: &Store, args: crate::args::CertSet) -> anyhow::Result<()> {
+    let changes = apply_set(store, &args).await?;
+    println!("Certificate {} now {}.", args.name, changes.join(", "));
+    Ok(())
+}
+
+/// Changes how a certificate is ordered and renewed; what changed, in words.
+pub(crate) async fn apply_set(
+    store: &Store,
+    args: &crate::args::CertSet,
+) -> anyhow::Result<Vec<String>> {
     let mut c = store.cert(&args.name).await?.ok_or_else(|| {
         fail(NOT_FOUND, format!("no certificate named {:?} (see `certhub cert list`)", args.name))
     })?;
@@ -382,8 +392,7 @@ async fn set(store: &Store, args: crate::args::CertSet) -> anyhow::Result<()> {
         return Err(fail(INVALID_INPUT, "nothing to change; see `certhub cert set --help`"));
     }
     store.update_cert(&c).await?;
-    println!("Certificate {} now {}.", args.name, changes.join(", "));
-    Ok(())
+    Ok(changes)
 }
 
 /// The ACME account that orders `c`: an imported certificate without one is watched and

@@ -124,16 +124,26 @@ pub async fn store_tasks(store: &Store, cert: &str, tasks: &[DeployTask]) -> any
 }
 
 async fn add(store: &Store, args: DeployAdd) -> anyhow::Result<()> {
-    cert_exists(store, &args.name).await?;
-    let existing: Vec<String> =
-        store.deploy_tasks(&args.name).await?.into_iter().map(|t| t.name).collect();
-    let tasks = parse_specs(&args.specs, &existing)?;
-    store_tasks(store, &args.name, &tasks).await?;
+    let tasks = add_specs(store, &args.name, &args.specs).await?;
     for t in &tasks {
         println!("Added {} ({}): {}", t.name, t.trigger, t.action.describe());
     }
     println!("Try it with: certhub deploy run {} --dry-run", args.name);
     Ok(())
+}
+
+/// Adds deployment tasks from `specs` after the certificate's existing ones; them.
+pub async fn add_specs(
+    store: &Store,
+    cert: &str,
+    specs: &[String],
+) -> anyhow::Result<Vec<DeployTask>> {
+    cert_exists(store, cert).await?;
+    let existing: Vec<String> =
+        store.deploy_tasks(cert).await?.into_iter().map(|t| t.name).collect();
+    let tasks = parse_specs(specs, &existing)?;
+    store_tasks(store, cert, &tasks).await?;
+    Ok(tasks)
 }
 
 /// The certificate's tasks, parsed.

@@ -134,6 +134,41 @@ impl certhub_server::Worker for Engine {
         })
     }
 
+    fn edit(
+        &self,
+        name: String,
+        c: certhub_server::CertChanges,
+    ) -> certhub_server::WorkFuture<Vec<String>> {
+        let store = self.store.clone();
+        Box::pin(async move {
+            let args = crate::args::CertSet {
+                name,
+                account: c.account,
+                challenges: c.challenges,
+                renew_at: c.renew_at,
+                fallback_account: c.fallback_account,
+                fallback_after: c.fallback_after,
+            };
+            crate::cert::apply_set(&store, &args).await.map_err(work_error)
+        })
+    }
+
+    fn add_deployments(
+        &self,
+        name: String,
+        specs: Vec<String>,
+    ) -> certhub_server::WorkFuture<serde_json::Value> {
+        let store = self.store.clone();
+        Box::pin(async move {
+            let tasks =
+                crate::deploy::add_specs(&store, &name, &specs).await.map_err(work_error)?;
+            Ok(serde_json::json!(tasks
+                .iter()
+                .map(|t| serde_json::json!({ "name": t.name, "when": t.trigger.as_str(), "does": t.action.describe() }))
+                .collect::<Vec<_>>()))
+        })
+    }
+
     fn request(
         &self,
         name: String,

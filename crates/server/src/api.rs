@@ -23,7 +23,19 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/api/v1/users", post(create_user).get(list_users))
         .route("/api/v1/certificates", get(list_certificates).post(create_certificate))
-        .route("/api/v1/certificates/{name}", get(get_certificate).delete(delete_certificate))
+        .route(
+            "/api/v1/certificates/{name}",
+            get(get_certificate).delete(delete_certificate).patch(edit_certificate),
+        )
+        .route(
+            "/api/v1/certificates/{name}/deployments",
+            get(list_deployments).post(add_deployments),
+        )
+        .route(
+            "/api/v1/certificates/{name}/deployments/{task}",
+            axum::routing::delete(remove_deployment),
+        )
+        .route("/api/v1/settings", get(settings))
         .route("/api/v1/certificates/{name}/history", get(certificate_history))
         .route("/api/v1/certificates/{name}/pull", get(pull_certificate))
         .route("/api/v1/certificates/{name}/request", post(request_certificate))
@@ -621,6 +633,109 @@ pub(crate) fn worker(state: &AppState) -> ApiResult<std::sync::Arc<dyn crate::Wo
         .worker
         .clone()
         .ok_or_else(|| Problem::unavailable("this hub runs no issuance engine; use certhub serve"))
+}
+
+async fn edit_certificate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    bytes: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    // Challenge specs run hooks on the hub: admins only, as for adding.
+    caller.require(Need::Admin)?;
+    let changes: crate::CertChanges = body(&bytes)?;
+    cert_or_404(&state, &name).await?;
+    let said = worker(&state)?.edit(name.clone(), changes).await?;
+    state
+        .store
+        .audit(&caller.actor(), "cert.update", &name, &caller.source, Some(&said.join(", ")))
+        .await?;
+    let c = cert_or_404(&state, &name).await?;
+    let issued = state.store.latest_issued(&name).await?;
+    let mut view = cert_view(&c, issued.as_ref());
+    view["changed"] = json!(said);
+    Ok(Json(view))
+}
+
+async fn list_deployments(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    // A task's description can hold a webhook URL with its token: admins only.
+    caller.require(Need::Admin)?;
+    cert_or_404(&state, &name).await?;
+    let items: Vec<Value> = state
+        .store
+        .deploy_tasks(&name)
+        .await?
+        .into_iter()
+        .map(|r| {
+            let task = serde_json::from_value::<certhub_core::DeployTask>(r.task.clone()).ok();
+            json!({
+                "name": r.name,
+                "when": task.as_ref().map(|t| t.trigger.as_str()),
+                "does": task.as_ref().map(|t| t.action.describe()),
+                "timeout": task.as_ref().map(|t| t.timeout.as_secs()),
+                "last_outcome": r.last_outcome,
+                "last_detail": r.last_detail,
+                "last_run_at": r.last_run_at.map(rfc3339_ms),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeploymentsBody {
+    specs: Vec<String>,
+}
+
+async fn add_deployments(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    bytes: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    // Tasks run commands and write files on the hub: admins only.
+    caller.require(Need::Admin)?;
+    let req: DeploymentsBody = body(&bytes)?;
+    if req.specs.is_empty() {
+        return Err(Problem::invalid("specs", "give at least one deployment SPEC"));
+    }
+    cert_or_404(&state, &name).await?;
+    let added = worker(&state)?.add_deployments(name.clone(), req.specs).await?;
+    let names: Vec<&str> =
+        added.as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
+    state
+        .store
+        .audit(&caller.actor(), "deploy.add", &name, &caller.source, Some(&names.join(" ")))
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "items": added }))))
+}
+
+async fn remove_deployment(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, task)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    caller.require(Need::Admin)?;
+    cert_or_404(&state, &name).await?;
+    state.store.remove_deploy_task(&name, &task).await?;
+    state.store.audit(&caller.actor(), "deploy.remove", &name, &caller.source, Some(&task)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn settings(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.require(Need::Read)?;
+    let s = &state.settings;
+    Ok(Json(json!({
+        "renewal_policy": s.policy,
+        "check_interval_seconds": s.check_interval.as_secs(),
+        "expiry_warning_days": s.expiry_warning_days,
+        "note": "set with certhub serve --policy, --check-interval and --expiry-warning-days",
+    })))
 }
 
 async fn preview_certificate(

@@ -85,6 +85,28 @@ pub struct NewCertificate {
     pub renew_at: Option<String>,
 }
 
+/// Changes to a managed certificate (`PATCH /api/v1/certificates/{name}`); what is left out
+/// stays.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertChanges {
+    /// Order with this account.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// Replace the challenge SPECs.
+    #[serde(default)]
+    pub challenges: Vec<String>,
+    /// Renewal policy (75%, 30d, or `default`).
+    #[serde(default)]
+    pub renew_at: Option<String>,
+    /// Fallback account, or `none`.
+    #[serde(default)]
+    pub fallback_account: Option<String>,
+    /// Failures in a row before the fallback account orders.
+    #[serde(default)]
+    pub fallback_after: Option<u16>,
+}
+
 /// What runs the hub's long operations (the issuance engine, provided by the binary).
 pub trait Worker: Send + Sync + 'static {
     /// Registers a CA account; returns its view.
@@ -104,6 +126,12 @@ pub trait Worker: Send + Sync + 'static {
     /// Revokes the latest issued certificate of `name` (RFC 5280 `reason` name, e.g.
     /// `keyCompromise`); returns its serial.
     fn revoke(&self, name: String, reason: Option<String>) -> WorkFuture<String>;
+
+    /// Changes how certificate `name` is ordered and renewed; what changed, in words.
+    fn edit(&self, name: String, changes: CertChanges) -> WorkFuture<Vec<String>>;
+
+    /// Adds deployment tasks (SPECs as for `certhub deploy add`) to certificate `name`.
+    fn add_deployments(&self, name: String, specs: Vec<String>) -> WorkFuture<serde_json::Value>;
 
     /// Requests certificate `name` now; the result says what was issued, or why not.
     fn request(

@@ -25,7 +25,9 @@ use std::sync::{Arc, Mutex};
 use certhub_store::Store;
 
 pub use auth::{Role, hash_password};
-pub use jobs::{Job, NewAccount, NewCertificate, Steps, WorkError, WorkFuture, Worker};
+pub use jobs::{
+    CertChanges, Job, NewAccount, NewCertificate, Steps, WorkError, WorkFuture, Worker,
+};
 pub use listen::{HubCert, Peer, TlsListener};
 pub use openapi::ROUTES;
 pub use problem::Problem;

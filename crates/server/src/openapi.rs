@@ -38,6 +38,32 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
         Some("admin"),
     ),
     (
+        "patch",
+        "/api/v1/certificates/{name}",
+        "Change how a certificate is ordered and renewed: account, challenges, renew_at, \
+         fallback_account, fallback_after (admin)",
+        Some("admin"),
+    ),
+    (
+        "get",
+        "/api/v1/certificates/{name}/deployments",
+        "A certificate's deployment tasks and their last outcomes (admin)",
+        Some("admin"),
+    ),
+    (
+        "post",
+        "/api/v1/certificates/{name}/deployments",
+        "Add deployment tasks: {\"specs\": [SPEC, …]} as for certhub deploy add (admin)",
+        Some("admin"),
+    ),
+    (
+        "delete",
+        "/api/v1/certificates/{name}/deployments/{task}",
+        "Remove a deployment task (admin)",
+        Some("admin"),
+    ),
+    ("get", "/api/v1/settings", "The hub's renewal and notification settings", Some("cert:read")),
+    (
         "get",
         "/api/v1/certificates/{name}/history",
         "What happened to a certificate",

@@ -1731,6 +1731,71 @@ async fn the_hub_serves_a_certificate_to_a_token_holder_and_stops_cleanly() {
     assert_eq!(shown["state"], "valid", "{shown}");
     env.verify_issued("api-cert", &["api.test"]).await;
 
+    // Edited, given a deployment task and its removal, previewed, tested: all through the API.
+    let edited: Value = http
+        .patch(format!("{base}/certificates/api-cert"))
+        .bearer_auth(&token)
+        .json(&json!({"renew_at": "30d"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(edited["renewal"]["policy"], "30d", "{edited}");
+    let rsp = http
+        .patch(format!("{base}/certificates/api-cert"))
+        .bearer_auth(&token)
+        .json(&json!({"renew_at": "101%"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 400);
+    let out_dir = tempfile::TempDir::new().unwrap();
+    let spec = format!("files:dir={};name=pem", out_dir.path().display());
+    let rsp = post("/certificates/api-cert/deployments", json!({"specs": [spec]})).await.unwrap();
+    assert_eq!(rsp.status(), 201, "{}", rsp.text().await.unwrap());
+    let listed: Value = http
+        .get(format!("{base}/certificates/api-cert/deployments"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"][0]["name"], "pem", "{listed}");
+    let rsp = http
+        .delete(format!("{base}/certificates/api-cert/deployments/pem"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 204);
+    let plan: Value = http
+        .get(format!("{base}/certificates/api-cert/preview"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        plan["summary"][0].as_str().unwrap().starts_with("Requesting api-cert would"),
+        "{plan}"
+    );
+    let settings: Value = http
+        .get(format!("{base}/settings"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(settings["renewal_policy"], "75%");
+
     // A viewer can read, but neither request nor download keys.
     let rsp = post(
         "/users",
@@ -1786,9 +1851,10 @@ async fn the_hub_serves_a_certificate_to_a_token_holder_and_stops_cleanly() {
     // Every change and every copy of a key are in the audit log, which verifies: the account
     // and certificate added with the CLI; through the API the setup, the admin's token, the
     // key download, the account, the certificate, its request; the CLI's export of that
-    // certificate (with its key); the viewer, the viewer's token, the second request.
+    // certificate (with its key); its edit, the deployment task added and removed; the
+    // viewer, the viewer's token, the second request.
     let out = env.ok(&["audit", "verify"]).await;
-    assert!(out.contains("intact: 12 entries"), "{out}");
+    assert!(out.contains("intact: 15 entries"), "{out}");
 
     // SIGTERM: a clean stop.
     let pid = child.id().unwrap();
