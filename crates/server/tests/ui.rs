@@ -22,8 +22,9 @@ struct Answer {
 }
 
 impl Hub {
-    /// A hub set up through its setup page; the admin's session cookie.
-    async fn set_up(https: bool) -> (Hub, String) {
+    /// A hub set up through its setup page; the admin's session cookie, and the whole
+    /// `Set-Cookie` header that carried it.
+    async fn set_up(https: bool) -> (Hub, String, String) {
         let dir = tempfile::tempdir().unwrap();
         let store = certhub_store::Store::open(dir.path()).await.unwrap();
         let state = AppState::new(store).serving_https(https);
@@ -44,7 +45,7 @@ impl Hub {
         assert_eq!(rsp.status, StatusCode::SEE_OTHER, "{}", rsp.body);
         assert_eq!(rsp.location, "/settings");
         let cookie = rsp.cookie.split(';').next().unwrap().to_string();
-        (hub, cookie)
+        (hub, cookie, rsp.cookie)
     }
 
     async fn send(&self, req: Request<Body>) -> Answer {
@@ -107,30 +108,15 @@ async fn nothing_is_open_before_setup_and_sessions_are_cookies() {
     let rsp = hub.send(req.body(Body::empty()).unwrap()).await;
     assert_eq!(rsp.status, StatusCode::UNAUTHORIZED);
 
-    let (hub, cookie) = Hub::set_up(false).await;
+    let (hub, cookie, plain) = Hub::set_up(false).await;
+    assert!(!plain.contains("Secure"), "a plain-HTTP hub's cookie must reach it: {plain}");
     let rsp = hub.get("/settings", Some(&cookie)).await;
     assert_eq!(rsp.status, StatusCode::OK);
     assert!(rsp.body.contains("Settings"));
     // The cookie's attributes over HTTPS.
-    let dir = tempfile::tempdir().unwrap();
-    let store = certhub_store::Store::open(dir.path()).await.unwrap();
-    let state = AppState::new(store).serving_https(true);
-    let token = state.setup_token_if_needed().await.unwrap().unwrap();
-    let https = Hub { app: router(state), _dir: dir };
-    let rsp = https
-        .post(
-            "/setup",
-            None,
-            &[
-                ("token", &token),
-                ("username", "admin"),
-                ("password", PASSWORD),
-                ("password2", PASSWORD),
-            ],
-        )
-        .await;
+    let (https, _, set_cookie) = Hub::set_up(true).await;
     for attr in ["HttpOnly", "SameSite=Strict", "Secure", "Max-Age=43200"] {
-        assert!(rsp.cookie.contains(attr), "{attr} missing from {}", rsp.cookie);
+        assert!(set_cookie.contains(attr), "{attr} missing from {set_cookie}");
     }
     // Setup is done: the page is gone, the token spent.
     assert_eq!(https.get("/setup", None).await.location, "/login");
@@ -138,7 +124,7 @@ async fn nothing_is_open_before_setup_and_sessions_are_cookies() {
 
 #[tokio::test]
 async fn forms_need_the_session_csrf_token() {
-    let (hub, cookie) = Hub::set_up(false).await;
+    let (hub, cookie, _) = Hub::set_up(false).await;
     let user = [("username", "ops"), ("password", PASSWORD), ("role", "operator")];
     let rsp = hub.post("/settings/users", Some(&cookie), &user).await;
     assert_eq!(rsp.status, StatusCode::FORBIDDEN, "no token");
@@ -171,7 +157,7 @@ async fn forms_need_the_session_csrf_token() {
 
 #[tokio::test]
 async fn validation_errors_are_shown_next_to_their_field() {
-    let (hub, cookie) = Hub::set_up(false).await;
+    let (hub, cookie, _) = Hub::set_up(false).await;
     let csrf = hub.csrf("/settings", &cookie).await;
     let rsp = hub
         .post(
@@ -192,7 +178,7 @@ async fn validation_errors_are_shown_next_to_their_field() {
 
 #[tokio::test]
 async fn roles_hold_in_the_pages_and_signing_out_ends_the_session() {
-    let (hub, admin) = Hub::set_up(false).await;
+    let (hub, admin, _) = Hub::set_up(false).await;
     let csrf = hub.csrf("/settings", &admin).await;
     let viewer = [("username", "eve"), ("password", PASSWORD), ("role", "viewer"), ("csrf", &csrf)];
     assert_eq!(hub.post("/settings/users", Some(&admin), &viewer).await.status, StatusCode::OK);

@@ -1206,6 +1206,11 @@ async fn settings_page(
     }
 }
 
+/// The settings page after a change, with its message.
+async fn settings_done(state: &AppState, s: &Session, flash: Option<String>) -> Response {
+    settings_page(state, s, None, FormData::default(), Errors::default(), "", flash).await
+}
+
 fn humanize(d: Duration) -> String {
     let secs = d.as_secs();
     match secs {
@@ -1280,7 +1285,7 @@ async fn add_user(
     {
         Ok(role) => {
             let flash = Some(format!("User {username} added as {}.", role.as_str()));
-            settings_page(&state, &s, None, FormData::default(), Errors::default(), "", flash).await
+            settings_done(&state, &s, flash).await
         }
         Err(p) => {
             let errors = Errors::from_problem(&p, &["username", "password", "role"]);
@@ -1345,7 +1350,7 @@ async fn revoke_token(
     match api::revoke_own_or_any_token(&state, &s.caller, &id).await {
         Ok(()) => {
             let flash = Some(format!("Token {id} revoked."));
-            settings_page(&state, &s, None, FormData::default(), Errors::default(), "", flash).await
+            settings_done(&state, &s, flash).await
         }
         Err(p) => problem_page(p, &s),
     }
@@ -1400,7 +1405,7 @@ async fn add_channel(
     match api::add_channel(&state, &s.caller, req).await {
         Ok(c) => {
             let flash = Some(format!("Channel {} added. Send it a test to check it.", c.name));
-            settings_page(&state, &s, None, FormData::default(), Errors::default(), "", flash).await
+            settings_done(&state, &s, flash).await
         }
         Err(p) => {
             let fields = [
@@ -1447,7 +1452,7 @@ async fn delete_channel(
     match api::remove_channel(&state, &s.caller, &name).await {
         Ok(()) => {
             let flash = Some(format!("Channel {name} removed."));
-            settings_page(&state, &s, None, FormData::default(), Errors::default(), "", flash).await
+            settings_done(&state, &s, flash).await
         }
         Err(p) => problem_page(p, &s),
     }
