@@ -19,14 +19,75 @@ use crate::issue::violations;
 use crate::output::{now_secs, rfc3339};
 
 /// What was read from the files: the chain (leaf first) and the key, if any.
-struct Bundle {
+pub(crate) struct Bundle {
     chain: Vec<Vec<u8>>,
     key: Option<PrivateKey>,
 }
 
+/// What an import did.
+pub(crate) struct Imported {
+    /// The serial, issuer and expiry, in words; `None` when the certificate already held it.
+    pub detail: Option<String>,
+    /// The names the certificate is for.
+    pub names: Vec<String>,
+    /// Whether it came without its private key.
+    pub keyless: bool,
+    /// The ACME account that renews it, if any.
+    pub account: Option<String>,
+    /// What each deployment task did.
+    pub deployed: Vec<(String, String)>,
+    /// Whether it had expired already.
+    pub expired: bool,
+}
+
 pub async fn run(store: &Store, args: CertImport) -> anyhow::Result<()> {
-    check_name("certificate", &args.name)?;
     let bundle = read_bundle(&args)?;
+    let imported = import(store, &args, bundle).await;
+    if let Ok(i) | Err((_, Some(i))) = &imported {
+        if i.expired {
+            eprintln!("warning: this certificate has expired");
+        }
+        let Some(detail) = &i.detail else {
+            println!("Certificate {} already holds this serial; nothing imported.", args.name);
+            return Ok(());
+        };
+        println!("Imported {} ({}): {detail}", args.name, i.names.join(", "));
+        if i.keyless {
+            println!("  without its private key: tasks that write the key will fail");
+        }
+        match &i.account {
+            Some(a) => println!("  renewed by ACME with account {a}"),
+            None => println!("  not renewed by ACME (import the next one, or add --account)"),
+        }
+        for (task, done) in &i.deployed {
+            println!("  {task}: {done}");
+        }
+    }
+    imported.map(|_| ()).map_err(|(e, _)| e)
+}
+
+/// Imports `bundle` as certificate `args.name` (the files of `args` are not read) and runs
+/// its deployment tasks. A failed deployment is an error that still carries what was
+/// imported.
+pub(crate) async fn import(
+    store: &Store,
+    args: &CertImport,
+    bundle: Bundle,
+) -> Result<Imported, (anyhow::Error, Option<Imported>)> {
+    import_inner(store, args, bundle).await.map_err(|e| (e, None)).and_then(|(i, failure)| {
+        match failure {
+            None => Ok(i),
+            Some(e) => Err((e, Some(i))),
+        }
+    })
+}
+
+async fn import_inner(
+    store: &Store,
+    args: &CertImport,
+    bundle: Bundle,
+) -> anyhow::Result<(Imported, Option<anyhow::Error>)> {
+    check_name("certificate", &args.name)?;
     let leaf = CertInfo::from_der(&bundle.chain[0])
         .map_err(|e| fail(INVALID_INPUT, format!("the certificate does not parse: {e}")))?;
     if let Some(key) = &bundle.key
@@ -41,20 +102,16 @@ pub async fn run(store: &Store, args: CertImport) -> anyhow::Result<()> {
              TLS server certificates",
         ));
     }
-    let now = now_secs();
-    if leaf.not_after <= now {
-        eprintln!("warning: this certificate expired on {}", rfc3339(leaf.not_after));
-    }
-
+    let expired = leaf.not_after <= now_secs();
+    let names: Vec<String> = leaf.sans.iter().map(Identifier::to_string).collect();
     let existing = store.cert(&args.name).await?;
     if let Some(latest) = store.latest_issued(&args.name).await?
         && latest.serial_hex == leaf.serial_hex
     {
-        println!(
-            "Certificate {} already holds serial {}; nothing imported.",
-            args.name, leaf.serial_hex
-        );
-        return Ok(());
+        let account = existing.and_then(|c| c.account_name);
+        let i =
+            Imported { detail: None, names, keyless: false, account, deployed: vec![], expired };
+        return Ok((i, None));
     }
 
     // With an account, the names must be ones ACME can validate, each with a challenge.
@@ -144,32 +201,61 @@ pub async fn run(store: &Store, args: CertImport) -> anyhow::Result<()> {
         rfc3339(issued.not_after)
     );
     store.record_event(&args.name, "imported", Some(&detail)).await?;
-
-    let names: Vec<String> = leaf.sans.iter().map(Identifier::to_string).collect();
-    println!("Imported {} ({}): {}", args.name, names.join(", "), detail);
-    if bundle.key.is_none() {
-        println!("  without its private key: tasks that write the key will fail");
-    }
-    match &record.account_name {
-        Some(a) => println!("  renewed by ACME with account {a}"),
-        None => println!("  not renewed by ACME (import the next one, or add --account)"),
-    }
     let report =
         crate::deploy::deploy(store, &args.name, Some(&issued), None, Scope::All, false, None)
             .await?;
-    for (task, outcome) in &report.outcomes {
-        if let certhub_deploy::Outcome::Done(d) = outcome {
-            println!("  {task}: {d}");
-        }
-    }
-    match report.failure() {
-        Some(e) => Err(e.context(format!(
+    let deployed = report
+        .outcomes
+        .iter()
+        .filter_map(|(task, outcome)| match outcome {
+            certhub_deploy::Outcome::Done(d) => Some((task.clone(), d.clone())),
+            _ => None,
+        })
+        .collect();
+    let failure = report.failure().map(|e| {
+        e.context(format!(
             "certificate {} was imported, but deploying it failed; `certhub renew --due` \
              retries the deployment",
             args.name
-        ))),
-        None => Ok(()),
+        ))
+    });
+    let imported = Imported {
+        detail: Some(detail),
+        names,
+        keyless: bundle.key.is_none(),
+        account: record.account_name.clone(),
+        deployed,
+        expired,
+    };
+    Ok((imported, failure))
+}
+
+/// A bundle from PEM text: the chain, and the key from `key_pem` or after the certificates.
+pub(crate) fn bundle_from_pem(cert_pem: &str, key_pem: Option<&str>) -> anyhow::Result<Bundle> {
+    let chain = split_pem_chain(cert_pem)
+        .ok()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| fail(INVALID_INPUT, "no PEM certificate found"))?;
+    let key_pem = key_pem.or(cert_pem.contains("PRIVATE KEY-----").then_some(cert_pem));
+    let key = key_pem
+        .map(|pem| {
+            PrivateKey::from_pem(pem)
+                .map_err(|e| fail(INVALID_INPUT, format!("no usable private key: {e}")))
+        })
+        .transpose()?;
+    Ok(Bundle { chain, key })
+}
+
+/// A bundle from a PKCS#12 file's bytes.
+pub(crate) fn bundle_from_pkcs12(der: &[u8], password: &str) -> anyhow::Result<Bundle> {
+    let contents = certhub_deploy::pkcs12::read(der, password)
+        .map_err(|e| fail(INVALID_INPUT, format!("PKCS#12: {e}")))?;
+    let key = PrivateKey::from_pkcs8_der(contents.key_pkcs8.to_vec())
+        .map_err(|e| fail(INVALID_INPUT, format!("the private key is not usable: {e}")))?;
+    if contents.chain_der.is_empty() {
+        return Err(fail(INVALID_INPUT, "the PKCS#12 file holds no certificate"));
     }
+    Ok(Bundle { chain: contents.chain_der, key: Some(key) })
 }
 
 /// Reads the certificate chain and key from --cert/--key or --pkcs12.
@@ -179,38 +265,27 @@ fn read_bundle(args: &CertImport) -> anyhow::Result<Bundle> {
             .with_context(|| format!("cannot read {}", p.display()))
             .map_err(|e| fail(INVALID_INPUT, format!("{e:#}")))
     };
+    let named = |p: &std::path::Path, e: anyhow::Error| {
+        fail(INVALID_INPUT, format!("{}: {e:#}", p.display()))
+    };
     if let Some(path) = &args.pkcs12 {
-        let der = read(path)?;
         let password = args.password.as_deref().unwrap_or_default();
-        let contents = certhub_deploy::pkcs12::read(&der, password)
-            .map_err(|e| fail(INVALID_INPUT, format!("{}: {e}", path.display())))?;
-        let chain = contents.chain_der;
-        let key = PrivateKey::from_pkcs8_der(contents.key_pkcs8.to_vec()).map_err(|e| {
-            fail(INVALID_INPUT, format!("{}: the private key is not usable: {e}", path.display()))
-        })?;
-        if chain.is_empty() {
-            return Err(fail(INVALID_INPUT, format!("{} holds no certificate", path.display())));
-        }
-        return Ok(Bundle { chain, key: Some(key) });
+        return bundle_from_pkcs12(&read(path)?, password).map_err(|e| named(path, e));
     }
     let cert_path = args.cert.as_ref().context("--cert or --pkcs12 is required")?;
     let text = String::from_utf8(read(cert_path)?)
         .map_err(|_| fail(INVALID_INPUT, format!("{} is not PEM text", cert_path.display())))?;
-    let chain = split_pem_chain(&text).ok().filter(|c| !c.is_empty()).ok_or_else(|| {
-        fail(INVALID_INPUT, format!("{} holds no PEM certificate", cert_path.display()))
-    })?;
-    let key_pem = match &args.key {
-        Some(p) => Some((p, String::from_utf8_lossy(&read(p)?).into_owned())),
-        // A combined file may carry the key after the certificates.
-        None if text.contains("PRIVATE KEY-----") => Some((cert_path, text.clone())),
+    let key = match &args.key {
+        Some(p) => Some(String::from_utf8_lossy(&read(p)?).into_owned()),
         None => None,
     };
-    let key = key_pem
-        .map(|(p, pem)| {
-            PrivateKey::from_pem(&pem).map_err(|e| {
-                fail(INVALID_INPUT, format!("{}: no usable private key: {e}", p.display()))
-            })
-        })
-        .transpose()?;
-    Ok(Bundle { chain, key })
+    if split_pem_chain(&text).ok().is_none_or(|c| c.is_empty()) {
+        return Err(fail(
+            INVALID_INPUT,
+            format!("{} holds no PEM certificate", cert_path.display()),
+        ));
+    }
+    // What can still fail is the key, from its own file or after the certificates.
+    let key_file = args.key.as_deref().unwrap_or(cert_path);
+    bundle_from_pem(&text, key.as_deref()).map_err(|e| named(key_file, e))
 }

@@ -169,6 +169,56 @@ impl certhub_server::Worker for Engine {
         })
     }
 
+    fn import(
+        &self,
+        i: certhub_server::NewImport,
+    ) -> certhub_server::WorkFuture<serde_json::Value> {
+        let store = self.store.clone();
+        Box::pin(async move {
+            let invalid = |m: String| certhub_server::WorkError { status: 400, message: m };
+            let bundle = match (&i.cert_pem, &i.pkcs12_base64) {
+                (Some(pem), None) => crate::import::bundle_from_pem(pem, i.key_pem.as_deref()),
+                (None, Some(b64)) => {
+                    use base64::Engine as _;
+                    let der = base64::engine::general_purpose::STANDARD
+                        .decode(b64.trim())
+                        .map_err(|e| invalid(format!("pkcs12_base64 is not base64: {e}")))?;
+                    crate::import::bundle_from_pkcs12(
+                        &der,
+                        i.password.as_deref().unwrap_or_default(),
+                    )
+                }
+                _ => return Err(invalid("give cert_pem (and key_pem), or pkcs12_base64".into())),
+            }
+            .map_err(work_error)?;
+            let args = crate::args::CertImport {
+                name: i.name.clone(),
+                cert: None,
+                key: None,
+                pkcs12: None,
+                password: None,
+                account: i.account,
+                challenges: i.challenges,
+                deploy: i.deploy,
+            };
+            let view = |im: &crate::import::Imported| {
+                serde_json::json!({
+                    "name": i.name,
+                    "imported": im.detail,
+                    "names": im.names,
+                    "without_key": im.keyless,
+                    "renewed_by": im.account,
+                    "expired": im.expired,
+                    "deployed": im.deployed.iter().map(|(t, d)| serde_json::json!({ "task": t, "did": d })).collect::<Vec<_>>(),
+                })
+            };
+            match crate::import::import(&store, &args, bundle).await {
+                Ok(im) => Ok(view(&im)),
+                Err((e, _)) => Err(work_error(e)),
+            }
+        })
+    }
+
     fn request(
         &self,
         name: String,

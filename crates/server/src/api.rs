@@ -35,6 +35,7 @@ pub(crate) fn routes() -> Router<AppState> {
             "/api/v1/certificates/{name}/deployments/{task}",
             axum::routing::delete(remove_deployment),
         )
+        .route("/api/v1/certificates/import", post(import_certificate))
         .route("/api/v1/settings", get(settings))
         .route("/api/v1/certificates/{name}/history", get(certificate_history))
         .route("/api/v1/certificates/{name}/pull", get(pull_certificate))
@@ -655,6 +656,30 @@ async fn edit_certificate(
     let mut view = cert_view(&c, issued.as_ref());
     view["changed"] = json!(said);
     Ok(Json(view))
+}
+
+async fn import_certificate(
+    State(state): State<AppState>,
+    caller: Caller,
+    bytes: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let req: crate::NewImport = body(&bytes)?;
+    Ok((StatusCode::CREATED, Json(import(&state, &caller, req).await?)))
+}
+
+/// Imports a certificate obtained elsewhere (admins only: its deployment tasks run on the
+/// hub). Audited.
+pub(crate) async fn import(
+    state: &AppState,
+    caller: &Caller,
+    req: crate::NewImport,
+) -> ApiResult<Value> {
+    caller.require(Need::Admin)?;
+    let name = req.name.clone();
+    let view = worker(state)?.import(req).await?;
+    let serial = view["imported"].as_str().unwrap_or("already held");
+    state.store.audit(&caller.actor(), "cert.import", &name, &caller.source, Some(serial)).await?;
+    Ok(view)
 }
 
 async fn list_deployments(

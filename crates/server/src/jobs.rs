@@ -107,6 +107,41 @@ pub struct CertChanges {
     pub fallback_after: Option<u16>,
 }
 
+/// A certificate obtained elsewhere (`POST /api/v1/certificates/import`): PEM, or PKCS#12.
+#[derive(Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewImport {
+    /// Its name.
+    pub name: String,
+    /// The certificate and its chain, PEM, leaf first (the key may follow).
+    #[serde(default)]
+    pub cert_pem: Option<String>,
+    /// The private key, PEM.
+    #[serde(default)]
+    pub key_pem: Option<String>,
+    /// A PKCS#12 file, base64, instead of PEM.
+    #[serde(default)]
+    pub pkcs12_base64: Option<String>,
+    /// The PKCS#12 file's password.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Have ACME renew it with this account (needs `challenges`).
+    #[serde(default)]
+    pub account: Option<String>,
+    /// Challenge SPECs for ACME renewals.
+    #[serde(default)]
+    pub challenges: Vec<String>,
+    /// Deployment SPECs.
+    #[serde(default)]
+    pub deploy: Vec<String>,
+}
+
+impl std::fmt::Debug for NewImport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewImport").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
 /// What runs the hub's long operations (the issuance engine, provided by the binary).
 pub trait Worker: Send + Sync + 'static {
     /// Registers a CA account; returns its view.
@@ -132,6 +167,9 @@ pub trait Worker: Send + Sync + 'static {
 
     /// Adds deployment tasks (SPECs as for `certhub deploy add`) to certificate `name`.
     fn add_deployments(&self, name: String, specs: Vec<String>) -> WorkFuture<serde_json::Value>;
+
+    /// Imports a certificate obtained elsewhere and runs its deployment tasks.
+    fn import(&self, import: NewImport) -> WorkFuture<serde_json::Value>;
 
     /// Requests certificate `name` now; the result says what was issued, or why not.
     fn request(

@@ -26,7 +26,7 @@ use certhub_store::Store;
 
 pub use auth::{Role, hash_password};
 pub use jobs::{
-    CertChanges, Job, NewAccount, NewCertificate, Steps, WorkError, WorkFuture, Worker,
+    CertChanges, Job, NewAccount, NewCertificate, NewImport, Steps, WorkError, WorkFuture, Worker,
 };
 pub use listen::{HubCert, Peer, TlsListener};
 pub use openapi::ROUTES;

@@ -62,6 +62,13 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
         "Remove a deployment task (admin)",
         Some("admin"),
     ),
+    (
+        "post",
+        "/api/v1/certificates/import",
+        "Import a certificate obtained elsewhere: cert_pem (and key_pem) or pkcs12_base64 with \
+         password; account and challenges to have ACME renew it; deploy (admin)",
+        Some("admin"),
+    ),
     ("get", "/api/v1/settings", "The hub's renewal and notification settings", Some("cert:read")),
     (
         "get",

@@ -161,6 +161,22 @@ async fn a_person_runs_the_hub_in_a_browser() {
         .collect();
     crate::support::verify_chain(&chain, &root, &["www.browser.test", "browser.test"]);
 
+    // A certificate bought elsewhere, imported: a key that is not its own is named as such.
+    let (chain, key, _) = crate::bought_certificate(&["shop.browser.test"], 200, 5);
+    let (_, other_key, _) = crate::bought_certificate(&["shop.browser.test"], 200, 6);
+    browser.goto(&hub.url("/certificates")).await;
+    browser.click("a[href='/certificates/import']").await;
+    browser.fill("#name", "shop").await;
+    browser.set_value("#cert_pem", &chain).await;
+    browser.set_value("#key_pem", &other_key).await;
+    browser.click("form.card button[type=submit]").await;
+    browser.wait_for_text("#key_pem + .err", "does not belong", Duration::from_secs(10)).await;
+    browser.set_value("#key_pem", &key).await;
+    browser.click("form.card button[type=submit]").await;
+    browser.wait_for_text("h1", "shop", Duration::from_secs(20)).await;
+    assert_eq!(browser.text("h1 .state").await, "valid");
+    assert!(browser.text(".facts").await.contains("Bought Elsewhere"));
+
     // History and the audit log.
     browser.goto(&hub.url("/certificates/web?tab=history")).await;
     let history = browser.text(".tab table").await;
@@ -180,13 +196,13 @@ async fn a_person_runs_the_hub_in_a_browser() {
     browser.goto(&hub.url("/certificates")).await;
     browser.fill("#q", "nothing-matches").await;
     browser.wait_for_text("#cert-table", "0 certificates match", Duration::from_secs(10)).await;
-    browser.fill("#q", "browser").await;
+    browser.fill("#q", "www.browser").await;
     browser.wait_for_text("#cert-table", "1 certificate match", Duration::from_secs(10)).await;
     browser.screenshot(&shots.join("certificates.png")).await;
 
     browser.goto(&hub.url("/")).await;
     let counts = browser.text(".counts").await;
-    assert!(counts.contains("1\nvalid") || counts.contains("1 valid"), "{counts}");
+    assert!(counts.contains("2\nvalid") || counts.contains("2 valid"), "{counts}");
     browser.screenshot(&shots.join("dashboard.png")).await;
     no_js_errors(&browser, "dashboard").await;
 

@@ -2037,21 +2037,29 @@ async fn the_hub_tells_its_channels_about_expiry_failures_and_revocation() {
     assert_eq!(test["delivered"], true, "{test}");
 
     // A bought certificate that expires in 10 days: nothing renews it, so it is told, once.
-    let dir = tempfile::TempDir::new().unwrap();
+    // It comes in through the API's import.
     let (chain, key, _) = bought_certificate(&["shop.test"], 10, 3);
-    let (cert_file, key_file) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
-    std::fs::write(&cert_file, chain).unwrap();
-    std::fs::write(&key_file, key).unwrap();
-    env.ok(&[
-        "cert",
-        "import",
-        "shop",
-        "--cert",
-        cert_file.to_str().unwrap(),
-        "--key",
-        key_file.to_str().unwrap(),
-    ])
-    .await;
+    let rsp = http
+        .post(hub.url("/api/v1/certificates/import"))
+        .bearer_auth(&token)
+        .json(&json!({ "name": "shop", "cert_pem": chain, "key_pem": key }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 201);
+    let imported: Value = rsp.json().await.unwrap();
+    assert!(imported["imported"].as_str().unwrap().contains("Bought Elsewhere"), "{imported}");
+    assert_eq!(imported["names"], json!(["shop.test"]));
+    let (_, other_key, _) = bought_certificate(&["shop.test"], 10, 4);
+    let rsp = http
+        .post(hub.url("/api/v1/certificates/import"))
+        .bearer_auth(&token)
+        .json(&json!({ "name": "shop2", "cert_pem": chain, "key_pem": other_key }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 400);
+    assert!(rsp.text().await.unwrap().contains("does not belong"));
     certhub_testkit::wait_until(
         "the expiry notice",
         Duration::from_secs(30),

@@ -31,6 +31,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/setup", get(setup_page).post(setup))
         .route("/certificates", get(certificates).post(create_certificate))
         .route("/certificates/new", get(new_certificate))
+        .route("/certificates/import", get(import_page).post(import_certificate))
         .route("/certificates/{name}", get(certificate))
         .route("/certificates/{name}/test", post(test_certificate))
         .route("/certificates/{name}/request", post(request_certificate))
@@ -771,6 +772,78 @@ async fn new_cert_form(
             values,
             errors,
             accounts,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "certificate_import.html")]
+struct ImportPage {
+    page: PageInfo,
+    values: FormData,
+    errors: Errors,
+}
+
+async fn import_page(s: Session) -> Response {
+    if let Err(p) = s.caller.require(Need::Admin) {
+        return problem_page(p, &s);
+    }
+    render(&ImportPage {
+        page: PageInfo::new("Import a certificate", &s, "certificates"),
+        values: FormData::default(),
+        errors: Errors::default(),
+    })
+}
+
+async fn import_certificate(
+    State(state): State<AppState>,
+    s: Session,
+    headers: HeaderMap,
+    form: FormData,
+) -> Response {
+    if let Err(r) = s.check_csrf(&headers, &form) {
+        return r.into_response();
+    }
+    let mut errors = Errors::default();
+    let name = form.text("name").unwrap_or_default();
+    if name.is_empty() {
+        errors.add("name", "give the certificate a name, e.g. shop");
+    }
+    let cert_pem = form.text("cert_pem");
+    if cert_pem.is_none() {
+        errors.add("cert_pem", "paste the certificate and its chain, PEM, leaf first");
+    }
+    if errors.is_empty() {
+        let req = crate::NewImport {
+            name: name.clone(),
+            cert_pem,
+            key_pem: form.text("key_pem"),
+            deploy: form.lines("deploy"),
+            ..Default::default()
+        };
+        match api::import(&state, &s.caller, req).await {
+            Ok(_) => {
+                return Redirect::to(&format!("/certificates/{}", session::urlencode(&name)))
+                    .into_response();
+            }
+            Err(p) => {
+                // The engine's messages name what is wrong: the key, the certificate, a task.
+                let field = match p.detail.as_str() {
+                    d if d.contains("key") => "key_pem",
+                    d if d.contains("deploy") => "deploy",
+                    d if d.contains("certificate name") || d.contains("name ") => "name",
+                    _ => "cert_pem",
+                };
+                errors.add(field, p.detail);
+            }
+        }
+    }
+    render_status(
+        StatusCode::BAD_REQUEST,
+        &ImportPage {
+            page: PageInfo::new("Import a certificate", &s, "certificates"),
+            values: form,
+            errors,
         },
     )
 }
