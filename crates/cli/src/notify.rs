@@ -15,6 +15,8 @@ use certhub_store::{EventRecord, Store};
 
 /// Failed requests in a row before a renewal failure is told.
 pub const FAILURES_BEFORE_NOTICE: i64 = 3;
+/// The lease the serving hub holds: spaces are not allowed in certificate names.
+const LEASE: &str = "hub notifier";
 /// How often the channels are served.
 const POLL: Duration = Duration::from_secs(5);
 /// Attempts per delivery, with a pause growing between them.
@@ -34,7 +36,20 @@ pub async fn run(store: Store, expiry_warning_days: u32, scan_every: Duration) {
         tracing::warn!(error = %e, "reading the notification cursor failed");
     }
     let mut scanned: Option<Instant> = None;
+    // Hubs sharing a PostgreSQL database take turns: one holds the notifier's lease (a name
+    // no certificate can have) and serves the channels; the others wait for it.
+    let mut lease = None;
     loop {
+        if lease.is_none() {
+            lease = store.try_lease_cert(LEASE).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "taking the notifier's lease failed");
+                None
+            });
+        }
+        if lease.is_none() {
+            tokio::time::sleep(POLL).await;
+            continue;
+        }
         if scanned.is_none_or(|t| t.elapsed() >= scan_every) {
             match expiry_scan(&store, expiry_warning_days).await {
                 Ok(()) => scanned = Some(Instant::now()),

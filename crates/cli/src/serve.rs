@@ -334,7 +334,7 @@ pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
     // resumed by the next start (every step of an order is in the store).
     tokio::select! {
         served = serving => served.context("the hub stopped")?,
-        () = renewal_service(ctx.clone(), Duration::from_secs(args.check_interval), args.policy.clone(), own) => {}
+        () = renewal_service(ctx.clone(), store.clone(), Duration::from_secs(args.check_interval), args.policy.clone(), own) => {}
         () = crate::notify::run(store.clone(), args.expiry_warning_days, Duration::from_secs(args.check_interval)) => {}
     }
     // Requests started through the API get a little time to finish before the store closes.
@@ -424,10 +424,11 @@ async fn shutdown() {
 }
 
 /// Renews what is due, like `certhub renew --due`: at start (work a restart interrupted),
-/// then every `interval`. Certificates are locked
+/// then every `interval`, and removes ended sessions and expired tokens. Certificates are locked
 /// while requested, so this never orders one twice, even beside a cron job or another hub.
 async fn renewal_service(
     ctx: crate::Context,
+    store: certhub_store::Store,
     interval: Duration,
     policy: String,
     mut own: Option<OwnCert>,
@@ -437,6 +438,9 @@ async fn renewal_service(
             Renew { names: Vec::new(), due: true, policy: policy.clone(), jobs: 4, timeout: 900 };
         if let Err(e) = crate::renew::run(&ctx, due).await {
             tracing::warn!(error = %format!("{e:#}"), "renewal run failed");
+        }
+        if let Err(e) = certhub_server::clean_up_sessions(&store).await {
+            tracing::warn!(error = %e, "removing ended sessions failed");
         }
         if let Some(own) = &mut own
             && let Err(e) = own.refresh().await

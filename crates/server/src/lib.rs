@@ -125,6 +125,13 @@ impl AppState {
     }
 }
 
+/// Removes expired API tokens and ended web sessions from the store; how many. The hub runs
+/// this with its renewal checks.
+pub async fn clean_up_sessions(store: &Store) -> Result<u64, certhub_store::Error> {
+    let idle_before = api::now_ms() - ui::IDLE_MINUTES * 60_000;
+    store.delete_stale_tokens(ui::SESSION_LABEL, idle_before).await
+}
+
 /// The hub's routes: the REST API under `/api/v1` and the web UI.
 pub fn router(state: AppState) -> axum::Router {
     api::routes().merge(ui::routes()).with_state(state)

@@ -109,6 +109,25 @@ impl Store {
         .await?)
     }
 
+    /// Removes tokens past their expiry, and tokens labelled `idle_label` unused since
+    /// `idle_before` (epoch milliseconds); how many.
+    pub async fn delete_stale_tokens(
+        &self,
+        idle_label: &str,
+        idle_before: i64,
+    ) -> Result<u64, Error> {
+        let done = sqlx::query(
+            "DELETE FROM api_tokens WHERE (expires_at IS NOT NULL AND expires_at <= $1) \
+             OR (label = $2 AND COALESCE(last_used_at, created_at) < $3)",
+        )
+        .bind(now_ms())
+        .bind(idle_label)
+        .bind(idle_before)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Every user, by name.
     pub async fn users(&self) -> Result<Vec<UserRecord>, Error> {
         Ok(sqlx::query_as(

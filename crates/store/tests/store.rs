@@ -183,7 +183,31 @@ on_both_backends!(
     the_audit_chain_shows_any_change_or_removal,
     the_first_admin_is_made_once_with_its_audit_entry,
     notification_channels_keep_their_secrets_sealed_and_notices_happen_once,
+    expired_tokens_and_idle_sessions_are_removed,
 );
+
+async fn expired_tokens_and_idle_sessions_are_removed(db: Db) {
+    let store = db.open().await;
+    store.insert_user("ada", "$argon2id$fake", "admin").await.unwrap();
+    let token = |id: &str, label: &str, expires_at: Option<i64>| certhub_store::TokenRecord {
+        id: id.into(),
+        user_name: "ada".into(),
+        label: label.into(),
+        scopes: "cert:read".into(),
+        expires_at,
+        created_at: 0,
+        last_used_at: None,
+    };
+    store.insert_token(&token("expired", "ci", Some(1)), "h1").await.unwrap();
+    store.insert_token(&token("session", "web session", None), "h2").await.unwrap();
+    store.insert_token(&token("api", "ci", None), "h3").await.unwrap();
+    // Nothing has been idle since the epoch: only the expired token goes.
+    assert_eq!(store.delete_stale_tokens("web session", 0).await.unwrap(), 1);
+    let far = i64::MAX / 2;
+    assert_eq!(store.delete_stale_tokens("web session", far).await.unwrap(), 1);
+    let left: Vec<String> = store.tokens(None).await.unwrap().into_iter().map(|t| t.id).collect();
+    assert_eq!(left, ["api"], "an API token without expiry stays, however idle");
+}
 
 async fn notification_channels_keep_their_secrets_sealed_and_notices_happen_once(db: Db) {
     let store = db.open().await;

@@ -5,7 +5,7 @@
 
 mod session;
 
-pub(crate) use session::SESSION_LABEL;
+pub(crate) use session::{IDLE_MINUTES, SESSION_LABEL};
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
