@@ -21,7 +21,7 @@ use serde_json::Value;
 use crate::api::{self, ListQuery, rfc3339_ms};
 use crate::auth::{Need, Role};
 use crate::{AppState, Problem};
-use session::Session;
+use session::{Posted, Session};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -310,15 +310,7 @@ async fn login(
     }
 }
 
-async fn logout(
-    State(state): State<AppState>,
-    s: Session,
-    headers: HeaderMap,
-    form: FormData,
-) -> Response {
-    if let Err(r) = s.check_csrf(&headers, &form) {
-        return r.into_response();
-    }
+async fn logout(State(state): State<AppState>, headers: HeaderMap, _: Posted) -> Response {
     let cookie = session::end(&state, &headers).await;
     (
         StatusCode::SEE_OTHER,
@@ -694,13 +686,8 @@ async fn account_names(state: &AppState) -> Result<Vec<String>, Problem> {
 
 async fn create_certificate(
     State(state): State<AppState>,
-    s: Session,
-    headers: HeaderMap,
-    form: FormData,
+    Posted { session: s, form }: Posted,
 ) -> Response {
-    if let Err(r) = s.check_csrf(&headers, &form) {
-        return r.into_response();
-    }
     let mut errors = Errors::default();
     let name = form.text("name").unwrap_or_default();
     if name.is_empty() {
@@ -797,13 +784,8 @@ async fn import_page(s: Session) -> Response {
 
 async fn import_certificate(
     State(state): State<AppState>,
-    s: Session,
-    headers: HeaderMap,
-    form: FormData,
+    Posted { session: s, form }: Posted,
 ) -> Response {
-    if let Err(r) = s.check_csrf(&headers, &form) {
-        return r.into_response();
-    }
     let mut errors = Errors::default();
     let name = form.text("name").unwrap_or_default();
     if name.is_empty() {
@@ -1009,14 +991,9 @@ async fn cert_page(
 
 async fn test_certificate(
     State(state): State<AppState>,
-    s: Session,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    form: FormData,
+    Posted { session: s, .. }: Posted,
 ) -> Response {
-    if let Err(r) = s.check_csrf(&headers, &form) {
-        return r.into_response();
-    }
     let run = async {
         s.caller.require(Need::Request)?;
         api::cert_or_404(&state, &name).await?;
@@ -1052,14 +1029,9 @@ struct JobFragment {
 
 async fn request_certificate(
     State(state): State<AppState>,
-    s: Session,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    form: FormData,
+    Posted { session: s, .. }: Posted,
 ) -> Response {
-    if let Err(r) = s.check_csrf(&headers, &form) {
-        return r.into_response();
-    }
     match api::start_request(&state, &s.caller, &name).await {
         Ok(job) => render(&JobFragment { job }),
         Err(p) => problem_fragment(&p),
@@ -1080,14 +1052,9 @@ async fn job(State(state): State<AppState>, s: Session, Path(id): Path<String>) 
 
 async fn revoke_certificate(
     State(state): State<AppState>,
-    s: Session,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    form: FormData,
+    Posted { session: s, form }: Posted,
 ) -> Response {
-    if let Err(r) = s.check_csrf(&headers, &form) {
-        return r.into_response();
-    }
     let reason = form.text("reason").filter(|r| r != "unspecified");
     match api::revoke(&state, &s.caller, &name, reason).await {
         Ok(serial) => render(&Fragment {
@@ -1100,14 +1067,9 @@ async fn revoke_certificate(
 
 async fn download(
     State(state): State<AppState>,
-    s: Session,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    form: FormData,
+    Posted { session: s, form }: Posted,
 ) -> Response {
-    if let Err(r) = s.check_csrf(&headers, &form) {
-        return r.into_response();
-    }
     let (format, key, ext) = match form.value("format") {
         "pem-key" => ("pem", true, "pem"),
         "pkcs12" => ("pkcs12", true, "p12"),
@@ -1295,13 +1257,8 @@ fn humanize(d: Duration) -> String {
 
 async fn add_account(
     State(state): State<AppState>,
-    s: Session,
-    headers: HeaderMap,
-    form: FormData,
+    Posted { session: s, form }: Posted,
 ) -> Response {
-    if let Err(r) = s.check_csrf(&headers, &form) {
-        return r.into_response();
-    }
     let mut errors = Errors::default();
     let directory = match form.value("directory") {
         "custom" => form.text("directory_url").unwrap_or_else(|| {
@@ -1343,15 +1300,7 @@ async fn add_account(
     }
 }
 
-async fn add_user(
-    State(state): State<AppState>,
-    s: Session,
-    headers: HeaderMap,
-    form: FormData,
-) -> Response {
-    if let Err(r) = s.check_csrf(&headers, &form) {
-        return r.into_response();
-    }
+async fn add_user(State(state): State<AppState>, Posted { session: s, form }: Posted) -> Response {
     let username = form.value("username").trim().to_string();
     match api::add_user(&state, &s.caller, &username, form.value("password"), form.value("role"))
         .await
@@ -1373,13 +1322,8 @@ async fn add_user(
 
 async fn create_token(
     State(state): State<AppState>,
-    s: Session,
-    headers: HeaderMap,
-    form: FormData,
+    Posted { session: s, form }: Posted,
 ) -> Response {
-    if let Err(r) = s.check_csrf(&headers, &form) {
-        return r.into_response();
-    }
     let label = form.text("label").unwrap_or_else(|| "api".into());
     let scopes: Vec<String> =
         form.0.iter().filter(|(k, _)| k == "scope").map(|(_, v)| v.clone()).collect();
@@ -1412,14 +1356,9 @@ async fn create_token(
 
 async fn revoke_token(
     State(state): State<AppState>,
-    s: Session,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    form: FormData,
+    Posted { session: s, .. }: Posted,
 ) -> Response {
-    if let Err(r) = s.check_csrf(&headers, &form) {
-        return r.into_response();
-    }
     match api::revoke_own_or_any_token(&state, &s.caller, &id).await {
         Ok(()) => {
             let flash = Some(format!("Token {id} revoked."));
@@ -1434,13 +1373,8 @@ pub(crate) const CHANNEL_EVENTS: &[&str] = certhub_deploy::notify::EVENTS;
 
 async fn add_channel(
     State(state): State<AppState>,
-    s: Session,
-    headers: HeaderMap,
-    form: FormData,
+    Posted { session: s, form }: Posted,
 ) -> Response {
-    if let Err(r) = s.check_csrf(&headers, &form) {
-        return r.into_response();
-    }
     let kind = form.value("kind").to_string();
     let mut config = serde_json::Map::new();
     let mut put = |key: &str, field: &str| {
@@ -1493,14 +1427,9 @@ async fn add_channel(
 
 async fn test_channel(
     State(state): State<AppState>,
-    s: Session,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    form: FormData,
+    Posted { session: s, .. }: Posted,
 ) -> Response {
-    if let Err(r) = s.check_csrf(&headers, &form) {
-        return r.into_response();
-    }
     match api::send_test(&state, &s.caller, &name).await {
         Ok(Ok(said)) => {
             render(&Fragment { class: "result good", lines: vec![format!("✓ {said}")] })
@@ -1514,14 +1443,9 @@ async fn test_channel(
 
 async fn delete_channel(
     State(state): State<AppState>,
-    s: Session,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    form: FormData,
+    Posted { session: s, .. }: Posted,
 ) -> Response {
-    if let Err(r) = s.check_csrf(&headers, &form) {
-        return r.into_response();
-    }
     match api::remove_channel(&state, &s.caller, &name).await {
         Ok(()) => {
             let flash = Some(format!("Channel {name} removed."));

@@ -3,7 +3,7 @@
 //! after [`IDLE_MINUTES`] minutes without use, or at sign-out. Every form posts a CSRF token
 //! derived from the session's secret, checked before anything changes.
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -104,9 +104,29 @@ impl FromRequestParts<AppState> for Session {
     }
 }
 
+/// A form posted by a signed-in browser, its CSRF token checked: every handler that changes
+/// something takes one, so none can forget the check.
+pub(crate) struct Posted {
+    pub session: Session,
+    pub form: super::FormData,
+}
+
+impl FromRequest<AppState> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let session = Session::from_request_parts(&mut parts, state).await?;
+        let headers = parts.headers.clone();
+        let form = super::FormData::from_request(Request::from_parts(parts, body), state).await?;
+        session.check_csrf(&headers, &form).map_err(IntoResponse::into_response)?;
+        Ok(Posted { session, form })
+    }
+}
+
 impl Session {
     /// Fails unless the form (or the htmx header) carries this session's CSRF token.
-    pub fn check_csrf(&self, headers: &HeaderMap, form: &super::FormData) -> Result<(), StaleForm> {
+    fn check_csrf(&self, headers: &HeaderMap, form: &super::FormData) -> Result<(), StaleForm> {
         let sent = headers
             .get("x-csrf-token")
             .and_then(|v| v.to_str().ok())
