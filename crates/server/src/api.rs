@@ -125,7 +125,7 @@ pub(crate) async fn setup_admin(
     let taken = {
         let mut setup = state.setup_token.lock().unwrap_or_else(|p| p.into_inner());
         match setup.as_deref() {
-            Some(t) if auth::same_secret(t, token.trim()) => setup.take(),
+            Some(t) if certhub_store::same_secret(t, token.trim()) => setup.take(),
             _ => None,
         }
     };

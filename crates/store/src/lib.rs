@@ -61,7 +61,7 @@ pub use issued::IssuedRecord;
 pub use lease::CertLease;
 pub use notify::ChannelRecord;
 pub use order::{OrderRecord, PresentedRecord};
-pub use user::{TokenRecord, UserRecord, token_hash};
+pub use user::{TokenRecord, UserRecord, same_secret, token_hash};
 
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "certhub.db";

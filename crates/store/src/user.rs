@@ -65,6 +65,11 @@ pub fn token_hash(secret: &str) -> String {
     crate::crypto::hex(d.as_ref())
 }
 
+/// Compares two secrets (or their hashes) in time that does not depend on where they differ.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 impl Store {
     /// How many users there are (none before the hub's setup).
     pub async fn user_count(&self) -> Result<i64, Error> {
@@ -186,11 +191,7 @@ impl Store {
             return Ok(None);
         };
         let now = now_ms();
-        // Constant-time comparison of the hashes.
-        let given = token_hash(secret);
-        let same = given.len() == hash.len()
-            && given.bytes().zip(hash.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-        if !same || expires_at.is_some_and(|e| e <= now) {
+        if !same_secret(&token_hash(secret), &hash) || expires_at.is_some_and(|e| e <= now) {
             return Ok(None);
         }
         sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")

@@ -132,7 +132,7 @@ impl Session {
             .and_then(|v| v.to_str().ok())
             .or_else(|| form.get("csrf"))
             .unwrap_or_default();
-        if auth::same_secret(sent, &self.csrf) { Ok(()) } else { Err(StaleForm) }
+        if certhub_store::same_secret(sent, &self.csrf) { Ok(()) } else { Err(StaleForm) }
     }
 }
 
