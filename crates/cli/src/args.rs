@@ -82,6 +82,9 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "The renewal settings (--policy, --check-interval, --renewal-workers, \
+--expiry-warning-days) are starting values: a change made in the web UI (Settings) or with \
+PATCH /api/v1/settings is kept in the database and wins over the flag, also after a restart.")]
 pub struct Serve {
     /// Where to listen.
     #[arg(
@@ -92,7 +95,7 @@ pub struct Serve {
     )]
     pub listen: SocketAddr,
     /// How often to look for certificates that are due (renewing them like `renew --due`).
-    #[arg(long, default_value_t = 300, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "CERTHUB_CHECK_INTERVAL", default_value_t = 300, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub check_interval: u64,
     /// Serve HTTPS with this certificate chain (PEM, leaf first)...
     #[arg(long, value_name = "PEM", requires = "tls_key", conflicts_with = "tls_managed")]
@@ -107,6 +110,9 @@ pub struct Serve {
     /// or days before expiry (30d). A renewal window offered by the CA (ARI) comes first.
     #[arg(long, env = "CERTHUB_POLICY", default_value = "75%", value_name = "POLICY", value_parser = policy_arg)]
     pub policy: String,
+    /// How many certificates the renewal service renews at once.
+    #[arg(long, env = "CERTHUB_RENEWAL_WORKERS", default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub renewal_workers: u16,
     /// Tell the notification channels about a certificate this many days before it expires,
     /// when nothing renews it (imported, or its renewals fail).
     #[arg(long, env = "CERTHUB_EXPIRY_WARNING_DAYS", default_value_t = 30, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]

@@ -22,8 +22,8 @@ const POLL: Duration = Duration::from_secs(5);
 /// Attempts per delivery, with a pause growing between them.
 const ATTEMPTS: u32 = 3;
 
-/// Serves the channels forever, checking every certificate's expiry every `scan_every`.
-pub async fn run(store: Store, expiry_warning_days: u32, scan_every: Duration) {
+/// Serves the channels forever, checking every certificate's expiry every check interval.
+pub async fn run(store: Store, settings: certhub_server::SharedSettings) {
     let http = match reqwest::Client::builder().build() {
         Ok(h) => h,
         Err(e) => {
@@ -50,8 +50,9 @@ pub async fn run(store: Store, expiry_warning_days: u32, scan_every: Duration) {
             tokio::time::sleep(POLL).await;
             continue;
         }
-        if scanned.is_none_or(|t| t.elapsed() >= scan_every) {
-            match expiry_scan(&store, expiry_warning_days).await {
+        let now = settings.get();
+        if scanned.is_none_or(|t| t.elapsed() >= now.check_interval()) {
+            match expiry_scan(&store, now.expiry_warning_days).await {
                 Ok(()) => scanned = Some(Instant::now()),
                 Err(e) => tracing::warn!(error = %format!("{e:#}"), "the expiry scan failed"),
             }

@@ -42,6 +42,40 @@ pub fn print_json(value: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
+/// Who a change is written to the audit log as.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    name: String,
+    source: &'static str,
+}
+
+impl Actor {
+    /// The user running the command, as `cli:USER`.
+    pub fn cli() -> Self {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".into());
+        Self { name: format!("cli:{user}"), source: "cli" }
+    }
+
+    /// The hub's own background work (its renewal service).
+    pub fn hub() -> Self {
+        Self { name: "hub".into(), source: "renewal service" }
+    }
+
+    /// Writes a change to the audit log.
+    pub async fn audit(
+        &self,
+        store: &certhub_store::Store,
+        action: &str,
+        target: &str,
+        detail: Option<&str>,
+    ) -> anyhow::Result<()> {
+        store.audit(&self.name, action, target, self.source, detail).await?;
+        Ok(())
+    }
+}
+
 /// Writes a change made from the command line to the audit log, as `cli:USER`.
 pub async fn audit(
     store: &certhub_store::Store,
@@ -49,9 +83,5 @@ pub async fn audit(
     target: &str,
     detail: Option<&str>,
 ) -> anyhow::Result<()> {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    store.audit(&format!("cli:{user}"), action, target, "cli", detail).await?;
-    Ok(())
+    Actor::cli().audit(store, action, target, detail).await
 }

@@ -29,6 +29,11 @@ enum Outcome {
 }
 
 pub async fn run(ctx: &Context, args: Renew) -> anyhow::Result<()> {
+    renew(ctx, args, &crate::output::Actor::cli()).await
+}
+
+/// Renews as `run` does; each renewal is written to the audit log as done by `actor`.
+pub async fn renew(ctx: &Context, args: Renew, actor: &crate::output::Actor) -> anyhow::Result<()> {
     let policy: RenewalPolicy =
         args.policy.parse().map_err(|e| fail(INVALID_INPUT, format!("--policy {e}")))?;
     let store = ctx.store().await?;
@@ -93,6 +98,10 @@ pub async fn run(ctx: &Context, args: Renew) -> anyhow::Result<()> {
                         };
                     }
                     let issued = issuer.request_locked(name, &lock, timeout, reporter).await?;
+                    actor
+                        .audit(store, "cert.renew", name, Some(&issued.serial_hex))
+                        .await
+                        .context("renewed, but writing the audit log failed")?;
                     reporter.finish(
                         name,
                         &format!(

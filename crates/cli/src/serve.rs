@@ -20,8 +20,8 @@ struct Engine {
     dns: certhub_challenge::dns::DnsCheckConfig,
     /// Where tests expect the CA to connect (80 and 443 but for a test CA).
     probe_ports: certhub_challenge::probe::ProbePorts,
-    /// The renewal policy of certificates without their own.
-    policy: String,
+    /// The hub's settings (the renewal policy of certificates without their own).
+    settings: certhub_server::SharedSettings,
 }
 
 /// An engine error as the API reports it, by the exit code the CLI would give.
@@ -108,7 +108,7 @@ impl certhub_server::Worker for Engine {
 
     fn preview(&self, name: String) -> certhub_server::WorkFuture<serde_json::Value> {
         let store = self.store.clone();
-        let policy = self.policy.clone();
+        let policy = self.settings.get().policy;
         Box::pin(
             async move { crate::preview::plan(&store, &name, &policy).await.map_err(work_error) },
         )
@@ -249,6 +249,16 @@ pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
         Arc::new(Solvers::new(ctx.dns.clone())),
         &ctx.data_dir,
     ));
+    let settings = certhub_server::SharedSettings::load(
+        &store,
+        certhub_server::Settings {
+            policy: args.policy.clone(),
+            check_interval_secs: args.check_interval,
+            expiry_warning_days: args.expiry_warning_days,
+            renewal_workers: args.renewal_workers,
+        },
+    )
+    .await?;
     let state = certhub_server::AppState::new(store.clone())
         .with_worker(Arc::new(Engine {
             issuer,
@@ -258,13 +268,9 @@ pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
                 http: args.probe_http_port,
                 tls: args.probe_tls_port,
             },
-            policy: args.policy.clone(),
+            settings: settings.clone(),
         }))
-        .with_settings(certhub_server::Settings {
-            policy: args.policy.clone(),
-            check_interval: Duration::from_secs(args.check_interval),
-            expiry_warning_days: args.expiry_warning_days,
-        });
+        .with_settings(settings.clone());
     let hub_cert = hub_cert(&store, &args).await?;
     let tls = match &hub_cert {
         Some((cert, _)) => Some(
@@ -334,8 +340,8 @@ pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
     // resumed by the next start (every step of an order is in the store).
     tokio::select! {
         served = serving => served.context("the hub stopped")?,
-        () = renewal_service(ctx.clone(), store.clone(), Duration::from_secs(args.check_interval), args.policy.clone(), own) => {}
-        () = crate::notify::run(store.clone(), args.expiry_warning_days, Duration::from_secs(args.check_interval)) => {}
+        () = renewal_service(ctx.clone(), store.clone(), settings.clone(), own) => {}
+        () = crate::notify::run(store.clone(), settings) => {}
     }
     // Requests started through the API get a little time to finish before the store closes.
     let left = state.finish_jobs(Duration::from_secs(30)).await;
@@ -424,29 +430,45 @@ async fn shutdown() {
 }
 
 /// Renews what is due, like `certhub renew --due`: at start (work a restart interrupted),
-/// then every `interval`, and removes ended sessions and expired tokens. Certificates are locked
-/// while requested, so this never orders one twice, even beside a cron job or another hub.
+/// then every check interval or at once when the settings change, and removes ended
+/// sessions, expired tokens and old jobs. Certificates are locked while requested, so this
+/// never orders one twice, even beside a cron job or another hub. Each renewal is audited as
+/// done by the hub.
 async fn renewal_service(
     ctx: crate::Context,
     store: certhub_store::Store,
-    interval: Duration,
-    policy: String,
+    settings: certhub_server::SharedSettings,
     mut own: Option<OwnCert>,
 ) {
+    let mut changed = settings.subscribe();
     loop {
-        let due =
-            Renew { names: Vec::new(), due: true, policy: policy.clone(), jobs: 4, timeout: 900 };
-        if let Err(e) = crate::renew::run(&ctx, due).await {
+        // Another hub sharing the database may have changed them.
+        if let Err(e) = settings.reload(&store).await {
+            tracing::warn!(error = %e, "reading the settings failed");
+        }
+        changed.borrow_and_update();
+        let now = settings.get();
+        let due = Renew {
+            names: Vec::new(),
+            due: true,
+            policy: now.policy.clone(),
+            jobs: now.renewal_workers,
+            timeout: 900,
+        };
+        if let Err(e) = crate::renew::renew(&ctx, due, &crate::output::Actor::hub()).await {
             tracing::warn!(error = %format!("{e:#}"), "renewal run failed");
         }
-        if let Err(e) = certhub_server::clean_up_sessions(&store).await {
-            tracing::warn!(error = %e, "removing ended sessions failed");
+        if let Err(e) = certhub_server::clean_up(&store).await {
+            tracing::warn!(error = %e, "removing ended sessions and old jobs failed");
         }
         if let Some(own) = &mut own
             && let Err(e) = own.refresh().await
         {
             tracing::warn!(error = %format!("{e:#}"), "reloading the hub's certificate failed");
         }
-        tokio::time::sleep(interval).await;
+        tokio::select! {
+            () = tokio::time::sleep(now.check_interval()) => {}
+            _ = changed.changed() => {}
+        }
     }
 }

@@ -36,7 +36,11 @@ pub(crate) fn routes() -> Router<AppState> {
             axum::routing::delete(remove_deployment),
         )
         .route("/api/v1/certificates/import", post(import_certificate))
-        .route("/api/v1/settings", get(settings))
+        .route("/api/v1/settings", get(settings).patch(change_settings))
+        .route(
+            "/api/v1/certificates/{name}/challenges",
+            get(list_challenges).put(replace_challenges),
+        )
         .route("/api/v1/certificates/{name}/history", get(certificate_history))
         .route("/api/v1/certificates/{name}/pull", get(pull_certificate))
         .route("/api/v1/certificates/{name}/request", post(request_certificate))
@@ -624,7 +628,7 @@ pub(crate) async fn start_request(
 ) -> ApiResult<crate::Job> {
     caller.require(Need::Request)?;
     cert_or_404(state, name).await?;
-    let job = state.jobs.start_request(worker(state)?, name);
+    let job = state.jobs.start_request(worker(state)?, name).await?;
     state.store.audit(&caller.actor(), "cert.request", name, &caller.source, None).await?;
     Ok(job)
 }
@@ -642,20 +646,86 @@ async fn edit_certificate(
     Path(name): Path<String>,
     bytes: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
-    // Challenge specs run hooks on the hub: admins only, as for adding.
     caller.require(Need::Admin)?;
-    let changes: crate::CertChanges = body(&bytes)?;
-    cert_or_404(&state, &name).await?;
-    let said = worker(&state)?.edit(name.clone(), changes).await?;
-    state
-        .store
-        .audit(&caller.actor(), "cert.update", &name, &caller.source, Some(&said.join(", ")))
-        .await?;
+    let said = edit(&state, &caller, &name, body(&bytes)?).await?;
     let c = cert_or_404(&state, &name).await?;
     let issued = state.store.latest_issued(&name).await?;
     let mut view = cert_view(&c, issued.as_ref());
     view["changed"] = json!(said);
     Ok(Json(view))
+}
+
+/// Changes how certificate `name` is ordered and renewed (admins only: challenge specs run
+/// hooks on the hub, as for adding); what changed, in words. Audited.
+pub(crate) async fn edit(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    changes: crate::CertChanges,
+) -> ApiResult<Vec<String>> {
+    caller.require(Need::Admin)?;
+    cert_or_404(state, name).await?;
+    let said = worker(state)?.edit(name.to_string(), changes).await?;
+    state
+        .store
+        .audit(&caller.actor(), "cert.update", name, &caller.source, Some(&said.join(", ")))
+        .await?;
+    Ok(said)
+}
+
+/// A certificate's challenge configurations, credentials left out, and which one validates
+/// each identifier.
+pub(crate) fn challenges_view(c: &CertRecord) -> Value {
+    let specs: Vec<certhub_core::ChallengeSpec> =
+        serde_json::from_value(c.challenges.clone()).unwrap_or_default();
+    let ids: Vec<certhub_core::Identifier> =
+        serde_json::from_value(c.identifiers.clone()).unwrap_or_default();
+    let assigned = certhub_core::identifier::assign_challenges(&ids, &specs).unwrap_or_default();
+    let items: Vec<Value> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            json!({
+                "challenge": spec.config.kind().to_string(),
+                "answers": spec.config.describe(),
+                "applies_to": if spec.domains.is_empty() { vec!["all".to_string()] } else { spec.domains.clone() },
+                "propagation_timeout_seconds": spec.propagation_timeout.map(|d| d.as_secs()),
+                "validates": assigned.iter().filter(|(_, n)| *n == i).map(|(id, _)| id.to_string()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({ "items": items })
+}
+
+async fn list_challenges(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Need::Read)?;
+    Ok(Json(challenges_view(&cert_or_404(&state, &name).await?)))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChallengeSpecs {
+    specs: Vec<String>,
+}
+
+async fn replace_challenges(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    bytes: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    caller.require(Need::Admin)?;
+    let ChallengeSpecs { specs } = body(&bytes)?;
+    if specs.is_empty() {
+        return Err(Problem::invalid("specs", "give at least one challenge SPEC"));
+    }
+    let changes = crate::CertChanges { challenges: specs, ..Default::default() };
+    edit(&state, &caller, &name, changes).await?;
+    Ok(Json(challenges_view(&cert_or_404(&state, &name).await?)))
 }
 
 async fn import_certificate(
@@ -723,21 +793,33 @@ async fn add_deployments(
     Path(name): Path<String>,
     bytes: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    // Tasks run commands and write files on the hub: admins only.
     caller.require(Need::Admin)?;
     let req: DeploymentsBody = body(&bytes)?;
-    if req.specs.is_empty() {
+    let added = add_deploy_tasks(&state, &caller, &name, req.specs).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "items": added }))))
+}
+
+/// Adds deployment tasks to certificate `name` (admins only: tasks run commands and write
+/// files on the hub); the tasks added. Audited.
+pub(crate) async fn add_deploy_tasks(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    specs: Vec<String>,
+) -> ApiResult<Value> {
+    caller.require(Need::Admin)?;
+    if specs.is_empty() {
         return Err(Problem::invalid("specs", "give at least one deployment SPEC"));
     }
-    cert_or_404(&state, &name).await?;
-    let added = worker(&state)?.add_deployments(name.clone(), req.specs).await?;
+    cert_or_404(state, name).await?;
+    let added = worker(state)?.add_deployments(name.to_string(), specs).await?;
     let names: Vec<&str> =
         added.as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
     state
         .store
-        .audit(&caller.actor(), "deploy.add", &name, &caller.source, Some(&names.join(" ")))
+        .audit(&caller.actor(), "deploy.add", name, &caller.source, Some(&names.join(" ")))
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "items": added }))))
+    Ok(added)
 }
 
 async fn remove_deployment(
@@ -745,22 +827,52 @@ async fn remove_deployment(
     caller: Caller,
     Path((name, task)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Need::Admin)?;
-    cert_or_404(&state, &name).await?;
-    state.store.remove_deploy_task(&name, &task).await?;
-    state.store.audit(&caller.actor(), "deploy.remove", &name, &caller.source, Some(&task)).await?;
+    remove_deploy_task(&state, &caller, &name, &task).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes deployment task `task` of certificate `name` (admins only). Audited.
+pub(crate) async fn remove_deploy_task(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    task: &str,
+) -> ApiResult<()> {
+    caller.require(Need::Admin)?;
+    cert_or_404(state, name).await?;
+    state.store.remove_deploy_task(name, task).await?;
+    state.store.audit(&caller.actor(), "deploy.remove", name, &caller.source, Some(task)).await?;
+    Ok(())
 }
 
 async fn settings(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     caller.require(Need::Read)?;
-    let s = &state.settings;
-    Ok(Json(json!({
-        "renewal_policy": s.policy,
-        "check_interval_seconds": s.check_interval.as_secs(),
-        "expiry_warning_days": s.expiry_warning_days,
-        "note": "set with certhub serve --policy, --check-interval and --expiry-warning-days",
-    })))
+    Ok(Json(json!(state.settings.get())))
+}
+
+async fn change_settings(
+    State(state): State<AppState>,
+    caller: Caller,
+    bytes: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    change_settings_as(&state, &caller, body(&bytes)?).await?;
+    Ok(Json(json!(state.settings.get())))
+}
+
+/// Checks, saves and applies changes to the hub's settings (admins only); what changed, in
+/// words. Audited.
+pub(crate) async fn change_settings_as(
+    state: &AppState,
+    caller: &Caller,
+    changes: crate::SettingsChanges,
+) -> ApiResult<Vec<String>> {
+    caller.require(Need::Admin)?;
+    let said = state.settings.change(&state.store, changes).await?;
+    state
+        .store
+        .audit(&caller.actor(), "settings.update", "hub", &caller.source, Some(&said.join(", ")))
+        .await?;
+    Ok(said)
 }
 
 async fn preview_certificate(
@@ -881,7 +993,8 @@ async fn get_job(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Need::Read)?;
-    let job = state.jobs.get(&id).ok_or_else(|| Problem::not_found(format!("no job {id:?}")))?;
+    let job =
+        state.jobs.get(&id).await?.ok_or_else(|| Problem::not_found(format!("no job {id:?}")))?;
     Ok(Json(json!(job)))
 }
 

@@ -1,7 +1,7 @@
 //! Long operations (a request takes seconds to minutes): the API answers at once with a job
 //! whose status resource shows its steps as they happen.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -179,7 +179,7 @@ pub trait Worker: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
 }
 
-/// A job's state.
+/// A job's state, as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Job {
     /// Its id.
@@ -188,103 +188,123 @@ pub struct Job {
     pub kind: String,
     /// On what.
     pub target: String,
-    /// `running`, `succeeded` or `failed`.
+    /// `running`, `succeeded`, `failed`, or `interrupted` (the hub running it stopped).
     pub status: String,
     /// The steps so far.
     pub steps: Vec<String>,
     /// The outcome, once it ends.
     pub result: Option<String>,
-    /// Order of creation.
-    #[serde(skip)]
-    pub seq: u64,
+    /// When it started (RFC 3339).
+    pub started: String,
 }
 
-/// How many jobs are kept before finished ones are dropped.
-const MAX_JOBS: usize = 1000;
+/// A running job not heard of for this long belongs to a hub that died: a request gives up
+/// after 15 minutes.
+const SILENT_LIMIT_MS: i64 = 20 * 60_000;
 
-/// The jobs of this hub process (a restart forgets them; the work itself resumes from the
-/// store).
-#[derive(Default)]
+/// What an interrupted job says.
+pub(crate) const INTERRUPTED: &str = "the hub stopped before the request finished; the CA's \
+     order is kept and the next request of this certificate resumes it";
+
+impl Job {
+    fn from_record(r: certhub_store::JobRecord, now_ms: i64) -> Self {
+        let lost = r.status == "running" && now_ms - r.updated_at > SILENT_LIMIT_MS;
+        Job {
+            id: r.id,
+            kind: r.kind,
+            target: r.target,
+            status: if lost { "interrupted".into() } else { r.status },
+            steps: r.steps,
+            result: if lost { Some(INTERRUPTED.into()) } else { r.result },
+            started: crate::api::rfc3339_ms(r.created_at),
+        }
+    }
+}
+
+/// A step, or the end, of one job, in the order they happen.
+enum Update {
+    Step(String),
+    End { status: &'static str, result: String },
+}
+
+/// The jobs of this hub: kept in the store, so their status outlives the process and any hub
+/// sharing the database can show it. The work itself resumes from the store after a restart.
 pub struct Jobs {
-    jobs: Mutex<HashMap<String, Job>>,
-    next: std::sync::atomic::AtomicU64,
+    store: certhub_store::Store,
+    /// The ids of the jobs this process runs.
+    running: Mutex<HashSet<String>>,
 }
 
-struct JobSteps {
-    jobs: Arc<Jobs>,
-    id: String,
-}
+/// Sends a job's steps to its writer.
+struct JobSteps(tokio::sync::mpsc::UnboundedSender<Update>);
 
 impl Steps for JobSteps {
     fn step(&self, message: &str) {
-        self.jobs.update(&self.id, |j| j.steps.push(message.to_string()));
+        let _ = self.0.send(Update::Step(message.to_string()));
     }
 }
 
 impl Jobs {
-    fn update(&self, id: &str, f: impl FnOnce(&mut Job)) {
-        if let Some(job) = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).get_mut(id) {
-            f(job);
-        }
+    pub fn new(store: certhub_store::Store) -> Self {
+        Self { store, running: Mutex::new(HashSet::new()) }
     }
 
-    /// How many jobs are still running.
-    pub fn running(&self) -> usize {
-        self.jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .filter(|j| j.status == "running")
-            .count()
+    /// The ids of the jobs this process still runs.
+    pub fn running(&self) -> Vec<String> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+    }
+
+    /// Marks the jobs this process still runs as interrupted (the hub is stopping).
+    pub async fn interrupt_running(&self) {
+        for id in self.running() {
+            if let Err(e) = self.store.finish_job(&id, "interrupted", INTERRUPTED).await {
+                tracing::warn!(job = id, error = %e, "recording an interrupted job failed");
+            }
+        }
     }
 
     /// A job by id.
-    pub fn get(&self, id: &str) -> Option<Job> {
-        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    pub async fn get(&self, id: &str) -> Result<Option<Job>, certhub_store::Error> {
+        let now = crate::api::now_ms();
+        Ok(self.store.job(id).await?.map(|r| Job::from_record(r, now)))
     }
 
     /// Starts `worker.request(target)` as a job and returns it.
-    pub fn start_request(self: &Arc<Self>, worker: Arc<dyn Worker>, target: &str) -> Job {
+    pub async fn start_request(
+        self: &Arc<Self>,
+        worker: Arc<dyn Worker>,
+        target: &str,
+    ) -> Result<Job, certhub_store::Error> {
         let id: String = (0..8).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
-        let job = Job {
-            id: id.clone(),
-            kind: "request".into(),
-            target: target.into(),
-            status: "running".into(),
-            steps: Vec::new(),
-            result: None,
-            seq: self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        };
-        {
-            let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-            // Finished jobs are kept for their watchers, up to a bound: the oldest go first.
-            if jobs.len() >= MAX_JOBS {
-                let mut finished: Vec<(u64, String)> = jobs
-                    .iter()
-                    .filter(|(_, j)| j.status != "running")
-                    .map(|(id, j)| (j.seq, id.clone()))
-                    .collect();
-                finished.sort();
-                for (_, id) in finished.iter().take(MAX_JOBS / 10 + 1) {
-                    jobs.remove(id);
+        let record = self.store.insert_job(&id, "request", target).await?;
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone());
+        // One writer per job keeps its steps in order in the store.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let run = worker.request(target.to_string(), Arc::new(JobSteps(tx.clone())));
+        tokio::spawn(async move {
+            let (status, result) = match run.await {
+                Ok(r) => ("succeeded", r),
+                Err(e) => ("failed", e),
+            };
+            let _ = tx.send(Update::End { status, result });
+        });
+        let jobs = self.clone();
+        let job_id = id.clone();
+        tokio::spawn(async move {
+            while let Some(update) = rx.recv().await {
+                let written = match update {
+                    Update::Step(step) => jobs.store.add_job_step(&job_id, &step).await,
+                    Update::End { status, result } => {
+                        let written = jobs.store.finish_job(&job_id, status, &result).await;
+                        jobs.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&job_id);
+                        written
+                    }
+                };
+                if let Err(e) = written {
+                    tracing::warn!(job = job_id, error = %e, "recording a job's progress failed");
                 }
             }
-            jobs.insert(id.clone(), job.clone());
-        }
-        let jobs = self.clone();
-        let steps: Arc<dyn Steps> = Arc::new(JobSteps { jobs: jobs.clone(), id: id.clone() });
-        let run = worker.request(target.to_string(), steps);
-        tokio::spawn(async move {
-            let outcome = run.await;
-            jobs.update(&id, |j| {
-                let (status, result) = match outcome {
-                    Ok(r) => ("succeeded", r),
-                    Err(e) => ("failed", e),
-                };
-                j.status = status.into();
-                j.result = Some(result);
-            });
         });
-        job
+        Ok(Job::from_record(record, crate::api::now_ms()))
     }
 }

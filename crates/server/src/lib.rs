@@ -18,6 +18,7 @@ mod jobs;
 mod listen;
 mod openapi;
 mod problem;
+mod settings;
 mod ui;
 
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,7 @@ pub use jobs::{
 pub use listen::{HubCert, Peer, TlsListener};
 pub use openapi::ROUTES;
 pub use problem::Problem;
+pub use settings::{Settings, SettingsChanges, SharedSettings};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -41,30 +43,9 @@ pub struct AppState {
     logins: Arc<auth::LoginLimiter>,
     worker: Option<Arc<dyn Worker>>,
     jobs: Arc<jobs::Jobs>,
-    settings: Settings,
+    settings: SharedSettings,
     /// Whether the hub serves HTTPS (session cookies are then marked Secure).
     https: bool,
-}
-
-/// The hub's settings the pages show.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// The renewal policy of certificates without their own (75%, 30d).
-    pub policy: String,
-    /// How often the renewal service looks for due work.
-    pub check_interval: std::time::Duration,
-    /// Days before expiry that a certificate nothing renews is told about.
-    pub expiry_warning_days: u32,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            policy: "75%".into(),
-            check_interval: std::time::Duration::from_secs(300),
-            expiry_warning_days: 30,
-        }
-    }
 }
 
 impl AppState {
@@ -72,18 +53,18 @@ impl AppState {
     /// user exists (see [`AppState::setup_token_if_needed`]).
     pub fn new(store: Store) -> Self {
         Self {
+            jobs: Arc::new(jobs::Jobs::new(store.clone())),
             store,
             setup_token: Arc::new(Mutex::new(None)),
             logins: Arc::new(auth::LoginLimiter::default()),
             worker: None,
-            jobs: Arc::new(jobs::Jobs::default()),
-            settings: Settings::default(),
+            settings: SharedSettings::new(Settings::default()),
             https: false,
         }
     }
 
-    /// The settings the hub runs with.
-    pub fn with_settings(mut self, settings: Settings) -> Self {
+    /// The settings the hub runs with (shared with its background services).
+    pub fn with_settings(mut self, settings: SharedSettings) -> Self {
         self.settings = settings;
         self
     }
@@ -100,13 +81,15 @@ impl AppState {
         self
     }
 
-    /// Waits until no job runs, or `limit` has passed; returns how many still run. A request
-    /// cut short is resumed from the store by the next start.
+    /// Waits until no job of this process runs, or `limit` has passed; returns how many
+    /// still run, which are then recorded as interrupted. A request cut short is resumed from
+    /// the store by the next request of its certificate.
     pub async fn finish_jobs(&self, limit: std::time::Duration) -> usize {
         let started = std::time::Instant::now();
         loop {
-            let running = self.jobs.running();
+            let running = self.jobs.running().len();
             if running == 0 || started.elapsed() >= limit {
+                self.jobs.interrupt_running().await;
                 return running;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -125,11 +108,17 @@ impl AppState {
     }
 }
 
-/// Removes expired API tokens and ended web sessions from the store; how many. The hub runs
-/// this with its renewal checks.
-pub async fn clean_up_sessions(store: &Store) -> Result<u64, certhub_store::Error> {
-    let idle_before = api::now_ms() - ui::IDLE_MINUTES * 60_000;
-    store.delete_stale_tokens(ui::SESSION_LABEL, idle_before).await
+/// How long a finished job's status stays readable: 7 days.
+const JOB_KEEP_MS: i64 = 7 * 86_400_000;
+
+/// Removes expired API tokens, ended web sessions, and jobs that ended over 7 days ago from
+/// the store; how many of each. The hub runs this with its renewal checks.
+pub async fn clean_up(store: &Store) -> Result<(u64, u64), certhub_store::Error> {
+    let now = api::now_ms();
+    let tokens =
+        store.delete_stale_tokens(ui::SESSION_LABEL, now - ui::IDLE_MINUTES * 60_000).await?;
+    let jobs = store.delete_jobs_before(now - JOB_KEEP_MS).await?;
+    Ok((tokens, jobs))
 }
 
 /// The hub's routes: the REST API under `/api/v1` and the web UI.

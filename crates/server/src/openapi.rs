@@ -71,6 +71,27 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
     ),
     ("get", "/api/v1/settings", "The hub's renewal and notification settings", Some("cert:read")),
     (
+        "patch",
+        "/api/v1/settings",
+        "Change the settings, kept across restarts: renewal_policy, check_interval_seconds, \
+         expiry_warning_days, renewal_workers (admin)",
+        Some("admin"),
+    ),
+    (
+        "get",
+        "/api/v1/certificates/{name}/challenges",
+        "A certificate's challenge configurations (credentials left out) and the identifiers \
+         each validates",
+        Some("cert:read"),
+    ),
+    (
+        "put",
+        "/api/v1/certificates/{name}/challenges",
+        "Replace the challenge configurations: {\"specs\": [SPEC, …]} as for certhub cert set \
+         --challenge (admin)",
+        Some("admin"),
+    ),
+    (
         "get",
         "/api/v1/certificates/{name}/history",
         "What happened to a certificate",
@@ -157,12 +178,17 @@ pub fn document() -> Value {
         if let Some(scope) = scope {
             op["security"] = json!([{ "token": [scope] }]);
         }
-        for param in ["name", "id"] {
-            if path.contains(&format!("{{{param}}}")) {
-                op["parameters"] = json!([{
+        let params: Vec<Value> = path
+            .split('/')
+            .filter_map(|part| part.strip_prefix('{')?.strip_suffix('}'))
+            .map(|param| {
+                json!({
                     "name": param, "in": "path", "required": true, "schema": { "type": "string" }
-                }]);
-            }
+                })
+            })
+            .collect();
+        if !params.is_empty() {
+            op["parameters"] = Value::Array(params);
         }
         let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
         entry[*method] = op;

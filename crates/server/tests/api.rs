@@ -316,6 +316,86 @@ async fn certificates_list_filter_page_and_pull() {
 }
 
 #[tokio::test]
+async fn settings_change_field_by_field_and_outlive_the_process() {
+    let hub = Hub::start().await;
+    let admin = hub.set_up().await;
+    let (_, v) = hub.json("GET", "/api/v1/settings", Some(&admin), None).await;
+    assert_eq!(
+        v,
+        json!({"renewal_policy": "75%", "check_interval_seconds": 300, "expiry_warning_days": 30, "renewal_workers": 4})
+    );
+    for (body, field) in [
+        (json!({"renewal_policy": "often"}), "renewal_policy"),
+        (json!({"check_interval_seconds": 0}), "check_interval_seconds"),
+        (json!({"expiry_warning_days": 9999}), "expiry_warning_days"),
+        (json!({"renewal_workers": 0}), "renewal_workers"),
+        (json!({"renewal_policy": "30d", "colour": "blue"}), "colour"),
+    ] {
+        let (status, v) = hub.json("PATCH", "/api/v1/settings", Some(&admin), Some(body)).await;
+        assert_eq!((status, v["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{v}");
+    }
+    let new_user = json!({"username": "vic", "password": "viewer password 1", "role": "viewer"});
+    hub.json("POST", "/api/v1/users", Some(&admin), Some(new_user)).await;
+    let viewer = hub.token("vic", "viewer password 1", None).await;
+    let change = json!({"renewal_policy": "30d", "renewal_workers": 16});
+    let (status, _) =
+        hub.json("PATCH", "/api/v1/settings", Some(&viewer), Some(change.clone())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, v) = hub.json("PATCH", "/api/v1/settings", Some(&admin), Some(change)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["renewal_policy"].as_str(), v["renewal_workers"].as_u64()),
+        (Some("30d"), Some(16))
+    );
+    let (_, v) = hub.json("GET", "/api/v1/audit", Some(&admin), None).await;
+    let last = v["items"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "settings.update", "{last}");
+    assert_eq!(last["detail"], "renewal policy 30d, 16 renewal workers", "{last}");
+
+    // The next start: what was changed wins over the flags, the rest follows them.
+    let flags = certhub_server::Settings { check_interval_secs: 60, ..Default::default() };
+    let next = certhub_server::SharedSettings::load(&hub.store, flags).await.unwrap();
+    let now = next.get();
+    assert_eq!(
+        (now.policy.as_str(), now.renewal_workers, now.check_interval_secs),
+        ("30d", 16, 60)
+    );
+}
+
+#[tokio::test]
+async fn challenge_configurations_are_listed_without_their_credentials() {
+    let hub = Hub::start().await;
+    let admin = hub.set_up().await;
+    hub.issued_certificate().await;
+    let mut web = hub.store.cert("web").await.unwrap().unwrap();
+    let specs: Vec<certhub_core::ChallengeSpec> = [
+        "dns-01:rfc2136=127.0.0.1:53,key-name=certhub,key-secret=c2VjcmV0;domains=*.test",
+        "http-01:webroot=/var/www",
+    ]
+    .iter()
+    .map(|s| certhub_core::ChallengeSpec::parse(s).unwrap())
+    .collect();
+    web.challenges = serde_json::to_value(&specs).unwrap();
+    hub.store.update_cert(&web).await.unwrap();
+    let (status, v) =
+        hub.json("GET", "/api/v1/certificates/web/challenges", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!v.to_string().contains("c2VjcmV0"), "the TSIG secret stays out: {v}");
+    // web.test matches the first pattern, but dns-01 fits it: the first fitting one validates.
+    assert_eq!(v["items"][0]["challenge"], "dns-01", "{v}");
+    assert_eq!(v["items"][0]["applies_to"], json!(["*.test"]), "{v}");
+    assert_eq!(v["items"][0]["validates"], json!(["web.test"]), "{v}");
+    assert_eq!(v["items"][1]["validates"], json!([]), "{v}");
+    let (status, _) =
+        hub.json("GET", "/api/v1/certificates/nope/challenges", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let body = json!({"specs": []});
+    let (status, v) =
+        hub.json("PUT", "/api/v1/certificates/web/challenges", Some(&admin), Some(body)).await;
+    assert_eq!((status, v["field"].as_str()), (StatusCode::BAD_REQUEST, Some("specs")));
+}
+
+#[tokio::test]
 async fn a_viewer_reads_but_cannot_download_keys_or_administer() {
     let hub = Hub::start().await;
     let admin = hub.set_up().await;

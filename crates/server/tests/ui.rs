@@ -177,6 +177,37 @@ async fn validation_errors_are_shown_next_to_their_field() {
 }
 
 #[tokio::test]
+async fn renewal_settings_are_saved_from_the_settings_page() {
+    let (hub, cookie, _) = Hub::set_up(false).await;
+    let csrf = hub.csrf("/settings", &cookie).await;
+    let form = |policy: &'static str, workers: &'static str| {
+        [
+            ("renewal_policy", policy),
+            ("check_interval_seconds", "300"),
+            ("renewal_workers", workers),
+            ("expiry_warning_days", "30"),
+        ]
+    };
+    let mut bad = form("often", "two").to_vec();
+    bad.push(("csrf", &csrf));
+    let rsp = hub.post("/settings/renewal", Some(&cookie), &bad).await;
+    assert_eq!(rsp.status, StatusCode::BAD_REQUEST);
+    for field in ["renewal_policy", "renewal_workers"] {
+        let at = rsp.body.find(&format!("id=\"{field}\"")).expect("the field");
+        let rest = &rsp.body[at..];
+        let error = rest.find("class=\"err\"").expect("an error after it");
+        assert!(error < rest[1..].find("<label").unwrap(), "{field}'s error sits after it");
+    }
+    assert!(rsp.body.contains("value=\"often\""), "what was typed is kept");
+    let mut good = form("30d", "8").to_vec();
+    good.push(("csrf", &csrf));
+    let rsp = hub.post("/settings/renewal", Some(&cookie), &good).await;
+    assert_eq!(rsp.status, StatusCode::OK, "{}", rsp.body);
+    assert!(rsp.body.contains("Saved: renewal policy 30d, 8 renewal workers."), "{}", rsp.body);
+    assert!(hub.get("/settings", Some(&cookie)).await.body.contains("value=\"30d\""));
+}
+
+#[tokio::test]
 async fn roles_hold_in_the_pages_and_signing_out_ends_the_session() {
     let (hub, admin, _) = Hub::set_up(false).await;
     let csrf = hub.csrf("/settings", &admin).await;

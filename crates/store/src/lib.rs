@@ -33,6 +33,7 @@ pub mod crypto;
 mod deploy;
 mod event;
 mod issued;
+mod job;
 mod lease;
 mod notify;
 mod order;
@@ -58,6 +59,7 @@ pub use crypto::MasterKey;
 pub use deploy::DeployTaskRecord;
 pub use event::EventRecord;
 pub use issued::IssuedRecord;
+pub use job::JobRecord;
 pub use lease::CertLease;
 pub use notify::ChannelRecord;
 pub use order::{OrderRecord, PresentedRecord};
@@ -332,6 +334,27 @@ impl Store {
             Ok(value) if value.as_slice() == KEY_CHECK_VALUE => Ok(()),
             _ => Err(crypto::Error::WrongMasterKey.into()),
         }
+    }
+
+    /// The value of `meta` row `name`.
+    pub(crate) async fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Sets `meta` row `name` to `value`.
+    pub(crate) async fn set_meta(&self, name: &str, value: &[u8]) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO meta (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Closes the connection pool, waiting for running queries; every clone is closed too.

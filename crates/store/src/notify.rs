@@ -134,11 +134,7 @@ impl Store {
     /// The id of the last event handed to the channels; on first use, the newest event's
     /// (history from before notifications were set up is not sent).
     pub async fn notify_cursor(&self) -> Result<i64, Error> {
-        let value: Option<Vec<u8>> = sqlx::query_scalar("SELECT value FROM meta WHERE name = $1")
-            .bind(CURSOR)
-            .fetch_optional(&self.pool)
-            .await?;
-        if let Some(v) = value {
+        if let Some(v) = self.meta(CURSOR).await? {
             return Ok(String::from_utf8_lossy(&v).parse().unwrap_or(0));
         }
         let newest: Option<i64> =
@@ -150,15 +146,7 @@ impl Store {
 
     /// Records that the events up to `id` were handed to the channels.
     pub async fn set_notify_cursor(&self, id: i64) -> Result<(), Error> {
-        sqlx::query(
-            "INSERT INTO meta (name, value) VALUES ($1, $2) \
-             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-        )
-        .bind(CURSOR)
-        .bind(id.to_string().into_bytes())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.set_meta(CURSOR, id.to_string().as_bytes()).await
     }
 
     /// Records a once-only notice; `false` when it was recorded before (by this hub or

@@ -184,7 +184,48 @@ on_both_backends!(
     the_first_admin_is_made_once_with_its_audit_entry,
     notification_channels_keep_their_secrets_sealed_and_notices_happen_once,
     expired_tokens_and_idle_sessions_are_removed,
+    jobs_keep_their_steps_in_order_and_end_once,
+    hub_settings_round_trip,
 );
+
+async fn jobs_keep_their_steps_in_order_and_end_once(db: Db) {
+    let store = db.open().await;
+    let job = store.insert_job("j1", "request", "web").await.unwrap();
+    assert_eq!((job.status.as_str(), job.steps.len()), ("running", 0));
+    for step in ["ordering", "validating a.example\nwith http-01", "issued"] {
+        store.add_job_step("j1", step).await.unwrap();
+    }
+    let read = store.job("j1").await.unwrap().unwrap();
+    // A line break inside a step does not split it.
+    assert_eq!(read.steps, ["ordering", "validating a.example with http-01", "issued"]);
+    store.finish_job("j1", "succeeded", "issued serial 01").await.unwrap();
+    // A job ends once: a later "interrupted" (a hub stopping) does not overwrite the outcome.
+    store.finish_job("j1", "interrupted", "the hub stopped").await.unwrap();
+    let read = store.job("j1").await.unwrap().unwrap();
+    assert_eq!(
+        (read.status.as_str(), read.result.as_deref()),
+        ("succeeded", Some("issued serial 01"))
+    );
+    assert!(store.job("nope").await.unwrap().is_none());
+    // Reopening (another hub, or a restart) reads it back.
+    let again = db.open().await;
+    assert_eq!(again.job("j1").await.unwrap().unwrap().steps.len(), 3);
+    // Cleanup removes ended jobs only.
+    store.insert_job("j2", "request", "api").await.unwrap();
+    let removed = store.delete_jobs_before(i64::MAX).await.unwrap();
+    assert_eq!(removed, 1);
+    assert!(store.job("j1").await.unwrap().is_none());
+    assert_eq!(store.job("j2").await.unwrap().unwrap().status, "running");
+}
+
+async fn hub_settings_round_trip(db: Db) {
+    let store = db.open().await;
+    assert_eq!(store.hub_settings().await.unwrap(), None);
+    let settings = json!({ "policy": "30d", "check_interval": 60 });
+    store.set_hub_settings(&settings).await.unwrap();
+    store.set_hub_settings(&settings).await.unwrap();
+    assert_eq!(db.open().await.hub_settings().await.unwrap(), Some(settings));
+}
 
 async fn expired_tokens_and_idle_sessions_are_removed(db: Db) {
     let store = db.open().await;
@@ -218,7 +259,7 @@ async fn notification_channels_keep_their_secrets_sealed_and_notices_happen_once
     let channel = certhub_store::ChannelRecord {
         name: "ops".into(),
         kind: "slack".into(),
-        config: serde_json::json!({ "url": "https://hooks.slack.test/services/T0KEN-SECRET" }),
+        config: json!({ "url": "https://hooks.slack.test/services/T0KEN-SECRET" }),
         events: vec!["renewed".into(), "expiring".into()],
     };
     store.insert_channel(&channel).await.unwrap();

@@ -177,6 +177,70 @@ async fn a_person_runs_the_hub_in_a_browser() {
     assert_eq!(browser.text("h1 .state").await, "valid");
     assert!(browser.text(".facts").await.contains("Bought Elsewhere"));
 
+    // Its PKCS#12, downloaded, comes back in through the file field: a wrong password is
+    // named next to the file.
+    browser.click("details.download summary").await;
+    browser.click("details.download input[value=pkcs12]").await;
+    browser.fill("#p12pw", "p12 secret").await;
+    browser.click("#download-button").await;
+    let p12 = browser.downloaded("shop.p12").await;
+    let p12 = p12.to_str().unwrap();
+    browser.goto(&hub.url("/certificates/import")).await;
+    browser.fill("#name", "shop-p12").await;
+    browser.fill("#pkcs12", p12).await;
+    browser.fill("#password", "not it").await;
+    browser.click("form.card button[type=submit]").await;
+    browser.wait_for_text("#pkcs12 + .err", "password", Duration::from_secs(10)).await;
+    browser.fill("#pkcs12", p12).await;
+    browser.fill("#password", "p12 secret").await;
+    browser.click("form.card button[type=submit]").await;
+    browser.wait_for_text("h1", "shop-p12", Duration::from_secs(20)).await;
+    assert!(browser.text(".facts").await.contains("shop.browser.test"));
+
+    // Editing: the renewal policy on Advanced, checked next to its field; the challenges on
+    // Authorization; a deployment task added and removed.
+    browser.goto(&hub.url("/certificates/web?tab=advanced")).await;
+    browser.click("details.edit summary").await;
+    browser.fill("#renew_at", "120%").await;
+    browser.click("details.edit button[type=submit]").await;
+    browser.wait_for_text("#renew_at + .err", "120%", Duration::from_secs(10)).await;
+    browser.fill("#renew_at", "30d").await;
+    browser.click("details.edit button[type=submit]").await;
+    browser.wait_for_text(".flash", "renews at 30d", Duration::from_secs(10)).await;
+    assert!(browser.text(".facts").await.contains("30d"));
+    browser.goto(&hub.url("/certificates/web?tab=authorization")).await;
+    browser.click("details.edit summary").await;
+    browser.set_value("#challenges", "http-01:nowhere").await;
+    browser.click("details.edit button[type=submit]").await;
+    browser.wait_for_text("#challenges + .err", "http-01", Duration::from_secs(10)).await;
+    browser.set_value("#challenges", &format!("http-01:listen=127.0.0.1:{http_port}")).await;
+    browser.click("details.edit button[type=submit]").await;
+    browser.wait_for_text(".flash", "1 challenge configuration", Duration::from_secs(10)).await;
+    let files = tempfile::TempDir::new().unwrap();
+    browser.goto(&hub.url("/certificates/web?tab=deployment")).await;
+    browser.click("details.edit summary").await;
+    browser.set_value("#deploy", &format!("files:dir={};name=copy", files.path().display())).await;
+    browser.click("details.edit button[type=submit]").await;
+    browser.wait_for_text(".flash", "Added copy", Duration::from_secs(10)).await;
+    browser.screenshot(&shots.join("certificate-deployment.png")).await;
+    browser.click("button[aria-label='Remove task copy']").await;
+    browser.wait_for_text(".flash", "Removed copy", Duration::from_secs(10)).await;
+
+    // Settings at run time: a bad policy is named next to its field, a good one is saved
+    // and becomes the default the certificates show.
+    browser.goto(&hub.url("/settings")).await;
+    browser.fill("#renewal_policy", "often").await;
+    browser.fill("#renewal_workers", "2").await;
+    browser.click("#renewal button[type=submit]").await;
+    browser.wait_for_text("#renewal_policy + .err", "often", Duration::from_secs(10)).await;
+    browser.fill("#renewal_policy", "70%").await;
+    browser.click("#renewal button[type=submit]").await;
+    let saved = browser.wait_for_text(".flash", "Saved", Duration::from_secs(10)).await;
+    assert!(saved.contains("renewal policy 70%") && saved.contains("2 renewal workers"), "{saved}");
+    browser.goto(&hub.url("/certificates/shop?tab=advanced")).await;
+    assert!(browser.text(".facts").await.contains("hub default (70%)"));
+    no_js_errors(&browser, "the edits").await;
+
     // History and the audit log.
     browser.goto(&hub.url("/certificates/web?tab=history")).await;
     let history = browser.text(".tab table").await;
@@ -184,9 +248,18 @@ async fn a_person_runs_the_hub_in_a_browser() {
     browser.screenshot(&shots.join("certificate-history.png")).await;
     browser.goto(&hub.url("/audit")).await;
     let audit = browser.text("table.audit").await;
-    for action in
-        ["user.create", "account.create", "cert.create", "cert.request", "cert.key-download"]
-    {
+    for action in [
+        "user.create",
+        "account.create",
+        "cert.create",
+        "cert.request",
+        "cert.key-download",
+        "cert.import",
+        "cert.update",
+        "deploy.add",
+        "deploy.remove",
+        "settings.update",
+    ] {
         assert!(audit.contains(action), "the audit log lacks {action}:\n{audit}");
     }
     assert!(browser.text("#audit-verdict").await.starts_with("Intact"));
@@ -202,7 +275,7 @@ async fn a_person_runs_the_hub_in_a_browser() {
 
     browser.goto(&hub.url("/")).await;
     let counts = browser.text(".counts").await;
-    assert!(counts.contains("2\nvalid") || counts.contains("2 valid"), "{counts}");
+    assert!(counts.contains("3\nvalid") || counts.contains("3 valid"), "{counts}");
     browser.screenshot(&shots.join("dashboard.png")).await;
     no_js_errors(&browser, "dashboard").await;
 

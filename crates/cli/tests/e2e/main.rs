@@ -1795,6 +1795,47 @@ async fn the_hub_serves_a_certificate_to_a_token_holder_and_stops_cleanly() {
         .await
         .unwrap();
     assert_eq!(settings["renewal_policy"], "75%");
+    assert_eq!(settings["renewal_workers"], 4);
+
+    // Settings change at run time: checked field by field, then in force and kept.
+    let patch =
+        |body: Value| http.patch(format!("{base}/settings")).bearer_auth(&token).json(&body).send();
+    let rsp = patch(json!({"renewal_policy": "101%"})).await.unwrap();
+    assert_eq!(rsp.status(), 400);
+    assert_eq!(rsp.json::<Value>().await.unwrap()["field"], "renewal_policy");
+    let rsp = patch(json!({"renewal_policy": "60%", "renewal_workers": 2})).await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    let settings: Value = rsp.json().await.unwrap();
+    assert_eq!(
+        (settings["renewal_policy"].as_str(), settings["renewal_workers"].as_u64()),
+        (Some("60%"), Some(2))
+    );
+
+    // Challenge configurations as a resource: which one validates each name, and replaced.
+    let challenges: Value = http
+        .get(format!("{base}/certificates/api-cert/challenges"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(challenges["items"][0]["challenge"], "http-01", "{challenges}");
+    assert_eq!(challenges["items"][0]["validates"], json!(["api.test"]), "{challenges}");
+    let put = |specs: Value| {
+        http.put(format!("{base}/certificates/api-cert/challenges"))
+            .bearer_auth(&token)
+            .json(&json!({ "specs": specs }))
+            .send()
+    };
+    let rsp = put(json!(["dns-01:rfc2136=nowhere"])).await.unwrap();
+    assert_eq!(rsp.status(), 400);
+    let rsp = put(json!([env.http01(), "dns-01:exec=/bin/true;domains=*.api.test"])).await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    let challenges: Value = rsp.json().await.unwrap();
+    assert_eq!(challenges["items"].as_array().unwrap().len(), 2, "{challenges}");
+    assert_eq!(challenges["items"][1]["applies_to"], json!(["*.api.test"]), "{challenges}");
 
     // A viewer can read, but neither request nor download keys.
     let rsp = post(
@@ -1852,9 +1893,10 @@ async fn the_hub_serves_a_certificate_to_a_token_holder_and_stops_cleanly() {
     // and certificate added with the CLI; through the API the setup, the admin's token, the
     // key download, the account, the certificate, its request; the CLI's export of that
     // certificate (with its key); its edit, the deployment task added and removed; the
-    // viewer, the viewer's token, the second request.
+    // viewer, the viewer's token, the settings changed, the challenges replaced, the second
+    // request.
     let out = env.ok(&["audit", "verify"]).await;
-    assert!(out.contains("intact: 15 entries"), "{out}");
+    assert!(out.contains("intact: 17 entries"), "{out}");
 
     // SIGTERM: a clean stop.
     let pid = child.id().unwrap();
@@ -1862,6 +1904,20 @@ async fn the_hub_serves_a_certificate_to_a_token_holder_and_stops_cleanly() {
     let status =
         tokio::time::timeout(Duration::from_secs(20), child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "{status:?}");
+
+    // After a restart the settings changed through the API still win over the flags' defaults,
+    // and the finished job can still be read.
+    let hub = env.serve(&[], false).await;
+    let base = format!("http://127.0.0.1:{}/api/v1", hub.port);
+    let get = |path: String| http.get(format!("{base}{path}")).bearer_auth(&token).send();
+    let settings: Value = get("/settings".into()).await.unwrap().json().await.unwrap();
+    assert_eq!(settings["renewal_policy"], "60%", "{settings}");
+    let job_path = status_url.split("/api/v1").nth(1).unwrap().to_string();
+    let again: Value = get(job_path).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (again["status"].clone(), again["steps"].clone()),
+        (job["status"].clone(), job["steps"].clone())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1907,6 +1963,19 @@ async fn the_hub_renews_what_is_due_by_itself() {
     })
     .await;
     assert!(out_dir.path().join("fullchain.pem").exists());
+    // Each of the hub's own renewals is in the audit log, as done by the hub.
+    let store = certhub_store::Store::open(env.data_dir()).await.unwrap();
+    let renewals: Vec<_> = store
+        .audit_entries(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "cert.renew" && e.target == "auto")
+        .collect();
+    assert!(renewals.len() >= 2, "{renewals:?}");
+    assert!(renewals.iter().all(|e| e.actor == "hub" && e.source == "renewal service"));
+    assert_eq!(renewals[0].detail.as_deref(), Some(first.as_str()));
+    store.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

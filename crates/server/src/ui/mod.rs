@@ -37,10 +37,14 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/certificates/{name}/request", post(request_certificate))
         .route("/certificates/{name}/revoke", post(revoke_certificate))
         .route("/certificates/{name}/download", post(download))
+        .route("/certificates/{name}/edit", post(edit_certificate))
+        .route("/certificates/{name}/deployments", post(add_deployments))
+        .route("/certificates/{name}/deployments/{task}/delete", post(remove_deployment))
         .route("/jobs/{id}", get(job))
         .route("/settings", get(settings))
         .route("/settings/accounts", post(add_account))
         .route("/settings/users", post(add_user))
+        .route("/settings/renewal", post(save_renewal))
         .route("/settings/tokens", post(create_token))
         .route("/settings/tokens/{id}/revoke", post(revoke_token))
         .route("/settings/notifications", post(add_channel))
@@ -105,10 +109,35 @@ impl FormData {
 impl<S: Send + Sync> FromRequest<S> for FormData {
     type Rejection = Response;
 
+    /// A URL-encoded form, or a multipart one (a form with a file field): a chosen file's
+    /// bytes arrive as base64 under the field's name, and a field with no file chosen as "".
     async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
-        let Form(fields) = Form::<Vec<(String, String)>>::from_request(req, state)
+        let multipart = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("multipart/form-data"));
+        if !multipart {
+            let Form(fields) = Form::<Vec<(String, String)>>::from_request(req, state)
+                .await
+                .map_err(IntoResponse::into_response)?;
+            return Ok(Self(fields));
+        }
+        let mut parts = axum::extract::Multipart::from_request(req, state)
             .await
             .map_err(IntoResponse::into_response)?;
+        let mut fields = Vec::new();
+        while let Some(field) = parts.next_field().await.map_err(IntoResponse::into_response)? {
+            let name = field.name().unwrap_or_default().to_string();
+            let value = if field.file_name().is_some() {
+                use base64::Engine as _;
+                let bytes = field.bytes().await.map_err(IntoResponse::into_response)?;
+                base64::engine::general_purpose::STANDARD.encode(bytes)
+            } else {
+                field.text().await.map_err(IntoResponse::into_response)?
+            };
+            fields.push((name, value));
+        }
         Ok(Self(fields))
     }
 }
@@ -480,6 +509,7 @@ async fn dashboard_page(state: &AppState, s: &Session) -> Result<DashboardPage, 
     let mut attention = Vec::new();
     let certs = state.store.certs().await?;
     let total = certs.len();
+    let policy = state.settings.get().policy;
     for c in &certs {
         let issued = state.store.latest_issued(&c.name).await?;
         let view = api::cert_view(c, issued.as_ref());
@@ -493,7 +523,7 @@ async fn dashboard_page(state: &AppState, s: &Session) -> Result<DashboardPage, 
             if (0..CHART_WEEKS).contains(&slot) {
                 weeks[slot as usize].0 += 1;
             }
-            if let Some(at) = renewal_time(c, i, &state.settings.policy) {
+            if let Some(at) = renewal_time(c, i, &policy) {
                 let slot = (at - now).max(0).div_euclid(week);
                 if (0..CHART_WEEKS).contains(&slot) {
                     weeks[slot as usize].1 += 1;
@@ -792,14 +822,25 @@ async fn import_certificate(
         errors.add("name", "give the certificate a name, e.g. shop");
     }
     let cert_pem = form.text("cert_pem");
-    if cert_pem.is_none() {
-        errors.add("cert_pem", "paste the certificate and its chain, PEM, leaf first");
+    // A file chosen in the form arrives as base64 (see FormData).
+    let pkcs12 = form.text("pkcs12");
+    match (&cert_pem, &pkcs12) {
+        (None, None) => errors.add(
+            "cert_pem",
+            "paste the certificate and its chain (PEM, leaf first), or choose a PKCS#12 file",
+        ),
+        (Some(_), Some(_)) => {
+            errors.add("pkcs12", "give PEM or a PKCS#12 file, not both");
+        }
+        _ => {}
     }
     if errors.is_empty() {
         let req = crate::NewImport {
             name: name.clone(),
+            key_pem: if cert_pem.is_some() { form.text("key_pem") } else { None },
             cert_pem,
-            key_pem: form.text("key_pem"),
+            password: pkcs12.as_ref().map(|_| form.value("password").to_string()),
+            pkcs12_base64: pkcs12,
             deploy: form.lines("deploy"),
             ..Default::default()
         };
@@ -811,6 +852,11 @@ async fn import_certificate(
             Err(p) => {
                 // The engine's messages name what is wrong: the key, the certificate, a task.
                 let field = match p.detail.as_str() {
+                    d if form.get("pkcs12").is_some_and(|f| !f.is_empty())
+                        && (d.contains("PKCS") || d.contains("password")) =>
+                    {
+                        "pkcs12"
+                    }
                     d if d.contains("key") => "key_pem",
                     d if d.contains("deploy") => "deploy",
                     d if d.contains("certificate name") || d.contains("name ") => "name",
@@ -855,6 +901,13 @@ struct CertPage {
     can_request: bool,
     can_revoke: bool,
     can_key: bool,
+    /// Whether the edit forms show (admins).
+    admin: bool,
+    /// The CA accounts, for the Advanced tab's form.
+    accounts: Vec<String>,
+    /// The edit form's values: what is stored, or what was posted.
+    values: FormData,
+    errors: Errors,
 }
 
 #[derive(serde::Deserialize)]
@@ -951,7 +1004,7 @@ async fn cert_page(
                 "Renewal policy".into(),
                 c.renewal_policy
                     .clone()
-                    .unwrap_or_else(|| format!("hub default ({})", state.settings.policy)),
+                    .unwrap_or_else(|| format!("hub default ({})", state.settings.get().policy)),
             ));
             facts.push((
                 "Fallback account".into(),
@@ -974,6 +1027,18 @@ async fn cert_page(
             }
         }
     }
+    let admin = s.caller.may(Need::Admin);
+    let accounts = if admin && tab == "advanced" {
+        state.store.accounts().await?.into_iter().map(|a| a.name).collect()
+    } else {
+        Vec::new()
+    };
+    let values = FormData(vec![
+        ("account".into(), c.account_name.clone().unwrap_or_default()),
+        ("renew_at".into(), c.renewal_policy.clone().unwrap_or_default()),
+        ("fallback_account".into(), c.fallback_account.clone().unwrap_or_else(|| "none".into())),
+        ("fallback_after".into(), c.fallback_after.to_string()),
+    ]);
     Ok(CertPage {
         page: PageInfo::new(name, s, "certificates"),
         cert: row,
@@ -983,10 +1048,142 @@ async fn cert_page(
         history,
         issued: issued.is_some(),
         can_request: s.caller.may(Need::Request),
-        can_revoke: s.caller.may(Need::Admin)
-            && issued.as_ref().is_some_and(|i| i.revoked_at.is_none()),
+        can_revoke: admin && issued.as_ref().is_some_and(|i| i.revoked_at.is_none()),
         can_key: s.caller.may(Need::Key),
+        admin,
+        accounts,
+        values,
+        errors: Errors::default(),
     })
+}
+
+/// The certificate page after an edit: its tab with a message, or the posted form with its
+/// errors.
+async fn cert_page_after(
+    state: &AppState,
+    s: &Session,
+    name: &str,
+    tab: &str,
+    outcome: Result<String, (FormData, Errors)>,
+) -> Response {
+    let page = match cert_page(state, s, name, tab).await {
+        Ok(page) => page,
+        Err(p) => return problem_page(p, s),
+    };
+    match outcome {
+        Ok(flash) => render(&CertPage { page: page.page.flash(Some(flash)), ..page }),
+        Err((values, errors)) => {
+            render_status(StatusCode::BAD_REQUEST, &CertPage { values, errors, ..page })
+        }
+    }
+}
+
+/// Where the engine's message about a change belongs on the Advanced tab.
+fn advanced_field(message: &str) -> &'static str {
+    match message {
+        m if m.contains("fallback") => "fallback_account",
+        m if m.contains("polic") || m.contains("renew") => "renew_at",
+        _ => "account",
+    }
+}
+
+async fn edit_certificate(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Posted { session: s, form }: Posted,
+) -> Response {
+    let tab = if form.value("tab") == "advanced" { "advanced" } else { "authorization" };
+    let mut errors = Errors::default();
+    let mut changes = crate::CertChanges::default();
+    if tab == "authorization" {
+        changes.challenges = form.lines("challenges");
+        if changes.challenges.is_empty() {
+            errors.add("challenges", "give at least one challenge SPEC, one a line");
+        }
+    } else {
+        let c = match api::cert_or_404(&state, &name).await {
+            Ok(c) => c,
+            Err(p) => return problem_page(p, &s),
+        };
+        changes.account = form.text("account").filter(|a| Some(a) != c.account_name.as_ref());
+        changes.renew_at = match (form.text("renew_at"), &c.renewal_policy) {
+            (None, Some(_)) => Some("default".into()),
+            (Some(p), current) if Some(&p) != current.as_ref() => Some(p),
+            _ => None,
+        };
+        let fallback = form.text("fallback_account").unwrap_or_else(|| "none".into());
+        if fallback != c.fallback_account.clone().unwrap_or_else(|| "none".into()) {
+            changes.fallback_account = Some(fallback);
+        }
+        match form.value("fallback_after").trim().parse::<u16>() {
+            Ok(n) if n >= 1 => {
+                changes.fallback_after = (i64::from(n) != c.fallback_after).then_some(n)
+            }
+            _ => errors.add("fallback_after", "a whole number of failures, at least 1"),
+        }
+        let unchanged = changes.account.is_none()
+            && changes.renew_at.is_none()
+            && changes.fallback_account.is_none()
+            && changes.fallback_after.is_none();
+        if errors.is_empty() && unchanged {
+            return cert_page_after(&state, &s, &name, tab, Ok("Nothing changed.".into())).await;
+        }
+    }
+    if errors.is_empty() {
+        match api::edit(&state, &s.caller, &name, changes).await {
+            Ok(said) => {
+                let flash = format!("Saved: {}.", said.join(", "));
+                return cert_page_after(&state, &s, &name, tab, Ok(flash)).await;
+            }
+            Err(p) if p.status == 400 || (p.status == 404 && tab == "advanced") => {
+                let field =
+                    if tab == "advanced" { advanced_field(&p.detail) } else { "challenges" };
+                errors.add(field, p.detail);
+            }
+            Err(p) => return problem_page(p, &s),
+        }
+    }
+    cert_page_after(&state, &s, &name, tab, Err((form, errors))).await
+}
+
+async fn add_deployments(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Posted { session: s, form }: Posted,
+) -> Response {
+    let outcome = match api::add_deploy_tasks(&state, &s.caller, &name, form.lines("deploy")).await
+    {
+        Ok(added) => Ok(format!(
+            "Added {}.",
+            added
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t["name"].as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        Err(p) if p.status == 400 => {
+            let mut errors = Errors::default();
+            errors.add("deploy", p.detail);
+            Err((form, errors))
+        }
+        Err(p) => return problem_page(p, &s),
+    };
+    cert_page_after(&state, &s, &name, "deployment", outcome).await
+}
+
+async fn remove_deployment(
+    State(state): State<AppState>,
+    Path((name, task)): Path<(String, String)>,
+    Posted { session: s, .. }: Posted,
+) -> Response {
+    match api::remove_deploy_task(&state, &s.caller, &name, &task).await {
+        Ok(()) => {
+            cert_page_after(&state, &s, &name, "deployment", Ok(format!("Removed {task}."))).await
+        }
+        Err(p) => problem_page(p, &s),
+    }
 }
 
 async fn test_certificate(
@@ -1042,11 +1239,10 @@ async fn job(State(state): State<AppState>, s: Session, Path(id): Path<String>) 
     if let Err(p) = s.caller.require(Need::Read) {
         return problem_fragment(&p);
     }
-    match state.jobs.get(&id) {
-        Some(job) => render(&JobFragment { job }),
-        None => {
-            problem_fragment(&Problem::not_found(format!("no job {id:?} (the hub restarted?)")))
-        }
+    match state.jobs.get(&id).await {
+        Ok(Some(job)) => render(&JobFragment { job }),
+        Ok(None) => problem_fragment(&Problem::not_found(format!("no job {id:?}"))),
+        Err(e) => problem_fragment(&e.into()),
     }
 }
 
@@ -1106,9 +1302,7 @@ struct SettingsPage {
     accounts: Vec<AccountRow>,
     users: Vec<(String, String)>,
     tokens: Vec<TokenRow>,
-    policy: String,
-    check_interval: String,
-    expiry_warning_days: u32,
+    settings: crate::Settings,
     channels: Vec<ChannelRow>,
     /// A token just made, shown once.
     new_token: Option<String>,
@@ -1207,9 +1401,7 @@ async fn settings_page(
             accounts,
             users,
             tokens,
-            policy: state.settings.policy.clone(),
-            check_interval: humanize(state.settings.check_interval),
-            expiry_warning_days: state.settings.expiry_warning_days,
+            settings: state.settings.get(),
             channels: if admin {
                 state
                     .store
@@ -1244,15 +1436,6 @@ async fn settings_page(
 /// The settings page after a change, with its message.
 async fn settings_done(state: &AppState, s: &Session, flash: Option<String>) -> Response {
     settings_page(state, s, None, FormData::default(), Errors::default(), "", flash).await
-}
-
-fn humanize(d: Duration) -> String {
-    let secs = d.as_secs();
-    match secs {
-        s if s % 3600 == 0 => format!("{} h", s / 3600),
-        s if s % 60 == 0 => format!("{} min", s / 60),
-        s => format!("{s} s"),
-    }
 }
 
 async fn add_account(
@@ -1298,6 +1481,77 @@ async fn add_account(
             settings_page(&state, &s, None, form, errors, "account", None).await
         }
     }
+}
+
+async fn save_renewal(
+    State(state): State<AppState>,
+    Posted { session: s, form }: Posted,
+) -> Response {
+    let now = state.settings.get();
+    let mut errors = Errors::default();
+    // Numbers are read here; their ranges are checked with the rest of the settings.
+    fn number<T: std::str::FromStr + PartialEq>(
+        form: &FormData,
+        errors: &mut Errors,
+        key: &str,
+        current: T,
+    ) -> Option<T> {
+        let value = form.value(key).trim();
+        match value.parse::<T>() {
+            Ok(n) => (n != current).then_some(n),
+            Err(_) => {
+                errors.add(key, format!("{key} must be a whole number, not {value:?}"));
+                None
+            }
+        }
+    }
+    if form.text("renewal_policy").is_none() {
+        errors.add("renewal_policy", "give a renewal policy, e.g. 75% or 30d");
+    }
+    let changes = crate::SettingsChanges {
+        renewal_policy: form.text("renewal_policy").filter(|p| *p != now.policy),
+        check_interval_seconds: number(
+            &form,
+            &mut errors,
+            "check_interval_seconds",
+            now.check_interval_secs,
+        ),
+        expiry_warning_days: number(
+            &form,
+            &mut errors,
+            "expiry_warning_days",
+            now.expiry_warning_days,
+        ),
+        renewal_workers: number(&form, &mut errors, "renewal_workers", now.renewal_workers),
+    };
+    let unchanged = changes.is_empty();
+    if !unchanged && let Err(p) = now.clone().apply(&changes) {
+        // Also when a number was unreadable, so that every field's problem shows at once.
+        errors.add(p.field.as_deref().unwrap_or("_"), p.detail);
+    }
+    if errors.is_empty() {
+        if unchanged {
+            return settings_done(&state, &s, Some("Nothing changed.".into())).await;
+        }
+        match api::change_settings_as(&state, &s.caller, changes).await {
+            Ok(said) => {
+                let flash = Some(format!("Saved: {}.", said.join(", ")));
+                return settings_done(&state, &s, flash).await;
+            }
+            Err(p) => {
+                errors = Errors::from_problem(
+                    &p,
+                    &[
+                        "renewal_policy",
+                        "check_interval_seconds",
+                        "expiry_warning_days",
+                        "renewal_workers",
+                    ],
+                )
+            }
+        }
+    }
+    settings_page(&state, &s, None, form, errors, "renewal", None).await
 }
 
 async fn add_user(State(state): State<AppState>, Posted { session: s, form }: Posted) -> Response {

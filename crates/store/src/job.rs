@@ -1,0 +1,149 @@
+//! Jobs (table `jobs`): the status of long operations started through the hub, and the hub's
+//! settings changed at run time (a JSON document in `meta`).
+
+use crate::{Error, Store, now_ms};
+
+/// The `meta` row holding the hub's settings.
+const SETTINGS: &str = "hub_settings";
+
+/// A long operation and what it has done so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRecord {
+    /// Random id.
+    pub id: String,
+    /// What it does, e.g. `request`.
+    pub kind: String,
+    /// On what, e.g. a certificate's name.
+    pub target: String,
+    /// `running`, `succeeded`, `failed` or `interrupted`.
+    pub status: String,
+    /// The steps so far, oldest first.
+    pub steps: Vec<String>,
+    /// The outcome, once it ends.
+    pub result: Option<String>,
+    /// When it started, epoch milliseconds.
+    pub created_at: i64,
+    /// When it last changed, epoch milliseconds.
+    pub updated_at: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: String,
+    kind: String,
+    target: String,
+    status: String,
+    steps: String,
+    result: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<Row> for JobRecord {
+    fn from(r: Row) -> Self {
+        JobRecord {
+            id: r.id,
+            kind: r.kind,
+            target: r.target,
+            status: r.status,
+            steps: r.steps.lines().map(str::to_string).collect(),
+            result: r.result,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// A step as one line.
+fn line(step: &str) -> String {
+    format!("{}\n", step.replace(['\r', '\n'], " "))
+}
+
+impl Store {
+    /// Records a new running job with no steps yet.
+    pub async fn insert_job(&self, id: &str, kind: &str, target: &str) -> Result<JobRecord, Error> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO jobs (id, kind, target, status, steps, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'running', '', $4, $4)",
+        )
+        .bind(id)
+        .bind(kind)
+        .bind(target)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(JobRecord {
+            id: id.into(),
+            kind: kind.into(),
+            target: target.into(),
+            status: "running".into(),
+            steps: Vec::new(),
+            result: None,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    /// Appends a step to job `id`.
+    pub async fn add_job_step(&self, id: &str, step: &str) -> Result<(), Error> {
+        sqlx::query("UPDATE jobs SET steps = steps || $2, updated_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(line(step))
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends job `id` with `status` and `result`, unless it ended before.
+    pub async fn finish_job(&self, id: &str, status: &str, result: &str) -> Result<(), Error> {
+        sqlx::query(
+            "UPDATE jobs SET status = $2, result = $3, updated_at = $4 \
+             WHERE id = $1 AND status = 'running'",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(result)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Job `id`, if known.
+    pub async fn job(&self, id: &str) -> Result<Option<JobRecord>, Error> {
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT id, kind, target, status, steps, result, created_at, updated_at \
+             FROM jobs WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(JobRecord::from))
+    }
+
+    /// Removes the jobs that ended before `before` (epoch milliseconds); how many.
+    pub async fn delete_jobs_before(&self, before: i64) -> Result<u64, Error> {
+        let done = sqlx::query("DELETE FROM jobs WHERE status <> 'running' AND updated_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The hub's settings as last saved (a JSON object), or `None` when never changed.
+    pub async fn hub_settings(&self) -> Result<Option<serde_json::Value>, Error> {
+        match self.meta(SETTINGS).await? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(|source| {
+                Error::Json { table: "meta", row: SETTINGS.into(), column: "value", source }
+            })?)),
+        }
+    }
+
+    /// Saves the hub's settings.
+    pub async fn set_hub_settings(&self, settings: &serde_json::Value) -> Result<(), Error> {
+        self.set_meta(SETTINGS, settings.to_string().as_bytes()).await
+    }
+}
