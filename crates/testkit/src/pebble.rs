@@ -157,6 +157,11 @@ impl Pebble {
         pebble
     }
 
+    /// The Pebble process's id (to read its CPU time, for example).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A client that trusts Pebble's listener CA.
     pub fn http_client(&self) -> reqwest::Client {
         let certs = reqwest::Certificate::from_pem_bundle(self.listener_ca_pem.as_bytes()).unwrap();
