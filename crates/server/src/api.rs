@@ -706,12 +706,6 @@ async fn list_challenges(
     Ok(Json(challenges_view(&cert_or_404(&state, &name).await?)))
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ChallengeSpecs {
-    specs: Vec<String>,
-}
-
 async fn replace_challenges(
     State(state): State<AppState>,
     caller: Caller,
@@ -719,7 +713,7 @@ async fn replace_challenges(
     bytes: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     caller.require(Need::Admin)?;
-    let ChallengeSpecs { specs } = body(&bytes)?;
+    let Specs { specs } = body(&bytes)?;
     if specs.is_empty() {
         return Err(Problem::invalid("specs", "give at least one challenge SPEC"));
     }
@@ -781,9 +775,10 @@ async fn list_deployments(
     Ok(Json(json!({ "items": items })))
 }
 
+/// A body of SPECs: challenge or deployment SPECs as the CLI takes them.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DeploymentsBody {
+struct Specs {
     specs: Vec<String>,
 }
 
@@ -794,7 +789,7 @@ async fn add_deployments(
     bytes: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     caller.require(Need::Admin)?;
-    let req: DeploymentsBody = body(&bytes)?;
+    let req: Specs = body(&bytes)?;
     let added = add_deploy_tasks(&state, &caller, &name, req.specs).await?;
     Ok((StatusCode::CREATED, Json(json!({ "items": added }))))
 }

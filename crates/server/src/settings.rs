@@ -55,33 +55,15 @@ impl Settings {
             said.push(format!("renewal policy {p}"));
         }
         if let Some(secs) = changes.check_interval_seconds {
-            if !(1..=86_400).contains(&secs) {
-                return Err(Problem::invalid(
-                    "check_interval_seconds",
-                    "check_interval_seconds must be from 1 to 86400 (one day)",
-                ));
-            }
-            next.check_interval_secs = secs;
+            next.check_interval_secs = within("check_interval_seconds", secs, 1..=86_400)?;
             said.push(format!("check interval {secs} s"));
         }
         if let Some(days) = changes.expiry_warning_days {
-            if !(1..=3650).contains(&days) {
-                return Err(Problem::invalid(
-                    "expiry_warning_days",
-                    "expiry_warning_days must be from 1 to 3650",
-                ));
-            }
-            next.expiry_warning_days = days;
+            next.expiry_warning_days = within("expiry_warning_days", days, 1..=3650)?;
             said.push(format!("expiry warning {days} days"));
         }
         if let Some(n) = changes.renewal_workers {
-            if !(1..=256).contains(&n) {
-                return Err(Problem::invalid(
-                    "renewal_workers",
-                    "renewal_workers must be from 1 to 256",
-                ));
-            }
-            next.renewal_workers = n;
+            next.renewal_workers = within("renewal_workers", n, 1..=256)?;
             said.push(format!("{n} renewal workers"));
         }
         if changes.is_empty() {
@@ -94,6 +76,19 @@ impl Settings {
         *self = next;
         Ok(said)
     }
+}
+
+/// `value` when `range` holds it, else a problem naming `field` and the range.
+fn within<T: PartialOrd + std::fmt::Display>(
+    field: &str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, Problem> {
+    if range.contains(&value) {
+        return Ok(value);
+    }
+    let (low, high) = range.into_inner();
+    Err(Problem::invalid(field, format!("{field} must be from {low} to {high}, not {value}")))
 }
 
 /// Changes to the settings (`PATCH /api/v1/settings`); what is left out stays.
