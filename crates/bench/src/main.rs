@@ -157,17 +157,16 @@ impl Lab {
             .kill_on_drop(true)
             .spawn()
             .context("starting python3 -m http.server")?;
-        // Up once it answers.
-        let url = format!("http://127.0.0.1:{}/", pebble.http_port);
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", pebble.http_port)).await.is_ok() {
-                break;
+        // Up once it answers, within 5 s.
+        for attempt in 1.. {
+            match tokio::net::TcpStream::connect(("127.0.0.1", pebble.http_port)).await {
+                Ok(_) => break,
+                Err(e) if attempt == 100 => {
+                    bail!("the webroot responder on port {} does not answer: {e}", pebble.http_port)
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tokio::net::TcpStream::connect(("127.0.0.1", pebble.http_port))
-            .await
-            .with_context(|| format!("the webroot responder at {url} does not answer"))?;
         Ok(Lab { bind, pebble, webroot, _responder: responder, work })
     }
 
@@ -200,30 +199,39 @@ where
 {
     // Slots let a client that locks its directories (certbot) run one process per copy.
     let slots = Arc::new(Mutex::new((0..at_once).collect::<Vec<_>>()));
+    measured(lab, async {
+        let usages: Vec<anyhow::Result<Usage>> = futures::stream::iter(names.iter().cloned())
+            .map(|name| {
+                let slots = slots.clone();
+                let one = &one;
+                async move {
+                    let slot = slots.lock().unwrap().pop().expect("a free slot");
+                    let usage = one(name, slot).await;
+                    slots.lock().unwrap().push(slot);
+                    usage
+                }
+            })
+            .buffer_unordered(at_once)
+            .collect()
+            .await;
+        usages.into_iter().collect()
+    })
+    .await
+}
+
+/// Times `work`, the client processes it runs, and Pebble's CPU meanwhile.
+async fn measured(
+    lab: &Lab,
+    work: impl std::future::Future<Output = anyhow::Result<Vec<Usage>>>,
+) -> anyhow::Result<Run> {
     let pebble_before = cpu_of(lab.pebble.pid());
     let started = Instant::now();
-    let usages: Vec<anyhow::Result<Usage>> = futures::stream::iter(names.iter().cloned())
-        .map(|name| {
-            let slots = slots.clone();
-            let one = &one;
-            async move {
-                let slot = slots.lock().unwrap().pop().expect("a free slot");
-                let usage = one(name, slot).await;
-                slots.lock().unwrap().push(slot);
-                usage
-            }
-        })
-        .buffer_unordered(at_once)
-        .collect()
-        .await;
-    let wall = started.elapsed().as_secs_f64();
-    let pebble_cpu = cpu_of(lab.pebble.pid()) - pebble_before;
-    let usages: Vec<Usage> = usages.into_iter().collect::<anyhow::Result<_>>()?;
+    let usages = work.await?;
     Ok(Run {
-        wall,
+        wall: started.elapsed().as_secs_f64(),
         max_rss_kib: usages.iter().map(|u| u.max_rss_kib).max().unwrap_or(0),
         client_cpu: usages.iter().map(|u| u.cpu).sum(),
-        pebble_cpu,
+        pebble_cpu: cpu_of(lab.pebble.pid()) - pebble_before,
     })
 }
 
@@ -298,16 +306,7 @@ impl Client for Certhub {
         // One process requests them all, as `certhub cert request` is used.
         let mut cmd = self.cmd(lab);
         cmd.args(["cert", "request", "--jobs", &at_once.to_string()]).args(names);
-        let pebble_before = cpu_of(lab.pebble.pid());
-        let started = Instant::now();
-        let usage = timed(cmd, lab.work.path()).await?;
-        let wall = started.elapsed().as_secs_f64();
-        Ok(Run {
-            wall,
-            max_rss_kib: usage.max_rss_kib,
-            client_cpu: usage.cpu,
-            pebble_cpu: cpu_of(lab.pebble.pid()) - pebble_before,
-        })
+        measured(lab, async { Ok(vec![timed(cmd, lab.work.path()).await?]) }).await
     }
 }
 

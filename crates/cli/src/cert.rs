@@ -48,15 +48,14 @@ pub async fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<()> {
         CertCommand::Import(args) => crate::import::run(&store, *args).await,
         CertCommand::Set(args) => set(&store, *args).await,
     };
-    if let (Ok(()), Some((action, name))) = (&result, audited) {
-        // An export without a key (a certificate ordered from the owner's CSR) copies no secret.
-        let keyless = action == "cert.key-export"
-            && store.latest_issued(&name).await?.is_none_or(|i| i.key_pkcs8.is_empty());
-        if !keyless {
-            crate::output::audit(&store, action, &name, None).await?;
+    // An export without a key (a certificate ordered from the owner's CSR) copies no secret.
+    let keyless = match &audited {
+        Some(("cert.key-export", name)) if result.is_ok() => {
+            store.latest_issued(name).await?.is_none_or(|i| i.key_pkcs8.is_empty())
         }
-    }
-    result
+        _ => false,
+    };
+    crate::output::audit_done(&store, result, audited.filter(|_| !keyless)).await
 }
 
 async fn load(store: &Store, name: &str) -> anyhow::Result<CertRecord> {

@@ -55,10 +55,7 @@ pub async fn run(ctx: &crate::Context, cmd: DeployCommand) -> anyhow::Result<()>
         _ => None,
     };
     let result = dispatch(&store, cmd).await;
-    if let (Ok(()), Some((action, name))) = (&result, audited) {
-        crate::output::audit(&store, action, &name, None).await?;
-    }
-    result
+    crate::output::audit_done(&store, result, audited).await
 }
 
 async fn dispatch(store: &Store, cmd: DeployCommand) -> anyhow::Result<()> {

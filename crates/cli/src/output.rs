@@ -85,3 +85,16 @@ pub async fn audit(
 ) -> anyhow::Result<()> {
     Actor::cli().audit(store, action, target, detail).await
 }
+
+/// Returns `result`, after writing `audited` (action and target) to the audit log as
+/// `cli:USER` when it succeeded.
+pub async fn audit_done(
+    store: &certhub_store::Store,
+    result: anyhow::Result<()>,
+    audited: Option<(&str, String)>,
+) -> anyhow::Result<()> {
+    if let (Ok(()), Some((action, name))) = (&result, audited) {
+        audit(store, action, &name, None).await?;
+    }
+    result
+}

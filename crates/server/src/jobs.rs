@@ -107,6 +107,17 @@ pub struct CertChanges {
     pub fallback_after: Option<u16>,
 }
 
+impl CertChanges {
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.account.is_none()
+            && self.challenges.is_empty()
+            && self.renew_at.is_none()
+            && self.fallback_account.is_none()
+            && self.fallback_after.is_none()
+    }
+}
+
 /// A certificate obtained elsewhere (`POST /api/v1/certificates/import`): PEM, or PKCS#12.
 #[derive(Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -249,14 +260,16 @@ impl Jobs {
         Self { store, running: Mutex::new(HashSet::new()) }
     }
 
-    /// The ids of the jobs this process still runs.
-    pub fn running(&self) -> Vec<String> {
-        self.running.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+    /// How many jobs this process still runs.
+    pub fn running(&self) -> usize {
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Marks the jobs this process still runs as interrupted (the hub is stopping).
     pub async fn interrupt_running(&self) {
-        for id in self.running() {
+        let ids: Vec<String> =
+            self.running.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
+        for id in ids {
             if let Err(e) = self.store.finish_job(&id, "interrupted", INTERRUPTED).await {
                 tracing::warn!(job = id, error = %e, "recording an interrupted job failed");
             }

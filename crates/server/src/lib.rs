@@ -87,7 +87,7 @@ impl AppState {
     pub async fn finish_jobs(&self, limit: std::time::Duration) -> usize {
         let started = std::time::Instant::now();
         loop {
-            let running = self.jobs.running().len();
+            let running = self.jobs.running();
             if running == 0 || started.elapsed() >= limit {
                 self.jobs.interrupt_running().await;
                 return running;

@@ -167,10 +167,15 @@ impl SharedSettings {
 
     /// Reads the saved changes again (another hub sharing the database may have made some).
     pub async fn reload(&self, store: &certhub_store::Store) -> Result<(), certhub_store::Error> {
-        let saved = saved(store).await?;
+        self.put(&saved(store).await?);
+        Ok(())
+    }
+
+    /// Puts the flags with `saved` laid over them in force.
+    fn put(&self, saved: &SettingsChanges) {
         let mut settings = self.0.defaults.clone();
         if !saved.is_empty()
-            && let Err(p) = settings.apply(&saved)
+            && let Err(p) = settings.apply(saved)
         {
             tracing::warn!(error = %p.detail, "the saved settings are invalid; using the flags");
             settings = self.0.defaults.clone();
@@ -180,7 +185,6 @@ impl SharedSettings {
             *s = settings;
             changed
         });
-        Ok(())
     }
 
     /// Checks and saves `changes`, and puts them in force; what changed, in words.
@@ -194,7 +198,7 @@ impl SharedSettings {
         let saved = saved(store).await?.merged(changes);
         let json = serde_json::to_value(&saved).map_err(Problem::internal)?;
         store.set_hub_settings(&json).await?;
-        self.reload(store).await?;
+        self.put(&saved);
         Ok(said)
     }
 }

@@ -42,6 +42,11 @@ impl Hub {
             None => req.body(Body::empty()),
         }
         .unwrap();
+        self.send(req).await
+    }
+
+    /// Sends `req`: the status, the content type and the body.
+    async fn send(&self, req: Request<Body>) -> (StatusCode, String, Vec<u8>) {
         let rsp = self.app.clone().oneshot(req).await.unwrap();
         let status = rsp.status();
         let ctype = rsp
@@ -50,8 +55,7 @@ impl Hub {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
-        let bytes = rsp.into_body().collect().await.unwrap().to_bytes().to_vec();
-        (status, ctype, bytes)
+        (status, ctype, rsp.into_body().collect().await.unwrap().to_bytes().to_vec())
     }
 
     async fn call_with(
@@ -68,15 +72,7 @@ impl Hub {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let rsp = self.app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
-        let status = rsp.status();
-        let ctype = rsp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        (status, ctype, rsp.into_body().collect().await.unwrap().to_bytes().to_vec())
+        self.send(req.body(Body::empty()).unwrap()).await
     }
 
     async fn json(

@@ -1121,11 +1121,7 @@ async fn edit_certificate(
             }
             _ => errors.add("fallback_after", "a whole number of failures, at least 1"),
         }
-        let unchanged = changes.account.is_none()
-            && changes.renew_at.is_none()
-            && changes.fallback_account.is_none()
-            && changes.fallback_after.is_none();
-        if errors.is_empty() && unchanged {
+        if errors.is_empty() && changes.is_empty() {
             return cert_page_after(&state, &s, &name, tab, Ok("Nothing changed.".into())).await;
         }
     }
