@@ -9,6 +9,9 @@
 //! memory and CPU; Pebble's CPU comes from `/proc`. The figures are medians over the runs;
 //! the machine is shared, so what counts are the ratios within one run of this command.
 
+mod fleet;
+mod renewals;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -26,6 +29,13 @@ use tokio::process::Command;
 enum Bench {
     /// Issue certificates with certhub, lego, certbot and uacme from one local Pebble.
     Issuance(IssuanceArgs),
+    /// certhub with a large store: the scheduler, the hub's memory, the API and the UI.
+    Fleet(fleet::FleetArgs),
+    /// A simulated year of renewals of a large fleet under Let's Encrypt's rate limits.
+    Renewals(renewals::RenewalsArgs),
+    /// Fill a store with a synthetic fleet (run by `fleet`).
+    #[command(hide = true)]
+    Populate(fleet::PopulateArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -54,6 +64,9 @@ struct IssuanceArgs {
 async fn main() -> anyhow::Result<()> {
     match Bench::parse() {
         Bench::Issuance(args) => issuance(args).await,
+        Bench::Fleet(args) => fleet::fleet(args).await,
+        Bench::Populate(args) => fleet::populate(args).await,
+        Bench::Renewals(args) => renewals::renewals(args),
     }
 }
 

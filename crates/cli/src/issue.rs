@@ -235,14 +235,14 @@ impl Issuer {
             }
             None => {
                 progress.step(name, "placing a new order");
-                let rec = self.store.create_order(name, account_name).await?;
-                let wire: Vec<certhub_acme::Identifier> = ids.iter().map(to_wire).collect();
                 let replaces = match self.store.latest_issued(name).await? {
                     Some(prev) if account.client().directory().renewal_info.is_some() => {
                         self.replaceable(&prev, account.client().directory_url()).await?
                     }
                     _ => None,
                 };
+                let rec = self.store.create_order(name, account_name, replaces.as_deref()).await?;
+                let wire: Vec<certhub_acme::Identifier> = ids.iter().map(to_wire).collect();
                 let req = NewOrder {
                     identifiers: &wire,
                     profile: cert.profile.as_deref(),

@@ -38,7 +38,8 @@ pub async fn renew(ctx: &Context, args: Renew, actor: &crate::output::Actor) -> 
         args.policy.parse().map_err(|e| fail(INVALID_INPUT, format!("--policy {e}")))?;
     let store = ctx.store().await?;
     let names: Vec<String> = if args.due {
-        store.certs().await?.into_iter().map(|c| c.name).collect()
+        // Only those whose check time has come: the rest recorded when to look again.
+        store.certs_to_check(crate::output::unix_ms(SystemTime::now()), args.policy.trim()).await?
     } else {
         for n in &args.names {
             if store.cert(n).await?.is_none() {
@@ -59,43 +60,47 @@ pub async fn renew(ctx: &Context, args: Renew, actor: &crate::output::Actor) -> 
     let timeout = Duration::from_secs(args.timeout);
     let results: Vec<(String, anyhow::Result<Outcome>)> = futures::stream::iter(names.iter())
         .map(|name| {
-            let (issuer, reporter, store) = (&issuer, &reporter, &store);
+            let (issuer, reporter, store, args) = (&issuer, &reporter, &store, &args);
             async move {
                 let r = async {
                     let Some(lock) = issuer.try_lock(name).await? else {
                         reporter.finish(name, "skipped: another certhub process is requesting it");
                         return Ok(Outcome::Busy);
                     };
-                    let not_due = match args.due {
+                    let looked = match args.due {
                         false => None,
-                        true => match due(store, issuer, name, policy).await? {
-                            Due::Now => None,
-                            Due::At(at, reason) => Some(format!(
-                                "not due until {} ({})",
-                                rfc3339(unix(at)),
-                                why(reason)
-                            )),
-                            Due::Watched(status) => Some(status),
-                        },
+                        true => Some(due(store, issuer, name, policy).await?),
                     };
-                    if let Some(not_due) = not_due {
+                    let not_due = looked.as_ref().and_then(|l| match &l.due {
+                        Due::Now => None,
+                        Due::At(at, reason) => {
+                            Some(format!("not due until {} ({})", rfc3339(unix(*at)), why(*reason)))
+                        }
+                        Due::Watched(status) => Some(status.clone()),
+                    });
+                    if let (Some(not_due), Some(looked)) = (not_due, looked) {
                         // A deployment that failed last time is retried, due or not.
-                        return match crate::deploy::retry_pending(store, name, reporter).await? {
-                            None => {
-                                reporter.finish(name, &not_due);
-                                Ok(Outcome::NotDue(false))
-                            }
-                            Some(report) => match report.failure() {
-                                Some(e) => Err(e),
+                        let outcome =
+                            match crate::deploy::retry_pending(store, name, reporter).await? {
                                 None => {
-                                    reporter.finish(
-                                        name,
-                                        &format!("{not_due}; pending deployment done"),
-                                    );
-                                    Ok(Outcome::NotDue(true))
+                                    reporter.finish(name, &not_due);
+                                    Outcome::NotDue(false)
                                 }
-                            },
-                        };
+                                Some(report) => match report.failure() {
+                                    Some(e) => return Err(e),
+                                    None => {
+                                        reporter.finish(
+                                            name,
+                                            &format!("{not_due}; pending deployment done"),
+                                        );
+                                        Outcome::NotDue(true)
+                                    }
+                                },
+                            };
+                        // Until then, runs pass it by (unless it changes meanwhile).
+                        let assumed = looked.default_policy.then(|| args.policy.trim());
+                        store.set_cert_check(name, looked.recheck_at, assumed, looked.seen).await?;
+                        return Ok(outcome);
                     }
                     let issued = issuer.request_locked(name, &lock, timeout, reporter).await?;
                     actor
@@ -161,16 +166,17 @@ fn unix(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-/// The CA's renewal window for the issued certificate `issued_id`: the stored one until the
-/// CA's Retry-After has passed, then fetched again from `account`'s CA (and stored). Without
-/// an account, or when the fetch fails, the stored window, or none (the policy decides).
+/// The CA's renewal window for the issued certificate `issued_id`, with when to ask again
+/// (epoch ms): the stored one until the CA's Retry-After has passed, then fetched again from
+/// `account`'s CA (and stored). Without an account, or when the fetch fails, the stored
+/// window, or none (the policy decides).
 async fn ca_window(
     store: &Store,
     account: Option<&certhub_acme::Account>,
     name: &str,
     issued_id: i64,
     leaf: &[u8],
-) -> anyhow::Result<Option<RenewalWindow>> {
+) -> anyhow::Result<Option<(RenewalWindow, i64)>> {
     let ms = |t: SystemTime| crate::output::unix_ms(t);
     let time = |ms: i64| UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     let now = SystemTime::now();
@@ -210,8 +216,30 @@ async fn ca_window(
     if let Some(url) = &info.explanation_url {
         eprintln!("{name}: the CA explains its renewal window at {url}");
     }
-    Ok(Some(RenewalWindow { start: time(info.window_start), end: time(info.window_end) }))
+    let window = RenewalWindow { start: time(info.window_start), end: time(info.window_end) };
+    Ok(Some((window, info.next_fetch_at)))
 }
+
+/// What a look at a certificate found.
+struct Looked {
+    due: Due,
+    /// When to look again if it is not due now, epoch ms: when it falls due, or sooner when
+    /// the CA's window may have moved by then.
+    recheck_at: i64,
+    /// The certificate's `updated_at` when looked at.
+    seen: i64,
+    /// Whether the hub-wide policy decided (it has none of its own).
+    default_policy: bool,
+}
+
+/// Not looked at again until something changes (an import, an edit).
+const NEVER: i64 = i64::MAX;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The CA's window is asked for again at most this often (ms) when its Retry-After has
+/// passed but it cannot be reached.
+const ARI_RETRY_MS: i64 = 10 * 60_000;
 
 /// When a certificate is due.
 enum Due {
@@ -225,25 +253,34 @@ enum Due {
 /// How many days before expiry an imported certificate is reported as expiring.
 const IMPORTED_WARNING_DAYS: i64 = 30;
 
-/// Is the certificate due? Never issued and revoked certificates are.
+/// Is the certificate due, and if not, when to look again? Never issued and revoked
+/// certificates are due.
 async fn due(
     store: &Store,
     issuer: &Issuer,
     name: &str,
     policy: RenewalPolicy,
-) -> anyhow::Result<Due> {
+) -> anyhow::Result<Looked> {
     let cert =
         store.cert(name).await?.with_context(|| format!("certificate {name} disappeared"))?;
     let issued = store.latest_issued(name).await?;
+    let now_ms = crate::output::unix_ms(SystemTime::now());
+    let looked = |due, recheck_at| Looked {
+        due,
+        recheck_at,
+        seen: cert.updated_at,
+        default_policy: cert.renewal_policy.is_none(),
+    };
     // After a failure, the backoff table (or the CA's Retry-After) says when to try again.
     if let Some(next) = cert.next_attempt_at
-        && next > crate::output::unix_ms(SystemTime::now())
+        && next > now_ms
     {
-        return Ok(Due::Watched(format!(
+        let status = format!(
             "failed {} time(s) in a row; next attempt after {}",
             cert.failures,
             rfc3339(next / 1000)
-        )));
+        );
+        return Ok(looked(Due::Watched(status), next));
     }
     // The certificate's own policy wins over --policy.
     let policy = match &cert.renewal_policy {
@@ -254,11 +291,13 @@ async fn due(
     };
     if cert.account_name.is_none() {
         let Some(issued) = issued else {
-            return Ok(Due::Watched("imported, with no certificate".into()));
+            return Ok(looked(Due::Watched("imported, with no certificate".into()), NEVER));
         };
         let days = (issued.not_after - crate::output::now_secs()).div_euclid(86_400);
         let status =
             format!("imported, expires {} (not renewed by ACME)", rfc3339(issued.not_after));
+        // Warned about once a day from IMPORTED_WARNING_DAYS before expiry.
+        let warn_from = (issued.not_after - IMPORTED_WARNING_DAYS * 86_400) * 1000;
         if days < IMPORTED_WARNING_DAYS {
             let when =
                 if days < 0 { "has expired".into() } else { format!("expires in {days} days") };
@@ -266,13 +305,13 @@ async fn due(
                 "warning: {name} {when}; import its successor with `certhub cert import {name}`"
             );
         }
-        return Ok(Due::Watched(status));
+        return Ok(looked(Due::Watched(status), warn_from.max(now_ms + DAY_MS)));
     }
     let Some(issued) = issued else {
-        return Ok(Due::Now);
+        return Ok(looked(Due::Now, 0));
     };
     if issued.revoked_at.is_some() {
-        return Ok(Due::Now);
+        return Ok(looked(Due::Now, 0));
     }
     let at = |secs: i64| UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
     let chain = split_pem_chain(&issued.chain_pem)?;
@@ -294,17 +333,21 @@ async fn due(
         .serial_hex
         .bytes()
         .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    Ok(
-        match decide(
-            at(issued.not_before),
-            at(issued.not_after),
-            window,
-            policy,
-            SystemTime::now(),
-            seed,
-        ) {
-            Decision::RenewNow(_) => Due::Now,
-            Decision::RenewAt(at, reason) => Due::At(at, reason),
-        },
-    )
+    let decision = decide(
+        at(issued.not_before),
+        at(issued.not_after),
+        window.map(|(w, _)| w),
+        policy,
+        SystemTime::now(),
+        seed,
+    );
+    Ok(match decision {
+        Decision::RenewNow(_) => looked(Due::Now, 0),
+        Decision::RenewAt(when, reason) => {
+            // The CA may move its window (a mass revocation): ask again when it said to,
+            // though not more often than every few minutes when it cannot be reached.
+            let ask_again = window.map_or(NEVER, |(_, next)| next.max(now_ms + ARI_RETRY_MS));
+            looked(Due::At(when, reason), crate::output::unix_ms(when).min(ask_again))
+        }
+    })
 }

@@ -5,7 +5,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use certhub_store::{CertRecord, IssuedRecord};
+use certhub_store::{CertFilter, CertRecord, CertSummary, IssuedRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -390,8 +390,9 @@ pub(crate) struct ListQuery {
     pub q: Option<String>,
 }
 
-pub(crate) fn identifiers(c: &CertRecord) -> Vec<String> {
-    c.identifiers
+/// The values of a certificate's stored identifiers.
+pub(crate) fn identifiers(identifiers: &Value) -> Vec<String> {
+    identifiers
         .as_array()
         .map(|a| {
             a.iter()
@@ -401,12 +402,19 @@ pub(crate) fn identifiers(c: &CertRecord) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A certificate as the API shows it, from its record and latest issued certificate.
 pub(crate) fn cert_view(c: &CertRecord, issued: Option<&IssuedRecord>) -> Value {
+    summary_view(&CertSummary::of(c, issued))
+}
+
+/// A certificate as the API shows it, from its summary.
+pub(crate) fn summary_view(c: &CertSummary) -> Value {
+    let issued = c.latest.as_ref();
     json!({
         "name": c.name,
-        "state": c.effective_state(issued, now_ms().div_euclid(1000)),
+        "state": c.effective_state(now_ms().div_euclid(1000)),
         "account": c.account_name,
-        "identifiers": identifiers(c),
+        "identifiers": identifiers(&c.identifiers),
         "key_type": c.key_type,
         "serial": issued.map(|i| i.serial_hex.clone()),
         "issuer": issued.map(|i| i.issuer.clone()),
@@ -456,28 +464,15 @@ pub(crate) async fn cert_page(state: &AppState, q: &ListQuery) -> ApiResult<Cert
     if !(1..=500).contains(&per_page) {
         return Err(Problem::invalid("per_page", "between 1 and 500"));
     }
-    let needle = q.q.as_deref().map(|n| n.trim().to_ascii_lowercase()).filter(|n| !n.is_empty());
-    let wanted_state = q.state.as_deref().filter(|s| !s.is_empty());
-    let mut items = Vec::new();
-    for c in state.store.certs().await? {
-        let issued = state.store.latest_issued(&c.name).await?;
-        let view = cert_view(&c, issued.as_ref());
-        if wanted_state.is_some_and(|s| view["state"] != s) {
-            continue;
-        }
-        if let Some(n) = &needle
-            && !c.name.to_ascii_lowercase().contains(n)
-            && !identifiers(&c).iter().any(|i| i.contains(n))
-        {
-            continue;
-        }
-        items.push(view);
-    }
-    let total = items.len();
-    let start = ((page - 1) as usize).saturating_mul(per_page as usize).min(total);
-    let end = (start + per_page as usize).min(total);
-    items.truncate(end);
-    items.drain(..start);
+    let filter = CertFilter {
+        state: q.state.clone().filter(|s| !s.is_empty()),
+        search: q.q.clone(),
+        offset: u64::from(page - 1) * u64::from(per_page),
+        limit: Some(u64::from(per_page)),
+    };
+    let (total, summaries) = state.store.cert_summaries(&filter, now_ms().div_euclid(1000)).await?;
+    let items = summaries.iter().map(summary_view).collect();
+    let total = usize::try_from(total).unwrap_or(usize::MAX);
     Ok(CertPage { items, page, per_page, total })
 }
 

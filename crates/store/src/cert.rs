@@ -67,11 +67,8 @@ impl CertRecord {
     /// The state a user sees at `now` (unix seconds): the stored one, with revocation and
     /// expiry of the latest issued certificate applied.
     pub fn effective_state(&self, issued: Option<&crate::IssuedRecord>, now: i64) -> String {
-        match issued {
-            Some(i) if i.revoked_at.is_some() && self.state != "renewing" => "revoked".into(),
-            Some(i) if i.not_after <= now && self.state == "valid" => "expired".into(),
-            _ => self.state.clone(),
-        }
+        let latest = issued.map(|i| (i.revoked_at.is_some(), i.not_after));
+        crate::listing::effective_state(&self.state, latest, now).to_owned()
     }
 }
 
@@ -187,9 +184,10 @@ impl Store {
         sqlx::query(
             "INSERT INTO certs (name, account_name, identifiers, key_type, reuse_key, csr_pem, \
              profile, preferred_chain, challenges, state, last_error, renewal_policy, \
-             fallback_account, fallback_after, failures, next_attempt_at, created_at, updated_at) \
+             fallback_account, fallback_after, failures, next_attempt_at, names, created_at, \
+             updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $17)",
+             $17, $18, $18)",
         )
         .bind(&cert.name)
         .bind(&cert.account_name)
@@ -207,6 +205,7 @@ impl Store {
         .bind(cert.fallback_after)
         .bind(cert.failures)
         .bind(cert.next_attempt_at)
+        .bind(names(&cert.identifiers))
         .bind(now)
         .execute(&self.pool)
         .await
@@ -240,8 +239,9 @@ impl Store {
             "UPDATE certs SET account_name = $1, identifiers = $2, key_type = $3, reuse_key = $4, \
              csr_pem = $5, profile = $6, preferred_chain = $7, challenges = $8, state = $9, \
              last_error = $10, renewal_policy = $11, fallback_account = $12, \
-             fallback_after = $13, failures = $14, next_attempt_at = $15, updated_at = $16 \
-             WHERE name = $17",
+             fallback_after = $13, failures = $14, next_attempt_at = $15, \
+             updated_at = CASE WHEN updated_at < $16 THEN $16 ELSE updated_at + 1 END, \
+             names = $17, check_at = 0 WHERE name = $18",
         )
         .bind(&cert.account_name)
         .bind(identifiers)
@@ -259,6 +259,7 @@ impl Store {
         .bind(cert.failures)
         .bind(cert.next_attempt_at)
         .bind(now_ms())
+        .bind(names(&cert.identifiers))
         .bind(&cert.name)
         .execute(&self.pool)
         .await
@@ -294,7 +295,9 @@ impl Store {
         next_attempt_at: Option<i64>,
     ) -> Result<(), Error> {
         let result = sqlx::query(
-            "UPDATE certs SET failures = $1, next_attempt_at = $2, updated_at = $3 WHERE name = $4",
+            "UPDATE certs SET failures = $1, next_attempt_at = $2, check_at = 0, \
+             updated_at = CASE WHEN updated_at < $3 THEN $3 ELSE updated_at + 1 END \
+             WHERE name = $4",
         )
         .bind(failures)
         .bind(next_attempt_at)
@@ -303,6 +306,45 @@ impl Store {
         .execute(&self.pool)
         .await?;
         found(result.rows_affected(), name)
+    }
+
+    /// The certificates the renewal scheduler should look at `now` (epoch ms), by name: those
+    /// whose check time has come, and those whose time assumed another hub-wide renewal
+    /// `policy` than this one. Two index lookups, however large the fleet.
+    pub async fn certs_to_check(&self, now: i64, policy: &str) -> Result<Vec<String>, Error> {
+        Ok(sqlx::query_scalar(
+            "SELECT name FROM certs WHERE check_at <= $1 \
+             UNION SELECT name FROM certs WHERE check_policy < $2 \
+             UNION SELECT name FROM certs WHERE check_policy > $2 \
+             ORDER BY name",
+        )
+        .bind(now)
+        .bind(policy)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Records when the certificate next needs a look (`at`, epoch ms) and the hub-wide
+    /// `policy` that time assumed (`None` when it has its own), unless it changed after
+    /// `seen` (its `updated_at` when it was looked at, which every change moves forward): a
+    /// change resets the time, and the change wins. Returns whether it was recorded.
+    pub async fn set_cert_check(
+        &self,
+        name: &str,
+        at: i64,
+        policy: Option<&str>,
+        seen: i64,
+    ) -> Result<bool, Error> {
+        let result = sqlx::query(
+            "UPDATE certs SET check_at = $1, check_policy = $2 WHERE name = $3 AND updated_at = $4",
+        )
+        .bind(at)
+        .bind(policy)
+        .bind(name)
+        .bind(seen)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() > 0)
     }
 
     /// Deletes a managed certificate with its orders and issued certificates, in one
@@ -344,6 +386,32 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Has the renewal scheduler look at the certificate at its next run (a change that can make
+/// it due sooner); counts as a change of the certificate. Returns the rows changed: 0 when
+/// there is no such certificate.
+pub(crate) async fn recheck(conn: &mut sqlx::AnyConnection, name: &str) -> Result<u64, Error> {
+    let result = sqlx::query(
+        "UPDATE certs SET check_at = 0, \
+         updated_at = CASE WHEN updated_at < $1 THEN $1 ELSE updated_at + 1 END WHERE name = $2",
+    )
+    .bind(now_ms())
+    .bind(name)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// The identifiers' values, lower case, separated by spaces (the `names` column that searches
+/// look in).
+fn names(identifiers: &serde_json::Value) -> String {
+    let values = identifiers.as_array().into_iter().flatten();
+    let values: Vec<String> = values
+        .filter_map(|i| i.get("value").and_then(serde_json::Value::as_str))
+        .map(str::to_lowercase)
+        .collect();
+    values.join(" ")
 }
 
 /// Maps constraint violations of an insert or update of `cert`.

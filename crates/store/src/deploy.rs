@@ -121,6 +121,8 @@ impl Store {
                 e.into()
             }
         })?;
+        // A new task has a certificate to deploy: the scheduler's next run does it.
+        crate::cert::recheck(&mut tx, cert_name).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -139,7 +141,7 @@ impl Store {
     }
 
     /// Records how a task ran; `delivered` (when `Some`) becomes its deployed issued
-    /// certificate.
+    /// certificate. Without it, the task is pending: the scheduler's next run retries it.
     pub async fn record_deploy_outcome(
         &self,
         cert_name: &str,
@@ -148,6 +150,7 @@ impl Store {
         outcome: &str,
         detail: Option<&str>,
     ) -> Result<(), Error> {
+        let mut tx = self.begin_write().await?;
         let result = sqlx::query(
             "UPDATE deploy_tasks SET deployed_issued_id = COALESCE($1, deployed_issued_id), \
              last_outcome = $2, last_detail = $3, last_run_at = $4 \
@@ -159,11 +162,15 @@ impl Store {
         .bind(now_ms())
         .bind(cert_name)
         .bind(name)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if result.rows_affected() == 0 {
             return Err(Error::NotFound { what: WHAT, name: row_key(cert_name, name) });
         }
+        if delivered.is_none() {
+            crate::cert::recheck(&mut tx, cert_name).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 }

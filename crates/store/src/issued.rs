@@ -126,12 +126,9 @@ impl Store {
     ) -> Result<i64, Error> {
         let sans = to_json(TABLE, &issued.cert_name, "sans", &issued.sans)?;
         // Checked first: after a failed statement PostgreSQL refuses every other one in the
-        // transaction, so a foreign key violation cannot be explained afterwards.
-        let certs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM certs WHERE name = $1")
-            .bind(&issued.cert_name)
-            .fetch_one(&mut *conn)
-            .await?;
-        if certs == 0 {
+        // transaction, so a foreign key violation cannot be explained afterwards. A new
+        // certificate changes when the next renewal is due: the scheduler looks again.
+        if crate::cert::recheck(&mut *conn, &issued.cert_name).await? == 0 {
             return Err(Error::NotFound {
                 what: "managed certificate",
                 name: issued.cert_name.clone(),
@@ -269,17 +266,23 @@ impl Store {
 
     /// Marks an issued certificate revoked at `at` (epoch milliseconds) with an optional
     /// RFC 5280 reason code.
+    /// Its certificate is then due for renewal: the scheduler looks at it at its next run.
     pub async fn set_revoked(&self, id: i64, at: i64, reason: Option<i64>) -> Result<(), Error> {
-        let result =
-            sqlx::query("UPDATE issued SET revoked_at = $1, revocation_reason = $2 WHERE id = $3")
-                .bind(at)
-                .bind(reason)
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
-        if result.rows_affected() == 0 {
+        let mut tx = self.begin_write().await?;
+        let cert_name: Option<String> = sqlx::query_scalar(
+            "UPDATE issued SET revoked_at = $1, revocation_reason = $2 WHERE id = $3 \
+             RETURNING cert_name",
+        )
+        .bind(at)
+        .bind(reason)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(cert_name) = cert_name else {
             return Err(Error::NotFound { what: WHAT, name: id.to_string() });
-        }
+        };
+        crate::cert::recheck(&mut tx, &cert_name).await?;
+        tx.commit().await?;
         Ok(())
     }
 }

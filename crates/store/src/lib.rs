@@ -35,6 +35,7 @@ mod event;
 mod issued;
 mod job;
 mod lease;
+mod listing;
 mod notify;
 mod order;
 mod user;
@@ -61,8 +62,9 @@ pub use event::EventRecord;
 pub use issued::IssuedRecord;
 pub use job::JobRecord;
 pub use lease::CertLease;
+pub use listing::{CertFilter, CertSummary, LatestIssued};
 pub use notify::ChannelRecord;
-pub use order::{OrderRecord, PresentedRecord};
+pub use order::{OrderRecord, PlacedOrder, PresentedRecord};
 pub use user::{TokenRecord, UserRecord, same_secret, token_hash};
 
 /// The database file's name inside the data directory.

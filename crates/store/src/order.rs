@@ -105,6 +105,19 @@ impl fmt::Debug for PresentedRecord {
     }
 }
 
+/// An order placed with a CA, as its rate limits count it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedOrder {
+    /// When, epoch milliseconds.
+    pub at: i64,
+    /// The account that placed it.
+    pub account_name: String,
+    /// The names it was for, lower case (the certificate's current identifiers).
+    pub names: Vec<String>,
+    /// Whether it renewed a certificate as an ARI renewal (RFC 9773 `replaces`).
+    pub ari_renewal: bool,
+}
+
 #[derive(sqlx::FromRow)]
 struct OrderRow {
     id: i64,
@@ -161,23 +174,27 @@ impl Store {
         })
     }
 
-    /// Starts a new order attempt with status "new". Fails with [`Error::NotFound`] naming the
-    /// certificate or the account when either does not exist.
+    /// Starts a new order attempt with status "new"; `replaces` is the ARI identifier of the
+    /// certificate it renews, when it is sent as an ARI renewal. Fails with
+    /// [`Error::NotFound`] naming the certificate or the account when either does not exist.
     pub async fn create_order(
         &self,
         cert_name: &str,
         account_name: &str,
+        replaces: Option<&str>,
     ) -> Result<OrderRecord, Error> {
         // One statement that inserts only when both exist.
         let row: Option<OrderRow> = sqlx::query_as(concat!(
-            "INSERT INTO orders (cert_name, account_name, status, created_at, updated_at) ",
-            "SELECT c.name, a.name, 'new', $3, $3 FROM certs c, accounts a ",
+            "INSERT INTO orders (cert_name, account_name, replaces, status, created_at, ",
+            "updated_at) ",
+            "SELECT c.name, a.name, $3, 'new', $4, $4 FROM certs c, accounts a ",
             "WHERE c.name = $1 AND a.name = $2 ",
             "RETURNING ",
             order_columns!()
         ))
         .bind(cert_name)
         .bind(account_name)
+        .bind(replaces)
         .bind(now_ms())
         .fetch_optional(&self.pool)
         .await?;
@@ -188,6 +205,29 @@ impl Store {
             }
             None => Err(Error::NotFound { what: "account", name: account_name.to_owned() }),
         }
+    }
+
+    /// The orders placed since `since` (epoch ms), oldest first, for the CAs' rate-limit
+    /// budgets: when, by which account, for which names, and whether as an ARI renewal.
+    pub async fn orders_since(&self, since: i64) -> Result<Vec<PlacedOrder>, Error> {
+        let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(
+            "SELECT o.created_at, o.account_name, c.names, \
+             CASE WHEN o.replaces IS NULL THEN 0 ELSE 1 END \
+             FROM orders o JOIN certs c ON c.name = o.cert_name \
+             WHERE o.created_at > $1 ORDER BY o.created_at",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(at, account_name, names, ari)| PlacedOrder {
+                at,
+                account_name,
+                names: names.split(' ').filter(|n| !n.is_empty()).map(str::to_owned).collect(),
+                ari_renewal: ari != 0,
+            })
+            .collect())
     }
 
     /// The order with this id, if it exists.

@@ -186,7 +186,164 @@ on_both_backends!(
     expired_tokens_and_idle_sessions_are_removed,
     jobs_keep_their_steps_in_order_and_end_once,
     hub_settings_round_trip,
+    the_scheduler_looks_only_at_what_is_due_or_changed,
+    the_list_is_filtered_and_paged_by_the_database,
+    orders_are_counted_with_their_names_and_ari_renewals,
 );
+
+async fn the_scheduler_looks_only_at_what_is_due_or_changed(db: Db) {
+    let store = db.open().await;
+    store.insert_account(&account("acme")).await.expect("account");
+    for name in ["a", "b", "c"] {
+        let mut c = cert(name, "acme");
+        c.renewal_policy = (name != "c").then(|| "30d".into());
+        store.insert_cert(&c).await.expect("cert");
+    }
+    let to_check = |now: i64, policy: &'static str| {
+        let store = store.clone();
+        async move { store.certs_to_check(now, policy).await.expect("query") }
+    };
+    // New certificates are looked at at once.
+    assert_eq!(to_check(1_000, "75%").await, ["a", "b", "c"]);
+    let seen = |name: &'static str| {
+        let store = store.clone();
+        async move { store.cert(name).await.expect("read").expect("present").updated_at }
+    };
+    assert!(store.set_cert_check("a", 5_000, None, seen("a").await).await.expect("set"));
+    assert!(store.set_cert_check("b", 9_000, None, seen("b").await).await.expect("set"));
+    assert!(store.set_cert_check("c", 5_000, Some("75%"), seen("c").await).await.expect("set"));
+    assert_eq!(to_check(1_000, "75%").await, Vec::<String>::new());
+    assert_eq!(to_check(5_000, "75%").await, ["a", "c"]);
+    // c's time assumed the hub-wide policy: another policy looks at it again.
+    assert_eq!(to_check(1_000, "30d").await, ["c"]);
+    assert_eq!(to_check(1_000, "80%").await, ["c"]);
+    // A time computed before a change is not recorded over it.
+    let stale = seen("a").await;
+    let mut a = store.cert("a").await.expect("read").expect("present");
+    a.renewal_policy = Some("10d".into());
+    store.update_cert(&a).await.expect("edit");
+    assert_eq!(to_check(1_000, "75%").await, ["a"], "an edit has it looked at");
+    assert!(!store.set_cert_check("a", 5_000, None, stale).await.expect("set"));
+    assert_eq!(to_check(1_000, "75%").await, ["a"]);
+    assert!(store.set_cert_check("a", 5_000, None, seen("a").await).await.expect("set"));
+    // An issuance, a revocation, a failure and a deployment task each have it looked at.
+    let id = store.insert_issued(&issued("a", "01")).await.expect("issued");
+    assert_eq!(to_check(1_000, "75%").await, ["a"]);
+    assert!(store.set_cert_check("a", 5_000, None, seen("a").await).await.expect("set"));
+    store.set_revoked(id, 2_000, Some(1)).await.expect("revoke");
+    assert_eq!(to_check(1_000, "75%").await, ["a"]);
+    assert!(store.set_cert_check("b", 9_000, None, seen("b").await).await.expect("set"));
+    store.set_cert_retry("b", 1, Some(7_000)).await.expect("retry");
+    assert_eq!(to_check(1_000, "75%").await, ["a", "b"]);
+    assert!(store.set_cert_check("b", 9_000, None, seen("b").await).await.expect("set"));
+    store.add_deploy_task("b", "files", &json!({"files": {}})).await.expect("task");
+    assert_eq!(to_check(1_000, "75%").await, ["a", "b"]);
+    assert!(store.set_cert_check("b", 9_000, None, seen("b").await).await.expect("set"));
+    store.record_deploy_outcome("b", "files", None, "failed", Some("no")).await.expect("ran");
+    assert_eq!(to_check(1_000, "75%").await, ["a", "b"], "a failed deployment is retried");
+    assert!(store.set_cert_check("b", 9_000, None, seen("b").await).await.expect("set"));
+    store.record_deploy_outcome("b", "files", Some(1), "deployed", None).await.expect("ran");
+    assert_eq!(to_check(1_000, "75%").await, ["a"], "a done one is not");
+    assert!(!store.set_cert_check("missing", 1, None, 0).await.expect("set"));
+}
+
+async fn the_list_is_filtered_and_paged_by_the_database(db: Db) {
+    use certhub_store::CertFilter;
+    let store = db.open().await;
+    store.insert_account(&account("acme")).await.expect("account");
+    let now = 1_708_000_000;
+    for (name, host, state) in [
+        ("api", "API.example.test", "valid"),
+        ("blog", "blog.example.test", "valid"),
+        ("cdn", "cdn_1.example.test", "valid"),
+        ("docs", "docs.example.test", "pending"),
+        ("edge", "100%.example.test", "failing"),
+    ] {
+        let mut c = cert(name, "acme");
+        c.identifiers = json!([{"type": "dns", "value": host}]);
+        c.state = state.into();
+        store.insert_cert(&c).await.expect("cert");
+    }
+    // api: two issued, the latest counts; blog: expired; cdn: revoked.
+    store.insert_issued(&issued("api", "01")).await.expect("issued");
+    let mut later = issued("api", "02");
+    later.not_after = now + 86_400;
+    store.insert_issued(&later).await.expect("issued");
+    store.insert_issued(&issued("blog", "03")).await.expect("issued");
+    let cdn = store.insert_issued(&issued("cdn", "04")).await.expect("issued");
+    store.set_revoked(cdn, 1, None).await.expect("revoke");
+
+    let list = |filter: CertFilter| {
+        let store = store.clone();
+        async move {
+            let (total, items) = store.cert_summaries(&filter, now).await.expect("list");
+            let names: Vec<String> = items.iter().map(|c| c.name.clone()).collect();
+            (total, names, items)
+        }
+    };
+    let (total, names, items) = list(CertFilter::default()).await;
+    assert_eq!(total, 5);
+    assert_eq!(names, ["api", "blog", "cdn", "docs", "edge"]);
+    assert_eq!(items[0].latest.as_ref().expect("issued").serial_hex, "02", "the latest");
+    let states: Vec<String> = items.iter().map(|c| c.effective_state(now)).collect();
+    assert_eq!(states, ["valid", "expired", "revoked", "pending", "failing"]);
+    assert_eq!(items[3].latest, None);
+    let full = store.cert("api").await.expect("read").expect("present");
+    let latest = store.latest_issued("api").await.expect("read");
+    assert_eq!(items[0], certhub_store::CertSummary::of(&full, latest.as_ref()));
+    // One page, with the total before paging.
+    let (total, names, _) =
+        list(CertFilter { offset: 2, limit: Some(2), ..CertFilter::default() }).await;
+    assert_eq!((total, names), (5, vec!["cdn".to_string(), "docs".into()]));
+    let (total, names, _) =
+        list(CertFilter { offset: 10, limit: Some(2), ..CertFilter::default() }).await;
+    assert_eq!((total, names.len()), (5, 0));
+    // The state the user sees, not the stored one.
+    for (state, want) in [("valid", "api"), ("expired", "blog"), ("revoked", "cdn")] {
+        let filter = CertFilter { state: Some(state.into()), ..CertFilter::default() };
+        let (total, names, _) = list(filter).await;
+        assert_eq!((total, names), (1, vec![want.to_string()]), "{state}");
+    }
+    // Names and identifier values, in any case; LIKE's wildcards are plain characters.
+    for (search, want) in [
+        ("api.EXAMPLE", &["api"][..]),
+        ("LOG", &["blog"][..]),
+        ("n_1", &["cdn"][..]),
+        ("_", &["cdn"][..]),
+        ("100%", &["edge"][..]),
+        ("%", &["edge"][..]),
+        ("dns", &[][..]),
+        ("  ", &["api", "blog", "cdn", "docs", "edge"][..]),
+    ] {
+        let filter = CertFilter { search: Some(search.into()), ..CertFilter::default() };
+        let (total, names, _) = list(filter).await;
+        assert_eq!(names, want, "{search:?}");
+        assert_eq!(total as usize, want.len());
+    }
+    let filter = CertFilter {
+        state: Some("valid".into()),
+        search: Some("example".into()),
+        ..CertFilter::default()
+    };
+    assert_eq!(list(filter).await.1, ["api"]);
+}
+
+async fn orders_are_counted_with_their_names_and_ari_renewals(db: Db) {
+    let store = db.open().await;
+    store.insert_account(&account("acme")).await.expect("account");
+    let mut c = cert("www", "acme");
+    c.identifiers = json!([{"type": "dns", "value": "WWW.example.test"},
+                           {"type": "dns", "value": "example.test"}]);
+    store.insert_cert(&c).await.expect("cert");
+    let first = store.create_order("www", "acme", None).await.expect("order");
+    store.create_order("www", "acme", Some("aaa.bbb")).await.expect("order");
+    let orders = store.orders_since(first.created_at - 1).await.expect("orders");
+    assert_eq!(orders.len(), 2);
+    assert_eq!(orders[0].account_name, "acme");
+    assert_eq!(orders[0].names, ["www.example.test", "example.test"]);
+    assert_eq!(orders.iter().map(|o| o.ari_renewal).collect::<Vec<_>>(), [false, true]);
+    assert!(store.orders_since(orders[1].at).await.expect("orders").is_empty());
+}
 
 async fn jobs_keep_their_steps_in_order_and_end_once(db: Db) {
     let store = db.open().await;
@@ -638,10 +795,14 @@ async fn orders_and_presented_round_trip(db: Db) {
     store.insert_account(&account("acme")).await.expect("insert account");
     store.insert_cert(&cert("www", "acme")).await.expect("insert cert");
 
-    assert_not_found(store.create_order("missing", "acme").await, "managed certificate", "missing");
-    assert_not_found(store.create_order("www", "missing").await, "account", "missing");
+    assert_not_found(
+        store.create_order("missing", "acme", None).await,
+        "managed certificate",
+        "missing",
+    );
+    assert_not_found(store.create_order("www", "missing", None).await, "account", "missing");
 
-    let first = store.create_order("www", "acme").await.expect("create");
+    let first = store.create_order("www", "acme", None).await.expect("create");
     assert_eq!(first.status, "new");
     assert_eq!(first.cert_name, "www");
     assert_eq!(first.account_name, "acme");
@@ -702,7 +863,7 @@ async fn orders_and_presented_round_trip(db: Db) {
         .await
         .expect("set status");
     assert_eq!(store.open_order("www").await.expect("open order"), None);
-    let second = store.create_order("www", "acme").await.expect("create");
+    let second = store.create_order("www", "acme", None).await.expect("create");
     assert!(second.id > first.id);
     assert_eq!(store.open_order("www").await.expect("open order").map(|o| o.id), Some(second.id));
     store.set_order_status(second.id, "abandoned", None).await.expect("set status");
@@ -755,7 +916,7 @@ async fn issued_round_trip(db: Db) {
     assert_not_found(store.set_revoked(9999, 1, None).await, "issued certificate", "9999");
 
     // At most one issued certificate per order.
-    let order = store.create_order("www", "acme").await.expect("order");
+    let order = store.create_order("www", "acme", None).await.expect("order");
     let mut for_order = issued("www", "03");
     for_order.order_id = Some(order.id);
     store.insert_issued(&for_order).await.expect("insert");
@@ -771,7 +932,7 @@ async fn complete_order_stores_issued_order_and_state_together(db: Db) {
     store.insert_account(&account("acme")).await.expect("insert account");
     store.insert_cert(&cert("www", "acme")).await.expect("insert cert");
     store.set_cert_state("www", "failing", Some("earlier failure")).await.expect("set state");
-    let order = store.create_order("www", "acme").await.expect("order");
+    let order = store.create_order("www", "acme", None).await.expect("order");
     store.set_order_status(order.id, "ready", None).await.expect("status");
 
     // Success: all three changes land.
@@ -786,7 +947,7 @@ async fn complete_order_stores_issued_order_and_state_together(db: Db) {
 
     // Failure half-way (the issued insert violates the one-per-order rule after the order's
     // status was already updated in the transaction): nothing changes.
-    let second = store.create_order("www", "acme").await.expect("order");
+    let second = store.create_order("www", "acme", None).await.expect("order");
     store.set_order_status(second.id, "processing", None).await.expect("status");
     store.set_cert_state("www", "issuing", Some("in progress")).await.expect("set state");
     let mut taken = issued("www", "0b");
@@ -808,7 +969,7 @@ async fn complete_order_stores_issued_order_and_state_together(db: Db) {
 
     // The order must belong to the certificate named in the record.
     store.insert_cert(&cert_named("api")).await.expect("insert cert");
-    let third = store.create_order("www", "acme").await.expect("order");
+    let third = store.create_order("www", "acme", None).await.expect("order");
     match store.complete_order(third.id, &issued("api", "0d")).await {
         Err(Error::Invalid { .. }) => {}
         other => panic!("expected Invalid, got {other:?}"),
@@ -825,7 +986,7 @@ fn cert_named(name: &str) -> CertRecord {
 async fn populate(store: &Store) -> i64 {
     store.insert_account(&account("acme")).await.expect("insert account");
     store.insert_cert(&cert("www", "acme")).await.expect("insert cert");
-    let order = store.create_order("www", "acme").await.expect("order");
+    let order = store.create_order("www", "acme", None).await.expect("order");
     store.set_order_key(order.id, "ecdsa-p256", ORDER_KEY, Some(b"CSR")).await.expect("order key");
     store
         .record_presented(
@@ -1081,7 +1242,7 @@ async fn two_handles_open_and_write_concurrently(db: Db) {
         for i in 0..20 {
             let name = format!("{prefix}{i}");
             store.insert_cert(&cert(&name, "acme")).await.expect("insert cert");
-            let order = store.create_order(&name, "acme").await.expect("order");
+            let order = store.create_order(&name, "acme", None).await.expect("order");
             store
                 .complete_order(order.id, &issued(&name, &format!("{i:02x}")))
                 .await
@@ -1119,7 +1280,7 @@ async fn debug_output_redacts_secrets() {
     let store = open(dir.path()).await;
     store.insert_account(&account("acme")).await.expect("insert");
     store.insert_cert(&cert("www", "acme")).await.expect("insert");
-    let order = store.create_order("www", "acme").await.expect("order");
+    let order = store.create_order("www", "acme", None).await.expect("order");
     store.set_order_key(order.id, "ecdsa-p256", ORDER_KEY, None).await.expect("key");
     let order = store.order(order.id).await.expect("read").expect("present");
     assert!(!format!("{order:?}").contains("ORDER-CERT-KEY"));

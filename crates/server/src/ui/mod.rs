@@ -507,18 +507,17 @@ async fn dashboard_page(state: &AppState, s: &Session) -> Result<DashboardPage, 
     let mut counts: Vec<(String, usize)> = STATES.iter().map(|s| (s.to_string(), 0)).collect();
     let mut weeks: Vec<(usize, usize)> = vec![(0, 0); CHART_WEEKS as usize];
     let mut attention = Vec::new();
-    let certs = state.store.certs().await?;
+    let (_, certs) = state.store.cert_summaries(&certhub_store::CertFilter::default(), now).await?;
     let total = certs.len();
     let policy = state.settings.get().policy;
     for c in &certs {
-        let issued = state.store.latest_issued(&c.name).await?;
-        let view = api::cert_view(c, issued.as_ref());
-        let row = CertRow::from_view(&view);
+        let issued = c.latest.as_ref();
+        let row = CertRow::from_view(&api::summary_view(c));
         match counts.iter_mut().find(|(k, _)| *k == row.state) {
             Some((_, n)) => *n += 1,
             None => counts.push((row.state.clone(), 1)),
         }
-        if let Some(i) = issued.as_ref().filter(|_| row.state == "valid") {
+        if let Some(i) = issued.filter(|_| row.state == "valid") {
             let slot = (i.not_after - now).div_euclid(week);
             if (0..CHART_WEEKS).contains(&slot) {
                 weeks[slot as usize].0 += 1;
@@ -573,8 +572,8 @@ async fn dashboard_page(state: &AppState, s: &Session) -> Result<DashboardPage, 
 
 /// When the certificate's next renewal is planned (unix seconds), by its policy or the hub's.
 fn renewal_time(
-    c: &certhub_store::CertRecord,
-    i: &certhub_store::IssuedRecord,
+    c: &certhub_store::CertSummary,
+    i: &certhub_store::LatestIssued,
     default_policy: &str,
 ) -> Option<i64> {
     use certhub_core::renewal::{Decision, RenewalPolicy, decide};
@@ -945,7 +944,7 @@ async fn cert_page(
     let text = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
     match tab {
         "domains" => {
-            for id in api::identifiers(&c) {
+            for id in api::identifiers(&c.identifiers) {
                 facts.push(("Identifier".into(), id));
             }
             if let Some(i) = &issued {
