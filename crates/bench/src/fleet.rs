@@ -166,7 +166,7 @@ async fn one_cert(
     let name = cert_name(i);
     let domain = format!("example{}.test", i % DOMAINS);
     let mut identifiers = vec![json!({"type": "dns", "value": format!("{name}.{domain}")})];
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         identifiers.push(json!({"type": "dns", "value": format!("www.{name}.{domain}")}));
     }
     let day = 86_400;
@@ -182,7 +182,7 @@ async fn one_cert(
         challenges: json!([{"http-01": {"webroot": "/var/www/html"}}]),
         state: s.state.into(),
         last_error: s.failing.then(|| "the CA could not be reached".into()),
-        renewal_policy: (i % 5 == 0 && s.lifetime_days == 90).then(|| "30d".into()),
+        renewal_policy: (i.is_multiple_of(5) && s.lifetime_days == 90).then(|| "30d".into()),
         failures: i64::from(s.failing),
         next_attempt_at: s.failing.then_some(now_ms + 6 * 3_600_000),
         ..CertRecord::default()
@@ -224,7 +224,7 @@ async fn one_cert(
                 .await?;
         }
     }
-    if i % 3 != 0 {
+    if !i.is_multiple_of(3) {
         store.add_deploy_task(&name, "files", task).await?;
     }
     // When the scheduler looks next: a few now, the rest when they fall due or their

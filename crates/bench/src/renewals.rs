@@ -141,11 +141,17 @@ pub fn renewals(args: RenewalsArgs) -> anyhow::Result<()> {
             }
         }
         let mut capacity = args.per_minute;
+        // As a run of the scheduler does: what is due now, the soonest to expire first.
+        let mut due = Vec::new();
         while let Some(&Reverse((t, i))) = queue.peek() {
             if t > now {
                 break;
             }
             queue.pop();
+            due.push(i);
+        }
+        due.sort_by_key(|&i| (certs[i].not_after, i));
+        for i in due {
             let c = &mut certs[i];
             let window = RenewalWindow { start: at(c.window.0), end: at(c.window.1) };
             let next = match decide(
@@ -237,6 +243,12 @@ pub fn renewals(args: RenewalsArgs) -> anyhow::Result<()> {
         }
     }
     std::fs::write(&args.chart, chart(&per_hour))?;
+    if std::env::var_os("CERTHUB_BENCH_DAYS").is_some() {
+        for d in 0..YEAR_DAYS as usize {
+            let day: usize = per_hour[d * 24..(d + 1) * 24].iter().map(|h| h.0 + h.1 + h.2).sum();
+            eprintln!("day {d}: {day}");
+        }
+    }
 
     let total = |f: &dyn Fn(&(usize, usize, usize)) -> usize| per_hour.iter().map(f).sum::<usize>();
     let peak = |from: i64, to: i64| {
@@ -309,7 +321,7 @@ pub fn renewals(args: RenewalsArgs) -> anyhow::Result<()> {
 
 fn window_words(secs: u64) -> String {
     match secs {
-        s if s % 86_400 == 0 => format!("{} days", s / 86_400),
+        s if s.is_multiple_of(86_400) => format!("{} days", s / 86_400),
         s => format!("{} hours", s / 3_600),
     }
 }
@@ -357,7 +369,8 @@ fn chart(per_hour: &[(usize, usize, usize)]) -> String {
             h - bottom + 16.0
         );
     }
-    let series: [(&str, &str, fn(&(usize, usize, usize)) -> usize); 3] = [
+    type Value = fn(&(usize, usize, usize)) -> usize;
+    let series: [(&str, &str, Value); 3] = [
         ("failed (CA down)", "#d62728", |p| p.0 + p.1 + p.2),
         ("ARI renewals (exempt)", "#1f77b4", |p| p.0 + p.1),
         ("counted against the limits", "#ff7f0e", |p| p.0),

@@ -110,6 +110,9 @@ pub struct Serve {
     /// or days before expiry (30d). A renewal window offered by the CA (ARI) comes first.
     #[arg(long, env = "CERTHUB_POLICY", default_value = "75%", value_name = "POLICY", value_parser = policy_arg)]
     pub policy: String,
+    /// A CA's rate limits, kept to by the renewal service (see `certhub renew --help`).
+    #[arg(long, value_name = "DIRECTORY=LIMITS", value_parser = rate_limit_arg)]
+    pub rate_limit: Vec<String>,
     /// How many certificates the renewal service renews at once.
     #[arg(long, env = "CERTHUB_RENEWAL_WORKERS", default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub renewal_workers: u16,
@@ -256,6 +259,13 @@ pub struct Renew {
     /// Give up on one certificate after this many seconds.
     #[arg(long, default_value_t = 900, value_name = "SECONDS")]
     pub timeout: u64,
+    /// A CA's rate limits, kept to when renewing what is due: DIRECTORY_URL=LIMITS, LIMITS
+    /// being orders=COUNT/WINDOW (new orders per account), domain=COUNT/WINDOW
+    /// (certificates per registered domain) and ari-exempt (ARI renewals do not count),
+    /// comma-separated, or none. Repeat for several CAs. Let's Encrypt's directories default
+    /// to its published limits, orders=300/3h,domain=50/7d,ari-exempt; other CAs to none.
+    #[arg(long, value_name = "DIRECTORY=LIMITS", value_parser = rate_limit_arg)]
+    pub rate_limit: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -535,6 +545,13 @@ pub struct CertRequest {
     /// Give up on one certificate after this many seconds.
     #[arg(long, default_value_t = 900, value_name = "SECONDS")]
     pub timeout: u64,
+    /// A CA's rate limits, kept to when renewing what is due: DIRECTORY_URL=LIMITS, LIMITS
+    /// being orders=COUNT/WINDOW (new orders per account), domain=COUNT/WINDOW
+    /// (certificates per registered domain) and ari-exempt (ARI renewals do not count),
+    /// comma-separated, or none. Repeat for several CAs. Let's Encrypt's directories default
+    /// to its published limits, orders=300/3h,domain=50/7d,ari-exempt; other CAs to none.
+    #[arg(long, value_name = "DIRECTORY=LIMITS", value_parser = rate_limit_arg)]
+    pub rate_limit: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -608,6 +625,11 @@ pub struct CertRevoke {
     /// Sign the revocation with the certificate's own key instead of the account key.
     #[arg(long)]
     pub with_cert_key: bool,
+}
+
+/// A `--rate-limit` argument, checked when parsed.
+fn rate_limit_arg(s: &str) -> Result<String, String> {
+    crate::renew::parse_rate_limit(s).map(|_| s.to_string())
 }
 
 /// A renewal policy argument (75% or 30d), checked when parsed.

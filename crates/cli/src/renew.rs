@@ -10,6 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use certhub_challenge::Solvers;
 use certhub_core::cert::split_pem_chain;
+use std::collections::HashMap;
+
+use certhub_core::budget::{Budget, RateLimits, Wait, registered_domain};
 use certhub_core::renewal::{self, Decision, Reason, RenewalPolicy, RenewalWindow, decide};
 use certhub_store::Store;
 use futures::StreamExt as _;
@@ -25,7 +28,168 @@ enum Outcome {
     Busy,
     /// Not due; `true` when its pending deployment tasks were retried and succeeded.
     NotDue(bool),
+    /// Due, but the CA's rate limits have no room yet.
+    Waiting,
     Renewed,
+}
+
+/// A look at one certificate: done with it, or it is due.
+enum Step {
+    Done(Outcome),
+    Due(DueNow),
+}
+
+/// A certificate to order now, locked.
+struct DueNow {
+    lock: crate::issue::CertLock,
+    /// When its certificate expires (unix seconds; 0 if it has none): the soonest first.
+    expires: i64,
+    /// The account that orders it.
+    account: String,
+    /// The registered domains of its names.
+    domains: Vec<String>,
+    /// Ordered as an ARI renewal (exempt from some CAs' limits).
+    ari_renewal: bool,
+    seen: i64,
+    default_policy: bool,
+    /// Kept within the CA's rate limits (renewals the scheduler chose; named ones are
+    /// asked for by a person, and the CA has the last word on them).
+    budgeted: bool,
+}
+
+/// Looks at one certificate: another process has it, it is not due (its pending deployment
+/// tasks are retried, and when to look again is recorded), or it is due.
+async fn look(
+    store: &Store,
+    issuer: &Issuer,
+    reporter: &Reporter,
+    args: &Renew,
+    policy: RenewalPolicy,
+    name: &str,
+) -> anyhow::Result<Step> {
+    let Some(lock) = issuer.try_lock(name).await? else {
+        reporter.finish(name, "skipped: another certhub process is requesting it");
+        return Ok(Step::Done(Outcome::Busy));
+    };
+    if !args.due {
+        return Ok(Step::Due(DueNow {
+            lock,
+            expires: 0,
+            account: String::new(),
+            domains: Vec::new(),
+            ari_renewal: false,
+            seen: 0,
+            default_policy: false,
+            budgeted: false,
+        }));
+    }
+    let looked = due(store, issuer, name, policy).await?;
+    let not_due = match &looked.due {
+        Due::Now => {
+            let domains = looked.names.iter().filter_map(|n| registered_domain(n)).collect();
+            return Ok(Step::Due(DueNow {
+                lock,
+                expires: looked.expires,
+                account: looked.account,
+                domains,
+                ari_renewal: looked.ari_renewal,
+                seen: looked.seen,
+                default_policy: looked.default_policy,
+                budgeted: true,
+            }));
+        }
+        Due::At(at, reason) => {
+            format!("not due until {} ({})", rfc3339(unix(*at)), why(*reason))
+        }
+        Due::Watched(status) => status.clone(),
+    };
+    // A deployment that failed last time is retried, due or not.
+    let outcome = match crate::deploy::retry_pending(store, name, reporter).await? {
+        None => {
+            reporter.finish(name, &not_due);
+            Outcome::NotDue(false)
+        }
+        Some(report) => match report.failure() {
+            Some(e) => return Err(e),
+            None => {
+                reporter.finish(name, &format!("{not_due}; pending deployment done"));
+                Outcome::NotDue(true)
+            }
+        },
+    };
+    // Until then, runs pass it by (unless it changes meanwhile).
+    let assumed = looked.default_policy.then(|| args.policy.trim());
+    store.set_cert_check(name, looked.recheck_at, assumed, looked.seen).await?;
+    Ok(Step::Done(outcome))
+}
+
+/// The rate-limit budgets of the CAs the accounts order from, with the orders placed in
+/// their windows (by any process sharing the store) already counted.
+struct Budgets {
+    by_directory: HashMap<String, Budget>,
+    directory_of: HashMap<String, String>,
+}
+
+impl Budgets {
+    /// `overrides` are `DIRECTORY=LIMITS` (see `--rate-limit`); other CAs get
+    /// [`RateLimits::default_for`].
+    async fn load(store: &Store, overrides: &[String]) -> anyhow::Result<Budgets> {
+        let mut configured = HashMap::new();
+        for o in overrides {
+            let (url, limits) = parse_rate_limit(o).map_err(|e| fail(INVALID_INPUT, e))?;
+            configured.insert(url, limits);
+        }
+        let directory_of: HashMap<String, String> =
+            store.accounts().await?.into_iter().map(|a| (a.name, a.directory_url)).collect();
+        let mut by_directory = HashMap::new();
+        for dir in directory_of.values() {
+            let limits =
+                configured.get(dir).copied().unwrap_or_else(|| RateLimits::default_for(dir));
+            if !limits.is_none() {
+                by_directory.entry(dir.clone()).or_insert_with(|| Budget::new(limits));
+            }
+        }
+        let longest = by_directory.values().map(|b| b.limits().longest_window_secs()).max();
+        if let Some(longest) = longest {
+            let since = crate::output::unix_ms(SystemTime::now()) - longest as i64 * 1000;
+            for o in store.orders_since(since).await? {
+                let budget =
+                    directory_of.get(&o.account_name).and_then(|d| by_directory.get_mut(d));
+                if let Some(budget) = budget {
+                    let domains: Vec<String> =
+                        o.names.iter().filter_map(|n| registered_domain(n)).collect();
+                    budget.record(o.at, &o.account_name, &domains, o.ari_renewal);
+                }
+            }
+        }
+        Ok(Budgets { by_directory, directory_of })
+    }
+
+    /// Admits the order now (and counts it), or says how long it waits.
+    fn admit(&mut self, due: &DueNow) -> Result<(), Wait> {
+        if !due.budgeted {
+            return Ok(());
+        }
+        let budget = self.directory_of.get(&due.account).and_then(|d| self.by_directory.get_mut(d));
+        match budget {
+            Some(b) => b.admit(
+                crate::output::unix_ms(SystemTime::now()),
+                &due.account,
+                &due.domains,
+                due.ari_renewal,
+            ),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `DIRECTORY=LIMITS`, as `--rate-limit` takes it.
+pub fn parse_rate_limit(s: &str) -> Result<(String, RateLimits), String> {
+    let (url, limits) = s.split_once('=').ok_or_else(|| {
+        format!("{s:?}: expected DIRECTORY_URL=LIMITS, e.g. https://ca.example/dir=orders=300/3h")
+    })?;
+    let limits = limits.parse().map_err(|e| format!("--rate-limit {url}: {e}"))?;
+    Ok((url.trim().to_string(), limits))
 }
 
 pub async fn run(ctx: &Context, args: Renew) -> anyhow::Result<()> {
@@ -58,57 +222,64 @@ pub async fn renew(ctx: &Context, args: Renew, actor: &crate::output::Actor) -> 
     let issuer = Issuer::new(store.clone(), Arc::new(Solvers::new(ctx.dns.clone())), &ctx.data_dir);
     let reporter = Reporter::new(&names);
     let timeout = Duration::from_secs(args.timeout);
-    let results: Vec<(String, anyhow::Result<Outcome>)> = futures::stream::iter(names.iter())
+    let jobs = usize::from(args.jobs);
+    // First a look at each: not due (done), or due (kept locked for now).
+    let looked: Vec<(String, anyhow::Result<Step>)> = futures::stream::iter(names.iter())
         .map(|name| {
             let (issuer, reporter, store, args) = (&issuer, &reporter, &store, &args);
+            async move { (name.clone(), look(store, issuer, reporter, args, policy, name).await) }
+        })
+        .buffer_unordered(jobs)
+        .collect()
+        .await;
+    let mut results: Vec<(String, anyhow::Result<Outcome>)> = Vec::new();
+    let mut due_now = Vec::new();
+    for (name, step) in looked {
+        match step {
+            Ok(Step::Done(outcome)) => results.push((name, Ok(outcome))),
+            Ok(Step::Due(due)) => due_now.push((name, due)),
+            Err(e) => {
+                reporter.finish(&name, &format!("failed: {e:#}"));
+                results.push((name, Err(e)));
+            }
+        }
+    }
+    // Then the CAs' rate limits, spent on the soonest to expire first; the rest wait.
+    let mut budgets = Budgets::load(&store, &args.rate_limit).await?;
+    due_now.sort_by_key(|(name, d)| (d.expires, name.clone()));
+    let mut admitted = Vec::new();
+    for (name, due) in due_now {
+        match budgets.admit(&due) {
+            Ok(()) => admitted.push((name, due)),
+            Err(wait) => {
+                let until = wait.until;
+                reporter.finish(
+                    &name,
+                    &format!(
+                        "due, waiting until {} for the CA's rate limit ({})",
+                        rfc3339(until / 1000),
+                        wait.limit
+                    ),
+                );
+                let assumed = due.default_policy.then(|| args.policy.trim());
+                let r = store.set_cert_check(&name, until, assumed, due.seen).await;
+                results.push((name, r.map(|_| Outcome::Waiting).map_err(Into::into)));
+            }
+        }
+    }
+    // Then the orders.
+    let renewed: Vec<(String, anyhow::Result<Outcome>)> = futures::stream::iter(admitted)
+        .map(|(name, due)| {
+            let (issuer, reporter, store) = (&issuer, &reporter, &store);
             async move {
                 let r = async {
-                    let Some(lock) = issuer.try_lock(name).await? else {
-                        reporter.finish(name, "skipped: another certhub process is requesting it");
-                        return Ok(Outcome::Busy);
-                    };
-                    let looked = match args.due {
-                        false => None,
-                        true => Some(due(store, issuer, name, policy).await?),
-                    };
-                    let not_due = looked.as_ref().and_then(|l| match &l.due {
-                        Due::Now => None,
-                        Due::At(at, reason) => {
-                            Some(format!("not due until {} ({})", rfc3339(unix(*at)), why(*reason)))
-                        }
-                        Due::Watched(status) => Some(status.clone()),
-                    });
-                    if let (Some(not_due), Some(looked)) = (not_due, looked) {
-                        // A deployment that failed last time is retried, due or not.
-                        let outcome =
-                            match crate::deploy::retry_pending(store, name, reporter).await? {
-                                None => {
-                                    reporter.finish(name, &not_due);
-                                    Outcome::NotDue(false)
-                                }
-                                Some(report) => match report.failure() {
-                                    Some(e) => return Err(e),
-                                    None => {
-                                        reporter.finish(
-                                            name,
-                                            &format!("{not_due}; pending deployment done"),
-                                        );
-                                        Outcome::NotDue(true)
-                                    }
-                                },
-                            };
-                        // Until then, runs pass it by (unless it changes meanwhile).
-                        let assumed = looked.default_policy.then(|| args.policy.trim());
-                        store.set_cert_check(name, looked.recheck_at, assumed, looked.seen).await?;
-                        return Ok(outcome);
-                    }
-                    let issued = issuer.request_locked(name, &lock, timeout, reporter).await?;
+                    let issued = issuer.request_locked(&name, &due.lock, timeout, reporter).await?;
                     actor
-                        .audit(store, "cert.renew", name, Some(&issued.serial_hex))
+                        .audit(store, "cert.renew", &name, Some(&issued.serial_hex))
                         .await
                         .context("renewed, but writing the audit log failed")?;
                     reporter.finish(
-                        name,
+                        &name,
                         &format!(
                             "renewed: serial {}, expires {}",
                             issued.serial_hex,
@@ -119,14 +290,15 @@ pub async fn renew(ctx: &Context, args: Renew, actor: &crate::output::Actor) -> 
                 }
                 .await;
                 if let Err(e) = &r {
-                    reporter.finish(name, &format!("failed: {e:#}"));
+                    reporter.finish(&name, &format!("failed: {e:#}"));
                 }
-                (name.clone(), r)
+                (name, r)
             }
         })
-        .buffer_unordered(usize::from(args.jobs))
+        .buffer_unordered(jobs)
         .collect()
         .await;
+    results.extend(renewed);
     let count =
         |f: fn(&Outcome) -> bool| results.iter().filter(|(_, r)| r.as_ref().is_ok_and(f)).count();
     let (renewed, not_due, redeployed, busy) = (
@@ -230,6 +402,14 @@ struct Looked {
     seen: i64,
     /// Whether the hub-wide policy decided (it has none of its own).
     default_policy: bool,
+    /// When its certificate expires, unix seconds (0: none yet).
+    expires: i64,
+    /// The account the next order goes to.
+    account: String,
+    /// Its names, lower case.
+    names: Vec<String>,
+    /// Due by the CA's window: the order is an ARI renewal.
+    ari_renewal: bool,
 }
 
 /// Not looked at again until something changes (an import, an edit).
@@ -265,11 +445,26 @@ async fn due(
         store.cert(name).await?.with_context(|| format!("certificate {name} disappeared"))?;
     let issued = store.latest_issued(name).await?;
     let now_ms = crate::output::unix_ms(SystemTime::now());
+    let account = crate::cert::ordering_account(&cert).map(|(a, _)| a.to_string());
+    let ids: Vec<certhub_core::Identifier> =
+        serde_json::from_value(cert.identifiers.clone()).unwrap_or_default();
+    let names: Vec<String> = ids
+        .iter()
+        .filter_map(|i| match i {
+            certhub_core::Identifier::Dns(n) => Some(n.to_lowercase()),
+            certhub_core::Identifier::Ip(_) => None,
+        })
+        .collect();
+    let expires = issued.as_ref().map_or(0, |i| i.not_after);
     let looked = |due, recheck_at| Looked {
         due,
         recheck_at,
         seen: cert.updated_at,
         default_policy: cert.renewal_policy.is_none(),
+        expires,
+        account: account.as_ref().map(String::clone).unwrap_or_default(),
+        names: names.clone(),
+        ari_renewal: false,
     };
     // After a failure, the backoff table (or the CA's Retry-After) says when to try again.
     if let Some(next) = cert.next_attempt_at
@@ -342,7 +537,9 @@ async fn due(
         seed,
     );
     Ok(match decision {
-        Decision::RenewNow(_) => looked(Due::Now, 0),
+        Decision::RenewNow(reason) => {
+            Looked { ari_renewal: reason == Reason::CaWindow, ..looked(Due::Now, 0) }
+        }
         Decision::RenewAt(when, reason) => {
             // The CA may move its window (a mass revocation): ask again when it said to,
             // though not more often than every few minutes when it cannot be reached.

@@ -244,6 +244,7 @@ impl certhub_server::Worker for Engine {
 
 pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
     let store = ctx.store().await?;
+    let rate_limits = args.rate_limit.clone();
     let issuer = Arc::new(Issuer::new(
         store.clone(),
         Arc::new(Solvers::new(ctx.dns.clone())),
@@ -340,7 +341,7 @@ pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
     // resumed by the next start (every step of an order is in the store).
     tokio::select! {
         served = serving => served.context("the hub stopped")?,
-        () = renewal_service(ctx.clone(), store.clone(), settings.clone(), own) => {}
+        () = renewal_service(ctx.clone(), store.clone(), settings.clone(), own, rate_limits) => {}
         () = crate::notify::run(store.clone(), settings) => {}
     }
     // Requests started through the API get a little time to finish before the store closes.
@@ -433,12 +434,13 @@ async fn shutdown() {
 /// then every check interval or at once when the settings change, and removes ended
 /// sessions, expired tokens and old jobs. Certificates are locked while requested, so this
 /// never orders one twice, even beside a cron job or another hub. Each renewal is audited as
-/// done by the hub.
+/// done by the hub. Orders keep within each CA's `rate_limits` (`--rate-limit`).
 async fn renewal_service(
     ctx: crate::Context,
     store: certhub_store::Store,
     settings: certhub_server::SharedSettings,
     mut own: Option<OwnCert>,
+    rate_limits: Vec<String>,
 ) {
     let mut changed = settings.subscribe();
     loop {
@@ -454,6 +456,7 @@ async fn renewal_service(
             policy: now.policy.clone(),
             jobs: now.renewal_workers,
             timeout: 900,
+            rate_limit: rate_limits.clone(),
         };
         if let Err(e) = crate::renew::renew(&ctx, due, &crate::output::Actor::hub()).await {
             tracing::warn!(error = %format!("{e:#}"), "renewal run failed");

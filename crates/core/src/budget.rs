@@ -26,9 +26,9 @@ impl fmt::Display for Limit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let w = self.window_secs;
         match w {
-            _ if w % 86_400 == 0 => write!(f, "{}/{}d", self.count, w / 86_400),
-            _ if w % 3_600 == 0 => write!(f, "{}/{}h", self.count, w / 3_600),
-            _ if w % 60 == 0 => write!(f, "{}/{}m", self.count, w / 60),
+            _ if w.is_multiple_of(86_400) => write!(f, "{}/{}d", self.count, w / 86_400),
+            _ if w.is_multiple_of(3_600) => write!(f, "{}/{}h", self.count, w / 3_600),
+            _ if w.is_multiple_of(60) => write!(f, "{}/{}m", self.count, w / 60),
             _ => write!(f, "{}/{}s", self.count, w),
         }
     }

@@ -5,8 +5,9 @@
 //! (75% by default), or a number of days before expiry. A days rule never fires before half
 //! of the lifetime has passed, so a 30-day rule does not renew a 6-day certificate over and
 //! over. With ARI, a moment inside the CA's suggested window is picked at random (seeded per
-//! certificate, so repeated runs agree); a window that has already started or passed means
-//! renew now — that is how a CA makes a fleet renew early after an incident.
+//! certificate, so repeated runs agree) and the certificate is renewed once it has come; a
+//! window moved into the past means renew now — that is how a CA makes a fleet renew early
+//! after an incident.
 
 use std::time::{Duration, SystemTime};
 
@@ -122,8 +123,10 @@ pub fn decide(
             z ^= z >> 31;
             let frac = (z >> 11) as f64 / (1u64 << 53) as f64;
             let at = w.start + span.mul_f64(frac);
-            if now >= w.start {
-                // Inside or past the window: the CA wants it now (a past window is overdue).
+            // RFC 9773 §4.2: a moment chosen at random in the window, now if it has passed
+            // (a window moved into the past, after a mass revocation, is overdue). A window
+            // that has started is not a reason to renew at once: the fleet stays spread.
+            if now >= at {
                 return Decision::RenewNow(Reason::CaWindow);
             }
             return Decision::RenewAt(at, Reason::CaWindow);
@@ -281,8 +284,17 @@ mod tests {
             })
             .collect();
         assert!(spread.len() > 40, "renewals are spread over the window");
-        // Present: inside the window means now.
-        assert!(decide(nb, na, Some(window), RenewalPolicy::default(), t(61 * DAY), 7).is_due());
+        // Present: inside the window, due once its moment has come, not before.
+        let moment = at;
+        let just_after = moment + Duration::from_secs(1);
+        assert!(decide(nb, na, Some(window), RenewalPolicy::default(), just_after, 7).is_due());
+        let started = window.start + Duration::from_secs(1);
+        if started < moment {
+            assert_eq!(
+                decide(nb, na, Some(window), RenewalPolicy::default(), started, 7),
+                Decision::RenewAt(moment, Reason::CaWindow)
+            );
+        }
         // A window moved into the past (mass revocation): renew now, even early in the life.
         let past = RenewalWindow { start: t(DAY), end: t(DAY + 3600) };
         assert_eq!(
