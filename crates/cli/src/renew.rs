@@ -185,9 +185,13 @@ impl Budgets {
 
 /// `DIRECTORY=LIMITS`, as `--rate-limit` takes it.
 pub fn parse_rate_limit(s: &str) -> Result<(String, RateLimits), String> {
-    let (url, limits) = s.split_once('=').ok_or_else(|| {
+    let expected = || {
         format!("{s:?}: expected DIRECTORY_URL=LIMITS, e.g. https://ca.example/dir=orders=300/3h")
-    })?;
+    };
+    let (url, limits) = s.split_once('=').ok_or_else(expected)?;
+    if !url.contains("://") {
+        return Err(expected());
+    }
     let limits = limits.parse().map_err(|e| format!("--rate-limit {url}: {e}"))?;
     Ok((url.trim().to_string(), limits))
 }
@@ -202,8 +206,7 @@ pub async fn renew(ctx: &Context, args: Renew, actor: &crate::output::Actor) -> 
         args.policy.parse().map_err(|e| fail(INVALID_INPUT, format!("--policy {e}")))?;
     let store = ctx.store().await?;
     let names: Vec<String> = if args.due {
-        // Only those whose check time has come: the rest recorded when to look again.
-        store.certs_to_check(crate::output::unix_ms(SystemTime::now()), args.policy.trim()).await?
+        store.certs().await?.into_iter().map(|c| c.name).collect()
     } else {
         for n in &args.names {
             if store.cert(n).await?.is_none() {
@@ -307,6 +310,10 @@ pub async fn renew(ctx: &Context, args: Renew, actor: &crate::output::Actor) -> 
         count(|o| matches!(o, Outcome::NotDue(true))),
         count(|o| matches!(o, Outcome::Busy)),
     );
+    let waiting = match count(|o| matches!(o, Outcome::Waiting)) {
+        0 => String::new(),
+        n => format!(", {n} waiting for the CA's rate limits"),
+    };
     let failed: Vec<(String, anyhow::Error)> =
         results.into_iter().filter_map(|(n, r)| r.err().map(|e| (n, e))).collect();
     let redeployed = match redeployed {
@@ -314,7 +321,8 @@ pub async fn renew(ctx: &Context, args: Renew, actor: &crate::output::Actor) -> 
         n => format!(" ({n} with pending deployments done)"),
     };
     println!(
-        "{renewed} renewed, {not_due} not due{redeployed}, {busy} busy elsewhere, {} failed",
+        "{renewed} renewed, {not_due} not due{redeployed}{waiting}, {busy} busy elsewhere, {} \
+         failed",
         failed.len()
     );
     if failed.is_empty() {

@@ -978,6 +978,51 @@ async fn renew_due_renews_what_is_due_once_and_skips_what_is_locked() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn renew_due_keeps_within_the_cas_rate_limits_and_says_how_long_the_rest_wait() {
+    let env = Env::start(hostile()).await;
+    env.account("le", &[]).await;
+    for name in ["a", "b", "c"] {
+        env.ok(&[
+            "cert",
+            "add",
+            name,
+            "--account",
+            "le",
+            "-d",
+            &format!("{name}.limits.test"),
+            "--challenge",
+            &env.http01(),
+        ])
+        .await;
+    }
+    let limit = format!("{}=orders=2/1h", env.pebble.directory_url);
+    let err = env.fails(2, &["renew", "--due", "--rate-limit", "orders=2/1h"]).await;
+    assert!(err.contains("DIRECTORY_URL=LIMITS"), "{err}");
+    let err = env.fails(2, &["renew", "--due", "--rate-limit", &format!("{limit}x")]).await;
+    assert!(err.contains("COUNT/WINDOW"), "{err}");
+    // Two orders an hour: one now, the next in half an hour.
+    let out = env.ok(&["renew", "--due", "--rate-limit", &limit]).await;
+    assert!(out.contains("1 renewed, 0 not due, 2 waiting for the CA's rate limits"), "{out}");
+    assert!(env.show("a").await["serial"].is_string(), "the first by name went first");
+    // The next run finds no room yet either, and says which limit and until when.
+    let run = env.run(&["renew", "--due", "--rate-limit", &limit]).await;
+    let (out, err) = (String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    assert!(run.status.success(), "{out}{err}");
+    assert!(out.contains("0 renewed, 1 not due, 2 waiting"), "{out}");
+    assert!(
+        err.contains("waiting until") && err.contains("2 new orders per account in 1h"),
+        "{err}"
+    );
+    // Orders placed by any process count: a person's renewal by name spends the budget.
+    env.ok(&["renew", "b"]).await;
+    let store = certhub_store::Store::open(env.data_dir()).await.unwrap();
+    let orders = store.orders_since(0).await.unwrap();
+    assert_eq!(orders.len(), 2);
+    assert!(orders.iter().all(|o| o.account_name == "le" && !o.ari_renewal));
+    assert_eq!(orders[1].names, ["b.limits.test"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn preview_shows_the_plan_without_side_effects_or_secrets() {
     let env = Env::start(hostile()).await;
     env.account("le", &[]).await;
