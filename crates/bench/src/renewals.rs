@@ -165,9 +165,9 @@ pub fn renewals(args: RenewalsArgs) -> anyhow::Result<()> {
                 Decision::RenewAt(t, _) => ms(t).min(now + ARI_EVERY),
                 Decision::RenewNow(_) if capacity == 0 => now + MIN,
                 Decision::RenewNow(_) => {
-                    let domains = [c.domain.clone()];
+                    let names = [c.domain.clone()];
                     let account = format!("acct{}", c.account);
-                    match budget.admit(now, &account, &domains, c.ours) {
+                    match budget.admit(now, &account, &names, c.ours) {
                         Err(wait) => wait.until,
                         Ok(()) => {
                             capacity -= 1;

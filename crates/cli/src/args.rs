@@ -545,13 +545,6 @@ pub struct CertRequest {
     /// Give up on one certificate after this many seconds.
     #[arg(long, default_value_t = 900, value_name = "SECONDS")]
     pub timeout: u64,
-    /// A CA's rate limits, kept to when renewing what is due: DIRECTORY_URL=LIMITS, LIMITS
-    /// being orders=COUNT/WINDOW (new orders per account), domain=COUNT/WINDOW
-    /// (certificates per registered domain) and ari-exempt (ARI renewals do not count),
-    /// comma-separated, or none. Repeat for several CAs. Let's Encrypt's directories default
-    /// to its published limits, orders=300/3h,domain=50/7d,ari-exempt; other CAs to none.
-    #[arg(long, value_name = "DIRECTORY=LIMITS", value_parser = rate_limit_arg)]
-    pub rate_limit: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -4,15 +4,14 @@
 //! (lock, re-check, act): runs that overlap — two cron jobs, a cron job and a person — never
 //! order the same certificate twice, and a certificate renewed a moment ago is not due.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use certhub_challenge::Solvers;
+use certhub_core::budget::{Budget, RateLimits, Wait};
 use certhub_core::cert::split_pem_chain;
-use std::collections::HashMap;
-
-use certhub_core::budget::{Budget, RateLimits, Wait, registered_domain};
 use certhub_core::renewal::{self, Decision, Reason, RenewalPolicy, RenewalWindow, decide};
 use certhub_store::Store;
 use futures::StreamExt as _;
@@ -39,22 +38,12 @@ enum Step {
     Due(DueNow),
 }
 
-/// A certificate to order now, locked.
+/// A certificate to order now, locked, with what the look found; a certificate named to
+/// renew now is not looked at, and is kept out of the CAs' budgets (a person asked for it,
+/// and the CA has the last word).
 struct DueNow {
     lock: crate::issue::CertLock,
-    /// When its certificate expires (unix seconds; 0 if it has none): the soonest first.
-    expires: i64,
-    /// The account that orders it.
-    account: String,
-    /// The registered domains of its names.
-    domains: Vec<String>,
-    /// Ordered as an ARI renewal (exempt from some CAs' limits).
-    ari_renewal: bool,
-    seen: i64,
-    default_policy: bool,
-    /// Kept within the CA's rate limits (renewals the scheduler chose; named ones are
-    /// asked for by a person, and the CA has the last word on them).
-    budgeted: bool,
+    looked: Option<Looked>,
 }
 
 /// Looks at one certificate: another process has it, it is not due (its pending deployment
@@ -72,32 +61,11 @@ async fn look(
         return Ok(Step::Done(Outcome::Busy));
     };
     if !args.due {
-        return Ok(Step::Due(DueNow {
-            lock,
-            expires: 0,
-            account: String::new(),
-            domains: Vec::new(),
-            ari_renewal: false,
-            seen: 0,
-            default_policy: false,
-            budgeted: false,
-        }));
+        return Ok(Step::Due(DueNow { lock, looked: None }));
     }
     let looked = due(store, issuer, name, policy).await?;
     let not_due = match &looked.due {
-        Due::Now => {
-            let domains = looked.names.iter().filter_map(|n| registered_domain(n)).collect();
-            return Ok(Step::Due(DueNow {
-                lock,
-                expires: looked.expires,
-                account: looked.account,
-                domains,
-                ari_renewal: looked.ari_renewal,
-                seen: looked.seen,
-                default_policy: looked.default_policy,
-                budgeted: true,
-            }));
-        }
+        Due::Now => return Ok(Step::Due(DueNow { lock, looked: Some(looked) })),
         Due::At(at, reason) => {
             format!("not due until {} ({})", rfc3339(unix(*at)), why(*reason))
         }
@@ -156,26 +124,21 @@ impl Budgets {
                 let budget =
                     directory_of.get(&o.account_name).and_then(|d| by_directory.get_mut(d));
                 if let Some(budget) = budget {
-                    let domains: Vec<String> =
-                        o.names.iter().filter_map(|n| registered_domain(n)).collect();
-                    budget.record(o.at, &o.account_name, &domains, o.ari_renewal);
+                    budget.record(o.at, &o.account_name, &o.names, o.ari_renewal);
                 }
             }
         }
         Ok(Budgets { by_directory, directory_of })
     }
 
-    /// Admits the order now (and counts it), or says how long it waits.
-    fn admit(&mut self, due: &DueNow) -> Result<(), Wait> {
-        if !due.budgeted {
-            return Ok(());
-        }
+    /// Admits the order of a due certificate now (and counts it), or says how long it waits.
+    fn admit(&mut self, due: &Looked) -> Result<(), Wait> {
         let budget = self.directory_of.get(&due.account).and_then(|d| self.by_directory.get_mut(d));
         match budget {
             Some(b) => b.admit(
                 crate::output::unix_ms(SystemTime::now()),
                 &due.account,
-                &due.domains,
+                &due.names,
                 due.ari_renewal,
             ),
             None => Ok(()),
@@ -249,10 +212,14 @@ pub async fn renew(ctx: &Context, args: Renew, actor: &crate::output::Actor) -> 
     }
     // Then the CAs' rate limits, spent on the soonest to expire first; the rest wait.
     let mut budgets = Budgets::load(&store, &args.rate_limit).await?;
-    due_now.sort_by_key(|(name, d)| (d.expires, name.clone()));
+    due_now.sort_by_key(|(name, d)| (d.looked.as_ref().map_or(0, |l| l.expires), name.clone()));
     let mut admitted = Vec::new();
     for (name, due) in due_now {
-        match budgets.admit(&due) {
+        let Some(looked) = &due.looked else {
+            admitted.push((name, due));
+            continue;
+        };
+        match budgets.admit(looked) {
             Ok(()) => admitted.push((name, due)),
             Err(wait) => {
                 let until = wait.until;
@@ -264,8 +231,8 @@ pub async fn renew(ctx: &Context, args: Renew, actor: &crate::output::Actor) -> 
                         wait.limit
                     ),
                 );
-                let assumed = due.default_policy.then(|| args.policy.trim());
-                let r = store.set_cert_check(&name, until, assumed, due.seen).await;
+                let assumed = looked.default_policy.then(|| args.policy.trim());
+                let r = store.set_cert_check(&name, until, assumed, looked.seen).await;
                 results.push((name, r.map(|_| Outcome::Waiting).map_err(Into::into)));
             }
         }

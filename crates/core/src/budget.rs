@@ -255,9 +255,9 @@ impl Budget {
         self.limits
     }
 
-    /// Counts an order placed at `at` (epoch ms) by `account` for names under `domains`,
-    /// admitted or not (history, or an order placed elsewhere).
-    pub fn record(&mut self, at: i64, account: &str, domains: &[String], ari_renewal: bool) {
+    /// Counts an order placed at `at` (epoch ms) by `account` for `names`, admitted or not
+    /// (history, or an order placed elsewhere).
+    pub fn record(&mut self, at: i64, account: &str, names: &[String], ari_renewal: bool) {
         if ari_renewal && self.limits.ari_exempt {
             return;
         }
@@ -265,18 +265,19 @@ impl Budget {
             self.accounts.entry(account.to_owned()).or_default().take(l, at);
         }
         if let Some(l) = self.limits.certs_per_domain {
-            for d in dedup(domains) {
-                self.domains.entry(d.to_owned()).or_default().take(l, at);
+            for d in registered_domains(names) {
+                self.domains.entry(d).or_default().take(l, at);
             }
         }
     }
 
-    /// Admits an order at `now` (epoch ms) and counts it, or says how long it waits.
+    /// Admits an order at `now` (epoch ms) by `account` for `names` and counts it, or says
+    /// how long it waits.
     pub fn admit(
         &mut self,
         now: i64,
         account: &str,
-        domains: &[String],
+        names: &[String],
         ari_renewal: bool,
     ) -> Result<(), Wait> {
         if ari_renewal && self.limits.ari_exempt {
@@ -293,15 +294,15 @@ impl Budget {
             later(at, format!("{} new orders per account in {}", l.count, window(l)));
         }
         if let Some(l) = self.limits.certs_per_domain {
-            for d in dedup(domains) {
-                let at = self.domains.entry(d.to_owned()).or_default().ready_at(l, now);
+            for d in registered_domains(names) {
+                let at = self.domains.entry(d.clone()).or_default().ready_at(l, now);
                 later(at, format!("{} certificates for {d} in {}", l.count, window(l)));
             }
         }
         match wait {
             Some(w) => Err(w),
             None => {
-                self.record(now, account, domains, ari_renewal);
+                self.record(now, account, names, ari_renewal);
                 Ok(())
             }
         }
@@ -313,8 +314,9 @@ fn window(l: Limit) -> String {
     s.trim_start_matches("1/").to_owned()
 }
 
-fn dedup(domains: &[String]) -> Vec<&str> {
-    let mut v: Vec<&str> = domains.iter().map(String::as_str).collect();
+/// The registered domains of `names`, each once.
+fn registered_domains(names: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = names.iter().filter_map(|n| registered_domain(n)).collect();
     v.sort_unstable();
     v.dedup();
     v
@@ -326,7 +328,7 @@ mod tests {
 
     const H: i64 = 3_600_000;
 
-    fn doms(d: &[&str]) -> Vec<String> {
+    fn names(d: &[&str]) -> Vec<String> {
         d.iter().map(|s| s.to_string()).collect()
     }
 
@@ -372,7 +374,7 @@ mod tests {
     fn orders_are_paced_and_never_exceed_the_window() {
         let limits = RateLimits { orders_per_account: "300/3h".parse().ok(), ..Default::default() };
         let mut b = Budget::new(limits);
-        let d = doms(&["example.com"]);
+        let d = names(&["example.com"]);
         // A burst of a quarter of the limit, then one every 36 s.
         for _ in 0..75 {
             b.admit(0, "a", &d, false).expect("within the burst");
@@ -399,28 +401,28 @@ mod tests {
     }
 
     #[test]
-    fn domains_count_once_per_order_and_ari_renewals_are_exempt() {
+    fn registered_domains_count_once_per_order_and_ari_renewals_are_exempt() {
         let mut b = Budget::new(RateLimits::LETS_ENCRYPT);
-        let d = doms(&["example.com", "example.com", "example.org"]);
+        let d = names(&["www.example.com", "example.com", "api.example.org"]);
         for _ in 0..12 {
             b.admit(0, "a", &d, false).expect("within the burst");
         }
-        let wait = b.admit(0, "a", &doms(&["example.org"]), false).expect_err("spent");
+        let wait = b.admit(0, "a", &names(&["example.org"]), false).expect_err("spent");
         assert_eq!(wait.limit, "50 certificates for example.org in 7d");
-        b.admit(0, "a", &doms(&["example.net"]), false).expect("another domain");
+        b.admit(0, "a", &names(&["example.net"]), false).expect("another domain");
         b.admit(0, "a", &d, true).expect("an ARI renewal is exempt");
         // History counts as admitted orders do.
         let mut fresh = Budget::new(RateLimits::LETS_ENCRYPT);
         for i in 0..50 {
-            fresh.record(i, "a", &doms(&["example.com"]), false);
+            fresh.record(i, "a", &names(&["example.com"]), false);
         }
-        let wait = fresh.admit(100, "a", &doms(&["example.com"]), false).expect_err("full");
+        let wait = fresh.admit(100, "a", &names(&["example.com"]), false).expect_err("full");
         assert_eq!(wait.until, 7 * 24 * H, "when the first leaves the window");
         let no_exemption = RateLimits { ari_exempt: false, ..RateLimits::LETS_ENCRYPT };
         let mut strict = Budget::new(no_exemption);
         for i in 0..50 {
-            strict.record(i, "a", &doms(&["example.com"]), true);
+            strict.record(i, "a", &names(&["example.com"]), true);
         }
-        assert!(strict.admit(100, "a", &doms(&["example.com"]), true).is_err());
+        assert!(strict.admit(100, "a", &names(&["example.com"]), true).is_err());
     }
 }
