@@ -169,7 +169,8 @@ pub async fn renew(ctx: &Context, args: Renew, actor: &crate::output::Actor) -> 
         args.policy.parse().map_err(|e| fail(INVALID_INPUT, format!("--policy {e}")))?;
     let store = ctx.store().await?;
     let names: Vec<String> = if args.due {
-        store.certs().await?.into_iter().map(|c| c.name).collect()
+        // Only those whose time to be looked at has come: each look records the next.
+        store.certs_to_check(crate::output::unix_ms(SystemTime::now()), args.policy.trim()).await?
     } else {
         for n in &args.names {
             if store.cert(n).await?.is_none() {
@@ -182,7 +183,7 @@ pub async fn renew(ctx: &Context, args: Renew, actor: &crate::output::Actor) -> 
         args.names.clone()
     };
     if names.is_empty() {
-        println!("No certificates to renew.");
+        println!("Nothing is due now.");
         return Ok(());
     }
     let issuer = Issuer::new(store.clone(), Arc::new(Solvers::new(ctx.dns.clone())), &ctx.data_dir);

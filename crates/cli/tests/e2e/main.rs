@@ -1000,19 +1000,19 @@ async fn renew_due_keeps_within_the_cas_rate_limits_and_says_how_long_the_rest_w
     assert!(err.contains("DIRECTORY_URL=LIMITS"), "{err}");
     let err = env.fails(2, &["renew", "--due", "--rate-limit", &format!("{limit}x")]).await;
     assert!(err.contains("COUNT/WINDOW"), "{err}");
-    // Two orders an hour: one now, the next in half an hour.
-    let out = env.ok(&["renew", "--due", "--rate-limit", &limit]).await;
-    assert!(out.contains("1 renewed, 0 not due, 2 waiting for the CA's rate limits"), "{out}");
-    assert!(env.show("a").await["serial"].is_string(), "the first by name went first");
-    // The next run finds no room yet either, and says which limit and until when.
+    // Two orders an hour: one now, the next in half an hour; it says which limit and when.
     let run = env.run(&["renew", "--due", "--rate-limit", &limit]).await;
     let (out, err) = (String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
     assert!(run.status.success(), "{out}{err}");
-    assert!(out.contains("0 renewed, 1 not due, 2 waiting"), "{out}");
+    assert!(out.contains("1 renewed, 0 not due, 2 waiting for the CA's rate limits"), "{out}");
     assert!(
         err.contains("waiting until") && err.contains("2 new orders per account in 1h"),
         "{err}"
     );
+    assert!(env.show("a").await["serial"].is_string(), "the first by name went first");
+    // The waiting ones are not looked at again before their time; the renewed one is.
+    let out = env.ok(&["renew", "--due", "--rate-limit", &limit]).await;
+    assert!(out.contains("0 renewed, 1 not due, 0 busy"), "{out}");
     // Orders placed by any process count: a person's renewal by name spends the budget.
     env.ok(&["renew", "b"]).await;
     let store = certhub_store::Store::open(env.data_dir()).await.unwrap();
@@ -1236,8 +1236,9 @@ async fn deployment_reaches_a_real_nginx_and_each_renewal_reloads_it() {
     let out = env.ok(&["renew", "--due"]).await;
     assert!(out.contains("1 not due (1 with pending deployments done)"), "{out}");
     wait_for(third.clone()).await;
+    // Done: not looked at again before its renewal time.
     let out = env.ok(&["renew", "--due"]).await;
-    assert!(out.contains("0 renewed, 1 not due") && !out.contains("pending"), "{out}");
+    assert!(out.contains("Nothing is due now") && !out.contains("pending"), "{out}");
 
     // Once 75% of the lifetime has passed, `renew --due` renews and deploys on its own.
     certhub_testkit::wait_until("renew --due to renew", Duration::from_secs(90), || async {
@@ -1652,6 +1653,9 @@ async fn the_cas_renewal_window_is_cached_until_retry_after_and_a_mass_revocatio
     let mut info = store.renewal_info(issued.id).await.unwrap().expect("stored window");
     info.next_fetch_at = 0;
     store.set_renewal_info(&info).await.unwrap();
+    // The scheduler recorded the next look for that hour too.
+    let seen = store.cert("ari").await.unwrap().unwrap().updated_at;
+    assert!(store.set_cert_check("ari", 0, None, seen).await.unwrap());
     store.close().await;
     let out = env.run(&["renew", "--due"]).await;
     assert_eq!(ca.requests_to("/renewal-info").len(), 2);
