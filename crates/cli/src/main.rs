@@ -21,6 +21,12 @@ use clap::Parser;
 
 use crate::args::{Cli, Command};
 
+/// mimalloc rather than the C library's allocator: the hub allocates on many threads (the
+/// runtime's, and the database's, which hand rows to them), where glibc's arenas spend much
+/// of a busy hub's time; measured in docs/benchmarks.md (fleet).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);

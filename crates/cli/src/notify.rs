@@ -153,29 +153,18 @@ async fn notice_for(store: &Store, e: &EventRecord) -> anyhow::Result<Option<Not
 pub async fn expiry_scan(store: &Store, days: u32) -> anyhow::Result<()> {
     let now = crate::output::now_secs();
     let horizon = now + i64::from(days) * 86_400;
-    for cert in store.certs().await? {
-        let Some(issued) = store.latest_issued(&cert.name).await? else { continue };
-        if issued.revoked_at.is_some() || issued.not_after > horizon {
+    for (name, serial, not_after) in store.expiring_unattended(horizon).await? {
+        if !store.first_notice(&name, "expiring", &serial).await? {
             continue;
         }
-        if cert.account_name.is_some() && cert.failures == 0 {
-            continue;
-        }
-        if !store.first_notice(&cert.name, "expiring", &issued.serial_hex).await? {
-            continue;
-        }
-        let left = (issued.not_after - now).div_euclid(86_400);
-        let when = if issued.not_after <= now {
+        let left = (not_after - now).div_euclid(86_400);
+        let when = if not_after <= now {
             "has expired".to_string()
         } else {
             format!("expires in {left} days")
         };
-        let detail = format!(
-            "serial {} {when}, at {}",
-            issued.serial_hex,
-            crate::output::rfc3339(issued.not_after)
-        );
-        store.record_event(&cert.name, "expiring", Some(&detail)).await?;
+        let detail = format!("serial {serial} {when}, at {}", crate::output::rfc3339(not_after));
+        store.record_event(&name, "expiring", Some(&detail)).await?;
     }
     Ok(())
 }

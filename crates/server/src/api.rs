@@ -562,11 +562,10 @@ pub(crate) async fn pull(
     if with_key {
         caller.require(Need::Key)?;
     }
-    cert_or_404(state, name).await?;
-    let issued =
-        state.store.latest_issued(name).await?.ok_or_else(|| {
-            Problem::conflict(format!("certificate {name} has not been issued yet"))
-        })?;
+    let Some(issued) = state.store.latest_issued(name).await? else {
+        cert_or_404(state, name).await?;
+        return Err(Problem::conflict(format!("certificate {name} has not been issued yet")));
+    };
     if with_key && issued.key_pkcs8.is_empty() {
         return Err(Problem::conflict(format!(
             "the hub does not hold the key of {name} (it was ordered from the owner's CSR)"

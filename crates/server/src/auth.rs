@@ -159,19 +159,14 @@ impl FromRequestParts<AppState> for Caller {
         })?;
         let (id, secret) = split_token(token.trim())
             .ok_or_else(|| Problem::unauthorized("that is not a certhub API token"))?;
-        let record = state
+        let (record, role) = state
             .store
             .verify_token(id, secret)
             .await?
             .ok_or_else(|| Problem::unauthorized("the token is unknown, revoked or expired"))?;
-        let user = state
-            .store
-            .user(&record.user_name)
-            .await?
-            .ok_or_else(|| Problem::unauthorized("the token's user no longer exists"))?;
-        let role = Role::parse(&user.role).unwrap_or(Role::Viewer);
+        let role = Role::parse(&role).unwrap_or(Role::Viewer);
         Ok(Caller {
-            user: user.name,
+            user: record.user_name,
             role,
             token_id: record.id,
             scopes: record.scopes.split_whitespace().map(str::to_string).collect(),

@@ -312,16 +312,19 @@ impl Store {
     /// whose check time has come, and those whose time assumed another hub-wide renewal
     /// `policy` than this one. Two index lookups, however large the fleet.
     pub async fn certs_to_check(&self, now: i64, policy: &str) -> Result<Vec<String>, Error> {
-        Ok(sqlx::query_scalar(
+        // Sorted here: with ORDER BY, SQLite walks the whole name index instead of the three
+        // index ranges (400 ms instead of a few at 100,000 certificates).
+        let mut names: Vec<String> = sqlx::query_scalar(
             "SELECT name FROM certs WHERE check_at <= $1 \
              UNION SELECT name FROM certs WHERE check_policy < $2 \
-             UNION SELECT name FROM certs WHERE check_policy > $2 \
-             ORDER BY name",
+             UNION SELECT name FROM certs WHERE check_policy > $2",
         )
         .bind(now)
         .bind(policy)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        names.sort_unstable();
+        Ok(names)
     }
 
     /// Records when the certificate next needs a look (`at`, epoch ms) and the hub-wide

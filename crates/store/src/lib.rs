@@ -198,6 +198,7 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     key: Arc<MasterKey>,
+    tokens: Arc<user::TokenCache>,
 }
 
 impl Store {
@@ -270,7 +271,12 @@ impl Store {
                 .connect_with(options)
                 .await?;
             POSTGRES_MIGRATOR.run(&pool).await?;
-            let store = Store { pool, backend: Backend::Postgres, key: Arc::new(key) };
+            let store = Store {
+                pool,
+                backend: Backend::Postgres,
+                key: Arc::new(key),
+                tokens: Default::default(),
+            };
             store.check_master_key().await?;
             return Ok(store);
         }
@@ -313,7 +319,12 @@ impl Store {
             .await?;
         SQLITE_MIGRATOR.run(&pool).await?;
 
-        let store = Store { pool, backend: Backend::Sqlite, key: Arc::new(key) };
+        let store = Store {
+            pool,
+            backend: Backend::Sqlite,
+            key: Arc::new(key),
+            tokens: Default::default(),
+        };
         store.check_master_key().await?;
         Ok(store)
     }

@@ -158,7 +158,8 @@ impl Store {
             _ => String::new(),
         };
         let total: i64 = if state.is_empty() && pattern.is_empty() {
-            sqlx::query_scalar("SELECT COUNT(*) FROM certs").fetch_one(&self.pool).await?
+            // Kept by triggers (migration cert_count): counting the fleet costs more than a page.
+            sqlx::query_scalar("SELECT n FROM cert_count").fetch_one(&self.pool).await?
         } else {
             sqlx::query_scalar(concat!("SELECT COUNT(*) ", filtered!()))
                 .bind(now)
@@ -190,6 +191,25 @@ impl Store {
             .await?;
         let items = rows.into_iter().map(summary_from_row).collect::<Result<_, _>>()?;
         Ok((total as u64, items))
+    }
+
+    /// The certificates whose latest issued certificate ends by `horizon` (unix seconds), is
+    /// not revoked, and is not being renewed on schedule: imported ones (no account renews
+    /// them) and ones whose last attempt failed. Name, serial and end of each, by name; one
+    /// query that returns only those, however large the fleet.
+    pub async fn expiring_unattended(
+        &self,
+        horizon: i64,
+    ) -> Result<Vec<(String, String, i64)>, Error> {
+        Ok(sqlx::query_as(
+            "SELECT c.name, i.serial_hex, i.not_after FROM certs c JOIN issued i \
+             ON i.id = (SELECT MAX(id) FROM issued WHERE cert_name = c.name) \
+             WHERE i.revoked_at IS NULL AND i.not_after <= $1 \
+             AND (c.account_name IS NULL OR c.failures > 0) ORDER BY c.name",
+        )
+        .bind(horizon)
+        .fetch_all(&self.pool)
+        .await?)
     }
 }
 

@@ -1,6 +1,10 @@
 //! The hub's users and API tokens (tables `users`, `api_tokens`). The store keeps hashes
 //! only: password hashing (argon2id) is the caller's; token secrets are hashed here.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use crate::{Error, Store, is_foreign_key_violation, is_unique_violation, now_ms};
 
 /// A user of the hub.
@@ -48,6 +52,13 @@ pub struct TokenRecord {
 }
 
 #[derive(sqlx::FromRow)]
+struct TokenWithRole {
+    #[sqlx(flatten)]
+    token: TokenRow,
+    role: String,
+}
+
+#[derive(sqlx::FromRow)]
 struct TokenRow {
     id: String,
     user_name: String,
@@ -58,6 +69,9 @@ struct TokenRow {
     created_at: i64,
     last_used_at: Option<i64>,
 }
+
+/// How stale a token's recorded last use may be (see [`Store::verify_token`]).
+const LAST_USE_RESOLUTION_MS: i64 = 60_000;
 
 /// SHA-256 of a token secret, hex.
 pub fn token_hash(secret: &str) -> String {
@@ -130,6 +144,7 @@ impl Store {
         .bind(idle_before)
         .execute(&self.pool)
         .await?;
+        self.tokens.forget(None);
         Ok(done.rows_affected())
     }
 
@@ -167,39 +182,53 @@ impl Store {
         Ok(())
     }
 
-    /// The token with this id whose secret is `secret`, if it exists and has not expired;
-    /// its last use is recorded.
-    pub async fn verify_token(&self, id: &str, secret: &str) -> Result<Option<TokenRecord>, Error> {
-        let row: Option<TokenRow> = sqlx::query_as(
-            "SELECT id, user_name, label, token_hash, scopes, expires_at, created_at, \
-             last_used_at FROM api_tokens WHERE id = $1",
+    /// The token with this id whose secret is `secret`, if it exists and has not expired,
+    /// with its owner's role. This runs on every API request and every page, so it reads
+    /// the database at most once a second per token (see [`TOKEN_CACHE_TTL`]) and records
+    /// the token's last use to the minute: a client making many requests a second costs one
+    /// lookup a second and one write a minute.
+    pub async fn verify_token(
+        &self,
+        id: &str,
+        secret: &str,
+    ) -> Result<Option<(TokenRecord, String)>, Error> {
+        let hash = token_hash(secret);
+        let now = now_ms();
+        if let Some((token, role)) = self.tokens.get(id, &hash) {
+            return Ok(token.expires_at.is_none_or(|e| e > now).then_some((token, role)));
+        }
+        let row: Option<TokenWithRole> = sqlx::query_as(
+            "SELECT t.id, t.user_name, t.label, t.token_hash, t.scopes, t.expires_at, \
+             t.created_at, t.last_used_at, u.role FROM api_tokens t \
+             JOIN users u ON u.name = t.user_name WHERE t.id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(TokenRow {
-            id,
-            user_name,
-            label,
-            token_hash: hash,
-            scopes,
-            expires_at,
-            created_at,
-            last_used_at,
-        }) = row
-        else {
+        let Some(TokenWithRole { token: row, role }) = row else {
             return Ok(None);
         };
-        let now = now_ms();
-        if !same_secret(&token_hash(secret), &hash) || expires_at.is_some_and(|e| e <= now) {
+        if !same_secret(&hash, &row.token_hash) || row.expires_at.is_some_and(|e| e <= now) {
             return Ok(None);
         }
-        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(&id)
-            .execute(&self.pool)
-            .await?;
-        Ok(Some(TokenRecord { id, user_name, label, scopes, expires_at, created_at, last_used_at }))
+        if row.last_used_at.is_none_or(|t| now - t >= LAST_USE_RESOLUTION_MS) {
+            sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(&row.id)
+                .execute(&self.pool)
+                .await?;
+        }
+        let token = TokenRecord {
+            id: row.id,
+            user_name: row.user_name,
+            label: row.label,
+            scopes: row.scopes,
+            expires_at: row.expires_at,
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+        };
+        self.tokens.put(&token, &role, hash);
+        Ok(Some((token, role)))
     }
 
     /// The tokens of `user` (all users' when `None`), newest first.
@@ -219,9 +248,63 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
+        self.tokens.forget(Some(id));
         if result.rows_affected() == 0 {
             return Err(Error::NotFound { what: "token", name: id.to_string() });
         }
         Ok(())
+    }
+}
+
+/// How long a verified token is taken on trust before the database is asked again. A token
+/// revoked through this store stops working at once; one revoked by another hub sharing the
+/// database, within this time.
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// Tokens verified within [`TOKEN_CACHE_TTL`], by id, with their secret's hash.
+#[derive(Debug, Default)]
+pub(crate) struct TokenCache(Mutex<HashMap<String, Verified>>);
+
+#[derive(Debug)]
+struct Verified {
+    hash: String,
+    token: TokenRecord,
+    role: String,
+    at: Instant,
+}
+
+/// More entries than this and the cache starts over (many clients at once, or someone
+/// trying ids): a bound on its memory, not a figure reached in use.
+const TOKEN_CACHE_MAX: usize = 10_000;
+
+impl TokenCache {
+    fn get(&self, id: &str, hash: &str) -> Option<(TokenRecord, String)> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let v = map.get(id)?;
+        (v.at.elapsed() < TOKEN_CACHE_TTL && same_secret(&v.hash, hash))
+            .then(|| (v.token.clone(), v.role.clone()))
+    }
+
+    fn put(&self, token: &TokenRecord, role: &str, hash: String) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= TOKEN_CACHE_MAX {
+            map.retain(|_, v| v.at.elapsed() < TOKEN_CACHE_TTL);
+            if map.len() >= TOKEN_CACHE_MAX {
+                map.clear();
+            }
+        }
+        let (token, role, at) = (token.clone(), role.to_owned(), Instant::now());
+        map.insert(token.id.clone(), Verified { hash, token, role, at });
+    }
+
+    /// Forgets the token `id`, or every token.
+    fn forget(&self, id: Option<&str>) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match id {
+            Some(id) => {
+                map.remove(id);
+            }
+            None => map.clear(),
+        }
     }
 }

@@ -82,7 +82,7 @@ impl FromRequestParts<AppState> for Session {
             return Err(to_sign_in(parts, None));
         };
         let fail = |e: certhub_store::Error| crate::Problem::from(e).into_response();
-        let Some(record) = state.store.verify_token(id, secret).await.map_err(fail)? else {
+        let Some((record, role)) = state.store.verify_token(id, secret).await.map_err(fail)? else {
             return Err(to_sign_in(parts, Some("expired")));
         };
         if record.label != SESSION_LABEL {
@@ -93,12 +93,14 @@ impl FromRequestParts<AppState> for Session {
             state.store.delete_token(&record.id).await.map_err(fail)?;
             return Err(to_sign_in(parts, Some("idle")));
         }
-        let Some(user) = state.store.user(&record.user_name).await.map_err(fail)? else {
-            return Err(to_sign_in(parts, None));
-        };
-        let role = Role::parse(&user.role).unwrap_or(Role::Viewer);
+        let role = Role::parse(&role).unwrap_or(Role::Viewer);
         Ok(Session {
-            caller: Caller::with_role_scopes(user.name, role, record.id, auth::source(parts)),
+            caller: Caller::with_role_scopes(
+                record.user_name,
+                role,
+                record.id,
+                auth::source(parts),
+            ),
             csrf: csrf_for(secret),
         })
     }
@@ -170,7 +172,7 @@ pub(crate) async fn start(
 /// Ends the session in `headers` (if any): the `Set-Cookie` value that clears the cookie.
 pub(crate) async fn end(state: &AppState, headers: &HeaderMap) -> String {
     if let Some((id, secret)) = cookie(headers, COOKIE).and_then(auth::split_token)
-        && let Ok(Some(record)) = state.store.verify_token(id, secret).await
+        && let Ok(Some((record, _))) = state.store.verify_token(id, secret).await
     {
         let _ = state.store.delete_token(&record.id).await;
     }
