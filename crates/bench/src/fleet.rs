@@ -507,15 +507,12 @@ async fn one_backend(args: &FleetArgs, backend: &str, oha: &Path) -> anyhow::Res
 /// sequence).
 fn pull_urls(base: &str, certs: usize) -> String {
     let mut out = String::new();
-    let mut x = 42u64;
     let mut lines = 0;
-    while lines < 50_000 {
-        // splitmix64
-        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = x;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        let i = ((z ^ (z >> 31)) % certs as u64) as usize;
+    for k in 0u64.. {
+        if lines == 50_000 {
+            break;
+        }
+        let i = (crate::renewals::mix(42 + k) % certs as u64) as usize;
         if shape(i).issued {
             out.push_str(&format!("{base}/api/v1/certificates/{}/pull\n", cert_name(i)));
             lines += 1;

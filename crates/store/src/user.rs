@@ -51,23 +51,13 @@ pub struct TokenRecord {
     pub last_used_at: Option<i64>,
 }
 
+/// A token as stored, with its secret's hash and its owner's role.
 #[derive(sqlx::FromRow)]
 struct TokenWithRole {
     #[sqlx(flatten)]
-    token: TokenRow,
-    role: String,
-}
-
-#[derive(sqlx::FromRow)]
-struct TokenRow {
-    id: String,
-    user_name: String,
-    label: String,
+    token: TokenRecord,
     token_hash: String,
-    scopes: String,
-    expires_at: Option<i64>,
-    created_at: i64,
-    last_used_at: Option<i64>,
+    role: String,
 }
 
 /// How stale a token's recorded last use may be (see [`Store::verify_token`]).
@@ -184,7 +174,7 @@ impl Store {
 
     /// The token with this id whose secret is `secret`, if it exists and has not expired,
     /// with its owner's role. This runs on every API request and every page, so it reads
-    /// the database at most once a second per token (see [`TOKEN_CACHE_TTL`]) and records
+    /// the database at most once a second per token (see `TOKEN_CACHE_TTL`) and records
     /// the token's last use to the minute: a client making many requests a second costs one
     /// lookup a second and one write a minute.
     pub async fn verify_token(
@@ -205,28 +195,19 @@ impl Store {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(TokenWithRole { token: row, role }) = row else {
+        let Some(TokenWithRole { token, token_hash: stored, role }) = row else {
             return Ok(None);
         };
-        if !same_secret(&hash, &row.token_hash) || row.expires_at.is_some_and(|e| e <= now) {
+        if !same_secret(&hash, &stored) || token.expires_at.is_some_and(|e| e <= now) {
             return Ok(None);
         }
-        if row.last_used_at.is_none_or(|t| now - t >= LAST_USE_RESOLUTION_MS) {
+        if token.last_used_at.is_none_or(|t| now - t >= LAST_USE_RESOLUTION_MS) {
             sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
                 .bind(now)
-                .bind(&row.id)
+                .bind(&token.id)
                 .execute(&self.pool)
                 .await?;
         }
-        let token = TokenRecord {
-            id: row.id,
-            user_name: row.user_name,
-            label: row.label,
-            scopes: row.scopes,
-            expires_at: row.expires_at,
-            created_at: row.created_at,
-            last_used_at: row.last_used_at,
-        };
         self.tokens.put(&token, &role, hash);
         Ok(Some((token, role)))
     }
@@ -259,7 +240,7 @@ impl Store {
 /// How long a verified token is taken on trust before the database is asked again. A token
 /// revoked through this store stops working at once; one revoked by another hub sharing the
 /// database, within this time.
-pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(1);
+const TOKEN_CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// Tokens verified within [`TOKEN_CACHE_TTL`], by id, with their secret's hash.
 #[derive(Debug, Default)]

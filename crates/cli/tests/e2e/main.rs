@@ -342,18 +342,7 @@ async fn external_account_binding_is_required_and_accepted() {
         env.fails(4, &[&base[..], &["--eab-kid", "kid-1", "--eab-hmac-key", wrong]].concat()).await;
     assert!(err.contains("unauthorized"), "{err}");
     env.ok(&[&base[..], &["--eab-kid", "kid-1", "--eab-hmac-key", hmac]].concat()).await;
-    env.ok(&[
-        "cert",
-        "add",
-        "bound",
-        "--account",
-        "eab",
-        "-d",
-        "eab.test",
-        "--challenge",
-        &env.http01(),
-    ])
-    .await;
+    env.add_http01("bound", "eab", "eab.test").await;
     env.ok(&["cert", "request", "bound"]).await;
     env.verify_issued("bound", &["eab.test"]).await;
 }
@@ -364,18 +353,7 @@ async fn a_blocklisted_name_is_refused_by_name() {
     opts.blocklist = vec!["blocked.test".into()];
     let env = Env::start(opts).await;
     env.account("le", &[]).await;
-    env.ok(&[
-        "cert",
-        "add",
-        "bad",
-        "--account",
-        "le",
-        "-d",
-        "x.blocked.test",
-        "--challenge",
-        &env.http01(),
-    ])
-    .await;
+    env.add_http01("bad", "le", "x.blocked.test").await;
     let err = env.fails(4, &["cert", "request", "bad"]).await;
     assert!(err.contains("rejectedIdentifier") && err.contains("x.blocked.test"), "{err}");
     let history = env.ok(&["cert", "history", "bad"]).await;
@@ -390,35 +368,13 @@ async fn several_at_once_report_each_and_fail_only_if_one_fails() {
     let env = Env::start(opts).await;
     env.account("le", &[]).await;
     for (name, domain) in [("one", "one.test"), ("two", "two.test"), ("three", "three.test")] {
-        env.ok(&[
-            "cert",
-            "add",
-            name,
-            "--account",
-            "le",
-            "-d",
-            domain,
-            "--challenge",
-            &env.http01(),
-        ])
-        .await;
+        env.add_http01(name, "le", domain).await;
     }
     env.ok(&["cert", "request", "one", "two", "three", "--jobs", "3"]).await;
     for name in ["one", "two", "three"] {
         assert_eq!(env.show(name).await["state"], "valid");
     }
-    env.ok(&[
-        "cert",
-        "add",
-        "nope",
-        "--account",
-        "le",
-        "-d",
-        "n.blocked.test",
-        "--challenge",
-        &env.http01(),
-    ])
-    .await;
+    env.add_http01("nope", "le", "n.blocked.test").await;
     let out = env.run(&["cert", "request", "one", "nope", "--jobs", "2"]).await;
     assert_eq!(out.status.code(), Some(4));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -460,18 +416,7 @@ async fn revocation_is_visible_at_the_ca() {
     let env = Env::start(hostile()).await;
     env.account("le", &[]).await;
     for (name, domain) in [("r1", "r1.test"), ("r2", "r2.test")] {
-        env.ok(&[
-            "cert",
-            "add",
-            name,
-            "--account",
-            "le",
-            "-d",
-            domain,
-            "--challenge",
-            &env.http01(),
-        ])
-        .await;
+        env.add_http01(name, "le", domain).await;
         env.ok(&["cert", "request", name]).await;
     }
     env.ok(&["cert", "revoke", "r1", "--reason", "key-compromise"]).await;
@@ -515,18 +460,7 @@ async fn preferred_chain_selects_the_alternate_root() {
         &env.http01(),
     ])
     .await;
-    env.ok(&[
-        "cert",
-        "add",
-        "dflt",
-        "--account",
-        "le",
-        "-d",
-        "dflt.test",
-        "--challenge",
-        &env.http01(),
-    ])
-    .await;
+    env.add_http01("dflt", "le", "dflt.test").await;
     env.ok(&["cert", "request", "alt", "dflt"]).await;
     let out = tempfile::TempDir::new().unwrap();
     env.ok(&["cert", "export", "alt", "--out", out.path().to_str().unwrap()]).await;
@@ -921,18 +855,7 @@ async fn renew_due_renews_what_is_due_once_and_skips_what_is_locked() {
     opts.validity_secs = Some(12);
     let env = Env::start(opts).await;
     env.account("le", &[]).await;
-    env.ok(&[
-        "cert",
-        "add",
-        "short",
-        "--account",
-        "le",
-        "-d",
-        "short.test",
-        "--challenge",
-        &env.http01(),
-    ])
-    .await;
+    env.add_http01("short", "le", "short.test").await;
     // Never issued: due.
     let out = env.ok(&["renew", "--due"]).await;
     assert!(out.contains("1 renewed, 0 not due"), "{out}");
@@ -982,18 +905,7 @@ async fn renew_due_keeps_within_the_cas_rate_limits_and_says_how_long_the_rest_w
     let env = Env::start(hostile()).await;
     env.account("le", &[]).await;
     for name in ["a", "b", "c"] {
-        env.ok(&[
-            "cert",
-            "add",
-            name,
-            "--account",
-            "le",
-            "-d",
-            &format!("{name}.limits.test"),
-            "--challenge",
-            &env.http01(),
-        ])
-        .await;
+        env.add_http01(name, "le", &format!("{name}.limits.test")).await;
     }
     let limit = format!("{}=orders=2/1h", env.pebble.directory_url);
     let err = env.fails(2, &["renew", "--due", "--rate-limit", "orders=2/1h"]).await;
@@ -1670,18 +1582,7 @@ async fn the_cas_renewal_window_is_cached_until_retry_after_and_a_mass_revocatio
 async fn the_hub_serves_a_certificate_to_a_token_holder_and_stops_cleanly() {
     let env = Env::start(hostile()).await;
     env.account("le", &[]).await;
-    env.ok(&[
-        "cert",
-        "add",
-        "hub",
-        "--account",
-        "le",
-        "-d",
-        "hub.test",
-        "--challenge",
-        &env.http01(),
-    ])
-    .await;
+    env.add_http01("hub", "le", "hub.test").await;
     env.ok(&["cert", "request", "hub"]).await;
 
     let hub = env.serve(&[], true).await;
@@ -2031,18 +1932,7 @@ async fn the_hub_renews_what_is_due_by_itself() {
 async fn the_hub_serves_https_with_its_own_managed_certificate() {
     let env = Env::start(hostile()).await;
     env.account("le", &[]).await;
-    env.ok(&[
-        "cert",
-        "add",
-        "self",
-        "--account",
-        "le",
-        "-d",
-        "hub.test",
-        "--challenge",
-        &env.http01(),
-    ])
-    .await;
+    env.add_http01("self", "le", "hub.test").await;
     env.ok(&["cert", "request", "self"]).await;
     let both = env.fails(2, &["serve", "--tls-managed", "self", "--tls-cert", "x.pem"]).await;
     assert!(both.contains("cannot be used with") || both.contains("--tls-key"), "{both}");
@@ -2214,18 +2104,7 @@ async fn the_hub_tells_its_channels_about_expiry_failures_and_revocation() {
     .await;
 
     // Issued (by the hub itself: a certificate never issued is due), then revoked: both told.
-    env.ok(&[
-        "cert",
-        "add",
-        "web",
-        "--account",
-        "le",
-        "-d",
-        "web.test",
-        "--challenge",
-        &env.http01(),
-    ])
-    .await;
+    env.add_http01("web", "le", "web.test").await;
     certhub_testkit::wait_until(
         "the issue notice",
         Duration::from_secs(60),

@@ -107,6 +107,23 @@ impl Env {
         self.ok(&args).await;
     }
 
+    /// Adds the certificate `name` for `domain`, ordered by `account`, answered by http-01.
+    pub async fn add_http01(&self, name: &str, account: &str, domain: &str) {
+        let challenge = self.http01();
+        self.ok(&[
+            "cert",
+            "add",
+            name,
+            "--account",
+            account,
+            "-d",
+            domain,
+            "--challenge",
+            &challenge,
+        ])
+        .await;
+    }
+
     pub fn http01(&self) -> String {
         format!("http-01:listen=127.0.0.1:{}", self.pebble.http_port)
     }
