@@ -187,8 +187,10 @@ impl Client {
             if let Some(accept) = accept {
                 req = req.header(http::header::ACCEPT, accept);
             }
+            let sent = Instant::now();
             match send(&self.inner.http, req, url).await {
                 Ok(rsp) => {
+                    tracing::debug!(url, ms = sent.elapsed().as_millis(), "POST");
                     self.keep_nonce(&rsp.headers);
                     return Ok(rsp);
                 }
@@ -227,6 +229,7 @@ where
     loop {
         let (value, retry_after) = fetch().await?;
         if done(&value) {
+            tracing::debug!(what, ms = start.elapsed().as_millis(), "polled: done");
             return Ok(value);
         }
         let wait = retry_after.unwrap_or(delay);

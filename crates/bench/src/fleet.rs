@@ -274,8 +274,49 @@ struct Load {
     p50_ms: f64,
     p99_ms: f64,
     per_sec: f64,
+    /// Where the machine's CPU went meanwhile.
+    cpu: CpuShare,
     /// Requests that failed or had another status than 200, and why (empty: none).
     errors: String,
+}
+
+/// Shares of the machine's CPU capacity (all cores over the run), percent: the hub, the
+/// database server (PostgreSQL's processes; SQLite runs inside the hub), and everything else
+/// that was busy (mostly the load tool).
+#[derive(Clone, Copy)]
+struct CpuShare {
+    hub: f64,
+    database: f64,
+    rest: f64,
+}
+
+/// CPU seconds so far: the hub, PostgreSQL's processes, and the whole machine's busy time.
+fn cpu_now(hub: u32) -> (f64, f64, f64) {
+    let postgres: f64 = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(crate::cpu_of)
+        .sum();
+    // /proc/stat's first line: user nice system idle iowait irq softirq steal…, in ticks
+    // of 1/100 s.
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // Busy: user, nice, system, irq, softirq (guest time is counted in user already).
+    let busy: f64 = [0, 1, 2, 5, 6].iter().filter_map(|&i| ticks.get(i)).sum();
+    (crate::cpu_of(hub), postgres, busy / 100.0)
 }
 
 /// One endpoint, as fast as the clients can go (each sends its next request when its last is
@@ -352,8 +393,12 @@ pub async fn fleet(args: FleetArgs) -> anyhow::Result<()> {
         &|f| load(&f.pull.saturated),
     );
     row("API pull, half rate: p50 / p99", "p99 < 20 ms", &|f| paced(&f.pull.paced));
+    row("CPU while pull is saturated: hub / database server / the rest (oha)", "", &|f| {
+        let c = f.pull.saturated.cpu;
+        format!("{:.0}% / {:.0}% / {:.0}%", c.hub, c.database, c.rest)
+    });
     row("UI certificates page (first of 2,000)", "< 200 ms", &|f| format!("{:.0} ms", f.page_ms));
-    row("UI dashboard (reads the whole fleet)", "", &|f| format!("{:.0} ms", f.dashboard_ms));
+    row("UI dashboard", "", &|f| format!("{:.0} ms", f.dashboard_ms));
     std::fs::write(&args.out, md)?;
     Ok(())
 }
@@ -482,8 +527,8 @@ async fn one_backend(args: &FleetArgs, backend: &str, oha: &Path) -> anyhow::Res
     let urls = dir.path().join("pull-urls");
     std::fs::write(&urls, pull_urls(&base, args.certs))?;
     let list_url = format!("{base}/api/v1/certificates?page=1&per_page=50");
-    let list = load(oha, args, &token, Target::Url(&list_url)).await?;
-    let pull = load(oha, args, &token, Target::UrlsFrom(&urls)).await?;
+    let list = load(oha, args, &token, pid, Target::Url(&list_url)).await?;
+    let pull = load(oha, args, &token, pid, Target::UrlsFrom(&urls)).await?;
 
     let (page_ms, dashboard_ms) = browser_times(&base).await?;
     hub.kill().await?;
@@ -533,11 +578,12 @@ async fn load(
     oha: &Path,
     args: &FleetArgs,
     token: &str,
+    hub: u32,
     target: Target<'_>,
 ) -> anyhow::Result<Loads> {
-    let saturated = run_oha(oha, args, token, &target, None).await?;
+    let saturated = run_oha(oha, args, token, hub, &target, None).await?;
     let rate = (saturated.per_sec / 2.0).max(1.0) as u64;
-    let paced = run_oha(oha, args, token, &target, Some(rate)).await?;
+    let paced = run_oha(oha, args, token, hub, &target, Some(rate)).await?;
     Ok(Loads { saturated, paced })
 }
 
@@ -545,6 +591,7 @@ async fn run_oha(
     oha: &Path,
     args: &FleetArgs,
     token: &str,
+    hub: u32,
     target: &Target<'_>,
     rate: Option<u64>,
 ) -> anyhow::Result<Load> {
@@ -559,7 +606,17 @@ async fn run_oha(
         Target::Url(url) => cmd.arg(url),
         Target::UrlsFrom(file) => cmd.arg("--urls-from-file").arg(file),
     };
+    let (before, t) = (cpu_now(hub), Instant::now());
     let out = cmd.stderr(Stdio::inherit()).output().await?;
+    let (after, wall) = (cpu_now(hub), t.elapsed().as_secs_f64());
+    let capacity =
+        wall * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64 / 100.0;
+    let (hub_s, db_s, busy_s) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+    let cpu = CpuShare {
+        hub: hub_s / capacity,
+        database: db_s / capacity,
+        rest: (busy_s - hub_s - db_s).max(0.0) / capacity,
+    };
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     anyhow::ensure!(out.status.success(), "oha failed: {text}");
     let v: Value = serde_json::from_str(&text).with_context(|| format!("oha's output: {text}"))?;
@@ -582,6 +639,7 @@ async fn run_oha(
         p50_ms: ms("p50")?,
         p99_ms: ms("p99")?,
         per_sec: v["summary"]["requestsPerSec"].as_f64().context("oha: requestsPerSec")?,
+        cpu,
         errors: if errors.is_empty() {
             String::new()
         } else {

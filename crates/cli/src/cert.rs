@@ -223,6 +223,21 @@ impl Progress for Reporter {
     }
 }
 
+/// Runs `work` at most `jobs` at a time, each as a task of its own so that what they do
+/// between waits (signing, key generation, parsing) spreads over the runtime's threads;
+/// their outputs in the order they finish.
+pub(crate) async fn at_most<T: Send + 'static>(
+    jobs: usize,
+    work: impl IntoIterator<Item = impl Future<Output = T> + Send + 'static>,
+) -> Vec<T> {
+    futures::stream::iter(work)
+        .map(tokio::spawn)
+        .buffer_unordered(jobs.max(1))
+        .map(|joined| joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())))
+        .collect()
+        .await
+}
+
 async fn request(ctx: &Context, store: Store, args: CertRequest) -> anyhow::Result<()> {
     let mut names = args.names.clone();
     names.dedup();
@@ -230,32 +245,25 @@ async fn request(ctx: &Context, store: Store, args: CertRequest) -> anyhow::Resu
         load(&store, n).await?;
     }
     let solvers = Arc::new(Solvers::new(ctx.dns.clone()));
-    let issuer = Issuer::new(store, solvers, &ctx.data_dir);
-    let reporter = Reporter::new(&names);
+    let issuer = Arc::new(Issuer::new(store, solvers, &ctx.data_dir));
+    let reporter = Arc::new(Reporter::new(&names));
     let timeout = Duration::from_secs(args.timeout);
-    let results: Vec<(String, anyhow::Result<IssuedRecord>)> = futures::stream::iter(names.iter())
-        .map(|name| {
-            let issuer = &issuer;
-            let reporter = &reporter;
-            async move {
-                let r = issuer.request(name, timeout, reporter).await;
-                match &r {
-                    Ok(i) => reporter.finish(
-                        name,
-                        &format!(
-                            "valid: serial {}, expires {}",
-                            i.serial_hex,
-                            rfc3339(i.not_after)
-                        ),
-                    ),
-                    Err(e) => reporter.finish(name, &format!("failed: {e:#}")),
-                }
-                (name.clone(), r)
+    let work = names.iter().map(|name| {
+        let (issuer, reporter, name) = (issuer.clone(), reporter.clone(), name.clone());
+        async move {
+            let r = issuer.request(&name, timeout, &*reporter).await;
+            match &r {
+                Ok(i) => reporter.finish(
+                    &name,
+                    &format!("valid: serial {}, expires {}", i.serial_hex, rfc3339(i.not_after)),
+                ),
+                Err(e) => reporter.finish(&name, &format!("failed: {e:#}")),
             }
-        })
-        .buffer_unordered(usize::from(args.jobs))
-        .collect()
-        .await;
+            (name, r)
+        }
+    });
+    let results: Vec<(String, anyhow::Result<IssuedRecord>)> =
+        at_most(usize::from(args.jobs), work).await;
     for (name, r) in &results {
         if let Ok(i) = r {
             println!("{name}: valid, serial {}, expires {}", i.serial_hex, rfc3339(i.not_after));

@@ -186,8 +186,9 @@ pub async fn renew(ctx: &Context, args: Renew, actor: &crate::output::Actor) -> 
         println!("Nothing is due now.");
         return Ok(());
     }
-    let issuer = Issuer::new(store.clone(), Arc::new(Solvers::new(ctx.dns.clone())), &ctx.data_dir);
-    let reporter = Reporter::new(&names);
+    let solvers = Arc::new(Solvers::new(ctx.dns.clone()));
+    let issuer = Arc::new(Issuer::new(store.clone(), solvers, &ctx.data_dir));
+    let reporter = Arc::new(Reporter::new(&names));
     let timeout = Duration::from_secs(args.timeout);
     let jobs = usize::from(args.jobs);
     // First a look at each: not due (done), or due (kept locked for now).
@@ -239,36 +240,34 @@ pub async fn renew(ctx: &Context, args: Renew, actor: &crate::output::Actor) -> 
         }
     }
     // Then the orders.
-    let renewed: Vec<(String, anyhow::Result<Outcome>)> = futures::stream::iter(admitted)
-        .map(|(name, due)| {
-            let (issuer, reporter, store) = (&issuer, &reporter, &store);
-            async move {
-                let r = async {
-                    let issued = issuer.request_locked(&name, &due.lock, timeout, reporter).await?;
-                    actor
-                        .audit(store, "cert.renew", &name, Some(&issued.serial_hex))
-                        .await
-                        .context("renewed, but writing the audit log failed")?;
-                    reporter.finish(
-                        &name,
-                        &format!(
-                            "renewed: serial {}, expires {}",
-                            issued.serial_hex,
-                            rfc3339(issued.not_after)
-                        ),
-                    );
-                    anyhow::Ok(Outcome::Renewed)
-                }
-                .await;
-                if let Err(e) = &r {
-                    reporter.finish(&name, &format!("failed: {e:#}"));
-                }
-                (name, r)
+    let work = admitted.into_iter().map(|(name, due)| {
+        let (issuer, reporter, store, actor) =
+            (issuer.clone(), reporter.clone(), store.clone(), actor.clone());
+        async move {
+            let r = async {
+                let issued = issuer.request_locked(&name, &due.lock, timeout, &*reporter).await?;
+                actor
+                    .audit(&store, "cert.renew", &name, Some(&issued.serial_hex))
+                    .await
+                    .context("renewed, but writing the audit log failed")?;
+                reporter.finish(
+                    &name,
+                    &format!(
+                        "renewed: serial {}, expires {}",
+                        issued.serial_hex,
+                        rfc3339(issued.not_after)
+                    ),
+                );
+                anyhow::Ok(Outcome::Renewed)
             }
-        })
-        .buffer_unordered(jobs)
-        .collect()
-        .await;
+            .await;
+            if let Err(e) = &r {
+                reporter.finish(&name, &format!("failed: {e:#}"));
+            }
+            (name, r)
+        }
+    });
+    let renewed: Vec<(String, anyhow::Result<Outcome>)> = crate::cert::at_most(jobs, work).await;
     results.extend(renewed);
     let count =
         |f: fn(&Outcome) -> bool| results.iter().filter(|(_, r)| r.as_ref().is_ok_and(f)).count();

@@ -62,7 +62,7 @@ pub use event::EventRecord;
 pub use issued::IssuedRecord;
 pub use job::JobRecord;
 pub use lease::CertLease;
-pub use listing::{CertFilter, CertSummary, LatestIssued};
+pub use listing::{CertFilter, CertSummary, LatestIssued, Overview, OverviewSpec};
 pub use notify::ChannelRecord;
 pub use order::{OrderRecord, PlacedOrder, PresentedRecord};
 pub use user::{TokenRecord, UserRecord, same_secret, token_hash};

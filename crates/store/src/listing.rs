@@ -1,6 +1,8 @@
 //! The certificate list: each managed certificate with its latest issued certificate, in one
 //! query, filtered and paged by the database. Nothing sealed is read, so a list of a large
-//! fleet costs what its page costs.
+//! fleet costs what its page costs. The dashboard's overview is counted by the database too.
+
+use certhub_core::renewal::RenewalPolicy;
 
 use crate::{CertRecord, Error, IssuedRecord, Store, from_json};
 
@@ -102,14 +104,77 @@ macro_rules! effective_state_sql {
 macro_rules! filtered {
     () => {
         concat!(
-            "FROM certs c LEFT JOIN issued i ",
-            "ON i.id = (SELECT MAX(id) FROM issued WHERE cert_name = c.name) ",
+            with_latest!(),
             "WHERE ($2 = '' OR ",
             effective_state_sql!(),
             " = $2) AND ($3 = '' OR lower(c.name) LIKE $3 ESCAPE '\\' ",
             "OR c.names LIKE $3 ESCAPE '\\') "
         )
     };
+}
+
+/// Each certificate (`c`) joined with its latest issued certificate (`i`).
+macro_rules! with_latest {
+    () => {
+        "FROM certs c LEFT JOIN issued i ON i.id = (SELECT MAX(id) FROM issued WHERE cert_name = c.name) "
+    };
+}
+
+/// The columns a [`SummaryRow`] reads.
+macro_rules! summary_columns {
+    () => {
+        concat!(
+            "SELECT c.name, c.account_name, c.identifiers, c.key_type, c.state, c.last_error, ",
+            "c.renewal_policy, c.fallback_account, c.failures, c.next_attempt_at, ",
+            "i.serial_hex, i.issuer, i.not_before, i.not_after, i.revoked_at "
+        )
+    };
+}
+
+/// Which certificates need attention at `$1` (now, unix seconds): failing, expired or
+/// revoked ones, valid ones that end within `$2` seconds, and any whose last attempt failed.
+macro_rules! needs_attention {
+    () => {
+        concat!(
+            "(",
+            effective_state_sql!(),
+            " IN ('failing', 'expired', 'revoked') OR (",
+            effective_state_sql!(),
+            " = 'valid' AND i.not_after - $1 < $2) OR c.last_error <> '')"
+        )
+    };
+}
+
+/// What the dashboard shows of a fleet at one moment.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Overview {
+    /// How many certificates there are.
+    pub total: u64,
+    /// How many are in each effective state, by state.
+    pub states: Vec<(String, u64)>,
+    /// Of the valid ones, how many expire in each week from now (this week first).
+    pub expiring: Vec<u64>,
+    /// Of the valid ones, how many renewals are planned in each week from now, by each
+    /// certificate's renewal policy or the hub's (overdue ones count in this week).
+    pub renewing: Vec<u64>,
+    /// How many need attention (see [`Store::overview`]).
+    pub attention_total: u64,
+    /// Those that need attention, the worst first: failing, expired, revoked, then the
+    /// others by expiry; at most the limit asked for.
+    pub attention: Vec<CertSummary>,
+}
+
+/// What [`Store::overview`] counts.
+#[derive(Debug, Clone, Copy)]
+pub struct OverviewSpec {
+    /// Now, unix seconds.
+    pub now: i64,
+    /// How many weeks the charts cover.
+    pub weeks: usize,
+    /// A valid certificate needs attention when it ends within this many seconds.
+    pub soon: i64,
+    /// At most this many of those that need attention are returned.
+    pub attention_limit: u64,
 }
 
 /// Which certificates a list shows.
@@ -168,13 +233,7 @@ impl Store {
                 .fetch_one(&self.pool)
                 .await?
         };
-        let sql = concat!(
-            "SELECT c.name, c.account_name, c.identifiers, c.key_type, c.state, c.last_error, ",
-            "c.renewal_policy, c.fallback_account, c.failures, c.next_attempt_at, ",
-            "i.serial_hex, i.issuer, i.not_before, i.not_after, i.revoked_at ",
-            filtered!(),
-            "ORDER BY c.name LIMIT $4 OFFSET $5"
-        );
+        let sql = concat!(summary_columns!(), filtered!(), "ORDER BY c.name LIMIT $4 OFFSET $5");
         // No limit: NULL to PostgreSQL, a negative one to SQLite.
         let limit = match (filter.limit, self.backend) {
             (Some(l), _) => Some(l.min(i64::MAX as u64) as i64),
@@ -210,6 +269,129 @@ impl Store {
         .bind(horizon)
         .fetch_all(&self.pool)
         .await?)
+    }
+}
+
+/// Certificates alike for the dashboard: effective state, whether they need attention (1 or
+/// 0), the week they expire and the week their renewal is planned (valid ones only), and how
+/// many.
+#[derive(sqlx::FromRow)]
+struct OverviewGroup {
+    s: String,
+    a: i64,
+    ew: Option<i64>,
+    rw: Option<i64>,
+    n: i64,
+}
+
+impl Store {
+    /// The dashboard's figures at `spec.now`, counted by the database in two queries
+    /// (one grouped count, one short list), so that they cost little memory however large
+    /// the fleet. Renewals are planned by each certificate's own policy, or by
+    /// `default_policy` (the hub's) when it has none; ARI windows are not consulted.
+    pub async fn overview(
+        &self,
+        spec: OverviewSpec,
+        default_policy: RenewalPolicy,
+    ) -> Result<Overview, Error> {
+        let own: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT renewal_policy FROM certs WHERE renewal_policy IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        // The planned time by policy, one branch per policy in use; a policy that does not
+        // parse plans nothing (NULL), as the scheduler would not renew by it either.
+        let mut planned =
+            format!("CASE WHEN c.renewal_policy IS NULL THEN {}", planned_sql(default_policy));
+        let mut policies = Vec::new();
+        for text in own {
+            if let Ok(policy) = text.parse::<RenewalPolicy>() {
+                policies.push(text);
+                let n = policies.len() + 2;
+                planned.push_str(&format!(
+                    " WHEN c.renewal_policy = ${n} THEN {}",
+                    planned_sql(policy)
+                ));
+            }
+        }
+        planned.push_str(" END");
+        let week = 7 * 86_400;
+        let sql = format!(
+            "SELECT s, a, ew, rw, COUNT(*) AS n FROM (SELECT s, a, \
+             CASE WHEN s = 'valid' THEN (na - $1) / {week} END AS ew, \
+             CASE WHEN s = 'valid' AND r IS NOT NULL \
+             THEN (CASE WHEN r > $1 THEN r - $1 ELSE 0 END) / {week} END AS rw \
+             FROM (SELECT {state} AS s, CASE WHEN {attention} THEN 1 ELSE 0 END AS a, \
+             i.not_after AS na, {planned} AS r {from}) t) u GROUP BY s, a, ew, rw",
+            state = effective_state_sql!(),
+            attention = needs_attention!(),
+            from = with_latest!(),
+        );
+        // Dynamic only in the numbers of parsed policies; the policies' texts are bound.
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(spec.now).bind(spec.soon);
+        for policy in &policies {
+            query = query.bind(policy);
+        }
+        let groups: Vec<OverviewGroup> = query.fetch_all(&self.pool).await?;
+        let mut overview = Overview {
+            expiring: vec![0; spec.weeks],
+            renewing: vec![0; spec.weeks],
+            ..Overview::default()
+        };
+        for OverviewGroup { s: state, a: attention, ew: expiry_week, rw: renewal_week, n } in groups
+        {
+            let n = n as u64;
+            overview.total += n;
+            if attention != 0 {
+                overview.attention_total += n;
+            }
+            match overview.states.iter_mut().find(|(s, _)| *s == state) {
+                Some((_, count)) => *count += n,
+                None => overview.states.push((state, n)),
+            }
+            let slot = |week: Option<i64>| week.and_then(|w| usize::try_from(w).ok());
+            if let Some(w) = slot(expiry_week).filter(|w| *w < spec.weeks) {
+                overview.expiring[w] += n;
+            }
+            if let Some(w) = slot(renewal_week).filter(|w| *w < spec.weeks) {
+                overview.renewing[w] += n;
+            }
+        }
+        overview.states.sort();
+        let sql = concat!(
+            summary_columns!(),
+            with_latest!(),
+            "WHERE ",
+            needs_attention!(),
+            " ORDER BY CASE ",
+            effective_state_sql!(),
+            " WHEN 'failing' THEN 0 WHEN 'expired' THEN 1 WHEN 'revoked' THEN 2 ELSE 3 END, ",
+            "CASE WHEN i.not_after IS NULL THEN 1 ELSE 0 END, i.not_after, c.name LIMIT $3"
+        );
+        let rows: Vec<SummaryRow> = sqlx::query_as(sql)
+            .bind(spec.now)
+            .bind(spec.soon)
+            .bind(spec.attention_limit.min(i64::MAX as u64) as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        overview.attention = rows.into_iter().map(summary_from_row).collect::<Result<_, _>>()?;
+        Ok(overview)
+    }
+}
+
+/// When `policy` plans the renewal of the latest issued certificate `i`, unix seconds, in
+/// SQL: the time [`certhub_core::renewal::decide`] gives without an ARI window.
+fn planned_sql(policy: RenewalPolicy) -> String {
+    let half = "i.not_before + (i.not_after - i.not_before) / 2";
+    match policy {
+        RenewalPolicy::FractionOfLifetime { fraction } => format!(
+            "i.not_before + CAST((i.not_after - i.not_before) * {} AS BIGINT)",
+            fraction.clamp(0.0, 1.0)
+        ),
+        RenewalPolicy::DaysBeforeExpiry { days } => {
+            let by_days = format!("i.not_after - {}", i64::from(days) * 86_400);
+            format!("CASE WHEN {by_days} > {half} THEN {by_days} ELSE {half} END")
+        }
     }
 }
 

@@ -188,6 +188,7 @@ on_both_backends!(
     hub_settings_round_trip,
     the_scheduler_looks_only_at_what_is_due_or_changed,
     the_list_is_filtered_and_paged_by_the_database,
+    the_dashboard_overview_counts_what_the_list_shows,
     orders_are_counted_with_their_names_and_ari_renewals,
 );
 
@@ -331,6 +332,110 @@ async fn the_list_is_filtered_and_paged_by_the_database(db: Db) {
     assert_eq!(list(CertFilter::default()).await.0, 4);
     store.insert_cert(&cert("fresh", "acme")).await.expect("cert");
     assert_eq!(list(CertFilter::default()).await.0, 5);
+}
+
+/// The overview the database counts equals one worked out from the whole list with the
+/// renewal decision itself: states, expiries and planned renewals per week, by the
+/// certificate's policy or the hub's, and the certificates that need attention in order.
+async fn the_dashboard_overview_counts_what_the_list_shows(db: Db) {
+    use certhub_core::renewal::{Decision, RenewalPolicy, decide};
+    use certhub_store::{CertFilter, OverviewSpec};
+    use std::time::UNIX_EPOCH;
+
+    let store = db.open().await;
+    store.insert_account(&account("acme")).await.expect("account");
+    let now = 1_708_000_000_i64;
+    let day = 86_400;
+    let policies = [None, Some("30d"), Some("50%"), Some("90%"), Some("5d"), Some("bogus")];
+    let lifetimes = [6, 45, 90, 200];
+    for k in 0..60_i64 {
+        let mut c = cert(&format!("c{k:02}"), "acme");
+        c.renewal_policy = policies[k as usize % policies.len()].map(Into::into);
+        c.state = match k % 10 {
+            7 => "failing",
+            8 => "pending",
+            _ => "valid",
+        }
+        .into();
+        if k % 13 == 5 {
+            c.last_error = Some("the CA said no".into());
+        }
+        store.insert_cert(&c).await.expect("cert");
+        if k % 10 == 8 {
+            continue; // never issued
+        }
+        let lifetime = lifetimes[k as usize % lifetimes.len()] * day;
+        let mut i = issued(&c.name, &format!("{k:02x}"));
+        // Spread over the lifetime: some just issued, some near the end, some past it.
+        i.not_before = now - (k * 7 % 23) * lifetime / 20;
+        i.not_after = i.not_before + lifetime;
+        let id = store.insert_issued(&i).await.expect("issued");
+        if k % 17 == 3 {
+            store.set_revoked(id, 1, None).await.expect("revoke");
+        }
+    }
+    let default: RenewalPolicy = "70%".parse().expect("policy");
+    let spec = OverviewSpec { now, weeks: 12, soon: 30 * day, attention_limit: 10 };
+    let got = store.overview(spec, default).await.expect("overview");
+
+    let (_, all) = store.cert_summaries(&CertFilter::default(), now).await.expect("list");
+    let at = |secs: i64| UNIX_EPOCH + Duration::from_secs(secs as u64);
+    let week = 7 * day;
+    let mut states: Vec<(String, u64)> = Vec::new();
+    let (mut expiring, mut renewing) = (vec![0_u64; 12], vec![0_u64; 12]);
+    let mut attention = Vec::new();
+    for c in &all {
+        let state = c.effective_state(now);
+        match states.iter_mut().find(|(s, _)| *s == state) {
+            Some((_, n)) => *n += 1,
+            None => states.push((state.clone(), 1)),
+        }
+        let latest = c.latest.as_ref();
+        if let Some(i) = latest.filter(|_| state == "valid") {
+            if let Some(slot) = usize::try_from((i.not_after - now) / week).ok().filter(|w| *w < 12)
+            {
+                expiring[slot] += 1;
+            }
+            let policy = match c.renewal_policy.as_deref() {
+                Some(own) => own.parse::<RenewalPolicy>().ok(),
+                None => Some(default),
+            };
+            if let Some(policy) = policy {
+                let planned =
+                    match decide(at(i.not_before), at(i.not_after), None, policy, at(now), 0) {
+                        Decision::RenewNow(_) => now,
+                        Decision::RenewAt(t, _) => {
+                            t.duration_since(UNIX_EPOCH).expect("after 1970").as_secs() as i64
+                        }
+                    };
+                let slot = ((planned - now).max(0) / week) as usize;
+                if slot < 12 {
+                    renewing[slot] += 1;
+                }
+            }
+        }
+        let soon = latest.is_some_and(|i| i.not_after - now < 30 * day);
+        if matches!(state.as_str(), "failing" | "expired" | "revoked")
+            || (state == "valid" && soon)
+            || c.last_error.is_some()
+        {
+            let rank = ["failing", "expired", "revoked"].iter().position(|s| *s == state);
+            let end = latest.map_or(i64::MAX, |i| i.not_after);
+            attention.push(((rank.unwrap_or(3), end, c.name.clone()), c.clone()));
+        }
+    }
+    states.sort();
+    attention.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(got.total, 60);
+    assert_eq!(got.states, states);
+    assert_eq!(got.expiring, expiring);
+    assert_eq!(got.renewing, renewing);
+    assert!(renewing.iter().sum::<u64>() > 10, "the fleet plans renewals: {renewing:?}");
+    assert!(states.len() >= 5, "every kind of state is there: {states:?}");
+    assert_eq!(got.attention_total, attention.len() as u64);
+    assert!(attention.len() > 10, "more need attention than are listed");
+    let want: Vec<_> = attention.into_iter().take(10).map(|(_, c)| c).collect();
+    assert_eq!(got.attention, want);
 }
 
 async fn orders_are_counted_with_their_names_and_ari_renewals(db: Db) {

@@ -8,7 +8,6 @@ mod session;
 pub(crate) use session::{IDLE_MINUTES, SESSION_LABEL};
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use askama::Template;
 use axum::extract::{FromRequest, Path, Query, Request, State};
@@ -471,27 +470,31 @@ fn parse_rfc3339(s: &str) -> Option<i64> {
 /// One week of the dashboard's chart.
 pub(crate) struct Week {
     pub label: String,
-    pub expiring: usize,
-    pub renewing: usize,
+    pub expiring: u64,
+    pub renewing: u64,
     /// Bar heights, in percent of the busiest week.
-    pub expiring_pct: usize,
-    pub renewing_pct: usize,
+    pub expiring_pct: u64,
+    pub renewing_pct: u64,
 }
 
 #[derive(Template)]
 #[template(path = "dashboard.html")]
 struct DashboardPage {
     page: PageInfo,
-    total: usize,
-    counts: Vec<(String, usize)>,
+    total: u64,
+    counts: Vec<(String, u64)>,
     weeks: Vec<Week>,
     attention: Vec<CertRow>,
+    /// How many need attention, of which `attention` shows the worst.
+    attention_total: u64,
     expiring_days: i64,
 }
 
 /// Certificates expiring within this many days need attention.
 const EXPIRING_DAYS: i64 = 30;
-const CHART_WEEKS: i64 = 12;
+const CHART_WEEKS: usize = 12;
+/// The dashboard lists at most this many of the certificates that need attention.
+const ATTENTION_ROWS: u64 = 50;
 
 async fn dashboard(State(state): State<AppState>, s: Session) -> Response {
     match dashboard_page(&state, &s).await {
@@ -502,57 +505,30 @@ async fn dashboard(State(state): State<AppState>, s: Session) -> Response {
 
 async fn dashboard_page(state: &AppState, s: &Session) -> Result<DashboardPage, Problem> {
     s.caller.require(Need::Read)?;
-    let now = now_secs();
-    let week = 7 * 86_400;
-    let mut counts: Vec<(String, usize)> = STATES.iter().map(|s| (s.to_string(), 0)).collect();
-    let mut weeks: Vec<(usize, usize)> = vec![(0, 0); CHART_WEEKS as usize];
-    let mut attention = Vec::new();
-    let (_, certs) = state.store.cert_summaries(&certhub_store::CertFilter::default(), now).await?;
-    let total = certs.len();
-    let policy = state.settings.get().policy;
-    for c in &certs {
-        let issued = c.latest.as_ref();
-        let row = CertRow::from_view(&api::summary_view(c));
-        match counts.iter_mut().find(|(k, _)| *k == row.state) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((row.state.clone(), 1)),
-        }
-        if let Some(i) = issued.filter(|_| row.state == "valid") {
-            let slot = (i.not_after - now).div_euclid(week);
-            if (0..CHART_WEEKS).contains(&slot) {
-                weeks[slot as usize].0 += 1;
-            }
-            if let Some(at) = renewal_time(c, i, &policy) {
-                let slot = (at - now).max(0).div_euclid(week);
-                if (0..CHART_WEEKS).contains(&slot) {
-                    weeks[slot as usize].1 += 1;
-                }
-            }
-        }
-        let soon = row.days_left.is_some_and(|d| d < EXPIRING_DAYS);
-        if matches!(row.state.as_str(), "failing" | "expired" | "revoked")
-            || (row.state == "valid" && soon)
-            || !row.last_error.is_empty()
-        {
-            attention.push(row);
+    let policy = state.settings.get().policy.parse().unwrap_or_default();
+    let spec = certhub_store::OverviewSpec {
+        now: now_secs(),
+        weeks: CHART_WEEKS,
+        soon: EXPIRING_DAYS * 86_400,
+        attention_limit: ATTENTION_ROWS,
+    };
+    let overview = state.store.overview(spec, policy).await?;
+    // The usual states always, in their order; any other after them.
+    let mut counts: Vec<(String, u64)> = STATES.iter().map(|s| (s.to_string(), 0)).collect();
+    for (state, n) in overview.states {
+        match counts.iter_mut().find(|(k, _)| *k == state) {
+            Some((_, count)) => *count = n,
+            None => counts.push((state, n)),
         }
     }
-    // The worst first: failures, then by time left.
-    attention.sort_by_key(|r| {
-        let rank = match r.state.as_str() {
-            "failing" => 0,
-            "expired" => 1,
-            "revoked" => 2,
-            _ => 3,
-        };
-        (rank, r.days_left.unwrap_or(i64::MAX))
-    });
-    attention.truncate(50);
-    let peak = weeks.iter().map(|(e, r)| (*e).max(*r)).max().unwrap_or(0).max(1);
-    let weeks = weeks
-        .into_iter()
+    let peak =
+        overview.expiring.iter().chain(&overview.renewing).copied().max().unwrap_or(0).max(1);
+    let weeks = overview
+        .expiring
+        .iter()
+        .zip(&overview.renewing)
         .enumerate()
-        .map(|(n, (expiring, renewing))| Week {
+        .map(|(n, (&expiring, &renewing))| Week {
             label: if n == 0 { "this week".into() } else { format!("+{n} w") },
             expiring,
             renewing,
@@ -560,30 +536,17 @@ async fn dashboard_page(state: &AppState, s: &Session) -> Result<DashboardPage, 
             renewing_pct: renewing * 100 / peak,
         })
         .collect();
+    let attention =
+        overview.attention.iter().map(|c| CertRow::from_view(&api::summary_view(c))).collect();
     Ok(DashboardPage {
         page: PageInfo::new("Dashboard", s, "dashboard"),
-        total,
+        total: overview.total,
         counts,
         weeks,
         attention,
+        attention_total: overview.attention_total,
         expiring_days: EXPIRING_DAYS,
     })
-}
-
-/// When the certificate's next renewal is planned (unix seconds), by its policy or the hub's.
-fn renewal_time(
-    c: &certhub_store::CertSummary,
-    i: &certhub_store::LatestIssued,
-    default_policy: &str,
-) -> Option<i64> {
-    use certhub_core::renewal::{Decision, RenewalPolicy, decide};
-    let policy: RenewalPolicy =
-        c.renewal_policy.as_deref().unwrap_or(default_policy).parse().ok()?;
-    let at = |secs: i64| UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
-    match decide(at(i.not_before), at(i.not_after), None, policy, SystemTime::now(), 0) {
-        Decision::RenewNow(_) => Some(now_secs()),
-        Decision::RenewAt(t, _) => t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs() as i64),
-    }
 }
 
 // ----- certificates -----
