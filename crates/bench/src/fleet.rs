@@ -301,7 +301,9 @@ fn cpu_now(hub: u32) -> (f64, f64, f64) {
             std::fs::read_to_string(format!("/proc/{pid}/comm"))
                 .is_ok_and(|c| c.trim() == "postgres")
         })
-        .map(crate::cpu_of)
+        // The postmaster's children that ended meanwhile (connections closed) count in
+        // its own figure, so the sum never goes back.
+        .map(crate::cpu_with_children)
         .sum();
     // /proc/stat's first line: user nice system idle iowait irq softirq steal…, in ticks
     // of 1/100 s.

@@ -129,13 +129,25 @@ async fn timed(cmd: Command, scratch: &Path) -> anyhow::Result<Usage> {
 
 /// A process's CPU time so far, seconds (utime + stime from `/proc/PID/stat`).
 fn cpu_of(pid: u32) -> f64 {
+    stat_ticks(pid, &[11, 12])
+}
+
+/// CPU seconds of a process and of its children that have ended and been waited for, so a
+/// server that forks a process per connection keeps what its ended connections used.
+fn cpu_with_children(pid: u32) -> f64 {
+    stat_ticks(pid, &[11, 12, 13, 14])
+}
+
+/// The sum of fields of /proc/PID/stat counted after the command name, as seconds.
+fn stat_ticks(pid: u32, fields: &[usize]) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
     let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime, stime, cutime and cstime are fields 14 to 17 of the whole line: 11 to 14
+    // after the name, in ticks of 1/100 s.
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
-    (ticks(11) + ticks(12)) / 100.0
+    fields.iter().map(|&i| ticks(i)).sum::<f64>() / 100.0
 }
 
 /// The shared set-up: DNS, Pebble, and the http-01 responder all clients use.

@@ -25,7 +25,7 @@ use certhub_core::csr::{ParsedCsr, build_csr};
 use certhub_core::identifier::assign_challenges;
 use certhub_core::key::PrivateKey;
 use certhub_core::{ChallengeSpec, Identifier, KeyType, PendingChallenge};
-use certhub_store::{CertRecord, IssuedRecord, OrderRecord, Store};
+use certhub_store::{CertRecord, IssuedRecord, OrderKey, OrderRecord, Store};
 use serde_json::json;
 use tokio::sync::Mutex;
 use zeroize::Zeroizing;
@@ -133,7 +133,9 @@ impl Issuer {
         let deadline = Instant::now() + timeout;
         let state =
             if self.store.latest_issued(name).await?.is_some() { "renewing" } else { "pending" };
-        self.store.set_cert_state(name, state, None).await?;
+        if cert.state != state || cert.last_error.is_some() {
+            self.store.set_cert_state(name, state, None).await?;
+        }
         let result = match tokio::time::timeout(timeout, self.run(&cert, deadline, progress)).await
         {
             Ok(r) => r,
@@ -144,7 +146,7 @@ impl Issuer {
         };
         match &result {
             Ok(issued) => {
-                self.store.set_cert_retry(name, 0, None).await?;
+                // Completing the order cleared the failures in a row.
                 let report = deploy::deploy(
                     &self.store,
                     name,
@@ -241,7 +243,13 @@ impl Issuer {
                     }
                     _ => None,
                 };
-                let rec = self.store.create_order(name, account_name, replaces.as_deref()).await?;
+                // The key and CSR are stored with the order, long before the CA sees the CSR.
+                let (key, key_type, csr) = self.key_and_csr(cert, &ids).await?;
+                let key = OrderKey { key_type: &key_type, key_pkcs8: &key, csr_der: &csr };
+                let rec = self
+                    .store
+                    .create_order(name, account_name, replaces.as_deref(), Some(key))
+                    .await?;
                 let wire: Vec<certhub_acme::Identifier> = ids.iter().map(to_wire).collect();
                 let req = NewOrder {
                     identifiers: &wire,
@@ -259,8 +267,8 @@ impl Issuer {
                             .context(format!("the CA refused the order for {name}")));
                     }
                 };
+                // With the `ordered` event.
                 self.store.set_order_url(rec.id, &url).await?;
-                self.store.record_event(name, "ordered", Some(&url)).await?;
                 (rec, url, order)
             }
         };
@@ -322,7 +330,8 @@ impl Issuer {
                 account.wait_order(url, remaining(deadline), |s| s != OrderStatus::Pending).await?;
         }
 
-        // The key and CSR are stored before the CA sees the CSR.
+        // The key and CSR are stored before the CA sees the CSR: with a new order, or here
+        // for an order resumed from before it had them.
         let (key_pkcs8, key_type, csr_der) = match (&rec.key_pkcs8, &rec.csr_der) {
             (Some(k), Some(csr)) => {
                 (k.clone(), rec.key_type.clone().unwrap_or_default(), csr.clone())
@@ -390,13 +399,8 @@ impl Issuer {
             revocation_reason: None,
             created_at: 0,
         };
+        // With the `issued` event, and the failures in a row cleared.
         let id = self.store.complete_order(rec.id, &issued).await?;
-        let detail = format!(
-            "serial {}, expires {}",
-            issued.serial_hex,
-            crate::output::rfc3339(issued.not_after)
-        );
-        self.store.record_event(name, "issued", Some(&detail)).await?;
         Ok(IssuedRecord { id, ..issued })
     }
 
@@ -504,7 +508,7 @@ impl Issuer {
                 if let Err(e) = solver.cleanup(&challenge).await {
                     tracing::warn!(cert = name, error = %e, "cleaning up an interrupted challenge failed");
                 }
-                self.store.remove_presented(p.id).await?;
+                self.store.remove_presented(p.id, None).await?;
             }
         }
         Ok(())
@@ -582,16 +586,17 @@ impl Issuer {
                 account.respond_challenge(&challenge.url).await?;
             }
             account.wait_authorization(url, remaining(deadline)).await?;
-            self.store
-                .record_event(name, "validated", Some(&format!("{requested} with {kind}")))
-                .await?;
             anyhow::Ok(())
         }
         .await;
         if let Err(e) = solver.cleanup(&pending).await {
             tracing::warn!(cert = name, identifier = %requested, error = %e, "challenge cleanup failed");
         }
-        self.store.remove_presented(presented).await?;
+        // Forgotten together with the `validated` event, when it was.
+        let validated = format!("{requested} with {kind}");
+        self.store
+            .remove_presented(presented, result.is_ok().then_some(validated.as_str()))
+            .await?;
         result
     }
 }

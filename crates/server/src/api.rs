@@ -562,36 +562,51 @@ pub(crate) async fn pull(
     if with_key {
         caller.require(Need::Key)?;
     }
-    let Some(issued) = state.store.latest_issued(name).await? else {
+    let not_issued = || async {
         cert_or_404(state, name).await?;
-        return Err(Problem::conflict(format!("certificate {name} has not been issued yet")));
+        Err(Problem::conflict(format!("certificate {name} has not been issued yet")))
     };
-    if with_key && issued.key_pkcs8.is_empty() {
-        return Err(Problem::conflict(format!(
-            "the hub does not hold the key of {name} (it was ordered from the owner's CSR)"
-        )));
-    }
-    let chain = certhub_core::split_pem_chain(&issued.chain_pem).map_err(Problem::internal)?;
-    let (body, content_type) = if format == "pkcs12" {
-        let password = password.filter(|p| !p.is_empty()).ok_or_else(|| {
-            Problem::invalid(
-                PKCS12_PASSWORD_HEADER,
-                "a PKCS#12 file needs a password, sent in the X-Pkcs12-Password header",
-            )
-        })?;
-        let der = certhub_deploy::pkcs12::build(name, &issued.key_pkcs8, &chain, password, false)
-            .map_err(Problem::internal)?;
-        (der, "application/x-pkcs12")
-    } else {
-        let mut text: String =
-            chain.iter().map(|d| certhub_core::pem_block("CERTIFICATE", d)).collect();
-        if with_key {
-            text.push_str(&certhub_core::pem_block("PRIVATE KEY", &issued.key_pkcs8));
+    // Public certificates are pulled often: they are read without the key's column.
+    let (chain_pem, key) = if with_key {
+        let Some(issued) = state.store.latest_issued(name).await? else {
+            return not_issued().await;
+        };
+        if issued.key_pkcs8.is_empty() {
+            return Err(Problem::conflict(format!(
+                "the hub does not hold the key of {name} (it was ordered from the owner's CSR)"
+            )));
         }
-        (text.into_bytes(), "application/x-pem-file")
+        (issued.chain_pem, Some(issued.key_pkcs8))
+    } else {
+        match state.store.latest_chain(name).await? {
+            Some(chain_pem) => (chain_pem, None),
+            None => return not_issued().await,
+        }
+    };
+    let chain = certhub_core::split_pem_chain(&chain_pem).map_err(Problem::internal)?;
+    let (body, content_type) = match &key {
+        Some(key) if format == "pkcs12" => {
+            let password = password.filter(|p| !p.is_empty()).ok_or_else(|| {
+                Problem::invalid(
+                    PKCS12_PASSWORD_HEADER,
+                    "a PKCS#12 file needs a password, sent in the X-Pkcs12-Password header",
+                )
+            })?;
+            let der = certhub_deploy::pkcs12::build(name, key, &chain, password, false)
+                .map_err(Problem::internal)?;
+            (der, "application/x-pkcs12")
+        }
+        _ => {
+            let mut text: String =
+                chain.iter().map(|d| certhub_core::pem_block("CERTIFICATE", d)).collect();
+            if let Some(key) = &key {
+                text.push_str(&certhub_core::pem_block("PRIVATE KEY", key));
+            }
+            (text.into_bytes(), "application/x-pem-file")
+        }
     };
     // Downloads of public certificates are frequent and harmless; keys are always audited.
-    if with_key {
+    if key.is_some() {
         state
             .store
             .audit(&caller.actor(), "cert.key-download", name, &caller.source, Some(format))

@@ -117,7 +117,7 @@ impl Store {
         .bind(&account.status)
         .bind(&account.eab_kid)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|err| {
             if is_unique_violation(&err) {
@@ -152,7 +152,7 @@ impl Store {
                 .bind(url)
                 .bind(now_ms())
                 .bind(name)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         found(result.rows_affected(), name)
     }
@@ -173,7 +173,7 @@ impl Store {
         .bind(key)
         .bind(now_ms())
         .bind(name)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         found(result.rows_affected(), name)
     }
@@ -185,7 +185,7 @@ impl Store {
                 .bind(status)
                 .bind(now_ms())
                 .bind(name)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         found(result.rows_affected(), name)
     }
@@ -196,7 +196,7 @@ impl Store {
             .bind(email)
             .bind(now_ms())
             .bind(name)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         found(result.rows_affected(), name)
     }
@@ -205,7 +205,7 @@ impl Store {
     pub async fn delete_account(&self, name: &str) -> Result<(), Error> {
         let result = sqlx::query("DELETE FROM accounts WHERE name = $1")
             .bind(name)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(|err| {
                 if is_foreign_key_violation(&err) {

@@ -71,7 +71,7 @@ impl Store {
         .bind(&info.explanation_url)
         .bind(info.fetched_at)
         .bind(info.next_fetch_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|err| {
             if is_foreign_key_violation(&err) {

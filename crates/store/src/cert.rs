@@ -207,7 +207,7 @@ impl Store {
         .bind(cert.next_attempt_at)
         .bind(names(&cert.identifiers))
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|err| write_error(err, cert))?;
         Ok(())
@@ -261,7 +261,7 @@ impl Store {
         .bind(now_ms())
         .bind(names(&cert.identifiers))
         .bind(&cert.name)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|err| write_error(err, cert))?;
         found(result.rows_affected(), &cert.name)
@@ -281,7 +281,7 @@ impl Store {
         .bind(last_error)
         .bind(now_ms())
         .bind(name)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         found(result.rows_affected(), name)
     }
@@ -303,7 +303,7 @@ impl Store {
         .bind(next_attempt_at)
         .bind(now_ms())
         .bind(name)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         found(result.rows_affected(), name)
     }
@@ -345,7 +345,7 @@ impl Store {
         .bind(policy)
         .bind(name)
         .bind(seen)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(result.rows_affected() > 0)
     }

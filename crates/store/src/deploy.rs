@@ -132,7 +132,7 @@ impl Store {
         let result = sqlx::query("DELETE FROM deploy_tasks WHERE cert_name = $1 AND name = $2")
             .bind(cert_name)
             .bind(name)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if result.rows_affected() == 0 {
             return Err(Error::NotFound { what: WHAT, name: row_key(cert_name, name) });

@@ -194,9 +194,10 @@ impl Store {
     }
 
     /// Completes an order in one transaction: inserts the issued certificate (its `order_id` is
-    /// set to `order_id`), sets the order's status to "valid" and the certificate's state to
-    /// "valid" with no last error. Returns the issued row's id. Either all of it is stored or
-    /// none. Fails with [`Error::NotFound`] for an unknown order, [`Error::Invalid`] when the
+    /// set to `order_id`), sets the order's status to "valid", the certificate's state to
+    /// "valid" with no last error and no failures in a row (so no retry is pending), and
+    /// records its `issued` event (the serial and the expiry). Returns the issued row's id.
+    /// Either all of it is stored or none. Fails with [`Error::NotFound`] for an unknown order, [`Error::Invalid`] when the
     /// order belongs to another certificate than `issued.cert_name`, and
     /// [`Error::AlreadyExists`] when the order was already completed.
     pub async fn complete_order(&self, order_id: i64, issued: &IssuedRecord) -> Result<i64, Error> {
@@ -225,12 +226,19 @@ impl Store {
         }
         let id = self.insert_issued_in(&mut tx, issued, Some(order_id)).await?;
         sqlx::query(
-            "UPDATE certs SET state = 'valid', last_error = NULL, updated_at = $1 WHERE name = $2",
+            "UPDATE certs SET state = 'valid', last_error = NULL, failures = 0, \
+             next_attempt_at = NULL, updated_at = $1 WHERE name = $2",
         )
         .bind(now)
         .bind(&cert_name)
         .execute(&mut *tx)
         .await?;
+        let detail = format!(
+            "serial {}, expires {}",
+            issued.serial_hex,
+            certhub_core::time::rfc3339(issued.not_after)
+        );
+        crate::event::record_event_in(&mut tx, &cert_name, "issued", Some(&detail)).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -243,6 +251,17 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?;
         row.map(|row| self.issued_from_row(row)).transpose()
+    }
+
+    /// The chain (PEM) of the newest issued certificate of the managed certificate, if any:
+    /// what a pull of the public certificate needs, read without the key's column.
+    pub async fn latest_chain(&self, cert_name: &str) -> Result<Option<String>, Error> {
+        Ok(sqlx::query_scalar(
+            "SELECT chain_pem FROM issued WHERE cert_name = $1 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(cert_name)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// The issued certificate with this id, if it exists.

@@ -71,7 +71,7 @@ impl Store {
         .bind(kind)
         .bind(target)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(JobRecord {
             id: id.into(),
@@ -91,7 +91,7 @@ impl Store {
             .bind(id)
             .bind(line(step))
             .bind(now_ms())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -106,7 +106,7 @@ impl Store {
         .bind(status)
         .bind(result)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -127,7 +127,7 @@ impl Store {
     pub async fn delete_jobs_before(&self, before: i64) -> Result<u64, Error> {
         let done = sqlx::query("DELETE FROM jobs WHERE status <> 'running' AND updated_at < $1")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected())
     }

@@ -64,7 +64,7 @@ pub use job::JobRecord;
 pub use lease::CertLease;
 pub use listing::{CertFilter, CertSummary, LatestIssued, Overview, OverviewSpec};
 pub use notify::ChannelRecord;
-pub use order::{OrderRecord, PlacedOrder, PresentedRecord};
+pub use order::{OrderKey, OrderRecord, PlacedOrder, PresentedRecord};
 pub use user::{TokenRecord, UserRecord, same_secret, token_hash};
 
 /// The database file's name inside the data directory.
@@ -195,7 +195,13 @@ pub enum Error {
 /// master key.
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// Reads, and on PostgreSQL writes too.
     pool: AnyPool,
+    /// Writes. On SQLite one connection of its own: the database has one write lock, and
+    /// with several connections the process's writers would wait for it in SQLite's busy
+    /// handler, which sleeps 1, 2, 5, 10… ms between tries and leaves the lock idle
+    /// meanwhile; this pool queues them in order instead. On PostgreSQL the same pool.
+    writer: AnyPool,
     backend: Backend,
     key: Arc<MasterKey>,
     tokens: Arc<user::TokenCache>,
@@ -272,6 +278,7 @@ impl Store {
                 .await?;
             POSTGRES_MIGRATOR.run(&pool).await?;
             let store = Store {
+                writer: pool.clone(),
                 pool,
                 backend: Backend::Postgres,
                 key: Arc::new(key),
@@ -299,28 +306,33 @@ impl Store {
         // The Any driver takes a URL, which carries no pragmas: each connection sets them.
         let url =
             SqliteConnectOptions::new().filename(&db_path).create_if_missing(true).to_url_lossy();
-        let pool = AnyPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    for pragma in [
-                        BUSY_TIMEOUT_PRAGMA,
-                        "PRAGMA foreign_keys = ON",
-                        "PRAGMA journal_mode = WAL",
-                        "PRAGMA synchronous = FULL",
-                    ] {
-                        conn.execute(pragma).await?;
-                    }
-                    Ok(())
+        let options = AnyConnectOptions::from_url(&url)?;
+        let sqlite_pool = |connections: u32| {
+            AnyPoolOptions::new()
+                .max_connections(connections)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        for pragma in [
+                            BUSY_TIMEOUT_PRAGMA,
+                            "PRAGMA foreign_keys = ON",
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA synchronous = FULL",
+                        ] {
+                            conn.execute(pragma).await?;
+                        }
+                        Ok(())
+                    })
                 })
-            })
-            .connect_with(AnyConnectOptions::from_url(&url)?)
-            .await?;
-        SQLITE_MIGRATOR.run(&pool).await?;
+                .connect_with(options.clone())
+        };
+        let writer = sqlite_pool(1).await?;
+        SQLITE_MIGRATOR.run(&writer).await?;
+        let pool = sqlite_pool(MAX_CONNECTIONS).await?;
 
         let store = Store {
             pool,
+            writer,
             backend: Backend::Sqlite,
             key: Arc::new(key),
             tokens: Default::default(),
@@ -337,7 +349,7 @@ impl Store {
         sqlx::query("INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
             .bind(KEY_CHECK_NAME)
             .bind(sealed)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         let stored: Vec<u8> = sqlx::query_scalar("SELECT value FROM meta WHERE name = $1")
             .bind(KEY_CHECK_NAME)
@@ -365,7 +377,7 @@ impl Store {
         )
         .bind(name)
         .bind(value)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -373,6 +385,7 @@ impl Store {
     /// Closes the connection pool, waiting for running queries; every clone is closed too.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 
     /// Begins a transaction that takes the write lock at once. SQLite's deferred transactions
@@ -380,8 +393,8 @@ impl Store {
     /// writing; an immediate one waits for the busy timeout instead.
     async fn begin_write(&self) -> Result<Transaction<'static, Any>, Error> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
         })
     }
 

@@ -71,7 +71,7 @@ impl Store {
         .bind(config)
         .bind(channel.events.join(" "))
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|e| {
             if is_unique_violation(&e) {
@@ -108,7 +108,7 @@ impl Store {
     pub async fn delete_channel(&self, name: &str) -> Result<(), Error> {
         let done = sqlx::query("DELETE FROM notification_channels WHERE name = $1")
             .bind(name)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if done.rows_affected() == 0 {
             return Err(Error::NotFound { what: WHAT, name: name.to_owned() });
@@ -165,7 +165,7 @@ impl Store {
         .bind(kind)
         .bind(occasion)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }

@@ -57,6 +57,17 @@ pub struct OrderRecord {
     pub updated_at: i64,
 }
 
+/// A new order's certificate key and the CSR made from it (see [`Store::create_order`]).
+#[derive(Clone, Copy)]
+pub struct OrderKey<'a> {
+    /// The key's type, as [`OrderRecord::key_type`].
+    pub key_type: &'a str,
+    /// PKCS#8 DER; empty when the owner's CSR is used and the hub holds no key.
+    pub key_pkcs8: &'a [u8],
+    /// The CSR the order is finalized with.
+    pub csr_der: &'a [u8],
+}
+
 impl fmt::Debug for OrderRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OrderRecord")
@@ -175,14 +186,18 @@ impl Store {
     }
 
     /// Starts a new order attempt with status "new"; `replaces` is the ARI identifier of the
-    /// certificate it renews, when it is sent as an ARI renewal. Fails with
-    /// [`Error::NotFound`] naming the certificate or the account when either does not exist.
+    /// certificate it renews, when it is sent as an ARI renewal, and `key` the certificate key
+    /// and CSR it will be finalized with, stored (the key encrypted) in the same transaction.
+    /// Fails with [`Error::NotFound`] naming the certificate or the account when either does
+    /// not exist.
     pub async fn create_order(
         &self,
         cert_name: &str,
         account_name: &str,
         replaces: Option<&str>,
+        key: Option<OrderKey<'_>>,
     ) -> Result<OrderRecord, Error> {
+        let mut tx = self.begin_write().await?;
         // One statement that inserts only when both exist.
         let row: Option<OrderRow> = sqlx::query_as(concat!(
             "INSERT INTO orders (cert_name, account_name, replaces, status, created_at, ",
@@ -196,15 +211,36 @@ impl Store {
         .bind(account_name)
         .bind(replaces)
         .bind(now_ms())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        match row {
-            Some(row) => self.order_from_row(row),
-            None if self.cert(cert_name).await?.is_none() => {
-                Err(Error::NotFound { what: "managed certificate", name: cert_name.to_owned() })
+        let Some(mut row) = row else {
+            drop(tx);
+            if self.cert(cert_name).await?.is_none() {
+                return Err(Error::NotFound {
+                    what: "managed certificate",
+                    name: cert_name.to_owned(),
+                });
             }
-            None => Err(Error::NotFound { what: "account", name: account_name.to_owned() }),
+            return Err(Error::NotFound { what: "account", name: account_name.to_owned() });
+        };
+        if let Some(key) = key {
+            // The id is part of the sealed key's associated data.
+            let sealed = self.seal(TABLE, &row.id.to_string(), "key_pkcs8", key.key_pkcs8)?;
+            sqlx::query(
+                "UPDATE orders SET key_type = $1, key_pkcs8 = $2, csr_der = $3 WHERE id = $4",
+            )
+            .bind(key.key_type)
+            .bind(&sealed)
+            .bind(key.csr_der)
+            .bind(row.id)
+            .execute(&mut *tx)
+            .await?;
+            row.key_type = Some(key.key_type.to_owned());
+            row.key_pkcs8 = Some(sealed);
+            row.csr_der = Some(key.csr_der.to_vec());
         }
+        tx.commit().await?;
+        self.order_from_row(row)
     }
 
     /// The orders placed since `since` (epoch ms), oldest first, for the CAs' rate-limit
@@ -252,15 +288,24 @@ impl Store {
         row.map(|row| self.order_from_row(row)).transpose()
     }
 
-    /// Records the order URL the CA assigned.
+    /// Records the order URL the CA assigned, and the certificate's `ordered` event with it,
+    /// in one transaction.
     pub async fn set_order_url(&self, id: i64, url: &str) -> Result<(), Error> {
-        let result = sqlx::query("UPDATE orders SET order_url = $1, updated_at = $2 WHERE id = $3")
-            .bind(url)
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        order_found(result.rows_affected(), id)
+        let mut tx = self.begin_write().await?;
+        let cert_name: Option<String> = sqlx::query_scalar(
+            "UPDATE orders SET order_url = $1, updated_at = $2 WHERE id = $3 RETURNING cert_name",
+        )
+        .bind(url)
+        .bind(now_ms())
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(cert_name) = cert_name else {
+            return Err(Error::NotFound { what: WHAT, name: id.to_string() });
+        };
+        crate::event::record_event_in(&mut tx, &cert_name, "ordered", Some(url)).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Stores the order's certificate key (encrypted) with its type and, when already built,
@@ -283,7 +328,7 @@ impl Store {
         .bind(csr_der)
         .bind(now_ms())
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         order_found(result.rows_affected(), id)
     }
@@ -301,7 +346,7 @@ impl Store {
                 .bind(error)
                 .bind(now_ms())
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         order_found(result.rows_affected(), id)
     }
@@ -371,13 +416,26 @@ impl Store {
         rows.into_iter().map(|row| self.presented_from_row(row)).collect()
     }
 
-    /// Removes a presented challenge's record after cleanup.
-    pub async fn remove_presented(&self, id: i64) -> Result<(), Error> {
-        let result =
-            sqlx::query("DELETE FROM presented WHERE id = $1").bind(id).execute(&self.pool).await?;
-        if result.rows_affected() == 0 {
+    /// Removes a presented challenge's record after cleanup. `validated`, when the challenge
+    /// succeeded, says what it validated ("NAME with METHOD"): it becomes the certificate's
+    /// `validated` event, in the same transaction.
+    pub async fn remove_presented(&self, id: i64, validated: Option<&str>) -> Result<(), Error> {
+        let mut tx = self.begin_write().await?;
+        let cert_name: Option<String> = sqlx::query_scalar(
+            "SELECT o.cert_name FROM presented p JOIN orders o ON o.id = p.order_id \
+             WHERE p.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(cert_name) = cert_name else {
             return Err(Error::NotFound { what: "presented challenge", name: id.to_string() });
+        };
+        sqlx::query("DELETE FROM presented WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        if validated.is_some() {
+            crate::event::record_event_in(&mut tx, &cert_name, "validated", validated).await?;
         }
+        tx.commit().await?;
         Ok(())
     }
 }

@@ -96,7 +96,7 @@ impl Store {
         .bind(password_hash)
         .bind(role)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|e| {
             if is_unique_violation(&e) {
@@ -132,7 +132,7 @@ impl Store {
         .bind(now_ms())
         .bind(idle_label)
         .bind(idle_before)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         self.tokens.forget(None);
         Ok(done.rows_affected())
@@ -160,7 +160,7 @@ impl Store {
         .bind(&token.scopes)
         .bind(token.expires_at)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|e| {
             if is_foreign_key_violation(&e) {
@@ -205,7 +205,7 @@ impl Store {
             sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(&token.id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         }
         self.tokens.put(&token, &role, hash);
@@ -227,7 +227,7 @@ impl Store {
     pub async fn delete_token(&self, id: &str) -> Result<(), Error> {
         let result = sqlx::query("DELETE FROM api_tokens WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         self.tokens.forget(Some(id));
         if result.rows_affected() == 0 {

@@ -445,8 +445,8 @@ async fn orders_are_counted_with_their_names_and_ari_renewals(db: Db) {
     c.identifiers = json!([{"type": "dns", "value": "WWW.example.test"},
                            {"type": "dns", "value": "example.test"}]);
     store.insert_cert(&c).await.expect("cert");
-    let first = store.create_order("www", "acme", None).await.expect("order");
-    store.create_order("www", "acme", Some("aaa.bbb")).await.expect("order");
+    let first = store.create_order("www", "acme", None, None).await.expect("order");
+    store.create_order("www", "acme", Some("aaa.bbb"), None).await.expect("order");
     let orders = store.orders_since(first.created_at - 1).await.expect("orders");
     assert_eq!(orders.len(), 2);
     assert_eq!(orders[0].account_name, "acme");
@@ -907,13 +907,13 @@ async fn orders_and_presented_round_trip(db: Db) {
     store.insert_cert(&cert("www", "acme")).await.expect("insert cert");
 
     assert_not_found(
-        store.create_order("missing", "acme", None).await,
+        store.create_order("missing", "acme", None, None).await,
         "managed certificate",
         "missing",
     );
-    assert_not_found(store.create_order("www", "missing", None).await, "account", "missing");
+    assert_not_found(store.create_order("www", "missing", None, None).await, "account", "missing");
 
-    let first = store.create_order("www", "acme", None).await.expect("create");
+    let first = store.create_order("www", "acme", None, None).await.expect("create");
     assert_eq!(first.status, "new");
     assert_eq!(first.cert_name, "www");
     assert_eq!(first.account_name, "acme");
@@ -921,6 +921,14 @@ async fn orders_and_presented_round_trip(db: Db) {
     assert_eq!(store.open_order("www").await.expect("open order"), Some(first.clone()));
 
     store.set_order_url(first.id, "https://acme.example.test/order/1").await.expect("set url");
+    let kinds = |events: Vec<certhub_store::EventRecord>| {
+        events.into_iter().map(|e| (e.kind, e.detail.unwrap_or_default())).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        kinds(store.events_for("www").await.expect("events")),
+        [("ordered".to_string(), "https://acme.example.test/order/1".to_string())],
+        "the order URL is recorded with its event"
+    );
     store
         .set_order_key(first.id, "ecdsa-p256", ORDER_KEY, Some(b"CSR-DER"))
         .await
@@ -962,11 +970,20 @@ async fn orders_and_presented_round_trip(db: Db) {
         other => panic!("expected InUse while challenges await cleanup, got {other:?}"),
     }
 
-    store.remove_presented(p1).await.expect("remove");
-    assert_not_found(store.remove_presented(p1).await, "presented challenge", &p1.to_string());
+    store.remove_presented(p1, Some("www.example.com with dns-01")).await.expect("remove");
+    assert_not_found(
+        store.remove_presented(p1, None).await,
+        "presented challenge",
+        &p1.to_string(),
+    );
     let remaining = store.presented_all().await.expect("list all");
     assert_eq!(remaining.iter().map(|p| p.id).collect::<Vec<_>>(), [p2]);
-    store.remove_presented(p2).await.expect("remove");
+    // A challenge that failed or was left over leaves no event.
+    store.remove_presented(p2, None).await.expect("remove");
+    assert_eq!(
+        kinds(store.events_for("www").await.expect("events"))[1..],
+        [("validated".to_string(), "www.example.com with dns-01".to_string())]
+    );
 
     // A failed attempt ends; the next one becomes the open order.
     store
@@ -974,15 +991,29 @@ async fn orders_and_presented_round_trip(db: Db) {
         .await
         .expect("set status");
     assert_eq!(store.open_order("www").await.expect("open order"), None);
-    let second = store.create_order("www", "acme", None).await.expect("create");
+    let second = store.create_order("www", "acme", None, None).await.expect("create");
     assert!(second.id > first.id);
     assert_eq!(store.open_order("www").await.expect("open order").map(|o| o.id), Some(second.id));
     store.set_order_status(second.id, "abandoned", None).await.expect("set status");
     assert_eq!(store.open_order("www").await.expect("open order"), None);
 
+    // An order placed with its key and CSR holds them from the start.
+    let key = certhub_store::OrderKey {
+        key_type: "ecdsa-p256",
+        key_pkcs8: ORDER_KEY,
+        csr_der: b"CSR-DER-2",
+    };
+    let third = store.create_order("www", "acme", None, Some(key)).await.expect("create");
+    let read = store.order(third.id).await.expect("read").expect("present");
+    assert_eq!(read, third);
+    assert_eq!(read.key_pkcs8.as_deref().map(|k| k.as_slice()), Some(ORDER_KEY));
+    assert_eq!(read.key_type.as_deref(), Some("ecdsa-p256"));
+    assert_eq!(read.csr_der.as_deref(), Some(&b"CSR-DER-2"[..]));
+    store.set_order_status(third.id, "abandoned", None).await.expect("set status");
+
     let all = store.orders_for("www").await.expect("list");
-    assert_eq!(all.iter().map(|o| o.id).collect::<Vec<_>>(), [second.id, first.id]);
-    assert_eq!(all[1].error.as_deref(), Some("dns record not found"));
+    assert_eq!(all.iter().map(|o| o.id).collect::<Vec<_>>(), [third.id, second.id, first.id]);
+    assert_eq!(all[2].error.as_deref(), Some("dns record not found"));
 
     assert_not_found(store.set_order_url(9999, "u").await, "order", "9999");
     assert_not_found(store.set_order_key(9999, "t", ORDER_KEY, None).await, "order", "9999");
@@ -1027,7 +1058,7 @@ async fn issued_round_trip(db: Db) {
     assert_not_found(store.set_revoked(9999, 1, None).await, "issued certificate", "9999");
 
     // At most one issued certificate per order.
-    let order = store.create_order("www", "acme", None).await.expect("order");
+    let order = store.create_order("www", "acme", None, None).await.expect("order");
     let mut for_order = issued("www", "03");
     for_order.order_id = Some(order.id);
     store.insert_issued(&for_order).await.expect("insert");
@@ -1043,22 +1074,31 @@ async fn complete_order_stores_issued_order_and_state_together(db: Db) {
     store.insert_account(&account("acme")).await.expect("insert account");
     store.insert_cert(&cert("www", "acme")).await.expect("insert cert");
     store.set_cert_state("www", "failing", Some("earlier failure")).await.expect("set state");
-    let order = store.create_order("www", "acme", None).await.expect("order");
+    store.set_cert_retry("www", 2, Some(i64::MAX)).await.expect("set retry");
+    let order = store.create_order("www", "acme", None, None).await.expect("order");
     store.set_order_status(order.id, "ready", None).await.expect("status");
 
-    // Success: all three changes land.
-    let id = store.complete_order(order.id, &issued("www", "0a")).await.expect("complete");
+    // Success: every change lands, the failures in a row are over, and the history says so.
+    let done = issued("www", "0a");
+    let id = store.complete_order(order.id, &done).await.expect("complete");
     let got = store.order(order.id).await.expect("read").expect("present");
     assert_eq!(got.status, "valid");
     let cert = store.cert("www").await.expect("read").expect("present");
     assert_eq!((cert.state.as_str(), cert.last_error), ("valid", None));
+    assert_eq!((cert.failures, cert.next_attempt_at), (0, None));
+    let events = store.events_for("www").await.expect("events");
+    let expected = format!("serial 0a, expires {}", certhub_core::time::rfc3339(done.not_after));
+    assert_eq!(
+        events.iter().map(|e| (e.kind.as_str(), e.detail.as_deref())).collect::<Vec<_>>(),
+        [("issued", Some(expected.as_str()))]
+    );
     let latest = store.latest_issued("www").await.expect("latest").expect("present");
     assert_eq!((latest.id, latest.order_id), (id, Some(order.id)));
     assert_eq!(latest.key_pkcs8.as_slice(), ISSUED_KEY);
 
     // Failure half-way (the issued insert violates the one-per-order rule after the order's
     // status was already updated in the transaction): nothing changes.
-    let second = store.create_order("www", "acme", None).await.expect("order");
+    let second = store.create_order("www", "acme", None, None).await.expect("order");
     store.set_order_status(second.id, "processing", None).await.expect("status");
     store.set_cert_state("www", "issuing", Some("in progress")).await.expect("set state");
     let mut taken = issued("www", "0b");
@@ -1071,6 +1111,7 @@ async fn complete_order_stores_issued_order_and_state_together(db: Db) {
     );
     let got = store.order(second.id).await.expect("read").expect("present");
     assert_eq!(got.status, "processing");
+    assert_eq!(store.events_for("www").await.expect("events").len(), 1, "no second event");
     let cert = store.cert("www").await.expect("read").expect("present");
     assert_eq!(cert.state, "issuing");
     assert_eq!(cert.last_error.as_deref(), Some("in progress"));
@@ -1080,7 +1121,7 @@ async fn complete_order_stores_issued_order_and_state_together(db: Db) {
 
     // The order must belong to the certificate named in the record.
     store.insert_cert(&cert_named("api")).await.expect("insert cert");
-    let third = store.create_order("www", "acme", None).await.expect("order");
+    let third = store.create_order("www", "acme", None, None).await.expect("order");
     match store.complete_order(third.id, &issued("api", "0d")).await {
         Err(Error::Invalid { .. }) => {}
         other => panic!("expected Invalid, got {other:?}"),
@@ -1097,7 +1138,7 @@ fn cert_named(name: &str) -> CertRecord {
 async fn populate(store: &Store) -> i64 {
     store.insert_account(&account("acme")).await.expect("insert account");
     store.insert_cert(&cert("www", "acme")).await.expect("insert cert");
-    let order = store.create_order("www", "acme", None).await.expect("order");
+    let order = store.create_order("www", "acme", None, None).await.expect("order");
     store.set_order_key(order.id, "ecdsa-p256", ORDER_KEY, Some(b"CSR")).await.expect("order key");
     store
         .record_presented(
@@ -1353,7 +1394,7 @@ async fn two_handles_open_and_write_concurrently(db: Db) {
         for i in 0..20 {
             let name = format!("{prefix}{i}");
             store.insert_cert(&cert(&name, "acme")).await.expect("insert cert");
-            let order = store.create_order(&name, "acme", None).await.expect("order");
+            let order = store.create_order(&name, "acme", None, None).await.expect("order");
             store
                 .complete_order(order.id, &issued(&name, &format!("{i:02x}")))
                 .await
@@ -1391,7 +1432,7 @@ async fn debug_output_redacts_secrets() {
     let store = open(dir.path()).await;
     store.insert_account(&account("acme")).await.expect("insert");
     store.insert_cert(&cert("www", "acme")).await.expect("insert");
-    let order = store.create_order("www", "acme", None).await.expect("order");
+    let order = store.create_order("www", "acme", None, None).await.expect("order");
     store.set_order_key(order.id, "ecdsa-p256", ORDER_KEY, None).await.expect("key");
     let order = store.order(order.id).await.expect("read").expect("present");
     assert!(!format!("{order:?}").contains("ORDER-CERT-KEY"));
