@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::chain::{self, CertificateChain};
-use crate::client::Client;
+use crate::client::{Client, Look};
 use crate::error::Error;
 use crate::jws::{self, ExternalAccountKey, KeyId, b64};
 use crate::key::SigningKey;
@@ -224,8 +224,9 @@ impl Account {
         self.post(url, Some(&json!({}))).await?.json()
     }
 
-    /// Polls an authorization until it is no longer pending; a failed challenge becomes
-    /// [`Error::ChallengeFailed`] with the CA's problem.
+    /// Polls an authorization whose challenge was just answered until it is no longer
+    /// pending (the first look after a moment: see [`Look::Soon`]); a failed challenge
+    /// becomes [`Error::ChallengeFailed`] with the CA's problem.
     pub async fn wait_authorization(
         &self,
         url: &str,
@@ -234,6 +235,7 @@ impl Account {
         let authz = crate::client::poll(
             &format!("authorization {url}"),
             deadline,
+            Look::Soon,
             || self.authorization(url),
             |a: &Authorization| a.status != AuthorizationStatus::Pending,
         )
@@ -257,16 +259,21 @@ impl Account {
         })
     }
 
-    /// Polls an order until `done`; an invalid order becomes [`Error::OrderInvalid`].
+    /// Polls an order until `done(status)` holds; an invalid order becomes
+    /// [`Error::OrderInvalid`] unless `done` accepts it. `first` says when to take the first
+    /// look: [`Look::Now`] when the order may already be there (its authorizations just became
+    /// valid), [`Look::Soon`] when the CA was just set to work on it (finalized).
     pub async fn wait_order(
         &self,
         url: &str,
         deadline: Duration,
+        first: Look,
         done: impl Fn(OrderStatus) -> bool,
     ) -> Result<Order, Error> {
         let order = crate::client::poll(
             &format!("order {url}"),
             deadline,
+            first,
             || self.order(url),
             |o: &Order| o.status == OrderStatus::Invalid || done(o.status),
         )

@@ -211,11 +211,30 @@ impl Client {
     }
 }
 
+/// When a poll takes its first look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Look {
+    /// At once: what is polled may already be done (an order whose authorizations just
+    /// became valid is ready).
+    Now,
+    /// After the first interval: the CA was just set to work (a challenge answered, an order
+    /// finalized), and a look at once would only find it still at it.
+    Soon,
+}
+
+/// The first interval between looks; each next one is half as long again, up to
+/// [`POLL_MAX`]. A CA that validates or issues within milliseconds (a local one) is seen
+/// done within 5 to 13 ms; one that takes seconds is looked at about as often as with a
+/// slower start and an immediate first look.
+const POLL_START: Duration = Duration::from_millis(5);
+const POLL_MAX: Duration = Duration::from_secs(2);
+
 /// Polls `fetch` until `done` holds, honouring Retry-After and otherwise starting at
-/// tens of milliseconds with backoff, until `deadline`.
+/// [`POLL_START`] with backoff, until `deadline`.
 pub(crate) async fn poll<T, F, Fut>(
     what: &str,
     deadline: Duration,
+    first: Look,
     mut fetch: F,
     done: impl Fn(&T) -> bool,
 ) -> Result<T, Error>
@@ -225,7 +244,11 @@ where
 {
     // Tokio's clock, so tests can run the waits in paused time.
     let start = tokio::time::Instant::now();
-    let mut delay = Duration::from_millis(20);
+    let mut delay = POLL_START;
+    if first == Look::Soon {
+        tokio::time::sleep(delay).await;
+        delay = delay * 3 / 2;
+    }
     loop {
         let (value, retry_after) = fetch().await?;
         if done(&value) {
@@ -237,7 +260,7 @@ where
             return Err(Error::Timeout { what: what.to_string(), after: start.elapsed() });
         }
         tokio::time::sleep(wait).await;
-        delay = (delay * 3 / 2).min(Duration::from_secs(2));
+        delay = (delay * 3 / 2).min(POLL_MAX);
     }
 }
 
@@ -355,11 +378,21 @@ mod tests {
         done_at: usize,
         retry_after: Option<Duration>,
     ) -> (Result<usize, Error>, Vec<Duration>) {
+        poll_times_from(Look::Now, deadline, done_at, retry_after).await
+    }
+
+    async fn poll_times_from(
+        first: Look,
+        deadline: Duration,
+        done_at: usize,
+        retry_after: Option<Duration>,
+    ) -> (Result<usize, Error>, Vec<Duration>) {
         let start = tokio::time::Instant::now();
         let calls = std::sync::Mutex::new(Vec::new());
         let result = poll(
             "the order",
             deadline,
+            first,
             || {
                 let mut calls = calls.lock().unwrap();
                 calls.push(start.elapsed());
@@ -374,11 +407,24 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn polling_starts_fast_and_backs_off_to_two_seconds() {
-        let (result, times) = poll_times(Duration::from_secs(600), 14, None).await;
-        assert_eq!(result.unwrap(), 14);
+        let (result, times) = poll_times(Duration::from_secs(600), 18, None).await;
+        assert_eq!(result.unwrap(), 18);
+        assert_eq!(times[0], Duration::ZERO, "the first look is at once");
         let gaps: Vec<u128> = times.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
-        // 20 ms times 1.5 per attempt up to 2 s; tokio's timer rounds up to whole milliseconds.
-        assert_eq!(gaps, [20, 30, 45, 68, 102, 152, 228, 342, 513, 769, 1154, 1730, 2000]);
+        // 5 ms times 1.5 per attempt up to 2 s; tokio's timer rounds up to whole milliseconds.
+        assert_eq!(
+            gaps,
+            [5, 8, 12, 17, 26, 38, 57, 86, 129, 193, 289, 433, 649, 974, 1460, 2000, 2000]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn polling_soon_waits_the_first_interval_then_goes_on_as_usual() {
+        let (result, times) = poll_times_from(Look::Soon, Duration::from_secs(600), 4, None).await;
+        assert_eq!(result.unwrap(), 4);
+        let ms: Vec<u128> = times.iter().map(|t| t.as_millis()).collect();
+        // Looks at 5 ms, then 8, 12 and 17 ms apart: no look is spent at once.
+        assert_eq!(ms, [5, 13, 25, 42]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -29,7 +29,7 @@ mod types;
 pub use account::{Account, NewAccount, NewOrder};
 pub use ari::{RenewalInfo, certificate_id};
 pub use chain::CertificateChain;
-pub use client::{Client, ClientConfig};
+pub use client::{Client, ClientConfig, Look};
 pub use error::{ApiError, Error, Problem, Subproblem};
 pub use jws::{EabAlgorithm, ExternalAccountKey};
 pub use key::{KeyAlgorithm, SigningKey};

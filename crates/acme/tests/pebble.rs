@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use certhub_acme::{
     Account, AuthorizationStatus, CertificateChain, ChallengeType, Client, ClientConfig,
-    EabAlgorithm, Error, ExternalAccountKey, Identifier, KeyAlgorithm, NewAccount, NewOrder,
+    EabAlgorithm, Error, ExternalAccountKey, Identifier, KeyAlgorithm, Look, NewAccount, NewOrder,
     OrderStatus, RevocationReason, SigningKey,
 };
 use certhub_testkit::pebble::{Pebble, PebbleOptions};
@@ -94,13 +94,13 @@ async fn issue_with_chain(
         acct.respond_challenge(&ch.url).await.unwrap();
         acct.wait_authorization(authz_url, WAIT).await.unwrap();
     }
-    let order = acct.wait_order(&url, WAIT, |s| s == OrderStatus::Ready).await.unwrap();
+    let order = acct.wait_order(&url, WAIT, Look::Now, |s| s == OrderStatus::Ready).await.unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::default();
     params.subject_alt_names = vec![rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap())];
     let csr = params.serialize_request(&key).unwrap();
     acct.finalize(&order.finalize, csr.der()).await.unwrap();
-    let order = acct.wait_order(&url, WAIT, |s| s == OrderStatus::Valid).await.unwrap();
+    let order = acct.wait_order(&url, WAIT, Look::Soon, |s| s == OrderStatus::Valid).await.unwrap();
     let chain =
         acct.download_certificate(order.certificate.as_deref().unwrap(), preferred).await.unwrap();
     (chain, key.serialize_der())

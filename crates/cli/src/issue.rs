@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
 use certhub_acme::{
-    Account, Authorization, AuthorizationStatus, Error as AcmeError, NewOrder, OrderStatus,
+    Account, Authorization, AuthorizationStatus, Error as AcmeError, Look, NewOrder, OrderStatus,
 };
 use certhub_challenge::Solvers;
 use certhub_core::cert::{CertInfo, key_matches_cert};
@@ -326,8 +326,9 @@ impl Issuer {
             }))
             .await;
             results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
-            *order =
-                account.wait_order(url, remaining(deadline), |s| s != OrderStatus::Pending).await?;
+            *order = account
+                .wait_order(url, remaining(deadline), Look::Now, |s| s != OrderStatus::Pending)
+                .await?;
         }
 
         // The key and CSR are stored before the CA sees the CSR: with a new order, or here
@@ -350,8 +351,9 @@ impl Issuer {
             *order = account.finalize(&order.finalize, &csr_der).await?;
         }
         if order.status != OrderStatus::Valid {
-            *order =
-                account.wait_order(url, remaining(deadline), |s| s == OrderStatus::Valid).await?;
+            *order = account
+                .wait_order(url, remaining(deadline), Look::Soon, |s| s == OrderStatus::Valid)
+                .await?;
         }
         let cert_url = order
             .certificate
