@@ -2,13 +2,16 @@
 //! is acted on, so a run killed at any moment is resumed by the next one:
 //!
 //! 1. challenges a crashed run presented are cleaned up (they were recorded first);
-//! 2. an open order is picked up where it stands, or a new one is placed (its row is
-//!    written before newOrder, its URL right after);
+//! 2. an open order is picked up where it stands, or a new one is placed (its row, with the
+//!    certificate key and CSR, is written before newOrder, its URL right after);
 //! 3. each pending authorization: record the challenge, present it, tell the CA, wait,
 //!    clean up, forget the record;
-//! 4. the certificate key and CSR are stored before finalize;
+//! 4. an order resumed from before it had a key gets one before finalize;
 //! 5. the chain is downloaded, checked against the key and identifiers, and stored together
 //!    with the order's completion in one transaction.
+//!
+//! Each history event is committed with the change it reports, so an order costs five
+//! commits.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
