@@ -50,7 +50,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Any, AnyPool, ConnectOptions as _, Executor as _, Transaction};
+use sqlx::{Any, AnyPool, ConnectOptions as _, Connection as _, Executor as _, Transaction};
 
 pub use account::AccountRecord;
 pub use ari::RenewalInfoRecord;
@@ -81,6 +81,11 @@ const SETUP_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a caller waits for a pooled connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A PostgreSQL connection idle this long is pinged before it is used again: one in steady
+/// use is not (it answered a moment ago), one that sat through a quiet spell, when a
+/// server restart or a dropped connection goes unseen, is replaced if it does not answer.
+const CHECK_IDLE_CONNECTION_AFTER: Duration = Duration::from_secs(1);
 
 /// Connections per [`Store`]: WAL lets readers run beside the one writer.
 const MAX_CONNECTIONS: u32 = 4;
@@ -271,9 +276,20 @@ impl Store {
             let options = AnyConnectOptions::from_url(
                 &url.parse().map_err(|e| Error::Url(format!("{}: {e}", redact_url(url))))?,
             )?;
+            // Checking a connection costs a round trip, so it is checked only after it sat
+            // idle (see CHECK_IDLE_CONNECTION_AFTER), not before every query.
             let pool = AnyPoolOptions::new()
                 .max_connections(MAX_CONNECTIONS * 4)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for >= CHECK_IDLE_CONNECTION_AFTER {
+                            conn.ping().await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .connect_with(options)
                 .await?;
             POSTGRES_MIGRATOR.run(&pool).await?;
@@ -308,9 +324,12 @@ impl Store {
             SqliteConnectOptions::new().filename(&db_path).create_if_missing(true).to_url_lossy();
         let options = AnyConnectOptions::from_url(&url)?;
         let sqlite_pool = |connections: u32| {
+            // A SQLite connection is a file handle in this process: nothing can hang up on it,
+            // so it is not pinged before each use.
             AnyPoolOptions::new()
                 .max_connections(connections)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
+                .test_before_acquire(false)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         for pragma in [

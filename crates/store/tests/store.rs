@@ -1193,6 +1193,30 @@ async fn secrets_are_encrypted_on_disk(db: Db) {
     store.close().await;
 }
 
+/// PostgreSQL connections are not checked before every query (a round trip each time), but
+/// one that sat idle is: connections the server ended meanwhile (a restart) are replaced,
+/// and the next queries succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replaces_connections_the_server_ended_while_idle() {
+    let db = Db::postgres().await;
+    let store = db.open().await;
+    store.insert_account(&account("acme")).await.expect("insert account");
+    let raw = db.raw().await;
+    let ended: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()) AS t",
+    )
+    .fetch_one(&raw)
+    .await
+    .expect("end the store's connections");
+    assert!(ended >= 1, "the store had no connection to end");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    for _ in 0..20 {
+        let got = store.account("acme").await.expect("a query after the server ended them");
+        assert!(got.is_some());
+    }
+}
+
 #[tokio::test]
 async fn data_dir_and_master_key_are_created_private() {
     let parent = tempdir();
