@@ -197,9 +197,9 @@ impl Store {
     /// set to `order_id`), sets the order's status to "valid", the certificate's state to
     /// "valid" with no last error and no failures in a row (so no retry is pending), and
     /// records its `issued` event (the serial and the expiry). Returns the issued row's id.
-    /// Either all of it is stored or none. Fails with [`Error::NotFound`] for an unknown order, [`Error::Invalid`] when the
-    /// order belongs to another certificate than `issued.cert_name`, and
-    /// [`Error::AlreadyExists`] when the order was already completed.
+    /// Either all of it is stored or none. Fails with [`Error::NotFound`] for an unknown
+    /// order, [`Error::Invalid`] when the order belongs to another certificate than
+    /// `issued.cert_name`, and [`Error::AlreadyExists`] when the order was already completed.
     pub async fn complete_order(&self, order_id: i64, issued: &IssuedRecord) -> Result<i64, Error> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;

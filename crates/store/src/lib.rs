@@ -91,7 +91,7 @@ const CHECK_IDLE_CONNECTION_AFTER: Duration = Duration::from_secs(1);
 const POSTGRES_CONNECTIONS: u32 = 16;
 
 /// SQLite connections for reading per [`Store`], beside the one for writing (WAL lets them
-/// run together): one per core, at least two. sqlx runs each SQLite connection on a thread of
+/// run together): one per core, at least two and at most eight. sqlx runs each SQLite connection on a thread of
 /// its own, where the query's work is done; with more of them than cores, a query waits for
 /// the scheduler's next time slice now and then (at 2,000 certificates on two cores, four
 /// readers gave a pull p99 of 15 ms at half load, two gave 2 ms).

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use sqlx::AnyConnection;
 use zeroize::Zeroizing;
 
 use crate::{Error, Store, from_json, is_foreign_key_violation, now_ms, to_json};
@@ -224,19 +225,11 @@ impl Store {
             return Err(Error::NotFound { what: "account", name: account_name.to_owned() });
         };
         if let Some(key) = key {
-            // The id is part of the sealed key's associated data.
-            let sealed = self.seal(TABLE, &row.id.to_string(), "key_pkcs8", key.key_pkcs8)?;
-            sqlx::query(
-                "UPDATE orders SET key_type = $1, key_pkcs8 = $2, csr_der = $3 WHERE id = $4",
-            )
-            .bind(key.key_type)
-            .bind(&sealed)
-            .bind(key.csr_der)
-            .bind(row.id)
-            .execute(&mut *tx)
-            .await?;
+            // Sealed under the id the insert gave, so written after it.
+            row.key_pkcs8 = self
+                .write_order_key(&mut tx, row.id, key.key_type, key.key_pkcs8, Some(key.csr_der))
+                .await?;
             row.key_type = Some(key.key_type.to_owned());
-            row.key_pkcs8 = Some(sealed);
             row.csr_der = Some(key.csr_der.to_vec());
         }
         tx.commit().await?;
@@ -318,19 +311,36 @@ impl Store {
         key_pkcs8: &[u8],
         csr_der: Option<&[u8]>,
     ) -> Result<(), Error> {
-        let key = self.seal(TABLE, &id.to_string(), "key_pkcs8", key_pkcs8)?;
+        let mut conn = self.writer.acquire().await?;
+        match self.write_order_key(&mut conn, id, key_type, key_pkcs8, csr_der).await? {
+            Some(_) => Ok(()),
+            None => Err(Error::NotFound { what: WHAT, name: id.to_string() }),
+        }
+    }
+
+    /// Seals the order's certificate key and writes it with its type and the CSR on `conn`;
+    /// the sealed key, or `None` when there is no such order.
+    async fn write_order_key(
+        &self,
+        conn: &mut AnyConnection,
+        id: i64,
+        key_type: &str,
+        key_pkcs8: &[u8],
+        csr_der: Option<&[u8]>,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let sealed = self.seal(TABLE, &id.to_string(), "key_pkcs8", key_pkcs8)?;
         let result = sqlx::query(
             "UPDATE orders SET key_type = $1, key_pkcs8 = $2, csr_der = $3, updated_at = $4 \
              WHERE id = $5",
         )
         .bind(key_type)
-        .bind(key)
+        .bind(&sealed)
         .bind(csr_der)
         .bind(now_ms())
         .bind(id)
-        .execute(&self.writer)
+        .execute(conn)
         .await?;
-        order_found(result.rows_affected(), id)
+        Ok((result.rows_affected() > 0).then_some(sealed))
     }
 
     /// Sets the order's status and error.
