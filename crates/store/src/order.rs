@@ -198,6 +198,7 @@ impl Store {
         replaces: Option<&str>,
         key: Option<OrderKey<'_>>,
     ) -> Result<OrderRecord, Error> {
+        let now = now_ms();
         let mut tx = self.begin_write().await?;
         // One statement that inserts only when both exist.
         let row: Option<OrderRow> = sqlx::query_as(concat!(
@@ -211,7 +212,7 @@ impl Store {
         .bind(cert_name)
         .bind(account_name)
         .bind(replaces)
-        .bind(now_ms())
+        .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(mut row) = row else {
@@ -227,7 +228,14 @@ impl Store {
         if let Some(key) = key {
             // Sealed under the id the insert gave, so written after it.
             row.key_pkcs8 = self
-                .write_order_key(&mut tx, row.id, key.key_type, key.key_pkcs8, Some(key.csr_der))
+                .write_order_key(
+                    &mut tx,
+                    row.id,
+                    key.key_type,
+                    key.key_pkcs8,
+                    Some(key.csr_der),
+                    now,
+                )
                 .await?;
             row.key_type = Some(key.key_type.to_owned());
             row.csr_der = Some(key.csr_der.to_vec());
@@ -312,13 +320,14 @@ impl Store {
         csr_der: Option<&[u8]>,
     ) -> Result<(), Error> {
         let mut conn = self.writer.acquire().await?;
-        match self.write_order_key(&mut conn, id, key_type, key_pkcs8, csr_der).await? {
+        match self.write_order_key(&mut conn, id, key_type, key_pkcs8, csr_der, now_ms()).await? {
             Some(_) => Ok(()),
             None => Err(Error::NotFound { what: WHAT, name: id.to_string() }),
         }
     }
 
-    /// Seals the order's certificate key and writes it with its type and the CSR on `conn`;
+    /// Seals the order's certificate key and writes it with its type, the CSR and
+    /// `updated_at` on `conn`;
     /// the sealed key, or `None` when there is no such order.
     async fn write_order_key(
         &self,
@@ -327,6 +336,7 @@ impl Store {
         key_type: &str,
         key_pkcs8: &[u8],
         csr_der: Option<&[u8]>,
+        updated_at: i64,
     ) -> Result<Option<Vec<u8>>, Error> {
         let sealed = self.seal(TABLE, &id.to_string(), "key_pkcs8", key_pkcs8)?;
         let result = sqlx::query(
@@ -336,7 +346,7 @@ impl Store {
         .bind(key_type)
         .bind(&sealed)
         .bind(csr_der)
-        .bind(now_ms())
+        .bind(updated_at)
         .bind(id)
         .execute(conn)
         .await?;

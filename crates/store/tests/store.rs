@@ -1006,6 +1006,8 @@ async fn orders_and_presented_round_trip(db: Db) {
     let third = store.create_order("www", "acme", None, Some(key)).await.expect("create");
     let read = store.order(third.id).await.expect("read").expect("present");
     assert_eq!(read, third);
+    // Placed in one write, at one moment.
+    assert_eq!(read.updated_at, read.created_at);
     assert_eq!(read.key_pkcs8.as_deref().map(|k| k.as_slice()), Some(ORDER_KEY));
     assert_eq!(read.key_type.as_deref(), Some("ecdsa-p256"));
     assert_eq!(read.csr_der.as_deref(), Some(&b"CSR-DER-2"[..]));
