@@ -91,10 +91,11 @@ const CHECK_IDLE_CONNECTION_AFTER: Duration = Duration::from_secs(1);
 const POSTGRES_CONNECTIONS: u32 = 16;
 
 /// SQLite connections for reading per [`Store`], beside the one for writing (WAL lets them
-/// run together): one per core, at least two and at most eight. sqlx runs each SQLite connection on a thread of
-/// its own, where the query's work is done; with more of them than cores, a query waits for
-/// the scheduler's next time slice now and then (at 2,000 certificates on two cores, four
-/// readers gave a pull p99 of 15 ms at half load, two gave 2 ms).
+/// run together): one per core, at least two and at most eight. sqlx runs each SQLite
+/// connection on a thread of its own, where the query's work is done; with more of them
+/// than cores, a query waits for the scheduler's next time slice now and then (at 2,000
+/// certificates on two cores, four readers gave a pull p99 of 15 ms at half load, two gave
+/// 2 ms).
 fn sqlite_readers() -> u32 {
     std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8) as u32
 }
@@ -410,7 +411,8 @@ impl Store {
         Ok(())
     }
 
-    /// Closes the connection pool, waiting for running queries; every clone is closed too.
+    /// Closes the connection pools (reads and writes), waiting for running queries; every
+    /// clone is closed too.
     pub async fn close(&self) {
         self.pool.close().await;
         self.writer.close().await;
