@@ -341,15 +341,46 @@ impl RevocationReason {
 impl std::str::FromStr for RevocationReason {
     type Err = String;
 
+    /// Takes a reason by its RFC 5280 name (`keyCompromise`), its command-line name
+    /// (`key-compromise`, or with `_`), in any case, or by its code (`1`).
     fn from_str(s: &str) -> Result<Self, String> {
-        let norm = s.to_ascii_lowercase().replace('_', "-");
+        let squash = |t: &str| -> String {
+            t.chars().filter(|c| !matches!(c, '-' | '_')).map(|c| c.to_ascii_lowercase()).collect()
+        };
+        let norm = squash(s.trim());
         Self::ALL
             .iter()
-            .find(|(name, r)| *name == norm || r.code().to_string() == norm)
+            .find(|(name, r)| squash(name) == norm || r.code().to_string() == s.trim())
             .map(|(_, r)| *r)
             .ok_or_else(|| {
                 let names: Vec<_> = Self::ALL.iter().map(|(n, _)| *n).collect();
-                format!("unknown revocation reason {s:?}; expected one of {}", names.join(", "))
+                format!(
+                    "unknown revocation reason {s:?}; expected one of {} (or RFC 5280's \
+                     keyCompromise form, or the code)",
+                    names.join(", ")
+                )
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RevocationReason;
+
+    #[test]
+    fn revocation_reasons_by_rfc_name_kebab_name_or_code() {
+        for text in ["keyCompromise", "key-compromise", "KEY_COMPROMISE", "1", " keycompromise "] {
+            assert_eq!(
+                text.parse::<RevocationReason>(),
+                Ok(RevocationReason::KeyCompromise),
+                "{text}"
+            );
+        }
+        assert_eq!("cessationOfOperation".parse(), Ok(RevocationReason::CessationOfOperation));
+        assert_eq!("0".parse(), Ok(RevocationReason::Unspecified));
+        for bad in ["", "7", "compromised", "key compromise"] {
+            let e = bad.parse::<RevocationReason>().unwrap_err();
+            assert!(e.contains("key-compromise") && e.contains("keyCompromise"), "{e}");
+        }
     }
 }

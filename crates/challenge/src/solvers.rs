@@ -1,10 +1,16 @@
 //! One place that turns challenge configurations into solvers, sharing what must be shared:
 //! one http-01 or tls-alpn-01 listener per address serves every order in flight, and one
 //! propagation checker serves every dns-01 solver.
+//!
+//! A process keeps one `Solvers` for everything it orders or tests (the hub's API, its
+//! renewal service and its Test button alike), and a listener lives only while some order
+//! holds it: once the last one is done the address is free again, for the next order of
+//! this process or for another process (`certhub renew --due` from cron beside an idle hub).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use certhub_core::{ChallengeConfig, ChallengeSpec, Solver, SolverError};
 use tokio::sync::Mutex;
@@ -17,12 +23,41 @@ use crate::http01::Http01Responder;
 use crate::tls_alpn::TlsAlpnResponder;
 use crate::webroot::WebrootSolver;
 
-/// Builds solvers for challenge specs; listeners are bound on first use and shared.
+/// Builds solvers for challenge specs; listeners are bound on first use, shared while in
+/// use, and released when no solver handed out holds them any more.
 pub struct Solvers {
     dns: DnsCheckConfig,
     http: reqwest::Client,
-    http01: Mutex<HashMap<SocketAddr, Arc<Http01Responder>>>,
-    tls_alpn: Mutex<HashMap<SocketAddr, Arc<TlsAlpnResponder>>>,
+    http01: Mutex<HashMap<SocketAddr, Weak<Http01Responder>>>,
+    tls_alpn: Mutex<HashMap<SocketAddr, Weak<TlsAlpnResponder>>>,
+}
+
+/// The responder listening on `addr` in `map`, or a new one from `bind`.
+async fn shared<R>(
+    map: &Mutex<HashMap<SocketAddr, Weak<R>>>,
+    addr: SocketAddr,
+    bind: impl AsyncFn(SocketAddr) -> Result<Arc<R>, SolverError>,
+) -> Result<Arc<R>, SolverError> {
+    let mut map = map.lock().await;
+    if let Some(r) = map.get(&addr).and_then(Weak::upgrade) {
+        return Ok(r);
+    }
+    map.retain(|_, r| r.strong_count() > 0);
+    // A responder just released stops listening on its task's next turn: give it a moment.
+    let mut tries = 0;
+    let r = loop {
+        match bind(addr).await {
+            Err(SolverError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::AddrInUse && tries < 20 =>
+            {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            other => break other?,
+        }
+    };
+    map.insert(addr, Arc::downgrade(&r));
+    Ok(r)
 }
 
 impl Solvers {
@@ -53,26 +88,10 @@ impl Solvers {
     pub async fn for_spec(&self, spec: &ChallengeSpec) -> Result<Arc<dyn Solver>, SolverError> {
         Ok(match &spec.config {
             ChallengeConfig::Http01Listen { listen } => {
-                let mut map = self.http01.lock().await;
-                match map.get(listen) {
-                    Some(r) => r.clone(),
-                    None => {
-                        let r = Http01Responder::bind(*listen).await?;
-                        map.insert(*listen, r.clone());
-                        r
-                    }
-                }
+                shared(&self.http01, *listen, Http01Responder::bind).await?
             }
             ChallengeConfig::TlsAlpn01Listen { listen } => {
-                let mut map = self.tls_alpn.lock().await;
-                match map.get(listen) {
-                    Some(r) => r.clone(),
-                    None => {
-                        let r = TlsAlpnResponder::bind(*listen).await?;
-                        map.insert(*listen, r.clone());
-                        r
-                    }
-                }
+                shared(&self.tls_alpn, *listen, TlsAlpnResponder::bind).await?
             }
             ChallengeConfig::Http01Webroot { webroot } => {
                 Arc::new(WebrootSolver::new(webroot.clone()))

@@ -2,6 +2,10 @@
 //! presented identifier, and only to a client offering ALPN `acme-tls/1`, it serves a
 //! self-signed certificate carrying the critical acmeIdentifier extension. IP identifiers
 //! (RFC 8738 §6) are matched by their reverse-DNS name.
+//!
+//! A name has one certificate at a time, and a validator's handshake says nothing of which
+//! challenge it checks: so orders validating the same name take turns, each holding the name
+//! from presenting its certificate until it is cleaned up.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -34,6 +38,10 @@ pub struct TlsAlpnResponder {
     certs: Arc<Certs>,
     provider: Arc<rustls::crypto::CryptoProvider>,
     local_addr: SocketAddr,
+    /// One turn per name: the challenge being validated holds it (by SNI name, with the
+    /// key authorization it presents).
+    turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    held: Mutex<HashMap<(String, String), tokio::sync::OwnedMutexGuard<()>>>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -76,7 +84,14 @@ impl TlsAlpnResponder {
                 });
             }
         });
-        Ok(Arc::new(Self { certs, provider, local_addr, _stop: stop }))
+        Ok(Arc::new(Self {
+            certs,
+            provider,
+            local_addr,
+            turns: Mutex::default(),
+            held: Mutex::default(),
+            _stop: stop,
+        }))
     }
 
     /// The address it listens on.
@@ -100,19 +115,16 @@ impl TlsAlpnResponder {
         );
         let key = rcgen::KeyPair::generate().map_err(|e| failed(e.to_string()))?;
         let mut params = rcgen::CertificateParams::default();
-        let sni = match &challenge.identifier {
-            Identifier::Dns(name) => {
-                let name = name.trim_start_matches("*.").to_string();
-                params.subject_alt_names = vec![rcgen::SanType::DnsName(
-                    name.clone().try_into().map_err(|e: rcgen::Error| failed(e.to_string()))?,
-                )];
-                name
-            }
-            Identifier::Ip(ip) => {
-                params.subject_alt_names = vec![rcgen::SanType::IpAddress(*ip)];
-                reverse_name(*ip)
-            }
-        };
+        params.subject_alt_names = vec![match &challenge.identifier {
+            Identifier::Dns(name) => rcgen::SanType::DnsName(
+                name.trim_start_matches("*.")
+                    .to_string()
+                    .try_into()
+                    .map_err(|e: rcgen::Error| failed(e.to_string()))?,
+            ),
+            Identifier::Ip(ip) => rcgen::SanType::IpAddress(*ip),
+        }];
+        let sni = sni_of(&challenge.identifier);
         params.custom_extensions =
             vec![rcgen::CustomExtension::new_acme_identifier(digest.as_ref())];
         let cert = params.self_signed(&key).map_err(|e| failed(e.to_string()))?;
@@ -122,6 +134,15 @@ impl TlsAlpnResponder {
             .load_private_key(PrivateKeyDer::Pkcs8(key.serialize_der().into()))
             .map_err(|e| failed(e.to_string()))?;
         Ok((sni, Arc::new(CertifiedKey::new(vec![cert.der().clone()], signing))))
+    }
+}
+
+/// The name a validator sends as SNI for `id`: the name without its wildcard, or for an IP
+/// address its reverse-DNS name.
+fn sni_of(id: &Identifier) -> String {
+    match id {
+        Identifier::Dns(n) => n.trim_start_matches("*.").to_string(),
+        Identifier::Ip(ip) => reverse_name(*ip),
     }
 }
 
@@ -147,16 +168,31 @@ pub(crate) fn reverse_name(ip: IpAddr) -> String {
 impl Solver for TlsAlpnResponder {
     async fn present(&self, challenge: &PendingChallenge) -> Result<(), SolverError> {
         let (sni, key) = self.certified_key(challenge)?;
-        self.certs.0.lock().unwrap_or_else(|p| p.into_inner()).insert(sni, key);
+        let turn = self
+            .turns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(sni.clone())
+            .or_default()
+            .clone();
+        // Waits while another order validates this name; its cleanup ends its turn.
+        let held = turn.lock_owned().await;
+        self.certs.0.lock().unwrap_or_else(|p| p.into_inner()).insert(sni.clone(), key);
+        let mut turns = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        turns.insert((sni, challenge.key_authorization.clone()), held);
         Ok(())
     }
 
     async fn cleanup(&self, challenge: &PendingChallenge) -> Result<(), SolverError> {
-        let sni = match &challenge.identifier {
-            Identifier::Dns(n) => n.trim_start_matches("*.").to_string(),
-            Identifier::Ip(ip) => reverse_name(*ip),
-        };
-        self.certs.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&sni);
+        let sni = sni_of(&challenge.identifier);
+        let key = (sni, challenge.key_authorization.clone());
+        // Only the challenge whose turn it is removes the certificate: a cleanup of one that
+        // never got its turn (it failed first) leaves the other order's alone.
+        let turn = self.held.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        if let Some(turn) = turn {
+            self.certs.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&key.0);
+            drop(turn);
+        }
         Ok(())
     }
 }

@@ -60,6 +60,64 @@ async fn solvers_share_one_listener_per_address() {
     let one = solvers.for_spec(&spec).await.unwrap();
     let two = solvers.for_spec(&spec).await.unwrap();
     assert!(Arc::ptr_eq(&one, &two));
+    // Another process (here: another set of solvers) cannot listen there meanwhile…
+    let other = Solvers::new(DnsCheckConfig::default());
+    let busy = other.for_spec(&spec).await.err().expect("the address is in use");
+    assert!(busy.to_string().contains(&port.to_string()), "{busy}");
+    // …and can once no order holds the listener, and so can this process again after it.
+    drop((one, two));
+    let theirs = other.for_spec(&spec).await.expect("the released address");
+    drop(theirs);
+    solvers.for_spec(&spec).await.expect("bound anew");
+}
+
+#[tokio::test]
+async fn tls_alpn01_orders_for_one_name_take_turns() {
+    let solvers = Arc::new(Solvers::new(DnsCheckConfig::default()));
+    let port = certhub_testkit::free_port();
+    let spec = ChallengeSpec::parse(&format!("tls-alpn-01:listen=127.0.0.1:{port}")).unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let ip = Identifier::Ip("127.0.0.1".parse().unwrap());
+    let sni = "1.0.0.127.in-addr.arpa";
+    // Eight orders validate the same address at once, each checking that the validator
+    // sees its own key authorization while its challenge is presented.
+    let orders: Vec<_> = (0..8)
+        .map(|i| {
+            let (solvers, spec, ip) = (solvers.clone(), spec.clone(), ip.clone());
+            tokio::spawn(async move {
+                let c = challenge(ChallengeKind::TlsAlpn01, ip, &format!("order{i}"));
+                let solver = solvers.for_spec(&spec).await.unwrap();
+                solver.present(&c).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let served = handshake(addr, sni, true).await.expect("a certificate");
+                solver.cleanup(&c).await.unwrap();
+                let want = aws_lc_rs::digest::digest(
+                    &aws_lc_rs::digest::SHA256,
+                    c.key_authorization.as_bytes(),
+                );
+                let (_, parsed) = x509_parser::parse_x509_certificate(&served).unwrap();
+                let ext = parsed
+                    .extensions()
+                    .iter()
+                    .find(|e| e.oid.to_id_string() == "1.3.6.1.5.5.7.1.31")
+                    .expect("the acmeIdentifier extension")
+                    .value
+                    .to_vec();
+                ext == [&[0x04, 0x20][..], want.as_ref()].concat()
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for order in orders {
+        seen.push(order.await.unwrap());
+    }
+    assert_eq!(seen, [true; 8], "each order's validator saw that order's certificate");
+    // A cleanup of a challenge that never had its turn leaves the current one alone.
+    let r = TlsAlpnResponder::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let current = challenge(ChallengeKind::TlsAlpn01, dns("turn.test"), "current");
+    r.present(&current).await.unwrap();
+    r.cleanup(&challenge(ChallengeKind::TlsAlpn01, dns("turn.test"), "failed")).await.unwrap();
+    assert!(handshake(r.local_addr(), "turn.test", true).await.is_some());
 }
 
 #[tokio::test]

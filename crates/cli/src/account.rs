@@ -61,17 +61,14 @@ async fn dispatch(store: &Store, cmd: AccountCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Names of accounts and certificates: letters, digits, `.`, `_` and `-`.
+/// Names of accounts and certificates (see [`certhub_core::name`]).
 pub fn check_name(what: &str, name: &str) -> anyhow::Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
+    if certhub_core::name::is_valid(name) {
         Ok(())
     } else {
         Err(fail(
             INVALID_INPUT,
-            format!("{what} name {name:?} must be 1 to 64 letters, digits, '.', '_' or '-'"),
+            format!("{what} name {name:?} must be {}", certhub_core::name::RULE),
         ))
     }
 }

@@ -198,6 +198,11 @@ impl Reporter {
         Self { bars: Some((multi, std::sync::Mutex::new(bars))) }
     }
 
+    /// Whether steps show as spinners (stderr is a terminal).
+    pub(crate) fn on_terminal(&self) -> bool {
+        self.bars.is_some()
+    }
+
     pub(crate) fn finish(&self, cert: &str, message: &str) {
         match &self.bars {
             Some((_, bars)) => {
@@ -244,20 +249,26 @@ async fn request(ctx: &Context, store: Store, args: CertRequest) -> anyhow::Resu
     for n in &names {
         load(&store, n).await?;
     }
-    let solvers = Arc::new(Solvers::new(ctx.dns.clone()));
-    let issuer = Arc::new(Issuer::new(store, solvers, &ctx.data_dir));
+    let issuer = Arc::new(Issuer::new(store, ctx.solvers.clone(), &ctx.data_dir));
     let reporter = Arc::new(Reporter::new(&names));
     let timeout = Duration::from_secs(args.timeout);
+    // Each outcome is said once: an issued certificate on stdout below, a failure in the
+    // error at the end. Off a terminal, where no spinner shows them as they come, only the
+    // reasons of several failures are written as they come, since the error names just them.
+    let several = names.len() > 1;
     let work = names.iter().map(|name| {
         let (issuer, reporter, name) = (issuer.clone(), reporter.clone(), name.clone());
         async move {
             let r = issuer.request(&name, timeout, &*reporter).await;
             match &r {
-                Ok(i) => reporter.finish(
+                Ok(i) if reporter.on_terminal() => reporter.finish(
                     &name,
                     &format!("valid: serial {}, expires {}", i.serial_hex, rfc3339(i.not_after)),
                 ),
-                Err(e) => reporter.finish(&name, &format!("failed: {e:#}")),
+                Err(e) if reporter.on_terminal() || several => {
+                    reporter.finish(&name, &format!("failed: {e:#}"))
+                }
+                _ => {}
             }
             (name, r)
         }
@@ -667,7 +678,7 @@ async fn history(store: &Store, name: &str, as_json: bool) -> anyhow::Result<()>
 
 async fn test(ctx: &Context, store: &Store, args: crate::args::CertTest) -> anyhow::Result<()> {
     let ports = certhub_challenge::probe::ProbePorts { http: args.http_port, tls: args.tls_port };
-    let report = probe_all(ctx.dns.clone(), store, &args.name, ports).await?;
+    let report = probe_all(&ctx.solvers, ctx.dns.clone(), store, &args.name, ports).await?;
     if args.json {
         print_json(&json!(report));
     } else {
@@ -692,6 +703,7 @@ async fn test(ctx: &Context, store: &Store, args: crate::args::CertTest) -> anyh
 /// Probes each identifier of certificate `name` the way the CA would validate it, without
 /// ordering: one entry per identifier, saying whether it works and why.
 pub(crate) async fn probe_all(
+    solvers: &Solvers,
     dns: certhub_challenge::dns::DnsCheckConfig,
     store: &Store,
     name: &str,
@@ -703,12 +715,11 @@ pub(crate) async fn probe_all(
     let ids: Vec<Identifier> = serde_json::from_value(cert.identifiers.clone())?;
     let specs: Vec<ChallengeSpec> = serde_json::from_value(cert.challenges.clone())?;
     let assignment = assign_challenges(&ids, &specs).map_err(|v| violations(name, &v))?;
-    let solvers = Solvers::new(dns.clone());
     let checker = PropagationChecker::new(dns);
     let mut report = Vec::new();
     for (id, i) in &assignment {
         let spec = &specs[*i];
-        let outcome = probe(&solvers, &checker, spec, id, ports).await;
+        let outcome = probe(solvers, &checker, spec, id, ports).await;
         report.push(json!({
             "identifier": id.to_string(),
             "challenge": spec.config.kind(),

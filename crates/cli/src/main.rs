@@ -16,6 +16,7 @@ mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 
@@ -58,14 +59,16 @@ fn init_tracing(verbose: u8) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let dns = certhub_challenge::dns::DnsCheckConfig {
+        resolver: cli.dns_resolver,
+        authoritative_port: cli.dns_port,
+        ..Default::default()
+    };
     let ctx = Context {
         data_dir: cli.data_dir.clone().unwrap_or_else(default_data_dir),
         database: cli.database.clone(),
-        dns: certhub_challenge::dns::DnsCheckConfig {
-            resolver: cli.dns_resolver,
-            authoritative_port: cli.dns_port,
-            ..Default::default()
-        },
+        solvers: Arc::new(certhub_challenge::Solvers::new(dns.clone())),
+        dns,
     };
     match cli.command {
         Command::Account(cmd) => account::run(&ctx, cmd).await,
@@ -84,6 +87,9 @@ pub struct Context {
     pub data_dir: PathBuf,
     pub database: Option<String>,
     pub dns: certhub_challenge::dns::DnsCheckConfig,
+    /// The challenge responders of this process: one listener per address, whoever orders
+    /// (a command, the hub's API, its renewal service, its Test), held while an order uses it.
+    pub solvers: Arc<certhub_challenge::Solvers>,
 }
 
 impl Context {

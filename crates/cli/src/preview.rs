@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use certhub_core::identifier::assign_challenges;
-use certhub_core::renewal::{Decision, RenewalPolicy, decide};
+use certhub_core::renewal::{Decision, Reason, RenewalPolicy, RenewalWindow, decide};
 use certhub_core::{ChallengeSpec, Identifier};
 use certhub_store::Store;
 use serde_json::{Value, json};
@@ -71,15 +71,47 @@ pub async fn plan(store: &Store, name: &str, default_policy: &str) -> anyhow::Re
     let renewal = match &latest {
         None => json!({ "when": "now: it has never been issued" }),
         Some(i) => {
-            match decide(at(i.not_before), at(i.not_after), None, policy, SystemTime::now(), 0) {
-                Decision::RenewNow(_) => json!({ "when": "now: it is due", "policy": policy_text }),
+            // The CA's window as last fetched (a preview asks the CA nothing), if it is this
+            // account's CA's.
+            let window = store
+                .renewal_info(i.id)
+                .await?
+                .filter(|w| account.as_ref().is_none_or(|a| a.directory_url == w.directory_url))
+                .map(|w| (w.window_start, w.window_end));
+            let ms = |ms: i64| UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+            let ari = window.map(|(start, end)| RenewalWindow { start: ms(start), end: ms(end) });
+            let seed = crate::renew::window_seed(&i.serial_hex);
+            let decision =
+                decide(at(i.not_before), at(i.not_after), ari, policy, SystemTime::now(), seed);
+            let by = match (window, decision) {
+                (
+                    Some((start, end)),
+                    Decision::RenewAt(_, Reason::CaWindow) | Decision::RenewNow(Reason::CaWindow),
+                ) => {
+                    format!(
+                        "the CA's renewal window (ARI), {} to {}",
+                        rfc3339(start / 1000),
+                        rfc3339(end / 1000)
+                    )
+                }
+                (_, Decision::RenewNow(Reason::Expired)) => "expiry: it has expired".to_string(),
+                _ => format!("the renewal policy {policy_text}"),
+            };
+            let mut renewal = match decision {
+                Decision::RenewNow(_) => json!({ "when": "now: it is due" }),
                 Decision::RenewAt(t, _) => {
                     let secs =
                         t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-                    json!({ "when": rfc3339(secs), "policy": policy_text,
-                        "note": "a renewal window offered by the CA (ARI) takes precedence" })
+                    json!({ "when": rfc3339(secs) })
                 }
+            };
+            renewal["policy"] = json!(policy_text);
+            renewal["by"] = json!(by);
+            if window.is_none() {
+                renewal["note"] =
+                    json!("a renewal window offered by the CA (ARI) takes precedence");
             }
+            renewal
         }
     };
     let ca = match &account {
@@ -158,7 +190,11 @@ fn summary(plan: &Value) -> Vec<String> {
             }
         }
     }
-    lines.push(format!("Next renewal: {}", text(&plan["next_renewal"]["when"])));
+    let next = &plan["next_renewal"];
+    lines.push(match next["by"].as_str() {
+        Some(by) => format!("Next renewal: {}, by {by}", text(&next["when"])),
+        None => format!("Next renewal: {}", text(&next["when"])),
+    });
     lines
 }
 

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use certhub_challenge::Solvers;
 use certhub_core::budget::{Budget, RateLimits, Wait};
 use certhub_core::cert::split_pem_chain;
 use certhub_core::renewal::{self, Decision, Reason, RenewalPolicy, RenewalWindow, decide};
@@ -186,8 +185,7 @@ pub async fn renew(ctx: &Context, args: Renew, actor: &crate::output::Actor) -> 
         println!("Nothing is due now.");
         return Ok(());
     }
-    let solvers = Arc::new(Solvers::new(ctx.dns.clone()));
-    let issuer = Arc::new(Issuer::new(store.clone(), solvers, &ctx.data_dir));
+    let issuer = Arc::new(Issuer::new(store.clone(), ctx.solvers.clone(), &ctx.data_dir));
     let reporter = Arc::new(Reporter::new(&names));
     let timeout = Duration::from_secs(args.timeout);
     let jobs = usize::from(args.jobs);
@@ -367,6 +365,14 @@ async fn ca_window(
     Ok(Some((window, info.next_fetch_at)))
 }
 
+/// A stable seed per certificate (FNV-1a of its serial), which spreads renewals over the
+/// CA's window.
+pub(crate) fn window_seed(serial_hex: &str) -> u64 {
+    serial_hex
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
 /// What a look at a certificate found.
 struct Looked {
     due: Due,
@@ -498,11 +504,7 @@ async fn due(
             ca_window(store, None, name, issued.id, leaf).await?
         }
     };
-    // A stable seed per certificate spreads renewals over the CA's window.
-    let seed = issued
-        .serial_hex
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let seed = window_seed(&issued.serial_hex);
     let decision = decide(
         at(issued.not_before),
         at(issued.not_after),

@@ -18,6 +18,7 @@ struct Engine {
     issuer: Arc<Issuer>,
     store: certhub_store::Store,
     dns: certhub_challenge::dns::DnsCheckConfig,
+    solvers: Arc<Solvers>,
     /// Where tests expect the CA to connect (80 and 443 but for a test CA).
     probe_ports: certhub_challenge::probe::ProbePorts,
     /// The hub's settings (the renewal policy of certificates without their own).
@@ -116,11 +117,12 @@ impl certhub_server::Worker for Engine {
 
     fn test(&self, name: String) -> certhub_server::WorkFuture<serde_json::Value> {
         let store = self.store.clone();
-        let dns = self.dns.clone();
+        let (dns, solvers) = (self.dns.clone(), self.solvers.clone());
         let ports = self.probe_ports;
         Box::pin(async move {
-            let report =
-                crate::cert::probe_all(dns, &store, &name, ports).await.map_err(work_error)?;
+            let report = crate::cert::probe_all(&solvers, dns, &store, &name, ports)
+                .await
+                .map_err(work_error)?;
             Ok(serde_json::json!(report))
         })
     }
@@ -245,11 +247,7 @@ impl certhub_server::Worker for Engine {
 pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
     let store = ctx.store().await?;
     let rate_limits = args.rate_limit.clone();
-    let issuer = Arc::new(Issuer::new(
-        store.clone(),
-        Arc::new(Solvers::new(ctx.dns.clone())),
-        &ctx.data_dir,
-    ));
+    let issuer = Arc::new(Issuer::new(store.clone(), ctx.solvers.clone(), &ctx.data_dir));
     let settings = certhub_server::SharedSettings::load(
         &store,
         certhub_server::Settings {
@@ -265,13 +263,22 @@ pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
             issuer,
             store: store.clone(),
             dns: ctx.dns.clone(),
+            solvers: ctx.solvers.clone(),
             probe_ports: certhub_challenge::probe::ProbePorts {
                 http: args.probe_http_port,
                 tls: args.probe_tls_port,
             },
             settings: settings.clone(),
         }))
-        .with_settings(settings.clone());
+        .with_settings(settings.clone())
+        .with_setup_token_file(ctx.data_dir.join("setup-token"));
+    let interrupted = state.recover_jobs().await?;
+    if interrupted > 0 {
+        tracing::info!(
+            jobs = interrupted,
+            "requests cut short by the last stop marked interrupted"
+        );
+    }
     let hub_cert = hub_cert(&store, &args).await?;
     let tls = match &hub_cert {
         Some((cert, _)) => Some(

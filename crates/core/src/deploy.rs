@@ -4,15 +4,18 @@
 //!
 //! ```text
 //! files:dir=DIR[,cert=cert.pem][,chain=chain.pem][,fullchain=fullchain.pem][,key=privkey.pem]
-//!       [,owner=USER][,group=GROUP][,mode=0644][,key-mode=0600]
+//!       [,owner=USER][,group=GROUP][,mode=0644][,key-mode=0600][,force=true]
 //! pkcs12:file=PATH,password=PASSWORD[,legacy=true][,owner=USER][,group=GROUP][,mode=0600]
+//!       [,force=true]
 //! command:SHELL COMMAND
 //! webhook:url=URL,secret=SECRET
 //! ```
 //!
 //! each optionally followed by `;trigger=on-success|on-failure|always` (default on-success),
 //! `;timeout=SECONDS` (default 60) and `;name=NAME` (default KIND-N). For `files`, an empty
-//! file name (`key=`) leaves that file out. A certificate's tasks run in order.
+//! file name (`key=`) leaves that file out. A file holding the private key (`key-mode`, and
+//! the PKCS#12 file's `mode`) may be read by its owner and a group, never by others nor
+//! written by the group, unless `force=true`. A certificate's tasks run in order.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -326,12 +329,25 @@ impl DeployTask {
     }
 }
 
+/// The mode bits a private key's file must not have: any for others, group write, and the
+/// set-id and sticky bits.
+const KEY_MODE_TOO_WIDE: u32 = 0o7027;
+
 fn parse_action(kind: &str, options: &[(String, String)]) -> Result<DeployAction, String> {
     let allowed: &[&str] = match kind {
-        "files" => {
-            &["dir", "cert", "chain", "fullchain", "key", "owner", "group", "mode", "key-mode"]
-        }
-        "pkcs12" => &["file", "password", "legacy", "owner", "group", "mode"],
+        "files" => &[
+            "dir",
+            "cert",
+            "chain",
+            "fullchain",
+            "key",
+            "owner",
+            "group",
+            "mode",
+            "key-mode",
+            "force",
+        ],
+        "pkcs12" => &["file", "password", "legacy", "owner", "group", "mode", "force"],
         _ => &["url", "secret"],
     };
     if let Some((k, _)) = options.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
@@ -361,6 +377,24 @@ fn parse_action(kind: &str, options: &[(String, String)]) -> Result<DeployAction
         }
     };
     let text = |key: &str| get(key).filter(|v| !v.is_empty()).map(str::to_string);
+    let force = match get("force") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(v) => return Err(format!("force={v} is not true or false")),
+    };
+    // A file holding a private key: its owner reads it, a group may (ssl-cert, say), and no
+    // one else, unless the task says force=true.
+    let key_mode = |key: &str, default: u32| -> Result<u32, String> {
+        let m = mode(key, default)?;
+        if m & KEY_MODE_TOO_WIDE != 0 && !force {
+            return Err(format!(
+                "{key}={v:04o} lets other users read or change the private key; use 0600, or \
+                 0640 with group=, or add force=true to deploy it anyway",
+                v = m
+            ));
+        }
+        Ok(m)
+    };
     Ok(match kind {
         "files" => {
             let files = PemFiles {
@@ -372,7 +406,7 @@ fn parse_action(kind: &str, options: &[(String, String)]) -> Result<DeployAction
                 owner: text("owner"),
                 group: text("group"),
                 mode: mode("mode", 0o644)?,
-                key_mode: mode("key-mode", 0o600)?,
+                key_mode: key_mode("key-mode", 0o600)?,
             };
             if files.files().is_empty() {
                 return Err("every file is left out; keep at least one".into());
@@ -389,7 +423,7 @@ fn parse_action(kind: &str, options: &[(String, String)]) -> Result<DeployAction
             },
             owner: text("owner"),
             group: text("group"),
-            mode: mode("mode", 0o600)?,
+            mode: key_mode("mode", 0o600)?,
         }),
         _ => {
             let url = need("url")?;
@@ -404,6 +438,28 @@ fn parse_action(kind: &str, options: &[(String, String)]) -> Result<DeployAction
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_readable_by_others_needs_force() {
+        for spec in [
+            "files:dir=/d,key-mode=0666",
+            "files:dir=/d,key-mode=0604",
+            "pkcs12:file=/k.p12,password=p,mode=0644",
+        ] {
+            let e = DeployTask::parse(spec, "t").unwrap_err().reason;
+            assert!(e.contains("lets other users read or change the private key"), "{spec}: {e}");
+            assert!(e.contains("force=true"), "{e}");
+        }
+        let e = DeployTask::parse("files:dir=/d,key-mode=0660", "t").unwrap_err().reason;
+        assert!(e.contains("key-mode=0660"), "group write is refused too: {e}");
+        let t = DeployTask::parse("files:dir=/d,key-mode=0644,force=true", "t").unwrap();
+        let DeployAction::Files(f) = &t.action else { panic!("{t:?}") };
+        assert_eq!(f.key_mode, 0o644);
+        // The certificates themselves are public: mode= stays as it was.
+        assert!(DeployTask::parse("files:dir=/d,mode=0644,key-mode=0640", "t").is_ok());
+        let e = DeployTask::parse("files:dir=/d,force=maybe", "t").unwrap_err().reason;
+        assert!(e.contains("force=maybe"), "{e}");
+    }
 
     #[test]
     fn files_with_defaults_and_options() {

@@ -12,6 +12,7 @@ pub mod deploy;
 pub mod discover;
 pub mod identifier;
 pub mod key;
+pub mod name;
 pub mod renewal;
 pub mod secret;
 pub mod time;

@@ -5,7 +5,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use certhub_store::{CertFilter, CertRecord, CertSummary, IssuedRecord};
+use certhub_store::{CertFilter, CertRecord, CertSummary, IssuedRecord, TokenKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -155,6 +155,12 @@ pub(crate) async fn setup_admin(
         *state.setup_token.lock().unwrap_or_else(|p| p.into_inner()) = Some(taken);
         return Err(e);
     }
+    if let Some(file) = &state.setup_token_file
+        && let Err(e) = std::fs::remove_file(file)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(file = %file.display(), error = %e, "removing the spent setup token failed");
+    }
     Ok(())
 }
 
@@ -179,13 +185,10 @@ async fn create_token(
     let req: TokenBody = body(&bytes)?;
     let user = sign_in(&state, &req.username, &req.password, &auth::source(&parts)).await?;
     let label = req.label.unwrap_or_else(|| "api".into());
-    let expires_at = match req.expires_in_days {
-        Some(0) => return Err(Problem::invalid("expires_in_days", "use at least 1 day")),
-        Some(d) => Some(now_ms() + i64::from(d) * 86_400_000),
-        None => None,
-    };
+    let expires_at = token_expiry(req.expires_in_days)?;
+    let source = auth::source(&parts);
     let (token, record) =
-        issue_token(&state, &user, &label, req.scopes, expires_at, &auth::source(&parts)).await?;
+        issue_token(&state, &user, TokenKind::Api, &label, req.scopes, expires_at, &source).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -197,6 +200,21 @@ async fn create_token(
             "note": "shown once: store it now",
         })),
     ))
+}
+
+/// The longest life a token may be given: ten years.
+pub(crate) const MAX_TOKEN_DAYS: u32 = 3650;
+
+/// When a token given `days` expires (never for `None`), or why `days` is refused.
+pub(crate) fn token_expiry(days: Option<u32>) -> ApiResult<Option<i64>> {
+    match days {
+        None => Ok(None),
+        Some(d @ 1..=MAX_TOKEN_DAYS) => Ok(Some(now_ms() + i64::from(d) * 86_400_000)),
+        Some(_) => Err(Problem::invalid(
+            "expires_in_days",
+            format!("use a whole number of days from 1 to {MAX_TOKEN_DAYS}, or none for no expiry"),
+        )),
+    }
 }
 
 /// Checks a name and password (rate limited, and as slow for an unknown name); the user.
@@ -215,17 +233,24 @@ pub(crate) async fn sign_in(
     let matches = auth::argon2_task(move || auth::verify_password(&password, &phc)).await?;
     let user = match user {
         Some(u) if matches => u,
-        _ => return Err(Problem::unauthorized("wrong user name or password")),
+        _ => {
+            let detail = if user.is_none() { "no such user" } else { "wrong password" };
+            // The name as typed, cut to a user name's longest.
+            let name: String = username.chars().take(64).collect();
+            state.store.audit("anonymous", "sign-in.fail", &name, source, Some(detail)).await?;
+            return Err(Problem::unauthorized("wrong user name or password"));
+        }
     };
-    state.logins.succeeded(username);
+    state.logins.succeeded(username, source);
     Ok(user)
 }
 
-/// A new API token of `user`, with `scopes` (all its role allows when `None`); the token,
-/// shown once, and its record. Audited.
+/// A new token of `user` (an API token or a web session), with `scopes` (all its role allows
+/// when `None`); the token, shown once, and its record. Audited.
 pub(crate) async fn issue_token(
     state: &AppState,
     user: &certhub_store::UserRecord,
+    kind: TokenKind,
     label: &str,
     scopes: Option<Vec<String>>,
     expires_at: Option<i64>,
@@ -263,6 +288,7 @@ pub(crate) async fn issue_token(
     let record = certhub_store::TokenRecord {
         id: id.clone(),
         user_name: user.name.clone(),
+        kind,
         label: label.to_string(),
         scopes: scopes.join(" "),
         expires_at,
@@ -270,7 +296,10 @@ pub(crate) async fn issue_token(
         last_used_at: None,
     };
     state.store.insert_token(&record, &certhub_store::token_hash(&secret)).await?;
-    let action = if label == crate::ui::SESSION_LABEL { "session.start" } else { "token.create" };
+    let action = match kind {
+        TokenKind::Session => "session.start",
+        TokenKind::Api => "token.create",
+    };
     state.store.audit(&user.name, action, &id, source, Some(&record.scopes)).await?;
     Ok((token, record))
 }
@@ -288,6 +317,7 @@ async fn list_tokens(State(state): State<AppState>, caller: Caller) -> ApiResult
             json!({
                 "id": t.id,
                 "user": t.user_name,
+                "kind": t.kind.as_str(),
                 "label": t.label,
                 "scopes": t.scopes.split_whitespace().collect::<Vec<_>>(),
                 "expires_at": t.expires_at.map(rfc3339_ms),
@@ -1062,11 +1092,8 @@ pub(crate) async fn add_channel(
 ) -> ApiResult<certhub_store::ChannelRecord> {
     caller.require(Need::Admin)?;
     let name = req.name.trim();
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    if !ok {
-        return Err(Problem::invalid("name", "use 1 to 64 letters, digits, '.', '_' or '-'"));
+    if !certhub_core::name::is_valid(name) {
+        return Err(Problem::invalid("name", format!("use {}", certhub_core::name::RULE)));
     }
     certhub_deploy::notify::check(&req.kind, &req.config)
         .map_err(|e| Problem::invalid(&e.field, e.rule))?;

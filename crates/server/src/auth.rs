@@ -210,47 +210,60 @@ pub(crate) fn verify_password(password: &str, phc: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Sign-in attempts per user name and per client address: each attempt counts when it is
-/// made (so guesses sent in parallel count too) and a success clears its name. After
-/// [`LoginLimiter::MAX_PER_NAME`] (or [`LoginLimiter::MAX_PER_SOURCE`]) attempts, further
-/// ones are refused until [`LoginLimiter::WINDOW`] has passed since the last.
+/// Sign-in failures per client address, and per user name from each address. An attempt
+/// counts when it is made (so guesses sent in parallel count too) and is taken back when it
+/// succeeds: only failures add up. After [`LoginLimiter::MAX_PER_PAIR`] failures on one name
+/// from one address, or [`LoginLimiter::MAX_PER_SOURCE`] from one address on any names, that
+/// address waits until [`LoginLimiter::WINDOW`] has passed since its last failure. A name is
+/// never locked for everyone: guesses from one address cannot keep its owner out, who signs
+/// in from their own. IPv6 clients count by their /64, which one client usually holds whole.
+///
+/// The table is bounded: when full, the entries quiet longest give way, unlocked ones first,
+/// so a flood of invented names costs only its own senders and never refuses everyone.
 #[derive(Default)]
 pub(crate) struct LoginLimiter {
-    attempts: Mutex<HashMap<String, (u32, Instant)>>,
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
 impl LoginLimiter {
-    const MAX_PER_NAME: u32 = 5;
+    const MAX_PER_PAIR: u32 = 5;
     const MAX_PER_SOURCE: u32 = 20;
     const WINDOW: Duration = Duration::from_secs(300);
     const MAX_TRACKED: usize = 10_000;
 
-    /// Counts an attempt for `user` from `source`, or refuses it while either is locked.
+    /// The keys an attempt on `user` from `source` counts under.
+    fn keys(user: &str, source: &str) -> [String; 2] {
+        let source = match source.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+            _ => source.to_string(),
+        };
+        [format!("pair:{source} {user}"), format!("ip:{source}")]
+    }
+
+    /// Counts an attempt for `user` from `source`, or refuses it while that address is
+    /// locked for that name or for all.
     pub fn attempt(&self, user: &str, source: &str) -> Result<(), Problem> {
-        let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
-        if attempts.len() >= Self::MAX_TRACKED {
-            // Forget quiet entries first; locked ones stay, whatever a guesser sends.
-            attempts.retain(|_, (_, last)| last.elapsed() < Self::WINDOW);
-        }
-        for (key, max) in [
-            (format!("user:{user}"), Self::MAX_PER_NAME),
-            (format!("ip:{source}"), Self::MAX_PER_SOURCE),
-        ] {
-            if let Some((n, last)) = attempts.get(&key)
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let keys = Self::keys(user, source);
+        for (key, max) in keys.iter().zip([Self::MAX_PER_PAIR, Self::MAX_PER_SOURCE]) {
+            if let Some((n, last)) = failures.get(key)
                 && *n >= max
                 && last.elapsed() < Self::WINDOW
             {
                 return Err(Problem::too_many(format!(
-                    "too many sign-in attempts; try again in {} s",
+                    "too many failed sign-ins from this address; try again in {} s",
                     (Self::WINDOW - last.elapsed()).as_secs() + 1
                 )));
             }
         }
-        if attempts.len() >= Self::MAX_TRACKED {
-            return Err(Problem::too_many("too many sign-in attempts; try again later"));
-        }
-        for key in [format!("user:{user}"), format!("ip:{source}")] {
-            let entry = attempts.entry(key).or_insert((0, Instant::now()));
+        for key in keys {
+            if failures.len() >= Self::MAX_TRACKED && !failures.contains_key(&key) {
+                Self::make_room(&mut failures);
+            }
+            let entry = failures.entry(key).or_insert((0, Instant::now()));
             if entry.1.elapsed() >= Self::WINDOW {
                 entry.0 = 0;
             }
@@ -260,9 +273,36 @@ impl LoginLimiter {
         Ok(())
     }
 
-    /// A successful sign-in clears its name's count.
-    pub fn succeeded(&self, user: &str) {
-        self.attempts.lock().unwrap_or_else(|p| p.into_inner()).remove(&format!("user:{user}"));
+    /// Forgets what no longer counts; if the table is still full, a tenth of it that has been
+    /// quiet longest, entries that lock nothing first.
+    fn make_room(failures: &mut HashMap<String, (u32, Instant)>) {
+        failures.retain(|_, (_, last)| last.elapsed() < Self::WINDOW);
+        if failures.len() < Self::MAX_TRACKED {
+            return;
+        }
+        let mut by_age: Vec<(bool, Instant, String)> = failures
+            .iter()
+            .map(|(k, (n, last))| {
+                let max =
+                    if k.starts_with("ip:") { Self::MAX_PER_SOURCE } else { Self::MAX_PER_PAIR };
+                (*n >= max, *last, k.clone())
+            })
+            .collect();
+        by_age.sort();
+        for (_, _, key) in by_age.into_iter().take(Self::MAX_TRACKED / 10) {
+            failures.remove(&key);
+        }
+    }
+
+    /// A successful sign-in takes its attempt back and clears its name's failures from that
+    /// address.
+    pub fn succeeded(&self, user: &str, source: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let [pair, ip] = Self::keys(user, source);
+        failures.remove(&pair);
+        if let Some((n, _)) = failures.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+        }
     }
 }
 
@@ -280,4 +320,52 @@ pub(crate) async fn argon2_task<T: Send + 'static>(
 pub(crate) fn dummy_hash() -> &'static str {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DUMMY.get_or_init(|| hash_password("certhub-dummy-password").unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guesses_lock_their_address_not_the_name_and_successes_do_not_count() {
+        let limiter = LoginLimiter::default();
+        for _ in 0..LoginLimiter::MAX_PER_PAIR {
+            limiter.attempt("admin", "192.0.2.1").unwrap();
+        }
+        let refused = limiter.attempt("admin", "192.0.2.1").unwrap_err();
+        assert_eq!(refused.status, 429);
+        // The owner, from another address, is not kept out.
+        limiter.attempt("admin", "198.51.100.7").unwrap();
+        limiter.succeeded("admin", "198.51.100.7");
+        // Many good sign-ins from one address never add up.
+        for _ in 0..3 * LoginLimiter::MAX_PER_SOURCE {
+            limiter.attempt("ops", "203.0.113.5").unwrap();
+            limiter.succeeded("ops", "203.0.113.5");
+        }
+        // Failures on many names from one address do, and lock that address for all names.
+        for i in 0..LoginLimiter::MAX_PER_SOURCE {
+            limiter.attempt(&format!("user{i}"), "203.0.113.9").unwrap();
+        }
+        assert!(limiter.attempt("someone", "203.0.113.9").is_err());
+        // One IPv6 client counts by its /64.
+        for i in 0..LoginLimiter::MAX_PER_PAIR {
+            limiter.attempt("admin", &format!("2001:db8:1:2::{i:x}")).unwrap();
+        }
+        assert!(limiter.attempt("admin", "2001:db8:1:2:ffff::1").is_err());
+        assert!(limiter.attempt("admin", "2001:db8:1:3::1").is_ok());
+    }
+
+    #[test]
+    fn a_full_table_makes_room_instead_of_refusing_everyone() {
+        let limiter = LoginLimiter::default();
+        // Far more invented names from many addresses than the table holds.
+        for i in 0..LoginLimiter::MAX_TRACKED {
+            let source = format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256);
+            let _ = limiter.attempt(&format!("nobody{i}"), &source);
+        }
+        assert!(limiter.failures.lock().unwrap().len() <= LoginLimiter::MAX_TRACKED);
+        // A new address with the right password still gets in.
+        limiter.attempt("admin", "192.0.2.200").unwrap();
+        limiter.succeeded("admin", "192.0.2.200");
+    }
 }

@@ -209,9 +209,11 @@ pub struct Job {
     pub started: String,
 }
 
-/// A running job not heard of for this long belongs to a hub that died: a request gives up
-/// after 15 minutes.
-const SILENT_LIMIT_MS: i64 = 20 * 60_000;
+/// How often a running job without news says it still runs.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A running job not heard of for this long (four heartbeats) belongs to a hub that died.
+const SILENT_LIMIT_MS: i64 = 4 * HEARTBEAT.as_millis() as i64;
 
 /// What an interrupted job says.
 pub(crate) const INTERRUPTED: &str = "the hub stopped before the request finished; the CA's \
@@ -304,7 +306,17 @@ impl Jobs {
         let jobs = self.clone();
         let job_id = id.clone();
         tokio::spawn(async move {
-            while let Some(update) = rx.recv().await {
+            loop {
+                let update = match tokio::time::timeout(HEARTBEAT, rx.recv()).await {
+                    Ok(Some(update)) => update,
+                    Ok(None) => break,
+                    Err(_) => {
+                        if let Err(e) = jobs.store.touch_job(&job_id).await {
+                            tracing::warn!(job = job_id, error = %e, "recording a job's progress failed");
+                        }
+                        continue;
+                    }
+                };
                 let written = match update {
                     Update::Step(step) => jobs.store.add_job_step(&job_id, &step).await,
                     Update::End { status, result } => {

@@ -46,6 +46,8 @@ pub struct AppState {
     settings: SharedSettings,
     /// Whether the hub serves HTTPS (session cookies are then marked Secure).
     https: bool,
+    /// Where the setup token was written for a service's owner, removed once set up.
+    setup_token_file: Option<std::path::PathBuf>,
 }
 
 impl AppState {
@@ -60,7 +62,24 @@ impl AppState {
             worker: None,
             settings: SharedSettings::new(Settings::default()),
             https: false,
+            setup_token_file: None,
         }
+    }
+
+    /// Says the setup token was written to `file`: it is removed once the hub is set up.
+    pub fn with_setup_token_file(mut self, file: std::path::PathBuf) -> Self {
+        self.setup_token_file = Some(file);
+        self
+    }
+
+    /// At start: the jobs a stopped hub left running say they were interrupted. Only on
+    /// SQLite, which one hub serves; on PostgreSQL another hub may be running them, and a
+    /// job of a hub that died says so once its heartbeat has been silent for two minutes.
+    pub async fn recover_jobs(&self) -> Result<u64, certhub_store::Error> {
+        if self.store.backend() != certhub_store::Backend::Sqlite {
+            return Ok(0);
+        }
+        self.store.end_running_jobs("interrupted", jobs::INTERRUPTED).await
     }
 
     /// The settings the hub runs with (shared with its background services).
@@ -115,13 +134,45 @@ const JOB_KEEP_MS: i64 = 7 * 86_400_000;
 /// the store; how many of each. The hub runs this with its renewal checks.
 pub async fn clean_up(store: &Store) -> Result<(u64, u64), certhub_store::Error> {
     let now = api::now_ms();
-    let tokens =
-        store.delete_stale_tokens(ui::SESSION_LABEL, now - ui::IDLE_MINUTES * 60_000).await?;
+    let tokens = store.delete_stale_tokens(now - ui::IDLE_MINUTES * 60_000).await?;
     let jobs = store.delete_jobs_before(now - JOB_KEEP_MS).await?;
     Ok((tokens, jobs))
 }
 
-/// The hub's routes: the REST API under `/api/v1` and the web UI.
+/// The hub's routes: the REST API under `/api/v1` and the web UI, every answer with the
+/// security headers of [`secure_headers`].
 pub fn router(state: AppState) -> axum::Router {
-    api::routes().merge(ui::routes()).with_state(state)
+    let https = state.https;
+    api::routes()
+        .merge(ui::routes())
+        .with_state(state)
+        .layer(axum::middleware::map_response(move |rsp| secure_headers(rsp, https)))
+}
+
+/// What the UI needs and no more: its own scripts (htmx) and stylesheet, pictures of its own
+/// or inline SVG, requests and forms to this hub only, and no framing.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+    style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; \
+    frame-ancestors 'none'; base-uri 'none'";
+
+/// Adds the headers every answer carries: no framing, no type sniffing, no referrer sent
+/// off this hub, the content security policy, and over HTTPS, Strict-Transport-Security
+/// (a year), so a browser that has been here never uses plain HTTP again.
+async fn secure_headers(
+    mut rsp: axum::response::Response,
+    https: bool,
+) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let headers = rsp.headers_mut();
+    let mut set = |name, value: &'static str| {
+        headers.entry(name).or_insert(HeaderValue::from_static(value));
+    };
+    set(header::X_FRAME_OPTIONS, "DENY");
+    set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(header::REFERRER_POLICY, "same-origin");
+    set(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY);
+    if https {
+        set(header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
+    }
+    rsp
 }

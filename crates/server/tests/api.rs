@@ -478,3 +478,28 @@ async fn the_openapi_document_lists_exactly_the_served_routes() {
     let (status, ctype, _) = hub.call("GET", "/api/v1/nothing-here", Some(&admin), None).await;
     assert_eq!((status, ctype.as_str()), (StatusCode::NOT_FOUND, "application/problem+json"));
 }
+
+#[tokio::test]
+async fn sign_in_limits_count_failures_only_and_failures_are_audited() {
+    let hub = Hub::start().await;
+    let admin = hub.set_up().await;
+    // Many good sign-ins in a row are never refused.
+    for _ in 0..25 {
+        hub.token("ada", "correct horse battery", None).await;
+    }
+    let wrong = json!({"username": "ada", "password": "wrong guess"});
+    for _ in 0..5 {
+        let (status, _) = hub.json("POST", "/api/v1/tokens", None, Some(wrong.clone())).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, v) = hub.json("POST", "/api/v1/tokens", None, Some(wrong.clone())).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    let (_, v) = hub.json("GET", "/api/v1/audit?limit=1000", Some(&admin), None).await;
+    let failures = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "sign-in.fail" && e["target"] == "ada")
+        .count();
+    assert_eq!(failures, 5, "each failed sign-in is audited, refused ones are not: {v}");
+}

@@ -213,17 +213,10 @@ async fn roles_hold_in_the_pages_and_signing_out_ends_the_session() {
     let csrf = hub.csrf("/settings", &admin).await;
     let viewer = [("username", "eve"), ("password", PASSWORD), ("role", "viewer"), ("csrf", &csrf)];
     assert_eq!(hub.post("/settings/users", Some(&admin), &viewer).await.status, StatusCode::OK);
-    let rsp =
-        hub.post("/login", None, &[("username", "eve"), ("password", "wrong password!")]).await;
+    let rsp = hub.sign_in("eve", "wrong password!", "/").await;
     assert_eq!(rsp.status, StatusCode::UNAUTHORIZED);
     assert!(rsp.body.contains("wrong user name or password"));
-    let rsp = hub
-        .post(
-            "/login",
-            None,
-            &[("username", "eve"), ("password", PASSWORD), ("next", "//evil.example")],
-        )
-        .await;
+    let rsp = hub.sign_in("eve", PASSWORD, "//evil.example").await;
     assert_eq!(rsp.status, StatusCode::SEE_OTHER);
     assert_eq!(rsp.location, "/", "only local paths are followed");
     let eve = rsp.cookie.split(';').next().unwrap().to_string();
@@ -243,4 +236,143 @@ async fn roles_hold_in_the_pages_and_signing_out_ends_the_session() {
     assert!(rsp.location.starts_with("/login"));
     // The admin's session is unaffected.
     assert_eq!(hub.get("/audit", Some(&admin)).await.status, StatusCode::OK);
+}
+
+impl Hub {
+    /// Signs in through the login page as a browser would: its CSRF cookie and field sent
+    /// back. The answer, and the session cookie when it succeeded.
+    async fn sign_in(&self, user: &str, password: &str, next: &str) -> Answer {
+        let page = self.get("/login", None).await;
+        let login = page.cookie.split(';').next().unwrap().to_string();
+        assert!(login.starts_with("certhub_login="), "{}", page.cookie);
+        let at = page.body.find("name=\"csrf\" value=\"").expect("the form's CSRF token");
+        let csrf = page.body[at + 19..].split('"').next().unwrap().to_string();
+        let form = [("username", user), ("password", password), ("next", next), ("csrf", &csrf)];
+        self.post("/login", Some(&login), &form).await
+    }
+}
+
+#[tokio::test]
+async fn an_api_token_is_never_a_session_whatever_its_label() {
+    let (hub, admin, _) = Hub::set_up(false).await;
+    // An admin's token narrowed to reading, labelled like a session.
+    let req = Request::builder()
+        .method("POST")
+        .uri("/api/v1/tokens")
+        .header("content-type", "application/json")
+        .body(Body::from(format!(
+            r#"{{"username": "admin", "password": "{PASSWORD}", "label": "web session", "scopes": ["cert:read"]}}"#
+        )))
+        .unwrap();
+    let rsp = hub.send(req).await;
+    assert_eq!(rsp.status, StatusCode::CREATED, "{}", rsp.body);
+    let token: serde_json::Value = serde_json::from_str(&rsp.body).unwrap();
+    let narrow = format!("certhub_session={}", token["token"].as_str().unwrap());
+    // Sent as the session cookie, it opens no page and makes no user.
+    let rsp = hub.get("/settings", Some(&narrow)).await;
+    assert_eq!(rsp.status, StatusCode::SEE_OTHER, "an API token is not a session");
+    assert!(rsp.location.starts_with("/login"));
+    let csrf = hub.csrf("/settings", &admin).await;
+    let user = [("username", "mallory"), ("password", PASSWORD), ("role", "admin")];
+    let mut forged = user.to_vec();
+    forged.push(("csrf", &csrf));
+    assert_eq!(
+        hub.post("/settings/users", Some(&narrow), &forged).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert!(!hub.get("/settings", Some(&admin)).await.body.contains("mallory"));
+}
+
+#[tokio::test]
+async fn sign_in_goes_only_to_paths_on_this_hub_and_needs_its_form() {
+    let (hub, _, _) = Hub::set_up(false).await;
+    for next in [
+        "/\t/evil.example",
+        "//evil.example",
+        "/\\evil.example",
+        "/%09/evil.example",
+        "https://evil.example",
+        "/\n/evil.example",
+    ] {
+        let rsp = hub.sign_in("admin", PASSWORD, next).await;
+        assert_eq!(rsp.status, StatusCode::SEE_OTHER, "{next:?}: {}", rsp.body);
+        // What a browser makes of it: tabs and newlines dropped, backslashes as slashes.
+        let seen: String = rsp.location.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        let seen = seen.replace('\\', "/");
+        assert!(seen.starts_with('/') && !seen.starts_with("//"), "{next:?} led to {seen:?}");
+    }
+    // The login page refuses the same, before a form is even sent.
+    let page = hub.get("/login?next=/%09/evil.example", None).await;
+    assert!(page.body.contains("name=\"next\" value=\"/\""), "{}", page.body);
+    // A local path is kept.
+    assert_eq!(
+        hub.sign_in("admin", PASSWORD, "/certificates?q=web").await.location,
+        "/certificates?q=web"
+    );
+    // A form posted without the login page's cookie (from another site) signs no one in.
+    let rsp = hub
+        .post("/login", None, &[("username", "admin"), ("password", PASSWORD), ("csrf", "x")])
+        .await;
+    assert_eq!(rsp.status, StatusCode::FORBIDDEN);
+    assert!(rsp.body.contains("stale or came from another site"), "{}", rsp.body);
+    assert!(!rsp.cookie.starts_with("certhub_session="), "no session: {}", rsp.cookie);
+}
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers() {
+    let (hub, cookie, _) = Hub::set_up(false).await;
+    let (https, https_cookie, _) = Hub::set_up(true).await;
+    for (hub, cookie, hsts) in [(&hub, &cookie, false), (&https, &https_cookie, true)] {
+        for path in ["/", "/login", "/api/v1/health", "/assets/app.css", "/no-such-page"] {
+            let rsp = hub.app.clone().oneshot(
+                Request::builder()
+                    .uri(path)
+                    .header("cookie", cookie.as_str())
+                    .body(Body::empty())
+                    .unwrap(),
+            );
+            let rsp = rsp.await.unwrap();
+            let h = |name: &str| {
+                rsp.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            assert_eq!(h("x-frame-options"), "DENY", "{path}");
+            assert_eq!(h("x-content-type-options"), "nosniff", "{path}");
+            assert_eq!(h("referrer-policy"), "same-origin", "{path}");
+            let csp = h("content-security-policy");
+            for rule in ["default-src 'none'", "script-src 'self'", "frame-ancestors 'none'"] {
+                assert!(csp.contains(rule), "{path}: {csp}");
+            }
+            assert!(!csp.contains("unsafe"), "{path}: {csp}");
+            assert_eq!(h("strict-transport-security").is_empty(), !hsts, "{path}");
+        }
+    }
+    // The pages themselves hold nothing that policy forbids: no inline script or style.
+    for path in ["/", "/certificates", "/settings", "/audit"] {
+        let body = hub.get(path, Some(&cookie)).await.body;
+        assert!(!body.contains("style=\""), "{path} has an inline style");
+        assert!(!body.contains("javascript:"), "{path} has a javascript: link");
+        assert!(!body.contains("<script>"), "{path} has an inline script");
+    }
+}
+
+#[tokio::test]
+async fn tokens_live_ten_years_at_most() {
+    let (hub, cookie, _) = Hub::set_up(false).await;
+    let csrf = hub.csrf("/settings", &cookie).await;
+    let form =
+        |days: &'static str| [("label", "ci"), ("scope", "cert:read"), ("expires_in_days", days)];
+    for days in ["4294967295", "3651", "0", "soon"] {
+        let mut f = form(days).to_vec();
+        f.push(("csrf", &csrf));
+        let rsp = hub.post("/settings/tokens", Some(&cookie), &f).await;
+        assert_eq!(rsp.status, StatusCode::BAD_REQUEST, "{days}");
+        assert!(rsp.body.contains("from 1 to 3650"), "{days}: {}", rsp.body);
+    }
+    let mut f = form("3650").to_vec();
+    f.push(("csrf", &csrf));
+    assert_eq!(hub.post("/settings/tokens", Some(&cookie), &f).await.status, StatusCode::OK);
 }

@@ -96,6 +96,31 @@ impl Store {
         Ok(())
     }
 
+    /// Records that job `id` still runs (a step-less stretch of a long request).
+    pub async fn touch_job(&self, id: &str) -> Result<(), Error> {
+        sqlx::query("UPDATE jobs SET updated_at = $2 WHERE id = $1 AND status = 'running'")
+            .bind(id)
+            .bind(now_ms())
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends every job still recorded as running with `status` and `result`; how many. For a
+    /// hub starting on a database no other process serves (SQLite): whatever runs there was
+    /// cut short by the last stop.
+    pub async fn end_running_jobs(&self, status: &str, result: &str) -> Result<u64, Error> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = $1, result = $2, updated_at = $3 WHERE status = 'running'",
+        )
+        .bind(status)
+        .bind(result)
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Ends job `id` with `status` and `result`, unless it ended before.
     pub async fn finish_job(&self, id: &str, status: &str, result: &str) -> Result<(), Error> {
         sqlx::query(

@@ -65,7 +65,7 @@ pub use lease::CertLease;
 pub use listing::{CertFilter, CertSummary, LatestIssued, Overview, OverviewSpec};
 pub use notify::ChannelRecord;
 pub use order::{OrderKey, OrderRecord, PlacedOrder, PresentedRecord};
-pub use user::{TokenRecord, UserRecord, same_secret, token_hash};
+pub use user::{TokenKind, TokenRecord, UserRecord, same_secret, token_hash};
 
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "certhub.db";

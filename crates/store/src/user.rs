@@ -32,13 +32,47 @@ impl std::fmt::Debug for UserRecord {
     }
 }
 
-/// An API token (its secret is never stored).
+/// What a token is, decided by how it was made and never by anything its owner chooses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// Made by its owner for a program, with the scopes they chose.
+    Api,
+    /// A web sign-in: lives in the browser's cookie and holds every scope of its owner's role.
+    Session,
+}
+
+impl TokenKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Session => "session",
+        }
+    }
+}
+
+impl TryFrom<String> for TokenKind {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "api" => Ok(Self::Api),
+            "session" => Ok(Self::Session),
+            _ => Err(format!("api_tokens.kind holds {s:?}, which is neither api nor session")),
+        }
+    }
+}
+
+/// An API token or a web session (its secret is never stored).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct TokenRecord {
     /// Public id, the first part of the token.
     pub id: String,
     /// Whose it is.
     pub user_name: String,
+    /// An API token or a web session.
+    #[sqlx(try_from = "String")]
+    pub kind: TokenKind,
     /// What it is for, as its owner named it.
     pub label: String,
     /// Space-separated scopes.
@@ -118,19 +152,15 @@ impl Store {
         .await?)
     }
 
-    /// Removes tokens past their expiry, and tokens labelled `idle_label` unused since
-    /// `idle_before` (epoch milliseconds); how many.
-    pub async fn delete_stale_tokens(
-        &self,
-        idle_label: &str,
-        idle_before: i64,
-    ) -> Result<u64, Error> {
+    /// Removes tokens past their expiry, and web sessions unused since `idle_before` (epoch
+    /// milliseconds); how many.
+    pub async fn delete_stale_tokens(&self, idle_before: i64) -> Result<u64, Error> {
         let done = sqlx::query(
             "DELETE FROM api_tokens WHERE (expires_at IS NOT NULL AND expires_at <= $1) \
-             OR (label = $2 AND COALESCE(last_used_at, created_at) < $3)",
+             OR (kind = $2 AND COALESCE(last_used_at, created_at) < $3)",
         )
         .bind(now_ms())
-        .bind(idle_label)
+        .bind(TokenKind::Session.as_str())
         .bind(idle_before)
         .execute(&self.writer)
         .await?;
@@ -151,7 +181,7 @@ impl Store {
     pub async fn insert_token(&self, token: &TokenRecord, hash: &str) -> Result<(), Error> {
         sqlx::query(
             "INSERT INTO api_tokens (id, user_name, label, token_hash, scopes, expires_at, \
-             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             created_at, kind) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&token.id)
         .bind(&token.user_name)
@@ -160,6 +190,7 @@ impl Store {
         .bind(&token.scopes)
         .bind(token.expires_at)
         .bind(now_ms())
+        .bind(token.kind.as_str())
         .execute(&self.writer)
         .await
         .map_err(|e| {
@@ -188,7 +219,7 @@ impl Store {
             return Ok(token.expires_at.is_none_or(|e| e > now).then_some((token, role)));
         }
         let row: Option<TokenWithRole> = sqlx::query_as(
-            "SELECT t.id, t.user_name, t.label, t.token_hash, t.scopes, t.expires_at, \
+            "SELECT t.id, t.user_name, t.kind, t.label, t.token_hash, t.scopes, t.expires_at, \
              t.created_at, t.last_used_at, u.role FROM api_tokens t \
              JOIN users u ON u.name = t.user_name WHERE t.id = $1",
         )
@@ -215,7 +246,7 @@ impl Store {
     /// The tokens of `user` (all users' when `None`), newest first.
     pub async fn tokens(&self, user: Option<&str>) -> Result<Vec<TokenRecord>, Error> {
         Ok(sqlx::query_as(
-            "SELECT id, user_name, label, scopes, expires_at, created_at, last_used_at \
+            "SELECT id, user_name, kind, label, scopes, expires_at, created_at, last_used_at \
              FROM api_tokens WHERE ($1 IS NULL OR user_name = $1) ORDER BY created_at DESC, id",
         )
         .bind(user)

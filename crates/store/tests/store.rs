@@ -497,24 +497,28 @@ async fn hub_settings_round_trip(db: Db) {
 async fn expired_tokens_and_idle_sessions_are_removed(db: Db) {
     let store = db.open().await;
     store.insert_user("ada", "$argon2id$fake", "admin").await.unwrap();
-    let token = |id: &str, label: &str, expires_at: Option<i64>| certhub_store::TokenRecord {
+    use certhub_store::TokenKind;
+    let token = |id: &str, kind: TokenKind, expires_at: Option<i64>| certhub_store::TokenRecord {
         id: id.into(),
         user_name: "ada".into(),
-        label: label.into(),
+        kind,
+        label: "web session".into(),
         scopes: "cert:read".into(),
         expires_at,
         created_at: 0,
         last_used_at: None,
     };
-    store.insert_token(&token("expired", "ci", Some(1)), "h1").await.unwrap();
-    store.insert_token(&token("session", "web session", None), "h2").await.unwrap();
-    store.insert_token(&token("api", "ci", None), "h3").await.unwrap();
+    store.insert_token(&token("expired", TokenKind::Api, Some(1)), "h1").await.unwrap();
+    store.insert_token(&token("session", TokenKind::Session, None), "h2").await.unwrap();
+    // An API token labelled like a session is still an API token.
+    store.insert_token(&token("api", TokenKind::Api, None), "h3").await.unwrap();
     // Nothing has been idle since the epoch: only the expired token goes.
-    assert_eq!(store.delete_stale_tokens("web session", 0).await.unwrap(), 1);
+    assert_eq!(store.delete_stale_tokens(0).await.unwrap(), 1);
     let far = i64::MAX / 2;
-    assert_eq!(store.delete_stale_tokens("web session", far).await.unwrap(), 1);
-    let left: Vec<String> = store.tokens(None).await.unwrap().into_iter().map(|t| t.id).collect();
-    assert_eq!(left, ["api"], "an API token without expiry stays, however idle");
+    assert_eq!(store.delete_stale_tokens(far).await.unwrap(), 1);
+    let left = store.tokens(None).await.unwrap();
+    assert_eq!(left.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["api"]);
+    assert_eq!(left[0].kind, TokenKind::Api, "the kind is stored, whatever the label");
 }
 
 async fn notification_channels_keep_their_secrets_sealed_and_notices_happen_once(db: Db) {
@@ -580,6 +584,7 @@ async fn users_and_tokens_keep_only_hashes(db: Db) {
     let token = certhub_store::TokenRecord {
         id: "t1".into(),
         user_name: "ada".into(),
+        kind: certhub_store::TokenKind::Api,
         label: "ci".into(),
         scopes: "cert:read cert:key".into(),
         expires_at: None,

@@ -5,7 +5,7 @@
 
 mod session;
 
-pub(crate) use session::{IDLE_MINUTES, SESSION_LABEL};
+pub(crate) use session::IDLE_MINUTES;
 
 use std::collections::HashMap;
 
@@ -20,6 +20,7 @@ use serde_json::Value;
 use crate::api::{self, ListQuery, rfc3339_ms};
 use crate::auth::{Need, Role};
 use crate::{AppState, Problem};
+use certhub_store::TokenKind;
 use session::{Posted, Session};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -266,6 +267,34 @@ struct LoginPage {
     errors: Errors,
     next: String,
     notice: Option<&'static str>,
+    /// The form's CSRF token, also sent as the [`LOGIN_COOKIE`] cookie.
+    csrf: String,
+}
+
+/// The cookie that carries the sign-in form's CSRF token. A sign-in has no session yet, so
+/// the form posts back a random value that must equal this cookie's: another site can make a
+/// browser post the form, but cannot read or set the cookie (SameSite=Strict, HttpOnly).
+const LOGIN_COOKIE: &str = "certhub_login";
+
+impl LoginPage {
+    /// The page, with a fresh CSRF token: its cookie is set by [`LoginPage::respond`].
+    fn new(next: String, values: FormData, errors: Errors, notice: Option<&'static str>) -> Self {
+        let csrf = crate::auth::random_secret();
+        Self { page: PageInfo::public("Sign in"), values, errors, next, notice, csrf }
+    }
+
+    fn respond(&self, status: StatusCode, https: bool) -> Response {
+        let mut rsp = render_status(status, self);
+        let cookie = format!(
+            "{LOGIN_COOKIE}={}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600{}",
+            self.csrf,
+            if https { "; Secure" } else { "" }
+        );
+        if let Ok(v) = header::HeaderValue::from_str(&cookie) {
+            rsp.headers_mut().insert(header::SET_COOKIE, v);
+        }
+        rsp
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -276,10 +305,19 @@ struct LoginQuery {
     why: Option<String>,
 }
 
-/// Only local paths are followed after sign-in.
+/// Only a path on this hub is followed after sign-in. Browsers drop tabs and newlines from a
+/// URL and read a backslash as a slash, so `/\t/evil.example` would reach `//evil.example`,
+/// another site: anything but printable ASCII, any backslash, and a second leading slash are
+/// refused.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.into(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
+        {
+            n.into()
+        }
         _ => "/".into(),
     }
 }
@@ -293,13 +331,8 @@ async fn login_page(State(state): State<AppState>, Query(q): Query<LoginQuery>) 
         Some("expired") => Some("Your session has ended. Sign in again."),
         _ => None,
     };
-    render(&LoginPage {
-        page: PageInfo::public("Sign in"),
-        values: FormData::default(),
-        errors: Errors::default(),
-        next: safe_next(q.next.as_deref()),
-        notice,
-    })
+    LoginPage::new(safe_next(q.next.as_deref()), FormData::default(), Errors::default(), notice)
+        .respond(StatusCode::OK, state.https)
 }
 
 async fn login(
@@ -310,7 +343,13 @@ async fn login(
     let source = crate::auth::source(&parts);
     let next = safe_next(form.get("next"));
     let username = form.value("username").trim().to_string();
+    let sent = session::cookie(&parts.headers, LOGIN_COOKIE).unwrap_or_default();
     let outcome = async {
+        if sent.is_empty() || !certhub_store::same_secret(sent, form.value("csrf")) {
+            return Err(Problem::forbidden(
+                "This sign-in form is stale or came from another site. Sign in again here.",
+            ));
+        }
         let user = api::sign_in(&state, &username, form.value("password"), &source).await?;
         session::start(&state, &user, &source, state.https).await
     }
@@ -324,16 +363,8 @@ async fn login(
             let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::UNAUTHORIZED);
             let mut errors = Errors::default();
             errors.add("password", p.detail);
-            render_status(
-                status,
-                &LoginPage {
-                    page: PageInfo::public("Sign in"),
-                    values: FormData(vec![("username".into(), username)]),
-                    errors,
-                    next,
-                    notice: None,
-                },
-            )
+            let values = FormData(vec![("username".into(), username)]);
+            LoginPage::new(next, values, errors, None).respond(status, state.https)
         }
     }
 }
@@ -1343,7 +1374,7 @@ async fn settings_page(
             .tokens(whose)
             .await?
             .into_iter()
-            .filter(|t| t.label != session::SESSION_LABEL)
+            .filter(|t| t.kind != certhub_store::TokenKind::Session)
             .map(|t| TokenRow {
                 id: t.id,
                 user: t.user_name,
@@ -1539,20 +1570,21 @@ async fn create_token(
     let label = form.text("label").unwrap_or_else(|| "api".into());
     let scopes: Vec<String> =
         form.0.iter().filter(|(k, _)| k == "scope").map(|(_, v)| v.clone()).collect();
-    let days = match form.text("expires_in_days").map(|d| d.parse::<u32>()) {
-        None => Ok(None),
-        Some(Ok(d)) if d >= 1 => Ok(Some(d)),
-        Some(_) => Err(Problem::invalid("expires_in_days", "a whole number of days, at least 1")),
-    };
     let made = async {
-        let days = days?;
+        let expires_at = match form.text("expires_in_days").map(|d| d.parse::<u32>()) {
+            None => None,
+            Some(Ok(d)) => api::token_expiry(Some(d))?,
+            // Not a number: refused with the same words as one out of range.
+            Some(Err(_)) => api::token_expiry(Some(0))?,
+        };
         let user = state
             .store
             .user(&s.caller.user)
             .await?
             .ok_or_else(|| Problem::unauthorized("your user no longer exists"))?;
-        let expires_at = days.map(|d| api::now_ms() + i64::from(d) * 86_400_000);
-        api::issue_token(&state, &user, &label, Some(scopes), expires_at, &s.caller.source).await
+        let source = &s.caller.source;
+        api::issue_token(&state, &user, TokenKind::Api, &label, Some(scopes), expires_at, source)
+            .await
     };
     match made.await {
         Ok((token, _)) => {

@@ -1,4 +1,4 @@
-//! Web sessions: a sign-in makes an API token of the user's (label [`SESSION_LABEL`]) that
+//! Web sessions: a sign-in makes a token of the user's (of kind [`TokenKind::Session`]) that
 //! travels in an HttpOnly, SameSite=Strict cookie. It ends after [`SESSION_HOURS`] hours, or
 //! after [`IDLE_MINUTES`] minutes without use, or at sign-out. Every form posts a CSRF token
 //! derived from the session's secret, checked before anything changes.
@@ -11,10 +11,12 @@ use axum::response::{IntoResponse, Redirect, Response};
 use crate::AppState;
 use crate::api::now_ms;
 use crate::auth::{self, Caller, Role};
+use certhub_store::TokenKind;
 
 /// The cookie's name.
 pub(crate) const COOKIE: &str = "certhub_session";
-/// What session tokens are labelled (and how they are told from API tokens).
+/// What session tokens are labelled where tokens are listed. Sessions are told from API
+/// tokens by their kind, never by this label, which an API token may carry too.
 pub(crate) const SESSION_LABEL: &str = "web session";
 /// A session's longest life.
 pub(crate) const SESSION_HOURS: i64 = 12;
@@ -31,7 +33,7 @@ pub(crate) struct Session {
 }
 
 /// The value of cookie `name`, if sent.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -85,7 +87,7 @@ impl FromRequestParts<AppState> for Session {
         let Some((record, role)) = state.store.verify_token(id, secret).await.map_err(fail)? else {
             return Err(to_sign_in(parts, Some("expired")));
         };
-        if record.label != SESSION_LABEL {
+        if record.kind != TokenKind::Session {
             return Err(to_sign_in(parts, None));
         }
         let last = record.last_used_at.unwrap_or(record.created_at);
@@ -160,8 +162,16 @@ pub(crate) async fn start(
     secure: bool,
 ) -> Result<String, crate::Problem> {
     let expires = now_ms() + SESSION_HOURS * 3_600_000;
-    let (token, _) =
-        crate::api::issue_token(state, user, SESSION_LABEL, None, Some(expires), source).await?;
+    let (token, _) = crate::api::issue_token(
+        state,
+        user,
+        TokenKind::Session,
+        SESSION_LABEL,
+        None,
+        Some(expires),
+        source,
+    )
+    .await?;
     Ok(format!(
         "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         SESSION_HOURS * 3600,
