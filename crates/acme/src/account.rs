@@ -250,12 +250,8 @@ impl Account {
         Err(Error::ChallengeFailed {
             identifier: authz.identifier.value.clone(),
             kind: failed.map(|c| c.kind.to_string()).unwrap_or_else(|| "authorization".into()),
-            problem: Box::new(failed.and_then(|c| c.error.clone()).unwrap_or_else(|| {
-                crate::Problem {
-                    detail: Some(format!("the authorization is {:?}", authz.status).to_lowercase()),
-                    ..Default::default()
-                }
-            })),
+            token: failed.and_then(|c| c.token.clone()),
+            problem: failed.and_then(|c| c.error.clone()).map(Box::new),
         })
     }
 

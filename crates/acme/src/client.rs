@@ -109,9 +109,7 @@ impl Client {
             }
             builder = builder.tls_certs_only(certs);
         }
-        let http = builder
-            .build()
-            .map_err(|e| Error::Http { url: directory_url.to_string(), source: e })?;
+        let http = builder.build().map_err(|e| Error::http(directory_url, e))?;
         let rsp = send(&http, http.get(directory_url), directory_url).await?;
         let directory: Directory = rsp.json()?;
         Ok(Self {
@@ -281,14 +279,14 @@ async fn send(
     req: reqwest::RequestBuilder,
     url: &str,
 ) -> Result<Response, ErrorWithHeaders> {
-    let rsp = req.send().await.map_err(|source| ErrorWithHeaders {
-        error: Error::Http { url: url.to_string(), source },
-        headers: None,
-    })?;
+    let rsp = req
+        .send()
+        .await
+        .map_err(|source| ErrorWithHeaders { error: Error::http(url, source), headers: None })?;
     let status = rsp.status();
     let headers = rsp.headers().clone();
     let body = rsp.bytes().await.map_err(|source| ErrorWithHeaders {
-        error: Error::Http { url: url.to_string(), source },
+        error: Error::http(url, source),
         headers: Some(headers.clone()),
     })?;
     if status.is_success() {

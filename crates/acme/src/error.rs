@@ -61,10 +61,14 @@ impl Problem {
 }
 
 impl fmt::Display for Problem {
+    /// The error name and the CA's words. A document without a type (RFC 7807's
+    /// `about:blank`) shows just the words, and one without either says so.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.short_kind())?;
-        if let Some(d) = &self.detail {
-            write!(f, ": {d}")?;
+        match (&self.kind, &self.detail) {
+            (Some(_), Some(d)) => write!(f, "{}: {d}", self.short_kind())?,
+            (Some(_), None) => write!(f, "{}", self.short_kind())?,
+            (None, Some(d)) => write!(f, "{d}")?,
+            (None, None) => f.write_str("no reason given")?,
         }
         for sub in &self.subproblems {
             f.write_str("; ")?;
@@ -103,6 +107,120 @@ impl fmt::Display for ApiError {
     }
 }
 
+/// What a failed challenge says: the CA's reason, and what the CA tried to reach; when it
+/// gave no reason, what to check.
+fn challenge_failed(
+    identifier: &str,
+    kind: &str,
+    token: Option<&str>,
+    problem: Option<&Problem>,
+) -> String {
+    let (reached, check) = match kind {
+        "http-01" => (
+            format!(
+                "http://{identifier}/.well-known/acme-challenge/{} on port 80",
+                token.unwrap_or("TOKEN")
+            ),
+            format!(
+                "that {identifier} resolves to this server and that its port 80 reaches \
+                 certhub's http-01 listener or the web server of the webroot"
+            ),
+        ),
+        "tls-alpn-01" => (
+            format!("{identifier} on port 443 with TLS and ALPN acme-tls/1"),
+            format!(
+                "that {identifier} resolves to this server and that its port 443 reaches \
+                 certhub's tls-alpn-01 listener"
+            ),
+        ),
+        "dns-01" => (
+            format!("the TXT record _acme-challenge.{}", identifier.trim_start_matches("*.")),
+            "that the record is published on every authoritative name server of the zone, \
+             with no CNAME or DNSSEC error on the way"
+                .to_string(),
+        ),
+        _ => {
+            return match problem {
+                Some(p) => format!("{identifier}: the CA marked the authorization invalid: {p}"),
+                None => format!(
+                    "{identifier}: the CA marked the authorization invalid without giving a reason"
+                ),
+            };
+        }
+    };
+    match problem {
+        Some(p) if p.kind.is_some() || p.detail.is_some() => {
+            format!("{identifier}: {kind} validation failed: {p} (the CA tried {reached})")
+        }
+        _ => format!(
+            "{identifier}: the CA found the {kind} challenge invalid without giving a reason; \
+             it tried {reached}: check {check}"
+        ),
+    }
+}
+
+/// The host and port of `url`, which name the server whose certificate it is.
+fn authority(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => url.to_string(),
+        },
+        Err(_) => url.to_string(),
+    }
+}
+
+/// The causes of `e`, outermost first. An I/O error's `source()` skips the error it wraps,
+/// so that one is taken from `get_ref()` instead.
+fn causes<'e>(
+    e: &'e (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'e (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |c| {
+        match c.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => c.source(),
+        }
+    })
+}
+
+/// A request's failure in a few words: the innermost cause (a refused connection, a
+/// timeout, a DNS failure), without the URL the caller names already.
+fn cause_of(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "no answer in time".into();
+    }
+    causes(e).last().map(ToString::to_string).unwrap_or_default()
+}
+
+impl Error {
+    /// The error of a request that got no answer: [`Error::Untrusted`] when the server's
+    /// certificate does not verify, else [`Error::Http`].
+    pub(crate) fn http(url: &str, error: reqwest::Error) -> Self {
+        match untrusted_because(&error) {
+            Some(why) => Self::Untrusted { url: url.to_string(), why },
+            None => Self::Http { url: url.to_string(), error: Box::new(error) },
+        }
+    }
+}
+
+/// Why the server's certificate was refused, if that is what ended the request.
+fn untrusted_because(e: &reqwest::Error) -> Option<String> {
+    use rustls::CertificateError as C;
+    causes(e).find_map(|c| match c.downcast_ref::<rustls::Error>()? {
+        rustls::Error::InvalidCertificate(cert) => Some(match cert {
+            C::UnknownIssuer => "it is signed by an issuer this machine does not trust".into(),
+            C::Expired | C::ExpiredContext { .. } => "it has expired".into(),
+            C::NotValidYet | C::NotValidYetContext { .. } => "it is not valid yet".into(),
+            C::NotValidForName | C::NotValidForNameContext { .. } => {
+                "it is not valid for this name".into()
+            }
+            other => format!("{other:?}"),
+        }),
+        _ => None,
+    })
+}
+
 /// Everything that can go wrong talking to a CA.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -111,23 +229,35 @@ pub enum Error {
     #[error("{0}")]
     Api(Box<ApiError>),
     /// A challenge failed validation.
-    #[error("{identifier}: {kind} validation failed: {problem}")]
+    #[error("{}", challenge_failed(identifier, kind, token.as_deref(), problem.as_deref()))]
     ChallengeFailed {
         /// The identifier.
         identifier: String,
-        /// The challenge type.
+        /// The challenge type (`authorization` when the CA marked the authorization invalid
+        /// without a failed challenge).
         kind: String,
-        /// The CA's explanation.
-        problem: Box<Problem>,
+        /// The challenge's token, which names what the CA fetched.
+        token: Option<String>,
+        /// The CA's explanation, when it gave one.
+        problem: Option<Box<Problem>>,
     },
-    /// The request never got an answer (connection refused, TLS failure, timeout).
-    #[error("request to {url} failed: {source}")]
+    /// The request never got an answer (connection refused, timeout, TLS failure). Its
+    /// message says the cause once, so the cause is not chained again.
+    #[error("request to {url} failed: {}", cause_of(error))]
     Http {
         /// The request URL.
         url: String,
         /// The cause.
-        #[source]
-        source: reqwest::Error,
+        error: Box<reqwest::Error>,
+    },
+    /// The server's TLS certificate does not verify: trying again will not help, trusting
+    /// the right root (or reaching the right name) will.
+    #[error("the TLS certificate of {} does not verify: {why}", authority(url))]
+    Untrusted {
+        /// The request URL.
+        url: String,
+        /// Why, in plain words: an issuer this machine does not trust, expired, another name.
+        why: String,
     },
     /// A key could not be read, generated or used.
     #[error("{0}")]
@@ -172,9 +302,10 @@ impl Error {
                     || ["badNonce", "rateLimited", "serverInternal"].iter().any(|k| e.problem.is(k))
             }
             Self::Http { .. } | Self::Timeout { .. } => true,
-            Self::ChallengeFailed { problem, .. } => {
-                ["connection", "dns", "serverInternal"].iter().any(|k| problem.is(k))
-            }
+            Self::Untrusted { .. } => false,
+            Self::ChallengeFailed { problem, .. } => problem
+                .as_ref()
+                .is_some_and(|p| ["connection", "dns", "serverInternal"].iter().any(|k| p.is(k))),
             Self::Key(_)
             | Self::NotSupported(_)
             | Self::OrderInvalid { .. }
@@ -186,7 +317,7 @@ impl Error {
     pub fn problem(&self) -> Option<&Problem> {
         match self {
             Self::Api(e) => Some(&e.problem),
-            Self::ChallengeFailed { problem, .. } => Some(problem),
+            Self::ChallengeFailed { problem, .. } => problem.as_deref(),
             Self::OrderInvalid { problem, .. } => problem.as_deref(),
             _ => None,
         }
@@ -198,5 +329,48 @@ impl Error {
             Self::Api(e) => e.retry_after,
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_challenge_failed_without_a_reason_says_what_was_tried_and_what_to_check() {
+        let e = Error::ChallengeFailed {
+            identifier: "www.example.com".into(),
+            kind: "http-01".into(),
+            token: Some("tok3n".into()),
+            problem: Some(Box::new(Problem { status: Some(403), ..Default::default() })),
+        };
+        let said = e.to_string();
+        assert!(!said.contains("about:blank"), "{said}");
+        assert!(said.contains("without giving a reason"), "{said}");
+        assert!(
+            said.contains("http://www.example.com/.well-known/acme-challenge/tok3n on port 80"),
+            "{said}"
+        );
+        assert!(said.contains("resolves to this server"), "{said}");
+        // With the CA's reason, that reason, and where it looked.
+        let e = Error::ChallengeFailed {
+            identifier: "www.example.com".into(),
+            kind: "tls-alpn-01".into(),
+            token: None,
+            problem: Some(Box::new(Problem {
+                kind: Some("urn:ietf:params:acme:error:connection".into()),
+                detail: Some("connection refused".into()),
+                ..Default::default()
+            })),
+        };
+        assert_eq!(
+            e.to_string(),
+            "www.example.com: tls-alpn-01 validation failed: connection: connection refused \
+             (the CA tried www.example.com on port 443 with TLS and ALPN acme-tls/1)"
+        );
+        assert!(e.is_retryable());
+        // A problem document without a type shows only its words.
+        let p = Problem { detail: Some("no luck".into()), ..Default::default() };
+        assert_eq!(p.to_string(), "no luck");
     }
 }

@@ -94,6 +94,20 @@ impl ExternalAccountKey {
         if hmac_key.is_empty() {
             return Err(Error::Key("the EAB HMAC key is empty".into()));
         }
+        // RFC 7518 §3.2: a key at least as long as the hash's output.
+        let (name, least) = match algorithm {
+            EabAlgorithm::Hs256 => ("HS256", 32),
+            EabAlgorithm::Hs384 => ("HS384", 48),
+            EabAlgorithm::Hs512 => ("HS512", 64),
+        };
+        if hmac_key.len() < least {
+            return Err(Error::Key(format!(
+                "the EAB HMAC key is {} bytes, too short for {name}, which needs at least {least}; \
+                 check the algorithm the CA gave with the key (a {}-byte key is for HS256)",
+                hmac_key.len(),
+                hmac_key.len()
+            )));
+        }
         Ok(Self { kid: kid.into(), hmac_key, algorithm })
     }
 
@@ -137,16 +151,14 @@ mod tests {
             (EabAlgorithm::Hs384, aws_lc_rs::hmac::HMAC_SHA384),
             (EabAlgorithm::Hs512, aws_lc_rs::hmac::HMAC_SHA512),
         ] {
-            let eab =
-                ExternalAccountKey::new("kid-1", &b64(b"0123456789abcdef0123456789abcdef"), alg)
-                    .unwrap();
+            let eab = ExternalAccountKey::new("kid-1", &b64(&[7u8; 64]), alg).unwrap();
             let jws = eab.bind(account.jwk(), "https://ca/new-acct");
             let signing_input = format!(
                 "{}.{}",
                 jws["protected"].as_str().unwrap(),
                 jws["payload"].as_str().unwrap()
             );
-            let key = aws_lc_rs::hmac::Key::new(h, b"0123456789abcdef0123456789abcdef");
+            let key = aws_lc_rs::hmac::Key::new(h, &[7u8; 64]);
             let sig = unb64(jws["signature"].as_str().unwrap()).unwrap();
             aws_lc_rs::hmac::verify(&key, signing_input.as_bytes(), &sig).unwrap();
             let payload: Value =
@@ -166,5 +178,19 @@ mod tests {
         assert_eq!(header["kid"], "https://ca/acct/1");
         assert_eq!(header["nonce"], "n1");
         assert!(header.get("jwk").is_none());
+    }
+
+    #[test]
+    fn an_eab_key_shorter_than_its_hash_is_refused_before_sending() {
+        let key = b64(&[7u8; 32]);
+        assert!(ExternalAccountKey::new("kid-1", &key, EabAlgorithm::Hs256).is_ok());
+        for (alg, name, least) in
+            [(EabAlgorithm::Hs384, "HS384", 48), (EabAlgorithm::Hs512, "HS512", 64)]
+        {
+            let e = ExternalAccountKey::new("kid-1", &key, alg).expect_err("too short");
+            let said = e.to_string();
+            assert!(said.contains(&format!("32 bytes, too short for {name}")), "{said}");
+            assert!(said.contains(&format!("at least {least}")), "{said}");
+        }
     }
 }

@@ -186,7 +186,8 @@ async fn external_account_binding_with_each_mac() {
         .await
         .unwrap_err();
     assert!(err.problem().unwrap().is("externalAccountRequired"), "{err}");
-    let wrong = ExternalAccountKey::new("kid-1", "AAAA", EabAlgorithm::Hs256).unwrap();
+    let wrong = "AAAAZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+    let wrong = ExternalAccountKey::new("kid-1", wrong, EabAlgorithm::Hs256).unwrap();
     let key = SigningKey::generate(KeyAlgorithm::EcP256).unwrap();
     let req = NewAccount {
         terms_of_service_agreed: true,
@@ -195,7 +196,10 @@ async fn external_account_binding_with_each_mac() {
     };
     let err = client.new_account(key, &req).await.unwrap_err();
     assert!(err.problem().unwrap().is("unauthorized"), "{err}");
-    for alg in [EabAlgorithm::Hs256, EabAlgorithm::Hs384, EabAlgorithm::Hs512] {
+    // The 48-byte key is long enough for HS256 and HS384; HS512 needs 64 bytes and is refused
+    // before anything is sent.
+    assert!(ExternalAccountKey::new("kid-1", hmac, EabAlgorithm::Hs512).is_err());
+    for alg in [EabAlgorithm::Hs256, EabAlgorithm::Hs384] {
         let eab = ExternalAccountKey::new("kid-1", hmac, alg).unwrap();
         let key = SigningKey::generate(KeyAlgorithm::EcP256).unwrap();
         let req = NewAccount {

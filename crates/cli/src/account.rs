@@ -272,8 +272,19 @@ pub(crate) async fn register(
                 // The CA refused for good: leave nothing half-made behind.
                 store.delete_account(&args.name).await?;
             }
-            return Err(anyhow::Error::new(e)
-                .context(format!("the CA did not register account {}", args.name)));
+            // A CA that wants a contact says so in words of its own.
+            let wants_contact = email.is_none()
+                && e.problem().is_some_and(|p| {
+                    p.is("invalidContact")
+                        || p.detail.as_deref().is_some_and(|d| d.to_lowercase().contains("contact"))
+                });
+            let e = anyhow::Error::new(e)
+                .context(format!("the CA did not register account {}", args.name));
+            return Err(if wants_contact {
+                e.context("this CA requires a contact email: pass --email ADDR")
+            } else {
+                e
+            });
         }
     };
     store.set_account_url(&args.name, account.url()).await?;

@@ -11,8 +11,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Client commands work on a local data directory (accounts, certificates, keys; secrets
 /// encrypted at rest under DATA_DIR/master.key).
 ///
-/// Exit codes: 0 success; 1 failure; 2 usage error; 3 invalid input (an identifier, a
-/// challenge spec, a file); 4 the CA refused (retrying will not help); 5 a transient failure
+/// Exit codes: 0 success; 1 failure; 2 usage error; 3 invalid input or configuration (an
+/// identifier, a challenge spec, a file, a CA whose TLS certificate does not verify); 4 the CA
+/// refused (retrying will not help); 5 a transient failure
 /// (network, rate limit, timeout, the certificate locked by another process: retrying later may
 /// help); 6 no such account or certificate.
 #[derive(Debug, Parser)]
@@ -126,12 +127,45 @@ pub struct Serve {
     /// Port on which the CA connects for tls-alpn-01, for Test (443; only a test CA differs).
     #[arg(long, default_value_t = 443, value_name = "PORT")]
     pub probe_tls_port: u16,
+    /// Connections the hub keeps open at once; past that, a new one is closed at once.
+    #[arg(long, env = "CERTHUB_MAX_CONNECTIONS", default_value_t = 4096, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Connections one client address (an IPv6 client's /64) may keep open at once.
+    #[arg(long, env = "CERTHUB_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_address: u32,
+    /// Seconds a client may take to send a request's headers (or a TLS handshake), and a
+    /// connection may sit idle between requests, before it is closed.
+    #[arg(long, env = "CERTHUB_HEADER_TIMEOUT", default_value_t = 10, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout: u64,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check that no entry was changed or removed (each entry hashes the previous one).
-    Verify,
+    /// Check that no entry was changed or removed (each entry hashes the previous one), and
+    /// with --anchor that the log was not rolled back since the anchor was made.
+    Verify(AuditVerify),
+    /// Record where the log stands now, outside the database: a line naming its newest entry
+    /// (printed, appended to --out FILE, or sent to a notification channel), which
+    /// `audit verify --anchor FILE` checks the log against. Run it from cron to keep a trail.
+    Anchor(AuditAnchor),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditVerify {
+    /// A file of anchors made by `certhub audit anchor` (one a line): the log must still
+    /// hold the entry each one names.
+    #[arg(long, value_name = "FILE")]
+    pub anchor: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditAnchor {
+    /// Append the anchor to FILE (created if missing) instead of printing it.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Also send it to this notification channel, where the database cannot reach it.
+    #[arg(long, value_name = "CHANNEL")]
+    pub channel: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -636,10 +636,19 @@ pub(crate) async fn revoke_latest(
         }
         let client = account::connect(&rec).await?;
         let key = certhub_acme::SigningKey::from_pkcs8(&issued.key_pkcs8)?;
-        client
-            .revoke_with_certificate_key(leaf, &key, reason)
-            .await
-            .context("the CA refused the revocation")?;
+        client.revoke_with_certificate_key(leaf, &key, reason).await.map_err(|e| {
+            let refused = !e.is_retryable() && e.problem().is_some();
+            let e = anyhow::Error::new(e).context("the CA refused the revocation");
+            if refused {
+                // Not every CA accepts a request signed by the certificate's key.
+                e.context(
+                    "this CA may not accept revocation signed with the certificate's key; \
+                     revoke with the account key instead (without --with-cert-key)",
+                )
+            } else {
+                e
+            }
+        })?;
     } else {
         let acct = account::open(&rec).await?;
         acct.revoke(leaf, reason).await.context("the CA refused the revocation")?;

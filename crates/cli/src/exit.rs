@@ -1,6 +1,7 @@
 //! Exit codes, derived from the cause of an error (documented in `certhub --help`).
 
-/// Invalid input: an identifier, a challenge spec, a file.
+/// Invalid input or configuration: an identifier, a challenge spec, a file, a CA whose TLS
+/// certificate does not verify.
 pub const INVALID_INPUT: u8 = 3;
 /// The CA refused; retrying will not help.
 pub const CA_REFUSED: u8 = 4;
@@ -35,7 +36,11 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
             return *code;
         }
         if let Some(e) = cause.downcast_ref::<certhub_acme::Error>() {
-            return if e.is_retryable() { TRANSIENT } else { CA_REFUSED };
+            return match e {
+                certhub_acme::Error::Untrusted { .. } => INVALID_INPUT,
+                e if e.is_retryable() => TRANSIENT,
+                _ => CA_REFUSED,
+            };
         }
         if let Some(certhub_store::Error::NotFound { .. }) =
             cause.downcast_ref::<certhub_store::Error>()
@@ -49,4 +54,15 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         }
     }
     1
+}
+
+/// What to do about `err`, when the error alone does not say: a sentence to print after it.
+pub fn hint_for(err: &anyhow::Error) -> Option<&'static str> {
+    err.chain().find_map(|cause| match cause.downcast_ref::<certhub_acme::Error>() {
+        Some(certhub_acme::Error::Untrusted { .. }) => Some(
+            "If the CA uses a private or test root, give that root to `certhub account add` with \
+             --ca-bundle PEM; otherwise check the directory URL.",
+        ),
+        _ => None,
+    })
 }

@@ -42,20 +42,31 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("certhub: {err:#}");
+            if let Some(hint) = exit::hint_for(&err) {
+                eprintln!("{hint}");
+            }
             ExitCode::from(exit::code_for(&err))
         }
     }
 }
 
 fn init_tracing(verbose: u8) {
+    // The TLS verifier logs each certificate it refuses as an error of its own; certhub
+    // reports that refusal itself, once, so the verifier's line shows only with -vv.
     let default = match verbose {
-        0 => "warn",
-        1 => "info,certhub=info",
+        0 => "warn,rustls_platform_verifier=off",
+        1 => "info,certhub=info,rustls_platform_verifier=off",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colour only for a person at a terminal, never in a log or a pipe.
+    use std::io::IsTerminal as _;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -77,7 +88,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Deploy(cmd) => deploy::run(&ctx, cmd).await,
         Command::Discover(args) => discover::run(&ctx, args).await,
         Command::Serve(args) => serve::run(&ctx, args).await,
-        Command::Audit(args::AuditCommand::Verify) => audit_verify(&ctx).await,
+        Command::Audit(args::AuditCommand::Verify(args)) => audit_verify(&ctx, args).await,
+        Command::Audit(args::AuditCommand::Anchor(args)) => audit_anchor(&ctx, args).await,
     }
 }
 
@@ -121,12 +133,91 @@ fn default_data_dir() -> PathBuf {
 }
 
 /// `certhub audit verify`.
-async fn audit_verify(ctx: &Context) -> anyhow::Result<()> {
-    match ctx.store().await?.verify_audit().await? {
-        Ok(n) => {
-            println!("The audit log is intact: {n} entries, each chained to the one before.");
-            Ok(())
-        }
-        Err(b) => Err(anyhow::anyhow!("the audit log is broken at entry {}: {}", b.id, b.reason)),
+async fn audit_verify(ctx: &Context, args: args::AuditVerify) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let store = ctx.store().await?;
+    let broken = |b: certhub_store::audit::ChainBreak| {
+        anyhow::anyhow!("the audit log is broken at entry {}: {}", b.id, b.reason)
+    };
+    let Some(file) = &args.anchor else {
+        let n = store.verify_audit().await?.map_err(broken)?;
+        println!("The audit log is intact: {n} entries, each chained to the one before.");
+        return Ok(());
+    };
+    let anchors = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the anchor file {}", file.display()))?;
+    let anchors: Vec<&str> = anchors.lines().filter(|l| !l.trim().is_empty()).collect();
+    if anchors.is_empty() {
+        return Err(exit::fail(
+            exit::INVALID_INPUT,
+            format!("{} holds no anchor; make one with `certhub audit anchor`", file.display()),
+        ));
     }
+    let mut n = 0;
+    for (i, anchor) in anchors.iter().enumerate() {
+        n = store
+            .verify_audit_anchor(anchor)
+            .await
+            .map_err(|e| {
+                exit::fail(exit::INVALID_INPUT, format!("{}:{}: {e}", file.display(), i + 1))
+            })?
+            .map_err(broken)?;
+    }
+    println!(
+        "The audit log is intact: {n} entries, each chained to the one before, and it holds \
+         every entry its {} anchor(s) name.",
+        anchors.len()
+    );
+    Ok(())
+}
+
+async fn audit_anchor(ctx: &Context, args: args::AuditAnchor) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let store = ctx.store().await?;
+    // An anchor of a broken log would vouch for it.
+    if let Err(b) = store.verify_audit().await? {
+        return Err(anyhow::anyhow!(
+            "the audit log is broken at entry {}: {}; no anchor made",
+            b.id,
+            b.reason
+        ));
+    }
+    let Some(anchor) = store.audit_anchor().await? else {
+        return Err(exit::fail(exit::INVALID_INPUT, "the audit log is empty: nothing to anchor"));
+    };
+    if let Some(name) = &args.channel {
+        let channel = store.channel(name).await?.ok_or_else(|| {
+            exit::fail(exit::NOT_FOUND, format!("no notification channel named {name:?}"))
+        })?;
+        let notice = certhub_deploy::notify::Notice {
+            event: "audit-anchor".into(),
+            cert_name: "(audit log)".into(),
+            summary: "audit log anchor: keep it to check the log against".into(),
+            detail: Some(anchor.clone()),
+        };
+        certhub_deploy::notify::send(
+            &reqwest::Client::new(),
+            &channel.kind,
+            &channel.config,
+            &notice,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("sending the anchor to channel {name} failed: {e}"))?;
+    }
+    match &args.out {
+        Some(file) => {
+            use std::io::Write as _;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(file)
+                .with_context(|| format!("cannot open {}", file.display()))?;
+            writeln!(f, "{anchor}")
+                .and_then(|()| f.sync_all())
+                .with_context(|| format!("cannot write the anchor to {}", file.display()))?;
+            println!("Anchor appended to {}", file.display());
+        }
+        None => println!("{anchor}"),
+    }
+    Ok(())
 }

@@ -332,22 +332,23 @@ pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
             let _ = std::fs::remove_file(&token_file);
         }
     }
-    let app = certhub_server::router(state.clone())
-        .into_make_service_with_connect_info::<certhub_server::Peer>();
-    let serving = async {
-        match tls {
-            None => axum::serve(listener, app).with_graceful_shutdown(shutdown()).await,
-            Some(config) => {
-                axum::serve(certhub_server::TlsListener::new(listener, config)?, app)
-                    .with_graceful_shutdown(shutdown())
-                    .await
-            }
-        }
+    let limits = certhub_server::Limits {
+        connections: args.max_connections as usize,
+        per_address: args.max_connections_per_address as usize,
+        header_timeout: Duration::from_secs(args.header_timeout),
+        handshake_timeout: Duration::from_secs(args.header_timeout),
     };
+    let serving = certhub_server::serve(
+        listener,
+        tls,
+        certhub_server::router(state.clone()),
+        limits,
+        shutdown(),
+    );
     // The renewal service runs beside the API until the API stops; a renewal cut short is
     // resumed by the next start (every step of an order is in the store).
     tokio::select! {
-        served = serving => served.context("the hub stopped")?,
+        () = serving => {}
         () = renewal_service(ctx.clone(), store.clone(), settings.clone(), own, rate_limits) => {}
         () = crate::notify::run(store.clone(), settings) => {}
     }

@@ -137,9 +137,10 @@ impl ChallengeConfig {
             Self::Dns01Exec { path } => {
                 format!("{} present/cleanup publishes the TXT record", path.display())
             }
-            Self::Dns01Callback { url, .. } => {
-                format!("signed events to {url} ask for the TXT record and say when it can go")
-            }
+            Self::Dns01Callback { url, .. } => format!(
+                "signed events to {} ask for the TXT record and say when it can go",
+                crate::secret::shown_url(url)
+            ),
         }
     }
 
@@ -339,6 +340,12 @@ pub(crate) fn redact(spec: &str) -> String {
                 out.push_str(k);
                 out.push_str("=***");
             }
+            // A callback URL may hold credentials of its own.
+            Some((k, v)) if k.rsplit(':').next() == Some("callback") => {
+                out.push_str(k);
+                out.push('=');
+                out.push_str(&crate::secret::shown_url(v));
+            }
             _ => out.push_str(piece),
         }
     }
@@ -420,4 +427,27 @@ pub trait Solver: Send + Sync {
     async fn present(&self, challenge: &PendingChallenge) -> Result<(), SolverError>;
     /// Removes what `present` set up.
     async fn cleanup(&self, challenge: &PendingChallenge) -> Result<(), SolverError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_callback_urls_credentials_are_never_shown() {
+        let url = "https://ops:pa55word@hooks.example:8443/s3cr3t-path?token=t0ken";
+        let spec = ChallengeSpec::parse(&format!("dns-01:callback={url},secret=k3y")).unwrap();
+        let shown = spec.config.describe();
+        assert!(shown.contains("https://hooks.example:8443"), "{shown}");
+        // A bad SPEC's error repeats the SPEC, without them too.
+        let bad = ChallengeSpec::parse(&format!(
+            "dns-01:callback={url},secret=k3y;propagation-timeout=soon"
+        ));
+        let said = bad.unwrap_err().to_string();
+        for text in [&shown, &said] {
+            for secret in ["pa55word", "ops:", "s3cr3t-path", "t0ken", "k3y"] {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+        }
+    }
 }

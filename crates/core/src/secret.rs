@@ -42,3 +42,41 @@ impl Drop for Secret {
         self.0.zeroize();
     }
 }
+
+/// The part of a URL that is safe to show: its scheme, host and port. A URL can carry
+/// credentials in its user part (`user:password@`), its path (a secret path) or its query (a
+/// token), so messages, logs and views that anyone but its owner reads show only this.
+pub fn shown_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(a URL)".into();
+    };
+    let authority = rest.split(['/', '?', '#', ';']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    if host.is_empty() {
+        return "(a URL)".into();
+    }
+    format!("{}://{host}", scheme.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::shown_url;
+
+    #[test]
+    fn credentials_paths_and_queries_are_left_out() {
+        for (url, shown) in [
+            (
+                "https://user:pa55@dns.example:8443/hook/s3cr3t?token=abc#x",
+                "https://dns.example:8443",
+            ),
+            ("http://dns.example/", "http://dns.example"),
+            ("https://dns.example?key=1", "https://dns.example"),
+            ("https://a@b@dns.example/p", "https://dns.example"),
+            ("HTTPS://[::1]:8080/x", "https://[::1]:8080"),
+            ("not a url", "(a URL)"),
+            ("https:///path", "(a URL)"),
+        ] {
+            assert_eq!(shown_url(url), shown, "{url}");
+        }
+    }
+}

@@ -66,10 +66,7 @@ pub(crate) async fn post_signed(
 
 /// The scheme and host of `url`, the part of it safe to show.
 pub(crate) fn host_of(url: &str) -> String {
-    reqwest::Url::parse(url)
-        .ok()
-        .and_then(|u| u.host_str().map(|h| format!("{}://{h}", u.scheme())))
-        .unwrap_or_else(|| "the webhook".into())
+    certhub_core::secret::shown_url(url)
 }
 
 /// A success, or the status and the start of the body as an error.

@@ -233,12 +233,9 @@ impl LoginLimiter {
 
     /// The keys an attempt on `user` from `source` counts under.
     fn keys(user: &str, source: &str) -> [String; 2] {
-        let source = match source.parse::<std::net::IpAddr>() {
-            Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-            _ => source.to_string(),
+        let source = match source.parse() {
+            Ok(ip) => crate::listen::client_key(ip).to_string(),
+            Err(_) => source.to_string(),
         };
         [format!("pair:{source} {user}"), format!("ip:{source}")]
     }

@@ -29,7 +29,7 @@ pub use auth::{Role, hash_password};
 pub use jobs::{
     CertChanges, Job, NewAccount, NewCertificate, NewImport, Steps, WorkError, WorkFuture, Worker,
 };
-pub use listen::{HubCert, Peer, TlsListener};
+pub use listen::{HubCert, Limits, Peer, serve};
 pub use openapi::ROUTES;
 pub use problem::Problem;
 pub use settings::{Settings, SettingsChanges, SharedSettings};

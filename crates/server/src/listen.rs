@@ -1,98 +1,173 @@
-//! Serving the router over plain TCP or TLS, with each client's address for the audit log.
+//! Serving the router over plain TCP or TLS, with each client's address for the audit log,
+//! within bounds that a client cannot push the hub out of: connections in all and from one
+//! address are capped (an IPv6 client's /64 counts as one address), a TLS handshake and a
+//! request's headers each have a time limit, and so has a connection idle between requests.
+//! Accepting never stops: a connection past a cap is closed at once, so a flood from some
+//! addresses never keeps the others waiting.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
-use tokio::net::{TcpListener, TcpStream};
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tower::ServiceExt as _;
 
 /// The client's address, as handlers see it.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
 
-impl Connected<IncomingStream<'_, TcpListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
-        Peer(*stream.remote_addr())
-    }
+/// How far the hub lets its clients go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections open at once, in all.
+    pub connections: usize,
+    /// Connections open at once from one client address.
+    pub per_address: usize,
+    /// How long a client may take to send a request's headers, and how long a connection
+    /// may sit idle between requests.
+    pub header_timeout: Duration,
+    /// How long a TLS handshake may take.
+    pub handshake_timeout: Duration,
 }
 
-impl Connected<IncomingStream<'_, TlsListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        Peer(*stream.remote_addr())
-    }
-}
-
-/// A TCP listener whose connections complete their TLS handshakes (each within 10 s, many
-/// at once, so a slow client holds up no one) before they are handed over; failed
-/// handshakes are logged and dropped.
-pub struct TlsListener {
-    local: SocketAddr,
-    ready: tokio::sync::mpsc::Receiver<(tokio_rustls::server::TlsStream<TcpStream>, SocketAddr)>,
-    acceptor_task: tokio::task::JoinHandle<()>,
-}
-
-impl TlsListener {
-    /// TLS on `tcp` with `config` (its ALPN is set to HTTP/1.1). Needs a Tokio runtime.
-    pub fn new(tcp: TcpListener, mut config: rustls::ServerConfig) -> std::io::Result<Self> {
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let local = tcp.local_addr()?;
-        let (tx, ready) = tokio::sync::mpsc::channel(64);
-        // Handshakes in flight at once; past that, accepting waits.
-        let slots = Arc::new(tokio::sync::Semaphore::new(256));
-        let acceptor_task = tokio::spawn(async move {
-            loop {
-                let Ok(slot) = slots.clone().acquire_owned().await else { return };
-                let (stream, addr) = match tcp.accept().await {
-                    Ok(v) => v,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
-                    let _slot = slot;
-                    let handshake = acceptor.accept(stream);
-                    match tokio::time::timeout(Duration::from_secs(10), handshake).await {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, addr)).await;
-                        }
-                        Ok(Err(e)) => {
-                            tracing::debug!(client = %addr, error = %e, "TLS handshake failed")
-                        }
-                        Err(_) => tracing::debug!(client = %addr, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(Self { local, ready, acceptor_task })
-    }
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        self.acceptor_task.abort();
-    }
-}
-
-impl Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(conn) => conn,
-            // The accepting task is gone only when this listener is being dropped.
-            None => std::future::pending().await,
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            connections: 4096,
+            per_address: 256,
+            header_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
         }
     }
+}
 
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
+/// The address a client counts as: itself, or for IPv6 its /64, which one client usually
+/// holds whole.
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
+/// The connections open now, in all and by client address.
+#[derive(Default)]
+struct Open {
+    total: usize,
+    by_address: HashMap<IpAddr, usize>,
+}
+
+/// A connection's place among the open ones, given back when it closes.
+struct Slot {
+    open: Arc<Mutex<Open>>,
+    key: IpAddr,
+}
+
+impl Slot {
+    /// A place for a connection from `ip`, unless a cap is reached.
+    fn take(open: &Arc<Mutex<Open>>, ip: IpAddr, limits: &Limits) -> Option<Slot> {
+        let key = client_key(ip);
+        let mut o = open.lock().unwrap_or_else(|p| p.into_inner());
+        let mine = o.by_address.get(&key).copied().unwrap_or(0);
+        if o.total >= limits.connections || mine >= limits.per_address {
+            return None;
+        }
+        o.total += 1;
+        *o.by_address.entry(key).or_insert(0) += 1;
+        Some(Slot { open: open.clone(), key })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut o = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        o.total -= 1;
+        if let Some(n) = o.by_address.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                o.by_address.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Serves `app` on `listener` (over TLS with `tls`) within `limits` until `shutdown`
+/// completes; then stops accepting and gives open requests up to 10 s to finish.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<rustls::ServerConfig>,
+    app: axum::Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = tls.map(|mut config| {
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    let open = Arc::new(Mutex::new(Open::default()));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, addr) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(v) => v,
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait for some to close.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Some(slot) = Slot::take(&open, addr.ip(), &limits) else {
+            tracing::debug!(client = %addr, "connection refused: too many open");
+            drop(stream);
+            continue;
+        };
+        let (acceptor, http, app) = (acceptor.clone(), http.clone(), app.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+                req.extensions_mut().insert(ConnectInfo(Peer(addr)));
+                app.clone().oneshot(req.map(axum::body::Body::new))
+            });
+            let served = match acceptor {
+                None => watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await,
+                Some(acceptor) => {
+                    let tls = match tokio::time::timeout(
+                        limits.handshake_timeout,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            return tracing::debug!(client = %addr, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => return tracing::debug!(client = %addr, "TLS handshake timed out"),
+                    };
+                    watcher.watch(http.serve_connection(TokioIo::new(tls), service)).await
+                }
+            };
+            if let Err(e) = served {
+                tracing::debug!(client = %addr, error = %e, "connection ended");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
+        tracing::debug!("requests still open after 10 s were cut short");
     }
 }
 

@@ -1,8 +1,14 @@
 //! The audit log (table `audit_log`): append-only, each entry chained to the previous one by
 //! an HMAC-SHA256 over the previous entry's hash and its own fields, under a key derived from
 //! the master key, so whoever can write to the database but lacks the key can neither change
-//! an entry nor forge one. The newest entry's id and hash are also kept sealed in `meta`, so
-//! removing the newest entries shows too.
+//! an entry nor forge one. The newest entry's id, hash and the number of entries are also
+//! kept sealed in `meta`, so removing the newest entries shows too, and so does an empty log
+//! in a hub that has users (its setup wrote the first entry with the first user).
+//!
+//! What the database alone cannot show is a rollback: a copy of an earlier database, or its
+//! newest entries removed together with an earlier sealed record put back. An anchor, a line
+//! that names the newest entry and is kept outside the database ([`Store::audit_anchor`]),
+//! shows that: the log must still hold the entry it names.
 
 use crate::{Backend, Error, Store, now_ms};
 
@@ -155,7 +161,9 @@ impl Store {
         .bind(&hash)
         .fetch_one(&mut **tx)
         .await?;
-        let head = self.seal("meta", HEAD, "value", format!("{id} {hash}").as_bytes())?;
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM audit_log").fetch_one(&mut **tx).await?;
+        let head = self.seal("meta", HEAD, "value", format!("{id} {hash} {count}").as_bytes())?;
         sqlx::query(
             "INSERT INTO meta (name, value) VALUES ($1, $2) \
              ON CONFLICT (name) DO UPDATE SET value = excluded.value",
@@ -193,40 +201,38 @@ impl Store {
         .await?)
     }
 
-    /// Checks the whole chain; returns how many entries it holds, or where it breaks.
-    pub async fn verify_audit(&self) -> Result<Result<i64, ChainBreak>, Error> {
+    /// The sealed record of the newest entry: its id, its hash, and how many entries the
+    /// log held then (unknown for a record written before the count was kept).
+    async fn audit_head(&self) -> Result<Option<Head>, Error> {
         let sealed: Option<Vec<u8>> = sqlx::query_scalar("SELECT value FROM meta WHERE name = $1")
             .bind(HEAD)
             .fetch_optional(&self.pool)
             .await?;
-        let head = match sealed {
-            Some(blob) => {
-                let text = self.open_blob("meta", HEAD, "value", &blob)?;
-                let text = String::from_utf8_lossy(&text).into_owned();
-                let (id, hash) = text.split_once(' ').unwrap_or_default();
-                Some((id.parse::<i64>().unwrap_or(-1), hash.to_string()))
-            }
-            None => None,
-        };
+        let Some(blob) = sealed else { return Ok(None) };
+        let text = self.open_blob("meta", HEAD, "value", &blob)?;
+        let text = String::from_utf8_lossy(&text).into_owned();
+        let mut fields = text.split(' ');
+        let id = fields.next().and_then(|v| v.parse().ok());
+        let hash = fields.next().map(str::to_string);
+        let count = fields.next().and_then(|v| v.parse().ok());
+        match (id, hash) {
+            (Some(id), Some(hash)) => Ok(Some(Head { id, hash, count })),
+            _ => Err(Error::Unreadable(format!(
+                "meta.{HEAD} holds {text:?}, not an entry's id and hash"
+            ))),
+        }
+    }
+
+    /// Checks the whole chain; returns how many entries it holds, or where it breaks.
+    pub async fn verify_audit(&self) -> Result<Result<i64, ChainBreak>, Error> {
+        let head = self.audit_head().await?;
         let mut prev = GENESIS.to_string();
         let mut after = 0;
         let mut count = 0;
         loop {
             let batch = self.audit_entries(after, 1000).await?;
             if batch.is_empty() {
-                return Ok(match head {
-                    Some((id, hash)) if id != after || hash != prev => Err(ChainBreak {
-                        id,
-                        reason: "the newest entries were removed (the log ends before its \
-                                 recorded last entry)"
-                            .into(),
-                    }),
-                    None if count > 0 => Err(ChainBreak {
-                        id: after,
-                        reason: "the record of the newest entry is missing".into(),
-                    }),
-                    _ => Ok(count),
-                });
+                break;
             }
             for e in batch {
                 if e.prev_hash != prev {
@@ -253,5 +259,107 @@ impl Store {
                 count += 1;
             }
         }
+        Ok(match head {
+            Some(h) if h.id != after || h.hash != prev => Err(ChainBreak {
+                id: h.id,
+                reason: "the newest entries were removed (the log ends before its recorded last \
+                         entry)"
+                    .into(),
+            }),
+            Some(Head { count: Some(n), id, .. }) if n != count => Err(ChainBreak {
+                id,
+                reason: format!(
+                    "the log holds {count} entries where its record says {n} (entries were \
+                     removed or added)"
+                ),
+            }),
+            None if count > 0 => Err(ChainBreak {
+                id: after,
+                reason: "the record of the newest entry is missing".into(),
+            }),
+            None if self.user_count().await? > 0 => Err(ChainBreak {
+                id: 0,
+                reason: "the log is empty, yet the hub has users, and setting it up wrote the \
+                         first entry: the log and its record were removed"
+                    .into(),
+            }),
+            _ => Ok(count),
+        })
     }
+
+    /// An anchor for the log as it is now: a line naming its newest entry (id, hash, count),
+    /// sealed with the audit key, to be kept outside the database. `None` while the log is
+    /// empty.
+    pub async fn audit_anchor(&self) -> Result<Option<String>, Error> {
+        let Some(head) = self.audit_head().await? else { return Ok(None) };
+        let count = match head.count {
+            Some(n) => n,
+            None => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE id <= $1")
+                    .bind(head.id)
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+        };
+        let at = now_ms();
+        let body = format!("{ANCHOR} id={} count={count} hash={} at={at}", head.id, head.hash);
+        let mac = self.key.audit_mac(body.as_bytes());
+        Ok(Some(format!("{body} mac={mac}")))
+    }
+
+    /// Checks the log against an anchor made by [`Store::audit_anchor`] (the whole chain
+    /// first): it must still hold the entry the anchor names, with its hash, and at least as
+    /// many entries. Fails when the anchor itself does not read or was not made with this
+    /// store's key.
+    pub async fn verify_audit_anchor(
+        &self,
+        anchor: &str,
+    ) -> Result<Result<i64, ChainBreak>, Error> {
+        let bad = |why: &str| Error::Unreadable(format!("the audit anchor {why}"));
+        let anchor = anchor.trim();
+        let (body, mac) = anchor.rsplit_once(" mac=").ok_or_else(|| bad("has no mac="))?;
+        if !crate::same_secret(&self.key.audit_mac(body.as_bytes()), mac) {
+            return Err(bad("was not made from this database (its mac does not match)"));
+        }
+        let field = |name: &str| {
+            body.split(' ')
+                .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+                .ok_or_else(|| bad(&format!("has no {name}=")))
+        };
+        let id: i64 = field("id")?.parse().map_err(|_| bad("has a bad id="))?;
+        let count: i64 = field("count")?.parse().map_err(|_| bad("has a bad count="))?;
+        let hash = field("hash")?;
+        let at: i64 = field("at")?.parse().map_err(|_| bad("has a bad at="))?;
+        let total = match self.verify_audit().await? {
+            Ok(n) => n,
+            broken => return Ok(broken),
+        };
+        let held: Option<String> = sqlx::query_scalar("SELECT hash FROM audit_log WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let when = jiff::Timestamp::from_millisecond(at)
+            .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(|_| at.to_string());
+        if held.as_deref() != Some(hash) || total < count {
+            return Ok(Err(ChainBreak {
+                id,
+                reason: format!(
+                    "the log was rolled back: it no longer holds entry {id} as the anchor of \
+                     {when} recorded it ({count} entries then, {total} now)"
+                ),
+            }));
+        }
+        Ok(Ok(total))
+    }
+}
+
+/// What an anchor line starts with.
+const ANCHOR: &str = "certhub-audit-anchor/1";
+
+/// The sealed record of the newest entry.
+struct Head {
+    id: i64,
+    hash: String,
+    count: Option<i64>,
 }

@@ -196,6 +196,10 @@ pub enum Error {
     /// The database URL is not one certhub can use.
     #[error("{0}")]
     Url(String),
+    /// Stored data, or data given to check against it (an audit anchor), that cannot be
+    /// read; the message names it.
+    #[error("{0}")]
+    Unreadable(String),
     /// Another process kept the data directory's setup lock too long.
     #[error("timed out after {}s waiting for the lock on {path}", .waited.as_secs())]
     LockTimeout {

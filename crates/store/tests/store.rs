@@ -181,6 +181,7 @@ on_both_backends!(
     renewal_windows_are_cached_per_issued_certificate,
     users_and_tokens_keep_only_hashes,
     the_audit_chain_shows_any_change_or_removal,
+    the_audit_log_cannot_be_emptied_or_rolled_back_unseen,
     the_first_admin_is_made_once_with_its_audit_entry,
     notification_channels_keep_their_secrets_sealed_and_notices_happen_once,
     expired_tokens_and_idle_sessions_are_removed,
@@ -668,6 +669,51 @@ async fn the_audit_chain_shows_any_change_or_removal(db: Db) {
     let broken = store.verify_audit().await.unwrap().unwrap_err();
     assert_eq!(broken.id, entries[4].id);
     assert!(broken.reason.contains("removed"), "{broken:?}");
+}
+
+async fn the_audit_log_cannot_be_emptied_or_rolled_back_unseen(db: Db) {
+    let store = db.open().await;
+    assert_eq!(store.audit_anchor().await.unwrap(), None, "nothing to anchor yet");
+    store.create_first_admin("ada", "$argon2id$fake", "10.0.0.1").await.unwrap();
+    store.audit("ada", "cert.request", "web", "10.0.0.1", None).await.unwrap();
+    let early = store.audit_anchor().await.unwrap().expect("an anchor");
+    assert!(early.starts_with("certhub-audit-anchor/1 id="), "{early}");
+    let raw = db.raw().await;
+    let head = || async {
+        sqlx::query_scalar::<_, Vec<u8>>("SELECT value FROM meta WHERE name = 'audit_head'")
+            .fetch_one(&raw)
+            .await
+            .unwrap()
+    };
+    let early_head = head().await;
+    let mail = store.audit("ada", "cert.request", "mail", "10.0.0.1", None).await.unwrap();
+    let late = store.audit_anchor().await.unwrap().unwrap();
+    assert_eq!(store.verify_audit_anchor(&early).await.unwrap(), Ok(3));
+    assert_eq!(store.verify_audit_anchor(&late).await.unwrap(), Ok(3));
+
+    // Rolled back to the earlier state: the newest entry gone and the record of the log as
+    // it stood before put back. The log alone cannot tell; the later anchor can.
+    sqlx::query("DELETE FROM audit_log WHERE id = $1").bind(mail.id).execute(&raw).await.unwrap();
+    sqlx::query("UPDATE meta SET value = $1 WHERE name = 'audit_head'")
+        .bind(early_head)
+        .execute(&raw)
+        .await
+        .unwrap();
+    assert_eq!(store.verify_audit().await.unwrap(), Ok(2));
+    assert_eq!(store.verify_audit_anchor(&early).await.unwrap(), Ok(2));
+    let broken = store.verify_audit_anchor(&late).await.unwrap().unwrap_err();
+    assert_eq!(broken.id, mail.id);
+    assert!(broken.reason.contains("rolled back"), "{broken:?}");
+    // An anchor that was edited is refused as such.
+    let forged = late.replace(&format!("id={}", mail.id), "id=1");
+    let e = store.verify_audit_anchor(&forged).await.unwrap_err().to_string();
+    assert!(e.contains("its mac does not match"), "{e}");
+
+    // The whole log and its record removed: a hub with users had a first entry.
+    sqlx::query("DELETE FROM audit_log").execute(&raw).await.unwrap();
+    sqlx::query("DELETE FROM meta WHERE name = 'audit_head'").execute(&raw).await.unwrap();
+    let broken = store.verify_audit().await.unwrap().unwrap_err();
+    assert!(broken.reason.contains("the log is empty, yet the hub has users"), "{broken:?}");
 }
 
 async fn renewal_windows_are_cached_per_issued_certificate(db: Db) {

@@ -35,6 +35,10 @@ pub struct FakeState {
     pub requests: Vec<(String, Value, Value)>,
     /// Errors to answer newOrder with, in turn.
     pub order_failures: VecDeque<Scripted>,
+    /// Errors to answer newAccount with, in turn.
+    pub account_failures: VecDeque<Scripted>,
+    /// Errors to answer revokeCert with, in turn (then it revokes).
+    pub revoke_failures: VecDeque<Scripted>,
     /// The ARI answer: (start, end, explanationURL, Retry-After seconds).
     pub window: (String, String, Option<String>, Option<u64>),
     /// Percentage of nonces to reject as badNonce.
@@ -66,6 +70,7 @@ impl FakeCa {
             .route("/nonce", get(nonce).head(nonce))
             .route("/new-account", post(new_account))
             .route("/new-order", post(new_order))
+            .route("/revoke", post(revoke))
             .route("/renewal-info/{id}", get(renewal_info))
             .with_state(state.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -179,10 +184,25 @@ fn verify(s: &mut FakeState, path: &str, body: &[u8]) -> Result<(Value, Value), 
     Ok((header, payload))
 }
 
+/// A scripted error, as an answer.
+fn scripted(s: &mut FakeState, f: Scripted) -> Response {
+    let n = fresh_nonce(s);
+    let mut headers = HeaderMap::new();
+    headers.insert("replay-nonce", n.parse().unwrap());
+    headers.insert(header::CONTENT_TYPE, f.content_type.parse().unwrap());
+    if let Some(ra) = f.retry_after {
+        headers.insert(header::RETRY_AFTER, ra.parse().unwrap());
+    }
+    (StatusCode::from_u16(f.status).unwrap(), headers, f.body).into_response()
+}
+
 async fn new_account(State(s): Shared, body: Bytes) -> Response {
     let mut s = s.lock().unwrap();
     if let Err(r) = verify(&mut s, "/new-account", &body) {
         return *r;
+    }
+    if let Some(f) = s.account_failures.pop_front() {
+        return scripted(&mut s, f);
     }
     let n = fresh_nonce(&mut s);
     let loc = format!("{}/acct/1", s.base);
@@ -201,14 +221,7 @@ async fn new_order(State(s): Shared, body: Bytes) -> Response {
         Err(r) => return *r,
     };
     if let Some(f) = s.order_failures.pop_front() {
-        let n = fresh_nonce(&mut s);
-        let mut headers = HeaderMap::new();
-        headers.insert("replay-nonce", n.parse().unwrap());
-        headers.insert(header::CONTENT_TYPE, f.content_type.parse().unwrap());
-        if let Some(ra) = f.retry_after {
-            headers.insert(header::RETRY_AFTER, ra.parse().unwrap());
-        }
-        return (StatusCode::from_u16(f.status).unwrap(), headers, f.body).into_response();
+        return scripted(&mut s, f);
     }
     let n = fresh_nonce(&mut s);
     let base = s.base.clone();
@@ -245,4 +258,16 @@ async fn renewal_info(State(s): Shared, Path(id): Path<String>) -> Response {
         headers.insert(header::RETRY_AFTER, ra.to_string().parse().unwrap());
     }
     (headers, axum::Json(body)).into_response()
+}
+
+async fn revoke(State(s): Shared, body: Bytes) -> Response {
+    let mut s = s.lock().unwrap();
+    if let Err(r) = verify(&mut s, "/revoke", &body) {
+        return *r;
+    }
+    if let Some(f) = s.revoke_failures.pop_front() {
+        return scripted(&mut s, f);
+    }
+    let n = fresh_nonce(&mut s);
+    (StatusCode::OK, [("replay-nonce", n)]).into_response()
 }

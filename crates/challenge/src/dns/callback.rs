@@ -17,6 +17,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use certhub_core::secret::shown_url;
 use certhub_core::{PendingChallenge, Secret, Solver, SolverError};
 use serde_json::json;
 
@@ -75,7 +76,10 @@ impl CallbackSolver {
             .body(body)
             .send()
             .await
-            .map_err(|e| SolverError::Hook(format!("the callback {} failed: {e}", self.url)))?;
+            .map_err(|e| {
+                let shown = shown_url(&self.url);
+                SolverError::Hook(format!("the callback {shown} failed: {}", e.without_url()))
+            })?;
         let status = rsp.status();
         if status.is_success() {
             return Ok(());
@@ -84,7 +88,7 @@ impl CallbackSolver {
         let snippet: String = text.chars().take(200).collect();
         Err(SolverError::Hook(format!(
             "the callback {} answered {event_type} with {status}: {snippet}",
-            self.url
+            shown_url(&self.url)
         )))
     }
 }

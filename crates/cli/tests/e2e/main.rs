@@ -3,6 +3,7 @@
 //! root and every name.
 
 mod browser;
+mod hardening;
 mod support;
 
 use std::collections::BTreeSet;
@@ -1552,6 +1553,10 @@ async fn the_cas_renewal_window_is_cached_until_retry_after_and_a_mass_revocatio
     assert!(stderr.contains("the CA's renewal window"), "{stderr}");
     assert!(stderr.contains("https://ca.example/why"), "{stderr}");
     assert_eq!(ca.requests_to("/renewal-info").len(), 1);
+    // The preview says what decides the next renewal: the CA's window, not the policy.
+    let preview = env.ok(&["cert", "preview", "ari"]).await;
+    assert!(preview.contains("by the CA's renewal window (ARI)"), "{preview}");
+    assert!(preview.contains(&iso(7)[..10]), "{preview}");
     // Within the hour, cron runs use the stored window and leave the CA alone.
     env.ok(&["renew", "--due"]).await;
     assert_eq!(ca.requests_to("/renewal-info").len(), 1);

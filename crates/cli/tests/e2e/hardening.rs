@@ -1,0 +1,185 @@
+//! What an adversarial look at certhub found, each held by a test: responders shared by the
+//! hub's API, renewal service and Test and released when idle; messages that name the cause
+//! and the fix; outcomes said once.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{Env, hostile};
+
+/// Waits until job `id` of `hub` ends; its last status document.
+async fn job_done(
+    http: &reqwest::Client,
+    hub: &crate::support::Hub,
+    token: &str,
+    id: &str,
+) -> Value {
+    certhub_testkit::wait_until("the job to end", Duration::from_secs(90), || async {
+        let job: Value = http
+            .get(hub.url(&format!("/api/v1/jobs/{id}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (job["status"] != "running").then_some(job)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hubs_api_renewals_and_test_share_one_listener_and_release_it() {
+    let env = Env::start(hostile()).await;
+    env.account("le", &[]).await;
+    let port = env.pebble.http_port.to_string();
+    let hub = env.serve(&["--check-interval", "3600", "--probe-http-port", &port], true).await;
+    let token = hub.admin_token().await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+
+    // A request through the API answers on the http-01 listener…
+    env.add_http01("api", "le", "api.test").await;
+    let rsp: Value = http
+        .post(hub.url("/api/v1/certificates/api/request"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = rsp["job"]["id"].as_str().unwrap().to_string();
+    let job = job_done(&http, &hub, &token, &id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+
+    // …then the hub's renewal service orders another on the same address (a settings
+    // change wakes it at once)…
+    env.add_http01("service", "le", "service.test").await;
+    let rsp = http
+        .patch(hub.url("/api/v1/settings"))
+        .bearer_auth(&token)
+        .json(&json!({"check_interval_seconds": 3599}))
+        .send()
+        .await
+        .unwrap();
+    assert!(rsp.status().is_success(), "{}", rsp.text().await.unwrap());
+    let data_dir = env.data_dir().to_path_buf();
+    certhub_testkit::wait_until("the renewal service to issue", Duration::from_secs(90), || {
+        let data_dir = data_dir.clone();
+        async move {
+            let store = certhub_store::Store::open(&data_dir).await.ok()?;
+            let issued = store.latest_issued("service").await.ok()?;
+            let failed = store.cert("service").await.ok()??.last_error;
+            store.close().await;
+            assert!(failed.is_none(), "the hub's renewal failed: {failed:?}");
+            issued
+        }
+    })
+    .await;
+
+    // …and Test presents its probe there too.
+    let report: Value = http
+        .post(hub.url("/api/v1/certificates/api/test"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["works"], true, "{report}");
+
+    // Idle, the hub holds no listener: a cron job beside it can order on that address.
+    env.add_http01("cron", "le", "cron.test").await;
+    env.ok(&["renew", "--due"]).await;
+    env.verify_issued("cron", &["cron.test"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ca_whose_certificate_does_not_verify_is_named_once_with_the_flag() {
+    let env = Env::start(hostile()).await;
+    let args =
+        ["account", "add", "untrusted", "--directory", &env.pebble.directory_url, "--agree-tos"];
+    // Retrying will not help: the exit code says so (3, not 5 for transient).
+    let err = env.fails(3, &args).await;
+    assert!(err.contains("does not verify"), "{err}");
+    assert!(err.contains("an issuer this machine does not trust"), "{err}");
+    assert!(err.contains("--ca-bundle"), "{err}");
+    assert_eq!(err.matches("does not verify").count(), 1, "said once: {err}");
+    assert!(!err.contains("error sending request"), "{err}");
+    assert!(!err.contains('\u{1b}'), "no colour off a terminal: {err:?}");
+    assert!(!err.contains("ERROR"), "no log line without -v: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_says_each_outcome_once_off_a_terminal() {
+    let env = Env::start(hostile()).await;
+    env.account("le", &[]).await;
+    env.add_http01("once", "le", "once.test").await;
+    let out = env.run(&["cert", "request", "once"]).await;
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let said = format!("{stdout}{stderr}");
+    assert_eq!(said.matches("serial").count(), 1, "the result once: {said}");
+    assert!(stdout.contains("once: valid, serial"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ca_that_wants_a_contact_or_refuses_certificate_key_revocation_says_what_to_do() {
+    use certhub_testkit::fake_ca::{FakeCa, Scripted};
+    let env = Env::start(hostile()).await;
+    let ca = FakeCa::start().await;
+    let refusal = |kind: &str, detail: &str| Scripted {
+        status: 400,
+        content_type: "application/problem+json",
+        retry_after: None,
+        body: json!({"type": format!("urn:ietf:params:acme:error:{kind}"), "detail": detail})
+            .to_string(),
+    };
+    ca.state
+        .lock()
+        .unwrap()
+        .account_failures
+        .push_back(refusal("invalidContact", "a contact address is required"));
+    let add = ["account", "add", "strict", "--directory", &ca.url, "--agree-tos"];
+    let err = env.fails(4, &add).await;
+    assert!(err.contains("pass --email"), "{err}");
+    env.ok(&add).await;
+
+    // A certificate of this CA's, with its key, revoked by that key: refused.
+    let dir = tempfile::TempDir::new().unwrap();
+    let (chain, key, _) = crate::bought_certificate(&["strict.test"], 60, 9);
+    let (cert_file, key_file) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert_file, chain).unwrap();
+    std::fs::write(&key_file, key).unwrap();
+    let (cert, key) = (cert_file.to_str().unwrap(), key_file.to_str().unwrap());
+    let challenge = "http-01:listen=127.0.0.1:0";
+    env.ok(&[
+        "cert",
+        "import",
+        "strict",
+        "--cert",
+        cert,
+        "--key",
+        key,
+        "--account",
+        "strict",
+        "--challenge",
+        challenge,
+    ])
+    .await;
+    ca.state
+        .lock()
+        .unwrap()
+        .revoke_failures
+        .push_back(refusal("unauthorized", "revocation by certificate key is not supported"));
+    let err = env.fails(4, &["cert", "revoke", "strict", "--with-cert-key"]).await;
+    assert!(err.contains("revoke with the account key"), "{err}");
+    assert!(err.contains("without --with-cert-key"), "{err}");
+    // With the account key (RFC 5280's own name for the reason, as the API documents it).
+    env.ok(&["cert", "revoke", "strict", "--reason", "keyCompromise"]).await;
+    assert_eq!(ca.requests_to("/revoke").last().unwrap()["reason"], 1);
+}
