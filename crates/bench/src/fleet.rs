@@ -185,26 +185,29 @@ async fn one_cert(
         next_attempt_at: s.failing.then_some(now_ms + 6 * 3_600_000),
         ..CertRecord::default()
     };
-    store.insert_cert(&cert).await?;
+    store.insert_cert(&cert, None).await?;
     if s.issued {
         let sans: Vec<Value> = identifiers.iter().map(|v| v["value"].clone()).collect();
         let id = store
-            .insert_issued(&IssuedRecord {
-                id: 0,
-                cert_name: name.clone(),
-                order_id: None,
-                serial_hex: format!("{:032x}", 0x5eed_0000_0000u64 + i as u64),
-                issuer: "CN=R12,O=Let's Encrypt,C=US".into(),
-                sans: Value::Array(sans),
-                not_before,
-                not_after: not_before + life,
-                chain_pem: chain_pem.to_owned(),
-                key_type: "ecdsa-p256".into(),
-                key_pkcs8: zeroize::Zeroizing::new(key.to_vec()),
-                revoked_at: s.revoked.then_some(now_ms - 3_600_000),
-                revocation_reason: s.revoked.then_some(4),
-                created_at: 0,
-            })
+            .insert_issued(
+                &IssuedRecord {
+                    id: 0,
+                    cert_name: name.clone(),
+                    order_id: None,
+                    serial_hex: format!("{:032x}", 0x5eed_0000_0000u64 + i as u64),
+                    issuer: "CN=R12,O=Let's Encrypt,C=US".into(),
+                    sans: Value::Array(sans),
+                    not_before,
+                    not_after: not_before + life,
+                    chain_pem: chain_pem.to_owned(),
+                    key_type: "ecdsa-p256".into(),
+                    key_pkcs8: zeroize::Zeroizing::new(key.to_vec()),
+                    revoked_at: s.revoked.then_some(now_ms - 3_600_000),
+                    revocation_reason: s.revoked.then_some(4),
+                    created_at: 0,
+                },
+                None,
+            )
             .await?;
         if i % 10 < 7 && !s.imported {
             // The CA's window: the last third of the life, asked again every 6 hours.
@@ -223,7 +226,7 @@ async fn one_cert(
         }
     }
     if !i.is_multiple_of(3) {
-        store.add_deploy_task(&name, "files", task).await?;
+        store.add_deploy_tasks(&name, &[("files".into(), task.clone())], None).await?;
     }
     // When the scheduler looks next: a few now, the rest when they fall due or their
     // window is asked for again.

@@ -5,7 +5,7 @@ use certhub_acme::{
     Client, ClientConfig, EabAlgorithm, ExternalAccountKey, KeyAlgorithm, NewAccount, SigningKey,
 };
 use certhub_core::KeyType;
-use certhub_store::{AccountRecord, Store};
+use certhub_store::{AccountRecord, AuditEntry, Store};
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -28,8 +28,8 @@ fn rollover_name(name: &str) -> String {
 
 pub async fn run(ctx: &Context, cmd: AccountCommand) -> anyhow::Result<()> {
     let store = ctx.store().await?;
+    // (An account added is written with its audit entry.)
     let audited = match &cmd {
-        AccountCommand::Add(a) => Some(("account.create", a.name.clone())),
         AccountCommand::Rollover(a) => Some(("account.rollover", a.name.clone())),
         AccountCommand::Update(a) => Some(("account.update", a.name.clone())),
         AccountCommand::Deactivate(a) => Some(("account.deactivate", a.name.clone())),
@@ -134,7 +134,8 @@ async fn add(store: &Store, args: AccountAdd) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let url = register(store, &args, ca_bundle_pem).await?;
+    let audit = crate::output::Actor::cli().entry("account.create", &args.name);
+    let url = register(store, &args, ca_bundle_pem, audit).await?;
     if args.json {
         print_json(&json!({ "name": args.name, "account_url": url, "status": "valid" }));
     } else {
@@ -150,11 +151,13 @@ async fn add(store: &Store, args: AccountAdd) -> anyhow::Result<()> {
 }
 
 /// Registers the account `args` describes with its CA (or adopts the one the CA has for a
-/// key an interrupted earlier attempt stored); returns the account's URL.
+/// key an interrupted earlier attempt stored), recorded with `audit`'s entry; returns the
+/// account's URL.
 pub(crate) async fn register(
     store: &Store,
     args: &AccountAdd,
     ca_bundle_pem: Option<String>,
+    audit: AuditEntry,
 ) -> anyhow::Result<String> {
     check_name("account", &args.name)?;
     let key_type = parse_key_type(&args.key_type)?;
@@ -287,8 +290,7 @@ pub(crate) async fn register(
             });
         }
     };
-    store.set_account_url(&args.name, account.url()).await?;
-    store.set_account_status(&args.name, "valid").await?;
+    store.set_account_registered(&args.name, account.url(), Some(&audit)).await?;
     Ok(account.url().to_string())
 }
 

@@ -12,7 +12,7 @@ use certhub_core::cert::split_pem_chain;
 use certhub_core::csr::ParsedCsr;
 use certhub_core::identifier::{RequestRules, assign_challenges, normalize};
 use certhub_core::{ChallengeSpec, Identifier};
-use certhub_store::{CertRecord, IssuedRecord, Store};
+use certhub_store::{AuditEntry, CertRecord, IssuedRecord, Store};
 use futures::StreamExt as _;
 use serde_json::json;
 
@@ -21,17 +21,14 @@ use crate::account::{self, check_name, parse_key_type};
 use crate::args::{CertAdd, CertCommand, CertExport, CertRequest, CertRevoke, ExportFormat};
 use crate::exit::{INVALID_INPUT, NOT_FOUND, fail};
 use crate::issue::{Issuer, Progress, violations};
-use crate::output::{now_secs, print_json, rfc3339, table};
+use crate::output::{Actor, now_secs, print_json, rfc3339, table};
 
 pub async fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<()> {
     let store = ctx.store().await?;
     // What the audit log records of a command that succeeded: every change, and every copy
     // of a key written out.
+    // (Changes are written with their entries; a copy of a key changes nothing.)
     let audited = match &cmd {
-        CertCommand::Add(a) => Some(("cert.create", a.name.clone())),
-        CertCommand::Revoke(a) => Some(("cert.revoke", a.name.clone())),
-        CertCommand::Import(a) => Some(("cert.import", a.name.clone())),
-        CertCommand::Set(a) => Some(("cert.update", a.name.clone())),
         CertCommand::Export(a) => Some(("cert.key-export", a.name.clone())),
         _ => None,
     };
@@ -65,7 +62,8 @@ async fn load(store: &Store, name: &str) -> anyhow::Result<CertRecord> {
 }
 
 pub(crate) async fn add(store: &Store, args: CertAdd) -> anyhow::Result<()> {
-    let (validation, tasks) = create(store, &args).await?;
+    let audit = Actor::cli().entry("cert.create", &args.name);
+    let (validation, tasks) = create(store, &args, &audit).await?;
     println!("Certificate {} added:", args.name);
     for (id, kind) in &validation {
         println!("  {id}  {kind}");
@@ -77,11 +75,12 @@ pub(crate) async fn add(store: &Store, args: CertAdd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Checks and stores the managed certificate `args` describes; returns how each identifier
-/// will be validated and the deployment tasks.
+/// Checks and stores the managed certificate `args` describes, with `audit`'s entry; returns
+/// how each identifier will be validated and the deployment tasks.
 pub(crate) async fn create(
     store: &Store,
     args: &CertAdd,
+    audit: &AuditEntry,
 ) -> anyhow::Result<(Vec<(Identifier, certhub_core::ChallengeKind)>, Vec<certhub_core::DeployTask>)>
 {
     check_name("certificate", &args.name)?;
@@ -141,28 +140,31 @@ pub(crate) async fn create(
     }
     let now = now_secs() * 1000;
     store
-        .insert_cert(&CertRecord {
-            name: args.name.clone(),
-            account_name: Some(args.account.clone()),
-            identifiers: json!(ids),
-            key_type: if csr_pem.is_some() { "csr".into() } else { key_type.to_string() },
-            reuse_key: args.reuse_key,
-            csr_pem: csr_pem.map(|(p, _)| p),
-            profile: args.profile.clone(),
-            preferred_chain: args.preferred_chain.clone(),
-            challenges: serde_json::to_value(&specs)?,
-            renewal_policy,
-            fallback_account: args.renewal.fallback_account.clone(),
-            fallback_after: args
-                .renewal
-                .fallback_after
-                .map_or(certhub_store::DEFAULT_FALLBACK_AFTER, i64::from),
-            created_at: now,
-            updated_at: now,
-            ..CertRecord::default()
-        })
+        .insert_cert(
+            &CertRecord {
+                name: args.name.clone(),
+                account_name: Some(args.account.clone()),
+                identifiers: json!(ids),
+                key_type: if csr_pem.is_some() { "csr".into() } else { key_type.to_string() },
+                reuse_key: args.reuse_key,
+                csr_pem: csr_pem.map(|(p, _)| p),
+                profile: args.profile.clone(),
+                preferred_chain: args.preferred_chain.clone(),
+                challenges: serde_json::to_value(&specs)?,
+                renewal_policy,
+                fallback_account: args.renewal.fallback_account.clone(),
+                fallback_after: args
+                    .renewal
+                    .fallback_after
+                    .map_or(certhub_store::DEFAULT_FALLBACK_AFTER, i64::from),
+                created_at: now,
+                updated_at: now,
+                ..CertRecord::default()
+            },
+            Some(audit),
+        )
         .await?;
-    crate::deploy::store_tasks(store, &args.name, &tasks).await?;
+    crate::deploy::store_tasks(store, &args.name, &tasks, None).await?;
     let validation =
         assignment.iter().map(|(id, i)| (id.clone(), specs[*i].config.kind())).collect();
     Ok((validation, tasks))
@@ -349,15 +351,17 @@ pub(crate) fn check_policy(p: &str) -> anyhow::Result<String> {
 
 /// `certhub cert set`.
 async fn set(store: &Store, args: crate::args::CertSet) -> anyhow::Result<()> {
-    let changes = apply_set(store, &args).await?;
+    let changes = apply_set(store, &args, Actor::cli().entry("cert.update", &args.name)).await?;
     println!("Certificate {} now {}.", args.name, changes.join(", "));
     Ok(())
 }
 
-/// Changes how a certificate is ordered and renewed; what changed, in words.
+/// Changes how a certificate is ordered and renewed, with `audit`'s entry (what changed as
+/// its detail); what changed, in words.
 pub(crate) async fn apply_set(
     store: &Store,
     args: &crate::args::CertSet,
+    audit: AuditEntry,
 ) -> anyhow::Result<Vec<String>> {
     let mut c = store.cert(&args.name).await?.ok_or_else(|| {
         fail(NOT_FOUND, format!("no certificate named {:?} (see `certhub cert list`)", args.name))
@@ -409,7 +413,7 @@ pub(crate) async fn apply_set(
     if changes.is_empty() {
         return Err(fail(INVALID_INPUT, "nothing to change; see `certhub cert set --help`"));
     }
-    store.update_cert(&c).await?;
+    store.update_cert(&c, Some(&audit.with_detail(changes.join(", ")))).await?;
     Ok(changes)
 }
 
@@ -596,19 +600,21 @@ async fn export(store: &Store, args: CertExport) -> anyhow::Result<()> {
 }
 
 async fn revoke(store: &Store, args: CertRevoke) -> anyhow::Result<()> {
-    let serial =
-        revoke_latest(store, &args.name, args.reason.as_deref(), args.with_cert_key).await?;
+    let audit = Actor::cli().entry("cert.revoke", &args.name);
+    let reason = args.reason.as_deref();
+    let serial = revoke_latest(store, &args.name, reason, args.with_cert_key, audit).await?;
     println!("Certificate {} (serial {serial}) revoked", args.name);
     Ok(())
 }
 
 /// Revokes the latest issued certificate of `name` at its CA (signed by the account, or by
-/// the certificate's own key) and records it; returns its serial.
+/// the certificate's own key) and records it with `audit`'s entry; returns its serial.
 pub(crate) async fn revoke_latest(
     store: &Store,
     name: &str,
     reason: Option<&str>,
     with_cert_key: bool,
+    audit: AuditEntry,
 ) -> anyhow::Result<String> {
     let c = load(store, name).await?;
     let reason = match reason {
@@ -653,7 +659,9 @@ pub(crate) async fn revoke_latest(
         let acct = account::open(&rec).await?;
         acct.revoke(leaf, reason).await.context("the CA refused the revocation")?;
     }
-    store.set_revoked(issued.id, now_secs(), reason.map(|r| i64::from(r.code()))).await?;
+    let code = reason.map(|r| i64::from(r.code()));
+    let audit = audit.with_detail(issued.serial_hex.clone());
+    store.set_revoked(issued.id, now_secs(), code, Some(&audit)).await?;
     store.set_cert_state(name, "revoked", None).await?;
     let reason_name = reason.map(|r| format!("{r:?}")).unwrap_or_else(|| "no reason given".into());
     store

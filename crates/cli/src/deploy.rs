@@ -8,13 +8,13 @@ use anyhow::Context as _;
 use certhub_core::cert::split_pem_chain;
 use certhub_core::{DeployTask, Identifier};
 use certhub_deploy::{Facts, Issued, Outcome, Run};
-use certhub_store::{IssuedRecord, Store};
+use certhub_store::{AuditEntry, IssuedRecord, Store};
 use serde_json::json;
 
 use crate::args::{DeployAdd, DeployCommand, DeployRun};
 use crate::exit::{INVALID_INPUT, NOT_FOUND, fail};
 use crate::issue::Progress;
-use crate::output::{print_json, rfc3339, table};
+use crate::output::{Actor, print_json, rfc3339, table};
 
 /// Which tasks a run considers.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -49,13 +49,8 @@ impl Report {
 
 pub async fn run(ctx: &crate::Context, cmd: DeployCommand) -> anyhow::Result<()> {
     let store = ctx.store().await?;
-    let audited = match &cmd {
-        DeployCommand::Add(a) => Some(("deploy.add", a.name.clone())),
-        DeployCommand::Remove(a) => Some(("deploy.remove", a.name.clone())),
-        _ => None,
-    };
-    let result = dispatch(&store, cmd).await;
-    crate::output::audit_done(&store, result, audited).await
+    // Changes are written with their audit entries.
+    dispatch(&store, cmd).await
 }
 
 async fn dispatch(store: &Store, cmd: DeployCommand) -> anyhow::Result<()> {
@@ -65,7 +60,8 @@ async fn dispatch(store: &Store, cmd: DeployCommand) -> anyhow::Result<()> {
         DeployCommand::List(args) => list(&store, &args.name, args.json).await,
         DeployCommand::Remove(args) => {
             cert_exists(&store, &args.name).await?;
-            store.remove_deploy_task(&args.name, &args.task).await.map_err(|e| match e {
+            let audit = Actor::cli().entry("deploy.remove", &args.name).with_detail(&args.task);
+            store.remove_deploy_task(&args.name, &args.task, Some(&audit)).await.map_err(|e| match e {
                 certhub_store::Error::NotFound { .. } => fail(
                     NOT_FOUND,
                     format!(
@@ -112,16 +108,27 @@ pub fn parse_specs(specs: &[String], existing: &[String]) -> anyhow::Result<Vec<
     Ok(tasks)
 }
 
-/// Stores `tasks` after the certificate's existing ones.
-pub async fn store_tasks(store: &Store, cert: &str, tasks: &[DeployTask]) -> anyhow::Result<()> {
-    for t in tasks {
-        store.add_deploy_task(cert, &t.name, &serde_json::to_value(t)?).await?;
+/// Stores `tasks` after the certificate's existing ones, all or none, with `audit`'s entry.
+pub async fn store_tasks(
+    store: &Store,
+    cert: &str,
+    tasks: &[DeployTask],
+    audit: Option<&AuditEntry>,
+) -> anyhow::Result<()> {
+    if tasks.is_empty() {
+        return Ok(());
     }
+    let tasks: Vec<(String, serde_json::Value)> = tasks
+        .iter()
+        .map(|t| Ok((t.name.clone(), serde_json::to_value(t)?)))
+        .collect::<anyhow::Result<_>>()?;
+    store.add_deploy_tasks(cert, &tasks, audit).await?;
     Ok(())
 }
 
 async fn add(store: &Store, args: DeployAdd) -> anyhow::Result<()> {
-    let tasks = add_specs(store, &args.name, &args.specs).await?;
+    let audit = Actor::cli().entry("deploy.add", &args.name);
+    let tasks = add_specs(store, &args.name, &args.specs, audit).await?;
     for t in &tasks {
         println!("Added {} ({}): {}", t.name, t.trigger, t.action.describe());
     }
@@ -129,17 +136,21 @@ async fn add(store: &Store, args: DeployAdd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Adds deployment tasks from `specs` after the certificate's existing ones; them.
+/// Adds deployment tasks from `specs` after the certificate's existing ones, with `audit`'s
+/// entry (the tasks' names as its detail); them.
 pub async fn add_specs(
     store: &Store,
     cert: &str,
     specs: &[String],
+    audit: AuditEntry,
 ) -> anyhow::Result<Vec<DeployTask>> {
     cert_exists(store, cert).await?;
     let existing: Vec<String> =
         store.deploy_tasks(cert).await?.into_iter().map(|t| t.name).collect();
     let tasks = parse_specs(specs, &existing)?;
-    store_tasks(store, cert, &tasks).await?;
+    let names: Vec<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
+    let audit = audit.with_detail(names.join(" "));
+    store_tasks(store, cert, &tasks, Some(&audit)).await?;
     Ok(tasks)
 }
 

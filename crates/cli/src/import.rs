@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use certhub_core::cert::{CertInfo, key_matches_cert, split_pem_chain};
 use certhub_core::identifier::{RequestRules, assign_challenges, normalize};
 use certhub_core::{Identifier, PrivateKey};
-use certhub_store::{CertRecord, IssuedRecord, Store};
+use certhub_store::{AuditEntry, CertRecord, IssuedRecord, Store};
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -42,7 +42,8 @@ pub(crate) struct Imported {
 
 pub async fn run(store: &Store, args: CertImport) -> anyhow::Result<()> {
     let bundle = read_bundle(&args)?;
-    let imported = import(store, &args, bundle).await;
+    let audit = crate::output::Actor::cli().entry("cert.import", &args.name);
+    let imported = import(store, &args, bundle, audit).await;
     if let Ok(i) | Err((_, Some(i))) = &imported {
         if i.expired {
             eprintln!("warning: this certificate has expired");
@@ -73,19 +74,21 @@ pub(crate) async fn import(
     store: &Store,
     args: &CertImport,
     bundle: Bundle,
+    audit: AuditEntry,
 ) -> Result<Imported, (anyhow::Error, Option<Imported>)> {
-    import_inner(store, args, bundle).await.map_err(|e| (e, None)).and_then(|(i, failure)| {
-        match failure {
+    import_inner(store, args, bundle, audit).await.map_err(|e| (e, None)).and_then(
+        |(i, failure)| match failure {
             None => Ok(i),
             Some(e) => Err((e, Some(i))),
-        }
-    })
+        },
+    )
 }
 
 async fn import_inner(
     store: &Store,
     args: &CertImport,
     bundle: Bundle,
+    audit: AuditEntry,
 ) -> anyhow::Result<(Imported, Option<anyhow::Error>)> {
     check_name("certificate", &args.name)?;
     let leaf = CertInfo::from_der(&bundle.chain[0])
@@ -147,7 +150,7 @@ async fn import_inner(
             // A fresh certificate ends any backoff after failed requests.
             c.failures = 0;
             c.next_attempt_at = None;
-            store.update_cert(&c).await?;
+            store.update_cert(&c, None).await?;
             c
         }
         (None, acme) => {
@@ -165,11 +168,11 @@ async fn import_inner(
                 state: "valid".into(),
                 ..CertRecord::default()
             };
-            store.insert_cert(&c).await?;
+            store.insert_cert(&c, None).await?;
             c
         }
     };
-    crate::deploy::store_tasks(store, &args.name, &tasks).await?;
+    crate::deploy::store_tasks(store, &args.name, &tasks, None).await?;
 
     let chain_pem: String =
         bundle.chain.iter().map(|d| certhub_core::pem_block("CERTIFICATE", d)).collect();
@@ -193,13 +196,14 @@ async fn import_inner(
         revocation_reason: None,
         created_at: 0,
     };
-    issued.id = store.insert_issued(&issued).await?;
+    // The import is audited with the certificate it brings.
     let detail = format!(
         "serial {} from {}, expires {}",
         issued.serial_hex,
         issued.issuer,
         rfc3339(issued.not_after)
     );
+    issued.id = store.insert_issued(&issued, Some(&audit.with_detail(detail.clone()))).await?;
     store.record_event(&args.name, "imported", Some(&detail)).await?;
     let report =
         crate::deploy::deploy(store, &args.name, Some(&issued), None, Scope::All, false, None)

@@ -28,7 +28,7 @@ use certhub_core::csr::{ParsedCsr, build_csr};
 use certhub_core::identifier::assign_challenges;
 use certhub_core::key::PrivateKey;
 use certhub_core::{ChallengeSpec, Identifier, KeyType, PendingChallenge};
-use certhub_store::{CertRecord, IssuedRecord, OrderKey, OrderRecord, Store};
+use certhub_store::{AuditEntry, CertRecord, IssuedRecord, OrderKey, OrderRecord, Store};
 use serde_json::json;
 use tokio::sync::Mutex;
 use zeroize::Zeroizing;
@@ -114,16 +114,18 @@ impl Issuer {
                 format!("certificate {name} is being requested by another certhub process"),
             ));
         };
-        self.request_locked(name, &lock, timeout, progress).await
+        self.request_locked(name, &lock, timeout, progress, None).await
     }
 
-    /// Requests the certificate `name`, whose lock the caller holds.
+    /// Requests the certificate `name`, whose lock the caller holds. The issued certificate
+    /// is stored with `audit`'s entry (its serial as the detail), when given.
     pub async fn request_locked(
         &self,
         name: &str,
         _lock: &CertLock,
         timeout: Duration,
         progress: &dyn Progress,
+        audit: Option<&AuditEntry>,
     ) -> anyhow::Result<IssuedRecord> {
         let cert = self.store.cert(name).await?.ok_or_else(|| {
             fail(
@@ -139,8 +141,8 @@ impl Issuer {
         if cert.state != state || cert.last_error.is_some() {
             self.store.set_cert_state(name, state, None).await?;
         }
-        let result = match tokio::time::timeout(timeout, self.run(&cert, deadline, progress)).await
-        {
+        let run = self.run(&cert, deadline, progress, audit);
+        let result = match tokio::time::timeout(timeout, run).await {
             Ok(r) => r,
             Err(_) => Err(anyhow::Error::new(AcmeError::Timeout {
                 what: format!("certificate {name}"),
@@ -211,6 +213,7 @@ impl Issuer {
         cert: &CertRecord,
         deadline: Instant,
         progress: &dyn Progress,
+        audit: Option<&AuditEntry>,
     ) -> anyhow::Result<IssuedRecord> {
         let name = cert.name.as_str();
         let (account_name, fallback) = crate::cert::ordering_account(cert)?;
@@ -288,6 +291,7 @@ impl Issuer {
                 &mut order,
                 deadline,
                 progress,
+                audit,
             )
             .await;
         if let Err(e) = &outcome {
@@ -318,6 +322,7 @@ impl Issuer {
         order: &mut certhub_acme::Order,
         deadline: Instant,
         progress: &dyn Progress,
+        audit: Option<&AuditEntry>,
     ) -> anyhow::Result<IssuedRecord> {
         let name = cert.name.as_str();
         if order.status == OrderStatus::Pending {
@@ -404,8 +409,9 @@ impl Issuer {
             revocation_reason: None,
             created_at: 0,
         };
-        // With the `issued` event, and the failures in a row cleared.
-        let id = self.store.complete_order(rec.id, &issued).await?;
+        // With the `issued` event, the failures in a row cleared, and the audit entry.
+        let audit = audit.map(|a| a.clone().with_detail(issued.serial_hex.clone()));
+        let id = self.store.complete_order(rec.id, &issued, audit.as_ref()).await?;
         Ok(IssuedRecord { id, ..issued })
     }
 

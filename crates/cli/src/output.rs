@@ -63,6 +63,11 @@ impl Actor {
         Self { name: "hub".into(), source: "renewal service" }
     }
 
+    /// The audit entry of this actor doing `action` on `target`, to store with the change.
+    pub fn entry(&self, action: &str, target: &str) -> certhub_store::AuditEntry {
+        certhub_store::AuditEntry::new(&self.name, action, target, self.source)
+    }
+
     /// Writes a change to the audit log.
     pub async fn audit(
         &self,

@@ -239,15 +239,13 @@ pub async fn renew(ctx: &Context, args: Renew, actor: &crate::output::Actor) -> 
     }
     // Then the orders.
     let work = admitted.into_iter().map(|(name, due)| {
-        let (issuer, reporter, store, actor) =
-            (issuer.clone(), reporter.clone(), store.clone(), actor.clone());
+        let (issuer, reporter) = (issuer.clone(), reporter.clone());
+        let audit = actor.entry("cert.renew", &name);
         async move {
             let r = async {
-                let issued = issuer.request_locked(&name, &due.lock, timeout, &*reporter).await?;
-                actor
-                    .audit(&store, "cert.renew", &name, Some(&issued.serial_hex))
-                    .await
-                    .context("renewed, but writing the audit log failed")?;
+                let issued = issuer
+                    .request_locked(&name, &due.lock, timeout, &*reporter, Some(&audit))
+                    .await?;
                 reporter.finish(
                     &name,
                     &format!(

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use certhub_challenge::Solvers;
 use certhub_server::Steps;
+use certhub_store::AuditEntry;
 
 use crate::args::{Renew, Serve};
 use crate::issue::{Issuer, Progress};
@@ -51,6 +52,7 @@ impl certhub_server::Worker for Engine {
     fn add_account(
         &self,
         a: certhub_server::NewAccount,
+        audit: AuditEntry,
     ) -> certhub_server::WorkFuture<serde_json::Value> {
         let store = self.store.clone();
         Box::pin(async move {
@@ -66,7 +68,7 @@ impl certhub_server::Worker for Engine {
                 key_type: a.key_type.unwrap_or_else(|| "ec-p256".into()),
                 json: false,
             };
-            let url = crate::account::register(&store, &args, a.ca_bundle_pem)
+            let url = crate::account::register(&store, &args, a.ca_bundle_pem, audit)
                 .await
                 .map_err(work_error)?;
             Ok(serde_json::json!({ "name": a.name, "account_url": url, "status": "valid" }))
@@ -76,6 +78,7 @@ impl certhub_server::Worker for Engine {
     fn add_certificate(
         &self,
         c: certhub_server::NewCertificate,
+        audit: AuditEntry,
     ) -> certhub_server::WorkFuture<serde_json::Value> {
         let store = self.store.clone();
         Box::pin(async move {
@@ -97,7 +100,8 @@ impl certhub_server::Worker for Engine {
                     ..Default::default()
                 },
             };
-            let (validation, _) = crate::cert::create(&store, &args).await.map_err(work_error)?;
+            let (validation, _) =
+                crate::cert::create(&store, &args, &audit).await.map_err(work_error)?;
             Ok(serde_json::json!({
                 "validation": validation
                     .iter()
@@ -127,10 +131,15 @@ impl certhub_server::Worker for Engine {
         })
     }
 
-    fn revoke(&self, name: String, reason: Option<String>) -> certhub_server::WorkFuture<String> {
+    fn revoke(
+        &self,
+        name: String,
+        reason: Option<String>,
+        audit: AuditEntry,
+    ) -> certhub_server::WorkFuture<String> {
         let store = self.store.clone();
         Box::pin(async move {
-            crate::cert::revoke_latest(&store, &name, reason.as_deref(), false)
+            crate::cert::revoke_latest(&store, &name, reason.as_deref(), false, audit)
                 .await
                 .map_err(work_error)
         })
@@ -140,6 +149,7 @@ impl certhub_server::Worker for Engine {
         &self,
         name: String,
         c: certhub_server::CertChanges,
+        audit: AuditEntry,
     ) -> certhub_server::WorkFuture<Vec<String>> {
         let store = self.store.clone();
         Box::pin(async move {
@@ -151,7 +161,7 @@ impl certhub_server::Worker for Engine {
                 fallback_account: c.fallback_account,
                 fallback_after: c.fallback_after,
             };
-            crate::cert::apply_set(&store, &args).await.map_err(work_error)
+            crate::cert::apply_set(&store, &args, audit).await.map_err(work_error)
         })
     }
 
@@ -159,11 +169,12 @@ impl certhub_server::Worker for Engine {
         &self,
         name: String,
         specs: Vec<String>,
+        audit: AuditEntry,
     ) -> certhub_server::WorkFuture<serde_json::Value> {
         let store = self.store.clone();
         Box::pin(async move {
             let tasks =
-                crate::deploy::add_specs(&store, &name, &specs).await.map_err(work_error)?;
+                crate::deploy::add_specs(&store, &name, &specs, audit).await.map_err(work_error)?;
             Ok(serde_json::json!(tasks
                 .iter()
                 .map(|t| serde_json::json!({ "name": t.name, "when": t.trigger.as_str(), "does": t.action.describe() }))
@@ -174,6 +185,7 @@ impl certhub_server::Worker for Engine {
     fn import(
         &self,
         i: certhub_server::NewImport,
+        audit: AuditEntry,
     ) -> certhub_server::WorkFuture<serde_json::Value> {
         let store = self.store.clone();
         Box::pin(async move {
@@ -214,7 +226,7 @@ impl certhub_server::Worker for Engine {
                     "deployed": im.deployed.iter().map(|(t, d)| serde_json::json!({ "task": t, "did": d })).collect::<Vec<_>>(),
                 })
             };
-            match crate::import::import(&store, &args, bundle).await {
+            match crate::import::import(&store, &args, bundle, audit).await {
                 Ok(im) => Ok(view(&im)),
                 Err((e, _)) => Err(work_error(e)),
             }

@@ -295,12 +295,13 @@ pub(crate) async fn issue_token(
         created_at: now_ms(),
         last_used_at: None,
     };
-    state.store.insert_token(&record, &certhub_store::token_hash(&secret)).await?;
     let action = match kind {
         TokenKind::Session => "session.start",
         TokenKind::Api => "token.create",
     };
-    state.store.audit(&user.name, action, &id, source, Some(&record.scopes)).await?;
+    let entry = certhub_store::AuditEntry::new(&user.name, action, &id, source)
+        .with_detail(record.scopes.clone());
+    state.store.insert_token(&record, &certhub_store::token_hash(&secret), Some(&entry)).await?;
     Ok((token, record))
 }
 
@@ -349,8 +350,7 @@ pub(crate) async fn revoke_own_or_any_token(
         // Someone else's token: admins only, and without telling others whether it exists.
         caller.require(Need::Admin).map_err(|_| Problem::not_found(format!("no token {id:?}")))?;
     }
-    state.store.delete_token(id).await?;
-    state.store.audit(&caller.actor(), "token.revoke", id, &caller.source, None).await?;
+    state.store.delete_token(id, Some(&caller.entry("token.revoke", id))).await?;
     Ok(())
 }
 
@@ -361,8 +361,7 @@ async fn delete_certificate(
 ) -> ApiResult<StatusCode> {
     caller.require(Need::Admin)?;
     cert_or_404(&state, &name).await?;
-    state.store.delete_cert(&name).await?;
-    state.store.audit(&caller.actor(), "cert.delete", &name, &caller.source, None).await?;
+    state.store.delete_cert(&name, Some(&caller.entry("cert.delete", &name))).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -399,11 +398,8 @@ pub(crate) async fn add_user(
         .ok_or_else(|| Problem::invalid("role", "one of admin, operator, viewer"))?;
     let password = password.to_string();
     let hash = auth::argon2_task(move || auth::hash_password(&password)).await??;
-    state.store.insert_user(username, &hash, role.as_str()).await?;
-    state
-        .store
-        .audit(&caller.actor(), "user.create", username, &caller.source, Some(role.as_str()))
-        .await?;
+    let entry = caller.entry("user.create", username).with_detail(role.as_str());
+    state.store.insert_user(username, &hash, role.as_str(), Some(&entry)).await?;
     Ok(role)
 }
 
@@ -667,9 +663,8 @@ pub(crate) async fn start_request(
 ) -> ApiResult<crate::Job> {
     caller.require(Need::Request)?;
     cert_or_404(state, name).await?;
-    let job = state.jobs.start_request(worker(state)?, name).await?;
-    state.store.audit(&caller.actor(), "cert.request", name, &caller.source, None).await?;
-    Ok(job)
+    let entry = caller.entry("cert.request", name);
+    Ok(state.jobs.start_request(worker(state)?, name, entry).await?)
 }
 
 pub(crate) fn worker(state: &AppState) -> ApiResult<std::sync::Arc<dyn crate::Worker>> {
@@ -704,12 +699,8 @@ pub(crate) async fn edit(
 ) -> ApiResult<Vec<String>> {
     caller.require(Need::Admin)?;
     cert_or_404(state, name).await?;
-    let said = worker(state)?.edit(name.to_string(), changes).await?;
-    state
-        .store
-        .audit(&caller.actor(), "cert.update", name, &caller.source, Some(&said.join(", ")))
-        .await?;
-    Ok(said)
+    let entry = caller.entry("cert.update", name);
+    Ok(worker(state)?.edit(name.to_string(), changes, entry).await?)
 }
 
 /// A certificate's challenge configurations, credentials left out, and which one validates
@@ -778,11 +769,8 @@ pub(crate) async fn import(
     req: crate::NewImport,
 ) -> ApiResult<Value> {
     caller.require(Need::Admin)?;
-    let name = req.name.clone();
-    let view = worker(state)?.import(req).await?;
-    let serial = view["imported"].as_str().unwrap_or("already held");
-    state.store.audit(&caller.actor(), "cert.import", &name, &caller.source, Some(serial)).await?;
-    Ok(view)
+    let entry = caller.entry("cert.import", &req.name);
+    Ok(worker(state)?.import(req, entry).await?)
 }
 
 async fn list_deployments(
@@ -846,14 +834,8 @@ pub(crate) async fn add_deploy_tasks(
         return Err(Problem::invalid("specs", "give at least one deployment SPEC"));
     }
     cert_or_404(state, name).await?;
-    let added = worker(state)?.add_deployments(name.to_string(), specs).await?;
-    let names: Vec<&str> =
-        added.as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
-    state
-        .store
-        .audit(&caller.actor(), "deploy.add", name, &caller.source, Some(&names.join(" ")))
-        .await?;
-    Ok(added)
+    let entry = caller.entry("deploy.add", name);
+    Ok(worker(state)?.add_deployments(name.to_string(), specs, entry).await?)
 }
 
 async fn remove_deployment(
@@ -874,8 +856,8 @@ pub(crate) async fn remove_deploy_task(
 ) -> ApiResult<()> {
     caller.require(Need::Admin)?;
     cert_or_404(state, name).await?;
-    state.store.remove_deploy_task(name, task).await?;
-    state.store.audit(&caller.actor(), "deploy.remove", name, &caller.source, Some(task)).await?;
+    let entry = caller.entry("deploy.remove", name).with_detail(task);
+    state.store.remove_deploy_task(name, task, Some(&entry)).await?;
     Ok(())
 }
 
@@ -901,12 +883,7 @@ pub(crate) async fn change_settings_as(
     changes: crate::SettingsChanges,
 ) -> ApiResult<Vec<String>> {
     caller.require(Need::Admin)?;
-    let said = state.settings.change(&state.store, changes).await?;
-    state
-        .store
-        .audit(&caller.actor(), "settings.update", "hub", &caller.source, Some(&said.join(", ")))
-        .await?;
-    Ok(said)
+    state.settings.change(&state.store, changes, caller.entry("settings.update", "hub")).await
 }
 
 async fn preview_certificate(
@@ -958,9 +935,8 @@ pub(crate) async fn revoke(
 ) -> ApiResult<String> {
     caller.require(Need::Admin)?;
     cert_or_404(state, name).await?;
-    let serial = worker(state)?.revoke(name.to_string(), reason).await?;
-    state.store.audit(&caller.actor(), "cert.revoke", name, &caller.source, Some(&serial)).await?;
-    Ok(serial)
+    let entry = caller.entry("cert.revoke", name);
+    Ok(worker(state)?.revoke(name.to_string(), reason, entry).await?)
 }
 
 async fn list_users(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
@@ -991,10 +967,8 @@ pub(crate) async fn add_account(
     req: crate::NewAccount,
 ) -> ApiResult<Value> {
     caller.require(Need::Admin)?;
-    let name = req.name.clone();
-    let view = worker(state)?.add_account(req).await?;
-    state.store.audit(&caller.actor(), "account.create", &name, &caller.source, None).await?;
-    Ok(view)
+    let entry = caller.entry("account.create", &req.name);
+    Ok(worker(state)?.add_account(req, entry).await?)
 }
 
 async fn create_certificate(
@@ -1016,8 +990,7 @@ pub(crate) async fn add_certificate(
 ) -> ApiResult<CertRecord> {
     caller.require(Need::Admin)?;
     let name = req.name.clone();
-    worker(state)?.add_certificate(req).await?;
-    state.store.audit(&caller.actor(), "cert.create", &name, &caller.source, None).await?;
+    worker(state)?.add_certificate(req, caller.entry("cert.create", &name)).await?;
     cert_or_404(state, &name).await
 }
 
@@ -1115,11 +1088,8 @@ pub(crate) async fn add_channel(
         config: req.config,
         events,
     };
-    state.store.insert_channel(&channel).await?;
-    state
-        .store
-        .audit(&caller.actor(), "channel.create", name, &caller.source, Some(&channel.kind))
-        .await?;
+    let entry = caller.entry("channel.create", name).with_detail(channel.kind.clone());
+    state.store.insert_channel(&channel, Some(&entry)).await?;
     Ok(channel)
 }
 
@@ -1135,8 +1105,7 @@ async fn delete_channel(
 /// Removes a notification channel (admins only). Audited.
 pub(crate) async fn remove_channel(state: &AppState, caller: &Caller, name: &str) -> ApiResult<()> {
     caller.require(Need::Admin)?;
-    state.store.delete_channel(name).await?;
-    state.store.audit(&caller.actor(), "channel.delete", name, &caller.source, None).await?;
+    state.store.delete_channel(name, Some(&caller.entry("channel.delete", name))).await?;
     Ok(())
 }
 

@@ -125,6 +125,11 @@ impl Caller {
         self.require(need).is_ok()
     }
 
+    /// An audit entry of the caller doing `action` on `target`, to be stored with the change.
+    pub fn entry(&self, action: &str, target: &str) -> certhub_store::AuditEntry {
+        certhub_store::AuditEntry::new(&self.actor(), action, target, &self.source)
+    }
+
     /// The audit log's name for the caller.
     pub fn actor(&self) -> String {
         if self.web {

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use certhub_store::AuditEntry;
 use serde::Serialize;
 
 /// Reports the steps of one job.
@@ -153,13 +154,20 @@ impl std::fmt::Debug for NewImport {
     }
 }
 
-/// What runs the hub's long operations (the issuance engine, provided by the binary).
+/// What runs the hub's long operations (the issuance engine, provided by the binary). A
+/// method that changes something takes the audit entry of that change (its detail, such as
+/// a serial or the tasks added, is the worker's to fill in), to store with the change in
+/// one transaction.
 pub trait Worker: Send + Sync + 'static {
     /// Registers a CA account; returns its view.
-    fn add_account(&self, account: NewAccount) -> WorkFuture<serde_json::Value>;
+    fn add_account(&self, account: NewAccount, audit: AuditEntry) -> WorkFuture<serde_json::Value>;
 
     /// Adds a managed certificate (nothing is ordered yet); returns its view.
-    fn add_certificate(&self, cert: NewCertificate) -> WorkFuture<serde_json::Value>;
+    fn add_certificate(
+        &self,
+        cert: NewCertificate,
+        audit: AuditEntry,
+    ) -> WorkFuture<serde_json::Value>;
 
     /// The plan of requesting certificate `name` now, with nothing sent or written: JSON
     /// with a `summary` (lines in plain language) and the details.
@@ -171,16 +179,27 @@ pub trait Worker: Send + Sync + 'static {
 
     /// Revokes the latest issued certificate of `name` (RFC 5280 `reason` name, e.g.
     /// `keyCompromise`); returns its serial.
-    fn revoke(&self, name: String, reason: Option<String>) -> WorkFuture<String>;
+    fn revoke(&self, name: String, reason: Option<String>, audit: AuditEntry)
+    -> WorkFuture<String>;
 
     /// Changes how certificate `name` is ordered and renewed; what changed, in words.
-    fn edit(&self, name: String, changes: CertChanges) -> WorkFuture<Vec<String>>;
+    fn edit(
+        &self,
+        name: String,
+        changes: CertChanges,
+        audit: AuditEntry,
+    ) -> WorkFuture<Vec<String>>;
 
     /// Adds deployment tasks (SPECs as for `certhub deploy add`) to certificate `name`.
-    fn add_deployments(&self, name: String, specs: Vec<String>) -> WorkFuture<serde_json::Value>;
+    fn add_deployments(
+        &self,
+        name: String,
+        specs: Vec<String>,
+        audit: AuditEntry,
+    ) -> WorkFuture<serde_json::Value>;
 
     /// Imports a certificate obtained elsewhere and runs its deployment tasks.
-    fn import(&self, import: NewImport) -> WorkFuture<serde_json::Value>;
+    fn import(&self, import: NewImport, audit: AuditEntry) -> WorkFuture<serde_json::Value>;
 
     /// Requests certificate `name` now; the result says what was issued, or why not.
     fn request(
@@ -284,14 +303,15 @@ impl Jobs {
         Ok(self.store.job(id).await?.map(|r| Job::from_record(r, now)))
     }
 
-    /// Starts `worker.request(target)` as a job and returns it.
+    /// Starts `worker.request(target)` as a job, recorded with `audit`'s entry, and returns it.
     pub async fn start_request(
         self: &Arc<Self>,
         worker: Arc<dyn Worker>,
         target: &str,
+        audit: certhub_store::AuditEntry,
     ) -> Result<Job, certhub_store::Error> {
         let id: String = (0..8).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
-        let record = self.store.insert_job(&id, "request", target).await?;
+        let record = self.store.insert_job(&id, "request", target, Some(&audit)).await?;
         self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone());
         // One writer per job keeps its steps in order in the store.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

@@ -187,17 +187,19 @@ impl SharedSettings {
         });
     }
 
-    /// Checks and saves `changes`, and puts them in force; what changed, in words.
+    /// Checks and saves `changes` with `audit`'s entry (what changed as its detail), and puts
+    /// them in force; what changed, in words.
     pub(crate) async fn change(
         &self,
         store: &certhub_store::Store,
         changes: SettingsChanges,
+        audit: certhub_store::AuditEntry,
     ) -> Result<Vec<String>, Problem> {
         let mut settings = self.get();
         let said = settings.apply(&changes)?;
         let saved = saved(store).await?.merged(changes);
         let json = serde_json::to_value(&saved).map_err(Problem::internal)?;
-        store.set_hub_settings(&json).await?;
+        store.set_hub_settings(&json, Some(&audit.with_detail(said.join(", ")))).await?;
         self.put(&saved);
         Ok(said)
     }

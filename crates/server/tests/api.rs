@@ -142,14 +142,17 @@ impl Hub {
             .unwrap();
         for name in ["web", "api", "mail"] {
             self.store
-                .insert_cert(&CertRecord {
-                    name: name.into(),
-                    account_name: Some("le".into()),
-                    identifiers: json!([{"type": "dns", "value": format!("{name}.test")}]),
-                    key_type: "ec-p256".into(),
-                    challenges: json!([]),
-                    ..CertRecord::default()
-                })
+                .insert_cert(
+                    &CertRecord {
+                        name: name.into(),
+                        account_name: Some("le".into()),
+                        identifiers: json!([{"type": "dns", "value": format!("{name}.test")}]),
+                        key_type: "ec-p256".into(),
+                        challenges: json!([]),
+                        ..CertRecord::default()
+                    },
+                    None,
+                )
                 .await
                 .unwrap();
         }
@@ -157,22 +160,25 @@ impl Hub {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
                 as i64;
         self.store
-            .insert_issued(&IssuedRecord {
-                id: 0,
-                cert_name: "web".into(),
-                order_id: None,
-                serial_hex: "0a".into(),
-                issuer: "Test CA".into(),
-                sans: json!([{"type": "dns", "value": "web.test"}]),
-                not_before: now - 60,
-                not_after: now + 86_400,
-                chain_pem: format!("{}{}", leaf.pem(), ca_cert.pem()),
-                key_type: "ec-p256".into(),
-                key_pkcs8: zeroize::Zeroizing::new(key.serialize_der()),
-                revoked_at: None,
-                revocation_reason: None,
-                created_at: 0,
-            })
+            .insert_issued(
+                &IssuedRecord {
+                    id: 0,
+                    cert_name: "web".into(),
+                    order_id: None,
+                    serial_hex: "0a".into(),
+                    issuer: "Test CA".into(),
+                    sans: json!([{"type": "dns", "value": "web.test"}]),
+                    not_before: now - 60,
+                    not_after: now + 86_400,
+                    chain_pem: format!("{}{}", leaf.pem(), ca_cert.pem()),
+                    key_type: "ec-p256".into(),
+                    key_pkcs8: zeroize::Zeroizing::new(key.serialize_der()),
+                    revoked_at: None,
+                    revocation_reason: None,
+                    created_at: 0,
+                },
+                None,
+            )
             .await
             .unwrap();
         self.store.set_cert_state("web", "valid", None).await.unwrap();
@@ -372,7 +378,7 @@ async fn challenge_configurations_are_listed_without_their_credentials() {
     .map(|s| certhub_core::ChallengeSpec::parse(s).unwrap())
     .collect();
     web.challenges = serde_json::to_value(&specs).unwrap();
-    hub.store.update_cert(&web).await.unwrap();
+    hub.store.update_cert(&web, None).await.unwrap();
     let (status, v) =
         hub.json("GET", "/api/v1/certificates/web/challenges", Some(&admin), None).await;
     assert_eq!(status, StatusCode::OK);

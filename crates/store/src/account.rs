@@ -4,7 +4,7 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
-use crate::{Error, Store, is_foreign_key_violation, is_unique_violation, now_ms};
+use crate::{AuditEntry, Error, Store, is_foreign_key_violation, is_unique_violation, now_ms};
 
 const TABLE: &str = "accounts";
 const WHAT: &str = "account";
@@ -145,16 +145,26 @@ impl Store {
         rows.into_iter().map(|row| self.account_from_row(row)).collect()
     }
 
-    /// Records the account URL the CA assigned.
-    pub async fn set_account_url(&self, name: &str, url: &str) -> Result<(), Error> {
-        let result =
-            sqlx::query("UPDATE accounts SET account_url = $1, updated_at = $2 WHERE name = $3")
-                .bind(url)
-                .bind(now_ms())
-                .bind(name)
-                .execute(&self.writer)
-                .await?;
-        found(result.rows_affected(), name)
+    /// Records the account URL the CA assigned, and that the account is valid (registered),
+    /// with `audit`'s entry.
+    pub async fn set_account_registered(
+        &self,
+        name: &str,
+        url: &str,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), Error> {
+        let mut tx = self.begin_change(audit).await?;
+        let result = sqlx::query(
+            "UPDATE accounts SET account_url = $1, status = 'valid', updated_at = $2 \
+             WHERE name = $3",
+        )
+        .bind(url)
+        .bind(now_ms())
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        found(result.rows_affected(), name)?;
+        self.commit_change(tx, audit).await
     }
 
     /// Replaces the account key and its type in one statement (key rollover): a reader sees

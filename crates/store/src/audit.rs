@@ -62,6 +62,41 @@ fn entry_input(
     input
 }
 
+/// An audit entry to write with the change it reports, in the change's own transaction: a
+/// change is never stored without its entry, nor an entry without its change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Who: a user name with how they came (`ada (web)`, `ada (token ID)`), `cli:USER`, `hub`.
+    pub actor: String,
+    /// What, e.g. `deploy.add`.
+    pub action: String,
+    /// On what, e.g. a certificate's name.
+    pub target: String,
+    /// From where: the client's address, or `cli`.
+    pub source: String,
+    /// More, if any.
+    pub detail: Option<String>,
+}
+
+impl AuditEntry {
+    /// An entry without detail.
+    pub fn new(actor: &str, action: &str, target: &str, source: &str) -> Self {
+        Self {
+            actor: actor.into(),
+            action: action.into(),
+            target: target.into(),
+            source: source.into(),
+            detail: None,
+        }
+    }
+
+    /// The entry with `detail`.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
 /// Where a verification found the chain broken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainBreak {
@@ -113,6 +148,32 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         self.audit_in(&mut tx, "setup", "user.create", name, source, Some("admin")).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A write transaction for a change, holding the audit log when the change is audited.
+    pub(crate) async fn begin_change(
+        &self,
+        audit: Option<&AuditEntry>,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, Error> {
+        match audit {
+            Some(_) => self.begin_audited().await,
+            None => self.begin_write().await,
+        }
+    }
+
+    /// Appends `audit`'s entry to the log in `tx` (begun by [`Store::begin_change`]) and
+    /// commits: the change and its entry are stored together or not at all.
+    pub(crate) async fn commit_change(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Any>,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), Error> {
+        if let Some(a) = audit {
+            self.audit_in(&mut tx, &a.actor, &a.action, &a.target, &a.source, a.detail.as_deref())
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }

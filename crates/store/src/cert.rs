@@ -3,7 +3,8 @@
 use std::fmt;
 
 use crate::{
-    Error, Store, from_json, is_foreign_key_violation, is_unique_violation, now_ms, to_json,
+    AuditEntry, Error, Store, from_json, is_foreign_key_violation, is_unique_violation, now_ms,
+    to_json,
 };
 
 const TABLE: &str = "certs";
@@ -176,11 +177,16 @@ impl Store {
 
     /// Inserts a managed certificate; `created_at` and `updated_at` are set to now. Fails with
     /// [`Error::AlreadyExists`] when the name is taken, and with [`Error::NotFound`] naming the
-    /// account when `account_name` does not exist.
-    pub async fn insert_cert(&self, cert: &CertRecord) -> Result<(), Error> {
+    /// account when `account_name` does not exist. `audit`'s entry is stored with it.
+    pub async fn insert_cert(
+        &self,
+        cert: &CertRecord,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), Error> {
         let identifiers = to_json(TABLE, &cert.name, "identifiers", &cert.identifiers)?;
         let challenges = self.seal_json(TABLE, &cert.name, "challenges", &cert.challenges)?;
         let now = now_ms();
+        let mut tx = self.begin_change(audit).await?;
         sqlx::query(
             "INSERT INTO certs (name, account_name, identifiers, key_type, reuse_key, csr_pem, \
              profile, preferred_chain, challenges, state, last_error, renewal_policy, \
@@ -207,10 +213,10 @@ impl Store {
         .bind(cert.next_attempt_at)
         .bind(names(&cert.identifiers))
         .bind(now)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(|err| write_error(err, cert))?;
-        Ok(())
+        self.commit_change(tx, audit).await
     }
 
     /// The managed certificate named `name`, if it exists.
@@ -231,10 +237,15 @@ impl Store {
 
     /// Replaces every mutable field of the certificate named `cert.name` (all but the name and
     /// `created_at`; `updated_at` is set to now). Fails with [`Error::NotFound`] naming the
-    /// certificate or the account.
-    pub async fn update_cert(&self, cert: &CertRecord) -> Result<(), Error> {
+    /// certificate or the account. `audit`'s entry is stored with the change.
+    pub async fn update_cert(
+        &self,
+        cert: &CertRecord,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), Error> {
         let identifiers = to_json(TABLE, &cert.name, "identifiers", &cert.identifiers)?;
         let challenges = self.seal_json(TABLE, &cert.name, "challenges", &cert.challenges)?;
+        let mut tx = self.begin_change(audit).await?;
         let result = sqlx::query(
             "UPDATE certs SET account_name = $1, identifiers = $2, key_type = $3, reuse_key = $4, \
              csr_pem = $5, profile = $6, preferred_chain = $7, challenges = $8, state = $9, \
@@ -261,10 +272,11 @@ impl Store {
         .bind(now_ms())
         .bind(names(&cert.identifiers))
         .bind(&cert.name)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(|err| write_error(err, cert))?;
-        found(result.rows_affected(), &cert.name)
+        found(result.rows_affected(), &cert.name)?;
+        self.commit_change(tx, audit).await
     }
 
     /// Sets the certificate's state and last error.
@@ -352,9 +364,9 @@ impl Store {
 
     /// Deletes a managed certificate with its orders and issued certificates, in one
     /// transaction. Fails with [`Error::InUse`] while challenges presented for one of its
-    /// orders still await cleanup.
-    pub async fn delete_cert(&self, name: &str) -> Result<(), Error> {
-        let mut tx = self.begin_write().await?;
+    /// orders still await cleanup. `audit`'s entry is stored with the deletion.
+    pub async fn delete_cert(&self, name: &str, audit: Option<&AuditEntry>) -> Result<(), Error> {
+        let mut tx = self.begin_change(audit).await?;
         let presented: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM presented p JOIN orders o ON o.id = p.order_id \
              WHERE o.cert_name = $1",
@@ -386,8 +398,7 @@ impl Store {
         let result =
             sqlx::query("DELETE FROM certs WHERE name = $1").bind(name).execute(&mut *tx).await?;
         found(result.rows_affected(), name)?;
-        tx.commit().await?;
-        Ok(())
+        self.commit_change(tx, audit).await
     }
 }
 

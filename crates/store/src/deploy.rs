@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::{Error, Store, is_foreign_key_violation, is_unique_violation, now_ms};
+use crate::{AuditEntry, Error, Store, is_foreign_key_violation, is_unique_violation, now_ms};
 
 const TABLE: &str = "deploy_tasks";
 const WHAT: &str = "deployment task";
@@ -87,57 +87,70 @@ impl Store {
             .collect()
     }
 
-    /// Appends a task to the certificate's tasks. Fails with [`Error::AlreadyExists`] when
-    /// the certificate has a task of that name, and [`Error::NotFound`] without the
-    /// certificate.
-    pub async fn add_deploy_task(
+    /// Appends tasks (name and task) to the certificate's tasks, all or none, with
+    /// `audit`'s entry. Fails with [`Error::AlreadyExists`] when the certificate has a task of
+    /// one of those names, and [`Error::NotFound`] without the certificate.
+    pub async fn add_deploy_tasks(
         &self,
         cert_name: &str,
-        name: &str,
-        task: &serde_json::Value,
+        tasks: &[(String, serde_json::Value)],
+        audit: Option<&AuditEntry>,
     ) -> Result<(), Error> {
-        let sealed = self.seal_json(TABLE, &row_key(cert_name, name), "task", task)?;
-        let mut tx = self.begin_write().await?;
+        let mut sealed = Vec::with_capacity(tasks.len());
+        for (name, task) in tasks {
+            sealed.push((name, self.seal_json(TABLE, &row_key(cert_name, name), "task", task)?));
+        }
+        let mut tx = self.begin_change(audit).await?;
         let last: Option<i64> =
             sqlx::query_scalar("SELECT MAX(position) FROM deploy_tasks WHERE cert_name = $1")
                 .bind(cert_name)
                 .fetch_one(&mut *tx)
                 .await?;
-        sqlx::query(
-            "INSERT INTO deploy_tasks (cert_name, name, position, task) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(cert_name)
-        .bind(name)
-        .bind(last.map_or(0, |p| p + 1))
-        .bind(sealed)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                Error::AlreadyExists { what: WHAT, name: row_key(cert_name, name) }
-            } else if is_foreign_key_violation(&e) {
-                Error::NotFound { what: "managed certificate", name: cert_name.to_owned() }
-            } else {
-                e.into()
-            }
-        })?;
+        let first = last.map_or(0, |p| p + 1);
+        for (position, (name, sealed)) in (first..).zip(sealed) {
+            sqlx::query(
+                "INSERT INTO deploy_tasks (cert_name, name, position, task) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(cert_name)
+            .bind(name)
+            .bind(position)
+            .bind(sealed)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    Error::AlreadyExists { what: WHAT, name: row_key(cert_name, name) }
+                } else if is_foreign_key_violation(&e) {
+                    Error::NotFound { what: "managed certificate", name: cert_name.to_owned() }
+                } else {
+                    e.into()
+                }
+            })?;
+        }
         // A new task has a certificate to deploy: the scheduler's next run does it.
         crate::cert::recheck(&mut tx, cert_name).await?;
-        tx.commit().await?;
-        Ok(())
+        self.commit_change(tx, audit).await
     }
 
-    /// Removes a task. Fails with [`Error::NotFound`] when there is no such task.
-    pub async fn remove_deploy_task(&self, cert_name: &str, name: &str) -> Result<(), Error> {
+    /// Removes a task, with `audit`'s entry. Fails with [`Error::NotFound`] when there is no
+    /// such task.
+    pub async fn remove_deploy_task(
+        &self,
+        cert_name: &str,
+        name: &str,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), Error> {
+        let mut tx = self.begin_change(audit).await?;
         let result = sqlx::query("DELETE FROM deploy_tasks WHERE cert_name = $1 AND name = $2")
             .bind(cert_name)
             .bind(name)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
         if result.rows_affected() == 0 {
             return Err(Error::NotFound { what: WHAT, name: row_key(cert_name, name) });
         }
-        Ok(())
+        self.commit_change(tx, audit).await
     }
 
     /// Records how a task ran; `delivered` (when `Some`) becomes its deployed issued

@@ -6,7 +6,8 @@ use sqlx::AnyConnection;
 use zeroize::Zeroizing;
 
 use crate::{
-    Error, Store, from_json, is_foreign_key_violation, is_unique_violation, now_ms, to_json,
+    AuditEntry, Error, Store, from_json, is_foreign_key_violation, is_unique_violation, now_ms,
+    to_json,
 };
 
 const TABLE: &str = "issued";
@@ -186,10 +187,15 @@ impl Store {
     /// Inserts an issued certificate (its `id` and `created_at` are ignored) and returns the
     /// new id. Fails with [`Error::NotFound`] naming the certificate or order, and with
     /// [`Error::AlreadyExists`] when the order already has an issued certificate.
-    pub async fn insert_issued(&self, issued: &IssuedRecord) -> Result<i64, Error> {
-        let mut tx = self.begin_write().await?;
+    /// `audit`'s entry is stored with it.
+    pub async fn insert_issued(
+        &self,
+        issued: &IssuedRecord,
+        audit: Option<&AuditEntry>,
+    ) -> Result<i64, Error> {
+        let mut tx = self.begin_change(audit).await?;
         let id = self.insert_issued_in(&mut tx, issued, issued.order_id).await?;
-        tx.commit().await?;
+        self.commit_change(tx, audit).await?;
         Ok(id)
     }
 
@@ -200,9 +206,15 @@ impl Store {
     /// Either all of it is stored or none. Fails with [`Error::NotFound`] for an unknown
     /// order, [`Error::Invalid`] when the order belongs to another certificate than
     /// `issued.cert_name`, and [`Error::AlreadyExists`] when the order was already completed.
-    pub async fn complete_order(&self, order_id: i64, issued: &IssuedRecord) -> Result<i64, Error> {
+    /// `audit`'s entry is stored with it.
+    pub async fn complete_order(
+        &self,
+        order_id: i64,
+        issued: &IssuedRecord,
+        audit: Option<&AuditEntry>,
+    ) -> Result<i64, Error> {
         let now = now_ms();
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_change(audit).await?;
         let cert_name: Option<String> = sqlx::query_scalar(
             "UPDATE orders SET status = 'valid', error = NULL, updated_at = $1 WHERE id = $2 \
              RETURNING cert_name",
@@ -239,7 +251,7 @@ impl Store {
             certhub_core::time::rfc3339(issued.not_after)
         );
         crate::event::record_event_in(&mut tx, &cert_name, "issued", Some(&detail)).await?;
-        tx.commit().await?;
+        self.commit_change(tx, audit).await?;
         Ok(id)
     }
 
@@ -286,8 +298,15 @@ impl Store {
     /// Marks an issued certificate revoked at `at` (epoch milliseconds) with an optional
     /// RFC 5280 reason code.
     /// Its certificate is then due for renewal: the scheduler looks at it at its next run.
-    pub async fn set_revoked(&self, id: i64, at: i64, reason: Option<i64>) -> Result<(), Error> {
-        let mut tx = self.begin_write().await?;
+    /// `audit`'s entry is stored with the change.
+    pub async fn set_revoked(
+        &self,
+        id: i64,
+        at: i64,
+        reason: Option<i64>,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), Error> {
+        let mut tx = self.begin_change(audit).await?;
         let cert_name: Option<String> = sqlx::query_scalar(
             "UPDATE issued SET revoked_at = $1, revocation_reason = $2 WHERE id = $3 \
              RETURNING cert_name",
@@ -301,7 +320,6 @@ impl Store {
             return Err(Error::NotFound { what: WHAT, name: id.to_string() });
         };
         crate::cert::recheck(&mut tx, &cert_name).await?;
-        tx.commit().await?;
-        Ok(())
+        self.commit_change(tx, audit).await
     }
 }

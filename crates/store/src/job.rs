@@ -1,7 +1,7 @@
 //! Jobs (table `jobs`): the status of long operations started through the hub, and the hub's
 //! settings changed at run time (a JSON document in `meta`).
 
-use crate::{Error, Store, now_ms};
+use crate::{AuditEntry, Error, Store, now_ms};
 
 /// The `meta` row holding the hub's settings.
 const SETTINGS: &str = "hub_settings";
@@ -60,9 +60,16 @@ fn line(step: &str) -> String {
 }
 
 impl Store {
-    /// Records a new running job with no steps yet.
-    pub async fn insert_job(&self, id: &str, kind: &str, target: &str) -> Result<JobRecord, Error> {
+    /// Records a new running job with no steps yet, with `audit`'s entry.
+    pub async fn insert_job(
+        &self,
+        id: &str,
+        kind: &str,
+        target: &str,
+        audit: Option<&AuditEntry>,
+    ) -> Result<JobRecord, Error> {
         let now = now_ms();
+        let mut tx = self.begin_change(audit).await?;
         sqlx::query(
             "INSERT INTO jobs (id, kind, target, status, steps, created_at, updated_at) \
              VALUES ($1, $2, $3, 'running', '', $4, $4)",
@@ -71,8 +78,9 @@ impl Store {
         .bind(kind)
         .bind(target)
         .bind(now)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
+        self.commit_change(tx, audit).await?;
         Ok(JobRecord {
             id: id.into(),
             kind: kind.into(),
@@ -167,8 +175,21 @@ impl Store {
         }
     }
 
-    /// Saves the hub's settings.
-    pub async fn set_hub_settings(&self, settings: &serde_json::Value) -> Result<(), Error> {
-        self.set_meta(SETTINGS, settings.to_string().as_bytes()).await
+    /// Saves the hub's settings, with `audit`'s entry.
+    pub async fn set_hub_settings(
+        &self,
+        settings: &serde_json::Value,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), Error> {
+        let mut tx = self.begin_change(audit).await?;
+        sqlx::query(
+            "INSERT INTO meta (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(SETTINGS)
+        .bind(settings.to_string().into_bytes())
+        .execute(&mut *tx)
+        .await?;
+        self.commit_change(tx, audit).await
     }
 }

@@ -1,7 +1,7 @@
 //! Notification channels (table `notification_channels`, configuration encrypted), the
 //! dispatch cursor over the events table (in `meta`), and once-only notices (table `notices`).
 
-use crate::{Error, Store, is_unique_violation, now_ms};
+use crate::{AuditEntry, Error, Store, is_unique_violation, now_ms};
 
 const TABLE: &str = "notification_channels";
 const WHAT: &str = "notification channel";
@@ -58,10 +58,16 @@ impl Store {
         })
     }
 
-    /// Adds a channel. Fails with [`Error::AlreadyExists`] when the name is taken.
-    pub async fn insert_channel(&self, channel: &ChannelRecord) -> Result<(), Error> {
+    /// Adds a channel, with `audit`'s entry. Fails with [`Error::AlreadyExists`] when the
+    /// name is taken.
+    pub async fn insert_channel(
+        &self,
+        channel: &ChannelRecord,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), Error> {
         let config = self.seal_json(TABLE, &channel.name, "config", &channel.config)?;
         let now = now_ms();
+        let mut tx = self.begin_change(audit).await?;
         sqlx::query(
             "INSERT INTO notification_channels (name, kind, config, events, created_at, \
              updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
@@ -71,7 +77,7 @@ impl Store {
         .bind(config)
         .bind(channel.events.join(" "))
         .bind(now)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(|e| {
             if is_unique_violation(&e) {
@@ -80,7 +86,7 @@ impl Store {
                 e.into()
             }
         })?;
-        Ok(())
+        self.commit_change(tx, audit).await
     }
 
     /// Every channel, by name.
@@ -104,16 +110,21 @@ impl Store {
         row.map(|r| self.channel_from_row(r)).transpose()
     }
 
-    /// Removes a channel.
-    pub async fn delete_channel(&self, name: &str) -> Result<(), Error> {
+    /// Removes a channel, with `audit`'s entry.
+    pub async fn delete_channel(
+        &self,
+        name: &str,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), Error> {
+        let mut tx = self.begin_change(audit).await?;
         let done = sqlx::query("DELETE FROM notification_channels WHERE name = $1")
             .bind(name)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(Error::NotFound { what: WHAT, name: name.to_owned() });
         }
-        Ok(())
+        self.commit_change(tx, audit).await
     }
 
     /// Events of every certificate after id `after`, oldest first, at most `limit`.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::{Error, Store, is_foreign_key_violation, is_unique_violation, now_ms};
+use crate::{AuditEntry, Error, Store, is_foreign_key_violation, is_unique_violation, now_ms};
 
 /// A user of the hub.
 #[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -114,14 +114,17 @@ impl Store {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await?)
     }
 
-    /// Adds a user. Fails with [`Error::AlreadyExists`] when the name is taken.
+    /// Adds a user, with `audit`'s entry. Fails with [`Error::AlreadyExists`] when the name
+    /// is taken.
     pub async fn insert_user(
         &self,
         name: &str,
         password_hash: &str,
         role: &str,
+        audit: Option<&AuditEntry>,
     ) -> Result<(), Error> {
         let now = now_ms();
+        let mut tx = self.begin_change(audit).await?;
         sqlx::query(
             "INSERT INTO users (name, password_hash, role, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $4)",
@@ -130,7 +133,7 @@ impl Store {
         .bind(password_hash)
         .bind(role)
         .bind(now)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(|e| {
             if is_unique_violation(&e) {
@@ -139,7 +142,7 @@ impl Store {
                 e.into()
             }
         })?;
-        Ok(())
+        self.commit_change(tx, audit).await
     }
 
     /// The user named `name`, if any.
@@ -177,8 +180,14 @@ impl Store {
         .await?)
     }
 
-    /// Stores a token whose secret hashes to `hash` (see [`token_hash`]).
-    pub async fn insert_token(&self, token: &TokenRecord, hash: &str) -> Result<(), Error> {
+    /// Stores a token whose secret hashes to `hash` (see [`token_hash`]), with `audit`'s entry.
+    pub async fn insert_token(
+        &self,
+        token: &TokenRecord,
+        hash: &str,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), Error> {
+        let mut tx = self.begin_change(audit).await?;
         sqlx::query(
             "INSERT INTO api_tokens (id, user_name, label, token_hash, scopes, expires_at, \
              created_at, kind) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -191,7 +200,7 @@ impl Store {
         .bind(token.expires_at)
         .bind(now_ms())
         .bind(token.kind.as_str())
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(|e| {
             if is_foreign_key_violation(&e) {
@@ -200,7 +209,7 @@ impl Store {
                 e.into()
             }
         })?;
-        Ok(())
+        self.commit_change(tx, audit).await
     }
 
     /// The token with this id whose secret is `secret`, if it exists and has not expired,
@@ -254,16 +263,17 @@ impl Store {
         .await?)
     }
 
-    /// Revokes (deletes) a token. Fails with [`Error::NotFound`] when there is none.
-    pub async fn delete_token(&self, id: &str) -> Result<(), Error> {
-        let result = sqlx::query("DELETE FROM api_tokens WHERE id = $1")
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
-        self.tokens.forget(Some(id));
+    /// Revokes (deletes) a token, with `audit`'s entry. Fails with [`Error::NotFound`] when
+    /// there is none.
+    pub async fn delete_token(&self, id: &str, audit: Option<&AuditEntry>) -> Result<(), Error> {
+        let mut tx = self.begin_change(audit).await?;
+        let result =
+            sqlx::query("DELETE FROM api_tokens WHERE id = $1").bind(id).execute(&mut *tx).await?;
         if result.rows_affected() == 0 {
             return Err(Error::NotFound { what: "token", name: id.to_string() });
         }
+        self.commit_change(tx, audit).await?;
+        self.tokens.forget(Some(id));
         Ok(())
     }
 }

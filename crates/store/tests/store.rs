@@ -182,6 +182,7 @@ on_both_backends!(
     users_and_tokens_keep_only_hashes,
     the_audit_chain_shows_any_change_or_removal,
     the_audit_log_cannot_be_emptied_or_rolled_back_unseen,
+    a_change_and_its_audit_entry_are_stored_together,
     the_first_admin_is_made_once_with_its_audit_entry,
     notification_channels_keep_their_secrets_sealed_and_notices_happen_once,
     expired_tokens_and_idle_sessions_are_removed,
@@ -199,7 +200,7 @@ async fn the_scheduler_looks_only_at_what_is_due_or_changed(db: Db) {
     for name in ["a", "b", "c"] {
         let mut c = cert(name, "acme");
         c.renewal_policy = (name != "c").then(|| "30d".into());
-        store.insert_cert(&c).await.expect("cert");
+        store.insert_cert(&c, None).await.expect("cert");
     }
     let to_check = |now: i64, policy: &'static str| {
         let store = store.clone();
@@ -223,22 +224,23 @@ async fn the_scheduler_looks_only_at_what_is_due_or_changed(db: Db) {
     let stale = seen("a").await;
     let mut a = store.cert("a").await.expect("read").expect("present");
     a.renewal_policy = Some("10d".into());
-    store.update_cert(&a).await.expect("edit");
+    store.update_cert(&a, None).await.expect("edit");
     assert_eq!(to_check(1_000, "75%").await, ["a"], "an edit has it looked at");
     assert!(!store.set_cert_check("a", 5_000, None, stale).await.expect("set"));
     assert_eq!(to_check(1_000, "75%").await, ["a"]);
     assert!(store.set_cert_check("a", 5_000, None, seen("a").await).await.expect("set"));
     // An issuance, a revocation, a failure and a deployment task each have it looked at.
-    let id = store.insert_issued(&issued("a", "01")).await.expect("issued");
+    let id = store.insert_issued(&issued("a", "01"), None).await.expect("issued");
     assert_eq!(to_check(1_000, "75%").await, ["a"]);
     assert!(store.set_cert_check("a", 5_000, None, seen("a").await).await.expect("set"));
-    store.set_revoked(id, 2_000, Some(1)).await.expect("revoke");
+    store.set_revoked(id, 2_000, Some(1), None).await.expect("revoke");
     assert_eq!(to_check(1_000, "75%").await, ["a"]);
     assert!(store.set_cert_check("b", 9_000, None, seen("b").await).await.expect("set"));
     store.set_cert_retry("b", 1, Some(7_000)).await.expect("retry");
     assert_eq!(to_check(1_000, "75%").await, ["a", "b"]);
     assert!(store.set_cert_check("b", 9_000, None, seen("b").await).await.expect("set"));
-    store.add_deploy_task("b", "files", &json!({"files": {}})).await.expect("task");
+    let task = ("files".to_string(), json!({"files": {}}));
+    store.add_deploy_tasks("b", &[task], None).await.expect("task");
     assert_eq!(to_check(1_000, "75%").await, ["a", "b"]);
     assert!(store.set_cert_check("b", 9_000, None, seen("b").await).await.expect("set"));
     store.record_deploy_outcome("b", "files", None, "failed", Some("no")).await.expect("ran");
@@ -264,16 +266,16 @@ async fn the_list_is_filtered_and_paged_by_the_database(db: Db) {
         let mut c = cert(name, "acme");
         c.identifiers = json!([{"type": "dns", "value": host}]);
         c.state = state.into();
-        store.insert_cert(&c).await.expect("cert");
+        store.insert_cert(&c, None).await.expect("cert");
     }
     // api: two issued, the latest counts; blog: expired; cdn: revoked.
-    store.insert_issued(&issued("api", "01")).await.expect("issued");
+    store.insert_issued(&issued("api", "01"), None).await.expect("issued");
     let mut later = issued("api", "02");
     later.not_after = now + 86_400;
-    store.insert_issued(&later).await.expect("issued");
-    store.insert_issued(&issued("blog", "03")).await.expect("issued");
-    let cdn = store.insert_issued(&issued("cdn", "04")).await.expect("issued");
-    store.set_revoked(cdn, 1, None).await.expect("revoke");
+    store.insert_issued(&later, None).await.expect("issued");
+    store.insert_issued(&issued("blog", "03"), None).await.expect("issued");
+    let cdn = store.insert_issued(&issued("cdn", "04"), None).await.expect("issued");
+    store.set_revoked(cdn, 1, None, None).await.expect("revoke");
 
     let list = |filter: CertFilter| {
         let store = store.clone();
@@ -329,9 +331,9 @@ async fn the_list_is_filtered_and_paged_by_the_database(db: Db) {
     };
     assert_eq!(list(filter).await.1, ["api"]);
     // The total of an unfiltered list is kept by the database as certificates come and go.
-    store.delete_cert("edge").await.expect("delete");
+    store.delete_cert("edge", None).await.expect("delete");
     assert_eq!(list(CertFilter::default()).await.0, 4);
-    store.insert_cert(&cert("fresh", "acme")).await.expect("cert");
+    store.insert_cert(&cert("fresh", "acme"), None).await.expect("cert");
     assert_eq!(list(CertFilter::default()).await.0, 5);
 }
 
@@ -361,7 +363,7 @@ async fn the_dashboard_overview_counts_what_the_list_shows(db: Db) {
         if k % 13 == 5 {
             c.last_error = Some("the CA said no".into());
         }
-        store.insert_cert(&c).await.expect("cert");
+        store.insert_cert(&c, None).await.expect("cert");
         if k % 10 == 8 {
             continue; // never issued
         }
@@ -370,9 +372,9 @@ async fn the_dashboard_overview_counts_what_the_list_shows(db: Db) {
         // Spread over the lifetime: some just issued, some near the end, some past it.
         i.not_before = now - (k * 7 % 23) * lifetime / 20;
         i.not_after = i.not_before + lifetime;
-        let id = store.insert_issued(&i).await.expect("issued");
+        let id = store.insert_issued(&i, None).await.expect("issued");
         if k % 17 == 3 {
-            store.set_revoked(id, 1, None).await.expect("revoke");
+            store.set_revoked(id, 1, None, None).await.expect("revoke");
         }
     }
     let default: RenewalPolicy = "70%".parse().expect("policy");
@@ -445,7 +447,7 @@ async fn orders_are_counted_with_their_names_and_ari_renewals(db: Db) {
     let mut c = cert("www", "acme");
     c.identifiers = json!([{"type": "dns", "value": "WWW.example.test"},
                            {"type": "dns", "value": "example.test"}]);
-    store.insert_cert(&c).await.expect("cert");
+    store.insert_cert(&c, None).await.expect("cert");
     let first = store.create_order("www", "acme", None, None).await.expect("order");
     store.create_order("www", "acme", Some("aaa.bbb"), None).await.expect("order");
     let orders = store.orders_since(first.created_at - 1).await.expect("orders");
@@ -458,7 +460,7 @@ async fn orders_are_counted_with_their_names_and_ari_renewals(db: Db) {
 
 async fn jobs_keep_their_steps_in_order_and_end_once(db: Db) {
     let store = db.open().await;
-    let job = store.insert_job("j1", "request", "web").await.unwrap();
+    let job = store.insert_job("j1", "request", "web", None).await.unwrap();
     assert_eq!((job.status.as_str(), job.steps.len()), ("running", 0));
     for step in ["ordering", "validating a.example\nwith http-01", "issued"] {
         store.add_job_step("j1", step).await.unwrap();
@@ -479,7 +481,7 @@ async fn jobs_keep_their_steps_in_order_and_end_once(db: Db) {
     let again = db.open().await;
     assert_eq!(again.job("j1").await.unwrap().unwrap().steps.len(), 3);
     // Cleanup removes ended jobs only.
-    store.insert_job("j2", "request", "api").await.unwrap();
+    store.insert_job("j2", "request", "api", None).await.unwrap();
     let removed = store.delete_jobs_before(i64::MAX).await.unwrap();
     assert_eq!(removed, 1);
     assert!(store.job("j1").await.unwrap().is_none());
@@ -490,14 +492,14 @@ async fn hub_settings_round_trip(db: Db) {
     let store = db.open().await;
     assert_eq!(store.hub_settings().await.unwrap(), None);
     let settings = json!({ "policy": "30d", "check_interval": 60 });
-    store.set_hub_settings(&settings).await.unwrap();
-    store.set_hub_settings(&settings).await.unwrap();
+    store.set_hub_settings(&settings, None).await.unwrap();
+    store.set_hub_settings(&settings, None).await.unwrap();
     assert_eq!(db.open().await.hub_settings().await.unwrap(), Some(settings));
 }
 
 async fn expired_tokens_and_idle_sessions_are_removed(db: Db) {
     let store = db.open().await;
-    store.insert_user("ada", "$argon2id$fake", "admin").await.unwrap();
+    store.insert_user("ada", "$argon2id$fake", "admin", None).await.unwrap();
     use certhub_store::TokenKind;
     let token = |id: &str, kind: TokenKind, expires_at: Option<i64>| certhub_store::TokenRecord {
         id: id.into(),
@@ -509,10 +511,10 @@ async fn expired_tokens_and_idle_sessions_are_removed(db: Db) {
         created_at: 0,
         last_used_at: None,
     };
-    store.insert_token(&token("expired", TokenKind::Api, Some(1)), "h1").await.unwrap();
-    store.insert_token(&token("session", TokenKind::Session, None), "h2").await.unwrap();
+    store.insert_token(&token("expired", TokenKind::Api, Some(1)), "h1", None).await.unwrap();
+    store.insert_token(&token("session", TokenKind::Session, None), "h2", None).await.unwrap();
     // An API token labelled like a session is still an API token.
-    store.insert_token(&token("api", TokenKind::Api, None), "h3").await.unwrap();
+    store.insert_token(&token("api", TokenKind::Api, None), "h3", None).await.unwrap();
     // Nothing has been idle since the epoch: only the expired token goes.
     assert_eq!(store.delete_stale_tokens(0).await.unwrap(), 1);
     let far = i64::MAX / 2;
@@ -534,8 +536,8 @@ async fn notification_channels_keep_their_secrets_sealed_and_notices_happen_once
         config: json!({ "url": "https://hooks.slack.test/services/T0KEN-SECRET" }),
         events: vec!["renewed".into(), "expiring".into()],
     };
-    store.insert_channel(&channel).await.unwrap();
-    assert!(store.insert_channel(&channel).await.is_err(), "names are unique");
+    store.insert_channel(&channel, None).await.unwrap();
+    assert!(store.insert_channel(&channel, None).await.is_err(), "names are unique");
     assert_eq!(store.channel("ops").await.unwrap().as_ref(), Some(&channel));
     assert!(channel.wants("renewed") && !channel.wants("issued"));
     assert!(!format!("{channel:?}").contains("T0KEN"));
@@ -555,9 +557,9 @@ async fn notification_channels_keep_their_secrets_sealed_and_notices_happen_once
     assert!(store.first_notice("web", "expiring", "serial 1").await.unwrap());
     assert!(!db.open().await.first_notice("web", "expiring", "serial 1").await.unwrap());
     assert!(store.first_notice("web", "expiring", "serial 2").await.unwrap());
-    store.delete_channel("ops").await.unwrap();
+    store.delete_channel("ops", None).await.unwrap();
     assert!(store.channels().await.unwrap().is_empty());
-    assert!(store.delete_channel("ops").await.is_err());
+    assert!(store.delete_channel("ops", None).await.is_err());
 }
 
 async fn the_first_admin_is_made_once_with_its_audit_entry(db: Db) {
@@ -577,8 +579,8 @@ async fn the_first_admin_is_made_once_with_its_audit_entry(db: Db) {
 async fn users_and_tokens_keep_only_hashes(db: Db) {
     let store = db.open().await;
     assert_eq!(store.user_count().await.unwrap(), 0);
-    store.insert_user("ada", "$argon2id$v=19$fake", "admin").await.expect("user");
-    assert_already_exists(store.insert_user("ada", "x", "viewer").await, "user", "ada");
+    store.insert_user("ada", "$argon2id$v=19$fake", "admin", None).await.expect("user");
+    assert_already_exists(store.insert_user("ada", "x", "viewer", None).await, "user", "ada");
     assert_eq!(store.user_count().await.unwrap(), 1);
     assert_eq!(store.user("ada").await.unwrap().unwrap().role, "admin");
     assert!(!format!("{:?}", store.user("ada").await.unwrap()).contains("argon2"));
@@ -592,7 +594,7 @@ async fn users_and_tokens_keep_only_hashes(db: Db) {
         created_at: 0,
         last_used_at: None,
     };
-    store.insert_token(&token, &certhub_store::token_hash("s3cret")).await.expect("token");
+    store.insert_token(&token, &certhub_store::token_hash("s3cret"), None).await.expect("token");
     let (got, role) = store.verify_token("t1", "s3cret").await.unwrap().expect("valid");
     assert_eq!(got.scopes, "cert:read cert:key");
     assert_eq!(role, "admin");
@@ -600,21 +602,21 @@ async fn users_and_tokens_keep_only_hashes(db: Db) {
     assert!(store.verify_token("t2", "s3cret").await.unwrap().is_none());
     let expired =
         certhub_store::TokenRecord { id: "t2".into(), expires_at: Some(1), ..token.clone() };
-    store.insert_token(&expired, &certhub_store::token_hash("old")).await.expect("token");
+    store.insert_token(&expired, &certhub_store::token_hash("old"), None).await.expect("token");
     assert!(store.verify_token("t2", "old").await.unwrap().is_none(), "expired");
     let nobody = certhub_store::TokenRecord { id: "t3".into(), user_name: "bob".into(), ..token };
-    assert_not_found(store.insert_token(&nobody, "h").await, "user", "bob");
-    store.insert_user("bob", "$argon2id$v=19$fake", "viewer").await.expect("user");
+    assert_not_found(store.insert_token(&nobody, "h", None).await, "user", "bob");
+    store.insert_user("bob", "$argon2id$v=19$fake", "viewer", None).await.expect("user");
     let bobs = certhub_store::TokenRecord { id: "t4".into(), user_name: "bob".into(), ..nobody };
-    store.insert_token(&bobs, &certhub_store::token_hash("b")).await.expect("token");
+    store.insert_token(&bobs, &certhub_store::token_hash("b"), None).await.expect("token");
     let ids = |v: Vec<certhub_store::TokenRecord>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
     let mut all = ids(store.tokens(None).await.unwrap());
     all.sort();
     assert_eq!(all, ["t1", "t2", "t4"]);
     assert_eq!(ids(store.tokens(Some("bob")).await.unwrap()), ["t4"]);
-    store.delete_token("t1").await.expect("revoke");
+    store.delete_token("t1", None).await.expect("revoke");
     assert!(store.verify_token("t1", "s3cret").await.unwrap().is_none(), "revoked");
-    assert_not_found(store.delete_token("t1").await, "token", "t1");
+    assert_not_found(store.delete_token("t1", None).await, "token", "t1");
     // The secret is nowhere in the database.
     let raw = db.raw().await;
     let hashes: Vec<String> =
@@ -716,11 +718,80 @@ async fn the_audit_log_cannot_be_emptied_or_rolled_back_unseen(db: Db) {
     assert!(broken.reason.contains("the log is empty, yet the hub has users"), "{broken:?}");
 }
 
+async fn a_change_and_its_audit_entry_are_stored_together(db: Db) {
+    use certhub_store::AuditEntry;
+    let store = db.open().await;
+    store.insert_account(&account("acme")).await.unwrap();
+    let entry =
+        |action: &str, target: &str| AuditEntry::new("ada (web)", action, target, "10.0.0.1");
+    store.insert_cert(&cert("www", "acme"), Some(&entry("cert.create", "www"))).await.unwrap();
+    let task = ("files".to_string(), json!({"files": {}}));
+    let added = entry("deploy.add", "www").with_detail("files");
+    store.add_deploy_tasks("www", std::slice::from_ref(&task), Some(&added)).await.unwrap();
+    let logged = store.audit_entries(0, 10).await.unwrap();
+    let said: Vec<_> = logged.iter().map(|e| (e.action.as_str(), e.detail.as_deref())).collect();
+    assert_eq!(said, [("cert.create", None), ("deploy.add", Some("files"))]);
+
+    // The audit log refuses to take an entry: no change goes in without one.
+    let raw = db.raw().await;
+    let closing = match db.postgres {
+        None => vec![
+            "CREATE TRIGGER closed BEFORE INSERT ON audit_log \
+             BEGIN SELECT RAISE(ABORT, 'the audit log is closed'); END",
+        ],
+        Some(_) => vec![
+            "CREATE FUNCTION closed() RETURNS trigger AS \
+             $$ BEGIN RAISE EXCEPTION 'the audit log is closed'; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER closed BEFORE INSERT ON audit_log \
+             FOR EACH ROW EXECUTE FUNCTION closed()",
+        ],
+    };
+    for sql in closing {
+        sqlx::query(sql).execute(&raw).await.unwrap();
+    }
+    let more = ("webhook".to_string(), json!({"webhook": {}}));
+    assert!(
+        store.add_deploy_tasks("www", &[more], Some(&entry("deploy.add", "www"))).await.is_err()
+    );
+    assert!(
+        store
+            .remove_deploy_task("www", "files", Some(&entry("deploy.remove", "www")))
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .insert_cert(&cert("mail", "acme"), Some(&entry("cert.create", "mail")))
+            .await
+            .is_err()
+    );
+    assert!(store.delete_cert("www", Some(&entry("cert.delete", "www"))).await.is_err());
+    let settings = json!({"policy": "30d"});
+    assert!(
+        store.set_hub_settings(&settings, Some(&entry("settings.update", "hub"))).await.is_err()
+    );
+    store.insert_user("ada", "$argon2id$fake", "admin", None).await.unwrap();
+    assert!(
+        store
+            .insert_user("eve", "$argon2id$fake", "admin", Some(&entry("user.create", "eve")))
+            .await
+            .is_err()
+    );
+    let tasks: Vec<String> =
+        store.deploy_tasks("www").await.unwrap().into_iter().map(|t| t.name).collect();
+    assert_eq!(tasks, ["files"], "neither added nor removed");
+    assert!(store.cert("mail").await.unwrap().is_none());
+    assert!(store.cert("www").await.unwrap().is_some());
+    assert_eq!(store.hub_settings().await.unwrap(), None);
+    assert!(store.user("eve").await.unwrap().is_none());
+    assert_eq!(store.verify_audit().await.unwrap(), Ok(2));
+}
+
 async fn renewal_windows_are_cached_per_issued_certificate(db: Db) {
     let store = db.open().await;
     store.insert_account(&account("acme")).await.expect("account");
-    store.insert_cert(&cert("www", "acme")).await.expect("cert");
-    let id = store.insert_issued(&issued("www", "01")).await.expect("issued");
+    store.insert_cert(&cert("www", "acme"), None).await.expect("cert");
+    let id = store.insert_issued(&issued("www", "01"), None).await.expect("issued");
     assert_eq!(store.renewal_info(id).await.expect("read"), None);
     let mut info = certhub_store::RenewalInfoRecord {
         issued_id: id,
@@ -742,7 +813,7 @@ async fn renewal_windows_are_cached_per_issued_certificate(db: Db) {
     info.issued_id = 9_999;
     assert_not_found(store.set_renewal_info(&info).await, "issued certificate", "9999");
     // It goes with its certificate.
-    store.delete_cert("www").await.expect("delete");
+    store.delete_cert("www", None).await.expect("delete");
     assert_eq!(store.renewal_info(id).await.expect("read"), None);
 }
 
@@ -824,7 +895,9 @@ async fn accounts_round_trip(db: Db) {
     let names: Vec<_> = store.accounts().await.expect("list").into_iter().map(|a| a.name).collect();
     assert_eq!(names, ["alpha", "zeta"]);
 
-    store.set_account_url("alpha", "https://acme.example.test/acct/1").await.expect("set url");
+    let url = "https://acme.example.test/acct/1";
+    store.set_account_registered("alpha", url, None).await.expect("set url");
+    assert_eq!(store.account("alpha").await.unwrap().unwrap().status, "valid");
     store.set_account_key("alpha", "ES384", ROLLED_KEY).await.expect("set key");
     store.set_account_status("alpha", "deactivated").await.expect("set status");
     store.set_account_email("alpha", None).await.expect("set email");
@@ -836,7 +909,11 @@ async fn accounts_round_trip(db: Db) {
     assert_eq!(got.email, None);
     assert!(got.updated_at >= got.created_at);
 
-    assert_not_found(store.set_account_url("missing", "u").await, "account", "missing");
+    assert_not_found(
+        store.set_account_registered("missing", "u", None).await,
+        "account",
+        "missing",
+    );
     assert_not_found(
         store.set_account_key("missing", "ES256", ACCOUNT_KEY).await,
         "account",
@@ -846,7 +923,7 @@ async fn accounts_round_trip(db: Db) {
     assert_not_found(store.set_account_email("missing", None).await, "account", "missing");
     assert_not_found(store.delete_account("missing").await, "account", "missing");
 
-    store.insert_cert(&cert("www", "zeta")).await.expect("insert cert");
+    store.insert_cert(&cert("www", "zeta"), None).await.expect("insert cert");
     match store.delete_account("zeta").await {
         Err(Error::InUse { what: "account", name, .. }) if name == "zeta" => {}
         other => panic!("expected InUse, got {other:?}"),
@@ -858,13 +935,13 @@ async fn accounts_round_trip(db: Db) {
 async fn certs_round_trip(db: Db) {
     let store = db.open().await;
 
-    assert_not_found(store.insert_cert(&cert("www", "acme")).await, "account", "acme");
+    assert_not_found(store.insert_cert(&cert("www", "acme"), None).await, "account", "acme");
     store.insert_account(&account("acme")).await.expect("insert account");
     store.insert_account(&account("other")).await.expect("insert account");
-    store.insert_cert(&cert("www", "acme")).await.expect("insert cert");
-    store.insert_cert(&cert("api", "acme")).await.expect("insert cert");
+    store.insert_cert(&cert("www", "acme"), None).await.expect("insert cert");
+    store.insert_cert(&cert("api", "acme"), None).await.expect("insert cert");
     assert_already_exists(
-        store.insert_cert(&cert("www", "acme")).await,
+        store.insert_cert(&cert("www", "acme"), None).await,
         "managed certificate",
         "www",
     );
@@ -889,16 +966,16 @@ async fn certs_round_trip(db: Db) {
     changed.challenges = json!({"http-01": {"webroot": "/srv/www"}});
     changed.state = "failing".into();
     changed.last_error = Some("rate limited".into());
-    store.update_cert(&changed).await.expect("update");
+    store.update_cert(&changed, None).await.expect("update");
     let got = store.cert("www").await.expect("read").expect("present");
     changed.updated_at = got.updated_at;
     assert_eq!(got, changed);
 
     let mut unknown_account = changed.clone();
     unknown_account.account_name = Some("nobody".into());
-    assert_not_found(store.update_cert(&unknown_account).await, "account", "nobody");
+    assert_not_found(store.update_cert(&unknown_account, None).await, "account", "nobody");
     assert_not_found(
-        store.update_cert(&cert("missing", "acme")).await,
+        store.update_cert(&cert("missing", "acme"), None).await,
         "managed certificate",
         "missing",
     );
@@ -915,27 +992,27 @@ async fn certs_round_trip(db: Db) {
         "missing",
     );
 
-    store.delete_cert("api").await.expect("delete");
+    store.delete_cert("api", None).await.expect("delete");
     assert!(store.cert("api").await.expect("read").is_none());
-    assert_not_found(store.delete_cert("api").await, "managed certificate", "api");
+    assert_not_found(store.delete_cert("api", None).await, "managed certificate", "api");
 
     // An imported certificate has no account until one is attached.
     let mut imported = cert("bought", "acme");
     imported.account_name = None;
-    store.insert_cert(&imported).await.expect("insert imported");
+    store.insert_cert(&imported, None).await.expect("insert imported");
     let got = store.cert("bought").await.expect("read").expect("present");
     assert_eq!(got.account_name, None);
     imported.account_name = Some("other".into());
-    store.update_cert(&imported).await.expect("attach an account");
+    store.update_cert(&imported, None).await.expect("attach an account");
     let got = store.cert("bought").await.expect("read").expect("present");
     assert_eq!(got.account_name.as_deref(), Some("other"));
 
     // Renewal settings and the retry state.
     imported.fallback_account = Some("nobody".into());
-    assert_not_found(store.update_cert(&imported).await, "account", "other or nobody");
+    assert_not_found(store.update_cert(&imported, None).await, "account", "other or nobody");
     imported.fallback_account = Some("acme".into());
     imported.fallback_after = 5;
-    store.update_cert(&imported).await.expect("fallback account");
+    store.update_cert(&imported, None).await.expect("fallback account");
     store.set_cert_retry("bought", 2, Some(1_700_000_000_000)).await.expect("retry");
     let got = store.cert("bought").await.expect("read").expect("present");
     assert_eq!(
@@ -955,7 +1032,7 @@ async fn certs_round_trip(db: Db) {
 async fn orders_and_presented_round_trip(db: Db) {
     let store = db.open().await;
     store.insert_account(&account("acme")).await.expect("insert account");
-    store.insert_cert(&cert("www", "acme")).await.expect("insert cert");
+    store.insert_cert(&cert("www", "acme"), None).await.expect("insert cert");
 
     assert_not_found(
         store.create_order("missing", "acme", None, None).await,
@@ -1016,7 +1093,7 @@ async fn orders_and_presented_round_trip(db: Db) {
     assert!(!format!("{:?}", listed[0]).contains(SPEC_SECRET));
     assert_eq!(store.presented_all().await.expect("list all"), listed);
 
-    match store.delete_cert("www").await {
+    match store.delete_cert("www", None).await {
         Err(Error::InUse { name, .. }) if name == "www" => {}
         other => panic!("expected InUse while challenges await cleanup, got {other:?}"),
     }
@@ -1073,27 +1150,27 @@ async fn orders_and_presented_round_trip(db: Db) {
     assert_not_found(store.set_order_status(9999, "valid", None).await, "order", "9999");
 
     // Without presented challenges the certificate and its history can go.
-    store.delete_cert("www").await.expect("delete");
+    store.delete_cert("www", None).await.expect("delete");
     assert!(store.orders_for("www").await.expect("list").is_empty());
 }
 
 async fn issued_round_trip(db: Db) {
     let store = db.open().await;
     store.insert_account(&account("acme")).await.expect("insert account");
-    store.insert_cert(&cert("www", "acme")).await.expect("insert cert");
+    store.insert_cert(&cert("www", "acme"), None).await.expect("insert cert");
 
     assert_eq!(store.latest_issued("www").await.expect("latest"), None);
     assert_not_found(
-        store.insert_issued(&issued("missing", "01")).await,
+        store.insert_issued(&issued("missing", "01"), None).await,
         "managed certificate",
         "missing",
     );
     let mut with_unknown_order = issued("www", "01");
     with_unknown_order.order_id = Some(4242);
-    assert_not_found(store.insert_issued(&with_unknown_order).await, "order", "4242");
+    assert_not_found(store.insert_issued(&with_unknown_order, None).await, "order", "4242");
 
-    let first = store.insert_issued(&issued("www", "01")).await.expect("insert");
-    let second = store.insert_issued(&issued("www", "02")).await.expect("insert");
+    let first = store.insert_issued(&issued("www", "01"), None).await.expect("insert");
+    let second = store.insert_issued(&issued("www", "02"), None).await.expect("insert");
     let latest = store.latest_issued("www").await.expect("latest").expect("present");
     let mut want = issued("www", "02");
     want.id = second;
@@ -1104,19 +1181,19 @@ async fn issued_round_trip(db: Db) {
     let all = store.issued_for("www").await.expect("list");
     assert_eq!(all.iter().map(|i| i.id).collect::<Vec<_>>(), [second, first]);
 
-    store.set_revoked(first, 1_710_000_000_000, Some(4)).await.expect("revoke");
+    store.set_revoked(first, 1_710_000_000_000, Some(4), None).await.expect("revoke");
     let revoked = store.issued(first).await.expect("read").expect("present");
     assert_eq!(revoked.revoked_at, Some(1_710_000_000_000));
     assert_eq!(revoked.revocation_reason, Some(4));
-    assert_not_found(store.set_revoked(9999, 1, None).await, "issued certificate", "9999");
+    assert_not_found(store.set_revoked(9999, 1, None, None).await, "issued certificate", "9999");
 
     // At most one issued certificate per order.
     let order = store.create_order("www", "acme", None, None).await.expect("order");
     let mut for_order = issued("www", "03");
     for_order.order_id = Some(order.id);
-    store.insert_issued(&for_order).await.expect("insert");
+    store.insert_issued(&for_order, None).await.expect("insert");
     assert_already_exists(
-        store.insert_issued(&for_order).await,
+        store.insert_issued(&for_order, None).await,
         "issued certificate for order",
         &order.id.to_string(),
     );
@@ -1125,7 +1202,7 @@ async fn issued_round_trip(db: Db) {
 async fn complete_order_stores_issued_order_and_state_together(db: Db) {
     let store = db.open().await;
     store.insert_account(&account("acme")).await.expect("insert account");
-    store.insert_cert(&cert("www", "acme")).await.expect("insert cert");
+    store.insert_cert(&cert("www", "acme"), None).await.expect("insert cert");
     store.set_cert_state("www", "failing", Some("earlier failure")).await.expect("set state");
     store.set_cert_retry("www", 2, Some(i64::MAX)).await.expect("set retry");
     let order = store.create_order("www", "acme", None, None).await.expect("order");
@@ -1133,7 +1210,7 @@ async fn complete_order_stores_issued_order_and_state_together(db: Db) {
 
     // Success: every change lands, the failures in a row are over, and the history says so.
     let done = issued("www", "0a");
-    let id = store.complete_order(order.id, &done).await.expect("complete");
+    let id = store.complete_order(order.id, &done, None).await.expect("complete");
     let got = store.order(order.id).await.expect("read").expect("present");
     assert_eq!(got.status, "valid");
     let cert = store.cert("www").await.expect("read").expect("present");
@@ -1156,9 +1233,9 @@ async fn complete_order_stores_issued_order_and_state_together(db: Db) {
     store.set_cert_state("www", "issuing", Some("in progress")).await.expect("set state");
     let mut taken = issued("www", "0b");
     taken.order_id = Some(second.id);
-    let taken_id = store.insert_issued(&taken).await.expect("insert");
+    let taken_id = store.insert_issued(&taken, None).await.expect("insert");
     assert_already_exists(
-        store.complete_order(second.id, &issued("www", "0c")).await,
+        store.complete_order(second.id, &issued("www", "0c"), None).await,
         "issued certificate for order",
         &second.id.to_string(),
     );
@@ -1173,14 +1250,14 @@ async fn complete_order_stores_issued_order_and_state_together(db: Db) {
     assert_eq!(ids, [taken_id, id]);
 
     // The order must belong to the certificate named in the record.
-    store.insert_cert(&cert_named("api")).await.expect("insert cert");
+    store.insert_cert(&cert_named("api"), None).await.expect("insert cert");
     let third = store.create_order("www", "acme", None, None).await.expect("order");
-    match store.complete_order(third.id, &issued("api", "0d")).await {
+    match store.complete_order(third.id, &issued("api", "0d"), None).await {
         Err(Error::Invalid { .. }) => {}
         other => panic!("expected Invalid, got {other:?}"),
     }
     assert_eq!(store.order(third.id).await.expect("read").expect("present").status, "new");
-    assert_not_found(store.complete_order(9999, &issued("www", "0e")).await, "order", "9999");
+    assert_not_found(store.complete_order(9999, &issued("www", "0e"), None).await, "order", "9999");
 }
 
 fn cert_named(name: &str) -> CertRecord {
@@ -1190,7 +1267,7 @@ fn cert_named(name: &str) -> CertRecord {
 /// Fills a store with one row of every kind; returns the order id.
 async fn populate(store: &Store) -> i64 {
     store.insert_account(&account("acme")).await.expect("insert account");
-    store.insert_cert(&cert("www", "acme")).await.expect("insert cert");
+    store.insert_cert(&cert("www", "acme"), None).await.expect("insert cert");
     let order = store.create_order("www", "acme", None, None).await.expect("order");
     store.set_order_key(order.id, "ecdsa-p256", ORDER_KEY, Some(b"CSR")).await.expect("order key");
     store
@@ -1201,7 +1278,7 @@ async fn populate(store: &Store) -> i64 {
         )
         .await
         .expect("presented");
-    store.complete_order(order.id, &issued("www", "01")).await.expect("complete");
+    store.complete_order(order.id, &issued("www", "01"), None).await.expect("complete");
     order.id
 }
 
@@ -1302,8 +1379,8 @@ async fn blob_moved_to_another_row_fails_to_open(db: Db) {
     let mut b = account("b");
     b.key_pkcs8 = Zeroizing::new(ROLLED_KEY.to_vec());
     store.insert_account(&b).await.expect("insert");
-    store.insert_cert(&cert("c1", "a")).await.expect("insert");
-    store.insert_cert(&cert("c2", "a")).await.expect("insert");
+    store.insert_cert(&cert("c1", "a"), None).await.expect("insert");
+    store.insert_cert(&cert("c2", "a"), None).await.expect("insert");
 
     let raw = db.raw().await;
     sqlx::query(
@@ -1470,10 +1547,10 @@ async fn two_handles_open_and_write_concurrently(db: Db) {
     let writer = |store: Store, prefix: &'static str| async move {
         for i in 0..20 {
             let name = format!("{prefix}{i}");
-            store.insert_cert(&cert(&name, "acme")).await.expect("insert cert");
+            store.insert_cert(&cert(&name, "acme"), None).await.expect("insert cert");
             let order = store.create_order(&name, "acme", None, None).await.expect("order");
             store
-                .complete_order(order.id, &issued(&name, &format!("{i:02x}")))
+                .complete_order(order.id, &issued(&name, &format!("{i:02x}")), None)
                 .await
                 .expect("complete");
         }
@@ -1508,7 +1585,7 @@ async fn debug_output_redacts_secrets() {
     let dir = tempdir();
     let store = open(dir.path()).await;
     store.insert_account(&account("acme")).await.expect("insert");
-    store.insert_cert(&cert("www", "acme")).await.expect("insert");
+    store.insert_cert(&cert("www", "acme"), None).await.expect("insert");
     let order = store.create_order("www", "acme", None, None).await.expect("order");
     store.set_order_key(order.id, "ecdsa-p256", ORDER_KEY, None).await.expect("key");
     let order = store.order(order.id).await.expect("read").expect("present");
@@ -1519,7 +1596,7 @@ async fn debug_output_redacts_secrets() {
 async fn history_keeps_events_in_order_and_goes_with_the_certificate(db: Db) {
     let store = db.open().await;
     store.insert_account(&account("le")).await.unwrap();
-    store.insert_cert(&cert("web", "le")).await.unwrap();
+    store.insert_cert(&cert("web", "le"), None).await.unwrap();
     store.record_event("web", "ordered", Some("https://ca/order/1")).await.unwrap();
     store.record_event("web", "validated", Some("a.test with http-01")).await.unwrap();
     store.record_event("web", "failed", Some("rateLimited: too many")).await.unwrap();
@@ -1529,7 +1606,7 @@ async fn history_keeps_events_in_order_and_goes_with_the_certificate(db: Db) {
     assert_eq!(kinds, ["ordered", "validated", "failed"]);
     assert_eq!(events[2].detail.as_deref(), Some("rateLimited: too many"));
     assert!(events.windows(2).all(|w| w[0].at <= w[1].at && w[0].id < w[1].id));
-    store.delete_cert("web").await.unwrap();
+    store.delete_cert("web", None).await.unwrap();
     assert!(store.events_for("web").await.unwrap().is_empty());
     assert_eq!(store.events_for("other").await.unwrap().len(), 1);
 }
@@ -1598,6 +1675,6 @@ async fn a_populated_sqlite_store_upgrades_with_every_row() {
     // And the store writes to the upgraded tables, foreign keys enforced again.
     let store = open(dir.path()).await;
     store.insert_account(&account("acme")).await.expect("account");
-    store.insert_cert(&cert("api", "acme")).await.expect("cert");
-    assert_not_found(store.insert_cert(&cert("x", "nobody")).await, "account", "nobody");
+    store.insert_cert(&cert("api", "acme"), None).await.expect("cert");
+    assert_not_found(store.insert_cert(&cert("x", "nobody"), None).await, "account", "nobody");
 }

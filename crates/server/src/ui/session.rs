@@ -92,7 +92,7 @@ impl FromRequestParts<AppState> for Session {
         }
         let last = record.last_used_at.unwrap_or(record.created_at);
         if now_ms() - last > IDLE_MINUTES * 60_000 {
-            state.store.delete_token(&record.id).await.map_err(fail)?;
+            state.store.delete_token(&record.id, None).await.map_err(fail)?;
             return Err(to_sign_in(parts, Some("idle")));
         }
         let role = Role::parse(&role).unwrap_or(Role::Viewer);
@@ -184,7 +184,7 @@ pub(crate) async fn end(state: &AppState, headers: &HeaderMap) -> String {
     if let Some((id, secret)) = cookie(headers, COOKIE).and_then(auth::split_token)
         && let Ok(Some((record, _))) = state.store.verify_token(id, secret).await
     {
-        let _ = state.store.delete_token(&record.id).await;
+        let _ = state.store.delete_token(&record.id, None).await;
     }
     format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
 }
