@@ -183,3 +183,63 @@ async fn a_ca_that_wants_a_contact_or_refuses_certificate_key_revocation_says_wh
     env.ok(&["cert", "revoke", "strict", "--reason", "keyCompromise"]).await;
     assert_eq!(ca.requests_to("/revoke").last().unwrap()["reason"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_cut_short_by_a_kill_says_so_as_soon_as_the_hub_is_back() {
+    let env = Env::start(hostile()).await;
+    env.account("le", &[]).await;
+    // A dns-01 hook that never publishes: the request waits on it until the hub dies.
+    let dir = tempfile::TempDir::new().unwrap();
+    let ran = dir.path().join("hook-ran");
+    let hook = crate::support::script(
+        dir.path(),
+        "hook",
+        &format!("touch {}\nexec sleep 60\n", ran.display()),
+    );
+    let challenge = format!("dns-01:exec={}", hook.display());
+    env.ok(&[
+        "cert",
+        "add",
+        "slow",
+        "--account",
+        "le",
+        "-d",
+        "slow.test",
+        "--challenge",
+        &challenge,
+    ])
+    .await;
+    let mut hub = env.serve(&["--check-interval", "3600"], true).await;
+    let token = hub.admin_token().await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let rsp: Value = http
+        .post(hub.url("/api/v1/certificates/slow/request"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = rsp["job"]["id"].as_str().unwrap().to_string();
+    // Killed mid-request, with no chance to record anything.
+    let hook_runs = dir.path().join("hook-ran");
+    certhub_testkit::wait_until("the hook to run", Duration::from_secs(30), || async {
+        hook_runs.exists().then_some(())
+    })
+    .await;
+    hub.child.start_kill().unwrap();
+    hub.child.wait().await.unwrap();
+    let hub = env.serve(&["--check-interval", "3600"], false).await;
+    let job: Value = http
+        .get(hub.url(&format!("/api/v1/jobs/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["status"], "interrupted", "{job}");
+    assert!(job["result"].as_str().unwrap().contains("resumes"), "{job}");
+}

@@ -1608,6 +1608,7 @@ async fn the_hub_serves_a_certificate_to_a_token_holder_and_stops_cleanly() {
         .await
         .unwrap();
     assert_eq!(rsp.status(), 201);
+    assert!(!token_file.exists(), "the spent setup token is removed at once");
     let token: Value = http
         .post(format!("{base}/tokens"))
         .json(&json!({"username": "admin", "password": "a long enough password"}))
