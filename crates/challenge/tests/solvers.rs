@@ -209,3 +209,33 @@ async fn rfc2136_values_coexist_and_cleanup_removes_only_its_own() {
     solver.cleanup(&wild).await.unwrap();
     assert!(bind.txt_values("_acme-challenge.w.test.").await.is_empty());
 }
+
+#[tokio::test]
+async fn a_callbacks_credentials_stay_out_of_its_errors() {
+    use certhub_challenge::dns::PropagationChecker;
+    use certhub_challenge::dns::callback::CallbackSolver;
+    // A callback that refuses, and one nobody listens on.
+    let refusing = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = refusing.local_addr().unwrap();
+    let app =
+        axum::Router::new().fallback(|| async { (axum::http::StatusCode::FORBIDDEN, "no entry") });
+    tokio::spawn(async move { axum::serve(refusing, app).await });
+    let closed = certhub_testkit::free_port();
+    let c = challenge(ChallengeKind::Dns01, dns("cb.test"), "tok");
+    for url in [
+        format!("http://ops:pa55word@{addr}/s3cr3t-path?token=t0ken"),
+        format!("http://ops:pa55word@127.0.0.1:{closed}/s3cr3t-path?token=t0ken"),
+    ] {
+        let solver = CallbackSolver::new(
+            url,
+            certhub_core::Secret::new("k3y"),
+            PropagationChecker::new(DnsCheckConfig::default()),
+            reqwest::Client::builder().no_proxy().build().unwrap(),
+        );
+        let said = solver.present(&c).await.unwrap_err().to_string();
+        assert!(said.contains("127.0.0.1"), "the host is named: {said}");
+        for secret in ["ops:", "s3cr3t-path", "t0ken"] {
+            assert!(!said.contains(secret), "{secret} in {said}");
+        }
+    }
+}

@@ -94,11 +94,16 @@ fn check_password(password: &str) -> ApiResult<()> {
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct SetupBody {
+pub(crate) struct SetupBody {
+    /// The one-time setup token `certhub serve` printed or wrote to DATA_DIR/setup-token.
     token: String,
+    /// The first admin's name.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._@-]{1,64}$"))]
     username: String,
+    /// At least 12 characters.
+    #[schemars(length(min = 12))]
     password: String,
 }
 
@@ -164,17 +169,36 @@ pub(crate) async fn setup_admin(
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct TokenBody {
+pub(crate) struct TokenBody {
     username: String,
     password: String,
+    /// What the token is for (default `api`).
     #[serde(default)]
     label: Option<String>,
+    /// Scopes within the owner's role (default: all it allows).
     #[serde(default)]
+    #[schemars(with = "Option<Vec<Scope>>", length(min = 1))]
     scopes: Option<Vec<String>>,
+    /// Days until it expires (default: never).
     #[serde(default)]
+    #[schemars(range(min = 1, max = 3650))]
     expires_in_days: Option<u32>,
+}
+
+/// A token scope, as its documentation names it.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[allow(dead_code)] // The schema's vocabulary; bodies keep scopes as strings.
+pub(crate) enum Scope {
+    #[serde(rename = "cert:read")]
+    CertRead,
+    #[serde(rename = "cert:request")]
+    CertRequest,
+    #[serde(rename = "cert:key")]
+    CertKey,
+    #[serde(rename = "admin")]
+    Admin,
 }
 
 async fn create_token(
@@ -365,11 +389,16 @@ async fn delete_certificate(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct UserBody {
+pub(crate) struct UserBody {
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._@-]{1,64}$"))]
     username: String,
+    /// At least 12 characters.
+    #[schemars(length(min = 12))]
     password: String,
+    /// `admin`, `operator` or `viewer`.
+    #[schemars(regex(pattern = "^(admin|operator|viewer)$"))]
     role: String,
 }
 
@@ -403,12 +432,16 @@ pub(crate) async fn add_user(
     Ok(role)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
+    /// The page, from 1.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub page: Option<u32>,
+    /// Certificates a page, 1 to 500 (default 50).
     #[serde(default)]
+    #[schemars(range(min = 1, max = 500))]
     pub per_page: Option<u32>,
     #[serde(default)]
     pub state: Option<String>,
@@ -538,9 +571,9 @@ async fn certificate_history(
     Ok(Json(json!({ "items": events })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct PullQuery {
+pub(crate) struct PullQuery {
     #[serde(default)]
     format: Option<String>,
     #[serde(default)]
@@ -803,9 +836,9 @@ async fn list_deployments(
 }
 
 /// A body of SPECs: challenge or deployment SPECs as the CLI takes them.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Specs {
+pub(crate) struct Specs {
     specs: Vec<String>,
 }
 
@@ -908,9 +941,9 @@ async fn test_certificate(
     Ok(Json(json!({ "works": works, "items": report })))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RevokeBody {
+pub(crate) struct RevokeBody {
     #[serde(default)]
     reason: Option<String>,
 }
@@ -1037,7 +1070,7 @@ async fn list_channels(State(state): State<AppState>, caller: Caller) -> ApiResu
     Ok(Json(json!({ "items": items })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ChannelBody {
     pub name: String,
@@ -1143,12 +1176,15 @@ pub(crate) async fn send_test(
     Ok(certhub_deploy::notify::send(&http, &channel.kind, &channel.config, &notice).await)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct AuditQuery {
+pub(crate) struct AuditQuery {
+    /// Entries after this id.
     #[serde(default)]
     after: Option<i64>,
+    /// At most this many, 1 to 1000 (default 100).
     #[serde(default)]
+    #[schemars(range(min = 1, max = 1000))]
     limit: Option<i64>,
 }
 

@@ -29,7 +29,7 @@ pub struct WorkError {
 pub type WorkFuture<T> = Pin<Box<dyn Future<Output = Result<T, WorkError>> + Send>>;
 
 /// A CA account to register (`POST /api/v1/accounts`).
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAccount {
     /// Its name.
@@ -57,7 +57,7 @@ pub struct NewAccount {
 }
 
 /// A managed certificate to add (`POST /api/v1/certificates`).
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCertificate {
     /// Its name.
@@ -88,7 +88,7 @@ pub struct NewCertificate {
 
 /// Changes to a managed certificate (`PATCH /api/v1/certificates/{name}`); what is left out
 /// stays.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CertChanges {
     /// Order with this account.
@@ -120,7 +120,7 @@ impl CertChanges {
 }
 
 /// A certificate obtained elsewhere (`POST /api/v1/certificates/import`): PEM, or PKCS#12.
-#[derive(Clone, Default, serde::Deserialize)]
+#[derive(Clone, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewImport {
     /// Its name.

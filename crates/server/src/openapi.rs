@@ -1,7 +1,11 @@
 //! The OpenAPI 3.1 document of `/api/v1`, built from one table of the routes (a test checks
 //! that every route in it is served, and that nothing else is).
 
+use schemars::SchemaGenerator;
+use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
+
+use crate::api;
 
 /// Every route: method, path, summary, and the scope it needs (`None`: no token).
 pub const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
@@ -160,54 +164,445 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
     ("get", "/api/v1/audit/verify", "Check the audit log's hash chain (admin)", Some("admin")),
 ];
 
+/// What an operation takes and answers beyond its route.
+struct Shape {
+    /// The JSON body's schema.
+    body: Option<Value>,
+    /// The query parameters, as an object schema.
+    query: Option<Value>,
+    /// An example body the server accepts.
+    example: Option<Value>,
+    /// The success status, and each content type it may have with its schema (none: no
+    /// body).
+    ok: (u16, Vec<(&'static str, Value)>),
+    /// Error statuses besides those every operation of its kind has (see [`errors`]).
+    more: &'static [u16],
+}
+
+/// An object with these properties, each of the given schema, all required.
+fn object(props: &[(&str, Value)]) -> Value {
+    let required: Vec<&str> = props.iter().map(|(k, _)| *k).collect();
+    let props: Map<String, Value> = props.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    json!({ "type": "object", "required": required, "properties": props })
+}
+
+fn string() -> Value {
+    json!({ "type": "string" })
+}
+
+fn nullable(t: &str) -> Value {
+    json!({ "type": [t, "null"] })
+}
+
+/// `{"items": [ITEM, …]}`.
+fn items(item: Value) -> Value {
+    object(&[("items", json!({ "type": "array", "items": item }))])
+}
+
+/// A managed certificate as the API shows it.
+fn certificate() -> Value {
+    object(&[
+        ("name", string()),
+        ("state", string()),
+        ("account", nullable("string")),
+        ("identifiers", json!({ "type": "array", "items": { "type": "string" } })),
+        ("key_type", string()),
+        ("serial", nullable("string")),
+        ("issuer", nullable("string")),
+        ("not_before", nullable("string")),
+        ("not_after", nullable("string")),
+        ("last_error", nullable("string")),
+        ("renewal", json!({ "type": "object" })),
+    ])
+}
+
+fn job() -> Value {
+    object(&[
+        ("id", string()),
+        ("kind", string()),
+        ("target", string()),
+        ("status", json!({ "enum": ["running", "succeeded", "failed", "interrupted"] })),
+        ("steps", json!({ "type": "array", "items": { "type": "string" } })),
+        ("result", nullable("string")),
+        ("started", string()),
+    ])
+}
+
+fn any_object() -> Value {
+    json!({ "type": "object" })
+}
+
+/// How each operation looks (`None` for a route not described here); `schema` turns a type
+/// into its JSON schema.
+fn shape(method: &str, path: &str, schema: &mut SchemaGenerator) -> Option<Shape> {
+    let json = |v: Value| vec![("application/json", v)];
+    let body = |s: schemars::Schema| Some(s.to_value());
+    let none = Shape { body: None, query: None, example: None, ok: (200, Vec::new()), more: &[] };
+    Some(match (method, path) {
+        ("get", "/api/v1/health") => Shape {
+            ok: (
+                200,
+                json(object(&[
+                    ("status", string()),
+                    ("setup_required", json!({ "type": "boolean" })),
+                ])),
+            ),
+            ..none
+        },
+        ("get", "/api/v1/openapi.json") => Shape { ok: (200, json(any_object())), ..none },
+        ("post", "/api/v1/setup") => Shape {
+            body: body(schema.subschema_for::<api::SetupBody>()),
+            example: Some(
+                json!({ "token": "…", "username": "admin", "password": "a long enough password" }),
+            ),
+            ok: (201, json(object(&[("username", string()), ("role", string())]))),
+            more: &[401, 409],
+            ..none
+        },
+        ("post", "/api/v1/tokens") => Shape {
+            body: body(schema.subschema_for::<api::TokenBody>()),
+            example: Some(
+                json!({ "username": "admin", "password": "a long enough password", "label": "web-01", "scopes": ["cert:read"], "expires_in_days": 90 }),
+            ),
+            ok: (
+                201,
+                json(object(&[
+                    ("token", string()),
+                    ("id", string()),
+                    ("scopes", json!({ "type": "array" })),
+                ])),
+            ),
+            more: &[401, 429],
+            ..none
+        },
+        ("get", "/api/v1/tokens") => Shape { ok: (200, json(items(any_object()))), ..none },
+        ("delete", "/api/v1/tokens/{id}") => Shape { ok: (204, Vec::new()), ..none },
+        ("post", "/api/v1/users") => Shape {
+            body: body(schema.subschema_for::<api::UserBody>()),
+            example: Some(
+                json!({ "username": "ops", "password": "another long password", "role": "operator" }),
+            ),
+            ok: (201, json(object(&[("username", string()), ("role", string())]))),
+            more: &[409],
+            ..none
+        },
+        ("get", "/api/v1/users") => Shape { ok: (200, json(items(any_object()))), ..none },
+        ("get", "/api/v1/certificates") => Shape {
+            query: Some(schemars::schema_for!(api::ListQuery).to_value()),
+            ok: (
+                200,
+                json(object(&[
+                    ("items", json!({ "type": "array", "items": certificate() })),
+                    ("total", json!({ "type": "integer" })),
+                    ("page", json!({ "type": "integer" })),
+                    ("per_page", json!({ "type": "integer" })),
+                ])),
+            ),
+            ..none
+        },
+        ("post", "/api/v1/certificates") => Shape {
+            body: body(schema.subschema_for::<crate::NewCertificate>()),
+            example: Some(
+                json!({ "name": "web", "account": "le", "domains": ["example.com"], "challenges": ["http-01:listen=0.0.0.0:80"] }),
+            ),
+            ok: (201, json(certificate())),
+            more: &[404, 409],
+            ..none
+        },
+        ("get", "/api/v1/certificates/{name}") => Shape { ok: (200, json(certificate())), ..none },
+        ("delete", "/api/v1/certificates/{name}") => {
+            Shape { ok: (204, Vec::new()), more: &[409], ..none }
+        }
+        ("patch", "/api/v1/certificates/{name}") => Shape {
+            body: body(schema.subschema_for::<crate::CertChanges>()),
+            example: Some(json!({ "renew_at": "30d" })),
+            ok: (200, json(certificate())),
+            ..none
+        },
+        ("get", "/api/v1/certificates/{name}/deployments") => {
+            Shape { ok: (200, json(items(any_object()))), ..none }
+        }
+        ("post", "/api/v1/certificates/{name}/deployments") => Shape {
+            body: body(schema.subschema_for::<api::Specs>()),
+            example: Some(json!({ "specs": ["command:systemctl reload nginx"] })),
+            ok: (201, json(items(any_object()))),
+            more: &[409],
+            ..none
+        },
+        ("delete", "/api/v1/certificates/{name}/deployments/{task}") => {
+            Shape { ok: (204, Vec::new()), ..none }
+        }
+        ("post", "/api/v1/certificates/import") => Shape {
+            body: body(schema.subschema_for::<crate::NewImport>()),
+            example: Some(
+                json!({ "name": "bought", "cert_pem": "-----BEGIN CERTIFICATE-----…", "key_pem": "-----BEGIN PRIVATE KEY-----…" }),
+            ),
+            ok: (201, json(any_object())),
+            more: &[404, 409],
+            ..none
+        },
+        ("get", "/api/v1/settings") => Shape { ok: (200, json(any_object())), ..none },
+        ("patch", "/api/v1/settings") => Shape {
+            body: body(schema.subschema_for::<crate::SettingsChanges>()),
+            example: Some(json!({ "check_interval_seconds": 600 })),
+            ok: (200, json(any_object())),
+            ..none
+        },
+        ("get", "/api/v1/certificates/{name}/challenges") => {
+            Shape { ok: (200, json(items(any_object()))), ..none }
+        }
+        ("put", "/api/v1/certificates/{name}/challenges") => Shape {
+            body: body(schema.subschema_for::<api::Specs>()),
+            example: Some(json!({ "specs": ["http-01:listen=0.0.0.0:80"] })),
+            ok: (200, json(items(any_object()))),
+            ..none
+        },
+        ("get", "/api/v1/certificates/{name}/history") => {
+            Shape { ok: (200, json(items(any_object()))), ..none }
+        }
+        ("get", "/api/v1/certificates/{name}/pull") => Shape {
+            query: Some(schemars::schema_for!(api::PullQuery).to_value()),
+            ok: (
+                200,
+                vec![
+                    ("application/x-pem-file", string()),
+                    (
+                        "application/x-pkcs12",
+                        json!({ "type": "string", "contentEncoding": "binary" }),
+                    ),
+                ],
+            ),
+            more: &[409],
+            ..none
+        },
+        ("post", "/api/v1/certificates/{name}/request") => Shape {
+            ok: (202, json(object(&[("job", job()), ("status_url", string())]))),
+            more: &[409, 503],
+            ..none
+        },
+        ("get", "/api/v1/certificates/{name}/preview") => {
+            Shape { ok: (200, json(any_object())), more: &[503], ..none }
+        }
+        ("post", "/api/v1/certificates/{name}/test") => Shape {
+            ok: (
+                200,
+                json(object(&[
+                    ("works", json!({ "type": "boolean" })),
+                    ("items", json!({ "type": "array" })),
+                ])),
+            ),
+            more: &[503],
+            ..none
+        },
+        ("post", "/api/v1/certificates/{name}/revoke") => Shape {
+            body: body(schema.subschema_for::<api::RevokeBody>()),
+            example: Some(json!({ "reason": "keyCompromise" })),
+            ok: (
+                200,
+                json(object(&[("name", string()), ("serial", string()), ("state", string())])),
+            ),
+            more: &[502, 503],
+            ..none
+        },
+        ("get", "/api/v1/jobs/{id}") => Shape { ok: (200, json(job())), ..none },
+        ("get", "/api/v1/accounts") => Shape { ok: (200, json(items(any_object()))), ..none },
+        ("post", "/api/v1/accounts") => Shape {
+            body: body(schema.subschema_for::<crate::NewAccount>()),
+            example: Some(
+                json!({ "name": "le", "directory": "letsencrypt", "email": "ops@example.com", "agree_tos": true }),
+            ),
+            ok: (201, json(any_object())),
+            more: &[409, 502, 503],
+            ..none
+        },
+        ("get", "/api/v1/notifications") => Shape { ok: (200, json(items(any_object()))), ..none },
+        ("post", "/api/v1/notifications") => Shape {
+            body: body(schema.subschema_for::<api::ChannelBody>()),
+            example: Some(
+                json!({ "name": "ops", "kind": "slack", "config": { "url": "https://hooks.slack.com/services/T/B/X" } }),
+            ),
+            ok: (201, json(any_object())),
+            more: &[409],
+            ..none
+        },
+        ("delete", "/api/v1/notifications/{name}") => Shape { ok: (204, Vec::new()), ..none },
+        ("post", "/api/v1/notifications/{name}/test") => Shape {
+            ok: (
+                200,
+                json(object(&[("delivered", json!({ "type": "boolean" })), ("detail", string())])),
+            ),
+            ..none
+        },
+        ("get", "/api/v1/audit") => Shape {
+            query: Some(schemars::schema_for!(api::AuditQuery).to_value()),
+            ok: (200, json(items(any_object()))),
+            ..none
+        },
+        ("get", "/api/v1/audit/verify") => {
+            Shape { ok: (200, json(object(&[("intact", json!({ "type": "boolean" }))]))), ..none }
+        }
+        _ => return None,
+    })
+}
+
+/// The error statuses of an operation: 400 for one that takes input, 401 and 403 for one
+/// that needs a token, 404 for one that names a resource, and its own.
+fn errors(path: &str, scope: Option<&str>, shape: &Shape) -> Vec<u16> {
+    let mut out = Vec::new();
+    if shape.body.is_some() || shape.query.is_some() || path.contains('{') {
+        out.push(400);
+    }
+    if scope.is_some() {
+        out.extend([401, 403]);
+    }
+    if path.contains('{') {
+        out.push(404);
+    }
+    out.extend(shape.more);
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// The document.
 pub fn document() -> Value {
+    // JSON Schema 2020-12 is OpenAPI 3.1's own dialect; named types go to the components.
+    let mut settings = SchemaSettings::draft2020_12();
+    settings.definitions_path = "#/components/schemas/".into();
+    settings.meta_schema = None;
+    let mut generator = settings.into_generator();
     let mut paths = Map::new();
     for (method, path, summary, scope) in ROUTES {
-        let mut op = json!({
-            "summary": summary,
-            "responses": {
-                "200": { "description": "OK" },
-                "default": {
-                    "description": "An error",
+        // A route without a shape is caught by the test below; it is served as bare.
+        let shape = shape(method, path, &mut generator).unwrap_or(Shape {
+            body: None,
+            query: None,
+            example: None,
+            ok: (200, Vec::new()),
+            more: &[],
+        });
+        let mut responses = Map::new();
+        let (ok, content) = &shape.ok;
+        let mut answer = json!({ "description": "Done" });
+        if !content.is_empty() {
+            let media: Map<String, Value> = content
+                .iter()
+                .map(|(ctype, schema)| (ctype.to_string(), json!({ "schema": schema })))
+                .collect();
+            answer["content"] = Value::Object(media);
+        }
+        responses.insert(ok.to_string(), answer);
+        for status in errors(path, *scope, &shape) {
+            let reason = axum::http::StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("Error");
+            responses.insert(
+                status.to_string(),
+                json!({
+                    "description": reason,
                     "content": { "application/problem+json": {
                         "schema": { "$ref": "#/components/schemas/Problem" } } }
-                }
-            }
-        });
+                }),
+            );
+        }
+        let mut op = json!({ "summary": summary, "responses": responses });
         if let Some(scope) = scope {
             op["security"] = json!([{ "token": [scope] }]);
         }
-        let params: Vec<Value> = path
+        let mut params: Vec<Value> = path
             .split('/')
             .filter_map(|part| part.strip_prefix('{')?.strip_suffix('}'))
             .map(|param| {
-                json!({
+                let mut p = json!({
                     "name": param, "in": "path", "required": true, "schema": { "type": "string" }
-                })
+                });
+                // What the examples name: a certificate `web` with its first files task.
+                match param {
+                    "name" => p["example"] = json!("web"),
+                    "task" => p["example"] = json!("files-1"),
+                    _ => {}
+                }
+                p
             })
             .collect();
+        if let Some(query) = &shape.query {
+            for (name, schema) in query["properties"].as_object().into_iter().flatten() {
+                params.push(
+                    json!({ "name": name, "in": "query", "required": false, "schema": schema }),
+                );
+            }
+        }
         if !params.is_empty() {
             op["parameters"] = Value::Array(params);
+        }
+        if let Some(schema) = &shape.body {
+            let mut media = json!({ "schema": schema });
+            if let Some(example) = &shape.example {
+                media["example"] = example.clone();
+            }
+            op["requestBody"] =
+                json!({ "required": true, "content": { "application/json": media } });
         }
         let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
         entry[*method] = op;
     }
+    let mut schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
+    schemas.insert(
+        "Problem".into(),
+        json!({
+            "type": "object",
+            "required": ["type", "title", "status", "detail"],
+            "properties": {
+                "type": { "type": "string" }, "title": { "type": "string" },
+                "status": { "type": "integer" }, "detail": { "type": "string" },
+                "field": { "type": "string" }
+            }
+        }),
+    );
     json!({
         "openapi": "3.1.0",
         "info": { "title": "certhub", "version": env!("CARGO_PKG_VERSION") },
         "paths": paths,
         "components": {
             "securitySchemes": { "token": { "type": "http", "scheme": "bearer" } },
-            "schemas": { "Problem": {
-                "type": "object",
-                "required": ["type", "title", "status", "detail"],
-                "properties": {
-                    "type": { "type": "string" }, "title": { "type": "string" },
-                    "status": { "type": "integer" }, "detail": { "type": "string" },
-                    "field": { "type": "string" }
-                }
-            }}
+            "schemas": schemas
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_described_with_its_answers() {
+        let mut generator = SchemaSettings::draft2020_12().into_generator();
+        for (method, path, _, scope) in ROUTES {
+            let shape = shape(method, path, &mut generator)
+                .unwrap_or_else(|| panic!("{method} {path} has no shape"));
+            let errors = errors(path, *scope, &shape);
+            if scope.is_some() {
+                assert!(errors.contains(&401) && errors.contains(&403), "{method} {path}");
+            }
+            if path.contains('{') {
+                assert!(errors.contains(&404), "{method} {path}");
+            }
+            if matches!(*method, "post" | "put" | "patch") && shape.body.is_some() {
+                assert!(shape.example.is_some(), "{method} {path} has an example body");
+            }
+        }
+        let doc = document();
+        let token = &doc["paths"]["/api/v1/tokens"]["post"];
+        assert!(token["requestBody"]["content"]["application/json"]["schema"].is_object());
+        assert_eq!(
+            token["responses"]["429"]["content"]["application/problem+json"]["schema"]["$ref"],
+            "#/components/schemas/Problem"
+        );
+        let list = &doc["paths"]["/api/v1/certificates"]["get"]["parameters"];
+        let names: Vec<&str> =
+            list.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["page", "per_page", "q", "state"]);
+        assert!(doc["components"]["schemas"]["TokenBody"].is_object(), "bodies come from types");
+    }
 }

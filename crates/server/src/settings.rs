@@ -92,7 +92,7 @@ fn within<T: PartialOrd + std::fmt::Display>(
 }
 
 /// Changes to the settings (`PATCH /api/v1/settings`); what is left out stays.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsChanges {
     /// The renewal policy of certificates without their own (75%, 30d).

@@ -8,6 +8,15 @@ use serde_json::{Value, json};
 
 use crate::support::{Env, hostile};
 
+/// Puts certificate `name` in backoff after a failure for an hour: the hub's renewal service
+/// leaves it alone, and only a request made by hand runs it.
+async fn back_off(env: &Env, name: &str) {
+    let store = certhub_store::Store::open(env.data_dir()).await.unwrap();
+    let later = jiff::Timestamp::now().as_millisecond() + 3_600_000;
+    store.set_cert_retry(name, 1, Some(later)).await.unwrap();
+    store.close().await;
+}
+
 /// Waits until job `id` of `hub` ends; its last status document.
 async fn job_done(
     http: &reqwest::Client,
@@ -41,6 +50,7 @@ async fn the_hubs_api_renewals_and_test_share_one_listener_and_release_it() {
 
     // A request through the API answers on the http-01 listener…
     env.add_http01("api", "le", "api.test").await;
+    back_off(&env, "api").await;
     let rsp: Value = http
         .post(hub.url("/api/v1/certificates/api/request"))
         .bearer_auth(&token)
@@ -197,18 +207,11 @@ async fn a_request_cut_short_by_a_kill_says_so_as_soon_as_the_hub_is_back() {
         &format!("touch {}\nexec sleep 60\n", ran.display()),
     );
     let challenge = format!("dns-01:exec={}", hook.display());
-    env.ok(&[
-        "cert",
-        "add",
-        "slow",
-        "--account",
-        "le",
-        "-d",
-        "slow.test",
-        "--challenge",
-        &challenge,
-    ])
-    .await;
+    let add = ["cert", "add", "slow", "--account", "le", "-d", "slow.test", "--challenge"];
+    env.ok(&[&add[..], &[challenge.as_str()]].concat()).await;
+    // Backing off after a failure, so the hub's renewal service leaves it alone and only the
+    // request made by hand runs.
+    back_off(&env, "slow").await;
     let mut hub = env.serve(&["--check-interval", "3600"], true).await;
     let token = hub.admin_token().await;
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
@@ -242,4 +245,81 @@ async fn a_request_cut_short_by_a_kill_says_so_as_soon_as_the_hub_is_back() {
         .unwrap();
     assert_eq!(job["status"], "interrupted", "{job}");
     assert!(job["result"].as_str().unwrap().contains("resumes"), "{job}");
+}
+
+/// Schemathesis's `st`: from CERTHUB_SCHEMATHESIS, or where scripts/test installs it.
+fn schemathesis() -> std::path::PathBuf {
+    if let Some(st) = std::env::var_os("CERTHUB_SCHEMATHESIS") {
+        return st.into();
+    }
+    let home = std::env::var_os("HOME").unwrap_or_default();
+    let st = std::path::Path::new(&home).join(".cache/certhub/venv/bin/st");
+    assert!(
+        st.exists(),
+        "Schemathesis is not installed: run scripts/test (it installs it with pip into \
+         ~/.cache/certhub/venv), or set CERTHUB_SCHEMATHESIS to its `st`"
+    );
+    st
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_answers_as_its_document_says_for_every_role() {
+    let st = schemathesis();
+    let env = Env::start(hostile()).await;
+    env.account("le", &[]).await;
+    // Something to find: an issued certificate with a deployment task.
+    env.add_http01("web", "le", "web.test").await;
+    env.ok(&["cert", "request", "web"]).await;
+    let out = tempfile::TempDir::new().unwrap();
+    env.ok(&["deploy", "add", "web", &format!("files:dir={}", out.path().display())]).await;
+    let port = env.pebble.http_port.to_string();
+    let hub = env.serve(&["--check-interval", "3600", "--probe-http-port", &port], true).await;
+    let admin = hub.admin_token().await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    // A token for each role, made before the fuzzer's failed sign-ins lock this address.
+    let mut tokens = Vec::new();
+    for role in ["viewer", "operator"] {
+        let user = json!({"username": role, "password": "a long enough password", "role": role});
+        let rsp = http.post(hub.url("/api/v1/users")).bearer_auth(&admin).json(&user).send();
+        assert_eq!(rsp.await.unwrap().status(), 201);
+        let signed: Value = http
+            .post(hub.url("/api/v1/tokens"))
+            .json(&json!({"username": role, "password": "a long enough password"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        tokens.push((role, signed["token"].as_str().unwrap().to_string()));
+    }
+    // The admin last: it may delete what the others look at.
+    tokens.push(("admin", admin));
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/schemathesis.toml");
+    for (role, token) in tokens {
+        let reports = tempfile::TempDir::new().unwrap();
+        let run = tokio::process::Command::new(&st)
+            .args(["--config-file", config, "--no-color", "run"])
+            .arg(hub.url("/api/v1/openapi.json"))
+            .args(["--header", &format!("Authorization: Bearer {token}")])
+            .args(["--max-examples", "25", "--seed", "20261206", "--workers", "1"])
+            .args(["--report-dir"])
+            .arg(reports.path())
+            // Its cache (.schemathesis/) goes beside the reports, not into the work tree.
+            .current_dir(reports.path())
+            .env("NO_COLOR", "1")
+            .kill_on_drop(true)
+            .output();
+        let run = tokio::time::timeout(Duration::from_secs(600), run)
+            .await
+            .expect("Schemathesis ends within 10 minutes")
+            .expect("Schemathesis runs");
+        let said = String::from_utf8_lossy(&run.stdout);
+        assert!(
+            run.status.success(),
+            "as {role}, answers departed from the document:\n{said}\n{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert!(said.contains("passed"), "as {role}: {said}");
+    }
 }
