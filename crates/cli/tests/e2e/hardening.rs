@@ -17,23 +17,26 @@ async fn back_off(env: &Env, name: &str) {
     store.close().await;
 }
 
-/// Waits until job `id` of `hub` ends; its last status document.
-async fn job_done(
-    http: &reqwest::Client,
+/// Calls the hub's API as `token` holder: the JSON answer (null when there is none).
+async fn call(
     hub: &crate::support::Hub,
     token: &str,
-    id: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
 ) -> Value {
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut req = http.request(method.parse().unwrap(), hub.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    req.send().await.unwrap().json().await.unwrap_or(Value::Null)
+}
+
+/// Waits until job `id` of `hub` ends; its last status document.
+async fn job_done(hub: &crate::support::Hub, token: &str, id: &str) -> Value {
     certhub_testkit::wait_until("the job to end", Duration::from_secs(90), || async {
-        let job: Value = http
-            .get(hub.url(&format!("/api/v1/jobs/{id}")))
-            .bearer_auth(token)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let job = call(hub, token, "GET", &format!("/api/v1/jobs/{id}"), None).await;
         (job["status"] != "running").then_some(job)
     })
     .await
@@ -46,35 +49,21 @@ async fn the_hubs_api_renewals_and_test_share_one_listener_and_release_it() {
     let port = env.pebble.http_port.to_string();
     let hub = env.serve(&["--check-interval", "3600", "--probe-http-port", &port], true).await;
     let token = hub.admin_token().await;
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
 
     // A request through the API answers on the http-01 listener…
     env.add_http01("api", "le", "api.test").await;
     back_off(&env, "api").await;
-    let rsp: Value = http
-        .post(hub.url("/api/v1/certificates/api/request"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rsp = call(&hub, &token, "POST", "/api/v1/certificates/api/request", None).await;
     let id = rsp["job"]["id"].as_str().unwrap().to_string();
-    let job = job_done(&http, &hub, &token, &id).await;
+    let job = job_done(&hub, &token, &id).await;
     assert_eq!(job["status"], "succeeded", "{job}");
 
     // …then the hub's renewal service orders another on the same address (a settings
     // change wakes it at once)…
     env.add_http01("service", "le", "service.test").await;
-    let rsp = http
-        .patch(hub.url("/api/v1/settings"))
-        .bearer_auth(&token)
-        .json(&json!({"check_interval_seconds": 3599}))
-        .send()
-        .await
-        .unwrap();
-    assert!(rsp.status().is_success(), "{}", rsp.text().await.unwrap());
+    let change = json!({"check_interval_seconds": 3599});
+    let settings = call(&hub, &token, "PATCH", "/api/v1/settings", Some(change)).await;
+    assert_eq!(settings["check_interval_seconds"], 3599, "{settings}");
     let data_dir = env.data_dir().to_path_buf();
     certhub_testkit::wait_until("the renewal service to issue", Duration::from_secs(90), || {
         let data_dir = data_dir.clone();
@@ -90,15 +79,7 @@ async fn the_hubs_api_renewals_and_test_share_one_listener_and_release_it() {
     .await;
 
     // …and Test presents its probe there too.
-    let report: Value = http
-        .post(hub.url("/api/v1/certificates/api/test"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report = call(&hub, &token, "POST", "/api/v1/certificates/api/test", None).await;
     assert_eq!(report["works"], true, "{report}");
 
     // Idle, the hub holds no listener: a cron job beside it can order on that address.
@@ -214,16 +195,7 @@ async fn a_request_cut_short_by_a_kill_says_so_as_soon_as_the_hub_is_back() {
     back_off(&env, "slow").await;
     let mut hub = env.serve(&["--check-interval", "3600"], true).await;
     let token = hub.admin_token().await;
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let rsp: Value = http
-        .post(hub.url("/api/v1/certificates/slow/request"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rsp = call(&hub, &token, "POST", "/api/v1/certificates/slow/request", None).await;
     let id = rsp["job"]["id"].as_str().unwrap().to_string();
     // Killed mid-request, with no chance to record anything.
     let hook_runs = dir.path().join("hook-ran");
@@ -234,15 +206,7 @@ async fn a_request_cut_short_by_a_kill_says_so_as_soon_as_the_hub_is_back() {
     hub.child.start_kill().unwrap();
     hub.child.wait().await.unwrap();
     let hub = env.serve(&["--check-interval", "3600"], false).await;
-    let job: Value = http
-        .get(hub.url(&format!("/api/v1/jobs/{id}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let job = call(&hub, &token, "GET", &format!("/api/v1/jobs/{id}"), None).await;
     assert_eq!(job["status"], "interrupted", "{job}");
     assert!(job["result"].as_str().unwrap().contains("resumes"), "{job}");
 }
