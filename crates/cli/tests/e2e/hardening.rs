@@ -287,3 +287,37 @@ async fn the_api_answers_as_its_document_says_for_every_role() {
         assert!(said.contains("passed"), "as {role}: {said}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_anchors_kept_outside_the_database_show_a_rollback() {
+    let env = Env::start(hostile()).await;
+    env.account("le", &[]).await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let anchors = dir.path().join("anchors");
+    let file = anchors.to_str().unwrap();
+    env.ok(&["audit", "anchor", "--out", file]).await;
+    let said = env.ok(&["audit", "verify", "--anchor", file]).await;
+    assert!(said.contains("holds every entry its 1 anchor(s) name"), "{said}");
+    // A change after the anchor, anchored too; then the database goes back to before it.
+    let files = ["certhub.db", "certhub.db-wal", "certhub.db-shm"].map(|f| env.data_dir().join(f));
+    let before = files.clone().map(|f| std::fs::read(f).ok());
+    env.ok(&["account", "update", "le", "--no-email"]).await;
+    env.ok(&["audit", "anchor", "--out", file]).await;
+    assert_eq!(std::fs::read_to_string(&anchors).unwrap().lines().count(), 2);
+    for (f, copy) in files.iter().zip(before) {
+        match copy {
+            Some(bytes) => std::fs::write(f, bytes).unwrap(),
+            None => {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+    }
+    let said = env.ok(&["audit", "verify"]).await;
+    assert!(said.contains("intact"), "the log alone cannot tell: {said}");
+    let err = env.fails(1, &["audit", "verify", "--anchor", file]).await;
+    assert!(err.contains("rolled back"), "{err}");
+    // An anchor file that is not one says so.
+    std::fs::write(&anchors, "not an anchor\n").unwrap();
+    let err = env.fails(3, &["audit", "verify", "--anchor", file]).await;
+    assert!(err.contains(":1:") && err.contains("mac"), "{err}");
+}
