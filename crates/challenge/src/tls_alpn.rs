@@ -5,7 +5,8 @@
 //!
 //! A name has one certificate at a time, and a validator's handshake says nothing of which
 //! challenge it checks: so orders validating the same name take turns, each holding the name
-//! from presenting its certificate until it is cleaned up.
+//! from presenting its certificate until it is cleaned up. A turn not given back within
+//! [`TURN_LIMIT`] (its order was cut short between the two) is taken from it.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -20,6 +21,10 @@ use tokio::sync::oneshot;
 
 const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
+/// How long an order may hold a name: longer than a CA takes to validate, so only an order
+/// cut short between presenting and cleaning up (its task cancelled) reaches it.
+pub const TURN_LIMIT: Duration = Duration::from_secs(120);
+
 #[derive(Debug, Default)]
 struct Certs(Mutex<HashMap<String, Arc<CertifiedKey>>>);
 
@@ -33,6 +38,10 @@ impl ResolvesServerCert for Certs {
     }
 }
 
+/// A name's turn as held by one challenge (its SNI name and key authorization), and since
+/// when.
+type Turn = (tokio::sync::OwnedMutexGuard<()>, tokio::time::Instant);
+
 /// A running tls-alpn-01 responder. The listener stops when the responder is dropped.
 pub struct TlsAlpnResponder {
     certs: Arc<Certs>,
@@ -41,7 +50,8 @@ pub struct TlsAlpnResponder {
     /// One turn per name: the challenge being validated holds it (by SNI name, with the
     /// key authorization it presents).
     turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    held: Mutex<HashMap<(String, String), tokio::sync::OwnedMutexGuard<()>>>,
+    /// The turns held, with when each was taken.
+    held: Mutex<HashMap<(String, String), Turn>>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -175,11 +185,32 @@ impl Solver for TlsAlpnResponder {
             .entry(sni.clone())
             .or_default()
             .clone();
-        // Waits while another order validates this name; its cleanup ends its turn.
-        let held = turn.lock_owned().await;
+        // Waits while another order validates this name; its cleanup ends its turn, and a
+        // turn held past the limit was abandoned: it is taken back.
+        let held = loop {
+            match tokio::time::timeout(TURN_LIMIT, turn.clone().lock_owned()).await {
+                Ok(held) => break held,
+                Err(_) => {
+                    let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+                    held.retain(|(name, _), (_, since)| {
+                        let stale = *name == sni && since.elapsed() >= TURN_LIMIT;
+                        if stale {
+                            tracing::warn!(
+                                name,
+                                "a tls-alpn-01 turn was not given back; taking it"
+                            );
+                        }
+                        !stale
+                    });
+                }
+            }
+        };
         self.certs.0.lock().unwrap_or_else(|p| p.into_inner()).insert(sni.clone(), key);
         let mut turns = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        turns.insert((sni, challenge.key_authorization.clone()), held);
+        turns.insert(
+            (sni, challenge.key_authorization.clone()),
+            (held, tokio::time::Instant::now()),
+        );
         Ok(())
     }
 

@@ -239,3 +239,21 @@ async fn a_callbacks_credentials_stay_out_of_its_errors() {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_tls_alpn01_turn_not_given_back_is_taken_after_its_limit() {
+    let r = TlsAlpnResponder::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    // An order cut short after presenting: it never cleans up.
+    let abandoned = challenge(ChallengeKind::TlsAlpn01, dns("turn.test"), "abandoned");
+    r.present(&abandoned).await.unwrap();
+    // The next order for the name waits for it, then takes the turn once it is stale.
+    let next = challenge(ChallengeKind::TlsAlpn01, dns("turn.test"), "next");
+    let started = tokio::time::Instant::now();
+    r.present(&next).await.unwrap();
+    let waited = started.elapsed();
+    assert!(waited >= certhub_challenge::tls_alpn::TURN_LIMIT, "{waited:?}");
+    assert!(waited < 3 * certhub_challenge::tls_alpn::TURN_LIMIT, "{waited:?}");
+    // The late cleanup of the abandoned order leaves the new one's certificate alone.
+    r.cleanup(&abandoned).await.unwrap();
+    r.cleanup(&next).await.unwrap();
+}

@@ -139,8 +139,10 @@ pub(crate) async fn create(
         return Err(fail(INVALID_INPUT, "--preferred-chain must name an issuer common name"));
     }
     let now = now_secs() * 1000;
+    // The certificate and its tasks are stored together, with the audit entry.
+    let stored_tasks = crate::deploy::task_values(&tasks)?;
     store
-        .insert_cert(
+        .insert_cert_with_tasks(
             &CertRecord {
                 name: args.name.clone(),
                 account_name: Some(args.account.clone()),
@@ -161,27 +163,35 @@ pub(crate) async fn create(
                 updated_at: now,
                 ..CertRecord::default()
             },
+            &stored_tasks,
             Some(audit),
         )
         .await?;
-    crate::deploy::store_tasks(store, &args.name, &tasks, None).await?;
     let validation =
         assignment.iter().map(|(id, i)| (id.clone(), specs[*i].config.kind())).collect();
     Ok((validation, tasks))
 }
 
-/// Prints steps: spinners on a terminal, plain lines otherwise.
+/// Says how work goes: spinners on a terminal, plain lines otherwise, or for the hub's
+/// own work, the log (the hub's output is its start banner and nothing else).
 pub(crate) struct Reporter {
     bars: Option<(
         indicatif::MultiProgress,
         std::sync::Mutex<std::collections::HashMap<String, indicatif::ProgressBar>>,
     )>,
+    /// Everything goes to the log (tracing), nothing to stdout or stderr.
+    logging: bool,
 }
 
 impl Reporter {
+    /// A reporter for the hub's own work: every line to the log.
+    pub(crate) fn logging() -> Self {
+        Self { bars: None, logging: true }
+    }
+
     pub(crate) fn new(names: &[String]) -> Self {
         if !std::io::stderr().is_terminal() {
-            return Self { bars: None };
+            return Self { bars: None, logging: false };
         }
         let multi = indicatif::MultiProgress::new();
         let style = indicatif::ProgressStyle::with_template("{spinner} {prefix:.bold} {msg}")
@@ -197,7 +207,25 @@ impl Reporter {
                 (n.clone(), bar)
             })
             .collect();
-        Self { bars: Some((multi, std::sync::Mutex::new(bars))) }
+        Self { bars: Some((multi, std::sync::Mutex::new(bars))), logging: false }
+    }
+
+    /// A result line: stdout, or the log.
+    pub(crate) fn say(&self, line: &str) {
+        if self.logging {
+            tracing::info!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+
+    /// A warning: stderr, or the log (which names it a warning itself).
+    pub(crate) fn warn(&self, line: &str) {
+        if self.logging {
+            tracing::warn!("{}", line.strip_prefix("warning: ").unwrap_or(line));
+        } else {
+            eprintln!("{line}");
+        }
     }
 
     /// Whether steps show as spinners (stderr is a terminal).
@@ -212,6 +240,7 @@ impl Reporter {
                     bar.finish_with_message(message.to_string());
                 }
             }
+            None if self.logging => tracing::info!(cert, "{message}"),
             None => eprintln!("{cert}: {message}"),
         }
     }
@@ -225,6 +254,7 @@ impl Progress for Reporter {
                     bar.set_message(message.to_string());
                 }
             }
+            None if self.logging => tracing::info!(cert, "{message}"),
             None => eprintln!("{cert}: {message}"),
         }
     }

@@ -118,12 +118,13 @@ pub async fn store_tasks(
     if tasks.is_empty() {
         return Ok(());
     }
-    let tasks: Vec<(String, serde_json::Value)> = tasks
-        .iter()
-        .map(|t| Ok((t.name.clone(), serde_json::to_value(t)?)))
-        .collect::<anyhow::Result<_>>()?;
-    store.add_deploy_tasks(cert, &tasks, audit).await?;
+    store.add_deploy_tasks(cert, &task_values(tasks)?, audit).await?;
     Ok(())
+}
+
+/// Tasks as the store keeps them: name and task.
+pub fn task_values(tasks: &[DeployTask]) -> anyhow::Result<Vec<(String, serde_json::Value)>> {
+    tasks.iter().map(|t| Ok((t.name.clone(), serde_json::to_value(t)?))).collect()
 }
 
 async fn add(store: &Store, args: DeployAdd) -> anyhow::Result<()> {

@@ -153,16 +153,12 @@ async fn audit_verify(ctx: &Context, args: args::AuditVerify) -> anyhow::Result<
             format!("{} holds no anchor; make one with `certhub audit anchor`", file.display()),
         ));
     }
-    let mut n = 0;
-    for (i, anchor) in anchors.iter().enumerate() {
-        n = store
-            .verify_audit_anchor(anchor)
-            .await
-            .map_err(|e| {
-                exit::fail(exit::INVALID_INPUT, format!("{}:{}: {e}", file.display(), i + 1))
-            })?
-            .map_err(broken)?;
-    }
+    let n = match store.verify_audit_anchors(&anchors).await {
+        Err(certhub_store::Error::Unreadable(why)) => {
+            return Err(exit::fail(exit::INVALID_INPUT, format!("{}: {why}", file.display())));
+        }
+        other => other?.map_err(broken)?,
+    };
     println!(
         "The audit log is intact: {n} entries, each chained to the one before, and it holds \
          every entry its {} anchor(s) name.",

@@ -47,6 +47,8 @@ pub fn print_json(value: &serde_json::Value) {
 pub struct Actor {
     name: String,
     source: &'static str,
+    /// The hub's own work: it logs instead of printing.
+    hub: bool,
 }
 
 impl Actor {
@@ -55,12 +57,17 @@ impl Actor {
         let user = std::env::var("USER")
             .or_else(|_| std::env::var("LOGNAME"))
             .unwrap_or_else(|_| "unknown".into());
-        Self { name: format!("cli:{user}"), source: "cli" }
+        Self { name: format!("cli:{user}"), source: "cli", hub: false }
     }
 
     /// The hub's own background work (its renewal service).
     pub fn hub() -> Self {
-        Self { name: "hub".into(), source: "renewal service" }
+        Self { name: "hub".into(), source: "renewal service", hub: true }
+    }
+
+    /// How this actor's work is told: on the console, or for the hub, in the log.
+    pub(crate) fn reporter(&self, names: &[String]) -> crate::cert::Reporter {
+        if self.hub { crate::cert::Reporter::logging() } else { crate::cert::Reporter::new(names) }
     }
 
     /// The audit entry of this actor doing `action` on `target`, to store with the change.

@@ -62,7 +62,7 @@ async fn look(
     if !args.due {
         return Ok(Step::Due(DueNow { lock, looked: None }));
     }
-    let looked = due(store, issuer, name, policy).await?;
+    let looked = due(store, issuer, reporter, name, policy).await?;
     let not_due = match &looked.due {
         Due::Now => return Ok(Step::Due(DueNow { lock, looked: Some(looked) })),
         Due::At(at, reason) => {
@@ -182,11 +182,11 @@ pub async fn renew(ctx: &Context, args: Renew, actor: &crate::output::Actor) -> 
         args.names.clone()
     };
     if names.is_empty() {
-        println!("Nothing is due now.");
+        actor.reporter(&[]).say("Nothing is due now.");
         return Ok(());
     }
     let issuer = Arc::new(Issuer::new(store.clone(), ctx.solvers.clone(), &ctx.data_dir));
-    let reporter = Arc::new(Reporter::new(&names));
+    let reporter = Arc::new(actor.reporter(&names));
     let timeout = Duration::from_secs(args.timeout);
     let jobs = usize::from(args.jobs);
     // First a look at each: not due (done), or due (kept locked for now).
@@ -283,11 +283,11 @@ pub async fn renew(ctx: &Context, args: Renew, actor: &crate::output::Actor) -> 
         0 => String::new(),
         n => format!(" ({n} with pending deployments done)"),
     };
-    println!(
+    reporter.say(&format!(
         "{renewed} renewed, {not_due} not due{redeployed}{waiting}, {busy} busy elsewhere, {} \
          failed",
         failed.len()
-    );
+    ));
     if failed.is_empty() {
         return Ok(());
     }
@@ -315,6 +315,7 @@ fn unix(t: SystemTime) -> i64 {
 /// window, or none (the policy decides).
 async fn ca_window(
     store: &Store,
+    reporter: &Reporter,
     account: Option<&certhub_acme::Account>,
     name: &str,
     issued_id: i64,
@@ -357,7 +358,7 @@ async fn ca_window(
         },
     };
     if let Some(url) = &info.explanation_url {
-        eprintln!("{name}: the CA explains its renewal window at {url}");
+        reporter.warn(&format!("{name}: the CA explains its renewal window at {url}"));
     }
     let window = RenewalWindow { start: time(info.window_start), end: time(info.window_end) };
     Ok(Some((window, info.next_fetch_at)))
@@ -417,6 +418,7 @@ const IMPORTED_WARNING_DAYS: i64 = 30;
 async fn due(
     store: &Store,
     issuer: &Issuer,
+    reporter: &Reporter,
     name: &str,
     policy: RenewalPolicy,
 ) -> anyhow::Result<Looked> {
@@ -475,9 +477,9 @@ async fn due(
         if days < IMPORTED_WARNING_DAYS {
             let when =
                 if days < 0 { "has expired".into() } else { format!("expires in {days} days") };
-            eprintln!(
+            reporter.warn(&format!(
                 "warning: {name} {when}; import its successor with `certhub cert import {name}`"
-            );
+            ));
         }
         return Ok(looked(Due::Watched(status), warn_from.max(now_ms + DAY_MS)));
     }
@@ -496,10 +498,10 @@ async fn due(
     let (account_name, _) = crate::cert::ordering_account(&cert)?;
     let window = match issuer.account(account_name).await {
         Ok(account) if account.client().directory().renewal_info.is_none() => None,
-        Ok(account) => ca_window(store, Some(&account), name, issued.id, leaf).await?,
+        Ok(account) => ca_window(store, reporter, Some(&account), name, issued.id, leaf).await?,
         Err(e) => {
             tracing::warn!(cert = name, error = %format!("{e:#}"), "the CA is unreachable");
-            ca_window(store, None, name, issued.id, leaf).await?
+            ca_window(store, reporter, None, name, issued.id, leaf).await?
         }
     };
     let seed = window_seed(&issued.serial_hex);

@@ -349,6 +349,7 @@ pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
         per_address: args.max_connections_per_address as usize,
         header_timeout: Duration::from_secs(args.header_timeout),
         handshake_timeout: Duration::from_secs(args.header_timeout),
+        body_timeout: Duration::from_secs(30),
     };
     let serving = certhub_server::serve(
         listener,
@@ -367,10 +368,13 @@ pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
     // Requests started through the API get a little time to finish before the store closes.
     let left = state.finish_jobs(Duration::from_secs(30)).await;
     if left > 0 {
-        println!("{left} request(s) still running; the next start resumes them");
+        tracing::warn!(
+            requests = left,
+            "requests still running at stop; the next start resumes them"
+        );
     }
     store.close().await;
-    println!("certhub hub stopped");
+    tracing::info!("the hub stopped");
     Ok(())
 }
 
@@ -427,7 +431,7 @@ impl OwnCert {
         let (chain, key, serial) = managed_identity(&self.store, &self.name).await?;
         if serial != self.serial {
             self.cert.replace(&chain, &key).map_err(anyhow::Error::msg)?;
-            println!("certhub hub now presents {} serial {serial}", self.name);
+            tracing::info!(cert = self.name, serial, "the hub presents its renewed certificate");
             self.serial = serial;
         }
         Ok(())

@@ -262,7 +262,10 @@ impl ChallengeSpec {
             ("dns-01", "callback") => {
                 let url = need("callback")?;
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(err(format!("callback={url} is not an http:// or https:// URL")));
+                    return Err(err(format!(
+                        "callback={} is not an http:// or https:// URL",
+                        crate::secret::shown_url(url)
+                    )));
                 }
                 ChallengeConfig::Dns01Callback {
                     url: url.to_string(),
@@ -438,6 +441,10 @@ mod tests {
         let url = "https://ops:pa55word@hooks.example:8443/s3cr3t-path?token=t0ken";
         let spec = ChallengeSpec::parse(&format!("dns-01:callback={url},secret=k3y")).unwrap();
         let shown = spec.config.describe();
+        let mistyped = url.replace("https://", "htps://");
+        let said = ChallengeSpec::parse(&format!("dns-01:callback={mistyped},secret=k3y"));
+        let said = said.unwrap_err().to_string();
+        assert!(!said.contains("pa55word") && !said.contains("s3cr3t-path"), "{said}");
         assert!(shown.contains("https://hooks.example:8443"), "{shown}");
         // A bad SPEC's error repeats the SPEC, without them too.
         let bad = ChallengeSpec::parse(&format!(

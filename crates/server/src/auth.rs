@@ -169,6 +169,12 @@ impl FromRequestParts<AppState> for Caller {
             .verify_token(id, secret)
             .await?
             .ok_or_else(|| Problem::unauthorized("the token is unknown, revoked or expired"))?;
+        if record.kind == certhub_store::TokenKind::Session {
+            // A session lives in its browser's cookie, with its idle limit and CSRF checks.
+            return Err(Problem::unauthorized(
+                "that is a web session, not an API token; make one with POST /api/v1/tokens",
+            ));
+        }
         let role = Role::parse(&role).unwrap_or(Role::Viewer);
         Ok(Caller {
             user: record.user_name,

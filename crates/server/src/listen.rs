@@ -1,7 +1,8 @@
 //! Serving the router over plain TCP or TLS, with each client's address for the audit log,
 //! within bounds that a client cannot push the hub out of: connections in all and from one
 //! address are capped (an IPv6 client's /64 counts as one address), a TLS handshake and a
-//! request's headers each have a time limit, and so has a connection idle between requests.
+//! request's headers and its body each have a time limit, and so has a connection idle
+//! between requests.
 //! Accepting never stops: a connection past a cap is closed at once, so a flood from some
 //! addresses never keeps the others waiting.
 
@@ -12,9 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
+use axum::response::IntoResponse as _;
+use http_body_util::BodyExt as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tower::ServiceExt as _;
+
+use crate::Problem;
 
 /// The client's address, as handlers see it.
 #[derive(Debug, Clone, Copy)]
@@ -32,7 +37,12 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// How long a TLS handshake may take.
     pub handshake_timeout: Duration,
+    /// How long a request's body may take to arrive, whole.
+    pub body_timeout: Duration,
 }
+
+/// The largest request body the hub takes (a PKCS#12 file to import is the largest).
+const MAX_BODY: usize = 2 << 20;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -41,6 +51,7 @@ impl Default for Limits {
             per_address: 256,
             header_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -138,9 +149,36 @@ pub async fn serve(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _slot = slot;
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
-                req.extensions_mut().insert(ConnectInfo(Peer(addr)));
-                app.clone().oneshot(req.map(axum::body::Body::new))
+            let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                let app = app.clone();
+                async move {
+                    let (mut parts, body) = req.into_parts();
+                    parts.extensions.insert(ConnectInfo(Peer(addr)));
+                    // The whole body, within its time and size, before any handler runs: a
+                    // client trickling a body cannot hold its connection.
+                    let body = http_body_util::Limited::new(body, MAX_BODY);
+                    let body = match tokio::time::timeout(limits.body_timeout, body.collect()).await
+                    {
+                        Ok(Ok(collected)) => collected.to_bytes(),
+                        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                            let p = Problem::too_large("the request body is larger than 2 MiB");
+                            return Ok(p.into_response());
+                        }
+                        Ok(Err(_)) => {
+                            let p = Problem::invalid("body", "the request body broke off");
+                            return Ok(p.into_response());
+                        }
+                        Err(_) => {
+                            let p = Problem::too_slow(format!(
+                                "the request body did not arrive within {} s",
+                                limits.body_timeout.as_secs()
+                            ));
+                            return Ok(p.into_response());
+                        }
+                    };
+                    let req = hyper::Request::from_parts(parts, axum::body::Body::from(body));
+                    app.oneshot(req).await
+                }
             });
             let served = match acceptor {
                 None => watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await,

@@ -64,6 +64,16 @@ impl Problem {
         Self::new(StatusCode::TOO_MANY_REQUESTS, "too-many-requests", detail)
     }
 
+    /// 408: the request did not arrive in time.
+    pub fn too_slow(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "too-slow", detail)
+    }
+
+    /// 413: the request is larger than the hub takes.
+    pub fn too_large(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", detail)
+    }
+
     /// 503: the hub cannot do this now.
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)

@@ -20,6 +20,7 @@ const LIMITS: Limits = Limits {
     per_address: 8,
     header_timeout: Duration::from_secs(1),
     handshake_timeout: Duration::from_secs(1),
+    body_timeout: Duration::from_secs(2),
 };
 
 async fn start(tls: bool) -> Hub {
@@ -128,4 +129,32 @@ async fn a_silent_or_slow_connection_is_closed_when_its_time_is_up() {
         assert!(!String::from_utf8_lossy(&rest).contains("200 OK"), "no answer to slow headers");
     }
     assert!(cut, "slow headers are cut off");
+}
+
+#[tokio::test]
+async fn a_body_trickled_slower_than_its_limit_is_cut_off() {
+    use tokio::io::AsyncWriteExt as _;
+    let hub = start(false).await;
+    let mut conn = silent("127.0.0.1".parse().unwrap(), hub.addr).await;
+    let head = "POST /api/v1/tokens HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n\
+                content-length: 1000\r\n\r\n";
+    conn.write_all(head.as_bytes()).await.unwrap();
+    // A byte every half second: 1000 of them would take over eight minutes.
+    let trickle = async {
+        loop {
+            if conn.write_all(b" ").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(4), trickle).await;
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut answer))
+        .await
+        .expect("the hub answers")
+        .unwrap_or(0);
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("did not arrive within 2 s"), "{answer}");
 }

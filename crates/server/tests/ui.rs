@@ -281,6 +281,16 @@ async fn an_api_token_is_never_a_session_whatever_its_label() {
         StatusCode::SEE_OTHER
     );
     assert!(!hub.get("/settings", Some(&admin)).await.body.contains("mallory"));
+    // Nor is a session an API token: it lives in its cookie, with its idle limit and CSRF.
+    let session = admin.strip_prefix("certhub_session=").unwrap();
+    let req = Request::builder()
+        .uri("/api/v1/certificates")
+        .header("authorization", format!("Bearer {session}"))
+        .body(Body::empty())
+        .unwrap();
+    let rsp = hub.send(req).await;
+    assert_eq!(rsp.status, StatusCode::UNAUTHORIZED, "{}", rsp.body);
+    assert!(rsp.body.contains("web session"), "{}", rsp.body);
 }
 
 #[tokio::test]

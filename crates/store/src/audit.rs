@@ -222,8 +222,16 @@ impl Store {
         .bind(&hash)
         .fetch_one(&mut **tx)
         .await?;
-        let count: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM audit_log").fetch_one(&mut **tx).await?;
+        // The count follows from the record of the entry before; without one (the first
+        // entry, or a record from before counts were kept) it is counted.
+        let sealed: Option<Vec<u8>> = sqlx::query_scalar("SELECT value FROM meta WHERE name = $1")
+            .bind(HEAD)
+            .fetch_optional(&mut **tx)
+            .await?;
+        let count = match sealed.map(|blob| self.read_head(&blob)).transpose()? {
+            Some(Head { count: Some(n), .. }) => n + 1,
+            _ => sqlx::query_scalar("SELECT COUNT(*) FROM audit_log").fetch_one(&mut **tx).await?,
+        };
         let head = self.seal("meta", HEAD, "value", format!("{id} {hash} {count}").as_bytes())?;
         sqlx::query(
             "INSERT INTO meta (name, value) VALUES ($1, $2) \
@@ -269,15 +277,19 @@ impl Store {
             .bind(HEAD)
             .fetch_optional(&self.pool)
             .await?;
-        let Some(blob) = sealed else { return Ok(None) };
-        let text = self.open_blob("meta", HEAD, "value", &blob)?;
+        sealed.map(|blob| self.read_head(&blob)).transpose()
+    }
+
+    /// The record of the newest entry, opened.
+    fn read_head(&self, blob: &[u8]) -> Result<Head, Error> {
+        let text = self.open_blob("meta", HEAD, "value", blob)?;
         let text = String::from_utf8_lossy(&text).into_owned();
         let mut fields = text.split(' ');
         let id = fields.next().and_then(|v| v.parse().ok());
         let hash = fields.next().map(str::to_string);
         let count = fields.next().and_then(|v| v.parse().ok());
         match (id, hash) {
-            (Some(id), Some(hash)) => Ok(Some(Head { id, hash, count })),
+            (Some(id), Some(hash)) => Ok(Head { id, hash, count }),
             _ => Err(Error::Unreadable(format!(
                 "meta.{HEAD} holds {text:?}, not an entry's id and hash"
             ))),
@@ -368,48 +380,51 @@ impl Store {
         Ok(Some(format!("{body} mac={mac}")))
     }
 
-    /// Checks the log against an anchor made by [`Store::audit_anchor`] (the whole chain
-    /// first): it must still hold the entry the anchor names, with its hash, and at least as
-    /// many entries. Fails when the anchor itself does not read or was not made with this
-    /// store's key.
-    pub async fn verify_audit_anchor(
+    /// Checks the log against anchors made by [`Store::audit_anchor`] (the whole chain
+    /// first, once): it must still hold the entry each names, with its hash, and at least
+    /// as many entries as then. Fails naming the anchor (from 1) that does not read or was
+    /// not made with this store's key.
+    pub async fn verify_audit_anchors(
         &self,
-        anchor: &str,
+        anchors: &[&str],
     ) -> Result<Result<i64, ChainBreak>, Error> {
-        let bad = |why: &str| Error::Unreadable(format!("the audit anchor {why}"));
-        let anchor = anchor.trim();
-        let (body, mac) = anchor.rsplit_once(" mac=").ok_or_else(|| bad("has no mac="))?;
-        if !crate::same_secret(&self.key.audit_mac(body.as_bytes()), mac) {
-            return Err(bad("was not made from this database (its mac does not match)"));
-        }
-        let field = |name: &str| {
-            body.split(' ')
-                .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
-                .ok_or_else(|| bad(&format!("has no {name}=")))
-        };
-        let id: i64 = field("id")?.parse().map_err(|_| bad("has a bad id="))?;
-        let count: i64 = field("count")?.parse().map_err(|_| bad("has a bad count="))?;
-        let hash = field("hash")?;
-        let at: i64 = field("at")?.parse().map_err(|_| bad("has a bad at="))?;
         let total = match self.verify_audit().await? {
             Ok(n) => n,
             broken => return Ok(broken),
         };
-        let held: Option<String> = sqlx::query_scalar("SELECT hash FROM audit_log WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        let when = jiff::Timestamp::from_millisecond(at)
-            .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-            .unwrap_or_else(|_| at.to_string());
-        if held.as_deref() != Some(hash) || total < count {
-            return Ok(Err(ChainBreak {
-                id,
-                reason: format!(
-                    "the log was rolled back: it no longer holds entry {id} as the anchor of \
-                     {when} recorded it ({count} entries then, {total} now)"
-                ),
-            }));
+        for (i, anchor) in anchors.iter().enumerate() {
+            let bad = |why: &str| Error::Unreadable(format!("audit anchor {}: {why}", i + 1));
+            let anchor = anchor.trim();
+            let (body, mac) = anchor.rsplit_once(" mac=").ok_or_else(|| bad("has no mac="))?;
+            if !crate::same_secret(&self.key.audit_mac(body.as_bytes()), mac) {
+                return Err(bad("was not made from this database (its mac does not match)"));
+            }
+            let field = |name: &str| {
+                body.split(' ')
+                    .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+                    .ok_or_else(|| bad(&format!("has no {name}=")))
+            };
+            let id: i64 = field("id")?.parse().map_err(|_| bad("has a bad id="))?;
+            let count: i64 = field("count")?.parse().map_err(|_| bad("has a bad count="))?;
+            let hash = field("hash")?;
+            let at: i64 = field("at")?.parse().map_err(|_| bad("has a bad at="))?;
+            let held: Option<String> =
+                sqlx::query_scalar("SELECT hash FROM audit_log WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if held.as_deref() != Some(hash) || total < count {
+                let when = jiff::Timestamp::from_millisecond(at)
+                    .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+                    .unwrap_or_else(|_| at.to_string());
+                return Ok(Err(ChainBreak {
+                    id,
+                    reason: format!(
+                        "the log was rolled back: it no longer holds entry {id} as the anchor \
+                         of {when} recorded it ({count} entries then, {total} now)"
+                    ),
+                }));
+            }
         }
         Ok(Ok(total))
     }

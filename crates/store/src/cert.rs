@@ -183,6 +183,17 @@ impl Store {
         cert: &CertRecord,
         audit: Option<&AuditEntry>,
     ) -> Result<(), Error> {
+        self.insert_cert_with_tasks(cert, &[], audit).await
+    }
+
+    /// Inserts a managed certificate with its deployment tasks (name and task), all or
+    /// none, with `audit`'s entry (see [`Store::insert_cert`]).
+    pub async fn insert_cert_with_tasks(
+        &self,
+        cert: &CertRecord,
+        tasks: &[(String, serde_json::Value)],
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), Error> {
         let identifiers = to_json(TABLE, &cert.name, "identifiers", &cert.identifiers)?;
         let challenges = self.seal_json(TABLE, &cert.name, "challenges", &cert.challenges)?;
         let now = now_ms();
@@ -216,6 +227,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(|err| write_error(err, cert))?;
+        self.add_deploy_tasks_in(&mut tx, &cert.name, tasks).await?;
         self.commit_change(tx, audit).await
     }
 

@@ -96,15 +96,28 @@ impl Store {
         tasks: &[(String, serde_json::Value)],
         audit: Option<&AuditEntry>,
     ) -> Result<(), Error> {
+        let mut tx = self.begin_change(audit).await?;
+        self.add_deploy_tasks_in(&mut tx, cert_name, tasks).await?;
+        // A new task has a certificate to deploy: the scheduler's next run does it.
+        crate::cert::recheck(&mut tx, cert_name).await?;
+        self.commit_change(tx, audit).await
+    }
+
+    /// Appends tasks within `tx`.
+    pub(crate) async fn add_deploy_tasks_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        cert_name: &str,
+        tasks: &[(String, serde_json::Value)],
+    ) -> Result<(), Error> {
         let mut sealed = Vec::with_capacity(tasks.len());
         for (name, task) in tasks {
             sealed.push((name, self.seal_json(TABLE, &row_key(cert_name, name), "task", task)?));
         }
-        let mut tx = self.begin_change(audit).await?;
         let last: Option<i64> =
             sqlx::query_scalar("SELECT MAX(position) FROM deploy_tasks WHERE cert_name = $1")
                 .bind(cert_name)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut **tx)
                 .await?;
         let first = last.map_or(0, |p| p + 1);
         for (position, (name, sealed)) in (first..).zip(sealed) {
@@ -116,7 +129,7 @@ impl Store {
             .bind(name)
             .bind(position)
             .bind(sealed)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(|e| {
                 if is_unique_violation(&e) {
@@ -128,9 +141,7 @@ impl Store {
                 }
             })?;
         }
-        // A new task has a certificate to deploy: the scheduler's next run does it.
-        crate::cert::recheck(&mut tx, cert_name).await?;
-        self.commit_change(tx, audit).await
+        Ok(())
     }
 
     /// Removes a task, with `audit`'s entry. Fails with [`Error::NotFound`] when there is no

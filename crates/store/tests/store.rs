@@ -690,8 +690,8 @@ async fn the_audit_log_cannot_be_emptied_or_rolled_back_unseen(db: Db) {
     let early_head = head().await;
     let mail = store.audit("ada", "cert.request", "mail", "10.0.0.1", None).await.unwrap();
     let late = store.audit_anchor().await.unwrap().unwrap();
-    assert_eq!(store.verify_audit_anchor(&early).await.unwrap(), Ok(3));
-    assert_eq!(store.verify_audit_anchor(&late).await.unwrap(), Ok(3));
+    assert_eq!(store.verify_audit_anchors(&[&early]).await.unwrap(), Ok(3));
+    assert_eq!(store.verify_audit_anchors(&[&late]).await.unwrap(), Ok(3));
 
     // Rolled back to the earlier state: the newest entry gone and the record of the log as
     // it stood before put back. The log alone cannot tell; the later anchor can.
@@ -702,14 +702,14 @@ async fn the_audit_log_cannot_be_emptied_or_rolled_back_unseen(db: Db) {
         .await
         .unwrap();
     assert_eq!(store.verify_audit().await.unwrap(), Ok(2));
-    assert_eq!(store.verify_audit_anchor(&early).await.unwrap(), Ok(2));
-    let broken = store.verify_audit_anchor(&late).await.unwrap().unwrap_err();
+    assert_eq!(store.verify_audit_anchors(&[&early]).await.unwrap(), Ok(2));
+    let broken = store.verify_audit_anchors(&[&late]).await.unwrap().unwrap_err();
     assert_eq!(broken.id, mail.id);
     assert!(broken.reason.contains("rolled back"), "{broken:?}");
     // An anchor that was edited is refused as such.
     let forged = late.replace(&format!("id={}", mail.id), "id=1");
-    let e = store.verify_audit_anchor(&forged).await.unwrap_err().to_string();
-    assert!(e.contains("its mac does not match"), "{e}");
+    let e = store.verify_audit_anchors(&[&early, &forged]).await.unwrap_err().to_string();
+    assert!(e.contains("audit anchor 2") && e.contains("its mac does not match"), "{e}");
 
     // The whole log and its record removed: a hub with users had a first entry.
     sqlx::query("DELETE FROM audit_log").execute(&raw).await.unwrap();

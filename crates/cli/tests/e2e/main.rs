@@ -1898,7 +1898,7 @@ async fn the_hub_renews_what_is_due_by_itself() {
     ])
     .await;
     // Never issued: the hub's first renewal run (at start) requests it.
-    let _hub = env.serve(&["--check-interval", "1"], true).await;
+    let hub = env.serve(&["--check-interval", "1"], true).await;
     let data_dir = env.data_dir().to_path_buf();
     let serial = move || {
         let data_dir = data_dir.clone();
@@ -1919,6 +1919,8 @@ async fn the_hub_renews_what_is_due_by_itself() {
     })
     .await;
     assert!(out_dir.path().join("fullchain.pem").exists());
+    // It said nothing on stdout after its start banner: its work goes to the log.
+    assert_eq!(hub.printed_later(), "", "the hub's stdout stays silent");
     // Each of the hub's own renewals is in the audit log, as done by the hub.
     let store = certhub_store::Store::open(env.data_dir()).await.unwrap();
     let renewals: Vec<_> = store

@@ -177,11 +177,18 @@ pub struct Hub {
     pub said: String,
     /// The one-time setup token, when the hub has no user yet.
     pub setup_token: Option<String>,
+    /// What it printed after that.
+    later: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Hub {
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// What the hub printed on stdout after its start banner.
+    pub fn printed_later(&self) -> String {
+        self.later.lock().unwrap().clone()
     }
 
     /// Creates the first admin with the setup token and signs in: an API token.
@@ -226,17 +233,25 @@ impl Env {
         {
             said.push_str(&line);
             said.push('\n');
-            let ready = if first_start { "setup token: in " } else { "REST API at" };
+            // The banner's last line: the setup example's body, or where the API is.
+            let ready = if first_start { "-d '{" } else { "REST API at" };
             if line.contains(ready) {
                 break;
             }
         }
-        // The rest of its output is drained so that the hub never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // The rest of its output is kept, and drained so that the hub never blocks on a full
+        // pipe.
+        let later = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let kept = later.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                kept.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
         let setup_token = std::fs::read_to_string(self.data.path().join("setup-token"))
             .ok()
             .map(|t| t.trim().to_string());
-        Hub { child, port, said, setup_token }
+        Hub { child, port, said, setup_token, later }
     }
 }
 
