@@ -151,10 +151,7 @@ async fn fetch_tls(
     challenge: &PendingChallenge,
     addr: SocketAddr,
 ) -> Result<(), String> {
-    let sni = match id {
-        Identifier::Dns(n) => n.clone(),
-        Identifier::Ip(ip) => crate::tls_alpn::reverse_name(*ip),
-    };
+    let sni = crate::tls_alpn::sni_of(id);
     let served = handshake(addr, &sni, Some(b"acme-tls/1")).await?;
     if served.alpn.as_deref() != Some(b"acme-tls/1".as_slice()) {
         return Err(format!("{addr} did not negotiate acme-tls/1"));

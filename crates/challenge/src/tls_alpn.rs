@@ -149,7 +149,7 @@ impl TlsAlpnResponder {
 
 /// The name a validator sends as SNI for `id`: the name without its wildcard, or for an IP
 /// address its reverse-DNS name.
-fn sni_of(id: &Identifier) -> String {
+pub(crate) fn sni_of(id: &Identifier) -> String {
     match id {
         Identifier::Dns(n) => n.trim_start_matches("*.").to_string(),
         Identifier::Ip(ip) => reverse_name(*ip),

@@ -136,6 +136,7 @@ async fn import_inner(
     let tasks = crate::deploy::parse_specs(&args.deploy, &existing_tasks)?;
 
     let key_type = bundle.key.as_ref().map(|k| k.key_type().to_string());
+    let new = existing.is_none();
     let record = match (existing, acme) {
         (Some(mut c), acme) => {
             if let Some((acct, ids, specs)) = acme {
@@ -150,7 +151,6 @@ async fn import_inner(
             // A fresh certificate ends any backoff after failed requests.
             c.failures = 0;
             c.next_attempt_at = None;
-            store.update_cert(&c, None).await?;
             c
         }
         (None, acme) => {
@@ -158,7 +158,7 @@ async fn import_inner(
                 Some((a, ids, specs)) => (Some(a), ids, specs),
                 None => (None, leaf.sans.clone(), Vec::new()),
             };
-            let c = CertRecord {
+            CertRecord {
                 name: args.name.clone(),
                 account_name,
                 identifiers: json!(ids),
@@ -167,12 +167,9 @@ async fn import_inner(
                 challenges: serde_json::to_value(&specs)?,
                 state: "valid".into(),
                 ..CertRecord::default()
-            };
-            store.insert_cert(&c, None).await?;
-            c
+            }
         }
     };
-    crate::deploy::store_tasks(store, &args.name, &tasks, None).await?;
 
     let chain_pem: String =
         bundle.chain.iter().map(|d| certhub_core::pem_block("CERTIFICATE", d)).collect();
@@ -196,15 +193,17 @@ async fn import_inner(
         revocation_reason: None,
         created_at: 0,
     };
-    // The import is audited with the certificate it brings.
+    // The certificate, its tasks, what it brings, its event and the audit entry: all or none.
     let detail = format!(
         "serial {} from {}, expires {}",
         issued.serial_hex,
         issued.issuer,
         rfc3339(issued.not_after)
     );
-    issued.id = store.insert_issued(&issued, Some(&audit.with_detail(detail.clone()))).await?;
-    store.record_event(&args.name, "imported", Some(&detail)).await?;
+    let audit = audit.with_detail(detail.clone());
+    let task_values = crate::deploy::task_values(&tasks)?;
+    issued.id =
+        store.import_issued(&record, new, &task_values, &issued, &detail, Some(&audit)).await?;
     let report =
         crate::deploy::deploy(store, &args.name, Some(&issued), None, Scope::All, false, None)
             .await?;

@@ -137,19 +137,9 @@ impl Store {
         if users > 0 {
             return Err(Error::AlreadyExists { what: "first user", name: name.to_string() });
         }
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO users (name, password_hash, role, created_at, updated_at) \
-             VALUES ($1, $2, 'admin', $3, $3)",
-        )
-        .bind(name)
-        .bind(password_hash)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        self.audit_in(&mut tx, "setup", "user.create", name, source, Some("admin")).await?;
-        tx.commit().await?;
-        Ok(())
+        crate::user::insert_user_in(&mut tx, name, password_hash, "admin").await?;
+        let entry = AuditEntry::new("setup", "user.create", name, source).with_detail("admin");
+        self.commit_change(tx, Some(&entry)).await
     }
 
     /// A write transaction for a change, holding the audit log when the change is audited.

@@ -194,10 +194,21 @@ impl Store {
         tasks: &[(String, serde_json::Value)],
         audit: Option<&AuditEntry>,
     ) -> Result<(), Error> {
+        let mut tx = self.begin_change(audit).await?;
+        self.insert_cert_in(&mut tx, cert).await?;
+        self.add_deploy_tasks_in(&mut tx, &cert.name, tasks).await?;
+        self.commit_change(tx, audit).await
+    }
+
+    /// Inserts a managed certificate within `tx`.
+    pub(crate) async fn insert_cert_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        cert: &CertRecord,
+    ) -> Result<(), Error> {
         let identifiers = to_json(TABLE, &cert.name, "identifiers", &cert.identifiers)?;
         let challenges = self.seal_json(TABLE, &cert.name, "challenges", &cert.challenges)?;
         let now = now_ms();
-        let mut tx = self.begin_change(audit).await?;
         sqlx::query(
             "INSERT INTO certs (name, account_name, identifiers, key_type, reuse_key, csr_pem, \
              profile, preferred_chain, challenges, state, last_error, renewal_policy, \
@@ -224,11 +235,10 @@ impl Store {
         .bind(cert.next_attempt_at)
         .bind(names(&cert.identifiers))
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(|err| write_error(err, cert))?;
-        self.add_deploy_tasks_in(&mut tx, &cert.name, tasks).await?;
-        self.commit_change(tx, audit).await
+        Ok(())
     }
 
     /// The managed certificate named `name`, if it exists.
@@ -255,9 +265,19 @@ impl Store {
         cert: &CertRecord,
         audit: Option<&AuditEntry>,
     ) -> Result<(), Error> {
+        let mut tx = self.begin_change(audit).await?;
+        self.update_cert_in(&mut tx, cert).await?;
+        self.commit_change(tx, audit).await
+    }
+
+    /// Replaces a managed certificate's fields within `tx` (see [`Store::update_cert`]).
+    pub(crate) async fn update_cert_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        cert: &CertRecord,
+    ) -> Result<(), Error> {
         let identifiers = to_json(TABLE, &cert.name, "identifiers", &cert.identifiers)?;
         let challenges = self.seal_json(TABLE, &cert.name, "challenges", &cert.challenges)?;
-        let mut tx = self.begin_change(audit).await?;
         let result = sqlx::query(
             "UPDATE certs SET account_name = $1, identifiers = $2, key_type = $3, reuse_key = $4, \
              csr_pem = $5, profile = $6, preferred_chain = $7, challenges = $8, state = $9, \
@@ -284,11 +304,10 @@ impl Store {
         .bind(now_ms())
         .bind(names(&cert.identifiers))
         .bind(&cert.name)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(|err| write_error(err, cert))?;
-        found(result.rows_affected(), &cert.name)?;
-        self.commit_change(tx, audit).await
+        found(result.rows_affected(), &cert.name)
     }
 
     /// Sets the certificate's state and last error.

@@ -199,6 +199,32 @@ impl Store {
         Ok(id)
     }
 
+    /// Imports a certificate obtained elsewhere, all in one transaction: the managed
+    /// certificate (inserted when `new`, else replaced), its new deployment tasks, the issued
+    /// certificate, its `imported` event (`detail`), and `audit`'s entry. Returns the issued
+    /// row's id.
+    pub async fn import_issued(
+        &self,
+        cert: &crate::CertRecord,
+        new: bool,
+        tasks: &[(String, serde_json::Value)],
+        issued: &IssuedRecord,
+        detail: &str,
+        audit: Option<&AuditEntry>,
+    ) -> Result<i64, Error> {
+        let mut tx = self.begin_change(audit).await?;
+        if new {
+            self.insert_cert_in(&mut tx, cert).await?;
+        } else {
+            self.update_cert_in(&mut tx, cert).await?;
+        }
+        self.add_deploy_tasks_in(&mut tx, &cert.name, tasks).await?;
+        let id = self.insert_issued_in(&mut tx, issued, None).await?;
+        crate::event::record_event_in(&mut tx, &cert.name, "imported", Some(detail)).await?;
+        self.commit_change(tx, audit).await?;
+        Ok(id)
+    }
+
     /// Completes an order in one transaction: inserts the issued certificate (its `order_id` is
     /// set to `order_id`), sets the order's status to "valid", the certificate's state to
     /// "valid" with no last error and no failures in a row (so no retry is pending), and

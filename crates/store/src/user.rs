@@ -94,6 +94,34 @@ struct TokenWithRole {
     role: String,
 }
 
+/// Adds a user within a transaction. Fails with [`Error::AlreadyExists`] when the name is
+/// taken.
+pub(crate) async fn insert_user_in(
+    conn: &mut sqlx::AnyConnection,
+    name: &str,
+    password_hash: &str,
+    role: &str,
+) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO users (name, password_hash, role, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $4)",
+    )
+    .bind(name)
+    .bind(password_hash)
+    .bind(role)
+    .bind(now_ms())
+    .execute(conn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            Error::AlreadyExists { what: "user", name: name.to_string() }
+        } else {
+            e.into()
+        }
+    })?;
+    Ok(())
+}
+
 /// How stale a token's recorded last use may be (see [`Store::verify_token`]).
 const LAST_USE_RESOLUTION_MS: i64 = 60_000;
 
@@ -123,25 +151,8 @@ impl Store {
         role: &str,
         audit: Option<&AuditEntry>,
     ) -> Result<(), Error> {
-        let now = now_ms();
         let mut tx = self.begin_change(audit).await?;
-        sqlx::query(
-            "INSERT INTO users (name, password_hash, role, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $4)",
-        )
-        .bind(name)
-        .bind(password_hash)
-        .bind(role)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                Error::AlreadyExists { what: "user", name: name.to_string() }
-            } else {
-                e.into()
-            }
-        })?;
+        insert_user_in(&mut tx, name, password_hash, role).await?;
         self.commit_change(tx, audit).await
     }
 

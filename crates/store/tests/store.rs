@@ -777,6 +777,20 @@ async fn a_change_and_its_audit_entry_are_stored_together(db: Db) {
             .await
             .is_err()
     );
+    let import = entry("cert.import", "bought");
+    let task = [("files".to_string(), json!({"files": {}}))];
+    let imported = store
+        .import_issued(
+            &cert("bought", "acme"),
+            true,
+            &task,
+            &issued("bought", "0f"),
+            "0f",
+            Some(&import),
+        )
+        .await;
+    assert!(imported.is_err());
+    assert!(store.cert("bought").await.unwrap().is_none(), "nothing of an import is stored");
     let tasks: Vec<String> =
         store.deploy_tasks("www").await.unwrap().into_iter().map(|t| t.name).collect();
     assert_eq!(tasks, ["files"], "neither added nor removed");
