@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 use crate::Context;
 use crate::args::{AccountAdd, AccountCommand, EabAlg};
 use crate::exit::{CA_REFUSED, INVALID_INPUT, fail};
-use crate::output::{now_secs, print_json, rfc3339, table};
+use crate::output::{Actor, now_secs, print_json, rfc3339, table};
 
 /// Well-known directories that `--directory` accepts by name.
 const DIRECTORY_ALIASES: &[(&str, &str)] = &[
@@ -28,15 +28,8 @@ fn rollover_name(name: &str) -> String {
 
 pub async fn run(ctx: &Context, cmd: AccountCommand) -> anyhow::Result<()> {
     let store = ctx.store().await?;
-    // (An account added is written with its audit entry.)
-    let audited = match &cmd {
-        AccountCommand::Rollover(a) => Some(("account.rollover", a.name.clone())),
-        AccountCommand::Update(a) => Some(("account.update", a.name.clone())),
-        AccountCommand::Deactivate(a) => Some(("account.deactivate", a.name.clone())),
-        _ => None,
-    };
-    let result = dispatch(&store, cmd).await;
-    crate::output::audit_done(&store, result, audited).await
+    // Each change is written with its audit entry.
+    dispatch(&store, cmd).await
 }
 
 async fn dispatch(store: &Store, cmd: AccountCommand) -> anyhow::Result<()> {
@@ -134,7 +127,7 @@ async fn add(store: &Store, args: AccountAdd) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let audit = crate::output::Actor::cli().entry("account.create", &args.name);
+    let audit = Actor::cli().entry("account.create", &args.name);
     let url = register(store, &args, ca_bundle_pem, audit).await?;
     if args.json {
         print_json(&json!({ "name": args.name, "account_url": url, "status": "valid" }));
@@ -388,7 +381,8 @@ async fn rollover(store: &Store, name: &str, key_type: Option<&str>) -> anyhow::
         if let Ok((acct, _)) = found
             && acct.url() == account.url()
         {
-            store.set_account_key(name, &p.key_type, &p.key_pkcs8).await?;
+            let audit = Actor::cli().entry("account.rollover", name).with_detail(&p.key_type);
+            store.set_account_key(name, &p.key_type, &p.key_pkcs8, Some(&audit)).await?;
             store.delete_account(&pending).await?;
             println!("Account {name}: finished an interrupted key rollover");
             return Ok(());
@@ -420,7 +414,8 @@ async fn rollover(store: &Store, name: &str, key_type: Option<&str>) -> anyhow::
             anyhow::Error::new(e).context(format!("the CA refused the key rollover of {name}"))
         );
     }
-    store.set_account_key(name, &key_type.to_string(), &new_pkcs8).await?;
+    let audit = Actor::cli().entry("account.rollover", name).with_detail(key_type.to_string());
+    store.set_account_key(name, &key_type.to_string(), &new_pkcs8, Some(&audit)).await?;
     store.delete_account(&pending).await?;
     println!("Account {name}: rolled over to a new {key_type} key");
     Ok(())
@@ -434,7 +429,8 @@ async fn update(store: &Store, name: &str, email: Option<String>) -> anyhow::Res
     let account = open(&rec).await?;
     let contact: Vec<String> = email.iter().map(|e| format!("mailto:{e}")).collect();
     account.update_contacts(&contact).await.context("the CA refused the contact update")?;
-    store.set_account_email(name, email.clone()).await?;
+    let audit = Actor::cli().entry("account.update", name);
+    store.set_account_email(name, email.clone(), Some(&audit)).await?;
     match email {
         Some(e) => println!("Account {name}: contact set to {e}"),
         None => {
@@ -449,7 +445,8 @@ async fn deactivate(store: &Store, name: &str) -> anyhow::Result<()> {
     let rec = load(store, name).await?;
     let account = open(&rec).await?;
     account.deactivate().await.context("the CA refused the deactivation")?;
-    store.set_account_status(name, "deactivated").await?;
+    let audit = Actor::cli().entry("account.deactivate", name);
+    store.set_account_status(name, "deactivated", Some(&audit)).await?;
     println!("Account {name} deactivated");
     Ok(())
 }

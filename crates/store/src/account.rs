@@ -167,15 +167,18 @@ impl Store {
         self.commit_change(tx, audit).await
     }
 
-    /// Replaces the account key and its type in one statement (key rollover): a reader sees
+    /// Replaces the account key and its type in one statement (key rollover), with `audit`'s
+    /// entry: a reader sees
     /// either the old pair or the new one.
     pub async fn set_account_key(
         &self,
         name: &str,
         key_type: &str,
         key_pkcs8: &[u8],
+        audit: Option<&AuditEntry>,
     ) -> Result<(), Error> {
         let key = self.seal(TABLE, name, "key_pkcs8", key_pkcs8)?;
+        let mut tx = self.begin_change(audit).await?;
         let result = sqlx::query(
             "UPDATE accounts SET key_type = $1, key_pkcs8 = $2, updated_at = $3 WHERE name = $4",
         )
@@ -183,32 +186,47 @@ impl Store {
         .bind(key)
         .bind(now_ms())
         .bind(name)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
-        found(result.rows_affected(), name)
+        found(result.rows_affected(), name)?;
+        self.commit_change(tx, audit).await
     }
 
-    /// Sets the account status, e.g. "deactivated".
-    pub async fn set_account_status(&self, name: &str, status: &str) -> Result<(), Error> {
+    /// Sets the account status, e.g. "deactivated", with `audit`'s entry.
+    pub async fn set_account_status(
+        &self,
+        name: &str,
+        status: &str,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), Error> {
+        let mut tx = self.begin_change(audit).await?;
         let result =
             sqlx::query("UPDATE accounts SET status = $1, updated_at = $2 WHERE name = $3")
                 .bind(status)
                 .bind(now_ms())
                 .bind(name)
-                .execute(&self.writer)
+                .execute(&mut *tx)
                 .await?;
-        found(result.rows_affected(), name)
+        found(result.rows_affected(), name)?;
+        self.commit_change(tx, audit).await
     }
 
-    /// Sets or clears the contact email.
-    pub async fn set_account_email(&self, name: &str, email: Option<String>) -> Result<(), Error> {
+    /// Sets or clears the contact email, with `audit`'s entry.
+    pub async fn set_account_email(
+        &self,
+        name: &str,
+        email: Option<String>,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), Error> {
+        let mut tx = self.begin_change(audit).await?;
         let result = sqlx::query("UPDATE accounts SET email = $1, updated_at = $2 WHERE name = $3")
             .bind(email)
             .bind(now_ms())
             .bind(name)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
-        found(result.rows_affected(), name)
+        found(result.rows_affected(), name)?;
+        self.commit_change(tx, audit).await
     }
 
     /// Deletes an account. Fails with [`Error::InUse`] while managed certificates use it.

@@ -912,9 +912,9 @@ async fn accounts_round_trip(db: Db) {
     let url = "https://acme.example.test/acct/1";
     store.set_account_registered("alpha", url, None).await.expect("set url");
     assert_eq!(store.account("alpha").await.unwrap().unwrap().status, "valid");
-    store.set_account_key("alpha", "ES384", ROLLED_KEY).await.expect("set key");
-    store.set_account_status("alpha", "deactivated").await.expect("set status");
-    store.set_account_email("alpha", None).await.expect("set email");
+    store.set_account_key("alpha", "ES384", ROLLED_KEY, None).await.expect("set key");
+    store.set_account_status("alpha", "deactivated", None).await.expect("set status");
+    store.set_account_email("alpha", None, None).await.expect("set email");
     let got = store.account("alpha").await.expect("read").expect("present");
     assert_eq!(got.account_url.as_deref(), Some("https://acme.example.test/acct/1"));
     assert_eq!(got.key_type, "ES384");
@@ -929,12 +929,12 @@ async fn accounts_round_trip(db: Db) {
         "missing",
     );
     assert_not_found(
-        store.set_account_key("missing", "ES256", ACCOUNT_KEY).await,
+        store.set_account_key("missing", "ES256", ACCOUNT_KEY, None).await,
         "account",
         "missing",
     );
-    assert_not_found(store.set_account_status("missing", "x").await, "account", "missing");
-    assert_not_found(store.set_account_email("missing", None).await, "account", "missing");
+    assert_not_found(store.set_account_status("missing", "x", None).await, "account", "missing");
+    assert_not_found(store.set_account_email("missing", None, None).await, "account", "missing");
     assert_not_found(store.delete_account("missing").await, "account", "missing");
 
     store.insert_cert(&cert("www", "zeta"), None).await.expect("insert cert");
