@@ -95,7 +95,8 @@ pub struct Serve {
         value_name = "ADDR:PORT"
     )]
     pub listen: SocketAddr,
-    /// How often to look for certificates that are due (renewing them like `renew --due`).
+    /// The longest wait between looks for certificates that are due (renewing them like
+    /// `renew --due`); the hub also looks when one falls due or is changed through it.
     #[arg(long, env = "CERTHUB_CHECK_INTERVAL", default_value_t = 300, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub check_interval: u64,
     /// Serve HTTPS with this certificate chain (PEM, leaf first)...
@@ -656,12 +657,10 @@ pub struct CertRevoke {
 
 /// A `--rate-limit` argument, checked when parsed.
 fn rate_limit_arg(s: &str) -> Result<String, String> {
-    crate::renew::parse_rate_limit(s).map(|_| s.to_string())
+    certhub_engine::renew::parse_rate_limit(s).map(|_| s.to_string())
 }
 
 /// A renewal policy argument (75% or 30d), checked when parsed.
 fn policy_arg(s: &str) -> Result<String, String> {
-    s.parse::<certhub_core::renewal::RenewalPolicy>()
-        .map(|_| s.to_string())
-        .map_err(|e| e.to_string())
+    certhub_engine::cert::parse_policy(s).map(|_| s.to_string())
 }

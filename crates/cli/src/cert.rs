@@ -6,22 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
-use certhub_acme::RevocationReason;
-use certhub_challenge::Solvers;
 use certhub_core::cert::split_pem_chain;
-use certhub_core::csr::ParsedCsr;
-use certhub_core::identifier::{RequestRules, assign_challenges, normalize};
 use certhub_core::{ChallengeSpec, Identifier};
-use certhub_store::{AuditEntry, CertRecord, IssuedRecord, Store};
-use futures::StreamExt as _;
+use certhub_engine::cert::{at_most, load};
+use certhub_engine::error::{Kind, fail, invalid};
+use certhub_engine::{Actor, CertChanges, NewCertificate, Progress, now_secs, rfc3339};
+use certhub_store::{CertRecord, IssuedRecord, Store};
 use serde_json::json;
 
 use crate::Context;
-use crate::account::{self, check_name, parse_key_type};
 use crate::args::{CertAdd, CertCommand, CertExport, CertRequest, CertRevoke, ExportFormat};
-use crate::exit::{INVALID_INPUT, NOT_FOUND, fail};
-use crate::issue::{Issuer, Progress, violations};
-use crate::output::{Actor, now_secs, print_json, rfc3339, table};
+use crate::output::{print_json, table};
 
 pub async fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<()> {
     let store = ctx.store().await?;
@@ -55,198 +50,95 @@ pub async fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<()> {
     crate::output::audit_done(&store, result, audited.filter(|_| !keyless)).await
 }
 
-async fn load(store: &Store, name: &str) -> anyhow::Result<CertRecord> {
-    store.cert(name).await?.ok_or_else(|| {
-        fail(NOT_FOUND, format!("no certificate named {name:?} (see `certhub cert list`)"))
-    })
-}
-
 pub(crate) async fn add(store: &Store, args: CertAdd) -> anyhow::Result<()> {
     let audit = Actor::cli().entry("cert.create", &args.name);
-    let (validation, tasks) = create(store, &args, &audit).await?;
+    let csr = match &args.csr {
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("cannot read the CSR {}", path.display()))
+                .map_err(|e| invalid("csr", format!("{e:#}")))?;
+            Some((path.display().to_string(), bytes))
+        }
+        None => None,
+    };
+    let new = NewCertificate {
+        name: args.name.clone(),
+        account: args.account.clone(),
+        domains: args.domains.clone(),
+        ips: args.ips.clone(),
+        key_type: Some(args.key_type.clone()),
+        reuse_key: args.reuse_key,
+        challenges: args.challenges.clone(),
+        deploy: args.deploy.clone(),
+        renew_at: args.renewal.renew_at.clone(),
+        csr,
+        profile: args.profile.clone(),
+        preferred_chain: args.preferred_chain.clone(),
+        allow_single_label: args.allow_single_label,
+        fallback_account: args.renewal.fallback_account.clone(),
+        fallback_after: args.renewal.fallback_after,
+    };
+    let added = certhub_engine::cert::create(store, &new, &audit).await?;
+    for note in &added.notes {
+        eprintln!("note: {note}");
+    }
     println!("Certificate {} added:", args.name);
-    for (id, kind) in &validation {
+    for (id, kind) in &added.validation {
         println!("  {id}  {kind}");
     }
-    for t in &tasks {
+    for t in &added.tasks {
         println!("  then {} ({}): {}", t.name, t.trigger, t.action.describe());
     }
     println!("Request it with: certhub cert request {}", args.name);
     Ok(())
 }
 
-/// Checks and stores the managed certificate `args` describes, with `audit`'s entry; returns
-/// how each identifier will be validated and the deployment tasks.
-pub(crate) async fn create(
-    store: &Store,
-    args: &CertAdd,
-    audit: &AuditEntry,
-) -> anyhow::Result<(Vec<(Identifier, certhub_core::ChallengeKind)>, Vec<certhub_core::DeployTask>)>
-{
-    check_name("certificate", &args.name)?;
-    account::load(store, &args.account).await?;
-    if store.cert(&args.name).await?.is_some() {
-        return Err(fail(
-            INVALID_INPUT,
-            format!("a certificate named {:?} already exists", args.name),
-        ));
-    }
-    let key_type = parse_key_type(&args.key_type)?;
-    let csr_pem = match &args.csr {
-        Some(path) => {
-            if !args.domains.is_empty() || !args.ips.is_empty() {
-                return Err(fail(
-                    INVALID_INPUT,
-                    "with --csr the identifiers come from the CSR; drop -d and --ip",
-                ));
-            }
-            let bytes = std::fs::read(path)
-                .with_context(|| format!("cannot read the CSR {}", path.display()))
-                .map_err(|e| fail(INVALID_INPUT, format!("{e:#}")))?;
-            let csr = ParsedCsr::parse(&bytes).map_err(|e| {
-                fail(INVALID_INPUT, format!("{} is not a usable CSR: {e}", path.display()))
-            })?;
-            Some((certhub_core::pem_block("CERTIFICATE REQUEST", &csr.der), csr))
-        }
-        None => None,
-    };
-    let inputs: Vec<String> = match &csr_pem {
-        Some((_, csr)) => csr.identifiers.iter().map(ToString::to_string).collect(),
-        None => {
-            args.domains.iter().cloned().chain(args.ips.iter().map(ToString::to_string)).collect()
-        }
-    };
-    if inputs.is_empty() {
-        return Err(fail(
-            INVALID_INPUT,
-            "name at least one identifier with -d DOMAIN or --ip ADDR (or bring a --csr)",
-        ));
-    }
-    let rules = RequestRules { public_ca: !args.allow_single_label };
-    let normalized = normalize(&inputs, &rules).map_err(|v| violations(&args.name, &v))?;
-    for note in &normalized.notes {
-        eprintln!("note: {}", note.message);
-    }
-    let specs = parse_challenges(&args.challenges)?;
-    let ids = normalized.identifiers;
-    let assignment = assign_challenges(&ids, &specs).map_err(|v| violations(&args.name, &v))?;
-    let tasks = crate::deploy::parse_specs(&args.deploy, &[])?;
-    let renewal_policy = args.renewal.renew_at.as_deref().map(check_policy).transpose()?;
-    if let Some(f) = &args.renewal.fallback_account {
-        account::load(store, f).await?;
-    }
-    if args.preferred_chain.as_deref().is_some_and(|p| p.trim().is_empty()) {
-        return Err(fail(INVALID_INPUT, "--preferred-chain must name an issuer common name"));
-    }
-    let now = now_secs() * 1000;
-    // The certificate and its tasks are stored together, with the audit entry.
-    let stored_tasks = crate::deploy::task_values(&tasks)?;
-    store
-        .insert_cert_with_tasks(
-            &CertRecord {
-                name: args.name.clone(),
-                account_name: Some(args.account.clone()),
-                identifiers: json!(ids),
-                key_type: if csr_pem.is_some() { "csr".into() } else { key_type.to_string() },
-                reuse_key: args.reuse_key,
-                csr_pem: csr_pem.map(|(p, _)| p),
-                profile: args.profile.clone(),
-                preferred_chain: args.preferred_chain.clone(),
-                challenges: serde_json::to_value(&specs)?,
-                renewal_policy,
-                fallback_account: args.renewal.fallback_account.clone(),
-                fallback_after: args
-                    .renewal
-                    .fallback_after
-                    .map_or(certhub_store::DEFAULT_FALLBACK_AFTER, i64::from),
-                created_at: now,
-                updated_at: now,
-                ..CertRecord::default()
-            },
-            &stored_tasks,
-            Some(audit),
-        )
-        .await?;
-    let validation =
-        assignment.iter().map(|(id, i)| (id.clone(), specs[*i].config.kind())).collect();
-    Ok((validation, tasks))
-}
-
-/// Says how work goes: spinners on a terminal, plain lines otherwise, or for the hub's
-/// own work, the log (the hub's output is its start banner and nothing else).
+/// Says how work goes: spinners on a terminal, plain lines on stderr otherwise.
 pub(crate) struct Reporter {
     bars: Option<(
         indicatif::MultiProgress,
         std::sync::Mutex<std::collections::HashMap<String, indicatif::ProgressBar>>,
     )>,
-    /// Everything goes to the log (tracing), nothing to stdout or stderr.
-    logging: bool,
 }
 
 impl Reporter {
-    /// A reporter for the hub's own work: every line to the log.
-    pub(crate) fn logging() -> Self {
-        Self { bars: None, logging: true }
-    }
-
+    /// A reporter with a spinner for each of `names` (more come with [`Progress::begin`]).
     pub(crate) fn new(names: &[String]) -> Self {
         if !std::io::stderr().is_terminal() {
-            return Self { bars: None, logging: false };
+            return Self { bars: None };
         }
-        let multi = indicatif::MultiProgress::new();
-        let style = indicatif::ProgressStyle::with_template("{spinner} {prefix:.bold} {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
-        let bars = names
-            .iter()
-            .map(|n| {
-                let bar = multi.add(indicatif::ProgressBar::new_spinner());
-                bar.set_style(style.clone());
-                bar.set_prefix(n.clone());
-                bar.set_message("waiting");
-                bar.enable_steady_tick(Duration::from_millis(120));
-                (n.clone(), bar)
-            })
-            .collect();
-        Self { bars: Some((multi, std::sync::Mutex::new(bars))), logging: false }
-    }
-
-    /// A result line: stdout, or the log.
-    pub(crate) fn say(&self, line: &str) {
-        if self.logging {
-            tracing::info!("{line}");
-        } else {
-            println!("{line}");
-        }
-    }
-
-    /// A warning: stderr, or the log (which names it a warning itself).
-    pub(crate) fn warn(&self, line: &str) {
-        if self.logging {
-            tracing::warn!("{}", line.strip_prefix("warning: ").unwrap_or(line));
-        } else {
-            eprintln!("{line}");
-        }
+        let reporter =
+            Self { bars: Some((indicatif::MultiProgress::new(), std::sync::Mutex::default())) };
+        reporter.begin(names);
+        reporter
     }
 
     /// Whether steps show as spinners (stderr is a terminal).
     pub(crate) fn on_terminal(&self) -> bool {
         self.bars.is_some()
     }
-
-    pub(crate) fn finish(&self, cert: &str, message: &str) {
-        match &self.bars {
-            Some((_, bars)) => {
-                if let Some(bar) = bars.lock().unwrap_or_else(|p| p.into_inner()).get(cert) {
-                    bar.finish_with_message(message.to_string());
-                }
-            }
-            None if self.logging => tracing::info!(cert, "{message}"),
-            None => eprintln!("{cert}: {message}"),
-        }
-    }
 }
 
 impl Progress for Reporter {
+    fn begin(&self, names: &[String]) {
+        let Some((multi, bars)) = &self.bars else {
+            return;
+        };
+        let style = indicatif::ProgressStyle::with_template("{spinner} {prefix:.bold} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+        let mut bars = bars.lock().unwrap_or_else(|p| p.into_inner());
+        for n in names {
+            bars.entry(n.clone()).or_insert_with(|| {
+                let bar = multi.add(indicatif::ProgressBar::new_spinner());
+                bar.set_style(style.clone());
+                bar.set_prefix(n.clone());
+                bar.set_message("waiting");
+                bar.enable_steady_tick(Duration::from_millis(120));
+                bar
+            });
+        }
+    }
+
     fn step(&self, cert: &str, message: &str) {
         match &self.bars {
             Some((_, bars)) => {
@@ -254,25 +146,24 @@ impl Progress for Reporter {
                     bar.set_message(message.to_string());
                 }
             }
-            None if self.logging => tracing::info!(cert, "{message}"),
             None => eprintln!("{cert}: {message}"),
         }
     }
-}
 
-/// Runs `work` at most `jobs` at a time, each as a task of its own so that what they do
-/// between waits (signing, key generation, parsing) spreads over the runtime's threads;
-/// their outputs in the order they finish.
-pub(crate) async fn at_most<T: Send + 'static>(
-    jobs: usize,
-    work: impl IntoIterator<Item = impl Future<Output = T> + Send + 'static>,
-) -> Vec<T> {
-    futures::stream::iter(work)
-        .map(tokio::spawn)
-        .buffer_unordered(jobs.max(1))
-        .map(|joined| joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())))
-        .collect()
-        .await
+    fn finish(&self, cert: &str, message: &str) {
+        match &self.bars {
+            Some((_, bars)) => {
+                if let Some(bar) = bars.lock().unwrap_or_else(|p| p.into_inner()).get(cert) {
+                    bar.finish_with_message(message.to_string());
+                }
+            }
+            None => eprintln!("{cert}: {message}"),
+        }
+    }
+
+    fn warn(&self, message: &str) {
+        eprintln!("{message}");
+    }
 }
 
 async fn request(ctx: &Context, store: Store, args: CertRequest) -> anyhow::Result<()> {
@@ -281,7 +172,7 @@ async fn request(ctx: &Context, store: Store, args: CertRequest) -> anyhow::Resu
     for n in &names {
         load(&store, n).await?;
     }
-    let issuer = Arc::new(Issuer::new(store, ctx.solvers.clone(), &ctx.data_dir));
+    let engine = Arc::new(ctx.engine(store));
     let reporter = Arc::new(Reporter::new(&names));
     let timeout = Duration::from_secs(args.timeout);
     // Each outcome is said once: an issued certificate on stdout below, a failure in the
@@ -289,23 +180,23 @@ async fn request(ctx: &Context, store: Store, args: CertRequest) -> anyhow::Resu
     // reasons of several failures are written as they come, since the error names just them.
     let several = names.len() > 1;
     let work = names.iter().map(|name| {
-        let (issuer, reporter, name) = (issuer.clone(), reporter.clone(), name.clone());
+        let (engine, reporter, name) = (engine.clone(), reporter.clone(), name.clone());
         async move {
-            let r = issuer.request(&name, timeout, &*reporter).await;
+            let r = engine.request(&name, timeout, &*reporter).await;
             match &r {
                 Ok(i) if reporter.on_terminal() => reporter.finish(
                     &name,
                     &format!("valid: serial {}, expires {}", i.serial_hex, rfc3339(i.not_after)),
                 ),
                 Err(e) if reporter.on_terminal() || several => {
-                    reporter.finish(&name, &format!("failed: {e:#}"))
+                    reporter.finish(&name, &format!("failed: {e}"))
                 }
                 _ => {}
             }
             (name, r)
         }
     });
-    let results: Vec<(String, anyhow::Result<IssuedRecord>)> =
+    let results: Vec<(String, Result<IssuedRecord, certhub_engine::Error>)> =
         at_most(usize::from(args.jobs), work).await;
     for (name, r) in &results {
         if let Ok(i) = r {
@@ -313,19 +204,18 @@ async fn request(ctx: &Context, store: Store, args: CertRequest) -> anyhow::Resu
         }
     }
     let total = results.len();
-    let mut failed: Vec<(String, anyhow::Error)> =
+    let mut failed: Vec<(String, certhub_engine::Error)> =
         results.into_iter().filter_map(|(name, r)| r.err().map(|e| (name, e))).collect();
     match failed.len() {
         0 => Ok(()),
         1 if total == 1 => {
             let (name, e) = failed.remove(0);
-            Err(e.context(format!("certificate {name} was not issued")))
+            Err(anyhow::Error::new(e).context(format!("certificate {name} was not issued")))
         }
         _ => {
-            let codes: Vec<u8> = failed.iter().map(|(_, e)| crate::exit::code_for(e)).collect();
-            let code = if codes.windows(2).all(|w| w[0] == w[1]) { codes[0] } else { 1 };
+            let code = crate::exit::code_for_all(failed.iter().map(|(_, e)| e));
             let names: Vec<&str> = failed.iter().map(|(n, _)| n.as_str()).collect();
-            Err(fail(
+            Err(crate::exit::fail(
                 code,
                 format!(
                     "{} of {total} certificates were not issued: {}",
@@ -363,113 +253,19 @@ async fn list(store: &Store, as_json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Challenge SPECs as given on the command line, parsed.
-pub(crate) fn parse_challenges(specs: &[String]) -> anyhow::Result<Vec<ChallengeSpec>> {
-    specs
-        .iter()
-        .map(|s| ChallengeSpec::parse(s))
-        .collect::<Result<_, _>>()
-        .map_err(|e| fail(INVALID_INPUT, e))
-}
-
-/// A renewal policy as given (`75%`, `30d`), checked.
-pub(crate) fn check_policy(p: &str) -> anyhow::Result<String> {
-    p.parse::<certhub_core::renewal::RenewalPolicy>()
-        .map_err(|e| fail(INVALID_INPUT, format!("--renew-at {e}")))?;
-    Ok(p.trim().to_string())
-}
-
 /// `certhub cert set`.
 async fn set(store: &Store, args: crate::args::CertSet) -> anyhow::Result<()> {
-    let changes = apply_set(store, &args, Actor::cli().entry("cert.update", &args.name)).await?;
+    let changes = CertChanges {
+        account: args.account,
+        challenges: args.challenges,
+        renew_at: args.renew_at,
+        fallback_account: args.fallback_account,
+        fallback_after: args.fallback_after,
+    };
+    let audit = Actor::cli().entry("cert.update", &args.name);
+    let changes = certhub_engine::cert::apply_set(store, &args.name, &changes, audit).await?;
     println!("Certificate {} now {}.", args.name, changes.join(", "));
     Ok(())
-}
-
-/// Changes how a certificate is ordered and renewed, with `audit`'s entry (what changed as
-/// its detail); what changed, in words.
-pub(crate) async fn apply_set(
-    store: &Store,
-    args: &crate::args::CertSet,
-    audit: AuditEntry,
-) -> anyhow::Result<Vec<String>> {
-    let mut c = store.cert(&args.name).await?.ok_or_else(|| {
-        fail(NOT_FOUND, format!("no certificate named {:?} (see `certhub cert list`)", args.name))
-    })?;
-    let mut changes = Vec::new();
-    if let Some(a) = &args.account {
-        account::load(store, a).await?;
-        c.account_name = Some(a.clone());
-        changes.push(format!("orders with account {a}"));
-    }
-    if !args.challenges.is_empty() {
-        let specs = parse_challenges(&args.challenges)?;
-        c.challenges = serde_json::to_value(&specs)?;
-        changes.push(format!("{} challenge configuration(s)", specs.len()));
-    }
-    if c.account_name.is_some() {
-        // The identifiers must all be served by the (new) challenge configuration.
-        let ids: Vec<Identifier> = serde_json::from_value(c.identifiers.clone())?;
-        let specs: Vec<ChallengeSpec> = serde_json::from_value(c.challenges.clone())?;
-        assign_challenges(&ids, &specs).map_err(|v| violations(&args.name, &v))?;
-    }
-    match args.renew_at.as_deref() {
-        None => {}
-        Some("default") => {
-            c.renewal_policy = None;
-            changes.push("renews by the default policy".into());
-        }
-        Some(p) => {
-            c.renewal_policy = Some(check_policy(p)?);
-            changes.push(format!("renews at {p}"));
-        }
-    }
-    match args.fallback_account.as_deref() {
-        None => {}
-        Some("none") => {
-            c.fallback_account = None;
-            changes.push("has no fallback account".into());
-        }
-        Some(f) => {
-            account::load(store, f).await?;
-            c.fallback_account = Some(f.to_string());
-            changes.push(format!("falls back to account {f}"));
-        }
-    }
-    if let Some(n) = args.fallback_after {
-        c.fallback_after = i64::from(n);
-        changes.push(format!("falls back after {n} failures in a row"));
-    }
-    if changes.is_empty() {
-        return Err(fail(INVALID_INPUT, "nothing to change; see `certhub cert set --help`"));
-    }
-    store.update_cert(&c, Some(&audit.with_detail(changes.join(", ")))).await?;
-    Ok(changes)
-}
-
-/// The ACME account that orders `c`: an imported certificate without one is watched and
-/// deployed, but not ordered, renewed or revoked through ACME.
-pub(crate) fn acme_account(c: &CertRecord) -> anyhow::Result<&str> {
-    c.account_name.as_deref().ok_or_else(|| {
-        fail(
-            INVALID_INPUT,
-            format!(
-                "certificate {} was imported and has no ACME account: certhub watches its expiry \
-                 and runs its deployment tasks, but cannot order or revoke it (import it again \
-                 with --account and --challenge to have it renewed by ACME)",
-                c.name
-            ),
-        )
-    })
-}
-
-/// The account the next request of `c` orders with, and whether it is the fallback: the
-/// fallback once `fallback_after` requests in a row have failed, else its own.
-pub(crate) fn ordering_account(c: &CertRecord) -> anyhow::Result<(&str, bool)> {
-    match (&c.fallback_account, c.failures >= c.fallback_after) {
-        (Some(fallback), true) => Ok((fallback.as_str(), true)),
-        _ => Ok((acme_account(c)?, false)),
-    }
 }
 
 fn cert_json(c: &CertRecord, issued: Option<&IssuedRecord>) -> serde_json::Value {
@@ -496,7 +292,11 @@ fn cert_json(c: &CertRecord, issued: Option<&IssuedRecord>) -> serde_json::Value
             "fallback_account": c.fallback_account,
             "fallback_after": c.fallback_after,
             "failures": c.failures,
-            "next_attempt": c.next_attempt_at.map(|ms| rfc3339(ms / 1000)),
+            "next_attempt": c
+                .next_attempt_at
+                .filter(|&t| t != certhub_store::RETRY_STOPPED)
+                .map(|ms| rfc3339(ms / 1000)),
+            "retries_stopped": c.next_attempt_at == Some(certhub_store::RETRY_STOPPED),
         },
         "serial": issued.map(|i| i.serial_hex.clone()),
         "issuer": issued.map(|i| i.issuer.clone()),
@@ -552,7 +352,14 @@ async fn show(store: &Store, name: &str, as_json: bool) -> anyhow::Result<()> {
     if let Some(f) = r["fallback_account"].as_str() {
         println!("{:<16} {f} after {} failures in a row", "Fallback:", r["fallback_after"]);
     }
-    if r["failures"].as_i64().unwrap_or(0) > 0 {
+    if r["retries_stopped"] == true {
+        println!(
+            "{:<16} {} in a row; {}",
+            "Failures:",
+            r["failures"],
+            certhub_engine::issue::RETRIES_STOPPED
+        );
+    } else if r["failures"].as_i64().unwrap_or(0) > 0 {
         println!(
             "{:<16} {} in a row; next attempt after {}",
             "Failures:",
@@ -571,7 +378,7 @@ async fn export(store: &Store, args: CertExport) -> anyhow::Result<()> {
     load(store, &args.name).await?;
     let issued = store.latest_issued(&args.name).await?.ok_or_else(|| {
         fail(
-            NOT_FOUND,
+            Kind::NotFound,
             format!(
                 "certificate {} has not been issued yet; run `certhub cert request {}`",
                 args.name, args.name
@@ -609,8 +416,8 @@ async fn export(store: &Store, args: CertExport) -> anyhow::Result<()> {
         }
         ExportFormat::Pkcs12 => {
             if !has_key {
-                return Err(fail(
-                    INVALID_INPUT,
+                return Err(invalid(
+                    "format",
                     "a PKCS#12 file needs the private key, and this certificate was ordered from your CSR",
                 ));
             }
@@ -632,76 +439,11 @@ async fn export(store: &Store, args: CertExport) -> anyhow::Result<()> {
 async fn revoke(store: &Store, args: CertRevoke) -> anyhow::Result<()> {
     let audit = Actor::cli().entry("cert.revoke", &args.name);
     let reason = args.reason.as_deref();
-    let serial = revoke_latest(store, &args.name, reason, args.with_cert_key, audit).await?;
+    let serial =
+        certhub_engine::cert::revoke_latest(store, &args.name, reason, args.with_cert_key, audit)
+            .await?;
     println!("Certificate {} (serial {serial}) revoked", args.name);
     Ok(())
-}
-
-/// Revokes the latest issued certificate of `name` at its CA (signed by the account, or by
-/// the certificate's own key) and records it with `audit`'s entry; returns its serial.
-pub(crate) async fn revoke_latest(
-    store: &Store,
-    name: &str,
-    reason: Option<&str>,
-    with_cert_key: bool,
-    audit: AuditEntry,
-) -> anyhow::Result<String> {
-    let c = load(store, name).await?;
-    let reason = match reason {
-        Some(r) => Some(r.parse::<RevocationReason>().map_err(|e| fail(INVALID_INPUT, e))?),
-        None => None,
-    };
-    let issued = store.latest_issued(name).await?.ok_or_else(|| {
-        fail(NOT_FOUND, format!("certificate {name} has no issued certificate to revoke"))
-    })?;
-    if issued.revoked_at.is_some() {
-        return Err(fail(
-            INVALID_INPUT,
-            format!("certificate {} (serial {}) is already revoked", name, issued.serial_hex),
-        ));
-    }
-    let blocks = split_pem_chain(&issued.chain_pem)?;
-    let leaf = blocks.first().ok_or_else(|| anyhow!("the stored chain is empty"))?;
-    let rec = account::load(store, acme_account(&c)?).await?;
-    if with_cert_key {
-        if issued.key_pkcs8.is_empty() {
-            return Err(fail(
-                INVALID_INPUT,
-                "--with-cert-key needs the certificate's key, and it was ordered from your CSR",
-            ));
-        }
-        let client = account::connect(&rec).await?;
-        let key = certhub_acme::SigningKey::from_pkcs8(&issued.key_pkcs8)?;
-        client.revoke_with_certificate_key(leaf, &key, reason).await.map_err(|e| {
-            let refused = !e.is_retryable() && e.problem().is_some();
-            let e = anyhow::Error::new(e).context("the CA refused the revocation");
-            if refused {
-                // Not every CA accepts a request signed by the certificate's key.
-                e.context(
-                    "this CA may not accept revocation signed with the certificate's key; \
-                     revoke with the account key instead (without --with-cert-key)",
-                )
-            } else {
-                e
-            }
-        })?;
-    } else {
-        let acct = account::open(&rec).await?;
-        acct.revoke(leaf, reason).await.context("the CA refused the revocation")?;
-    }
-    let code = reason.map(|r| i64::from(r.code()));
-    let audit = audit.with_detail(issued.serial_hex.clone());
-    store.set_revoked(issued.id, now_secs(), code, Some(&audit)).await?;
-    store.set_cert_state(name, "revoked", None).await?;
-    let reason_name = reason.map(|r| format!("{r:?}")).unwrap_or_else(|| "no reason given".into());
-    store
-        .record_event(
-            name,
-            "revoked",
-            Some(&format!("serial {}, {reason_name}", issued.serial_hex)),
-        )
-        .await?;
-    Ok(issued.serial_hex)
 }
 
 async fn history(store: &Store, name: &str, as_json: bool) -> anyhow::Result<()> {
@@ -725,54 +467,19 @@ async fn history(store: &Store, name: &str, as_json: bool) -> anyhow::Result<()>
 
 async fn test(ctx: &Context, store: &Store, args: crate::args::CertTest) -> anyhow::Result<()> {
     let ports = certhub_challenge::probe::ProbePorts { http: args.http_port, tls: args.tls_port };
-    let report = probe_all(&ctx.solvers, ctx.dns.clone(), store, &args.name, ports).await?;
+    let report = ctx.engine(store.clone()).test(&args.name, Some(ports)).await?;
     if args.json {
         print_json(&json!(report));
     } else {
         for r in &report {
-            let word = if r["works"] == true { "ok  " } else { "FAIL" };
-            println!(
-                "{word}  {}  {}: {}",
-                r["identifier"].as_str().unwrap_or_default(),
-                r["challenge"].as_str().unwrap_or_default(),
-                r["detail"].as_str().unwrap_or_default()
-            );
+            let word = if r.works { "ok  " } else { "FAIL" };
+            println!("{word}  {}  {}: {}", r.identifier, r.challenge, r.detail);
         }
     }
-    let failed = report.iter().filter(|r| r["works"] == false).count();
+    let failed = report.iter().filter(|r| !r.works).count();
     if failed == 0 {
         Ok(())
     } else {
         Err(anyhow!("{failed} of {} identifiers would fail validation", report.len()))
     }
-}
-
-/// Probes each identifier of certificate `name` the way the CA would validate it, without
-/// ordering: one entry per identifier, saying whether it works and why.
-pub(crate) async fn probe_all(
-    solvers: &Solvers,
-    dns: certhub_challenge::dns::DnsCheckConfig,
-    store: &Store,
-    name: &str,
-    ports: certhub_challenge::probe::ProbePorts,
-) -> anyhow::Result<Vec<serde_json::Value>> {
-    use certhub_challenge::dns::PropagationChecker;
-    use certhub_challenge::probe::probe;
-    let cert = load(store, name).await?;
-    let ids: Vec<Identifier> = serde_json::from_value(cert.identifiers.clone())?;
-    let specs: Vec<ChallengeSpec> = serde_json::from_value(cert.challenges.clone())?;
-    let assignment = assign_challenges(&ids, &specs).map_err(|v| violations(name, &v))?;
-    let checker = PropagationChecker::new(dns);
-    let mut report = Vec::new();
-    for (id, i) in &assignment {
-        let spec = &specs[*i];
-        let outcome = probe(solvers, &checker, spec, id, ports).await;
-        report.push(json!({
-            "identifier": id.to_string(),
-            "challenge": spec.config.kind(),
-            "works": outcome.is_ok(),
-            "detail": match &outcome { Ok(m) | Err(m) => m.clone() },
-        }));
-    }
-    Ok(report)
 }

@@ -12,8 +12,9 @@ use certhub_core::identifier::RequestRules;
 use serde_json::json;
 
 use crate::args::{CertAdd, Discover, DiscoverServer};
-use crate::exit::{INVALID_INPUT, NOT_FOUND, fail};
 use crate::output::print_json;
+use certhub_engine::Kind;
+use certhub_engine::error::fail;
 
 /// Where each server keeps its main configuration file, in the order tried.
 const NGINX_CONFIGS: &[&str] = &["/etc/nginx/nginx.conf", "/usr/local/etc/nginx/nginx.conf"];
@@ -32,7 +33,7 @@ pub async fn run(ctx: &crate::Context, args: Discover) -> anyhow::Result<()> {
         Some(p) => p.clone(),
         None => defaults.iter().map(PathBuf::from).find(|p| p.is_file()).ok_or_else(|| {
             fail(
-                NOT_FOUND,
+                Kind::NotFound,
                 format!(
                     "no configuration found at {}; name it with --config PATH",
                     defaults.join(" or ")
@@ -42,7 +43,7 @@ pub async fn run(ctx: &crate::Context, args: Discover) -> anyhow::Result<()> {
     };
     let text = std::fs::read_to_string(&main)
         .with_context(|| format!("cannot read {}", main.display()))
-        .map_err(|e| fail(NOT_FOUND, format!("{e:#}")))?;
+        .map_err(|e| fail(Kind::NotFound, format!("{e:#}")))?;
     let source = Source { path: main.clone(), text };
     // Names are judged as a request to a public CA would judge them; `--create` applies the
     // account's own rules again.
@@ -51,7 +52,7 @@ pub async fn run(ctx: &crate::Context, args: Discover) -> anyhow::Result<()> {
         WebServer::Nginx => discover::nginx(source, &rules, resolve),
         WebServer::Apache => discover::apache(source, &rules, resolve),
     }
-    .map_err(|e| fail(INVALID_INPUT, format!("cannot read the configuration: {e}")))?;
+    .map_err(|e| fail(Kind::Invalid, format!("cannot read the configuration: {e}")))?;
     let sites: Vec<&Site> = found.sites.iter().filter(|s| s.tls || !args.tls_only).collect();
     let selected: Vec<Identifier> = selected(&found, &sites, &args.patterns);
 
@@ -86,12 +87,12 @@ async fn create(
 ) -> anyhow::Result<()> {
     if ids.is_empty() {
         return Err(fail(
-            INVALID_INPUT,
+            Kind::Invalid,
             "no names to certify were found (see `certhub discover` without --create)",
         ));
     }
     let (Some(account), false) = (&args.account, args.challenges.is_empty()) else {
-        return Err(fail(INVALID_INPUT, "--create needs --account and at least one --challenge"));
+        return Err(fail(Kind::Invalid, "--create needs --account and at least one --challenge"));
     };
     let (mut domains, mut ips) = (Vec::new(), Vec::new());
     for id in ids {

@@ -1,4 +1,7 @@
-//! Exit codes, derived from the cause of an error (documented in `certhub --help`).
+//! Exit codes, derived from the kind of an error (documented in `certhub --help`): the one
+//! place an engine error becomes a number.
+
+use certhub_engine::{Error, Kind};
 
 /// Invalid input or configuration: an identifier, a challenge spec, a file, a CA whose TLS
 /// certificate does not verify.
@@ -10,7 +13,7 @@ pub const TRANSIENT: u8 = 5;
 /// No such account or certificate.
 pub const NOT_FOUND: u8 = 6;
 
-/// An error whose exit code is fixed where it is made.
+/// An error whose exit code is fixed where it is made (several failures of mixed kinds).
 #[derive(Debug)]
 pub struct Exit {
     pub code: u8,
@@ -30,39 +33,31 @@ pub fn fail(code: u8, message: impl std::fmt::Display) -> anyhow::Error {
     anyhow::Error::new(Exit { code, message: message.to_string() })
 }
 
-pub fn code_for(err: &anyhow::Error) -> u8 {
-    for cause in err.chain() {
-        if let Some(Exit { code, .. }) = cause.downcast_ref::<Exit>() {
-            return *code;
-        }
-        if let Some(e) = cause.downcast_ref::<certhub_acme::Error>() {
-            return match e {
-                certhub_acme::Error::Untrusted { .. } => INVALID_INPUT,
-                e if e.is_retryable() => TRANSIENT,
-                _ => CA_REFUSED,
-            };
-        }
-        if let Some(certhub_store::Error::NotFound { .. }) =
-            cause.downcast_ref::<certhub_store::Error>()
-        {
-            return NOT_FOUND;
-        }
-        if cause.downcast_ref::<certhub_core::identifier::RuleViolation>().is_some()
-            || cause.downcast_ref::<certhub_core::challenge::SpecError>().is_some()
-        {
-            return INVALID_INPUT;
-        }
+/// The exit code of an engine error's kind.
+pub fn code_of(kind: Kind) -> u8 {
+    match kind {
+        Kind::Invalid | Kind::Conflict => INVALID_INPUT,
+        Kind::CaRefused => CA_REFUSED,
+        Kind::Busy | Kind::Transient => TRANSIENT,
+        Kind::NotFound => NOT_FOUND,
+        Kind::Internal => 1,
     }
-    1
+}
+
+pub fn code_for(err: &anyhow::Error) -> u8 {
+    if let Some(Exit { code, .. }) = err.chain().find_map(|c| c.downcast_ref::<Exit>()) {
+        return *code;
+    }
+    code_of(Error::of(err).kind)
+}
+
+/// One code for several failures: theirs when they share it, else 1.
+pub fn code_for_all<'a>(errors: impl IntoIterator<Item = &'a Error>) -> u8 {
+    let codes: Vec<u8> = errors.into_iter().map(|e| code_of(e.kind)).collect();
+    if codes.windows(2).all(|w| w[0] == w[1]) { codes.first().copied().unwrap_or(1) } else { 1 }
 }
 
 /// What to do about `err`, when the error alone does not say: a sentence to print after it.
 pub fn hint_for(err: &anyhow::Error) -> Option<&'static str> {
-    err.chain().find_map(|cause| match cause.downcast_ref::<certhub_acme::Error>() {
-        Some(certhub_acme::Error::Untrusted { .. }) => Some(
-            "If the CA uses a private or test root, give that root to `certhub account add` with \
-             --ca-bundle PEM; otherwise check the directory URL.",
-        ),
-        _ => None,
-    })
+    Error::of(err).hint
 }

@@ -7,8 +7,6 @@ mod deploy;
 mod discover;
 mod exit;
 mod import;
-mod issue;
-mod notify;
 mod output;
 mod preview;
 mod renew;
@@ -16,7 +14,6 @@ mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Parser;
 
@@ -78,7 +75,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = Context {
         data_dir: cli.data_dir.clone().unwrap_or_else(default_data_dir),
         database: cli.database.clone(),
-        solvers: Arc::new(certhub_challenge::Solvers::new(dns.clone())),
         dns,
     };
     match cli.command {
@@ -99,9 +95,6 @@ pub struct Context {
     pub data_dir: PathBuf,
     pub database: Option<String>,
     pub dns: certhub_challenge::dns::DnsCheckConfig,
-    /// The challenge responders of this process: one listener per address, whoever orders
-    /// (a command, the hub's API, its renewal service, its Test), held while an order uses it.
-    pub solvers: Arc<certhub_challenge::Solvers>,
 }
 
 impl Context {
@@ -113,6 +106,23 @@ impl Context {
                 format!("cannot open the data directory {}", self.data_dir.display())
             }),
             Some(_) => store.await.context("cannot open the PostgreSQL database"),
+        }
+    }
+
+    /// The engine over `store`, for a command that orders or probes.
+    pub fn engine(&self, store: certhub_store::Store) -> certhub_engine::Engine {
+        certhub_engine::Engine::new(store, self.config(Default::default()))
+    }
+
+    /// The engine's configuration, with the ports a test probes.
+    pub fn config(
+        &self,
+        probe_ports: certhub_challenge::probe::ProbePorts,
+    ) -> certhub_engine::Config {
+        certhub_engine::Config {
+            data_dir: self.data_dir.clone(),
+            dns: self.dns.clone(),
+            probe_ports,
         }
     }
 }
@@ -148,14 +158,17 @@ async fn audit_verify(ctx: &Context, args: args::AuditVerify) -> anyhow::Result<
         .with_context(|| format!("cannot read the anchor file {}", file.display()))?;
     let anchors: Vec<&str> = anchors.lines().filter(|l| !l.trim().is_empty()).collect();
     if anchors.is_empty() {
-        return Err(exit::fail(
-            exit::INVALID_INPUT,
+        return Err(certhub_engine::error::fail(
+            certhub_engine::Kind::Invalid,
             format!("{} holds no anchor; make one with `certhub audit anchor`", file.display()),
         ));
     }
     let n = match store.verify_audit_anchors(&anchors).await {
         Err(certhub_store::Error::Unreadable(why)) => {
-            return Err(exit::fail(exit::INVALID_INPUT, format!("{}: {why}", file.display())));
+            return Err(certhub_engine::error::fail(
+                certhub_engine::Kind::Invalid,
+                format!("{}: {why}", file.display()),
+            ));
         }
         other => other?.map_err(broken)?,
     };
@@ -179,11 +192,17 @@ async fn audit_anchor(ctx: &Context, args: args::AuditAnchor) -> anyhow::Result<
         ));
     }
     let Some(anchor) = store.audit_anchor().await? else {
-        return Err(exit::fail(exit::INVALID_INPUT, "the audit log is empty: nothing to anchor"));
+        return Err(certhub_engine::error::fail(
+            certhub_engine::Kind::Invalid,
+            "the audit log is empty: nothing to anchor",
+        ));
     };
     if let Some(name) = &args.channel {
         let channel = store.channel(name).await?.ok_or_else(|| {
-            exit::fail(exit::NOT_FOUND, format!("no notification channel named {name:?}"))
+            certhub_engine::error::fail(
+                certhub_engine::Kind::NotFound,
+                format!("no notification channel named {name:?}"),
+            )
         })?;
         let notice = certhub_deploy::notify::Notice {
             event: "audit-anchor".into(),

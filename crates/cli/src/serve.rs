@@ -1,265 +1,16 @@
 //! `certhub serve`: the hub's web UI and REST API (`/api/v1`), its renewal service and its
 //! notifier, until SIGTERM or Ctrl-C.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use certhub_challenge::Solvers;
-use certhub_server::Steps;
-use certhub_store::AuditEntry;
 
-use crate::args::{Renew, Serve};
-use crate::issue::{Issuer, Progress};
-
-/// The issuance engine, as the hub's API runs it.
-struct Engine {
-    issuer: Arc<Issuer>,
-    store: certhub_store::Store,
-    dns: certhub_challenge::dns::DnsCheckConfig,
-    solvers: Arc<Solvers>,
-    /// Where tests expect the CA to connect (80 and 443 but for a test CA).
-    probe_ports: certhub_challenge::probe::ProbePorts,
-    /// The hub's settings (the renewal policy of certificates without their own).
-    settings: certhub_server::SharedSettings,
-}
-
-/// An engine error as the API reports it, by the exit code the CLI would give.
-fn work_error(e: anyhow::Error) -> certhub_server::WorkError {
-    use crate::exit::{CA_REFUSED, INVALID_INPUT, NOT_FOUND, TRANSIENT};
-    let status = match crate::exit::code_for(&e) {
-        INVALID_INPUT => 400,
-        NOT_FOUND => 404,
-        CA_REFUSED => 502,
-        TRANSIENT => 503,
-        _ => 500,
-    };
-    certhub_server::WorkError { status, message: format!("{e:#}") }
-}
-
-/// A job's steps as a request's progress.
-struct JobProgress(Arc<dyn Steps>);
-
-impl Progress for JobProgress {
-    fn step(&self, _cert: &str, message: &str) {
-        self.0.step(message);
-    }
-}
-
-impl certhub_server::Worker for Engine {
-    fn add_account(
-        &self,
-        a: certhub_server::NewAccount,
-        audit: AuditEntry,
-    ) -> certhub_server::WorkFuture<serde_json::Value> {
-        let store = self.store.clone();
-        Box::pin(async move {
-            let args = crate::args::AccountAdd {
-                name: a.name.clone(),
-                directory: a.directory,
-                ca_bundle: None,
-                email: a.email,
-                agree_tos: a.agree_tos,
-                eab_kid: a.eab_kid,
-                eab_hmac_key: a.eab_hmac_key,
-                eab_algorithm: crate::args::EabAlg::Hs256,
-                key_type: a.key_type.unwrap_or_else(|| "ec-p256".into()),
-                json: false,
-            };
-            let url = crate::account::register(&store, &args, a.ca_bundle_pem, audit)
-                .await
-                .map_err(work_error)?;
-            Ok(serde_json::json!({ "name": a.name, "account_url": url, "status": "valid" }))
-        })
-    }
-
-    fn add_certificate(
-        &self,
-        c: certhub_server::NewCertificate,
-        audit: AuditEntry,
-    ) -> certhub_server::WorkFuture<serde_json::Value> {
-        let store = self.store.clone();
-        Box::pin(async move {
-            let args = crate::args::CertAdd {
-                name: c.name,
-                account: c.account,
-                domains: c.domains,
-                ips: c.ips,
-                key_type: c.key_type.unwrap_or_else(|| "ec-p256".into()),
-                reuse_key: c.reuse_key,
-                csr: None,
-                profile: None,
-                preferred_chain: None,
-                challenges: c.challenges,
-                allow_single_label: false,
-                deploy: c.deploy,
-                renewal: crate::args::RenewalSettings {
-                    renew_at: c.renew_at,
-                    ..Default::default()
-                },
-            };
-            let (validation, _) =
-                crate::cert::create(&store, &args, &audit).await.map_err(work_error)?;
-            Ok(serde_json::json!({
-                "validation": validation
-                    .iter()
-                    .map(|(id, kind)| serde_json::json!({ "identifier": id.to_string(), "challenge": kind.to_string() }))
-                    .collect::<Vec<_>>()
-            }))
-        })
-    }
-
-    fn preview(&self, name: String) -> certhub_server::WorkFuture<serde_json::Value> {
-        let store = self.store.clone();
-        let policy = self.settings.get().policy;
-        Box::pin(
-            async move { crate::preview::plan(&store, &name, &policy).await.map_err(work_error) },
-        )
-    }
-
-    fn test(&self, name: String) -> certhub_server::WorkFuture<serde_json::Value> {
-        let store = self.store.clone();
-        let (dns, solvers) = (self.dns.clone(), self.solvers.clone());
-        let ports = self.probe_ports;
-        Box::pin(async move {
-            let report = crate::cert::probe_all(&solvers, dns, &store, &name, ports)
-                .await
-                .map_err(work_error)?;
-            Ok(serde_json::json!(report))
-        })
-    }
-
-    fn revoke(
-        &self,
-        name: String,
-        reason: Option<String>,
-        audit: AuditEntry,
-    ) -> certhub_server::WorkFuture<String> {
-        let store = self.store.clone();
-        Box::pin(async move {
-            crate::cert::revoke_latest(&store, &name, reason.as_deref(), false, audit)
-                .await
-                .map_err(work_error)
-        })
-    }
-
-    fn edit(
-        &self,
-        name: String,
-        c: certhub_server::CertChanges,
-        audit: AuditEntry,
-    ) -> certhub_server::WorkFuture<Vec<String>> {
-        let store = self.store.clone();
-        Box::pin(async move {
-            let args = crate::args::CertSet {
-                name,
-                account: c.account,
-                challenges: c.challenges,
-                renew_at: c.renew_at,
-                fallback_account: c.fallback_account,
-                fallback_after: c.fallback_after,
-            };
-            crate::cert::apply_set(&store, &args, audit).await.map_err(work_error)
-        })
-    }
-
-    fn add_deployments(
-        &self,
-        name: String,
-        specs: Vec<String>,
-        audit: AuditEntry,
-    ) -> certhub_server::WorkFuture<serde_json::Value> {
-        let store = self.store.clone();
-        Box::pin(async move {
-            let tasks =
-                crate::deploy::add_specs(&store, &name, &specs, audit).await.map_err(work_error)?;
-            Ok(serde_json::json!(tasks
-                .iter()
-                .map(|t| serde_json::json!({ "name": t.name, "when": t.trigger.as_str(), "does": t.action.describe() }))
-                .collect::<Vec<_>>()))
-        })
-    }
-
-    fn import(
-        &self,
-        i: certhub_server::NewImport,
-        audit: AuditEntry,
-    ) -> certhub_server::WorkFuture<serde_json::Value> {
-        let store = self.store.clone();
-        Box::pin(async move {
-            let invalid = |m: String| certhub_server::WorkError { status: 400, message: m };
-            let bundle = match (&i.cert_pem, &i.pkcs12_base64) {
-                (Some(pem), None) => crate::import::bundle_from_pem(pem, i.key_pem.as_deref()),
-                (None, Some(b64)) => {
-                    use base64::Engine as _;
-                    let der = base64::engine::general_purpose::STANDARD
-                        .decode(b64.trim())
-                        .map_err(|e| invalid(format!("pkcs12_base64 is not base64: {e}")))?;
-                    crate::import::bundle_from_pkcs12(
-                        &der,
-                        i.password.as_deref().unwrap_or_default(),
-                    )
-                }
-                _ => return Err(invalid("give cert_pem (and key_pem), or pkcs12_base64".into())),
-            }
-            .map_err(work_error)?;
-            let args = crate::args::CertImport {
-                name: i.name.clone(),
-                cert: None,
-                key: None,
-                pkcs12: None,
-                password: None,
-                account: i.account,
-                challenges: i.challenges,
-                deploy: i.deploy,
-            };
-            let view = |im: &crate::import::Imported| {
-                serde_json::json!({
-                    "name": i.name,
-                    "imported": im.detail,
-                    "names": im.names,
-                    "without_key": im.keyless,
-                    "renewed_by": im.account,
-                    "expired": im.expired,
-                    "deployed": im.deployed.iter().map(|(t, d)| serde_json::json!({ "task": t, "did": d })).collect::<Vec<_>>(),
-                })
-            };
-            match crate::import::import(&store, &args, bundle, audit).await {
-                Ok(im) => Ok(view(&im)),
-                Err((e, _)) => Err(work_error(e)),
-            }
-        })
-    }
-
-    fn request(
-        &self,
-        name: String,
-        steps: Arc<dyn Steps>,
-    ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> {
-        let issuer = self.issuer.clone();
-        Box::pin(async move {
-            let progress = JobProgress(steps);
-            issuer
-                .request(&name, Duration::from_secs(900), &progress)
-                .await
-                .map(|i| {
-                    format!(
-                        "issued serial {}, expires {}",
-                        i.serial_hex,
-                        crate::output::rfc3339(i.not_after)
-                    )
-                })
-                .map_err(|e| format!("{e:#}"))
-        })
-    }
-}
+use crate::args::Serve;
 
 pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
     let store = ctx.store().await?;
     let rate_limits = args.rate_limit.clone();
-    let issuer = Arc::new(Issuer::new(store.clone(), ctx.solvers.clone(), &ctx.data_dir));
     let settings = certhub_server::SharedSettings::load(
         &store,
         certhub_server::Settings {
@@ -270,19 +21,19 @@ pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
         },
     )
     .await?;
+    // One engine for the life of the hub: its API, its pages and its scheduler share the
+    // store, the challenge responders and the connections to the CAs.
+    let ports = certhub_challenge::probe::ProbePorts {
+        http: args.probe_http_port,
+        tls: args.probe_tls_port,
+    };
+    let engine = Arc::new(certhub_engine::Engine::with_settings(
+        store.clone(),
+        ctx.config(ports),
+        settings.clone(),
+    ));
     let state = certhub_server::AppState::new(store.clone())
-        .with_worker(Arc::new(Engine {
-            issuer,
-            store: store.clone(),
-            dns: ctx.dns.clone(),
-            solvers: ctx.solvers.clone(),
-            probe_ports: certhub_challenge::probe::ProbePorts {
-                http: args.probe_http_port,
-                tls: args.probe_tls_port,
-            },
-            settings: settings.clone(),
-        }))
-        .with_settings(settings.clone())
+        .with_engine(engine.clone())
         .with_setup_token_file(ctx.data_dir.join("setup-token"));
     let interrupted = state.recover_jobs().await?;
     if interrupted > 0 {
@@ -294,7 +45,8 @@ pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
     let hub_cert = hub_cert(&store, &args).await?;
     let tls = match &hub_cert {
         Some((cert, _)) => Some(
-            cert.server_config().map_err(|e| crate::exit::fail(crate::exit::INVALID_INPUT, e))?,
+            cert.server_config()
+                .map_err(|e| certhub_engine::error::fail(certhub_engine::Kind::Invalid, e))?,
         ),
         None => None,
     };
@@ -358,12 +110,25 @@ pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
         limits,
         shutdown(),
     );
-    // The renewal service runs beside the API until the API stops; a renewal cut short is
-    // resumed by the next start (every step of an order is in the store).
+    // The scheduler runs beside the API until the API stops; a renewal cut short is resumed
+    // by the next start (every step of an order is in the store). After each look it removes
+    // ended sessions, expired tokens and old jobs, and with --tls-managed presents the hub's
+    // renewed certificate.
+    let (own, store_ref) = (&tokio::sync::Mutex::new(own), &store);
+    let after_each = move || async move {
+        if let Err(e) = certhub_server::clean_up(store_ref).await {
+            tracing::warn!(error = %e, "removing ended sessions and old jobs failed");
+        }
+        if let Some(own) = &mut *own.lock().await
+            && let Err(e) = own.refresh().await
+        {
+            tracing::warn!(error = %format!("{e:#}"), "reloading the hub's certificate failed");
+        }
+    };
     tokio::select! {
         () = serving => {}
-        () = renewal_service(ctx.clone(), store.clone(), settings.clone(), own, rate_limits) => {}
-        () = crate::notify::run(store.clone(), settings) => {}
+        () = certhub_engine::scheduler::run(engine.clone(), rate_limits, after_each) => {}
+        () = certhub_engine::notify::run(store.clone(), settings) => {}
     }
     // Requests started through the API get a little time to finish before the store closes.
     let left = state.finish_jobs(Duration::from_secs(30)).await;
@@ -384,7 +149,7 @@ async fn hub_cert(
     store: &certhub_store::Store,
     args: &Serve,
 ) -> anyhow::Result<Option<(Arc<certhub_server::HubCert>, Option<String>)>> {
-    let invalid = |e: String| crate::exit::fail(crate::exit::INVALID_INPUT, e);
+    let invalid = |e: String| certhub_engine::error::fail(certhub_engine::Kind::Invalid, e);
     match (&args.tls_cert, &args.tls_key, &args.tls_managed) {
         (Some(cert), Some(key), None) => {
             let chain =
@@ -451,51 +216,5 @@ async fn shutdown() {
     tokio::select! {
         _ = term => {}
         _ = tokio::signal::ctrl_c() => {}
-    }
-}
-
-/// Renews what is due, like `certhub renew --due`: at start (work a restart interrupted),
-/// then every check interval or at once when the settings change, and removes ended
-/// sessions, expired tokens and old jobs. Certificates are locked while requested, so this
-/// never orders one twice, even beside a cron job or another hub. Each renewal is audited as
-/// done by the hub. Orders keep within each CA's `rate_limits` (`--rate-limit`).
-async fn renewal_service(
-    ctx: crate::Context,
-    store: certhub_store::Store,
-    settings: certhub_server::SharedSettings,
-    mut own: Option<OwnCert>,
-    rate_limits: Vec<String>,
-) {
-    let mut changed = settings.subscribe();
-    loop {
-        // Another hub sharing the database may have changed them.
-        if let Err(e) = settings.reload(&store).await {
-            tracing::warn!(error = %e, "reading the settings failed");
-        }
-        changed.borrow_and_update();
-        let now = settings.get();
-        let due = Renew {
-            names: Vec::new(),
-            due: true,
-            policy: now.policy.clone(),
-            jobs: now.renewal_workers,
-            timeout: 900,
-            rate_limit: rate_limits.clone(),
-        };
-        if let Err(e) = crate::renew::renew(&ctx, due, &crate::output::Actor::hub()).await {
-            tracing::warn!(error = %format!("{e:#}"), "renewal run failed");
-        }
-        if let Err(e) = certhub_server::clean_up(&store).await {
-            tracing::warn!(error = %e, "removing ended sessions and old jobs failed");
-        }
-        if let Some(own) = &mut own
-            && let Err(e) = own.refresh().await
-        {
-            tracing::warn!(error = %format!("{e:#}"), "reloading the hub's certificate failed");
-        }
-        tokio::select! {
-            () = tokio::time::sleep(now.check_interval()) => {}
-            _ = changed.changed() => {}
-        }
     }
 }

@@ -5,6 +5,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use certhub_store::RETRY_STOPPED;
 use certhub_store::{CertFilter, CertRecord, CertSummary, IssuedRecord, TokenKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -484,7 +485,9 @@ pub(crate) fn summary_view(c: &CertSummary) -> Value {
             "policy": c.renewal_policy,
             "fallback_account": c.fallback_account,
             "failures": c.failures,
-            "next_attempt": c.next_attempt_at.map(rfc3339_ms),
+            "next_attempt": c.next_attempt_at.filter(|&t| t != RETRY_STOPPED).map(rfc3339_ms),
+            // The CA refused for good: no automatic retry until it is changed or requested.
+            "retries_stopped": c.next_attempt_at == Some(RETRY_STOPPED),
         },
     })
 }
@@ -697,12 +700,13 @@ pub(crate) async fn start_request(
     caller.require(Need::Request)?;
     cert_or_404(state, name).await?;
     let entry = caller.entry("cert.request", name);
-    Ok(state.jobs.start_request(worker(state)?, name, entry).await?)
+    Ok(state.jobs.start_request(engine(state)?, name, entry).await?)
 }
 
-pub(crate) fn worker(state: &AppState) -> ApiResult<std::sync::Arc<dyn crate::Worker>> {
+/// The hub's engine; 503 without one.
+pub(crate) fn engine(state: &AppState) -> ApiResult<std::sync::Arc<crate::Engine>> {
     state
-        .worker
+        .engine
         .clone()
         .ok_or_else(|| Problem::unavailable("this hub runs no issuance engine; use certhub serve"))
 }
@@ -733,7 +737,7 @@ pub(crate) async fn edit(
     caller.require(Need::Admin)?;
     cert_or_404(state, name).await?;
     let entry = caller.entry("cert.update", name);
-    Ok(worker(state)?.edit(name.to_string(), changes, entry).await?)
+    Ok(engine(state)?.edit(name, &changes, entry).await?)
 }
 
 /// A certificate's challenge configurations, credentials left out, and which one validates
@@ -790,7 +794,7 @@ async fn import_certificate(
     caller: Caller,
     bytes: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let req: crate::NewImport = body(&bytes)?;
+    let req: crate::Import = body(&bytes)?;
     Ok((StatusCode::CREATED, Json(import(&state, &caller, req).await?)))
 }
 
@@ -799,11 +803,22 @@ async fn import_certificate(
 pub(crate) async fn import(
     state: &AppState,
     caller: &Caller,
-    req: crate::NewImport,
+    req: crate::Import,
 ) -> ApiResult<Value> {
     caller.require(Need::Admin)?;
+    let engine = engine(state)?;
     let entry = caller.entry("cert.import", &req.name);
-    Ok(worker(state)?.import(req, entry).await?)
+    let bundle = req.bundle().map_err(certhub_engine::Error::from)?;
+    let i = engine.import(&req, bundle, entry).await.map_err(|(e, _)| e)?;
+    Ok(json!({
+        "name": req.name,
+        "imported": i.detail,
+        "names": i.names,
+        "without_key": i.keyless,
+        "renewed_by": i.account,
+        "expired": i.expired,
+        "deployed": i.deployed.iter().map(|(t, d)| json!({ "task": t, "did": d })).collect::<Vec<_>>(),
+    }))
 }
 
 async fn list_deployments(
@@ -868,7 +883,11 @@ pub(crate) async fn add_deploy_tasks(
     }
     cert_or_404(state, name).await?;
     let entry = caller.entry("deploy.add", name);
-    Ok(worker(state)?.add_deployments(name.to_string(), specs, entry).await?)
+    let tasks = engine(state)?.add_deployments(name, &specs, entry).await?;
+    Ok(json!(tasks
+        .iter()
+        .map(|t| json!({ "name": t.name, "when": t.trigger.as_str(), "does": t.action.describe() }))
+        .collect::<Vec<_>>()))
 }
 
 async fn remove_deployment(
@@ -916,7 +935,7 @@ pub(crate) async fn change_settings_as(
     changes: crate::SettingsChanges,
 ) -> ApiResult<Vec<String>> {
     caller.require(Need::Admin)?;
-    state.settings.change(&state.store, changes, caller.entry("settings.update", "hub")).await
+    Ok(state.settings.change(&state.store, changes, caller.entry("settings.update", "hub")).await?)
 }
 
 async fn preview_certificate(
@@ -926,7 +945,7 @@ async fn preview_certificate(
 ) -> ApiResult<Json<Value>> {
     caller.require(Need::Read)?;
     cert_or_404(&state, &name).await?;
-    Ok(Json(worker(&state)?.preview(name).await?))
+    Ok(Json(engine(&state)?.preview(&name, None).await?))
 }
 
 async fn test_certificate(
@@ -936,8 +955,8 @@ async fn test_certificate(
 ) -> ApiResult<Json<Value>> {
     caller.require(Need::Request)?;
     cert_or_404(&state, &name).await?;
-    let report = worker(&state)?.test(name).await?;
-    let works = report.as_array().is_some_and(|r| r.iter().all(|i| i["works"] == true));
+    let report = engine(&state)?.test(&name, None).await?;
+    let works = report.iter().all(|i| i.works);
     Ok(Json(json!({ "works": works, "items": report })))
 }
 
@@ -969,7 +988,7 @@ pub(crate) async fn revoke(
     caller.require(Need::Admin)?;
     cert_or_404(state, name).await?;
     let entry = caller.entry("cert.revoke", name);
-    Ok(worker(state)?.revoke(name.to_string(), reason, entry).await?)
+    Ok(engine(state)?.revoke(name, reason.as_deref(), false, entry).await?)
 }
 
 async fn list_users(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
@@ -1001,7 +1020,8 @@ pub(crate) async fn add_account(
 ) -> ApiResult<Value> {
     caller.require(Need::Admin)?;
     let entry = caller.entry("account.create", &req.name);
-    Ok(worker(state)?.add_account(req, entry).await?)
+    let url = engine(state)?.add_account(&req, entry).await?;
+    Ok(json!({ "name": req.name, "account_url": url, "status": "valid" }))
 }
 
 async fn create_certificate(
@@ -1023,7 +1043,7 @@ pub(crate) async fn add_certificate(
 ) -> ApiResult<CertRecord> {
     caller.require(Need::Admin)?;
     let name = req.name.clone();
-    worker(state)?.add_certificate(req, caller.entry("cert.create", &name)).await?;
+    engine(state)?.add_certificate(&req, caller.entry("cert.create", &name)).await?;
     cert_or_404(state, &name).await
 }
 

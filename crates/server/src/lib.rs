@@ -18,7 +18,6 @@ mod jobs;
 mod listen;
 mod openapi;
 mod problem;
-mod settings;
 mod ui;
 
 use std::sync::{Arc, Mutex};
@@ -26,13 +25,14 @@ use std::sync::{Arc, Mutex};
 use certhub_store::Store;
 
 pub use auth::{Role, hash_password};
-pub use jobs::{
-    CertChanges, Job, NewAccount, NewCertificate, NewImport, Steps, WorkError, WorkFuture, Worker,
+pub use certhub_engine::{
+    CertChanges, Engine, Import, NewAccount, NewCertificate, Settings, SettingsChanges,
+    SharedSettings,
 };
+pub use jobs::Job;
 pub use listen::{HubCert, Limits, Peer, serve};
 pub use openapi::ROUTES;
 pub use problem::Problem;
-pub use settings::{Settings, SettingsChanges, SharedSettings};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -41,7 +41,7 @@ pub struct AppState {
     /// The one-time setup token, while no user exists.
     setup_token: Arc<Mutex<Option<String>>>,
     logins: Arc<auth::LoginLimiter>,
-    worker: Option<Arc<dyn Worker>>,
+    engine: Option<Arc<Engine>>,
     jobs: Arc<jobs::Jobs>,
     settings: SharedSettings,
     /// Whether the hub serves HTTPS (session cookies are then marked Secure).
@@ -59,7 +59,7 @@ impl AppState {
             store,
             setup_token: Arc::new(Mutex::new(None)),
             logins: Arc::new(auth::LoginLimiter::default()),
-            worker: None,
+            engine: None,
             settings: SharedSettings::new(Settings::default()),
             https: false,
             setup_token_file: None,
@@ -94,9 +94,11 @@ impl AppState {
         self
     }
 
-    /// The engine that runs requests; without one, request endpoints answer 503.
-    pub fn with_worker(mut self, worker: Arc<dyn Worker>) -> Self {
-        self.worker = Some(worker);
+    /// The engine that runs requests, with its settings; without one, request endpoints
+    /// answer 503.
+    pub fn with_engine(mut self, engine: Arc<Engine>) -> Self {
+        self.settings = engine.settings().clone();
+        self.engine = Some(engine);
         self
     }
 

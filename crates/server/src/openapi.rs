@@ -333,7 +333,7 @@ fn shape(method: &str, path: &str, schema: &mut SchemaGenerator) -> Option<Shape
             Shape { ok: (204, Vec::new()), ..none }
         }
         ("post", "/api/v1/certificates/import") => Shape {
-            body: body(schema.subschema_for::<crate::NewImport>()),
+            body: body(schema.subschema_for::<crate::Import>()),
             example: Some(
                 json!({ "name": "bought", "cert_pem": "-----BEGIN CERTIFICATE-----…", "key_pem": "-----BEGIN PRIVATE KEY-----…" }),
             ),
@@ -401,7 +401,7 @@ fn shape(method: &str, path: &str, schema: &mut SchemaGenerator) -> Option<Shape
                 200,
                 json(object(&[("name", string()), ("serial", string()), ("state", string())])),
             ),
-            more: &[502, 503],
+            more: &[409, 502, 503],
             ..none
         },
         ("get", "/api/v1/jobs/{id}") => Shape { ok: (200, json(job())), ..none },

@@ -86,21 +86,22 @@ impl Problem {
     }
 }
 
-impl From<crate::WorkError> for Problem {
-    fn from(e: crate::WorkError) -> Self {
-        if e.status >= 500 && e.status != 502 && e.status != 503 {
-            return Self::internal(e.message);
-        }
-        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let kind = match e.status {
-            400 => "invalid",
-            404 => "not-found",
-            409 => "conflict",
-            502 => "ca-refused",
-            503 => "unavailable",
-            _ => "failed",
+impl From<certhub_engine::Error> for Problem {
+    /// The engine's error by its kind, with the field at fault; an internal one is logged,
+    /// not shown.
+    fn from(e: certhub_engine::Error) -> Self {
+        use certhub_engine::Kind;
+        let (status, kind) = match e.kind {
+            Kind::Invalid => (StatusCode::BAD_REQUEST, "invalid"),
+            Kind::NotFound => (StatusCode::NOT_FOUND, "not-found"),
+            Kind::Conflict => (StatusCode::CONFLICT, "conflict"),
+            Kind::CaRefused => (StatusCode::BAD_GATEWAY, "ca-refused"),
+            Kind::Busy | Kind::Transient => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Kind::Internal => return Self::internal(e.message),
         };
-        Self::new(status, kind, e.message)
+        let mut p = Self::new(status, kind, e.message);
+        p.field = e.field.map(str::to_string);
+        p
     }
 }
 

@@ -76,6 +76,10 @@ impl CertRecord {
 /// Failed requests in a row before a certificate's fallback account is used, by default.
 pub const DEFAULT_FALLBACK_AFTER: i64 = 3;
 
+/// `next_attempt_at` of a certificate whose request the CA refused for good: no automatic
+/// retry until it is changed (which clears it) or requested by hand.
+pub const RETRY_STOPPED: i64 = i64::MAX;
+
 impl Default for CertRecord {
     /// An empty record with the store's defaults (`fallback_after` 3, state "pending").
     fn default() -> Self {
@@ -368,6 +372,15 @@ impl Store {
         .await?;
         names.sort_unstable();
         Ok(names)
+    }
+
+    /// The earliest check time (epoch ms) after `after`, if any certificate has one: when the
+    /// renewal scheduler next has work, unless something changes first.
+    pub async fn next_check_after(&self, after: i64) -> Result<Option<i64>, Error> {
+        Ok(sqlx::query_scalar("SELECT MIN(check_at) FROM certs WHERE check_at > $1")
+            .bind(after)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Records when the certificate next needs a look (`at`, epoch ms) and the hub-wide

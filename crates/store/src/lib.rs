@@ -55,7 +55,7 @@ use sqlx::{Any, AnyPool, ConnectOptions as _, Connection as _, Executor as _, Tr
 pub use account::AccountRecord;
 pub use ari::RenewalInfoRecord;
 pub use audit::{AuditEntry, AuditRecord};
-pub use cert::{CertRecord, DEFAULT_FALLBACK_AFTER};
+pub use cert::{CertRecord, DEFAULT_FALLBACK_AFTER, RETRY_STOPPED};
 pub use crypto::MasterKey;
 pub use deploy::DeployTaskRecord;
 pub use event::EventRecord;

@@ -162,8 +162,8 @@ async fn a_person_runs_the_hub_in_a_browser() {
     crate::support::verify_chain(&chain, &root, &["www.browser.test", "browser.test"]);
 
     // A certificate bought elsewhere, imported: a key that is not its own is named as such.
-    let (chain, key, _) = crate::bought_certificate(&["shop.browser.test"], 200, 5);
-    let (_, other_key, _) = crate::bought_certificate(&["shop.browser.test"], 200, 6);
+    let (chain, key, _) = crate::common::bought_certificate(&["shop.browser.test"], 200, 5);
+    let (_, other_key, _) = crate::common::bought_certificate(&["shop.browser.test"], 200, 6);
     browser.goto(&hub.url("/certificates")).await;
     browser.click("a[href='/certificates/import']").await;
     browser.fill("#name", "shop").await;

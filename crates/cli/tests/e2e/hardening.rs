@@ -142,7 +142,7 @@ async fn a_ca_that_wants_a_contact_or_refuses_certificate_key_revocation_says_wh
 
     // A certificate of this CA's, with its key, revoked by that key: refused.
     let dir = tempfile::TempDir::new().unwrap();
-    let (chain, key, _) = crate::bought_certificate(&["strict.test"], 60, 9);
+    let (chain, key, _) = crate::common::bought_certificate(&["strict.test"], 60, 9);
     let (cert_file, key_file) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
     std::fs::write(&cert_file, chain).unwrap();
     std::fs::write(&key_file, key).unwrap();

@@ -757,6 +757,7 @@ async fn create_certificate(
         challenges: vec![format!("{method}={challenge_value}")],
         deploy: form.lines("deploy"),
         renew_at: form.text("renew_at"),
+        ..Default::default()
     };
     match api::add_certificate(&state, &s.caller, req).await {
         Ok(_) => Redirect::to(&format!("/certificates/{}?tab=preview", session::urlencode(&name)))
@@ -828,7 +829,7 @@ async fn import_certificate(
         _ => {}
     }
     if errors.is_empty() {
-        let req = crate::NewImport {
+        let req = crate::Import {
             name: name.clone(),
             key_pem: if cert_pem.is_some() { form.text("key_pem") } else { None },
             cert_pem,
@@ -843,16 +844,12 @@ async fn import_certificate(
                     .into_response();
             }
             Err(p) => {
-                // The engine's messages name what is wrong: the key, the certificate, a task.
-                let field = match p.detail.as_str() {
-                    d if form.get("pkcs12").is_some_and(|f| !f.is_empty())
-                        && (d.contains("PKCS") || d.contains("password")) =>
-                    {
-                        "pkcs12"
-                    }
-                    d if d.contains("key") => "key_pem",
-                    d if d.contains("deploy") => "deploy",
-                    d if d.contains("certificate name") || d.contains("name ") => "name",
+                // The engine's error names the field at fault.
+                let field = match p.field.as_deref() {
+                    Some("pkcs12_base64") => "pkcs12",
+                    Some("key_pem") => "key_pem",
+                    Some("deploy") => "deploy",
+                    Some("name") => "name",
                     _ => "cert_pem",
                 };
                 errors.add(field, p.detail);
@@ -1004,11 +1001,16 @@ async fn cert_page(
                 c.fallback_account.clone().unwrap_or_else(|| "none".into()),
             ));
             facts.push(("Failures in a row".into(), c.failures.to_string()));
-            if let Some(at) = c.next_attempt_at {
-                facts.push(("Next attempt".into(), rfc3339_ms(at)));
+            match c.next_attempt_at {
+                Some(certhub_store::RETRY_STOPPED) => facts.push((
+                    "Next attempt".into(),
+                    format!("none: {}", certhub_engine::issue::RETRIES_STOPPED),
+                )),
+                Some(at) => facts.push(("Next attempt".into(), rfc3339_ms(at))),
+                None => {}
             }
         }
-        "preview" => match api::worker(state)?.preview(name.to_string()).await {
+        "preview" => match api::engine(state)?.preview(name, None).await {
             Ok(plan) => {
                 preview = plan["summary"].as_array().into_iter().flatten().map(text).collect()
             }
@@ -1071,11 +1073,11 @@ async fn cert_page_after(
     }
 }
 
-/// Where the engine's message about a change belongs on the Advanced tab.
-fn advanced_field(message: &str) -> &'static str {
-    match message {
-        m if m.contains("fallback") => "fallback_account",
-        m if m.contains("polic") || m.contains("renew") => "renew_at",
+/// Where the engine's error about a change belongs on the Advanced tab: the field it names.
+fn advanced_field(p: &Problem) -> &'static str {
+    match p.field.as_deref() {
+        Some("fallback_account" | "fallback_after") => "fallback_account",
+        Some("renew_at") => "renew_at",
         _ => "account",
     }
 }
@@ -1125,8 +1127,7 @@ async fn edit_certificate(
                 return cert_page_after(&state, &s, &name, tab, Ok(flash)).await;
             }
             Err(p) if p.status == 400 || (p.status == 404 && tab == "advanced") => {
-                let field =
-                    if tab == "advanced" { advanced_field(&p.detail) } else { "challenges" };
+                let field = if tab == "advanced" { advanced_field(&p) } else { "challenges" };
                 errors.add(field, p.detail);
             }
             Err(p) => return problem_page(p, &s),
@@ -1183,7 +1184,7 @@ async fn test_certificate(
     let run = async {
         s.caller.require(Need::Request)?;
         api::cert_or_404(&state, &name).await?;
-        Ok::<_, Problem>(api::worker(&state)?.test(name.clone()).await?)
+        Ok::<_, Problem>(serde_json::json!(api::engine(&state)?.test(&name, None).await?))
     };
     match run.await {
         Ok(report) => {
@@ -1456,6 +1457,7 @@ async fn add_account(
         agree_tos: true,
         eab_kid: form.text("eab_kid"),
         eab_hmac_key: form.text("eab_hmac_key"),
+        eab_algorithm: None,
         key_type: None,
         ca_bundle_pem: form.text("ca_bundle_pem"),
     };
@@ -1516,7 +1518,7 @@ async fn save_renewal(
     let unchanged = changes.is_empty();
     if !unchanged && let Err(p) = now.clone().apply(&changes) {
         // Also when a number was unreadable, so that every field's problem shows at once.
-        errors.add(p.field.as_deref().unwrap_or("_"), p.detail);
+        errors.add(p.field.unwrap_or("_"), p.message);
     }
     if errors.is_empty() {
         if unchanged {

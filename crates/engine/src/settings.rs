@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Problem;
+use crate::error::Error;
 
 /// The settings the hub runs with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -44,13 +44,13 @@ impl Settings {
 
     /// Applies `changes` after checking each; what changed, in words. An invalid value
     /// fails naming its field and leaves `self` as it was.
-    pub fn apply(&mut self, changes: &SettingsChanges) -> Result<Vec<String>, Problem> {
+    pub fn apply(&mut self, changes: &SettingsChanges) -> Result<Vec<String>, Error> {
         let mut next = self.clone();
         let mut said = Vec::new();
         if let Some(p) = &changes.renewal_policy {
             let p = p.trim();
-            p.parse::<certhub_core::renewal::RenewalPolicy>()
-                .map_err(|e| Problem::invalid("renewal_policy", format!("renewal_policy {e}")))?;
+            crate::cert::parse_policy(p)
+                .map_err(|e| Error::invalid("renewal_policy", format!("renewal_policy {e}")))?;
             next.policy = p.to_string();
             said.push(format!("renewal policy {p}"));
         }
@@ -67,7 +67,7 @@ impl Settings {
             said.push(format!("{n} renewal workers"));
         }
         if changes.is_empty() {
-            return Err(Problem::invalid(
+            return Err(Error::invalid(
                 "renewal_policy",
                 "nothing to change: give renewal_policy, check_interval_seconds, \
                  expiry_warning_days or renewal_workers",
@@ -80,15 +80,15 @@ impl Settings {
 
 /// `value` when `range` holds it, else a problem naming `field` and the range.
 fn within<T: PartialOrd + std::fmt::Display>(
-    field: &str,
+    field: &'static str,
     value: T,
     range: std::ops::RangeInclusive<T>,
-) -> Result<T, Problem> {
+) -> Result<T, Error> {
     if range.contains(&value) {
         return Ok(value);
     }
     let (low, high) = range.into_inner();
-    Err(Problem::invalid(field, format!("{field} must be from {low} to {high}, not {value}")))
+    Err(Error::invalid(field, format!("{field} must be from {low} to {high}, not {value}")))
 }
 
 /// Changes to the settings (`PATCH /api/v1/settings`); what is left out stays.
@@ -177,7 +177,7 @@ impl SharedSettings {
         if !saved.is_empty()
             && let Err(p) = settings.apply(saved)
         {
-            tracing::warn!(error = %p.detail, "the saved settings are invalid; using the flags");
+            tracing::warn!(error = %p, "the saved settings are invalid; using the flags");
             settings = self.0.defaults.clone();
         }
         self.0.current.send_if_modified(|s| {
@@ -189,17 +189,20 @@ impl SharedSettings {
 
     /// Checks and saves `changes` with `audit`'s entry (what changed as its detail), and puts
     /// them in force; what changed, in words.
-    pub(crate) async fn change(
+    pub async fn change(
         &self,
         store: &certhub_store::Store,
         changes: SettingsChanges,
         audit: certhub_store::AuditEntry,
-    ) -> Result<Vec<String>, Problem> {
+    ) -> Result<Vec<String>, Error> {
         let mut settings = self.get();
         let said = settings.apply(&changes)?;
-        let saved = saved(store).await?.merged(changes);
-        let json = serde_json::to_value(&saved).map_err(Problem::internal)?;
-        store.set_hub_settings(&json, Some(&audit.with_detail(said.join(", ")))).await?;
+        let saved = saved(store).await.map_err(anyhow::Error::from)?.merged(changes);
+        let json = serde_json::to_value(&saved).map_err(anyhow::Error::from)?;
+        store
+            .set_hub_settings(&json, Some(&audit.with_detail(said.join(", "))))
+            .await
+            .map_err(anyhow::Error::from)?;
         self.put(&saved);
         Ok(said)
     }

@@ -23,7 +23,7 @@ const POLL: Duration = Duration::from_secs(5);
 const ATTEMPTS: u32 = 3;
 
 /// Serves the channels forever, checking every certificate's expiry every check interval.
-pub async fn run(store: Store, settings: certhub_server::SharedSettings) {
+pub async fn run(store: Store, settings: crate::SharedSettings) {
     let http = match reqwest::Client::builder().build() {
         Ok(h) => h,
         Err(e) => {
@@ -124,7 +124,8 @@ async fn notice_for(store: &Store, e: &EventRecord) -> anyhow::Result<Option<Not
         }
         "failed" => {
             let Some(cert) = store.cert(name).await? else { return Ok(None) };
-            if cert.failures < FAILURES_BEFORE_NOTICE {
+            let stopped = cert.next_attempt_at == Some(certhub_store::RETRY_STOPPED);
+            if cert.failures < FAILURES_BEFORE_NOTICE && !stopped {
                 return Ok(None);
             }
             // One notice per run of failures: the run is named by the last success.
@@ -132,13 +133,15 @@ async fn notice_for(store: &Store, e: &EventRecord) -> anyhow::Result<Option<Not
             if !store.first_notice(name, "renewal-failed", &format!("after {since}")).await? {
                 return Ok(None);
             }
-            Some(notice(
-                "renewal-failed",
+            let summary = if stopped {
+                format!("{name} failed: {}", crate::issue::RETRIES_STOPPED)
+            } else {
                 format!(
                     "{name} failed {} times in a row; certhub keeps retrying on its schedule",
                     cert.failures
-                ),
-            ))
+                )
+            };
+            Some(notice("renewal-failed", summary))
         }
         "revoked" => Some(notice("revoked", format!("{name} was revoked"))),
         "deploy-failed" => Some(notice("deploy-failed", format!("deploying {name} failed"))),
@@ -151,7 +154,7 @@ async fn notice_for(store: &Store, e: &EventRecord) -> anyhow::Result<Option<Not
 /// within `days`, once per issued certificate: an imported one (nothing renews it), or one
 /// that ACME renews but whose last attempt failed (a renewal on schedule is no news).
 pub async fn expiry_scan(store: &Store, days: u32) -> anyhow::Result<()> {
-    let now = crate::output::now_secs();
+    let now = crate::now_secs();
     let horizon = now + i64::from(days) * 86_400;
     for (name, serial, not_after) in store.expiring_unattended(horizon).await? {
         if !store.first_notice(&name, "expiring", &serial).await? {
@@ -163,7 +166,7 @@ pub async fn expiry_scan(store: &Store, days: u32) -> anyhow::Result<()> {
         } else {
             format!("expires in {left} days")
         };
-        let detail = format!("serial {serial} {when}, at {}", crate::output::rfc3339(not_after));
+        let detail = format!("serial {serial} {when}, at {}", crate::rfc3339(not_after));
         store.record_event(&name, "expiring", Some(&detail)).await?;
     }
     Ok(())

@@ -33,9 +33,14 @@ use serde_json::json;
 use tokio::sync::Mutex;
 use zeroize::Zeroizing;
 
+use crate::Progress;
 use crate::account;
 use crate::deploy::{self, Scope};
-use crate::exit::{INVALID_INPUT, fail};
+use crate::error::{Kind, fail, invalid};
+
+/// What a certificate whose request the CA refused for good says of its retries.
+pub const RETRIES_STOPPED: &str = "the CA refused for good, so automatic retries stop until \
+     the certificate is changed or requested by hand";
 
 /// Requests certificates; shares CA connections and challenge responders between them.
 pub struct Issuer {
@@ -51,11 +56,6 @@ pub struct Issuer {
 pub struct CertLock {
     _file: std::fs::File,
     _lease: certhub_store::CertLease,
-}
-
-/// Reports steps of a request as they happen.
-pub trait Progress: Send + Sync {
-    fn step(&self, cert: &str, message: &str);
 }
 
 impl Issuer {
@@ -110,7 +110,7 @@ impl Issuer {
     ) -> anyhow::Result<IssuedRecord> {
         let Some(lock) = self.try_lock(name).await? else {
             return Err(fail(
-                crate::exit::TRANSIENT,
+                Kind::Busy,
                 format!("certificate {name} is being requested by another certhub process"),
             ));
         };
@@ -127,12 +127,7 @@ impl Issuer {
         progress: &dyn Progress,
         audit: Option<&AuditEntry>,
     ) -> anyhow::Result<IssuedRecord> {
-        let cert = self.store.cert(name).await?.ok_or_else(|| {
-            fail(
-                crate::exit::NOT_FOUND,
-                format!("no certificate named {name:?} (see `certhub cert list`)"),
-            )
-        })?;
+        let cert = crate::cert::load(&self.store, name).await?;
         // Not a failed request: there is nothing to request with.
         crate::cert::acme_account(&cert)?;
         let deadline = Instant::now() + timeout;
@@ -173,20 +168,34 @@ impl Issuer {
             Err(e) => {
                 let reason = format!("{e:#}");
                 self.store.set_cert_state(name, "failing", Some(&reason)).await?;
-                // The retry policy: a backoff table, or longer when the CA asks for it.
-                let failures = cert.failures + 1;
-                let retry_after = e
-                    .chain()
-                    .find_map(|c| c.downcast_ref::<AcmeError>())
-                    .and_then(AcmeError::retry_after);
-                let next = std::time::SystemTime::now()
-                    + certhub_core::renewal::retry_delay(failures as u32, retry_after);
-                let next_ms = crate::output::unix_ms(next);
+                // The retry policy: a backoff table, or longer when the CA asks for it. A
+                // refusal for good is not retried (the same request would be refused again)
+                // unless a fallback account, at another CA perhaps, has yet to try.
+                let error = crate::Error::of(e);
+                let (_, on_fallback) = crate::cert::ordering_account(&cert)?;
+                let mut failures = cert.failures + 1;
+                let permanent = error.is_permanent_refusal();
+                let to_fallback = permanent && !on_fallback && cert.fallback_account.is_some();
+                if to_fallback {
+                    failures = failures.max(cert.fallback_after);
+                }
+                let (next_ms, detail) = if permanent && !to_fallback {
+                    (certhub_store::RETRY_STOPPED, format!("{reason} ({RETRIES_STOPPED})"))
+                } else {
+                    let next = std::time::SystemTime::now()
+                        + certhub_core::renewal::retry_delay(failures as u32, error.retry_after);
+                    let next_ms = crate::unix_ms(next);
+                    let then = match &cert.fallback_account {
+                        Some(f) if to_fallback => format!("; fallback account {f} orders next"),
+                        _ => String::new(),
+                    };
+                    let detail = format!(
+                        "{reason} (failure {failures} in a row; renew --due retries after {}{then})",
+                        crate::rfc3339(next_ms / 1000)
+                    );
+                    (next_ms, detail)
+                };
                 self.store.set_cert_retry(name, failures, Some(next_ms)).await?;
-                let detail = format!(
-                    "{reason} (failure {failures} in a row; renew --due retries after {})",
-                    crate::output::rfc3339(next_ms / 1000)
-                );
                 self.store.record_event(name, "failed", Some(&detail)).await?;
                 // Tasks that report failures run; their own failure must not hide this one.
                 let latest = self.store.latest_issued(name).await?;
@@ -556,7 +565,7 @@ impl Issuer {
             .map(|(_, i)| *i)
             .or_else(|| specs.iter().position(|s| s.matches(&requested)))
             .ok_or_else(|| {
-                fail(INVALID_INPUT, format!("no challenge configuration matches {requested}"))
+                invalid("challenges", format!("no challenge configuration matches {requested}"))
             })?;
         let spec = &specs[index];
         let kind = spec.config.kind();
@@ -566,7 +575,7 @@ impl Issuer {
                     let offered: Vec<String> =
                         authz.challenges.iter().map(|c| c.kind.to_string()).collect();
                     fail(
-                        crate::exit::CA_REFUSED,
+                        Kind::CaRefused,
                         format!(
                             "the CA does not offer {kind} for {requested}; it offers {}",
                             offered.join(", ")
@@ -665,8 +674,8 @@ fn pending_from_json(v: &serde_json::Value) -> anyhow::Result<PendingChallenge> 
 /// All rule violations in one error.
 pub fn violations(what: &str, v: &[certhub_core::identifier::RuleViolation]) -> anyhow::Error {
     let lines: Vec<String> = v.iter().map(|v| format!("  {v}")).collect();
-    fail(
-        INVALID_INPUT,
+    invalid(
+        "identifiers",
         format!(
             "{what}: {} identifier{} refused:\n{}",
             v.len(),

@@ -1,0 +1,69 @@
+//! The hub's scheduler: renews what is due, like `certhub renew --due`, over the hub's one
+//! engine. It looks at start (work a restart interrupted), then sleeps until the earliest
+//! time a certificate recorded for its next look, or until a change through this hub or of
+//! the settings wakes it; the check interval bounds the sleep (another hub or a cron job
+//! sharing the database changes certificates unseen). Certificates are locked while
+//! requested, so it never orders one twice, even beside a cron job or another hub.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::{Actor, Engine, LogProgress, REQUEST_TIMEOUT, RenewRun};
+
+/// A sleep shorter than this is taken anyway: a time just passed is due at the next look.
+const MIN_SLEEP: Duration = Duration::from_secs(1);
+
+/// Runs the scheduler until the future is dropped. Each renewal is audited as done by the
+/// hub and keeps within each CA's `rate_limits` (`--rate-limit`); `after_each` runs after
+/// each look (the hub removes ended sessions and presents its renewed certificate).
+pub async fn run<F, Fut>(engine: Arc<Engine>, rate_limits: Vec<String>, mut after_each: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let store = engine.store().clone();
+    let settings = engine.settings().clone();
+    let mut changed = settings.subscribe();
+    let progress: Arc<dyn crate::Progress> = Arc::new(LogProgress);
+    loop {
+        // Another hub sharing the database may have changed them.
+        if let Err(e) = settings.reload(&store).await {
+            tracing::warn!(error = %e, "reading the settings failed");
+        }
+        changed.borrow_and_update();
+        let now = settings.get();
+        let started = crate::unix_ms(SystemTime::now());
+        let run = RenewRun {
+            names: Vec::new(),
+            due: true,
+            policy: now.policy.clone(),
+            jobs: now.renewal_workers,
+            timeout: REQUEST_TIMEOUT,
+            rate_limits: rate_limits.clone(),
+        };
+        match engine.renew(&run, &Actor::hub(), progress.clone()).await {
+            Ok(summary) if summary.looked > 0 => tracing::info!("{}", summary.line()),
+            Ok(_) => tracing::debug!("nothing is due"),
+            Err(e) => tracing::warn!(error = %e, "renewal run failed"),
+        }
+        after_each().await;
+        let sleep = match store.next_check_after(started).await {
+            Ok(Some(at)) => {
+                let wait = at.saturating_sub(crate::unix_ms(SystemTime::now())).max(0);
+                Duration::from_millis(wait as u64)
+                    .clamp(MIN_SLEEP, now.check_interval().max(MIN_SLEEP))
+            }
+            Ok(None) => now.check_interval(),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the next check time failed");
+                now.check_interval()
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(sleep) => {}
+            _ = changed.changed() => {}
+            () = engine.wake.notified() => {}
+        }
+    }
+}

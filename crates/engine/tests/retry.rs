@@ -1,0 +1,168 @@
+//! The retry policy in the engine, against the scripted fake CA: a refusal for good stops
+//! automatic retries until the certificate is changed (or a fallback account takes over);
+//! a transient failure waits for the backoff table or the CA's Retry-After.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use certhub_engine::{Actor, CertChanges, Engine, Kind, LogProgress, NewAccount, NewCertificate};
+use certhub_testkit::fake_ca::{FakeCa, Scripted};
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    ca: FakeCa,
+    engine: Engine,
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::TempDir::new().unwrap();
+    let store = certhub_store::Store::open(dir.path()).await.unwrap();
+    let config =
+        certhub_engine::Config { data_dir: dir.path().to_path_buf(), ..Default::default() };
+    let engine = Engine::new(store, config);
+    let ca = FakeCa::start().await;
+    for name in ["main", "other"] {
+        let account = NewAccount {
+            name: name.into(),
+            directory: ca.url.clone(),
+            email: None,
+            agree_tos: true,
+            eab_kid: None,
+            eab_hmac_key: None,
+            eab_algorithm: None,
+            key_type: None,
+            ca_bundle_pem: None,
+        };
+        engine.add_account(&account, Actor::cli().entry("account.create", name)).await.unwrap();
+    }
+    Setup { _dir: dir, ca, engine }
+}
+
+async fn add(engine: &Engine, name: &str, fallback: Option<&str>) {
+    let cert = NewCertificate {
+        name: name.into(),
+        account: "main".into(),
+        domains: vec![format!("{name}.test")],
+        challenges: vec!["http-01:listen=127.0.0.1:0".into()],
+        fallback_account: fallback.map(str::to_string),
+        ..Default::default()
+    };
+    engine.add_certificate(&cert, Actor::cli().entry("cert.create", name)).await.unwrap();
+}
+
+fn refuse(ca: &FakeCa, status: u16, kind: &str, retry_after: Option<&str>) {
+    ca.state.lock().unwrap().order_failures.push_back(Scripted {
+        status,
+        body: serde_json::json!({
+            "type": format!("urn:ietf:params:acme:error:{kind}"),
+            "detail": format!("scripted {kind}"),
+        })
+        .to_string(),
+        content_type: "application/problem+json",
+        retry_after: retry_after.map(str::to_string),
+    });
+}
+
+async fn renew_due(engine: &Engine) -> certhub_engine::RenewSummary {
+    let run = certhub_engine::RenewRun {
+        names: Vec::new(),
+        due: true,
+        policy: "75%".into(),
+        jobs: 2,
+        timeout: Duration::from_secs(30),
+        rate_limits: Vec::new(),
+    };
+    engine.renew(&run, &Actor::hub(), Arc::new(LogProgress)).await.unwrap()
+}
+
+fn now_ms() -> i64 {
+    certhub_engine::unix_ms(std::time::SystemTime::now())
+}
+
+#[tokio::test]
+async fn a_refusal_for_good_stops_automatic_retries_until_the_certificate_changes() {
+    let Setup { ca, engine, .. } = setup().await;
+    add(&engine, "web", None).await;
+    refuse(&ca, 400, "rejectedIdentifier", None);
+    let err = engine.request("web", Duration::from_secs(30), &LogProgress).await.unwrap_err();
+    assert_eq!(err.kind, Kind::CaRefused, "{err}");
+    assert!(err.is_permanent_refusal(), "{err}");
+    assert!(err.problem.as_ref().is_some_and(|p| p.is("rejectedIdentifier")), "{err:?}");
+
+    let store = engine.store();
+    let cert = store.cert("web").await.unwrap().unwrap();
+    assert_eq!(cert.next_attempt_at, Some(certhub_store::RETRY_STOPPED));
+    assert!(cert.last_error.as_deref().is_some_and(|e| e.contains("rejectedIdentifier")));
+    let events = store.events_for("web").await.unwrap();
+    let failed = events.iter().rev().find(|e| e.kind == "failed").unwrap();
+    assert!(failed.detail.as_deref().unwrap().contains("automatic retries stop"), "{failed:?}");
+
+    // The scheduler looks, and leaves it alone: no order is placed, and it is not looked at
+    // again until something changes.
+    let orders = ca.requests_to("/new-order").len();
+    let summary = renew_due(&engine).await;
+    assert_eq!((summary.looked, summary.renewed, summary.not_due), (1, 0, 1), "{summary:?}");
+    assert_eq!(ca.requests_to("/new-order").len(), orders);
+    assert_eq!(renew_due(&engine).await.looked, 0);
+
+    // A change ends the stop: the changed certificate is due again.
+    let changes = CertChanges { renew_at: Some("30d".into()), ..Default::default() };
+    engine.edit("web", &changes, Actor::cli().entry("cert.update", "web")).await.unwrap();
+    let cert = store.cert("web").await.unwrap().unwrap();
+    assert_eq!(cert.next_attempt_at, None);
+    refuse(&ca, 400, "caa", None);
+    let summary = renew_due(&engine).await;
+    assert_eq!(summary.failed.len(), 1, "{summary:?}");
+    assert_eq!(ca.requests_to("/new-order").len(), orders + 1);
+}
+
+#[tokio::test]
+async fn a_transient_failure_waits_for_the_cas_retry_after_then_the_backoff_table() {
+    let Setup { ca, engine, .. } = setup().await;
+    add(&engine, "api", None).await;
+    refuse(&ca, 429, "rateLimited", Some("7200"));
+    let before = now_ms();
+    let err = engine.request("api", Duration::from_secs(30), &LogProgress).await.unwrap_err();
+    assert_eq!(err.kind, Kind::Transient, "{err}");
+    assert!(!err.is_permanent_refusal());
+    assert_eq!(err.retry_after, Some(Duration::from_secs(7200)));
+    let cert = engine.store().cert("api").await.unwrap().unwrap();
+    let next = cert.next_attempt_at.expect("a next attempt");
+    // The CA's two hours, longer than the table's first minute.
+    assert!(next >= before + 7_200_000 && next < now_ms() + 7_300_000, "{next}");
+    let orders = ca.requests_to("/new-order").len();
+    let summary = renew_due(&engine).await;
+    assert_eq!((summary.renewed, summary.failed.len()), (0, 0), "{summary:?}");
+    assert_eq!(ca.requests_to("/new-order").len(), orders);
+
+    // Without a Retry-After, the table's second step: five minutes.
+    refuse(&ca, 503, "serverInternal", None);
+    let before = now_ms();
+    engine.request("api", Duration::from_secs(30), &LogProgress).await.unwrap_err();
+    let cert = engine.store().cert("api").await.unwrap().unwrap();
+    let next = cert.next_attempt_at.unwrap();
+    assert_eq!(cert.failures, 2);
+    assert!(next >= before + 300_000 && next < now_ms() + 301_000, "{next}");
+}
+
+#[tokio::test]
+async fn a_refusal_for_good_hands_the_next_attempt_to_the_fallback_account() {
+    let Setup { ca, engine, .. } = setup().await;
+    add(&engine, "mail", Some("other")).await;
+    refuse(&ca, 403, "unauthorized", None);
+    engine.request("mail", Duration::from_secs(30), &LogProgress).await.unwrap_err();
+    let cert = engine.store().cert("mail").await.unwrap().unwrap();
+    assert_ne!(cert.next_attempt_at, Some(certhub_store::RETRY_STOPPED));
+    assert_eq!(cert.failures, cert.fallback_after, "the fallback orders next");
+    let (account, fallback) = certhub_engine::cert::ordering_account(&cert).unwrap();
+    assert_eq!((account, fallback), ("other", true));
+    let events = engine.store().events_for("mail").await.unwrap();
+    let failed = events.iter().rev().find(|e| e.kind == "failed").unwrap();
+    assert!(failed.detail.as_deref().unwrap().contains("fallback account other"), "{failed:?}");
+
+    // Refused for good by the fallback too: now retries stop.
+    refuse(&ca, 400, "rejectedIdentifier", None);
+    engine.request("mail", Duration::from_secs(30), &LogProgress).await.unwrap_err();
+    let cert = engine.store().cert("mail").await.unwrap().unwrap();
+    assert_eq!(cert.next_attempt_at, Some(certhub_store::RETRY_STOPPED));
+}

@@ -1,0 +1,180 @@
+//! The hub's own records: jobs, settings, users, tokens and sessions, notification channels.
+
+use serde_json::json;
+
+use crate::common::{Db, assert_already_exists, assert_not_found};
+
+on_both_backends!(
+    users_and_tokens_keep_only_hashes,
+    the_first_admin_is_made_once_with_its_audit_entry,
+    notification_channels_keep_their_secrets_sealed_and_notices_happen_once,
+    expired_tokens_and_idle_sessions_are_removed,
+    jobs_keep_their_steps_in_order_and_end_once,
+    hub_settings_round_trip
+);
+
+async fn jobs_keep_their_steps_in_order_and_end_once(db: Db) {
+    let store = db.open().await;
+    let job = store.insert_job("j1", "request", "web", None).await.unwrap();
+    assert_eq!((job.status.as_str(), job.steps.len()), ("running", 0));
+    for step in ["ordering", "validating a.example\nwith http-01", "issued"] {
+        store.add_job_step("j1", step).await.unwrap();
+    }
+    let read = store.job("j1").await.unwrap().unwrap();
+    // A line break inside a step does not split it.
+    assert_eq!(read.steps, ["ordering", "validating a.example with http-01", "issued"]);
+    store.finish_job("j1", "succeeded", "issued serial 01").await.unwrap();
+    // A job ends once: a later "interrupted" (a hub stopping) does not overwrite the outcome.
+    store.finish_job("j1", "interrupted", "the hub stopped").await.unwrap();
+    let read = store.job("j1").await.unwrap().unwrap();
+    assert_eq!(
+        (read.status.as_str(), read.result.as_deref()),
+        ("succeeded", Some("issued serial 01"))
+    );
+    assert!(store.job("nope").await.unwrap().is_none());
+    // Reopening (another hub, or a restart) reads it back.
+    let again = db.open().await;
+    assert_eq!(again.job("j1").await.unwrap().unwrap().steps.len(), 3);
+    // Cleanup removes ended jobs only.
+    store.insert_job("j2", "request", "api", None).await.unwrap();
+    let removed = store.delete_jobs_before(i64::MAX).await.unwrap();
+    assert_eq!(removed, 1);
+    assert!(store.job("j1").await.unwrap().is_none());
+    assert_eq!(store.job("j2").await.unwrap().unwrap().status, "running");
+}
+
+async fn hub_settings_round_trip(db: Db) {
+    let store = db.open().await;
+    assert_eq!(store.hub_settings().await.unwrap(), None);
+    let settings = json!({ "policy": "30d", "check_interval": 60 });
+    store.set_hub_settings(&settings, None).await.unwrap();
+    store.set_hub_settings(&settings, None).await.unwrap();
+    assert_eq!(db.open().await.hub_settings().await.unwrap(), Some(settings));
+}
+
+async fn expired_tokens_and_idle_sessions_are_removed(db: Db) {
+    let store = db.open().await;
+    store.insert_user("ada", "$argon2id$fake", "admin", None).await.unwrap();
+    use certhub_store::TokenKind;
+    let token = |id: &str, kind: TokenKind, expires_at: Option<i64>| certhub_store::TokenRecord {
+        id: id.into(),
+        user_name: "ada".into(),
+        kind,
+        label: "web session".into(),
+        scopes: "cert:read".into(),
+        expires_at,
+        created_at: 0,
+        last_used_at: None,
+    };
+    store.insert_token(&token("expired", TokenKind::Api, Some(1)), "h1", None).await.unwrap();
+    store.insert_token(&token("session", TokenKind::Session, None), "h2", None).await.unwrap();
+    // An API token labelled like a session is still an API token.
+    store.insert_token(&token("api", TokenKind::Api, None), "h3", None).await.unwrap();
+    // Nothing has been idle since the epoch: only the expired token goes.
+    assert_eq!(store.delete_stale_tokens(0).await.unwrap(), 1);
+    let far = i64::MAX / 2;
+    assert_eq!(store.delete_stale_tokens(far).await.unwrap(), 1);
+    let left = store.tokens(None).await.unwrap();
+    assert_eq!(left.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["api"]);
+    assert_eq!(left[0].kind, TokenKind::Api, "the kind is stored, whatever the label");
+}
+
+async fn notification_channels_keep_their_secrets_sealed_and_notices_happen_once(db: Db) {
+    let store = db.open().await;
+    store.record_event("old", "issued", None).await.unwrap();
+    // The cursor starts after the history that predates notifications.
+    let start = store.notify_cursor().await.unwrap();
+    assert!(store.events_after(start, 10).await.unwrap().is_empty());
+    let channel = certhub_store::ChannelRecord {
+        name: "ops".into(),
+        kind: "slack".into(),
+        config: json!({ "url": "https://hooks.slack.test/services/T0KEN-SECRET" }),
+        events: vec!["renewed".into(), "expiring".into()],
+    };
+    store.insert_channel(&channel, None).await.unwrap();
+    assert!(store.insert_channel(&channel, None).await.is_err(), "names are unique");
+    assert_eq!(store.channel("ops").await.unwrap().as_ref(), Some(&channel));
+    assert!(channel.wants("renewed") && !channel.wants("issued"));
+    assert!(!format!("{channel:?}").contains("T0KEN"));
+    let raw = db.raw().await;
+    let sealed: Vec<u8> = sqlx::query_scalar("SELECT config FROM notification_channels")
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&sealed).contains("T0KEN"), "the webhook URL is sealed");
+
+    let id = store.record_event("web", "revoked", Some("serial 1")).await.unwrap();
+    let pending = store.events_after(start, 10).await.unwrap();
+    assert_eq!(pending.iter().map(|e| e.id).collect::<Vec<_>>(), [id]);
+    store.set_notify_cursor(id).await.unwrap();
+    assert_eq!(db.open().await.notify_cursor().await.unwrap(), id, "the cursor is stored");
+
+    assert!(store.first_notice("web", "expiring", "serial 1").await.unwrap());
+    assert!(!db.open().await.first_notice("web", "expiring", "serial 1").await.unwrap());
+    assert!(store.first_notice("web", "expiring", "serial 2").await.unwrap());
+    store.delete_channel("ops", None).await.unwrap();
+    assert!(store.channels().await.unwrap().is_empty());
+    assert!(store.delete_channel("ops", None).await.is_err());
+}
+
+async fn the_first_admin_is_made_once_with_its_audit_entry(db: Db) {
+    let (a, b) = (db.open().await, db.open().await);
+    let (ra, rb) = tokio::join!(
+        a.create_first_admin("ada", "$argon2id$fake", "10.0.0.1"),
+        b.create_first_admin("eve", "$argon2id$fake", "10.0.0.2"),
+    );
+    assert!(ra.is_ok() != rb.is_ok(), "exactly one setup wins: {ra:?} {rb:?}");
+    assert_eq!(a.user_count().await.unwrap(), 1);
+    let entries = a.audit_entries(0, 10).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!((entries[0].actor.as_str(), entries[0].action.as_str()), ("setup", "user.create"));
+    assert_eq!(a.verify_audit().await.unwrap(), Ok(1));
+}
+
+async fn users_and_tokens_keep_only_hashes(db: Db) {
+    let store = db.open().await;
+    assert_eq!(store.user_count().await.unwrap(), 0);
+    store.insert_user("ada", "$argon2id$v=19$fake", "admin", None).await.expect("user");
+    assert_already_exists(store.insert_user("ada", "x", "viewer", None).await, "user", "ada");
+    assert_eq!(store.user_count().await.unwrap(), 1);
+    assert_eq!(store.user("ada").await.unwrap().unwrap().role, "admin");
+    assert!(!format!("{:?}", store.user("ada").await.unwrap()).contains("argon2"));
+    let token = certhub_store::TokenRecord {
+        id: "t1".into(),
+        user_name: "ada".into(),
+        kind: certhub_store::TokenKind::Api,
+        label: "ci".into(),
+        scopes: "cert:read cert:key".into(),
+        expires_at: None,
+        created_at: 0,
+        last_used_at: None,
+    };
+    store.insert_token(&token, &certhub_store::token_hash("s3cret"), None).await.expect("token");
+    let (got, role) = store.verify_token("t1", "s3cret").await.unwrap().expect("valid");
+    assert_eq!(got.scopes, "cert:read cert:key");
+    assert_eq!(role, "admin");
+    assert!(store.verify_token("t1", "wrong").await.unwrap().is_none());
+    assert!(store.verify_token("t2", "s3cret").await.unwrap().is_none());
+    let expired =
+        certhub_store::TokenRecord { id: "t2".into(), expires_at: Some(1), ..token.clone() };
+    store.insert_token(&expired, &certhub_store::token_hash("old"), None).await.expect("token");
+    assert!(store.verify_token("t2", "old").await.unwrap().is_none(), "expired");
+    let nobody = certhub_store::TokenRecord { id: "t3".into(), user_name: "bob".into(), ..token };
+    assert_not_found(store.insert_token(&nobody, "h", None).await, "user", "bob");
+    store.insert_user("bob", "$argon2id$v=19$fake", "viewer", None).await.expect("user");
+    let bobs = certhub_store::TokenRecord { id: "t4".into(), user_name: "bob".into(), ..nobody };
+    store.insert_token(&bobs, &certhub_store::token_hash("b"), None).await.expect("token");
+    let ids = |v: Vec<certhub_store::TokenRecord>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    let mut all = ids(store.tokens(None).await.unwrap());
+    all.sort();
+    assert_eq!(all, ["t1", "t2", "t4"]);
+    assert_eq!(ids(store.tokens(Some("bob")).await.unwrap()), ["t4"]);
+    store.delete_token("t1", None).await.expect("revoke");
+    assert!(store.verify_token("t1", "s3cret").await.unwrap().is_none(), "revoked");
+    assert_not_found(store.delete_token("t1", None).await, "token", "t1");
+    // The secret is nowhere in the database.
+    let raw = db.raw().await;
+    let hashes: Vec<String> =
+        sqlx::query_scalar("SELECT token_hash FROM api_tokens").fetch_all(&raw).await.unwrap();
+    assert!(hashes.iter().all(|h| h.len() == 64 && !h.contains("s3cret")));
+}
