@@ -14,6 +14,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
+use certhub_core::{ChallengeSpec, Identifier};
 use certhub_store::{CertRecord, IssuedRecord, RenewalInfoRecord, Store};
 use futures::StreamExt as _;
 use serde_json::{Value, json};
@@ -163,9 +164,9 @@ async fn one_cert(
     let s = shape(i);
     let name = cert_name(i);
     let domain = format!("example{}.test", i % DOMAINS);
-    let mut identifiers = vec![json!({"type": "dns", "value": format!("{name}.{domain}")})];
+    let mut identifiers = vec![Identifier::Dns(format!("{name}.{domain}"))];
     if i.is_multiple_of(3) {
-        identifiers.push(json!({"type": "dns", "value": format!("www.{name}.{domain}")}));
+        identifiers.push(Identifier::Dns(format!("www.{name}.{domain}")));
     }
     let day = 86_400;
     let life = s.lifetime_days * day;
@@ -175,9 +176,9 @@ async fn one_cert(
     let cert = CertRecord {
         name: name.clone(),
         account_name: (!s.imported).then(|| format!("le-{}", i % ACCOUNTS)),
-        identifiers: Value::Array(identifiers.clone()),
+        identifiers: identifiers.clone(),
         key_type: "ecdsa-p256".into(),
-        challenges: json!([{"http-01": {"webroot": "/var/www/html"}}]),
+        challenges: vec![ChallengeSpec::parse("http-01:webroot=/var/www/html")?],
         state: s.state.into(),
         last_error: s.failing.then(|| "the CA could not be reached".into()),
         renewal_policy: (i.is_multiple_of(5) && s.lifetime_days == 90).then(|| "30d".into()),
@@ -187,7 +188,6 @@ async fn one_cert(
     };
     store.insert_cert(&cert, None).await?;
     if s.issued {
-        let sans: Vec<Value> = identifiers.iter().map(|v| v["value"].clone()).collect();
         let id = store
             .insert_issued(
                 &IssuedRecord {
@@ -196,7 +196,7 @@ async fn one_cert(
                     order_id: None,
                     serial_hex: format!("{:032x}", 0x5eed_0000_0000u64 + i as u64),
                     issuer: "CN=R12,O=Let's Encrypt,C=US".into(),
-                    sans: Value::Array(sans),
+                    sans: identifiers,
                     not_before,
                     not_after: not_before + life,
                     chain_pem: chain_pem.to_owned(),

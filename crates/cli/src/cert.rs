@@ -235,8 +235,7 @@ async fn list(store: &Store, as_json: bool) -> anyhow::Result<()> {
         let issued = store.latest_issued(&c.name).await?;
         let state = c.effective_state(issued.as_ref(), now_secs());
         out.push(cert_json(c, issued.as_ref()));
-        let ids: Vec<Identifier> =
-            serde_json::from_value(c.identifiers.clone()).unwrap_or_default();
+        let ids: Vec<Identifier> = c.identifiers.clone();
         rows.push(vec![
             c.name.clone(),
             state,
@@ -269,12 +268,9 @@ async fn set(store: &Store, args: crate::args::CertSet) -> anyhow::Result<()> {
 }
 
 fn cert_json(c: &CertRecord, issued: Option<&IssuedRecord>) -> serde_json::Value {
-    let specs: Vec<ChallengeSpec> =
-        serde_json::from_value(c.challenges.clone()).unwrap_or_default();
-    let ids: Vec<Identifier> = serde_json::from_value(c.identifiers.clone()).unwrap_or_default();
-    let sans: Vec<Identifier> = issued
-        .map(|i| serde_json::from_value(i.sans.clone()).unwrap_or_default())
-        .unwrap_or_default();
+    let specs: Vec<ChallengeSpec> = c.challenges.clone();
+    let ids: Vec<Identifier> = c.identifiers.clone();
+    let sans: Vec<Identifier> = issued.map(|i| i.sans.clone()).unwrap_or_default();
     json!({
         "name": c.name,
         "state": c.effective_state(issued, now_secs()),

@@ -10,7 +10,6 @@ use certhub_core::identifier::{RequestRules, assign_challenges, normalize};
 use certhub_core::{ChallengeKind, ChallengeSpec, DeployTask, Identifier};
 use certhub_store::{AuditEntry, CertRecord, Store};
 use futures::StreamExt as _;
-use serde_json::json;
 
 use crate::account::{self, check_name, parse_key_type};
 use crate::error::{Kind, at_field, fail, invalid};
@@ -199,13 +198,13 @@ pub async fn create(
             &CertRecord {
                 name: args.name.clone(),
                 account_name: Some(args.account.clone()),
-                identifiers: json!(ids),
+                identifiers: ids.clone(),
                 key_type: if csr_pem.is_some() { "csr".into() } else { key_type.to_string() },
                 reuse_key: args.reuse_key,
                 csr_pem: csr_pem.map(|(p, _)| p),
                 profile: args.profile.clone(),
                 preferred_chain: args.preferred_chain.clone(),
-                challenges: serde_json::to_value(&specs)?,
+                challenges: specs.clone(),
                 renewal_policy,
                 fallback_account: args.fallback_account.clone(),
                 fallback_after: args
@@ -262,13 +261,13 @@ pub async fn apply_set(
     }
     if !args.challenges.is_empty() {
         let specs = parse_challenges(&args.challenges)?;
-        c.challenges = serde_json::to_value(&specs)?;
+        c.challenges = specs.clone();
         changes.push(format!("{} challenge configuration(s)", specs.len()));
     }
     if c.account_name.is_some() {
         // The identifiers must all be served by the (new) challenge configuration.
-        let ids: Vec<Identifier> = serde_json::from_value(c.identifiers.clone())?;
-        let specs: Vec<ChallengeSpec> = serde_json::from_value(c.challenges.clone())?;
+        let ids: Vec<Identifier> = c.identifiers.clone();
+        let specs: Vec<ChallengeSpec> = c.challenges.clone();
         assign_challenges(&ids, &specs)
             .map_err(|v| at_field(violations(name, &v), "challenges"))?;
     }
@@ -414,8 +413,8 @@ pub async fn probe_all(
     use certhub_challenge::dns::PropagationChecker;
     use certhub_challenge::probe::probe;
     let cert = load(store, name).await?;
-    let ids: Vec<Identifier> = serde_json::from_value(cert.identifiers.clone())?;
-    let specs: Vec<ChallengeSpec> = serde_json::from_value(cert.challenges.clone())?;
+    let ids: Vec<Identifier> = cert.identifiers.clone();
+    let specs: Vec<ChallengeSpec> = cert.challenges.clone();
     let assignment = assign_challenges(&ids, &specs).map_err(|v| violations(name, &v))?;
     let checker = PropagationChecker::new(dns);
     let mut report = Vec::new();

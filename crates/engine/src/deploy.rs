@@ -145,7 +145,7 @@ pub async fn tasks(
 
 /// The facts of an issued certificate for the tasks.
 fn issued_facts(i: &IssuedRecord) -> anyhow::Result<Issued> {
-    let sans: Vec<Identifier> = serde_json::from_value(i.sans.clone()).unwrap_or_default();
+    let sans: Vec<Identifier> = i.sans.clone();
     Ok(Issued {
         serial_hex: i.serial_hex.clone(),
         not_before: i.not_before,

@@ -5,7 +5,6 @@ use certhub_core::cert::{CertInfo, key_matches_cert, split_pem_chain};
 use certhub_core::identifier::{RequestRules, assign_challenges, normalize};
 use certhub_core::{Identifier, PrivateKey};
 use certhub_store::{AuditEntry, CertRecord, IssuedRecord, Store};
-use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::account::{self, check_name};
@@ -166,10 +165,10 @@ async fn import_inner(
         (Some(mut c), acme) => {
             if let Some((acct, ids, specs)) = acme {
                 c.account_name = Some(acct);
-                c.identifiers = json!(ids);
-                c.challenges = serde_json::to_value(&specs)?;
+                c.identifiers = ids.clone();
+                c.challenges = specs.clone();
             } else if c.account_name.is_none() {
-                c.identifiers = json!(leaf.sans);
+                c.identifiers = leaf.sans.clone();
             }
             c.state = "valid".into();
             c.last_error = None;
@@ -186,10 +185,10 @@ async fn import_inner(
             CertRecord {
                 name: args.name.clone(),
                 account_name,
-                identifiers: json!(ids),
+                identifiers: ids.clone(),
                 // A renewal by ACME keeps the kind of key the certificate had.
                 key_type: key_type.clone().unwrap_or_else(|| "ec-p256".into()),
-                challenges: serde_json::to_value(&specs)?,
+                challenges: specs.clone(),
                 state: "valid".into(),
                 ..CertRecord::default()
             }
@@ -204,7 +203,7 @@ async fn import_inner(
         order_id: None,
         serial_hex: leaf.serial_hex.clone(),
         issuer: leaf.issuer_cn.clone().unwrap_or_else(|| leaf.issuer_dn.clone()),
-        sans: json!(leaf.sans),
+        sans: leaf.sans.clone(),
         not_before: leaf.not_before,
         not_after: leaf.not_after,
         chain_pem,

@@ -234,10 +234,8 @@ impl Issuer {
             progress.step(name, &why);
             self.store.record_event(name, "fallback", Some(&why)).await?;
         }
-        let ids: Vec<Identifier> = serde_json::from_value(cert.identifiers.clone())
-            .context("stored identifiers are unreadable")?;
-        let specs: Vec<ChallengeSpec> = serde_json::from_value(cert.challenges.clone())
-            .context("stored challenge configuration is unreadable")?;
+        let ids: Vec<Identifier> = cert.identifiers.clone();
+        let specs: Vec<ChallengeSpec> = cert.challenges.clone();
         let assignment = assign_challenges(&ids, &specs).map_err(|v| violations(name, &v))?;
 
         self.clean_leftovers(name).await?;
@@ -408,7 +406,7 @@ impl Issuer {
             order_id: Some(rec.id),
             serial_hex: info.serial_hex.clone(),
             issuer: info.issuer_cn.clone().unwrap_or_else(|| info.issuer_dn.clone()),
-            sans: json!(info.sans),
+            sans: info.sans.clone(),
             not_before: info.not_before,
             not_after: info.not_after,
             chain_pem: chain.pem.clone(),

@@ -24,8 +24,8 @@ pub async fn plan(store: &Store, name: &str, default_policy: &str) -> anyhow::Re
         policy_text.parse().map_err(|e| invalid("policy", format!("--policy {e}")))?;
     let (account_name, fallback) = crate::cert::ordering_account(&cert)?;
     let account = store.account(account_name).await?;
-    let ids: Vec<Identifier> = serde_json::from_value(cert.identifiers.clone())?;
-    let specs: Vec<ChallengeSpec> = serde_json::from_value(cert.challenges.clone())?;
+    let ids: Vec<Identifier> = cert.identifiers.clone();
+    let specs: Vec<ChallengeSpec> = cert.challenges.clone();
     let assignment = assign_challenges(&ids, &specs).map_err(|v| violations(name, &v))?;
     let latest = store.latest_issued(name).await?;
 

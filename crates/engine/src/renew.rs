@@ -459,8 +459,7 @@ async fn due(
     let issued = store.latest_issued(name).await?;
     let now_ms = crate::unix_ms(SystemTime::now());
     let account = crate::cert::ordering_account(&cert).map(|(a, _)| a.to_string());
-    let ids: Vec<certhub_core::Identifier> =
-        serde_json::from_value(cert.identifiers.clone()).unwrap_or_default();
+    let ids: Vec<certhub_core::Identifier> = cert.identifiers.clone();
     let names: Vec<String> = ids
         .iter()
         .filter_map(|i| match i {

@@ -450,16 +450,9 @@ pub(crate) struct ListQuery {
     pub q: Option<String>,
 }
 
-/// The values of a certificate's stored identifiers.
-pub(crate) fn identifiers(identifiers: &Value) -> Vec<String> {
-    identifiers
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.get("value").and_then(Value::as_str).map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
+/// The values of a certificate's identifiers.
+pub(crate) fn identifiers(identifiers: &[certhub_core::Identifier]) -> Vec<String> {
+    identifiers.iter().map(ToString::to_string).collect()
 }
 
 /// A certificate as the API shows it, from its record and latest issued certificate.
@@ -743,10 +736,8 @@ pub(crate) async fn edit(
 /// A certificate's challenge configurations, credentials left out, and which one validates
 /// each identifier.
 pub(crate) fn challenges_view(c: &CertRecord) -> Value {
-    let specs: Vec<certhub_core::ChallengeSpec> =
-        serde_json::from_value(c.challenges.clone()).unwrap_or_default();
-    let ids: Vec<certhub_core::Identifier> =
-        serde_json::from_value(c.identifiers.clone()).unwrap_or_default();
+    let specs: Vec<certhub_core::ChallengeSpec> = c.challenges.clone();
+    let ids: Vec<certhub_core::Identifier> = c.identifiers.clone();
     let assigned = certhub_core::identifier::assign_challenges(&ids, &specs).unwrap_or_default();
     let items: Vec<Value> = specs
         .iter()

@@ -146,9 +146,9 @@ impl Hub {
                     &CertRecord {
                         name: name.into(),
                         account_name: Some("le".into()),
-                        identifiers: json!([{"type": "dns", "value": format!("{name}.test")}]),
+                        identifiers: vec![certhub_core::Identifier::Dns(format!("{name}.test"))],
                         key_type: "ec-p256".into(),
-                        challenges: json!([]),
+                        challenges: Vec::new(),
                         ..CertRecord::default()
                     },
                     None,
@@ -167,7 +167,7 @@ impl Hub {
                     order_id: None,
                     serial_hex: "0a".into(),
                     issuer: "Test CA".into(),
-                    sans: json!([{"type": "dns", "value": "web.test"}]),
+                    sans: vec![certhub_core::Identifier::Dns("web.test".into())],
                     not_before: now - 60,
                     not_after: now + 86_400,
                     chain_pem: format!("{}{}", leaf.pem(), ca_cert.pem()),
@@ -377,7 +377,7 @@ async fn challenge_configurations_are_listed_without_their_credentials() {
     .iter()
     .map(|s| certhub_core::ChallengeSpec::parse(s).unwrap())
     .collect();
-    web.challenges = serde_json::to_value(&specs).unwrap();
+    web.challenges = specs;
     hub.store.update_cert(&web, None).await.unwrap();
     let (status, v) =
         hub.json("GET", "/api/v1/certificates/web/challenges", Some(&admin), None).await;

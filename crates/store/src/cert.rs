@@ -31,7 +31,7 @@ pub struct CertRecord {
     /// renew.
     pub account_name: Option<String>,
     /// The identifiers to request (stored as JSON text).
-    pub identifiers: serde_json::Value,
+    pub identifiers: Vec<certhub_core::Identifier>,
     /// Key algorithm for the certificate key, e.g. "ecdsa-p256".
     pub key_type: String,
     /// Whether renewals reuse the previous certificate key.
@@ -43,7 +43,7 @@ pub struct CertRecord {
     /// The preferred alternate chain (issuer name), if any.
     pub preferred_chain: Option<String>,
     /// Challenge configuration (encrypted at rest: it holds DNS credentials).
-    pub challenges: serde_json::Value,
+    pub challenges: Vec<certhub_core::ChallengeSpec>,
     /// The certificate's state, e.g. "pending" or "valid".
     pub state: String,
     /// The last failure, if the last attempt failed.
@@ -86,13 +86,13 @@ impl Default for CertRecord {
         Self {
             name: String::new(),
             account_name: None,
-            identifiers: serde_json::Value::Array(Vec::new()),
+            identifiers: Vec::new(),
             key_type: String::new(),
             reuse_key: false,
             csr_pem: None,
             profile: None,
             preferred_chain: None,
-            challenges: serde_json::Value::Array(Vec::new()),
+            challenges: Vec::new(),
             state: "pending".into(),
             last_error: None,
             renewal_policy: None,
@@ -463,12 +463,8 @@ pub(crate) async fn recheck(conn: &mut sqlx::AnyConnection, name: &str) -> Resul
 
 /// The identifiers' values, lower case, separated by spaces (the `names` column that searches
 /// look in).
-fn names(identifiers: &serde_json::Value) -> String {
-    let values = identifiers.as_array().into_iter().flatten();
-    let values: Vec<String> = values
-        .filter_map(|i| i.get("value").and_then(serde_json::Value::as_str))
-        .map(str::to_lowercase)
-        .collect();
+fn names(identifiers: &[certhub_core::Identifier]) -> String {
+    let values: Vec<String> = identifiers.iter().map(|i| i.to_string().to_lowercase()).collect();
     values.join(" ")
 }
 

@@ -39,7 +39,7 @@ pub struct IssuedRecord {
     /// Issuer distinguished name.
     pub issuer: String,
     /// The subject alternative names (stored as JSON text).
-    pub sans: serde_json::Value,
+    pub sans: Vec<certhub_core::Identifier>,
     /// Start of validity, unix seconds.
     pub not_before: i64,
     /// End of validity, unix seconds.

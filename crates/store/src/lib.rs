@@ -181,7 +181,7 @@ pub enum Error {
         source: io::Error,
     },
     /// A stored JSON column does not parse.
-    #[error("the stored {column} of {table} row {row:?} is not valid JSON: {source}")]
+    #[error("the stored {column} of {table} row {row:?} cannot be read: {source}")]
     Json {
         /// The table.
         table: &'static str,
@@ -452,26 +452,26 @@ impl Store {
         Ok(self.key.open(&crypto::Binding::new(table, row, column), blob)?)
     }
 
-    /// Seals a JSON value.
-    fn seal_json(
+    /// Seals a value as JSON.
+    fn seal_json<T: serde::Serialize + ?Sized>(
         &self,
         table: &'static str,
         row: &str,
         column: &'static str,
-        value: &serde_json::Value,
+        value: &T,
     ) -> Result<Vec<u8>, Error> {
         let text = zeroize::Zeroizing::new(to_json(table, row, column, value)?.into_bytes());
         self.seal(table, row, column, &text)
     }
 
-    /// Opens a sealed JSON value.
-    fn open_json(
+    /// Opens a sealed JSON value, decoded as `T`.
+    fn open_json<T: serde::de::DeserializeOwned>(
         &self,
         table: &'static str,
         row: &str,
         column: &'static str,
         blob: &[u8],
-    ) -> Result<serde_json::Value, Error> {
+    ) -> Result<T, Error> {
         let plain = self.open_blob(table, row, column, blob)?;
         serde_json::from_slice(&plain).map_err(|source| Error::Json {
             table,
@@ -530,12 +530,12 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Serialises a JSON value for a TEXT column.
-fn to_json(
+/// Serialises a value as JSON for a TEXT column.
+fn to_json<T: serde::Serialize + ?Sized>(
     table: &'static str,
     row: &str,
     column: &'static str,
-    value: &serde_json::Value,
+    value: &T,
 ) -> Result<String, Error> {
     serde_json::to_string(value).map_err(|source| Error::Json {
         table,
@@ -545,13 +545,14 @@ fn to_json(
     })
 }
 
-/// Parses a JSON TEXT column.
-fn from_json(
+/// Parses a JSON TEXT column as `T`: what cannot be read is an error naming the table, the
+/// row and the column, never a default.
+fn from_json<T: serde::de::DeserializeOwned>(
     table: &'static str,
     row: &str,
     column: &'static str,
     text: &str,
-) -> Result<serde_json::Value, Error> {
+) -> Result<T, Error> {
     serde_json::from_str(text).map_err(|source| Error::Json {
         table,
         row: row.to_owned(),

@@ -13,8 +13,8 @@ pub struct CertSummary {
     pub name: String,
     /// The account that orders it (`None`: imported, not renewed by ACME).
     pub account_name: Option<String>,
-    /// The identifiers to request (JSON, as in [`CertRecord`]).
-    pub identifiers: serde_json::Value,
+    /// The identifiers to request.
+    pub identifiers: Vec<certhub_core::Identifier>,
     /// The key algorithm.
     pub key_type: String,
     /// The stored state; see [`CertSummary::effective_state`].

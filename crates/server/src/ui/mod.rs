@@ -946,8 +946,7 @@ async fn cert_page(
             }
         }
         "authorization" => {
-            let specs: Vec<certhub_core::ChallengeSpec> =
-                serde_json::from_value(c.challenges.clone()).unwrap_or_default();
+            let specs: Vec<certhub_core::ChallengeSpec> = c.challenges.clone();
             for spec in specs {
                 // The kind and where it answers; credentials stay out of the page.
                 facts.push((spec.config.kind().to_string(), spec.config.describe()));

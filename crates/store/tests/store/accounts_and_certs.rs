@@ -1,7 +1,6 @@
 //! Accounts and managed certificates round trip, and a certificate's history of events.
 
 use certhub_store::Error;
-use serde_json::json;
 
 use crate::common::{
     ACCOUNT_KEY, Db, ROLLED_KEY, account, assert_already_exists, assert_not_found, cert,
@@ -10,6 +9,7 @@ use crate::common::{
 on_both_backends!(
     accounts_round_trip,
     certs_round_trip,
+    a_certificate_whose_identifiers_cannot_be_read_is_an_error_naming_its_row,
     history_keeps_events_in_order_and_goes_with_the_certificate
 );
 
@@ -93,13 +93,14 @@ async fn certs_round_trip(db: Db) {
 
     let mut changed = got.clone();
     changed.account_name = Some("other".into());
-    changed.identifiers = json!([{"type": "dns", "value": "*.example.test"}]);
+    changed.identifiers = vec![certhub_core::Identifier::Dns("*.example.test".into())];
     changed.key_type = "rsa-2048".into();
     changed.reuse_key = true;
     changed.csr_pem = Some("-----BEGIN CERTIFICATE REQUEST-----\n".into());
     changed.profile = None;
     changed.preferred_chain = Some("Root X2".into());
-    changed.challenges = json!({"http-01": {"webroot": "/srv/www"}});
+    changed.challenges =
+        vec![certhub_core::ChallengeSpec::parse("http-01:webroot=/srv/www").unwrap()];
     changed.state = "failing".into();
     changed.last_error = Some("rate limited".into());
     store.update_cert(&changed, None).await.expect("update");
@@ -181,4 +182,23 @@ async fn history_keeps_events_in_order_and_goes_with_the_certificate(db: Db) {
     store.delete_cert("web", None).await.unwrap();
     assert!(store.events_for("web").await.unwrap().is_empty());
     assert_eq!(store.events_for("other").await.unwrap().len(), 1);
+}
+
+/// Stored data that cannot be read is never replaced by a default: reading it fails, naming
+/// the table, the row and the column.
+async fn a_certificate_whose_identifiers_cannot_be_read_is_an_error_naming_its_row(db: Db) {
+    let store = db.open().await;
+    store.insert_account(&account("main")).await.unwrap();
+    store.insert_cert(&cert("www", "main"), None).await.unwrap();
+    let raw = db.raw().await;
+    sqlx::query("UPDATE certs SET identifiers = $1 WHERE name = 'www'")
+        .bind(r#"[{"type": "carrier-pigeon", "value": "www"}]"#)
+        .execute(&raw)
+        .await
+        .unwrap();
+    let err = store.cert("www").await.unwrap_err();
+    assert!(matches!(err, Error::Json { table: "certs", column: "identifiers", .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("identifiers of certs row \"www\" cannot be read"), "{message}");
+    assert!(store.certs().await.is_err());
 }

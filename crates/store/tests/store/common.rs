@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use certhub_core::{ChallengeSpec, Identifier};
 use certhub_store::crypto::MasterKey;
 use certhub_store::{AccountRecord, CertRecord, DATABASE_FILE, Error, IssuedRecord, Store};
 use certhub_testkit::postgres::TestDatabase;
@@ -44,16 +45,18 @@ pub(crate) fn cert(name: &str, account_name: &str) -> CertRecord {
     CertRecord {
         name: name.to_owned(),
         account_name: Some(account_name.to_owned()),
-        identifiers: json!([{"type": "dns", "value": "www.example.test"}]),
+        identifiers: vec![Identifier::Dns("www.example.test".into())],
         key_type: "ecdsa-p256".into(),
         reuse_key: false,
         csr_pem: None,
         profile: Some("shortlived".into()),
         preferred_chain: None,
-        challenges: json!({
-            "dns-01": {"provider": "rfc2136", "server": "127.0.0.1:53",
-                       "tsig_name": "certhub.", "tsig_secret": DNS_SECRET}
-        }),
+        challenges: vec![
+            ChallengeSpec::parse(&format!(
+                "dns-01:rfc2136=127.0.0.1:53,key-name=certhub.,key-secret={DNS_SECRET}"
+            ))
+            .expect("a challenge SPEC"),
+        ],
         state: "pending".into(),
         last_error: None,
         renewal_policy: Some("30d".into()),
@@ -73,7 +76,7 @@ pub(crate) fn issued(cert_name: &str, serial: &str) -> IssuedRecord {
         order_id: None,
         serial_hex: serial.to_owned(),
         issuer: "CN=Test CA".into(),
-        sans: json!(["www.example.test"]),
+        sans: vec![Identifier::Dns("www.example.test".into())],
         not_before: 1_700_000_000,
         not_after: 1_707_776_000,
         chain_pem: "-----BEGIN CERTIFICATE-----\nLEAF\n-----END CERTIFICATE-----\n".into(),

@@ -62,7 +62,11 @@ async fn reopening_reads_everything_back(db: Db) {
     );
     assert_eq!(before, after);
     assert_eq!(after.0[0].key_pkcs8.as_slice(), ACCOUNT_KEY);
-    assert_eq!(after.1[0].challenges["dns-01"]["tsig_secret"], DNS_SECRET);
+    let secret = match &after.1[0].challenges[0].config {
+        certhub_core::ChallengeConfig::Dns01Rfc2136 { key_secret, .. } => key_secret.expose(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(secret, DNS_SECRET);
     assert_eq!(after.2[0].id, order_id);
     assert_eq!(after.2[0].status, "valid");
     assert_eq!(after.2[0].key_pkcs8.as_deref().map(Vec::as_slice), Some(ORDER_KEY));

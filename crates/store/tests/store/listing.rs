@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-
 use crate::common::{Db, account, cert, issued};
 
 on_both_backends!(
@@ -24,7 +22,7 @@ async fn the_list_is_filtered_and_paged_by_the_database(db: Db) {
         ("edge", "100%.example.test", "failing"),
     ] {
         let mut c = cert(name, "acme");
-        c.identifiers = json!([{"type": "dns", "value": host}]);
+        c.identifiers = vec![certhub_core::Identifier::Dns(host.to_string())];
         c.state = state.into();
         store.insert_cert(&c, None).await.expect("cert");
     }

@@ -20,8 +20,10 @@ async fn orders_are_counted_with_their_names_and_ari_renewals(db: Db) {
     let store = db.open().await;
     store.insert_account(&account("acme")).await.expect("account");
     let mut c = cert("www", "acme");
-    c.identifiers = json!([{"type": "dns", "value": "WWW.example.test"},
-                           {"type": "dns", "value": "example.test"}]);
+    c.identifiers = vec![
+        certhub_core::Identifier::Dns("WWW.example.test".into()),
+        certhub_core::Identifier::Dns("example.test".into()),
+    ];
     store.insert_cert(&c, None).await.expect("cert");
     let first = store.create_order("www", "acme", None, None).await.expect("order");
     store.create_order("www", "acme", Some("aaa.bbb"), None).await.expect("order");
