@@ -455,7 +455,9 @@ async fn history(store: &Store, name: &str, as_json: bool) -> anyhow::Result<()>
     }
     let rows: Vec<Vec<String>> = events
         .iter()
-        .map(|e| vec![rfc3339(e.at / 1000), e.kind.clone(), e.detail.clone().unwrap_or_default()])
+        .map(|e| {
+            vec![rfc3339(e.at / 1000), e.kind.to_string(), e.detail.clone().unwrap_or_default()]
+        })
         .collect();
     table(&["WHEN", "EVENT", "DETAIL"], &rows);
     Ok(())

@@ -394,7 +394,7 @@ pub async fn revoke_latest(
     store
         .record_event(
             name,
-            "revoked",
+            certhub_store::EventKind::Revoked,
             Some(&format!("serial {}, {reason_name}", issued.serial_hex)),
         )
         .await?;

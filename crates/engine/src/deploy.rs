@@ -199,7 +199,11 @@ pub async fn deploy(
                         .record_deploy_outcome(cert, &task.name, delivered, "done", Some(d))
                         .await?;
                     store
-                        .record_event(cert, "deployed", Some(&format!("{}: {d}", task.name)))
+                        .record_event(
+                            cert,
+                            certhub_store::EventKind::Deployed,
+                            Some(&format!("{}: {d}", task.name)),
+                        )
                         .await?;
                 }
                 Outcome::Failed(why) => {
@@ -207,7 +211,11 @@ pub async fn deploy(
                         .record_deploy_outcome(cert, &task.name, None, "failed", Some(why))
                         .await?;
                     store
-                        .record_event(cert, "deploy-failed", Some(&format!("{}: {why}", task.name)))
+                        .record_event(
+                            cert,
+                            certhub_store::EventKind::DeployFailed,
+                            Some(&format!("{}: {why}", task.name)),
+                        )
                         .await?;
                 }
                 Outcome::Skipped => {

@@ -28,7 +28,10 @@ use certhub_core::csr::{ParsedCsr, build_csr};
 use certhub_core::identifier::assign_challenges;
 use certhub_core::key::PrivateKey;
 use certhub_core::{ChallengeSpec, Identifier, KeyType, PendingChallenge};
-use certhub_store::{AuditEntry, CertRecord, IssuedRecord, OrderKey, OrderRecord, Store};
+use certhub_store::OrderStatus as Stored;
+use certhub_store::{
+    AuditEntry, CertRecord, EventKind, IssuedRecord, OrderKey, OrderRecord, Store,
+};
 use serde_json::json;
 use tokio::sync::Mutex;
 use zeroize::Zeroizing;
@@ -196,7 +199,7 @@ impl Issuer {
                     (next_ms, detail)
                 };
                 self.store.set_cert_retry(name, failures, Some(next_ms)).await?;
-                self.store.record_event(name, "failed", Some(&detail)).await?;
+                self.store.record_event(name, EventKind::Failed, Some(&detail)).await?;
                 // Tasks that report failures run; their own failure must not hide this one.
                 let latest = self.store.latest_issued(name).await?;
                 let ran = deploy::deploy(
@@ -232,7 +235,7 @@ impl Issuer {
                 cert.failures
             );
             progress.step(name, &why);
-            self.store.record_event(name, "fallback", Some(&why)).await?;
+            self.store.record_event(name, EventKind::Fallback, Some(&why)).await?;
         }
         let ids: Vec<Identifier> = cert.identifiers.clone();
         let specs: Vec<ChallengeSpec> = cert.challenges.clone();
@@ -245,7 +248,7 @@ impl Issuer {
         let (rec, url, mut order) = match self.resume_order(name, account_name, &account).await? {
             Some(v) => {
                 progress.step(name, &format!("resuming order {}", v.1));
-                self.store.record_event(name, "resumed", Some(&v.1)).await?;
+                self.store.record_event(name, EventKind::Resumed, Some(&v.1)).await?;
                 v
             }
             None => {
@@ -274,7 +277,7 @@ impl Issuer {
                     Ok(v) => v,
                     Err(e) => {
                         self.store
-                            .set_order_status(rec.id, "abandoned", Some(&e.to_string()))
+                            .set_order_status(rec.id, Stored::Abandoned, Some(&e.to_string()))
                             .await?;
                         return Err(anyhow::Error::new(e)
                             .context(format!("the CA refused the order for {name}")));
@@ -310,7 +313,9 @@ impl Issuer {
                 )
             });
             if dead {
-                self.store.set_order_status(rec.id, "invalid", Some(&format!("{e:#}"))).await?;
+                self.store
+                    .set_order_status(rec.id, Stored::Invalid, Some(&format!("{e:#}")))
+                    .await?;
             }
         }
         outcome
@@ -485,7 +490,11 @@ impl Issuer {
         let Some(url) = rec.order_url.clone() else {
             // Killed before the CA answered newOrder: that order, if any, is unknown to us.
             self.store
-                .set_order_status(rec.id, "abandoned", Some("interrupted before the CA answered"))
+                .set_order_status(
+                    rec.id,
+                    Stored::Abandoned,
+                    Some("interrupted before the CA answered"),
+                )
                 .await?;
             return Ok(None);
         };
@@ -493,7 +502,7 @@ impl Issuer {
             self.store
                 .set_order_status(
                     rec.id,
-                    "abandoned",
+                    Stored::Abandoned,
                     Some("the certificate moved to another account"),
                 )
                 .await?;
@@ -503,11 +512,13 @@ impl Issuer {
             Ok((order, _)) if order.status != OrderStatus::Invalid => Ok(Some((rec, url, order))),
             Ok((order, _)) => {
                 let why = order.error.map(|p| p.to_string()).unwrap_or_else(|| "invalid".into());
-                self.store.set_order_status(rec.id, "invalid", Some(&why)).await?;
+                self.store.set_order_status(rec.id, Stored::Invalid, Some(&why)).await?;
                 Ok(None)
             }
             Err(e) if !e.is_retryable() => {
-                self.store.set_order_status(rec.id, "abandoned", Some(&e.to_string())).await?;
+                self.store
+                    .set_order_status(rec.id, Stored::Abandoned, Some(&e.to_string()))
+                    .await?;
                 Ok(None)
             }
             Err(e) => Err(e.into()),

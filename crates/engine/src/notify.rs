@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use certhub_deploy::notify::{Notice, send};
-use certhub_store::{EventRecord, Store};
+use certhub_store::{EventKind, EventRecord, Store};
 
 /// Failed requests in a row before a renewal failure is told.
 pub const FAILURES_BEFORE_NOTICE: i64 = 3;
@@ -113,8 +113,8 @@ async fn notice_for(store: &Store, e: &EventRecord) -> anyhow::Result<Option<Not
         summary,
         detail: e.detail.clone(),
     };
-    Ok(match e.kind.as_str() {
-        "issued" => {
+    Ok(match e.kind {
+        EventKind::Issued => {
             let renewed = store.issued_for(name).await?.len() > 1;
             Some(if renewed {
                 notice("renewed", format!("{name} was renewed"))
@@ -122,7 +122,7 @@ async fn notice_for(store: &Store, e: &EventRecord) -> anyhow::Result<Option<Not
                 notice("issued", format!("{name} was issued"))
             })
         }
-        "failed" => {
+        EventKind::Failed => {
             let Some(cert) = store.cert(name).await? else { return Ok(None) };
             let stopped = cert.next_attempt_at == Some(certhub_store::RETRY_STOPPED);
             if cert.failures < FAILURES_BEFORE_NOTICE && !stopped {
@@ -143,10 +143,17 @@ async fn notice_for(store: &Store, e: &EventRecord) -> anyhow::Result<Option<Not
             };
             Some(notice("renewal-failed", summary))
         }
-        "revoked" => Some(notice("revoked", format!("{name} was revoked"))),
-        "deploy-failed" => Some(notice("deploy-failed", format!("deploying {name} failed"))),
-        "expiring" => Some(notice("expiring", format!("{name} expires soon"))),
-        _ => None,
+        EventKind::Revoked => Some(notice("revoked", format!("{name} was revoked"))),
+        EventKind::DeployFailed => {
+            Some(notice("deploy-failed", format!("deploying {name} failed")))
+        }
+        EventKind::Expiring => Some(notice("expiring", format!("{name} expires soon"))),
+        EventKind::Ordered
+        | EventKind::Resumed
+        | EventKind::Validated
+        | EventKind::Fallback
+        | EventKind::Deployed
+        | EventKind::Imported => None,
     })
 }
 
@@ -167,7 +174,7 @@ pub async fn expiry_scan(store: &Store, days: u32) -> anyhow::Result<()> {
             format!("expires in {left} days")
         };
         let detail = format!("serial {serial} {when}, at {}", crate::rfc3339(not_after));
-        store.record_event(&name, "expiring", Some(&detail)).await?;
+        store.record_event(&name, EventKind::Expiring, Some(&detail)).await?;
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use certhub_engine::{Engine, Progress};
+use certhub_store::JobStatus;
 use serde::Serialize;
 
 /// A job's state, as the API shows it.
@@ -17,7 +18,7 @@ pub struct Job {
     /// On what.
     pub target: String,
     /// `running`, `succeeded`, `failed`, or `interrupted` (the hub running it stopped).
-    pub status: String,
+    pub status: JobStatus,
     /// The steps so far.
     pub steps: Vec<String>,
     /// The outcome, once it ends.
@@ -38,12 +39,12 @@ pub(crate) const INTERRUPTED: &str = "the hub stopped before the request finishe
 
 impl Job {
     fn from_record(r: certhub_store::JobRecord, now_ms: i64) -> Self {
-        let lost = r.status == "running" && now_ms - r.updated_at > SILENT_LIMIT_MS;
+        let lost = r.status == JobStatus::Running && now_ms - r.updated_at > SILENT_LIMIT_MS;
         Job {
             id: r.id,
             kind: r.kind,
             target: r.target,
-            status: if lost { "interrupted".into() } else { r.status },
+            status: if lost { JobStatus::Interrupted } else { r.status },
             steps: r.steps,
             result: if lost { Some(INTERRUPTED.into()) } else { r.result },
             started: crate::api::rfc3339_ms(r.created_at),
@@ -54,7 +55,7 @@ impl Job {
 /// A step, or the end, of one job, in the order they happen.
 enum Update {
     Step(String),
-    End { status: &'static str, result: String },
+    End { status: JobStatus, result: String },
 }
 
 /// The jobs of this hub: kept in the store, so their status outlives the process and any hub
@@ -89,7 +90,7 @@ impl Jobs {
         let ids: Vec<String> =
             self.running.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
         for id in ids {
-            if let Err(e) = self.store.finish_job(&id, "interrupted", INTERRUPTED).await {
+            if let Err(e) = self.store.finish_job(&id, JobStatus::Interrupted, INTERRUPTED).await {
                 tracing::warn!(job = id, error = %e, "recording an interrupted job failed");
             }
         }
@@ -119,14 +120,14 @@ impl Jobs {
             let run = engine.request(&name, certhub_engine::REQUEST_TIMEOUT, &steps).await;
             let (status, result) = match run {
                 Ok(i) => (
-                    "succeeded",
+                    JobStatus::Succeeded,
                     format!(
                         "issued serial {}, expires {}",
                         i.serial_hex,
                         certhub_engine::rfc3339(i.not_after)
                     ),
                 ),
-                Err(e) => ("failed", e.message),
+                Err(e) => (JobStatus::Failed, e.message),
             };
             let _ = tx.send(Update::End { status, result });
         });

@@ -79,7 +79,7 @@ impl AppState {
         if self.store.backend() != certhub_store::Backend::Sqlite {
             return Ok(0);
         }
-        self.store.end_running_jobs("interrupted", jobs::INTERRUPTED).await
+        self.store.end_running_jobs(certhub_store::JobStatus::Interrupted, jobs::INTERRUPTED).await
     }
 
     /// The settings the hub runs with (shared with its background services).

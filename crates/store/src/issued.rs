@@ -1,5 +1,6 @@
 //! Issued certificates (table `issued`).
 
+use crate::vocab::EventKind;
 use std::fmt;
 
 use sqlx::AnyConnection;
@@ -220,7 +221,8 @@ impl Store {
         }
         self.add_deploy_tasks_in(&mut tx, &cert.name, tasks).await?;
         let id = self.insert_issued_in(&mut tx, issued, None).await?;
-        crate::event::record_event_in(&mut tx, &cert.name, "imported", Some(detail)).await?;
+        crate::event::record_event_in(&mut tx, &cert.name, EventKind::Imported, Some(detail))
+            .await?;
         self.commit_change(tx, audit).await?;
         Ok(id)
     }
@@ -276,7 +278,8 @@ impl Store {
             issued.serial_hex,
             certhub_core::time::rfc3339(issued.not_after)
         );
-        crate::event::record_event_in(&mut tx, &cert_name, "issued", Some(&detail)).await?;
+        crate::event::record_event_in(&mut tx, &cert_name, EventKind::Issued, Some(&detail))
+            .await?;
         self.commit_change(tx, audit).await?;
         Ok(id)
     }

@@ -1,6 +1,7 @@
 //! Jobs (table `jobs`): the status of long operations started through the hub, and the hub's
 //! settings changed at run time (a JSON document in `meta`).
 
+use crate::vocab::{JobStatus, parse};
 use crate::{AuditEntry, Error, Store, now_ms};
 
 /// The `meta` row holding the hub's settings.
@@ -15,8 +16,8 @@ pub struct JobRecord {
     pub kind: String,
     /// On what, e.g. a certificate's name.
     pub target: String,
-    /// `running`, `succeeded`, `failed` or `interrupted`.
-    pub status: String,
+    /// Where it stands.
+    pub status: JobStatus,
     /// The steps so far, oldest first.
     pub steps: Vec<String>,
     /// The outcome, once it ends.
@@ -39,18 +40,20 @@ struct Row {
     updated_at: i64,
 }
 
-impl From<Row> for JobRecord {
-    fn from(r: Row) -> Self {
-        JobRecord {
+impl TryFrom<Row> for JobRecord {
+    type Error = Error;
+
+    fn try_from(r: Row) -> Result<Self, Error> {
+        Ok(JobRecord {
+            status: parse("jobs", &r.id, "status", &r.status)?,
             id: r.id,
             kind: r.kind,
             target: r.target,
-            status: r.status,
             steps: r.steps.lines().map(str::to_string).collect(),
             result: r.result,
             created_at: r.created_at,
             updated_at: r.updated_at,
-        }
+        })
     }
 }
 
@@ -85,7 +88,7 @@ impl Store {
             id: id.into(),
             kind: kind.into(),
             target: target.into(),
-            status: "running".into(),
+            status: JobStatus::Running,
             steps: Vec::new(),
             result: None,
             created_at: now,
@@ -117,11 +120,11 @@ impl Store {
     /// Ends every job still recorded as running with `status` and `result`; how many. For a
     /// hub starting on a database no other process serves (SQLite): whatever runs there was
     /// cut short by the last stop.
-    pub async fn end_running_jobs(&self, status: &str, result: &str) -> Result<u64, Error> {
+    pub async fn end_running_jobs(&self, status: JobStatus, result: &str) -> Result<u64, Error> {
         let done = sqlx::query(
             "UPDATE jobs SET status = $1, result = $2, updated_at = $3 WHERE status = 'running'",
         )
-        .bind(status)
+        .bind(status.as_str())
         .bind(result)
         .bind(now_ms())
         .execute(&self.writer)
@@ -130,13 +133,13 @@ impl Store {
     }
 
     /// Ends job `id` with `status` and `result`, unless it ended before.
-    pub async fn finish_job(&self, id: &str, status: &str, result: &str) -> Result<(), Error> {
+    pub async fn finish_job(&self, id: &str, status: JobStatus, result: &str) -> Result<(), Error> {
         sqlx::query(
             "UPDATE jobs SET status = $2, result = $3, updated_at = $4 \
              WHERE id = $1 AND status = 'running'",
         )
         .bind(id)
-        .bind(status)
+        .bind(status.as_str())
         .bind(result)
         .bind(now_ms())
         .execute(&self.writer)
@@ -153,7 +156,7 @@ impl Store {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(JobRecord::from))
+        row.map(JobRecord::try_from).transpose()
     }
 
     /// Removes the jobs that ended before `before` (epoch milliseconds); how many.

@@ -133,13 +133,14 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<crate::EventRecord>, Error> {
-        Ok(sqlx::query_as(
+        let rows: Vec<crate::event::Row> = sqlx::query_as(
             "SELECT id, cert_name, at, kind, detail FROM events WHERE id > $1 ORDER BY id LIMIT $2",
         )
         .bind(after)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        rows.into_iter().map(crate::EventRecord::try_from).collect()
     }
 
     /// The id of the last event handed to the channels; on first use, the newest event's

@@ -1,5 +1,6 @@
 //! Orders in flight (table `orders`) and presented challenges (table `presented`).
 
+use crate::vocab::{EventKind, OrderStatus};
 use std::fmt;
 
 use sqlx::AnyConnection;
@@ -42,8 +43,8 @@ pub struct OrderRecord {
     pub account_name: String,
     /// The order URL, once the CA created it.
     pub order_url: Option<String>,
-    /// Status: "new" until the CA answers, then the RFC 8555 status or "abandoned".
-    pub status: String,
+    /// Where it stands.
+    pub status: OrderStatus,
     /// The certificate key (PKCS#8 DER), once generated.
     pub key_pkcs8: Option<Zeroizing<Vec<u8>>>,
     /// The certificate key's algorithm, once generated.
@@ -164,8 +165,8 @@ impl Store {
             id: row.id,
             cert_name: row.cert_name,
             account_name: row.account_name,
+            status: crate::vocab::parse(TABLE, &row.id.to_string(), "status", &row.status)?,
             order_url: row.order_url,
-            status: row.status,
             key_pkcs8,
             key_type: row.key_type,
             csr_der: row.csr_der,
@@ -304,7 +305,7 @@ impl Store {
         let Some(cert_name) = cert_name else {
             return Err(Error::NotFound { what: WHAT, name: id.to_string() });
         };
-        crate::event::record_event_in(&mut tx, &cert_name, "ordered", Some(url)).await?;
+        crate::event::record_event_in(&mut tx, &cert_name, EventKind::Ordered, Some(url)).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -357,12 +358,12 @@ impl Store {
     pub async fn set_order_status(
         &self,
         id: i64,
-        status: &str,
+        status: OrderStatus,
         error: Option<&str>,
     ) -> Result<(), Error> {
         let result =
             sqlx::query("UPDATE orders SET status = $1, error = $2, updated_at = $3 WHERE id = $4")
-                .bind(status)
+                .bind(status.as_str())
                 .bind(error)
                 .bind(now_ms())
                 .bind(id)
@@ -453,7 +454,8 @@ impl Store {
         };
         sqlx::query("DELETE FROM presented WHERE id = $1").bind(id).execute(&mut *tx).await?;
         if validated.is_some() {
-            crate::event::record_event_in(&mut tx, &cert_name, "validated", validated).await?;
+            crate::event::record_event_in(&mut tx, &cert_name, EventKind::Validated, validated)
+                .await?;
         }
         tx.commit().await?;
         Ok(())

@@ -170,10 +170,19 @@ async fn history_keeps_events_in_order_and_goes_with_the_certificate(db: Db) {
     let store = db.open().await;
     store.insert_account(&account("le")).await.unwrap();
     store.insert_cert(&cert("web", "le"), None).await.unwrap();
-    store.record_event("web", "ordered", Some("https://ca/order/1")).await.unwrap();
-    store.record_event("web", "validated", Some("a.test with http-01")).await.unwrap();
-    store.record_event("web", "failed", Some("rateLimited: too many")).await.unwrap();
-    store.record_event("other", "ordered", None).await.unwrap();
+    store
+        .record_event("web", certhub_store::EventKind::Ordered, Some("https://ca/order/1"))
+        .await
+        .unwrap();
+    store
+        .record_event("web", certhub_store::EventKind::Validated, Some("a.test with http-01"))
+        .await
+        .unwrap();
+    store
+        .record_event("web", certhub_store::EventKind::Failed, Some("rateLimited: too many"))
+        .await
+        .unwrap();
+    store.record_event("other", certhub_store::EventKind::Ordered, None).await.unwrap();
     let events = store.events_for("web").await.unwrap();
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["ordered", "validated", "failed"]);

@@ -23,9 +23,9 @@ async fn jobs_keep_their_steps_in_order_and_end_once(db: Db) {
     let read = store.job("j1").await.unwrap().unwrap();
     // A line break inside a step does not split it.
     assert_eq!(read.steps, ["ordering", "validating a.example with http-01", "issued"]);
-    store.finish_job("j1", "succeeded", "issued serial 01").await.unwrap();
+    store.finish_job("j1", certhub_store::JobStatus::Succeeded, "issued serial 01").await.unwrap();
     // A job ends once: a later "interrupted" (a hub stopping) does not overwrite the outcome.
-    store.finish_job("j1", "interrupted", "the hub stopped").await.unwrap();
+    store.finish_job("j1", certhub_store::JobStatus::Interrupted, "the hub stopped").await.unwrap();
     let read = store.job("j1").await.unwrap().unwrap();
     assert_eq!(
         (read.status.as_str(), read.result.as_deref()),
@@ -81,7 +81,7 @@ async fn expired_tokens_and_idle_sessions_are_removed(db: Db) {
 
 async fn notification_channels_keep_their_secrets_sealed_and_notices_happen_once(db: Db) {
     let store = db.open().await;
-    store.record_event("old", "issued", None).await.unwrap();
+    store.record_event("old", certhub_store::EventKind::Issued, None).await.unwrap();
     // The cursor starts after the history that predates notifications.
     let start = store.notify_cursor().await.unwrap();
     assert!(store.events_after(start, 10).await.unwrap().is_empty());
@@ -103,7 +103,10 @@ async fn notification_channels_keep_their_secrets_sealed_and_notices_happen_once
         .unwrap();
     assert!(!String::from_utf8_lossy(&sealed).contains("T0KEN"), "the webhook URL is sealed");
 
-    let id = store.record_event("web", "revoked", Some("serial 1")).await.unwrap();
+    let id = store
+        .record_event("web", certhub_store::EventKind::Revoked, Some("serial 1"))
+        .await
+        .unwrap();
     let pending = store.events_after(start, 10).await.unwrap();
     assert_eq!(pending.iter().map(|e| e.id).collect::<Vec<_>>(), [id]);
     store.set_notify_cursor(id).await.unwrap();

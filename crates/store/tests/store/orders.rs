@@ -56,7 +56,10 @@ async fn orders_and_presented_round_trip(db: Db) {
 
     store.set_order_url(first.id, "https://acme.example.test/order/1").await.expect("set url");
     let kinds = |events: Vec<certhub_store::EventRecord>| {
-        events.into_iter().map(|e| (e.kind, e.detail.unwrap_or_default())).collect::<Vec<_>>()
+        events
+            .into_iter()
+            .map(|e| (e.kind.to_string(), e.detail.unwrap_or_default()))
+            .collect::<Vec<_>>()
     };
     assert_eq!(
         kinds(store.events_for("www").await.expect("events")),
@@ -67,13 +70,16 @@ async fn orders_and_presented_round_trip(db: Db) {
         .set_order_key(first.id, "ecdsa-p256", ORDER_KEY, Some(b"CSR-DER"))
         .await
         .expect("set key");
-    store.set_order_status(first.id, "pending", None).await.expect("set status");
+    store
+        .set_order_status(first.id, certhub_store::OrderStatus::Pending, None)
+        .await
+        .expect("set status");
     let got = store.order(first.id).await.expect("read").expect("present");
     assert_eq!(
         got,
         OrderRecord {
             order_url: Some("https://acme.example.test/order/1".into()),
-            status: "pending".into(),
+            status: certhub_store::OrderStatus::Pending,
             key_pkcs8: Some(Zeroizing::new(ORDER_KEY.to_vec())),
             key_type: Some("ecdsa-p256".into()),
             csr_der: Some(b"CSR-DER".to_vec()),
@@ -121,14 +127,21 @@ async fn orders_and_presented_round_trip(db: Db) {
 
     // A failed attempt ends; the next one becomes the open order.
     store
-        .set_order_status(first.id, "invalid", Some("dns record not found"))
+        .set_order_status(
+            first.id,
+            certhub_store::OrderStatus::Invalid,
+            Some("dns record not found"),
+        )
         .await
         .expect("set status");
     assert_eq!(store.open_order("www").await.expect("open order"), None);
     let second = store.create_order("www", "acme", None, None).await.expect("create");
     assert!(second.id > first.id);
     assert_eq!(store.open_order("www").await.expect("open order").map(|o| o.id), Some(second.id));
-    store.set_order_status(second.id, "abandoned", None).await.expect("set status");
+    store
+        .set_order_status(second.id, certhub_store::OrderStatus::Abandoned, None)
+        .await
+        .expect("set status");
     assert_eq!(store.open_order("www").await.expect("open order"), None);
 
     // An order placed with its key and CSR holds them from the start.
@@ -145,7 +158,10 @@ async fn orders_and_presented_round_trip(db: Db) {
     assert_eq!(read.key_pkcs8.as_deref().map(|k| k.as_slice()), Some(ORDER_KEY));
     assert_eq!(read.key_type.as_deref(), Some("ecdsa-p256"));
     assert_eq!(read.csr_der.as_deref(), Some(&b"CSR-DER-2"[..]));
-    store.set_order_status(third.id, "abandoned", None).await.expect("set status");
+    store
+        .set_order_status(third.id, certhub_store::OrderStatus::Abandoned, None)
+        .await
+        .expect("set status");
 
     let all = store.orders_for("www").await.expect("list");
     assert_eq!(all.iter().map(|o| o.id).collect::<Vec<_>>(), [third.id, second.id, first.id]);
@@ -153,7 +169,11 @@ async fn orders_and_presented_round_trip(db: Db) {
 
     assert_not_found(store.set_order_url(9999, "u").await, "order", "9999");
     assert_not_found(store.set_order_key(9999, "t", ORDER_KEY, None).await, "order", "9999");
-    assert_not_found(store.set_order_status(9999, "valid", None).await, "order", "9999");
+    assert_not_found(
+        store.set_order_status(9999, certhub_store::OrderStatus::Valid, None).await,
+        "order",
+        "9999",
+    );
 
     // Without presented challenges the certificate and its history can go.
     store.delete_cert("www", None).await.expect("delete");
@@ -212,7 +232,10 @@ async fn complete_order_stores_issued_order_and_state_together(db: Db) {
     store.set_cert_state("www", "failing", Some("earlier failure")).await.expect("set state");
     store.set_cert_retry("www", 2, Some(i64::MAX)).await.expect("set retry");
     let order = store.create_order("www", "acme", None, None).await.expect("order");
-    store.set_order_status(order.id, "ready", None).await.expect("status");
+    store
+        .set_order_status(order.id, certhub_store::OrderStatus::Ready, None)
+        .await
+        .expect("status");
 
     // Success: every change lands, the failures in a row are over, and the history says so.
     let done = issued("www", "0a");
@@ -235,7 +258,10 @@ async fn complete_order_stores_issued_order_and_state_together(db: Db) {
     // Failure half-way (the issued insert violates the one-per-order rule after the order's
     // status was already updated in the transaction): nothing changes.
     let second = store.create_order("www", "acme", None, None).await.expect("order");
-    store.set_order_status(second.id, "processing", None).await.expect("status");
+    store
+        .set_order_status(second.id, certhub_store::OrderStatus::Processing, None)
+        .await
+        .expect("status");
     store.set_cert_state("www", "issuing", Some("in progress")).await.expect("set state");
     let mut taken = issued("www", "0b");
     taken.order_id = Some(second.id);
