@@ -179,7 +179,7 @@ async fn one_cert(
         identifiers: identifiers.clone(),
         key_type: "ecdsa-p256".into(),
         challenges: vec![ChallengeSpec::parse("http-01:webroot=/var/www/html")?],
-        state: s.state.into(),
+        state: s.state.parse().map_err(|e| anyhow::anyhow!("{e}"))?,
         last_error: s.failing.then(|| "the CA could not be reached".into()),
         renewal_policy: (i.is_multiple_of(5) && s.lifetime_days == 90).then(|| "30d".into()),
         failures: i64::from(s.failing),

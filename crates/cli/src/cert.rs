@@ -238,7 +238,7 @@ async fn list(store: &Store, as_json: bool) -> anyhow::Result<()> {
         let ids: Vec<Identifier> = c.identifiers.clone();
         rows.push(vec![
             c.name.clone(),
-            state,
+            state.to_string(),
             issued.as_ref().map(|i| rfc3339(i.not_after)).unwrap_or_else(|| "-".into()),
             c.account_name.clone().unwrap_or_else(|| "-".into()),
             ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),

@@ -170,7 +170,7 @@ async fn import_inner(
             } else if c.account_name.is_none() {
                 c.identifiers = leaf.sans.clone();
             }
-            c.state = "valid".into();
+            c.state = certhub_store::CertState::Valid;
             c.last_error = None;
             // A fresh certificate ends any backoff after failed requests.
             c.failures = 0;
@@ -189,7 +189,7 @@ async fn import_inner(
                 // A renewal by ACME keeps the kind of key the certificate had.
                 key_type: key_type.clone().unwrap_or_else(|| "ec-p256".into()),
                 challenges: specs.clone(),
-                state: "valid".into(),
+                state: certhub_store::CertState::Valid,
                 ..CertRecord::default()
             }
         }

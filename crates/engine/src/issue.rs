@@ -134,8 +134,9 @@ impl Issuer {
         // Not a failed request: there is nothing to request with.
         crate::cert::acme_account(&cert)?;
         let deadline = Instant::now() + timeout;
+        use certhub_store::CertState::{Pending, Renewing};
         let state =
-            if self.store.latest_issued(name).await?.is_some() { "renewing" } else { "pending" };
+            if self.store.latest_issued(name).await?.is_some() { Renewing } else { Pending };
         if cert.state != state || cert.last_error.is_some() {
             self.store.set_cert_state(name, state, None).await?;
         }
@@ -170,7 +171,9 @@ impl Issuer {
             }
             Err(e) => {
                 let reason = format!("{e:#}");
-                self.store.set_cert_state(name, "failing", Some(&reason)).await?;
+                self.store
+                    .set_cert_state(name, certhub_store::CertState::Failing, Some(&reason))
+                    .await?;
                 // The retry policy: a backoff table, or longer when the CA asks for it. A
                 // refusal for good is not retried (the same request would be refused again)
                 // unless a fallback account, at another CA perhaps, has yet to try.

@@ -181,7 +181,7 @@ impl Hub {
             )
             .await
             .unwrap();
-        self.store.set_cert_state("web", "valid", None).await.unwrap();
+        self.store.set_cert_state("web", certhub_store::CertState::Valid, None).await.unwrap();
         (leaf.der().to_vec(), key.serialize_der())
     }
 }

@@ -1,5 +1,6 @@
 //! Managed certificates (table `certs`).
 
+use crate::vocab::CertState;
 use std::fmt;
 
 use crate::{
@@ -44,8 +45,8 @@ pub struct CertRecord {
     pub preferred_chain: Option<String>,
     /// Challenge configuration (encrypted at rest: it holds DNS credentials).
     pub challenges: Vec<certhub_core::ChallengeSpec>,
-    /// The certificate's state, e.g. "pending" or "valid".
-    pub state: String,
+    /// Where it stands.
+    pub state: CertState,
     /// The last failure, if the last attempt failed.
     pub last_error: Option<String>,
     /// When to renew without a CA window: `75%` or `30d`; `None` follows the global default.
@@ -67,9 +68,9 @@ pub struct CertRecord {
 impl CertRecord {
     /// The state a user sees at `now` (unix seconds): the stored one, with revocation and
     /// expiry of the latest issued certificate applied.
-    pub fn effective_state(&self, issued: Option<&crate::IssuedRecord>, now: i64) -> String {
+    pub fn effective_state(&self, issued: Option<&crate::IssuedRecord>, now: i64) -> CertState {
         let latest = issued.map(|i| (i.revoked_at.is_some(), i.not_after));
-        crate::listing::effective_state(&self.state, latest, now).to_owned()
+        crate::listing::effective_state(self.state, latest, now)
     }
 }
 
@@ -93,7 +94,7 @@ impl Default for CertRecord {
             profile: None,
             preferred_chain: None,
             challenges: Vec::new(),
-            state: "pending".into(),
+            state: CertState::Pending,
             last_error: None,
             renewal_policy: None,
             fallback_account: None,
@@ -157,6 +158,7 @@ impl Store {
     fn cert_from_row(&self, row: CertRow) -> Result<CertRecord, Error> {
         let identifiers = from_json(TABLE, &row.name, "identifiers", &row.identifiers)?;
         let challenges = self.open_json(TABLE, &row.name, "challenges", &row.challenges)?;
+        let state = crate::vocab::parse(TABLE, &row.name, "state", &row.state)?;
         Ok(CertRecord {
             name: row.name,
             account_name: row.account_name,
@@ -167,7 +169,7 @@ impl Store {
             profile: row.profile,
             preferred_chain: row.preferred_chain,
             challenges,
-            state: row.state,
+            state,
             last_error: row.last_error,
             renewal_policy: row.renewal_policy,
             fallback_account: row.fallback_account,
@@ -230,7 +232,7 @@ impl Store {
         .bind(&cert.profile)
         .bind(&cert.preferred_chain)
         .bind(challenges)
-        .bind(&cert.state)
+        .bind(cert.state.as_str())
         .bind(&cert.last_error)
         .bind(&cert.renewal_policy)
         .bind(&cert.fallback_account)
@@ -298,7 +300,7 @@ impl Store {
         .bind(&cert.profile)
         .bind(&cert.preferred_chain)
         .bind(challenges)
-        .bind(&cert.state)
+        .bind(cert.state.as_str())
         .bind(&cert.last_error)
         .bind(&cert.renewal_policy)
         .bind(&cert.fallback_account)
@@ -318,13 +320,13 @@ impl Store {
     pub async fn set_cert_state(
         &self,
         name: &str,
-        state: &str,
+        state: CertState,
         last_error: Option<&str>,
     ) -> Result<(), Error> {
         let result = sqlx::query(
             "UPDATE certs SET state = $1, last_error = $2, updated_at = $3 WHERE name = $4",
         )
-        .bind(state)
+        .bind(state.as_str())
         .bind(last_error)
         .bind(now_ms())
         .bind(name)

@@ -67,7 +67,7 @@ pub use listing::{CertFilter, CertSummary, LatestIssued, Overview, OverviewSpec}
 pub use notify::ChannelRecord;
 pub use order::{OrderKey, OrderRecord, PlacedOrder, PresentedRecord};
 pub use user::{TokenKind, TokenRecord, UserRecord, same_secret, token_hash};
-pub use vocab::{EventKind, JobStatus, OrderStatus};
+pub use vocab::{CertState, EventKind, JobStatus, OrderStatus};
 
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "certhub.db";

@@ -2,6 +2,7 @@
 //! query, filtered and paged by the database. Nothing sealed is read, so a list of a large
 //! fleet costs what its page costs. The dashboard's overview is counted by the database too.
 
+use crate::vocab::CertState;
 use certhub_core::renewal::RenewalPolicy;
 
 use crate::{CertRecord, Error, IssuedRecord, Store, from_json};
@@ -18,7 +19,7 @@ pub struct CertSummary {
     /// The key algorithm.
     pub key_type: String,
     /// The stored state; see [`CertSummary::effective_state`].
-    pub state: String,
+    pub state: CertState,
     /// The last failure, if the last attempt failed.
     pub last_error: Option<String>,
     /// Its own renewal policy, if any.
@@ -56,7 +57,7 @@ impl CertSummary {
             account_name: cert.account_name.clone(),
             identifiers: cert.identifiers.clone(),
             key_type: cert.key_type.clone(),
-            state: cert.state.clone(),
+            state: cert.state,
             last_error: cert.last_error.clone(),
             renewal_policy: cert.renewal_policy.clone(),
             fallback_account: cert.fallback_account.clone(),
@@ -74,19 +75,23 @@ impl CertSummary {
 
     /// The state a user sees at `now` (unix seconds): the stored one, with revocation and
     /// expiry of the latest issued certificate applied.
-    pub fn effective_state(&self, now: i64) -> String {
+    pub fn effective_state(&self, now: i64) -> CertState {
         let latest = self.latest.as_ref().map(|i| (i.revoked_at.is_some(), i.not_after));
-        effective_state(&self.state, latest, now).to_owned()
+        effective_state(self.state, latest, now)
     }
 }
 
 /// The state a user sees at `now` (unix seconds) of a certificate in `state` whose latest
 /// issued certificate (if any) is (revoked, not_after). [`EFFECTIVE_STATE_SQL`] is the same
 /// rule for queries.
-pub(crate) fn effective_state(state: &str, latest: Option<(bool, i64)>, now: i64) -> &str {
+pub(crate) fn effective_state(
+    state: CertState,
+    latest: Option<(bool, i64)>,
+    now: i64,
+) -> CertState {
     match latest {
-        Some((true, _)) if state != "renewing" => "revoked",
-        Some((_, not_after)) if not_after <= now && state == "valid" => "expired",
+        Some((true, _)) if state != CertState::Renewing => CertState::Revoked,
+        Some((_, not_after)) if not_after <= now && state == CertState::Valid => CertState::Expired,
         _ => state,
     }
 }
@@ -397,6 +402,7 @@ fn planned_sql(policy: RenewalPolicy) -> String {
 
 fn summary_from_row(row: SummaryRow) -> Result<CertSummary, Error> {
     let identifiers = from_json("certs", &row.name, "identifiers", &row.identifiers)?;
+    let state = crate::vocab::parse("certs", &row.name, "state", &row.state)?;
     let latest = match (row.serial_hex, row.issuer, row.not_before, row.not_after) {
         (Some(serial_hex), Some(issuer), Some(not_before), Some(not_after)) => Some(LatestIssued {
             serial_hex,
@@ -412,7 +418,7 @@ fn summary_from_row(row: SummaryRow) -> Result<CertSummary, Error> {
         account_name: row.account_name,
         identifiers,
         key_type: row.key_type,
-        state: row.state,
+        state,
         last_error: row.last_error,
         renewal_policy: row.renewal_policy,
         fallback_account: row.fallback_account,

@@ -91,6 +91,25 @@ impl OrderStatus {
 }
 
 words! {
+    /// Where a managed certificate stands, as stored; `expired` is only ever shown (see
+    /// [`crate::CertRecord::effective_state`]).
+    CertState {
+        /// Never issued.
+        Pending = "pending",
+        /// Issued (or imported), and the last request succeeded.
+        Valid = "valid",
+        /// Issued, and a new request is under way.
+        Renewing = "renewing",
+        /// The last request failed.
+        Failing = "failing",
+        /// Its latest certificate was revoked.
+        Revoked = "revoked",
+        /// Its latest certificate has expired (shown, not stored).
+        Expired = "expired",
+    }
+}
+
+words! {
     /// What a history event reports.
     EventKind {
         /// An order was placed (the detail is its URL).
@@ -152,6 +171,9 @@ mod tests {
         }
         for k in EventKind::ALL {
             assert_eq!(k.as_str().parse::<EventKind>(), Ok(*k));
+        }
+        for s in CertState::ALL {
+            assert_eq!(s.as_str().parse::<CertState>(), Ok(*s));
         }
         for s in JobStatus::ALL {
             assert_eq!(s.as_str().parse::<JobStatus>(), Ok(*s));

@@ -101,7 +101,7 @@ async fn certs_round_trip(db: Db) {
     changed.preferred_chain = Some("Root X2".into());
     changed.challenges =
         vec![certhub_core::ChallengeSpec::parse("http-01:webroot=/srv/www").unwrap()];
-    changed.state = "failing".into();
+    changed.state = certhub_store::CertState::Failing;
     changed.last_error = Some("rate limited".into());
     store.update_cert(&changed, None).await.expect("update");
     let got = store.cert("www").await.expect("read").expect("present");
@@ -117,14 +117,17 @@ async fn certs_round_trip(db: Db) {
         "missing",
     );
 
-    store.set_cert_state("www", "valid", None).await.expect("set state");
+    store.set_cert_state("www", certhub_store::CertState::Valid, None).await.expect("set state");
     let got = store.cert("www").await.expect("read").expect("present");
     assert_eq!((got.state.as_str(), got.last_error), ("valid", None));
-    store.set_cert_state("www", "failing", Some("timeout")).await.expect("set state");
+    store
+        .set_cert_state("www", certhub_store::CertState::Failing, Some("timeout"))
+        .await
+        .expect("set state");
     let got = store.cert("www").await.expect("read").expect("present");
     assert_eq!(got.last_error.as_deref(), Some("timeout"));
     assert_not_found(
-        store.set_cert_state("missing", "valid", None).await,
+        store.set_cert_state("missing", certhub_store::CertState::Valid, None).await,
         "managed certificate",
         "missing",
     );

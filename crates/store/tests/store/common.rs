@@ -57,7 +57,7 @@ pub(crate) fn cert(name: &str, account_name: &str) -> CertRecord {
             ))
             .expect("a challenge SPEC"),
         ],
-        state: "pending".into(),
+        state: certhub_store::CertState::Pending,
         last_error: None,
         renewal_policy: Some("30d".into()),
         fallback_account: None,

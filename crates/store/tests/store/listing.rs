@@ -23,7 +23,7 @@ async fn the_list_is_filtered_and_paged_by_the_database(db: Db) {
     ] {
         let mut c = cert(name, "acme");
         c.identifiers = vec![certhub_core::Identifier::Dns(host.to_string())];
-        c.state = state.into();
+        c.state = state.parse().unwrap();
         store.insert_cert(&c, None).await.expect("cert");
     }
     // api: two issued, the latest counts; blog: expired; cdn: revoked.
@@ -47,7 +47,7 @@ async fn the_list_is_filtered_and_paged_by_the_database(db: Db) {
     assert_eq!(total, 5);
     assert_eq!(names, ["api", "blog", "cdn", "docs", "edge"]);
     assert_eq!(items[0].latest.as_ref().expect("issued").serial_hex, "02", "the latest");
-    let states: Vec<String> = items.iter().map(|c| c.effective_state(now)).collect();
+    let states: Vec<String> = items.iter().map(|c| c.effective_state(now).to_string()).collect();
     assert_eq!(states, ["valid", "expired", "revoked", "pending", "failing"]);
     assert_eq!(items[3].latest, None);
     let full = store.cert("api").await.expect("read").expect("present");
@@ -117,7 +117,8 @@ async fn the_dashboard_overview_counts_what_the_list_shows(db: Db) {
             8 => "pending",
             _ => "valid",
         }
-        .into();
+        .parse()
+        .unwrap();
         if k % 13 == 5 {
             c.last_error = Some("the CA said no".into());
         }
@@ -146,7 +147,7 @@ async fn the_dashboard_overview_counts_what_the_list_shows(db: Db) {
     let (mut expiring, mut renewing) = (vec![0_u64; 12], vec![0_u64; 12]);
     let mut attention = Vec::new();
     for c in &all {
-        let state = c.effective_state(now);
+        let state = c.effective_state(now).to_string();
         match states.iter_mut().find(|(s, _)| *s == state) {
             Some((_, n)) => *n += 1,
             None => states.push((state.clone(), 1)),

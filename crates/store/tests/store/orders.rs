@@ -229,7 +229,10 @@ async fn complete_order_stores_issued_order_and_state_together(db: Db) {
     let store = db.open().await;
     store.insert_account(&account("acme")).await.expect("insert account");
     store.insert_cert(&cert("www", "acme"), None).await.expect("insert cert");
-    store.set_cert_state("www", "failing", Some("earlier failure")).await.expect("set state");
+    store
+        .set_cert_state("www", certhub_store::CertState::Failing, Some("earlier failure"))
+        .await
+        .expect("set state");
     store.set_cert_retry("www", 2, Some(i64::MAX)).await.expect("set retry");
     let order = store.create_order("www", "acme", None, None).await.expect("order");
     store
@@ -262,7 +265,10 @@ async fn complete_order_stores_issued_order_and_state_together(db: Db) {
         .set_order_status(second.id, certhub_store::OrderStatus::Processing, None)
         .await
         .expect("status");
-    store.set_cert_state("www", "issuing", Some("in progress")).await.expect("set state");
+    store
+        .set_cert_state("www", certhub_store::CertState::Renewing, Some("in progress"))
+        .await
+        .expect("set state");
     let mut taken = issued("www", "0b");
     taken.order_id = Some(second.id);
     let taken_id = store.insert_issued(&taken, None).await.expect("insert");
@@ -275,7 +281,7 @@ async fn complete_order_stores_issued_order_and_state_together(db: Db) {
     assert_eq!(got.status, "processing");
     assert_eq!(store.events_for("www").await.expect("events").len(), 1, "no second event");
     let cert = store.cert("www").await.expect("read").expect("present");
-    assert_eq!(cert.state, "issuing");
+    assert_eq!(cert.state, "renewing", "the state stays as it was");
     assert_eq!(cert.last_error.as_deref(), Some("in progress"));
     let ids: Vec<_> =
         store.issued_for("www").await.expect("list").into_iter().map(|i| i.id).collect();
