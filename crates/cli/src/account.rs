@@ -7,8 +7,8 @@ use certhub_engine::{Actor, NewAccount, Rollover, rfc3339};
 use certhub_store::{AccountRecord, Store};
 use serde_json::json;
 
-use crate::Context;
 use crate::args::{AccountAdd, AccountCommand, EabAlg};
+use crate::context::Context;
 use crate::output::{print_json, table};
 
 pub async fn run(ctx: &Context, cmd: AccountCommand) -> anyhow::Result<()> {

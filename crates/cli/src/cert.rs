@@ -8,14 +8,15 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow};
 use certhub_core::cert::split_pem_chain;
 use certhub_core::{ChallengeSpec, Identifier};
-use certhub_engine::cert::{at_most, load};
+use certhub_engine::cert::at_most;
 use certhub_engine::error::{Kind, fail, invalid};
+use certhub_engine::records::load;
 use certhub_engine::{Actor, CertChanges, NewCertificate, Progress, now_secs, rfc3339};
 use certhub_store::{CertRecord, IssuedRecord, Store};
 use serde_json::json;
 
-use crate::Context;
 use crate::args::{CertAdd, CertCommand, CertExport, CertRequest, CertRevoke, ExportFormat};
+use crate::context::Context;
 use crate::output::{print_json, table};
 
 pub async fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<()> {

@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::args::{DeployAdd, DeployCommand, DeployRun};
 use crate::output::{print_json, table};
 
-pub async fn run(ctx: &crate::Context, cmd: DeployCommand) -> anyhow::Result<()> {
+pub async fn run(ctx: &crate::context::Context, cmd: DeployCommand) -> anyhow::Result<()> {
     let store = ctx.store().await?;
     // Changes are written with their audit entries.
     dispatch(&store, cmd).await

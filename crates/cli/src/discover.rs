@@ -24,7 +24,7 @@ const APACHE_CONFIGS: &[&str] = &[
     "/usr/local/etc/apache24/httpd.conf",
 ];
 
-pub async fn run(ctx: &crate::Context, args: Discover) -> anyhow::Result<()> {
+pub async fn run(ctx: &crate::context::Context, args: Discover) -> anyhow::Result<()> {
     let (server, defaults) = match args.server {
         DiscoverServer::Nginx => (WebServer::Nginx, NGINX_CONFIGS),
         DiscoverServer::Apache => (WebServer::Apache, APACHE_CONFIGS),
@@ -80,7 +80,7 @@ fn selected(found: &Discovery, sites: &[&Site], patterns: &[String]) -> Vec<Iden
 }
 
 async fn create(
-    ctx: &crate::Context,
+    ctx: &crate::context::Context,
     args: &Discover,
     name: &str,
     ids: &[Identifier],

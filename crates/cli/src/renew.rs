@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use certhub_engine::{Actor, RenewRun};
 
-use crate::Context;
 use crate::args::Renew;
 use crate::cert::Reporter;
+use crate::context::Context;
 
 pub async fn run(ctx: &Context, args: Renew) -> anyhow::Result<()> {
     let store = ctx.store().await?;

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 
 use crate::args::Serve;
 
-pub async fn run(ctx: &crate::Context, args: Serve) -> anyhow::Result<()> {
+pub async fn run(ctx: &crate::context::Context, args: Serve) -> anyhow::Result<()> {
     let store = ctx.store().await?;
     let rate_limits = args.rate_limit.clone();
     let settings = certhub_server::SharedSettings::load(

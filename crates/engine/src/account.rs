@@ -9,8 +9,8 @@ use certhub_core::KeyType;
 use certhub_store::{AccountRecord, AuditEntry, Store};
 use zeroize::Zeroizing;
 
+use crate::clock::now_secs;
 use crate::error::{Kind, fail, invalid};
-use crate::now_secs;
 
 /// A CA account to register (`POST /api/v1/accounts`, `certhub account add`).
 #[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]

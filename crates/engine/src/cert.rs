@@ -12,9 +12,10 @@ use certhub_store::{AuditEntry, CertRecord, Store};
 use futures::StreamExt as _;
 
 use crate::account::{self, check_name, parse_key_type};
+use crate::clock::now_secs;
+use crate::error::violations;
 use crate::error::{Kind, at_field, fail, invalid};
-use crate::issue::violations;
-use crate::now_secs;
+use crate::records::{acme_account, load};
 
 /// A managed certificate to add (`POST /api/v1/certificates`, `certhub cert add`).
 #[derive(Debug, Clone, Default, serde::Deserialize, schemars::JsonSchema)]
@@ -122,13 +123,6 @@ pub struct Probe {
     pub works: bool,
     /// Why, in words.
     pub detail: String,
-}
-
-/// The certificate `name`.
-pub async fn load(store: &Store, name: &str) -> anyhow::Result<CertRecord> {
-    store.cert(name).await?.ok_or_else(|| {
-        fail(Kind::NotFound, format!("no certificate named {name:?} (see `certhub cert list`)"))
-    })
 }
 
 /// Checks and stores the managed certificate `args` describes, with `audit`'s entry; says
@@ -307,31 +301,6 @@ pub async fn apply_set(
     }
     store.update_cert(&c, Some(&audit.with_detail(changes.join(", ")))).await?;
     Ok(changes)
-}
-
-/// The ACME account that orders `c`: an imported certificate without one is watched and
-/// deployed, but not ordered, renewed or revoked through ACME.
-pub fn acme_account(c: &CertRecord) -> anyhow::Result<&str> {
-    c.account_name.as_deref().ok_or_else(|| {
-        invalid(
-            "account",
-            format!(
-                "certificate {} was imported and has no ACME account: certhub watches its expiry \
-                 and runs its deployment tasks, but cannot order or revoke it (import it again \
-                 with --account and --challenge to have it renewed by ACME)",
-                c.name
-            ),
-        )
-    })
-}
-
-/// The account the next request of `c` orders with, and whether it is the fallback: the
-/// fallback once `fallback_after` requests in a row have failed, else its own.
-pub fn ordering_account(c: &CertRecord) -> anyhow::Result<(&str, bool)> {
-    match (&c.fallback_account, c.failures >= c.fallback_after) {
-        (Some(fallback), true) => Ok((fallback.as_str(), true)),
-        _ => Ok((acme_account(c)?, false)),
-    }
 }
 
 /// Revokes the latest issued certificate of `name` at its CA (signed by the account, or by

@@ -11,8 +11,8 @@ use certhub_deploy::{Facts, Issued, Outcome, Run};
 use certhub_store::{AuditEntry, IssuedRecord, Store};
 use serde_json::json;
 
-use crate::Progress;
 use crate::error::{Kind, fail, invalid};
+use crate::progress::Progress;
 
 /// Which tasks a run considers.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -67,7 +67,7 @@ pub async fn remove_task(
 
 /// Fails unless certificate `name` exists.
 pub async fn cert_exists(store: &Store, name: &str) -> anyhow::Result<()> {
-    crate::cert::load(store, name).await.map(drop)
+    crate::records::load(store, name).await.map(drop)
 }
 
 /// Parses deployment SPECs, naming each task `KIND-N` after the tasks already there.

@@ -53,6 +53,8 @@ pub struct Error {
     pub retry_after: Option<Duration>,
     /// What to do about it, when the message alone does not say.
     pub hint: Option<&'static str>,
+    /// The CA refused the request itself for good (see [`Error::is_permanent_refusal`]).
+    pub permanent: bool,
 }
 
 impl Error {
@@ -65,6 +67,7 @@ impl Error {
             problem: None,
             retry_after: None,
             hint: None,
+            permanent: false,
         }
     }
 
@@ -79,34 +82,39 @@ impl Error {
         self
     }
 
-    /// Whether the CA refused for good: a request like this one will be refused again until
-    /// something changes (the names, the challenge configuration, the account, the CAA
-    /// records), so automatic retries stop.
+    /// Whether the CA refused the request for good: a request like this one will be refused
+    /// again until something changes (the names, the account, the CSR, the CAA records), so
+    /// automatic retries stop. Only an answer to the request itself (newOrder, finalize)
+    /// counts: a challenge the CA could not validate (`unauthorized` for a wrong answer, `caa`
+    /// for a lookup that failed) may well pass once the server or the zone is fixed, and is
+    /// retried on the backoff table.
     pub fn is_permanent_refusal(&self) -> bool {
-        const PERMANENT: &[&str] = &[
-            "rejectedIdentifier",
-            "unauthorized",
-            "caa",
-            "badCSR",
-            "unsupportedIdentifier",
-            "badSignatureAlgorithm",
-            "invalidContact",
-            "unsupportedContact",
-            "accountDoesNotExist",
-            "externalAccountRequired",
-            "userActionRequired",
-            "badRevocationReason",
-        ];
-        self.kind == Kind::CaRefused
-            && self.problem.as_ref().is_some_and(|p| {
-                PERMANENT.iter().any(|t| p.is(t))
-                    || p.subproblems.iter().any(|s| {
-                        let kind = s.kind.as_deref().unwrap_or_default();
-                        let kind = kind.strip_prefix("urn:ietf:params:acme:error:").unwrap_or(kind);
-                        PERMANENT.contains(&kind)
-                    })
-            })
+        self.permanent
     }
+}
+
+/// The CA's problem types that refuse a request for good.
+fn refuses_for_good(p: &certhub_acme::Problem) -> bool {
+    const PERMANENT: &[&str] = &[
+        "rejectedIdentifier",
+        "unauthorized",
+        "caa",
+        "badCSR",
+        "unsupportedIdentifier",
+        "badSignatureAlgorithm",
+        "invalidContact",
+        "unsupportedContact",
+        "accountDoesNotExist",
+        "externalAccountRequired",
+        "userActionRequired",
+        "badRevocationReason",
+    ];
+    PERMANENT.iter().any(|t| p.is(t))
+        || p.subproblems.iter().any(|s| {
+            let kind = s.kind.as_deref().unwrap_or_default();
+            let kind = kind.strip_prefix("urn:ietf:params:acme:error:").unwrap_or(kind);
+            PERMANENT.contains(&kind)
+        })
 }
 
 impl std::fmt::Display for Error {
@@ -125,6 +133,20 @@ pub fn fail(kind: Kind, message: impl std::fmt::Display) -> anyhow::Error {
 /// Invalid input in `field`, for an `anyhow` chain.
 pub fn invalid(field: &'static str, message: impl std::fmt::Display) -> anyhow::Error {
     anyhow::Error::new(Error::invalid(field, message))
+}
+
+/// All rule violations in one error.
+pub fn violations(what: &str, v: &[certhub_core::identifier::RuleViolation]) -> anyhow::Error {
+    let lines: Vec<String> = v.iter().map(|v| format!("  {v}")).collect();
+    invalid(
+        "identifiers",
+        format!(
+            "{what}: {} identifier{} refused:\n{}",
+            v.len(),
+            if v.len() == 1 { " was" } else { "s were" },
+            lines.join("\n")
+        ),
+    )
 }
 
 /// `err`, said of the input `field` (an account that does not exist, named in `fallback`).
@@ -162,7 +184,10 @@ impl Error {
                         out.hint = Some(UNTRUSTED_HINT);
                     }
                     e if e.is_retryable() => out.kind = Kind::Transient,
-                    _ => out.kind = Kind::CaRefused,
+                    e => {
+                        out.kind = Kind::CaRefused;
+                        out.permanent = matches!(e, certhub_acme::Error::Api(a) if refuses_for_good(&a.problem));
+                    }
                 }
                 return out;
             }
@@ -197,6 +222,33 @@ mod tests {
         assert_eq!(e.kind, Kind::Invalid);
         assert_eq!(e.field, Some("renew_at"));
         assert_eq!(e.message, "certificate www: renew_at must be 1% to 99%");
+    }
+
+    #[test]
+    fn a_challenge_the_ca_could_not_validate_is_refused_but_not_for_good() {
+        let unauthorized = certhub_acme::Problem {
+            kind: Some("urn:ietf:params:acme:error:unauthorized".into()),
+            detail: Some("Invalid response from http://www.test/.well-known/…: 404".into()),
+            ..Default::default()
+        };
+        let e = Error::from(anyhow::Error::new(certhub_acme::Error::ChallengeFailed {
+            identifier: "www.test".into(),
+            kind: "http-01".into(),
+            token: None,
+            problem: Some(Box::new(unauthorized.clone())),
+        }));
+        assert_eq!(e.kind, Kind::CaRefused);
+        assert!(!e.is_permanent_refusal(), "a fixed web server may pass the next time");
+        // The same problem answering the order itself is a refusal for good.
+        let e = Error::from(anyhow::Error::new(certhub_acme::Error::Api(Box::new(
+            certhub_acme::ApiError {
+                url: "https://ca.test/new-order".into(),
+                status: 403,
+                problem: unauthorized,
+                retry_after: None,
+            },
+        ))));
+        assert!(e.is_permanent_refusal());
     }
 
     #[test]

@@ -9,10 +9,10 @@ use zeroize::Zeroizing;
 
 use crate::account::{self, check_name};
 use crate::cert::parse_challenges;
+use crate::clock::{now_secs, rfc3339};
 use crate::deploy::Scope;
 use crate::error::invalid;
-use crate::issue::violations;
-use crate::{now_secs, rfc3339};
+use crate::error::violations;
 
 /// A certificate obtained elsewhere (`POST /api/v1/certificates/import`, `certhub cert
 /// import`): PEM, or PKCS#12.

@@ -36,10 +36,10 @@ use serde_json::json;
 use tokio::sync::Mutex;
 use zeroize::Zeroizing;
 
-use crate::Progress;
 use crate::account;
 use crate::deploy::{self, Scope};
-use crate::error::{Kind, fail, invalid};
+use crate::error::{Kind, fail, invalid, violations};
+use crate::progress::Progress;
 
 /// What a certificate whose request the CA refused for good says of its retries.
 pub const RETRIES_STOPPED: &str = "the CA refused for good, so automatic retries stop until \
@@ -49,9 +49,14 @@ pub const RETRIES_STOPPED: &str = "the CA refused for good, so automatic retries
 pub struct Issuer {
     store: Store,
     solvers: Arc<Solvers>,
-    accounts: Mutex<HashMap<String, Account>>,
+    /// One connection per account, with the record's `updated_at` it was made from; a slot
+    /// per account, so that a CA slow to answer holds up only its own account's requests.
+    accounts: Mutex<HashMap<String, AccountSlot>>,
     locks: PathBuf,
 }
+
+/// An account's connection, and the `updated_at` of the record it was made from.
+type AccountSlot = Arc<Mutex<Option<(i64, Account)>>>;
 
 /// While held, no other certhub process orders this certificate: an advisory file lock for
 /// processes sharing the data directory and the store's lease for hubs sharing a PostgreSQL
@@ -91,16 +96,21 @@ impl Issuer {
         }
     }
 
-    /// The account `name`, connected (one connection per account, shared).
+    /// The account `name`, connected (one connection per account, shared), and connected
+    /// anew when its record changed since (a key rollover, a new registration, a
+    /// deactivation, by this process or another), so a hub never signs with a stale key.
     pub async fn account(&self, name: &str) -> anyhow::Result<Account> {
-        // Held across the connect so concurrent requests share one connection per CA.
-        let mut accounts = self.accounts.lock().await;
-        if let Some(a) = accounts.get(name) {
-            return Ok(a.clone());
-        }
         let rec = account::load(&self.store, name).await?;
+        let slot = self.accounts.lock().await.entry(name.to_string()).or_default().clone();
+        // Held across the connect so concurrent requests share one connection per account.
+        let mut slot = slot.lock().await;
+        if let Some((seen, acct)) = &*slot
+            && *seen == rec.updated_at
+        {
+            return Ok(acct.clone());
+        }
         let acct = account::open(&rec).await?;
-        accounts.insert(name.to_string(), acct.clone());
+        *slot = Some((rec.updated_at, acct.clone()));
         Ok(acct)
     }
 
@@ -130,9 +140,9 @@ impl Issuer {
         progress: &dyn Progress,
         audit: Option<&AuditEntry>,
     ) -> anyhow::Result<IssuedRecord> {
-        let cert = crate::cert::load(&self.store, name).await?;
+        let cert = crate::records::load(&self.store, name).await?;
         // Not a failed request: there is nothing to request with.
-        crate::cert::acme_account(&cert)?;
+        crate::records::acme_account(&cert)?;
         let deadline = Instant::now() + timeout;
         use certhub_store::CertState::{Pending, Renewing};
         let state =
@@ -177,8 +187,8 @@ impl Issuer {
                 // The retry policy: a backoff table, or longer when the CA asks for it. A
                 // refusal for good is not retried (the same request would be refused again)
                 // unless a fallback account, at another CA perhaps, has yet to try.
-                let error = crate::Error::of(e);
-                let (_, on_fallback) = crate::cert::ordering_account(&cert)?;
+                let error = crate::error::Error::of(e);
+                let (_, on_fallback) = crate::records::ordering_account(&cert)?;
                 let mut failures = cert.failures + 1;
                 let permanent = error.is_permanent_refusal();
                 let to_fallback = permanent && !on_fallback && cert.fallback_account.is_some();
@@ -190,14 +200,14 @@ impl Issuer {
                 } else {
                     let next = std::time::SystemTime::now()
                         + certhub_core::renewal::retry_delay(failures as u32, error.retry_after);
-                    let next_ms = crate::unix_ms(next);
+                    let next_ms = crate::clock::unix_ms(next);
                     let then = match &cert.fallback_account {
                         Some(f) if to_fallback => format!("; fallback account {f} orders next"),
                         _ => String::new(),
                     };
                     let detail = format!(
                         "{reason} (failure {failures} in a row; renew --due retries after {}{then})",
-                        crate::rfc3339(next_ms / 1000)
+                        crate::clock::rfc3339(next_ms / 1000)
                     );
                     (next_ms, detail)
                 };
@@ -231,7 +241,7 @@ impl Issuer {
         audit: Option<&AuditEntry>,
     ) -> anyhow::Result<IssuedRecord> {
         let name = cert.name.as_str();
-        let (account_name, fallback) = crate::cert::ordering_account(cert)?;
+        let (account_name, fallback) = crate::records::ordering_account(cert)?;
         if fallback {
             let why = format!(
                 "ordering with fallback account {account_name} after {} failed requests",
@@ -681,18 +691,4 @@ fn pending_from_json(v: &serde_json::Value) -> anyhow::Result<PendingChallenge> 
         token: v["token"].as_str().unwrap_or_default().to_string(),
         key_authorization: v["key_authorization"].as_str().unwrap_or_default().to_string(),
     })
-}
-
-/// All rule violations in one error.
-pub fn violations(what: &str, v: &[certhub_core::identifier::RuleViolation]) -> anyhow::Error {
-    let lines: Vec<String> = v.iter().map(|v| format!("  {v}")).collect();
-    invalid(
-        "identifiers",
-        format!(
-            "{what}: {} identifier{} refused:\n{}",
-            v.len(),
-            if v.len() == 1 { " was" } else { "s were" },
-            lines.join("\n")
-        ),
-    )
 }

@@ -23,7 +23,7 @@ const POLL: Duration = Duration::from_secs(5);
 const ATTEMPTS: u32 = 3;
 
 /// Serves the channels forever, checking every certificate's expiry every check interval.
-pub async fn run(store: Store, settings: crate::SharedSettings) {
+pub async fn run(store: Store, settings: crate::settings::SharedSettings) {
     let http = match reqwest::Client::builder().build() {
         Ok(h) => h,
         Err(e) => {
@@ -128,9 +128,11 @@ async fn notice_for(store: &Store, e: &EventRecord) -> anyhow::Result<Option<Not
             if cert.failures < FAILURES_BEFORE_NOTICE && !stopped {
                 return Ok(None);
             }
-            // One notice per run of failures: the run is named by the last success.
+            // One notice per run of failures (the run is named by the last success), and one
+            // when retries stop, even after the first.
             let since = store.latest_issued(name).await?.map_or(0, |i| i.id);
-            if !store.first_notice(name, "renewal-failed", &format!("after {since}")).await? {
+            let key = if stopped { "renewal-stopped" } else { "renewal-failed" };
+            if !store.first_notice(name, key, &format!("after {since}")).await? {
                 return Ok(None);
             }
             let summary = if stopped {
@@ -161,7 +163,7 @@ async fn notice_for(store: &Store, e: &EventRecord) -> anyhow::Result<Option<Not
 /// within `days`, once per issued certificate: an imported one (nothing renews it), or one
 /// that ACME renews but whose last attempt failed (a renewal on schedule is no news).
 pub async fn expiry_scan(store: &Store, days: u32) -> anyhow::Result<()> {
-    let now = crate::now_secs();
+    let now = crate::clock::now_secs();
     let horizon = now + i64::from(days) * 86_400;
     for (name, serial, not_after) in store.expiring_unattended(horizon).await? {
         if !store.first_notice(&name, "expiring", &serial).await? {
@@ -173,7 +175,7 @@ pub async fn expiry_scan(store: &Store, days: u32) -> anyhow::Result<()> {
         } else {
             format!("expires in {left} days")
         };
-        let detail = format!("serial {serial} {when}, at {}", crate::rfc3339(not_after));
+        let detail = format!("serial {serial} {when}, at {}", crate::clock::rfc3339(not_after));
         store.record_event(&name, EventKind::Expiring, Some(&detail)).await?;
     }
     Ok(())

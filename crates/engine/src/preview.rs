@@ -10,19 +10,19 @@ use certhub_core::{ChallengeSpec, Identifier};
 use certhub_store::Store;
 use serde_json::{Value, json};
 
+use crate::clock::rfc3339;
 use crate::error::invalid;
-use crate::issue::violations;
-use crate::rfc3339;
+use crate::error::violations;
 
 /// The plan of requesting certificate `name` now, as JSON; `default_policy` applies when the
 /// certificate has no renewal policy of its own.
 pub async fn plan(store: &Store, name: &str, default_policy: &str) -> anyhow::Result<Value> {
-    let cert = crate::cert::load(store, name).await?;
+    let cert = crate::records::load(store, name).await?;
     // The certificate's own policy wins over the default.
     let policy_text = cert.renewal_policy.clone().unwrap_or_else(|| default_policy.to_string());
     let policy: RenewalPolicy =
         policy_text.parse().map_err(|e| invalid("policy", format!("--policy {e}")))?;
-    let (account_name, fallback) = crate::cert::ordering_account(&cert)?;
+    let (account_name, fallback) = crate::records::ordering_account(&cert)?;
     let account = store.account(account_name).await?;
     let ids: Vec<Identifier> = cert.identifiers.clone();
     let specs: Vec<ChallengeSpec> = cert.challenges.clone();

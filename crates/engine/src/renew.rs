@@ -15,9 +15,11 @@ use certhub_core::renewal::{self, Decision, Reason, RenewalPolicy, RenewalWindow
 use certhub_store::Store;
 use futures::StreamExt as _;
 
-use crate::error::{Error, invalid};
+use crate::actor::Actor;
+use crate::clock::rfc3339;
+use crate::error::{Error, Kind, fail, invalid};
 use crate::issue::Issuer;
-use crate::{Actor, Progress, rfc3339};
+use crate::progress::Progress;
 
 /// What to renew, and how.
 #[derive(Debug, Clone)]
@@ -121,6 +123,11 @@ async fn look(
             format!("not due until {} ({})", rfc3339(unix(*at)), why(*reason))
         }
         Due::Watched(status) => status.clone(),
+        Due::Stopped(why) => {
+            let assumed = looked.default_policy.then(|| args.policy.trim());
+            store.set_cert_check(name, looked.recheck_at, assumed, looked.seen).await?;
+            return Err(fail(Kind::CaRefused, why.clone()));
+        }
     };
     // A deployment that failed last time is retried, due or not.
     let outcome = match crate::deploy::retry_pending(store, name, reporter).await? {
@@ -170,7 +177,7 @@ impl Budgets {
         }
         let longest = by_directory.values().map(|b| b.limits().longest_window_secs()).max();
         if let Some(longest) = longest {
-            let since = crate::unix_ms(SystemTime::now()) - longest as i64 * 1000;
+            let since = crate::clock::unix_ms(SystemTime::now()) - longest as i64 * 1000;
             for o in store.orders_since(since).await? {
                 let budget =
                     directory_of.get(&o.account_name).and_then(|d| by_directory.get_mut(d));
@@ -187,7 +194,7 @@ impl Budgets {
         let budget = self.directory_of.get(&due.account).and_then(|d| self.by_directory.get_mut(d));
         match budget {
             Some(b) => b.admit(
-                crate::unix_ms(SystemTime::now()),
+                crate::clock::unix_ms(SystemTime::now()),
                 &due.account,
                 &due.names,
                 due.ari_renewal,
@@ -223,10 +230,10 @@ pub async fn renew(
         args.policy.parse().map_err(|e| invalid("policy", format!("--policy {e}")))?;
     let names: Vec<String> = if args.due {
         // Only those whose time to be looked at has come: each look records the next.
-        store.certs_to_check(crate::unix_ms(SystemTime::now()), args.policy.trim()).await?
+        store.certs_to_check(crate::clock::unix_ms(SystemTime::now()), args.policy.trim()).await?
     } else {
         for n in &args.names {
-            crate::cert::load(store, n).await?;
+            crate::records::load(store, n).await?;
         }
         args.names.clone()
     };
@@ -353,7 +360,7 @@ async fn ca_window(
     issued_id: i64,
     leaf: &[u8],
 ) -> anyhow::Result<Option<(RenewalWindow, i64)>> {
-    let ms = |t: SystemTime| crate::unix_ms(t);
+    let ms = |t: SystemTime| crate::clock::unix_ms(t);
     let time = |ms: i64| UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     let now = SystemTime::now();
     let cached = store.renewal_info(issued_id).await?;
@@ -440,6 +447,9 @@ enum Due {
     /// Not ordered now whatever the dates say (imported without an ACME account, or
     /// waiting after a failure); the text says how it stands.
     Watched(String),
+    /// The CA refused its request for good: not ordered until it is changed or requested
+    /// by hand; the text says why.
+    Stopped(String),
 }
 
 /// How many days before expiry an imported certificate is reported as expiring.
@@ -457,8 +467,8 @@ async fn due(
     let cert =
         store.cert(name).await?.with_context(|| format!("certificate {name} disappeared"))?;
     let issued = store.latest_issued(name).await?;
-    let now_ms = crate::unix_ms(SystemTime::now());
-    let account = crate::cert::ordering_account(&cert).map(|(a, _)| a.to_string());
+    let now_ms = crate::clock::unix_ms(SystemTime::now());
+    let account = crate::records::ordering_account(&cert).map(|(a, _)| a.to_string());
     let ids: Vec<certhub_core::Identifier> = cert.identifiers.clone();
     let names: Vec<String> = ids
         .iter()
@@ -480,8 +490,11 @@ async fn due(
     };
     // After a failure, the backoff table (or the CA's Retry-After) says when to try again.
     if cert.next_attempt_at == Some(certhub_store::RETRY_STOPPED) {
-        let status = format!("failed: {}", crate::issue::RETRIES_STOPPED);
-        return Ok(looked(Due::Watched(status), NEVER));
+        // Said as a failure once a day, so that a cron job's exit code and the hub's log
+        // keep saying it until someone changes the certificate.
+        let why = cert.last_error.as_deref().unwrap_or("the CA refused");
+        let status = format!("{why} ({})", crate::issue::RETRIES_STOPPED);
+        return Ok(looked(Due::Stopped(status), now_ms + DAY_MS));
     }
     if let Some(next) = cert.next_attempt_at
         && next > now_ms
@@ -504,7 +517,7 @@ async fn due(
         let Some(issued) = issued else {
             return Ok(looked(Due::Watched("imported, with no certificate".into()), NEVER));
         };
-        let days = (issued.not_after - crate::now_secs()).div_euclid(86_400);
+        let days = (issued.not_after - crate::clock::now_secs()).div_euclid(86_400);
         let status =
             format!("imported, expires {} (not renewed by ACME)", rfc3339(issued.not_after));
         // Warned about once a day from IMPORTED_WARNING_DAYS before expiry.
@@ -530,7 +543,7 @@ async fn due(
     // Asked of the CA the next request goes to (the fallback's, after enough failures);
     // a CA that cannot be reached leaves the stored window, or the policy, to decide, and
     // the request itself then counts the failure.
-    let (account_name, _) = crate::cert::ordering_account(&cert)?;
+    let (account_name, _) = crate::records::ordering_account(&cert)?;
     let window = match issuer.account(account_name).await {
         Ok(account) if account.client().directory().renewal_info.is_none() => None,
         Ok(account) => ca_window(store, reporter, Some(&account), name, issued.id, leaf).await?,
@@ -556,7 +569,7 @@ async fn due(
             // The CA may move its window (a mass revocation): ask again when it said to,
             // though not more often than every few minutes when it cannot be reached.
             let ask_again = window.map_or(NEVER, |(_, next)| next.max(now_ms + ARI_RETRY_MS));
-            looked(Due::At(when, reason), crate::unix_ms(when).min(ask_again))
+            looked(Due::At(when, reason), crate::clock::unix_ms(when).min(ask_again))
         }
     })
 }

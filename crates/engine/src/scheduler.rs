@@ -9,10 +9,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::{Actor, Engine, LogProgress, REQUEST_TIMEOUT, RenewRun};
+use crate::actor::Actor;
+use crate::engine::{Engine, REQUEST_TIMEOUT};
+use crate::progress::{LogProgress, Progress};
+use crate::renew::RenewRun;
 
-/// A sleep shorter than this is taken anyway: a time just passed is due at the next look.
-const MIN_SLEEP: Duration = Duration::from_secs(1);
+/// A sleep shorter than this is taken anyway: check times this close together are looked at
+/// together, so a fleet whose times are spread over the day wakes the scheduler at most
+/// this often.
+const MIN_SLEEP: Duration = Duration::from_secs(10);
 
 /// Runs the scheduler until the future is dropped. Each renewal is audited as done by the
 /// hub and keeps within each CA's `rate_limits` (`--rate-limit`); `after_each` runs after
@@ -25,7 +30,7 @@ where
     let store = engine.store().clone();
     let settings = engine.settings().clone();
     let mut changed = settings.subscribe();
-    let progress: Arc<dyn crate::Progress> = Arc::new(LogProgress);
+    let progress: Arc<dyn Progress> = Arc::new(LogProgress);
     loop {
         // Another hub sharing the database may have changed them.
         if let Err(e) = settings.reload(&store).await {
@@ -33,7 +38,7 @@ where
         }
         changed.borrow_and_update();
         let now = settings.get();
-        let started = crate::unix_ms(SystemTime::now());
+        let started = crate::clock::unix_ms(SystemTime::now());
         let run = RenewRun {
             names: Vec::new(),
             due: true,
@@ -43,6 +48,10 @@ where
             rate_limits: rate_limits.clone(),
         };
         match engine.renew(&run, &Actor::hub(), progress.clone()).await {
+            Ok(summary) if !summary.failed.is_empty() => {
+                let names: Vec<&str> = summary.failed.iter().map(|(n, _)| n.as_str()).collect();
+                tracing::warn!(failed = names.join(", "), "{}", summary.line());
+            }
             Ok(summary) if summary.looked > 0 => tracing::info!("{}", summary.line()),
             Ok(_) => tracing::debug!("nothing is due"),
             Err(e) => tracing::warn!(error = %e, "renewal run failed"),
@@ -50,7 +59,7 @@ where
         after_each().await;
         let sleep = match store.next_check_after(started).await {
             Ok(Some(at)) => {
-                let wait = at.saturating_sub(crate::unix_ms(SystemTime::now())).max(0);
+                let wait = at.saturating_sub(crate::clock::unix_ms(SystemTime::now())).max(0);
                 Duration::from_millis(wait as u64)
                     .clamp(MIN_SLEEP, now.check_interval().max(MIN_SLEEP))
             }

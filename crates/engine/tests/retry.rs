@@ -97,13 +97,19 @@ async fn a_refusal_for_good_stops_automatic_retries_until_the_certificate_change
     let failed = events.iter().rev().find(|e| e.kind == "failed").unwrap();
     assert!(failed.detail.as_deref().unwrap().contains("automatic retries stop"), "{failed:?}");
 
-    // The scheduler looks, and leaves it alone: no order is placed, and it is not looked at
-    // again until something changes.
+    // The scheduler looks and places no order, but says it failed (a cron job's exit code
+    // keeps saying so), once a day until something changes.
     let orders = ca.requests_to("/new-order").len();
     let summary = renew_due(&engine).await;
-    assert_eq!((summary.looked, summary.renewed, summary.not_due), (1, 0, 1), "{summary:?}");
+    assert_eq!((summary.looked, summary.renewed, summary.not_due), (1, 0, 0), "{summary:?}");
+    let (name, why) = &summary.failed[0];
+    assert_eq!((name.as_str(), why.kind), ("web", Kind::CaRefused), "{why}");
+    assert!(why.message.contains("rejectedIdentifier"), "{why}");
+    assert!(why.message.contains("until the certificate is changed"), "{why}");
     assert_eq!(ca.requests_to("/new-order").len(), orders);
     assert_eq!(renew_due(&engine).await.looked, 0);
+    let cert = store.cert("web").await.unwrap().unwrap();
+    assert_eq!(cert.next_attempt_at, Some(certhub_store::RETRY_STOPPED));
 
     // A change ends the stop: the changed certificate is due again.
     let changes = CertChanges { renew_at: Some("30d".into()), ..Default::default() };
@@ -154,7 +160,7 @@ async fn a_refusal_for_good_hands_the_next_attempt_to_the_fallback_account() {
     let cert = engine.store().cert("mail").await.unwrap().unwrap();
     assert_ne!(cert.next_attempt_at, Some(certhub_store::RETRY_STOPPED));
     assert_eq!(cert.failures, cert.fallback_after, "the fallback orders next");
-    let (account, fallback) = certhub_engine::cert::ordering_account(&cert).unwrap();
+    let (account, fallback) = certhub_engine::records::ordering_account(&cert).unwrap();
     assert_eq!((account, fallback), ("other", true));
     let events = engine.store().events_for("mail").await.unwrap();
     let failed = events.iter().rev().find(|e| e.kind == "failed").unwrap();
@@ -165,4 +171,19 @@ async fn a_refusal_for_good_hands_the_next_attempt_to_the_fallback_account() {
     engine.request("mail", Duration::from_secs(30), &LogProgress).await.unwrap_err();
     let cert = engine.store().cert("mail").await.unwrap().unwrap();
     assert_eq!(cert.next_attempt_at, Some(certhub_store::RETRY_STOPPED));
+}
+
+#[tokio::test]
+async fn an_account_changed_by_another_process_is_connected_anew() {
+    let Setup { ca, engine, .. } = setup().await;
+    add(&engine, "shop", None).await;
+    // A first request connects the account (and is refused, so nothing is issued).
+    refuse(&ca, 503, "serverInternal", None);
+    engine.request("shop", Duration::from_secs(30), &LogProgress).await.unwrap_err();
+    let orders = ca.requests_to("/new-order").len();
+    // Another process deactivates the account: this engine must not go on ordering with it.
+    engine.store().set_account_status("main", "deactivated", None).await.unwrap();
+    let err = engine.request("shop", Duration::from_secs(30), &LogProgress).await.unwrap_err();
+    assert!(err.message.contains("account main is deactivated"), "{err}");
+    assert_eq!(ca.requests_to("/new-order").len(), orders, "no order with a stale account");
 }

@@ -76,6 +76,25 @@ async fn the_scheduler_wakes_at_the_next_check_time_and_on_a_change() {
             }
         })
         .await;
+        // A certificate that was issued once (and since revoked, so due at once when its
+        // retries start again): a change wakes the scheduler for it.
+        let issued = certhub_store::IssuedRecord {
+            id: 0,
+            cert_name: "web".into(),
+            order_id: None,
+            serial_hex: "01".into(),
+            issuer: "CN=Test".into(),
+            sans: vec![certhub_core::Identifier::Dns("web.test".into())],
+            not_before: 0,
+            not_after: 1,
+            chain_pem: String::new(),
+            key_type: "ec-p256".into(),
+            key_pkcs8: Default::default(),
+            revoked_at: Some(1),
+            revocation_reason: None,
+            created_at: 0,
+        };
+        store.insert_issued(&issued, None).await.unwrap();
         refuse(&ca);
         let changes = CertChanges { renew_at: Some("30d".into()), ..Default::default() };
         engine.edit("web", &changes, Actor::cli().entry("cert.update", "web")).await.unwrap();

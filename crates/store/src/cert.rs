@@ -343,6 +343,7 @@ impl Store {
         failures: i64,
         next_attempt_at: Option<i64>,
     ) -> Result<(), Error> {
+        // Looked at by the next run, which says how it stands and records when to look again.
         let result = sqlx::query(
             "UPDATE certs SET failures = $1, next_attempt_at = $2, check_at = 0, \
              updated_at = CASE WHEN updated_at < $3 THEN $3 ELSE updated_at + 1 END \

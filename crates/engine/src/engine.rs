@@ -1,0 +1,194 @@
+//! The engine: what the CLI, the hub and its agents call.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use certhub_challenge::Solvers;
+use certhub_challenge::dns::DnsCheckConfig;
+use certhub_challenge::probe::ProbePorts;
+use certhub_store::{AuditEntry, IssuedRecord, Store};
+
+use crate::account::{self, NewAccount};
+use crate::actor::Actor;
+use crate::cert::{self, Added, CertChanges, NewCertificate, Probe};
+use crate::error::Error;
+use crate::import::{self, Bundle, Import, Imported};
+use crate::issue::Issuer;
+use crate::progress::Progress;
+use crate::renew::{self, RenewRun, RenewSummary};
+use crate::settings::{Settings, SharedSettings};
+use crate::{deploy, preview};
+
+/// What an engine needs besides its store.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    /// The data directory: the certificates' lock files live under it.
+    pub data_dir: PathBuf,
+    /// How dns-01 answers are checked (resolver, authoritative port).
+    pub dns: DnsCheckConfig,
+    /// Where a test expects the CA to connect (80 and 443 but for a test CA).
+    pub probe_ports: ProbePorts,
+}
+
+/// The engine: one store, one set of challenge responders (one listener per address, held
+/// while an order uses it), one connection per CA account, and the settings, for the life
+/// of a command or a hub.
+pub struct Engine {
+    store: Store,
+    solvers: Arc<Solvers>,
+    issuer: Arc<Issuer>,
+    config: Config,
+    settings: SharedSettings,
+    /// Wakes the scheduler: something changed that may make a certificate due sooner.
+    pub(crate) wake: Arc<tokio::sync::Notify>,
+}
+
+/// How long one certificate's request may take when the caller does not say.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(900);
+
+impl Engine {
+    /// An engine over `store`, with the settings' defaults.
+    pub fn new(store: Store, config: Config) -> Self {
+        Self::with_settings(store, config, SharedSettings::new(Settings::default()))
+    }
+
+    /// An engine over `store` with the hub's `settings`.
+    pub fn with_settings(store: Store, config: Config, settings: SharedSettings) -> Self {
+        let solvers = Arc::new(Solvers::new(config.dns.clone()));
+        let issuer = Arc::new(Issuer::new(store.clone(), solvers.clone(), &config.data_dir));
+        Self { store, solvers, issuer, config, settings, wake: Arc::default() }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The challenge responders of this process.
+    pub fn solvers(&self) -> &Arc<Solvers> {
+        &self.solvers
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &SharedSettings {
+        &self.settings
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+
+    /// Says something changed that may make a certificate due sooner: the scheduler looks
+    /// at once.
+    pub fn changed(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Registers a CA account with `audit`'s entry; its URL at the CA.
+    pub async fn add_account(&self, a: &NewAccount, audit: AuditEntry) -> Result<String, Error> {
+        Ok(account::register(&self.store, a, audit).await?)
+    }
+
+    /// Adds a managed certificate with `audit`'s entry. Nothing is ordered yet: the person
+    /// who added it previews, tests and requests it (the scheduler takes it up at its next
+    /// regular look, not at once, so as not to race that request; so too after an import
+    /// or a revocation).
+    pub async fn add_certificate(
+        &self,
+        c: &NewCertificate,
+        audit: AuditEntry,
+    ) -> Result<Added, Error> {
+        Ok(cert::create(&self.store, c, &audit).await?)
+    }
+
+    /// The plan of requesting certificate `name` now, with nothing sent or written: JSON
+    /// with a `summary` (lines in plain language) and the details. `policy` is the renewal
+    /// policy of certificates without their own (the hub's setting when `None`).
+    pub async fn preview(
+        &self,
+        name: &str,
+        policy: Option<&str>,
+    ) -> Result<serde_json::Value, Error> {
+        let policy = policy.map_or_else(|| self.settings.get().policy, str::to_string);
+        Ok(preview::plan(&self.store, name, &policy).await?)
+    }
+
+    /// Probes each identifier of certificate `name` as the CA would validate it, without
+    /// ordering; `ports` where the CA connects (the configured ones when `None`).
+    pub async fn test(&self, name: &str, ports: Option<ProbePorts>) -> Result<Vec<Probe>, Error> {
+        let ports = ports.unwrap_or(self.config.probe_ports);
+        Ok(cert::probe_all(&self.solvers, self.config.dns.clone(), &self.store, name, ports)
+            .await?)
+    }
+
+    /// Revokes the latest issued certificate of `name` (RFC 5280 `reason` by name, kebab
+    /// form or code), signed by the account or by the certificate's own key; its serial.
+    pub async fn revoke(
+        &self,
+        name: &str,
+        reason: Option<&str>,
+        with_cert_key: bool,
+        audit: AuditEntry,
+    ) -> Result<String, Error> {
+        Ok(cert::revoke_latest(&self.store, name, reason, with_cert_key, audit).await?)
+    }
+
+    /// Changes how certificate `name` is ordered and renewed; what changed, in words.
+    pub async fn edit(
+        &self,
+        name: &str,
+        changes: &CertChanges,
+        audit: AuditEntry,
+    ) -> Result<Vec<String>, Error> {
+        let said = cert::apply_set(&self.store, name, changes, audit).await?;
+        // A certificate never issued is its owner's to request first (as when it was added).
+        if self.store.latest_issued(name).await.map_err(anyhow::Error::from)?.is_some() {
+            self.changed();
+        }
+        Ok(said)
+    }
+
+    /// Adds deployment tasks (SPECs as for `certhub deploy add`) to certificate `name`.
+    pub async fn add_deployments(
+        &self,
+        name: &str,
+        specs: &[String],
+        audit: AuditEntry,
+    ) -> Result<Vec<certhub_core::DeployTask>, Error> {
+        Ok(deploy::add_specs(&self.store, name, specs, audit).await?)
+    }
+
+    /// Imports a certificate obtained elsewhere and runs its deployment tasks. A failed
+    /// deployment is an error that still carries what was imported.
+    pub async fn import(
+        &self,
+        i: &Import,
+        bundle: Bundle,
+        audit: AuditEntry,
+    ) -> Result<Imported, (Error, Option<Imported>)> {
+        let r = import::import(&self.store, i, bundle, audit).await;
+        r.map_err(|(e, imported)| (Error::from(e), imported))
+    }
+
+    /// Requests certificate `name` now, within `timeout`.
+    pub async fn request(
+        &self,
+        name: &str,
+        timeout: Duration,
+        progress: &dyn Progress,
+    ) -> Result<IssuedRecord, Error> {
+        Ok(self.issuer.request(name, timeout, progress).await?)
+    }
+
+    /// Renews what `run` says; each renewal is audited as done by `actor`.
+    pub async fn renew(
+        &self,
+        run: &RenewRun,
+        actor: &Actor,
+        progress: Arc<dyn Progress>,
+    ) -> Result<RenewSummary, Error> {
+        Ok(renew::renew(&self.store, &self.issuer, run, actor, progress).await?)
+    }
+}
