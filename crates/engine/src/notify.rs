@@ -73,13 +73,19 @@ pub async fn dispatch(store: &Store, http: &reqwest::Client) -> anyhow::Result<(
             return Ok(());
         }
         let channels = store.channels().await?;
-        for event in events {
-            if let Some(notice) = notice_for(store, &event).await? {
-                for channel in channels.iter().filter(|c| c.wants(&notice.event)) {
-                    deliver(http, channel, &notice).await;
+        for (id, event) in events {
+            match event {
+                Ok(event) => {
+                    if let Some(notice) = notice_for(store, &event).await? {
+                        for channel in channels.iter().filter(|c| c.wants(&notice.event)) {
+                            deliver(http, channel, &notice).await;
+                        }
+                    }
                 }
+                // Passed by: one unreadable event must not silence every channel.
+                Err(e) => tracing::warn!(event = id, error = %e, "an event was not notified"),
             }
-            cursor = event.id;
+            cursor = id;
             store.set_notify_cursor(cursor).await?;
         }
     }

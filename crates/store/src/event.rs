@@ -22,7 +22,7 @@ pub struct EventRecord {
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct Row {
-    id: i64,
+    pub(crate) id: i64,
     cert_name: String,
     at: i64,
     kind: String,

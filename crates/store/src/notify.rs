@@ -127,12 +127,14 @@ impl Store {
         self.commit_change(tx, audit).await
     }
 
-    /// Events of every certificate after id `after`, oldest first, at most `limit`.
+    /// Events of every certificate after id `after`, oldest first, at most `limit`, each by
+    /// its id: an event this version cannot read (of a newer hub sharing the database) is an
+    /// error of its own, so that a reader can pass it by without losing the others.
     pub async fn events_after(
         &self,
         after: i64,
         limit: i64,
-    ) -> Result<Vec<crate::EventRecord>, Error> {
+    ) -> Result<Vec<(i64, Result<crate::EventRecord, Error>)>, Error> {
         let rows: Vec<crate::event::Row> = sqlx::query_as(
             "SELECT id, cert_name, at, kind, detail FROM events WHERE id > $1 ORDER BY id LIMIT $2",
         )
@@ -140,7 +142,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(crate::EventRecord::try_from).collect()
+        Ok(rows.into_iter().map(|r| (r.id, crate::EventRecord::try_from(r))).collect())
     }
 
     /// The id of the last event handed to the channels; on first use, the newest event's

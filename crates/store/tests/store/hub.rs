@@ -10,7 +10,8 @@ on_both_backends!(
     notification_channels_keep_their_secrets_sealed_and_notices_happen_once,
     expired_tokens_and_idle_sessions_are_removed,
     jobs_keep_their_steps_in_order_and_end_once,
-    hub_settings_round_trip
+    hub_settings_round_trip,
+    an_event_of_an_unknown_kind_is_passed_by_alone
 );
 
 async fn jobs_keep_their_steps_in_order_and_end_once(db: Db) {
@@ -108,7 +109,7 @@ async fn notification_channels_keep_their_secrets_sealed_and_notices_happen_once
         .await
         .unwrap();
     let pending = store.events_after(start, 10).await.unwrap();
-    assert_eq!(pending.iter().map(|e| e.id).collect::<Vec<_>>(), [id]);
+    assert_eq!(pending.iter().map(|(_, e)| e.as_ref().unwrap().id).collect::<Vec<_>>(), [id]);
     store.set_notify_cursor(id).await.unwrap();
     assert_eq!(db.open().await.notify_cursor().await.unwrap(), id, "the cursor is stored");
 
@@ -180,4 +181,27 @@ async fn users_and_tokens_keep_only_hashes(db: Db) {
     let hashes: Vec<String> =
         sqlx::query_scalar("SELECT token_hash FROM api_tokens").fetch_all(&raw).await.unwrap();
     assert!(hashes.iter().all(|h| h.len() == 64 && !h.contains("s3cret")));
+}
+
+/// An event this version cannot read (a newer hub's, on a shared database) comes back as an
+/// error of its own, with its id, and the events around it still read.
+async fn an_event_of_an_unknown_kind_is_passed_by_alone(db: Db) {
+    let store = db.open().await;
+    store.insert_account(&crate::common::account("acme")).await.unwrap();
+    store.insert_cert(&crate::common::cert("web", "acme"), None).await.unwrap();
+    let start = store.notify_cursor().await.unwrap();
+    let first = store.record_event("web", certhub_store::EventKind::Issued, None).await.unwrap();
+    let odd = store.record_event("web", certhub_store::EventKind::Expiring, None).await.unwrap();
+    let last = store.record_event("web", certhub_store::EventKind::Revoked, None).await.unwrap();
+    sqlx::query("UPDATE events SET kind = 'carrier-pigeon' WHERE id = $1")
+        .bind(odd)
+        .execute(&db.raw().await)
+        .await
+        .unwrap();
+    let events = store.events_after(start, 10).await.unwrap();
+    let ids: Vec<i64> = events.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, [first, odd, last]);
+    assert!(events[0].1.is_ok() && events[2].1.is_ok());
+    let err = events[1].1.as_ref().unwrap_err().to_string();
+    assert!(err.contains("events row") && err.contains("carrier-pigeon"), "{err}");
 }
