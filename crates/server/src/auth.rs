@@ -1,55 +1,14 @@
 //! Who is calling: API tokens, roles and scopes; password hashing; sign-in rate limiting.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use base64::Engine as _;
 
-use crate::{AppState, Problem};
-
-/// What a user may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    /// Read certificates, accounts and history.
-    Viewer,
-    /// And request, renew and download keys.
-    Operator,
-    /// And manage users, settings and the audit log.
-    Admin,
-}
-
-impl Role {
-    /// The role named `s` (`admin`, `operator`, `viewer`).
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "admin" => Some(Self::Admin),
-            "operator" => Some(Self::Operator),
-            "viewer" => Some(Self::Viewer),
-            _ => None,
-        }
-    }
-
-    /// Its name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Admin => "admin",
-            Self::Operator => "operator",
-            Self::Viewer => "viewer",
-        }
-    }
-}
-
-/// Token scopes and the least role each needs.
-pub(crate) const SCOPES: &[(&str, Role)] = &[
-    ("cert:read", Role::Viewer),
-    ("cert:request", Role::Operator),
-    ("cert:key", Role::Operator),
-    ("admin", Role::Admin),
-];
+pub(crate) use crate::credentials::{
+    Role, SCOPES, argon2_task, dummy_hash, hash_password, new_token, random_secret, split_token,
+    verify_password,
+};
+use crate::problem::Problem;
+use crate::state::AppState;
 
 /// What a caller may do, by scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,7 +102,7 @@ impl Caller {
 pub(crate) fn source(parts: &Parts) -> String {
     parts
         .extensions
-        .get::<ConnectInfo<crate::Peer>>()
+        .get::<ConnectInfo<crate::listen::Peer>>()
         .map(|c| c.0.0.ip().to_string())
         .unwrap_or_else(|| "unknown".into())
 }
@@ -184,196 +143,5 @@ impl FromRequestParts<AppState> for Caller {
             source: source(parts),
             web: false,
         })
-    }
-}
-
-/// A new token: `chb_ID_SECRET`, with the id and the secret.
-pub(crate) fn new_token() -> (String, String, String) {
-    let id: String = (0..8).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
-    let secret = random_secret();
-    (format!("chb_{id}_{secret}"), id, secret)
-}
-
-pub(crate) fn split_token(token: &str) -> Option<(&str, &str)> {
-    let rest = token.strip_prefix("chb_")?;
-    let (id, secret) = rest.split_once('_')?;
-    (id.len() == 16 && !secret.is_empty()).then_some((id, secret))
-}
-
-/// 32 random bytes, base64url.
-pub(crate) fn random_secret() -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
-}
-
-/// An argon2id PHC string for `password`.
-pub fn hash_password(password: &str) -> Result<String, Problem> {
-    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(Problem::internal)?;
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(Problem::internal)
-}
-
-/// Does `password` match the PHC string?
-pub(crate) fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .map(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
-        .unwrap_or(false)
-}
-
-/// Sign-in failures per client address, and per user name from each address. An attempt
-/// counts when it is made (so guesses sent in parallel count too) and is taken back when it
-/// succeeds: only failures add up. After [`LoginLimiter::MAX_PER_PAIR`] failures on one name
-/// from one address, or [`LoginLimiter::MAX_PER_SOURCE`] from one address on any names, that
-/// address waits until [`LoginLimiter::WINDOW`] has passed since its last failure. A name is
-/// never locked for everyone: guesses from one address cannot keep its owner out, who signs
-/// in from their own. IPv6 clients count by their /64, which one client usually holds whole.
-///
-/// The table is bounded: when full, the entries quiet longest give way, unlocked ones first,
-/// so a flood of invented names costs only its own senders and never refuses everyone.
-#[derive(Default)]
-pub(crate) struct LoginLimiter {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
-}
-
-impl LoginLimiter {
-    const MAX_PER_PAIR: u32 = 5;
-    const MAX_PER_SOURCE: u32 = 20;
-    const WINDOW: Duration = Duration::from_secs(300);
-    const MAX_TRACKED: usize = 10_000;
-
-    /// The keys an attempt on `user` from `source` counts under.
-    fn keys(user: &str, source: &str) -> [String; 2] {
-        let source = match source.parse() {
-            Ok(ip) => crate::listen::client_key(ip).to_string(),
-            Err(_) => source.to_string(),
-        };
-        [format!("pair:{source} {user}"), format!("ip:{source}")]
-    }
-
-    /// Counts an attempt for `user` from `source`, or refuses it while that address is
-    /// locked for that name or for all.
-    pub fn attempt(&self, user: &str, source: &str) -> Result<(), Problem> {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let keys = Self::keys(user, source);
-        for (key, max) in keys.iter().zip([Self::MAX_PER_PAIR, Self::MAX_PER_SOURCE]) {
-            if let Some((n, last)) = failures.get(key)
-                && *n >= max
-                && last.elapsed() < Self::WINDOW
-            {
-                return Err(Problem::too_many(format!(
-                    "too many failed sign-ins from this address; try again in {} s",
-                    (Self::WINDOW - last.elapsed()).as_secs() + 1
-                )));
-            }
-        }
-        for key in keys {
-            if failures.len() >= Self::MAX_TRACKED && !failures.contains_key(&key) {
-                Self::make_room(&mut failures);
-            }
-            let entry = failures.entry(key).or_insert((0, Instant::now()));
-            if entry.1.elapsed() >= Self::WINDOW {
-                entry.0 = 0;
-            }
-            entry.0 += 1;
-            entry.1 = Instant::now();
-        }
-        Ok(())
-    }
-
-    /// Forgets what no longer counts; if the table is still full, a tenth of it that has been
-    /// quiet longest, entries that lock nothing first.
-    fn make_room(failures: &mut HashMap<String, (u32, Instant)>) {
-        failures.retain(|_, (_, last)| last.elapsed() < Self::WINDOW);
-        if failures.len() < Self::MAX_TRACKED {
-            return;
-        }
-        let mut by_age: Vec<(bool, Instant, String)> = failures
-            .iter()
-            .map(|(k, (n, last))| {
-                let max =
-                    if k.starts_with("ip:") { Self::MAX_PER_SOURCE } else { Self::MAX_PER_PAIR };
-                (*n >= max, *last, k.clone())
-            })
-            .collect();
-        by_age.sort();
-        for (_, _, key) in by_age.into_iter().take(Self::MAX_TRACKED / 10) {
-            failures.remove(&key);
-        }
-    }
-
-    /// A successful sign-in takes its attempt back and clears its name's failures from that
-    /// address.
-    pub fn succeeded(&self, user: &str, source: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let [pair, ip] = Self::keys(user, source);
-        failures.remove(&pair);
-        if let Some((n, _)) = failures.get_mut(&ip) {
-            *n = n.saturating_sub(1);
-        }
-    }
-}
-
-/// Runs argon2 off the async threads, two at a time: hashing takes tens of milliseconds and
-/// about 19 MiB, and sign-ins must not stall everything else.
-pub(crate) async fn argon2_task<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, Problem> {
-    static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
-    let _slot = SLOTS.acquire().await.map_err(Problem::internal)?;
-    tokio::task::spawn_blocking(f).await.map_err(Problem::internal)
-}
-
-/// A hash to verify against when the user does not exist, so the answer takes as long.
-pub(crate) fn dummy_hash() -> &'static str {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY.get_or_init(|| hash_password("certhub-dummy-password").unwrap_or_default())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn guesses_lock_their_address_not_the_name_and_successes_do_not_count() {
-        let limiter = LoginLimiter::default();
-        for _ in 0..LoginLimiter::MAX_PER_PAIR {
-            limiter.attempt("admin", "192.0.2.1").unwrap();
-        }
-        let refused = limiter.attempt("admin", "192.0.2.1").unwrap_err();
-        assert_eq!(refused.status, 429);
-        // The owner, from another address, is not kept out.
-        limiter.attempt("admin", "198.51.100.7").unwrap();
-        limiter.succeeded("admin", "198.51.100.7");
-        // Many good sign-ins from one address never add up.
-        for _ in 0..3 * LoginLimiter::MAX_PER_SOURCE {
-            limiter.attempt("ops", "203.0.113.5").unwrap();
-            limiter.succeeded("ops", "203.0.113.5");
-        }
-        // Failures on many names from one address do, and lock that address for all names.
-        for i in 0..LoginLimiter::MAX_PER_SOURCE {
-            limiter.attempt(&format!("user{i}"), "203.0.113.9").unwrap();
-        }
-        assert!(limiter.attempt("someone", "203.0.113.9").is_err());
-        // One IPv6 client counts by its /64.
-        for i in 0..LoginLimiter::MAX_PER_PAIR {
-            limiter.attempt("admin", &format!("2001:db8:1:2::{i:x}")).unwrap();
-        }
-        assert!(limiter.attempt("admin", "2001:db8:1:2:ffff::1").is_err());
-        assert!(limiter.attempt("admin", "2001:db8:1:3::1").is_ok());
-    }
-
-    #[test]
-    fn a_full_table_makes_room_instead_of_refusing_everyone() {
-        let limiter = LoginLimiter::default();
-        // Far more invented names from many addresses than the table holds.
-        for i in 0..LoginLimiter::MAX_TRACKED {
-            let source = format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256);
-            let _ = limiter.attempt(&format!("nobody{i}"), &source);
-        }
-        assert!(limiter.failures.lock().unwrap().len() <= LoginLimiter::MAX_TRACKED);
-        // A new address with the right password still gets in.
-        limiter.attempt("admin", "192.0.2.200").unwrap();
-        limiter.succeeded("admin", "192.0.2.200");
     }
 }

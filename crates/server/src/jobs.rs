@@ -47,7 +47,7 @@ impl Job {
             status: if lost { JobStatus::Interrupted } else { r.status },
             steps: r.steps,
             result: if lost { Some(INTERRUPTED.into()) } else { r.result },
-            started: crate::api::rfc3339_ms(r.created_at),
+            started: crate::clock::rfc3339_ms(r.created_at),
         }
     }
 }
@@ -98,7 +98,7 @@ impl Jobs {
 
     /// A job by id.
     pub async fn get(&self, id: &str) -> Result<Option<Job>, certhub_store::Error> {
-        let now = crate::api::now_ms();
+        let now = crate::clock::now_ms();
         Ok(self.store.job(id).await?.map(|r| Job::from_record(r, now)))
     }
 
@@ -158,6 +158,6 @@ impl Jobs {
                 }
             }
         });
-        Ok(Job::from_record(record, crate::api::now_ms()))
+        Ok(Job::from_record(record, crate::clock::now_ms()))
     }
 }

@@ -19,7 +19,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
-use crate::Problem;
+use crate::problem::Problem;
 
 /// The client's address, as handlers see it.
 #[derive(Debug, Clone, Copy)]

@@ -301,7 +301,7 @@ fn shape(method: &str, path: &str, schema: &mut SchemaGenerator) -> Option<Shape
             ..none
         },
         ("post", "/api/v1/certificates") => Shape {
-            body: body(schema.subschema_for::<crate::NewCertificate>()),
+            body: body(schema.subschema_for::<certhub_engine::NewCertificate>()),
             example: Some(
                 json!({ "name": "web", "account": "le", "domains": ["example.com"], "challenges": ["http-01:listen=0.0.0.0:80"] }),
             ),
@@ -314,7 +314,7 @@ fn shape(method: &str, path: &str, schema: &mut SchemaGenerator) -> Option<Shape
             Shape { ok: (204, Vec::new()), more: &[409], ..none }
         }
         ("patch", "/api/v1/certificates/{name}") => Shape {
-            body: body(schema.subschema_for::<crate::CertChanges>()),
+            body: body(schema.subschema_for::<certhub_engine::CertChanges>()),
             example: Some(json!({ "renew_at": "30d" })),
             ok: (200, json(certificate())),
             ..none
@@ -333,7 +333,7 @@ fn shape(method: &str, path: &str, schema: &mut SchemaGenerator) -> Option<Shape
             Shape { ok: (204, Vec::new()), ..none }
         }
         ("post", "/api/v1/certificates/import") => Shape {
-            body: body(schema.subschema_for::<crate::Import>()),
+            body: body(schema.subschema_for::<certhub_engine::Import>()),
             example: Some(
                 json!({ "name": "bought", "cert_pem": "-----BEGIN CERTIFICATE-----…", "key_pem": "-----BEGIN PRIVATE KEY-----…" }),
             ),
@@ -343,7 +343,7 @@ fn shape(method: &str, path: &str, schema: &mut SchemaGenerator) -> Option<Shape
         },
         ("get", "/api/v1/settings") => Shape { ok: (200, json(any_object())), ..none },
         ("patch", "/api/v1/settings") => Shape {
-            body: body(schema.subschema_for::<crate::SettingsChanges>()),
+            body: body(schema.subschema_for::<certhub_engine::SettingsChanges>()),
             example: Some(json!({ "check_interval_seconds": 600 })),
             ok: (200, json(any_object())),
             ..none
@@ -407,7 +407,7 @@ fn shape(method: &str, path: &str, schema: &mut SchemaGenerator) -> Option<Shape
         ("get", "/api/v1/jobs/{id}") => Shape { ok: (200, json(job())), ..none },
         ("get", "/api/v1/accounts") => Shape { ok: (200, json(items(any_object()))), ..none },
         ("post", "/api/v1/accounts") => Shape {
-            body: body(schema.subschema_for::<crate::NewAccount>()),
+            body: body(schema.subschema_for::<certhub_engine::NewAccount>()),
             example: Some(
                 json!({ "name": "le", "directory": "letsencrypt", "email": "ops@example.com", "agree_tos": true }),
             ),

@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::{ApiResult, body, engine};
-use crate::AppState;
 use crate::auth::{Caller, Need};
+use crate::state::AppState;
 
 pub(super) async fn list_accounts(
     State(state): State<AppState>,
@@ -37,7 +37,7 @@ pub(super) async fn create_account(
     caller: Caller,
     bytes: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let req: crate::NewAccount = body(&bytes)?;
+    let req: certhub_engine::NewAccount = body(&bytes)?;
     Ok((StatusCode::CREATED, Json(add_account(&state, &caller, req).await?)))
 }
 
@@ -45,7 +45,7 @@ pub(super) async fn create_account(
 pub(crate) async fn add_account(
     state: &AppState,
     caller: &Caller,
-    req: crate::NewAccount,
+    req: certhub_engine::NewAccount,
 ) -> ApiResult<Value> {
     caller.require(Need::Admin)?;
     let entry = caller.entry("account.create", &req.name);

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 use super::{ApiResult, rfc3339_ms};
 use crate::auth::{Caller, Need};
-use crate::{AppState, Problem};
+use crate::problem::Problem;
+use crate::state::AppState;
 
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -12,7 +12,8 @@ use super::{
     ApiResult, Specs, body, cert_or_404, cert_view, engine, now_ms, rfc3339_ms, summary_view,
 };
 use crate::auth::{Caller, Need};
-use crate::{AppState, Problem};
+use crate::problem::Problem;
+use crate::state::AppState;
 
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -82,7 +83,7 @@ pub(super) async fn create_certificate(
     caller: Caller,
     bytes: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let req: crate::NewCertificate = body(&bytes)?;
+    let req: certhub_engine::NewCertificate = body(&bytes)?;
     let c = add_certificate(&state, &caller, req).await?;
     Ok((StatusCode::CREATED, Json(cert_view(&c, None))))
 }
@@ -92,7 +93,7 @@ pub(super) async fn create_certificate(
 pub(crate) async fn add_certificate(
     state: &AppState,
     caller: &Caller,
-    req: crate::NewCertificate,
+    req: certhub_engine::NewCertificate,
 ) -> ApiResult<CertRecord> {
     caller.require(Need::Admin)?;
     let name = req.name.clone();
@@ -132,7 +133,7 @@ pub(crate) async fn edit(
     state: &AppState,
     caller: &Caller,
     name: &str,
-    changes: crate::CertChanges,
+    changes: certhub_engine::CertChanges,
 ) -> ApiResult<Vec<String>> {
     caller.require(Need::Admin)?;
     cert_or_404(state, name).await?;
@@ -156,7 +157,7 @@ pub(super) async fn import_certificate(
     caller: Caller,
     bytes: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let req: crate::Import = body(&bytes)?;
+    let req: certhub_engine::Import = body(&bytes)?;
     Ok((StatusCode::CREATED, Json(import(&state, &caller, req).await?)))
 }
 
@@ -165,7 +166,7 @@ pub(super) async fn import_certificate(
 pub(crate) async fn import(
     state: &AppState,
     caller: &Caller,
-    req: crate::Import,
+    req: certhub_engine::Import,
 ) -> ApiResult<Value> {
     caller.require(Need::Admin)?;
     let engine = engine(state)?;
@@ -202,7 +203,7 @@ pub(crate) async fn start_request(
     state: &AppState,
     caller: &Caller,
     name: &str,
-) -> ApiResult<crate::Job> {
+) -> ApiResult<crate::jobs::Job> {
     caller.require(Need::Request)?;
     cert_or_404(state, name).await?;
     let entry = caller.entry("cert.request", name);
@@ -424,7 +425,7 @@ pub(super) async fn replace_challenges(
     if specs.is_empty() {
         return Err(Problem::invalid("specs", "give at least one challenge SPEC"));
     }
-    let changes = crate::CertChanges { challenges: specs, ..Default::default() };
+    let changes = certhub_engine::CertChanges { challenges: specs, ..Default::default() };
     edit(&state, &caller, &name, changes).await?;
     Ok(Json(challenges_view(&cert_or_404(&state, &name).await?)))
 }

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 use super::{ApiResult, Specs, body, cert_or_404, engine, rfc3339_ms};
 use crate::auth::{Caller, Need};
-use crate::{AppState, Problem};
+use crate::problem::Problem;
+use crate::state::AppState;
 
 pub(super) async fn list_deployments(
     State(state): State<AppState>,

@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 
 use super::ApiResult;
 use crate::auth::{Caller, Need};
-use crate::{AppState, Problem};
+use crate::problem::Problem;
+use crate::state::AppState;
 
 pub(super) async fn get_job(
     State(state): State<AppState>,

@@ -12,6 +12,7 @@ mod setup;
 mod tokens;
 mod users;
 
+pub(crate) use crate::clock::{now_ms, rfc3339_ms};
 use axum::Router;
 use axum::routing::{get, post};
 use certhub_store::RETRY_STOPPED;
@@ -19,7 +20,8 @@ use certhub_store::{CertRecord, CertSummary, IssuedRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{AppState, Problem};
+use crate::problem::Problem;
+use crate::state::AppState;
 
 pub(crate) use accounts::add_account;
 pub(crate) use audit::AuditQuery;
@@ -39,7 +41,6 @@ type ApiResult<T> = Result<T, Problem>;
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/health", get(health::health))
-        .route("/api/v1/openapi.json", get(health::openapi))
         .route("/api/v1/setup", post(setup::setup))
         .route("/api/v1/tokens", post(tokens::create_token).get(tokens::list_tokens))
         .route("/api/v1/tokens/{id}", axum::routing::delete(tokens::revoke_token))
@@ -124,7 +125,7 @@ pub(crate) async fn cert_or_404(state: &AppState, name: &str) -> ApiResult<CertR
 }
 
 /// The hub's engine; 503 without one.
-pub(crate) fn engine(state: &AppState) -> ApiResult<std::sync::Arc<crate::Engine>> {
+pub(crate) fn engine(state: &AppState) -> ApiResult<std::sync::Arc<certhub_engine::Engine>> {
     state
         .engine
         .clone()
@@ -171,16 +172,4 @@ pub(crate) fn summary_view(c: &CertSummary) -> Value {
             "retries_stopped": c.next_attempt_at == Some(RETRY_STOPPED),
         },
     })
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// Epoch milliseconds as RFC 3339 UTC.
-pub(crate) fn rfc3339_ms(ms: i64) -> String {
-    certhub_core::rfc3339(ms.div_euclid(1000))
 }

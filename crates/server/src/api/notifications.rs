@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 
 use super::{ApiResult, body};
 use crate::auth::{Caller, Need};
-use crate::{AppState, Problem};
+use crate::problem::Problem;
+use crate::state::AppState;
 
 /// A channel as shown: where it sends, never its secrets.
 pub(crate) fn channel_view(c: &certhub_store::ChannelRecord) -> Value {

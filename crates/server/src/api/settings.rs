@@ -5,8 +5,8 @@ use axum::extract::State;
 use serde_json::{Value, json};
 
 use super::{ApiResult, body};
-use crate::AppState;
 use crate::auth::{Caller, Need};
+use crate::state::AppState;
 
 pub(super) async fn settings(
     State(state): State<AppState>,
@@ -30,7 +30,7 @@ pub(super) async fn change_settings(
 pub(crate) async fn change_settings_as(
     state: &AppState,
     caller: &Caller,
-    changes: crate::SettingsChanges,
+    changes: certhub_engine::SettingsChanges,
 ) -> ApiResult<Vec<String>> {
     caller.require(Need::Admin)?;
     Ok(state.settings.change(&state.store, changes, caller.entry("settings.update", "hub")).await?)

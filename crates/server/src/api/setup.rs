@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 
 use super::{ApiResult, body, check_password, check_username};
 use crate::auth;
-use crate::{AppState, Problem};
+use crate::problem::Problem;
+use crate::state::AppState;
 
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 
 use super::{ApiResult, body, now_ms, rfc3339_ms};
 use crate::auth::{self, Caller, Need, Role, SCOPES};
-use crate::{AppState, Problem};
+use crate::problem::Problem;
+use crate::state::AppState;
 
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

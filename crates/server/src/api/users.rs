@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 
 use super::{ApiResult, body, check_password, check_username, rfc3339_ms};
 use crate::auth::{self, Caller, Need, Role};
-use crate::{AppState, Problem};
+use crate::problem::Problem;
+use crate::state::AppState;
 
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

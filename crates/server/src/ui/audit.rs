@@ -6,9 +6,10 @@ use axum::response::Response;
 
 use super::session::Session;
 use super::{PageInfo, problem_page, render};
-use crate::api::rfc3339_ms;
 use crate::auth::Need;
-use crate::{AppState, Problem};
+use crate::clock::rfc3339_ms;
+use crate::problem::Problem;
+use crate::state::AppState;
 
 // ----- audit -----
 

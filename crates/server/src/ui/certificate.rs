@@ -11,9 +11,11 @@ use super::{
     CertRow, Errors, FormData, Fragment, PageInfo, problem_fragment, problem_page, render,
     render_status,
 };
-use crate::api::{self, rfc3339_ms};
+use crate::api;
 use crate::auth::Need;
-use crate::{AppState, Problem};
+use crate::clock::rfc3339_ms;
+use crate::problem::Problem;
+use crate::state::AppState;
 
 /// The detail page's tabs: id and label.
 pub(crate) const TABS: &[(&str, &str)] = &[
@@ -237,7 +239,7 @@ pub(super) async fn edit_certificate(
 ) -> Response {
     let tab = if form.value("tab") == "advanced" { "advanced" } else { "authorization" };
     let mut errors = Errors::default();
-    let mut changes = crate::CertChanges::default();
+    let mut changes = certhub_engine::CertChanges::default();
     if tab == "authorization" {
         changes.challenges = form.lines("challenges");
         if changes.challenges.is_empty() {
@@ -359,7 +361,7 @@ pub(super) async fn test_certificate(
 #[derive(Template)]
 #[template(path = "job.html")]
 struct JobFragment {
-    job: crate::Job,
+    job: crate::jobs::Job,
 }
 
 pub(super) async fn request_certificate(

@@ -9,7 +9,8 @@ use super::session::{self, Session};
 use super::{CertRow, PageInfo, problem_page, render};
 use crate::api::{self, ListQuery};
 use crate::auth::Need;
-use crate::{AppState, Problem};
+use crate::problem::Problem;
+use crate::state::AppState;
 
 // ----- certificates -----
 

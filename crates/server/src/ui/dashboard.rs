@@ -9,7 +9,8 @@ use super::session::Session;
 use super::{CertRow, PageInfo, now_secs, problem_page, render};
 use crate::api;
 use crate::auth::Need;
-use crate::{AppState, Problem};
+use crate::problem::Problem;
+use crate::state::AppState;
 
 // ----- dashboard -----
 

@@ -7,9 +7,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::session::{self, Posted, Session};
 use super::{Errors, FormData, PageInfo, problem_page, render, render_status};
-use crate::AppState;
 use crate::api;
 use crate::auth::Need;
+use crate::state::AppState;
 
 #[derive(Template)]
 #[template(path = "certificate_import.html")]
@@ -53,7 +53,7 @@ pub(super) async fn import_certificate(
         _ => {}
     }
     if errors.is_empty() {
-        let req = crate::Import {
+        let req = certhub_engine::Import {
             name: name.clone(),
             key_pem: if cert_pem.is_some() { form.text("key_pem") } else { None },
             cert_pem,

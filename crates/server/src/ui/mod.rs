@@ -31,9 +31,9 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde_json::Value;
 
-use crate::api;
 use crate::auth::Role;
-use crate::{AppState, Problem};
+use crate::problem::Problem;
+use crate::state::AppState;
 use session::Session;
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -293,7 +293,7 @@ impl CertRow {
 }
 
 fn now_secs() -> i64 {
-    api::now_ms().div_euclid(1000)
+    crate::clock::now_ms().div_euclid(1000)
 }
 
 /// Unix seconds of an RFC 3339 UTC time as the API writes it.

@@ -9,7 +9,8 @@ use super::session::{self, Posted, Session};
 use super::{Errors, FormData, PageInfo, problem_page, render, render_status};
 use crate::api;
 use crate::auth::Need;
-use crate::{AppState, Problem};
+use crate::problem::Problem;
+use crate::state::AppState;
 
 #[derive(Template)]
 #[template(path = "certificate_new.html")]
@@ -105,7 +106,7 @@ pub(super) async fn create_certificate(
     if !errors.is_empty() {
         return new_cert_form(&state, &s, form, errors).await;
     }
-    let req = crate::NewCertificate {
+    let req = certhub_engine::NewCertificate {
         name: name.clone(),
         account,
         domains,

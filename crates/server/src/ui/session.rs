@@ -8,9 +8,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
-use crate::AppState;
-use crate::api::now_ms;
 use crate::auth::{self, Caller, Role};
+use crate::clock::now_ms;
+use crate::state::AppState;
 use certhub_store::TokenKind;
 
 /// The cookie's name.
@@ -83,7 +83,7 @@ impl FromRequestParts<AppState> for Session {
         let Some((id, secret)) = cookie(&parts.headers, COOKIE).and_then(auth::split_token) else {
             return Err(to_sign_in(parts, None));
         };
-        let fail = |e: certhub_store::Error| crate::Problem::from(e).into_response();
+        let fail = |e: certhub_store::Error| crate::problem::Problem::from(e).into_response();
         let Some((record, role)) = state.store.verify_token(id, secret).await.map_err(fail)? else {
             return Err(to_sign_in(parts, Some("expired")));
         };
@@ -160,7 +160,7 @@ pub(crate) async fn start(
     user: &certhub_store::UserRecord,
     source: &str,
     secure: bool,
-) -> Result<String, crate::Problem> {
+) -> Result<String, crate::problem::Problem> {
     let expires = now_ms() + SESSION_HOURS * 3_600_000;
     let (token, _) = crate::api::issue_token(
         state,

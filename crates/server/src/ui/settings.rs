@@ -11,9 +11,11 @@ use super::session::{Posted, Session};
 use super::{
     Errors, FormData, Fragment, PageInfo, problem_fragment, problem_page, render, render_status,
 };
-use crate::api::{self, rfc3339_ms};
+use crate::api;
 use crate::auth::Need;
-use crate::{AppState, Problem};
+use crate::clock::rfc3339_ms;
+use crate::problem::Problem;
+use crate::state::AppState;
 
 // ----- settings -----
 
@@ -25,7 +27,7 @@ struct SettingsPage {
     accounts: Vec<AccountRow>,
     users: Vec<(String, String)>,
     tokens: Vec<TokenRow>,
-    settings: crate::Settings,
+    settings: certhub_engine::Settings,
     channels: Vec<ChannelRow>,
     /// A token just made, shown once.
     new_token: Option<String>,
@@ -183,7 +185,7 @@ pub(super) async fn add_account(
     if !errors.is_empty() {
         return settings_page(&state, &s, None, form, errors, "account", None).await;
     }
-    let req = crate::NewAccount {
+    let req = certhub_engine::NewAccount {
         name: name.clone(),
         directory,
         email: form.text("email"),
@@ -232,7 +234,7 @@ pub(super) async fn save_renewal(
     if form.text("renewal_policy").is_none() {
         errors.add("renewal_policy", "give a renewal policy, e.g. 75% or 30d");
     }
-    let changes = crate::SettingsChanges {
+    let changes = certhub_engine::SettingsChanges {
         renewal_policy: form.text("renewal_policy").filter(|p| *p != now.policy),
         check_interval_seconds: number(
             &form,

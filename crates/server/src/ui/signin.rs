@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use super::session::{self, Posted};
 use super::{Errors, FormData, PageInfo, render_status};
 use crate::api;
-use crate::{AppState, Problem};
+use crate::problem::Problem;
+use crate::state::AppState;
 
 // ----- sign-in and setup -----
 
