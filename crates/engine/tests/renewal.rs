@@ -1,11 +1,15 @@
-//! The retry policy in the engine, against the scripted fake CA: a refusal for good stops
-//! automatic retries until the certificate is changed (or a fallback account takes over);
-//! a transient failure waits for the backoff table or the CA's Retry-After.
+//! Renewal in the engine, against the scripted fake CA. The retry policy: a refusal for good
+//! stops automatic retries until the certificate is changed (or a fallback account takes
+//! over); a transient failure waits for the backoff table or the CA's Retry-After. The hub's
+//! scheduler: it sleeps until the earliest recorded check time, or until a change of a
+//! certificate wakes it; the check interval (here five minutes) only bounds the sleep.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use certhub_engine::{Actor, CertChanges, Engine, Kind, LogProgress, NewAccount, NewCertificate};
+use certhub_engine::{
+    Actor, CertChanges, Engine, Kind, LogProgress, NewAccount, NewCertificate, Settings,
+};
 use certhub_testkit::fake_ca::{FakeCa, Scripted};
 
 struct Setup {
@@ -15,11 +19,16 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(Settings::default()).await
+}
+
+async fn setup_with(settings: Settings) -> Setup {
     let dir = tempfile::TempDir::new().unwrap();
     let store = certhub_store::Store::open(dir.path()).await.unwrap();
     let config =
         certhub_engine::Config { data_dir: dir.path().to_path_buf(), ..Default::default() };
-    let engine = Engine::new(store, config);
+    let settings = certhub_engine::SharedSettings::new(settings);
+    let engine = Engine::with_settings(store, config, settings);
     let ca = FakeCa::start().await;
     for name in ["main", "other"] {
         let account = NewAccount {
@@ -186,4 +195,72 @@ async fn an_account_changed_by_another_process_is_connected_anew() {
     let err = engine.request("shop", Duration::from_secs(30), &LogProgress).await.unwrap_err();
     assert!(err.message.contains("account main is deactivated"), "{err}");
     assert_eq!(ca.requests_to("/new-order").len(), orders, "no order with a stale account");
+}
+
+async fn orders_reach(ca: &FakeCa, n: usize, what: &str) {
+    certhub_testkit::wait_until(what, Duration::from_secs(20), || async {
+        (ca.requests_to("/new-order").len() >= n).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_scheduler_wakes_at_the_next_check_time_and_on_a_change() {
+    let Setup { _dir, ca, engine } =
+        setup_with(Settings { check_interval_secs: 300, ..Settings::default() }).await;
+    let store = engine.store().clone();
+    let engine = Arc::new(engine);
+    add(&engine, "web", None).await;
+    // Its next look is recorded for three seconds from now.
+    let seen = store.cert("web").await.unwrap().unwrap().updated_at;
+    let at = certhub_engine::unix_ms(std::time::SystemTime::now()) + 3_000;
+    assert!(store.set_cert_check("web", at, Some("75%"), seen).await.unwrap());
+
+    refuse(&ca, 400, "rejectedIdentifier", None);
+    let checks = async {
+        // The first look (at start) finds nothing due; the next comes at the recorded time,
+        // not after the five-minute interval.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        assert_eq!(ca.requests_to("/new-order").len(), 0, "ordered before its time");
+        orders_reach(&ca, 1, "the look at the recorded time").await;
+        // Refused for good: it waits for a change, and a change wakes the scheduler at once.
+        certhub_testkit::wait_until("the refusal to be recorded", Duration::from_secs(10), || {
+            let store = store.clone();
+            async move {
+                let c = store.cert("web").await.ok()??;
+                (c.next_attempt_at == Some(certhub_store::RETRY_STOPPED)).then_some(())
+            }
+        })
+        .await;
+        // A certificate that was issued once (and since revoked, so due at once when its
+        // retries start again): a change wakes the scheduler for it.
+        let issued = certhub_store::IssuedRecord {
+            id: 0,
+            cert_name: "web".into(),
+            order_id: None,
+            serial_hex: "01".into(),
+            issuer: "CN=Test".into(),
+            sans: vec![certhub_core::Identifier::Dns("web.test".into())],
+            not_before: 0,
+            not_after: 1,
+            chain_pem: String::new(),
+            key_type: "ec-p256".into(),
+            key_pkcs8: Default::default(),
+            revoked_at: Some(1),
+            revocation_reason: None,
+            created_at: 0,
+        };
+        store.insert_issued(&issued, None).await.unwrap();
+        refuse(&ca, 400, "rejectedIdentifier", None);
+        let changes = CertChanges { renew_at: Some("30d".into()), ..Default::default() };
+        engine.edit("web", &changes, Actor::cli().entry("cert.update", "web")).await.unwrap();
+        orders_reach(&ca, 2, "the look after the change").await;
+    };
+    // The scheduler runs until the checks are done (the hub runs it beside its server).
+    tokio::select! {
+        () = certhub_engine::scheduler::run(engine.clone(), Vec::new(), || async {}) => {
+            unreachable!("the scheduler runs until it is dropped")
+        }
+        () = checks => {}
+    }
 }
