@@ -87,9 +87,7 @@ pub async fn plan(store: &Store, name: &str, default_policy: &str) -> anyhow::Re
             let mut renewal = match decision {
                 Decision::RenewNow(_) => json!({ "when": "now: it is due" }),
                 Decision::RenewAt(t, _) => {
-                    let secs =
-                        t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-                    json!({ "when": rfc3339(secs) })
+                    json!({ "when": rfc3339(crate::clock::unix_ms(t) / 1000) })
                 }
             };
             renewal["policy"] = json!(policy_text);

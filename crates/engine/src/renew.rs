@@ -120,7 +120,11 @@ async fn look(
     let not_due = match &looked.due {
         Due::Now => return Ok(Step::Due(DueNow { lock, looked: Some(looked) })),
         Due::At(at, reason) => {
-            format!("not due until {} ({})", rfc3339(unix(*at)), why(*reason))
+            format!(
+                "not due until {} ({})",
+                rfc3339(crate::clock::unix_ms(*at) / 1000),
+                why(*reason)
+            )
         }
         Due::Watched(status) => status.clone(),
         Due::Stopped(why) => {
@@ -342,10 +346,6 @@ fn why(reason: Reason) -> &'static str {
         Reason::Expired => "expired",
         Reason::Policy => "renewal policy",
     }
-}
-
-fn unix(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// The CA's renewal window for the issued certificate `issued_id`, with when to ask again
