@@ -542,10 +542,16 @@ impl Issuer {
     async fn clean_leftovers(&self, name: &str) -> anyhow::Result<()> {
         for order in self.store.orders_for(name).await? {
             for p in self.store.presented_for(order.id).await? {
-                let spec: ChallengeSpec = serde_json::from_value(p.spec.clone())
-                    .context("a recorded challenge spec is unreadable")?;
-                let challenge = pending_from_json(&p.challenge)
-                    .context("a recorded challenge is unreadable")?;
+                let unreadable = |what| {
+                    format!(
+                        "the {what} of presented challenge {} (order {}) is unreadable",
+                        p.id, order.id
+                    )
+                };
+                let spec: ChallengeSpec =
+                    serde_json::from_value(p.spec.clone()).with_context(|| unreadable("spec"))?;
+                let challenge =
+                    pending_from_json(&p.challenge).with_context(|| unreadable("challenge"))?;
                 let solver = self.solvers.for_spec(&spec).await?;
                 if let Err(e) = solver.cleanup(&challenge).await {
                     tracing::warn!(cert = name, error = %e, "cleaning up an interrupted challenge failed");
@@ -688,7 +694,12 @@ fn pending_from_json(v: &serde_json::Value) -> anyhow::Result<PendingChallenge> 
     Ok(PendingChallenge {
         kind: serde_json::from_value(v["kind"].clone())?,
         identifier: serde_json::from_value(v["identifier"].clone())?,
-        token: v["token"].as_str().unwrap_or_default().to_string(),
-        key_authorization: v["key_authorization"].as_str().unwrap_or_default().to_string(),
+        token: text(v, "token")?,
+        key_authorization: text(v, "key_authorization")?,
     })
+}
+
+/// The text member `key` of a recorded challenge; a missing one is an error naming it.
+fn text(v: &serde_json::Value, key: &str) -> anyhow::Result<String> {
+    v[key].as_str().map(str::to_string).ok_or_else(|| anyhow!("it has no {key}"))
 }

@@ -197,6 +197,33 @@ async fn an_account_changed_by_another_process_is_connected_anew() {
     assert_eq!(ca.requests_to("/new-order").len(), orders, "no order with a stale account");
 }
 
+#[tokio::test]
+async fn a_recorded_challenge_that_cannot_be_read_stops_the_request_naming_it() {
+    let Setup { ca, engine, .. } = setup().await;
+    add(&engine, "api", None).await;
+    // A run killed while presenting left a record, since damaged: no token.
+    let store = engine.store();
+    let order = store.create_order("api", "main", None, None).await.unwrap();
+    let spec = certhub_core::ChallengeSpec::parse("http-01:listen=127.0.0.1:0").unwrap();
+    let damaged = serde_json::json!({
+        "kind": "http-01",
+        "identifier": { "type": "dns", "value": "api.test" },
+        "key_authorization": "abc.def",
+    });
+    let id = store
+        .record_presented(order.id, &serde_json::to_value(&spec).unwrap(), &damaged)
+        .await
+        .unwrap();
+    let err = engine.request("api", Duration::from_secs(30), &LogProgress).await.unwrap_err();
+    assert!(
+        err.message
+            .contains(&format!("the challenge of presented challenge {id} (order {})", order.id))
+            && err.message.contains("it has no token"),
+        "{err}"
+    );
+    assert!(ca.requests_to("/new-order").is_empty(), "nothing is ordered past the damage");
+}
+
 async fn orders_reach(ca: &FakeCa, n: usize, what: &str) {
     certhub_testkit::wait_until(what, Duration::from_secs(20), || async {
         (ca.requests_to("/new-order").len() >= n).then_some(())
