@@ -134,7 +134,10 @@ async fn new_cert_form(
     values: FormData,
     errors: Errors,
 ) -> Response {
-    let accounts = account_names(state).await.unwrap_or_default();
+    let accounts = match account_names(state).await {
+        Ok(a) => a,
+        Err(p) => return problem_page(p, s),
+    };
     render_status(
         StatusCode::BAD_REQUEST,
         &NewCertPage {
