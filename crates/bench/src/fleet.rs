@@ -124,7 +124,6 @@ pub async fn populate(args: PopulateArgs) -> anyhow::Result<()> {
     }
     let task = certhub_core::deploy::DeployTask::parse("files:dir=/etc/ssl/certhub", "files")
         .map_err(|e| anyhow::anyhow!("{}: {}", e.spec, e.reason))?;
-    let task = serde_json::to_value(&task)?;
     let started = Instant::now();
     let done = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<anyhow::Result<()>> = futures::stream::iter(0..args.certs)
@@ -159,7 +158,7 @@ async fn one_cert(
     now_ms: i64,
     chain_pem: &str,
     key: &[u8],
-    task: &Value,
+    task: &certhub_core::DeployTask,
 ) -> anyhow::Result<()> {
     let s = shape(i);
     let name = cert_name(i);
@@ -226,7 +225,7 @@ async fn one_cert(
         }
     }
     if !i.is_multiple_of(3) {
-        store.add_deploy_tasks(&name, &[("files".into(), task.clone())], None).await?;
+        store.add_deploy_tasks(&name, std::slice::from_ref(task), None).await?;
     }
     // When the scheduler looks next: a few now, the rest when they fall due or their
     // window is asked for again.

@@ -25,7 +25,8 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-pub fn print_json(value: &serde_json::Value) {
+/// Prints `value` as indented JSON.
+pub fn print_json(value: &impl serde::Serialize) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
 

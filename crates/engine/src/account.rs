@@ -10,7 +10,7 @@ use certhub_store::{AccountRecord, AuditEntry, Store};
 use zeroize::Zeroizing;
 
 use crate::clock::now_secs;
-use crate::error::{Kind, fail, invalid};
+use crate::error::{Kind, at_field, fail, invalid};
 
 /// A CA account to register (`POST /api/v1/accounts`, `certhub account add`).
 #[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
@@ -182,12 +182,20 @@ pub async fn register(
         }
     }
 
-    let client = Client::new(
-        &directory_url,
-        ClientConfig { ca_bundle_pem: ca_bundle_pem.clone(), ..ClientConfig::default() },
-    )
-    .await
-    .with_context(|| format!("cannot fetch the ACME directory {directory_url}"))?;
+    let config = ClientConfig { ca_bundle_pem: ca_bundle_pem.clone(), ..ClientConfig::default() };
+    let client = match Client::new(&directory_url, config).await {
+        Ok(client) => client,
+        Err(e) => {
+            // An untrusted CA wants a CA bundle; anything else is about the directory URL.
+            let field = match e {
+                certhub_acme::Error::Untrusted { .. } => "ca_bundle_pem",
+                _ => "directory",
+            };
+            let e = anyhow::Error::new(e)
+                .context(format!("cannot fetch the ACME directory {directory_url}"));
+            return Err(at_field(e, field));
+        }
+    };
     let meta = &client.directory().meta;
     if !args.agree_tos {
         let tos = meta.terms_of_service.as_deref().unwrap_or("see the CA's web site");

@@ -186,7 +186,6 @@ pub async fn create(
     }
     let now = now_secs() * 1000;
     // The certificate and its tasks are stored together, with the audit entry.
-    let stored_tasks = crate::deploy::task_values(&tasks)?;
     store
         .insert_cert_with_tasks(
             &CertRecord {
@@ -208,7 +207,7 @@ pub async fn create(
                 updated_at: now,
                 ..CertRecord::default()
             },
-            &stored_tasks,
+            &tasks,
             Some(audit),
         )
         .await?;
@@ -293,7 +292,7 @@ pub async fn apply_set(
         changes.push(format!("falls back after {n} failures in a row"));
     }
     if changes.is_empty() {
-        return Err(invalid("renew_at", "nothing to change; see `certhub cert set --help`"));
+        return Err(fail(Kind::Invalid, "nothing to change; see `certhub cert set --help`"));
     }
     // A refusal for good was of the certificate as it was: the changed one is tried again.
     if c.next_attempt_at == Some(certhub_store::RETRY_STOPPED) {

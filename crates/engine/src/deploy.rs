@@ -4,12 +4,10 @@
 //! certificate (it failed, or was skipped after an earlier failure) is pending, and
 //! `certhub renew --due` retries it.
 
-use anyhow::Context as _;
 use certhub_core::cert::split_pem_chain;
 use certhub_core::{DeployTask, Identifier};
 use certhub_deploy::{Facts, Issued, Outcome, Run};
 use certhub_store::{AuditEntry, IssuedRecord, Store};
-use serde_json::json;
 
 use crate::error::{Kind, fail, invalid};
 use crate::progress::Progress;
@@ -98,13 +96,8 @@ pub async fn store_tasks(
     if tasks.is_empty() {
         return Ok(());
     }
-    store.add_deploy_tasks(cert, &task_values(tasks)?, audit).await?;
+    store.add_deploy_tasks(cert, tasks, audit).await?;
     Ok(())
-}
-
-/// Tasks as the store keeps them: name and task.
-pub fn task_values(tasks: &[DeployTask]) -> anyhow::Result<Vec<(String, serde_json::Value)>> {
-    tasks.iter().map(|t| Ok((t.name.clone(), serde_json::to_value(t)?))).collect()
 }
 
 /// Adds deployment tasks from `specs` after the certificate's existing ones, with `audit`'s
@@ -125,22 +118,12 @@ pub async fn add_specs(
     Ok(tasks)
 }
 
-/// The certificate's tasks, parsed.
+/// The certificate's tasks, with how each last ran.
 pub async fn tasks(
     store: &Store,
     cert: &str,
 ) -> anyhow::Result<Vec<(DeployTask, certhub_store::DeployTaskRecord)>> {
-    store
-        .deploy_tasks(cert)
-        .await?
-        .into_iter()
-        .map(|r| {
-            let t: DeployTask = serde_json::from_value(r.task.clone()).with_context(|| {
-                format!("the stored deployment task {} of {cert} is unreadable", r.name)
-            })?;
-            Ok((t, r))
-        })
-        .collect()
+    Ok(store.deploy_tasks(cert).await?.into_iter().map(|r| (r.task.clone(), r)).collect())
 }
 
 /// The facts of an issued certificate for the tasks.
@@ -252,20 +235,4 @@ pub async fn retry_pending(
     let report =
         deploy(store, cert, Some(&latest), None, Scope::Pending, false, Some(progress)).await?;
     Ok((report.ran() > 0).then_some(report))
-}
-
-/// What `cert preview` shows of the tasks.
-pub async fn plan(store: &Store, cert: &str) -> anyhow::Result<Vec<serde_json::Value>> {
-    Ok(tasks(store, cert)
-        .await?
-        .iter()
-        .map(|(t, _)| {
-            json!({
-                "task": t.name,
-                "when": t.trigger.as_str(),
-                "timeout": t.timeout.as_secs(),
-                "does": t.action.describe(),
-            })
-        })
-        .collect())
 }

@@ -12,13 +12,14 @@ use certhub_store::{AuditEntry, IssuedRecord, Store};
 use crate::account::{self, NewAccount};
 use crate::actor::Actor;
 use crate::cert::{self, Added, CertChanges, NewCertificate, Probe};
+use crate::deploy;
 use crate::error::Error;
 use crate::import::{self, Bundle, Import, Imported};
 use crate::issue::Issuer;
+use crate::preview::{self, Preview};
 use crate::progress::Progress;
 use crate::renew::{self, RenewRun, RenewSummary};
 use crate::settings::{Settings, SharedSettings};
-use crate::{deploy, preview};
 
 /// What an engine needs besides its store.
 #[derive(Clone, Debug, Default)]
@@ -103,14 +104,10 @@ impl Engine {
         Ok(cert::create(&self.store, c, &audit).await?)
     }
 
-    /// The plan of requesting certificate `name` now, with nothing sent or written: JSON
-    /// with a `summary` (lines in plain language) and the details. `policy` is the renewal
-    /// policy of certificates without their own (the hub's setting when `None`).
-    pub async fn preview(
-        &self,
-        name: &str,
-        policy: Option<&str>,
-    ) -> Result<serde_json::Value, Error> {
+    /// The plan of requesting certificate `name` now, with nothing sent or written: the
+    /// details and a `summary` (lines in plain language). `policy` is the renewal policy of
+    /// certificates without their own (the hub's setting when `None`).
+    pub async fn preview(&self, name: &str, policy: Option<&str>) -> Result<Preview, Error> {
         let policy = policy.map_or_else(|| self.settings.get().policy, str::to_string);
         Ok(preview::plan(&self.store, name, &policy).await?)
     }

@@ -180,7 +180,6 @@ impl Error {
                 match e {
                     certhub_acme::Error::Untrusted { .. } => {
                         out.kind = Kind::Invalid;
-                        out.field = Some("ca_bundle_pem");
                         out.hint = Some(UNTRUSTED_HINT);
                     }
                     e if e.is_retryable() => out.kind = Kind::Transient,

@@ -225,9 +225,7 @@ async fn import_inner(
         rfc3339(issued.not_after)
     );
     let audit = audit.with_detail(detail.clone());
-    let task_values = crate::deploy::task_values(&tasks)?;
-    issued.id =
-        store.import_issued(&record, new, &task_values, &issued, &detail, Some(&audit)).await?;
+    issued.id = store.import_issued(&record, new, &tasks, &issued, &detail, Some(&audit)).await?;
     let report =
         crate::deploy::deploy(store, &args.name, Some(&issued), None, Scope::All, false, None)
             .await?;

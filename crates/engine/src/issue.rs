@@ -198,8 +198,11 @@ impl Issuer {
                 let (next_ms, detail) = if permanent && !to_fallback {
                     (certhub_store::RETRY_STOPPED, format!("{reason} ({RETRIES_STOPPED})"))
                 } else {
+                    // A hand-over to the fallback account waits as a first failure would:
+                    // the count is raised only so that the fallback orders next.
+                    let in_a_row = if to_fallback { 1 } else { failures };
                     let next = std::time::SystemTime::now()
-                        + certhub_core::renewal::retry_delay(failures as u32, error.retry_after);
+                        + certhub_core::renewal::retry_delay(in_a_row as u32, error.retry_after);
                     let next_ms = crate::clock::unix_ms(next);
                     let then = match &cert.fallback_account {
                         Some(f) if to_fallback => format!("; fallback account {f} orders next"),

@@ -1,6 +1,7 @@
 //! certhub's engine: everything certhub does after its input is parsed. Issuance
 //! ([`issue`]), renewal decisions and the CAs' budgets ([`renew`]), deployment
 //! ([`deploy`]), notifications ([`notify`]), the hub's scheduler ([`scheduler`]), preview,
+//! discovery of the names a web server serves ([`discover`]),
 //! import and accounts, over one store and one set of challenge responders.
 //!
 //! The CLI, the hub and, next, its agents call it; it prints nothing and knows no exit code:
@@ -14,6 +15,7 @@ pub mod audit;
 pub mod cert;
 mod clock;
 pub mod deploy;
+pub mod discover;
 mod engine;
 pub mod error;
 pub mod import;
@@ -34,6 +36,7 @@ pub use engine::{Config, Engine, REQUEST_TIMEOUT};
 pub use error::{Error, Kind};
 pub use import::{Bundle, Import, Imported};
 pub use issue::Issuer;
+pub use preview::Preview;
 pub use progress::{LogProgress, Progress};
 pub use renew::{RenewRun, RenewSummary};
 pub use settings::{Settings, SettingsChanges, SharedSettings};

@@ -8,15 +8,100 @@ use certhub_core::identifier::assign_challenges;
 use certhub_core::renewal::{Decision, Reason, RenewalPolicy, RenewalWindow, decide};
 use certhub_core::{ChallengeSpec, Identifier};
 use certhub_store::Store;
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::clock::rfc3339;
 use crate::error::invalid;
 use crate::error::violations;
 
-/// The plan of requesting certificate `name` now, as JSON; `default_policy` applies when the
+/// The plan of requesting a certificate now.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct Preview {
+    /// The certificate.
+    pub certificate: String,
+    /// The account that would order it.
+    pub ca: PlanAccount,
+    /// The CA profile asked for, if any.
+    pub profile: Option<String>,
+    /// The issuer of the chain asked for, if any.
+    pub preferred_chain: Option<String>,
+    /// How each identifier would be validated.
+    pub validation: Vec<PlanValidation>,
+    /// Which key the CSR would carry.
+    pub key: String,
+    /// The deployment tasks that would run, in order.
+    pub deployment: Vec<PlanTask>,
+    /// When it is renewed next, and why then.
+    pub next_renewal: PlanRenewal,
+    /// The plan in plain language, a line a step.
+    pub summary: Vec<String>,
+}
+
+/// The account a request would use.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum PlanAccount {
+    /// The account exists.
+    Found {
+        account: String,
+        /// Its CA's directory URL.
+        directory: String,
+        status: String,
+        email: Option<String>,
+        /// Whether it is the certificate's fallback account, used after failed requests.
+        fallback: bool,
+        /// Failed requests in a row.
+        failures: i64,
+    },
+    /// The account named does not exist: the request would fail.
+    Missing { account: String, missing: bool, fallback: bool },
+}
+
+/// How one identifier would be validated.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct PlanValidation {
+    pub identifier: String,
+    #[schemars(with = "String")]
+    pub challenge: certhub_core::ChallengeKind,
+    /// How the challenge is answered, in words.
+    pub how: String,
+    /// The TXT record written, for dns-01.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
+    /// What follows the record, for dns-01.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub then: Option<String>,
+}
+
+/// A deployment task that would run.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct PlanTask {
+    pub task: String,
+    /// `issued`, `renewed` or `always`.
+    pub when: String,
+    /// Seconds it may take.
+    pub timeout: u64,
+    pub does: String,
+}
+
+/// When a certificate is renewed next.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct PlanRenewal {
+    /// `now: …`, or an RFC 3339 time.
+    pub when: String,
+    /// The renewal policy that applies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// What decides the time: the CA's window, the policy, or expiry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The plan of requesting certificate `name` now; `default_policy` applies when the
 /// certificate has no renewal policy of its own.
-pub async fn plan(store: &Store, name: &str, default_policy: &str) -> anyhow::Result<Value> {
+pub async fn plan(store: &Store, name: &str, default_policy: &str) -> anyhow::Result<Preview> {
     let cert = crate::records::load(store, name).await?;
     // The certificate's own policy wins over the default.
     let policy_text = cert.renewal_policy.clone().unwrap_or_else(|| default_policy.to_string());
@@ -29,17 +114,23 @@ pub async fn plan(store: &Store, name: &str, default_policy: &str) -> anyhow::Re
     let assignment = assign_challenges(&ids, &specs).map_err(|v| violations(name, &v))?;
     let latest = store.latest_issued(name).await?;
 
-    let validation: Vec<Value> = assignment
+    let validation = assignment
         .iter()
         .map(|(id, i)| {
             let spec = &specs[*i];
-            let mut step = json!({ "identifier": id.to_string(), "challenge": spec.config.kind(), "how": spec.config.describe() });
-            if spec.config.kind() == certhub_core::ChallengeKind::Dns01 {
-                let base = id.to_string();
-                step["record"] = json!(format!("_acme-challenge.{}", base.trim_start_matches("*.")));
-                step["then"] = json!("certhub waits until every authoritative name server of the zone answers with the value");
+            let dns = spec.config.kind() == certhub_core::ChallengeKind::Dns01;
+            let base = id.to_string();
+            PlanValidation {
+                identifier: id.to_string(),
+                challenge: spec.config.kind(),
+                how: spec.config.describe(),
+                record: dns.then(|| format!("_acme-challenge.{}", base.trim_start_matches("*."))),
+                then: dns.then(|| {
+                    "certhub waits until every authoritative name server of the zone answers \
+                     with the value"
+                        .to_string()
+                }),
             }
-            step
         })
         .collect();
     let key = match (&cert.csr_pem, cert.reuse_key, &latest) {
@@ -55,8 +146,13 @@ pub async fn plan(store: &Store, name: &str, default_policy: &str) -> anyhow::Re
         }
     };
     let at = |secs: i64| UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
-    let renewal = match &latest {
-        None => json!({ "when": "now: it has never been issued" }),
+    let next_renewal = match &latest {
+        None => PlanRenewal {
+            when: "now: it has never been issued".into(),
+            policy: None,
+            by: None,
+            note: None,
+        },
         Some(i) => {
             // The CA's window as last fetched (a preview asks the CA nothing), if it is this
             // account's CA's.
@@ -84,101 +180,103 @@ pub async fn plan(store: &Store, name: &str, default_policy: &str) -> anyhow::Re
                 (_, Decision::RenewNow(Reason::Expired)) => "expiry: it has expired".to_string(),
                 _ => format!("the renewal policy {policy_text}"),
             };
-            let mut renewal = match decision {
-                Decision::RenewNow(_) => json!({ "when": "now: it is due" }),
-                Decision::RenewAt(t, _) => {
-                    json!({ "when": rfc3339(crate::clock::unix_ms(t) / 1000) })
-                }
+            let when = match decision {
+                Decision::RenewNow(_) => "now: it is due".to_string(),
+                Decision::RenewAt(t, _) => rfc3339(crate::clock::unix_ms(t) / 1000),
             };
-            renewal["policy"] = json!(policy_text);
-            renewal["by"] = json!(by);
-            if window.is_none() {
-                renewal["note"] =
-                    json!("a renewal window offered by the CA (ARI) takes precedence");
+            PlanRenewal {
+                when,
+                policy: Some(policy_text.clone()),
+                by: Some(by),
+                note: window.is_none().then(|| {
+                    "a renewal window offered by the CA (ARI) takes precedence".to_string()
+                }),
             }
-            renewal
         }
     };
-    let ca = match &account {
-        Some(a) => {
-            json!({ "account": a.name, "directory": a.directory_url, "status": a.status,
-                "email": a.email, "fallback": fallback, "failures": cert.failures })
-        }
-        None => json!({ "account": account_name, "missing": true, "fallback": fallback }),
+    let ca = match account {
+        Some(a) => PlanAccount::Found {
+            account: a.name,
+            directory: a.directory_url,
+            status: a.status,
+            email: a.email,
+            fallback,
+            failures: cert.failures,
+        },
+        None => PlanAccount::Missing { account: account_name.to_string(), missing: true, fallback },
     };
-    let deployment = crate::deploy::plan(store, name).await?;
-    let mut plan = json!({
-        "certificate": name,
-        "ca": ca,
-        "profile": cert.profile,
-        "preferred_chain": cert.preferred_chain,
-        "validation": validation,
-        "key": key,
-        "deployment": deployment,
-        "next_renewal": renewal,
-    });
-    plan["summary"] = json!(summary(&plan));
+    let deployment = crate::deploy::tasks(store, name)
+        .await?
+        .into_iter()
+        .map(|(t, _)| PlanTask {
+            task: t.name,
+            when: t.trigger.as_str().to_string(),
+            timeout: t.timeout.as_secs(),
+            does: t.action.describe(),
+        })
+        .collect();
+    let mut plan = Preview {
+        certificate: name.to_string(),
+        ca,
+        profile: cert.profile.clone(),
+        preferred_chain: cert.preferred_chain.clone(),
+        validation,
+        key,
+        deployment,
+        next_renewal,
+        summary: Vec::new(),
+    };
+    plan.summary = summary(&plan);
     Ok(plan)
 }
 
 /// The plan in plain language, a line a step.
-fn summary(plan: &Value) -> Vec<String> {
-    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-    let ca = &plan["ca"];
-    let mut lines = vec![format!("Requesting {} would:", text(&plan["certificate"]))];
-    if ca["missing"] == true {
-        lines.push(format!("  1. fail: account {} does not exist", text(&ca["account"])));
-    } else {
-        let why = if ca["fallback"] == true {
-            format!(", the fallback after {} failed requests", ca["failures"])
-        } else {
-            String::new()
-        };
-        lines.push(format!(
-            "  1. order from {} with account {} ({}{why})",
-            text(&ca["directory"]),
-            text(&ca["account"]),
-            text(&ca["status"])
-        ));
+fn summary(plan: &Preview) -> Vec<String> {
+    let mut lines = vec![format!("Requesting {} would:", plan.certificate)];
+    match &plan.ca {
+        PlanAccount::Missing { account, .. } => {
+            lines.push(format!("  1. fail: account {account} does not exist"));
+        }
+        PlanAccount::Found { account, directory, status, fallback, failures, .. } => {
+            let why = if *fallback {
+                format!(", the fallback after {failures} failed requests")
+            } else {
+                String::new()
+            };
+            lines.push(format!(
+                "  1. order from {directory} with account {account} ({status}{why})"
+            ));
+        }
     }
-    if let Some(p) = plan["profile"].as_str() {
+    if let Some(p) = &plan.profile {
         lines.push(format!("     asking for profile {p}"));
     }
     lines.push("  2. validate each identifier:".into());
-    for step in plan["validation"].as_array().into_iter().flatten() {
-        lines.push(format!(
-            "     {}  {}: {}",
-            text(&step["identifier"]),
-            text(&step["challenge"]),
-            text(&step["how"])
-        ));
+    for step in &plan.validation {
+        lines.push(format!("     {}  {}: {}", step.identifier, step.challenge, step.how));
     }
-    lines.push(format!("  3. finalize: {}", text(&plan["key"])));
-    lines.push(match plan["preferred_chain"].as_str() {
+    lines.push(format!("  3. finalize: {}", plan.key));
+    lines.push(match &plan.preferred_chain {
         Some(p) => format!(
             "  4. download the chain issued by {p} if the CA offers it, else the default chain"
         ),
         None => "  4. download the default chain".into(),
     });
-    match plan["deployment"].as_array().filter(|d| !d.is_empty()) {
-        None => lines.push("  5. deploy: no deployment tasks are configured".into()),
-        Some(steps) => {
-            lines.push("  5. deploy, in order:".into());
-            for step in steps {
-                lines.push(format!(
-                    "     {} ({}, at most {}s): {}",
-                    text(&step["task"]),
-                    text(&step["when"]),
-                    step["timeout"],
-                    text(&step["does"])
-                ));
-            }
+    if plan.deployment.is_empty() {
+        lines.push("  5. deploy: no deployment tasks are configured".into());
+    } else {
+        lines.push("  5. deploy, in order:".into());
+        for step in &plan.deployment {
+            lines.push(format!(
+                "     {} ({}, at most {}s): {}",
+                step.task, step.when, step.timeout, step.does
+            ));
         }
     }
-    let next = &plan["next_renewal"];
-    lines.push(match next["by"].as_str() {
-        Some(by) => format!("Next renewal: {}, by {by}", text(&next["when"])),
-        None => format!("Next renewal: {}", text(&next["when"])),
+    let next = &plan.next_renewal;
+    lines.push(match &next.by {
+        Some(by) => format!("Next renewal: {}, by {by}", next.when),
+        None => format!("Next renewal: {}", next.when),
     });
     lines
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
+use crate::error::{Error, Kind};
 
 /// The settings the hub runs with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -67,8 +67,8 @@ impl Settings {
             said.push(format!("{n} renewal workers"));
         }
         if changes.is_empty() {
-            return Err(Error::invalid(
-                "renewal_policy",
+            return Err(Error::new(
+                Kind::Invalid,
                 "nothing to change: give renewal_policy, check_interval_seconds, \
                  expiry_warning_days or renewal_workers",
             ));

@@ -2,7 +2,9 @@
 //! stops automatic retries until the certificate is changed (or a fallback account takes
 //! over); a transient failure waits for the backoff table or the CA's Retry-After. The hub's
 //! scheduler: it sleeps until the earliest recorded check time, or until a change of a
-//! certificate wakes it; the check interval (here five minutes) only bounds the sleep.
+//! certificate wakes it; the check interval (here five minutes) only bounds the sleep. The
+//! CAs' budgets: due renewals spend them, the rest wait for the window, across runs. And a
+//! request cut short is resumed, not ordered again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -165,10 +167,14 @@ async fn a_refusal_for_good_hands_the_next_attempt_to_the_fallback_account() {
     let Setup { ca, engine, .. } = setup().await;
     add(&engine, "mail", Some("other")).await;
     refuse(&ca, 403, "unauthorized", None);
+    let before = now_ms();
     engine.request("mail", Duration::from_secs(30), &LogProgress).await.unwrap_err();
     let cert = engine.store().cert("mail").await.unwrap().unwrap();
     assert_ne!(cert.next_attempt_at, Some(certhub_store::RETRY_STOPPED));
     assert_eq!(cert.failures, cert.fallback_after, "the fallback orders next");
+    // It waits as after a first failure (a minute), not as after three in a row.
+    let next = cert.next_attempt_at.unwrap();
+    assert!(next >= before + 60_000 && next <= now_ms() + 60_000, "{next}");
     let (account, fallback) = certhub_engine::records::ordering_account(&cert).unwrap();
     assert_eq!((account, fallback), ("other", true));
     let events = engine.store().events_for("mail").await.unwrap();
@@ -289,5 +295,118 @@ async fn the_scheduler_wakes_at_the_next_check_time_and_on_a_change() {
             unreachable!("the scheduler runs until it is dropped")
         }
         () = checks => {}
+    }
+}
+
+/// Certificate `name` as issued once (a real certificate, self-signed), expiring within the
+/// hour: due under any policy.
+async fn issued_and_due(engine: &Engine, name: &str) {
+    add(engine, name, None).await;
+    let now = now_ms() / 1000;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec![format!("{name}.test")])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let issued = certhub_store::IssuedRecord {
+        id: 0,
+        cert_name: name.into(),
+        order_id: None,
+        serial_hex: format!("{:02x}", name.len()),
+        issuer: "CN=Test".into(),
+        sans: vec![certhub_core::Identifier::Dns(format!("{name}.test"))],
+        not_before: now - 86_400,
+        not_after: now + 3_600,
+        chain_pem: cert.pem(),
+        key_type: "ec-p256".into(),
+        key_pkcs8: zeroize::Zeroizing::new(key.serialize_der()),
+        revoked_at: None,
+        revocation_reason: None,
+        created_at: 0,
+    };
+    let store = engine.store();
+    store.insert_issued(&issued, None).await.unwrap();
+    store.set_cert_state(name, certhub_store::CertState::Valid, None).await.unwrap();
+}
+
+#[tokio::test]
+async fn due_renewals_spend_the_cas_budget_and_the_rest_wait_for_its_window() {
+    let Setup { ca, engine, .. } = setup().await;
+    for name in ["a", "b", "c"] {
+        issued_and_due(&engine, name).await;
+    }
+    // The CA takes eight orders an account in three hours, spread: two at once, then one
+    // every 22.5 minutes.
+    let run = certhub_engine::RenewRun {
+        names: Vec::new(),
+        due: true,
+        policy: "75%".into(),
+        jobs: 1,
+        timeout: Duration::from_secs(30),
+        rate_limits: vec![format!("{}=orders=8/3h", ca.url)],
+    };
+    for _ in 0..2 {
+        refuse(&ca, 500, "serverInternal", None);
+    }
+    let before = now_ms();
+    let summary = engine.renew(&run, &Actor::hub(), Arc::new(LogProgress)).await.unwrap();
+    assert_eq!((summary.looked, summary.waiting, summary.failed.len()), (3, 1, 2), "{summary:?}");
+    assert_eq!(ca.requests_to("/new-order").len(), 2, "no order beyond the budget");
+    // The one left waits for the pace, and is looked at then.
+    let mut waiting = Vec::new();
+    for name in ["a", "b", "c"] {
+        let cert = engine.store().cert(name).await.unwrap().unwrap();
+        if cert.failures == 0 {
+            waiting.push(name);
+        }
+    }
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    let pace = 3 * 3_600_000 / 8;
+    let next = engine.store().next_check_after(before + pace - 1_000).await.unwrap();
+    let next = next.expect("a check when the budget has an order again");
+    assert!(next >= before + pace - 1_000 && next <= now_ms() + pace, "{next}");
+
+    // A second run (another process sharing the store, say) counts the same orders: the
+    // budget is spent, and nothing more is ordered.
+    let summary = engine.renew(&run, &Actor::hub(), Arc::new(LogProgress)).await.unwrap();
+    assert_eq!(summary.renewed, 0, "{summary:?}");
+    assert_eq!(ca.requests_to("/new-order").len(), 2, "the budget holds across runs");
+
+    // A person asking for it by name is not held to the budget.
+    refuse(&ca, 500, "serverInternal", None);
+    let by_hand =
+        certhub_engine::RenewRun { names: vec![waiting[0].to_string()], due: false, ..run };
+    let summary = engine.renew(&by_hand, &Actor::cli(), Arc::new(LogProgress)).await.unwrap();
+    assert_eq!((summary.waiting, summary.failed.len()), (0, 1), "{summary:?}");
+    assert_eq!(ca.requests_to("/new-order").len(), 3);
+}
+
+#[tokio::test]
+async fn a_request_cut_short_is_resumed_by_the_next_without_a_new_order() {
+    let Setup { ca, engine, .. } = setup().await;
+    add(&engine, "web", None).await;
+    // The CA creates the order, then answers for its authorization with an error (as a CA
+    // in trouble might, or a request cut short would leave it): the order stays open.
+    let first = engine.request("web", Duration::from_secs(30), &LogProgress).await.unwrap_err();
+    assert_eq!(ca.requests_to("/new-order").len(), 1, "{first}");
+    let open = engine.store().open_order("web").await.unwrap().expect("the order stays open");
+    assert!(open.order_url.as_deref().is_some_and(|u| u.ends_with("/order/1")), "{open:?}");
+    // The next request takes the same order up again instead of placing another.
+    let steps = Steps::default();
+    engine.request("web", Duration::from_secs(30), &steps).await.unwrap_err();
+    assert_eq!(ca.requests_to("/new-order").len(), 1, "no second order");
+    assert_eq!(ca.requests_to("/order/1").len(), 1, "the open order was asked for");
+    let said = steps.0.lock().unwrap().join("\n");
+    assert!(said.contains("resuming order"), "{said}");
+    assert_eq!(engine.store().open_order("web").await.unwrap().map(|o| o.id), Some(open.id));
+}
+
+/// The steps a request reports.
+#[derive(Default)]
+struct Steps(std::sync::Mutex<Vec<String>>);
+
+impl certhub_engine::Progress for Steps {
+    fn step(&self, _cert: &str, message: &str) {
+        self.0.lock().unwrap().push(message.to_string());
     }
 }

@@ -8,6 +8,8 @@ use certhub_engine::{Engine, Progress};
 use certhub_store::JobStatus;
 use serde::Serialize;
 
+use crate::problem::Problem;
+
 /// A job's state, as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Job {
@@ -23,6 +25,9 @@ pub struct Job {
     pub steps: Vec<String>,
     /// The outcome, once it ends.
     pub result: Option<String>,
+    /// Why it failed, as the problem document a request answered at once would give: its
+    /// kind, the field at fault, the CA's own document and Retry-After.
+    pub error: Option<Problem>,
     /// When it started (RFC 3339).
     pub started: String,
 }
@@ -38,24 +43,28 @@ pub(crate) const INTERRUPTED: &str = "the hub stopped before the request finishe
      order is kept and the next request of this certificate resumes it";
 
 impl Job {
-    fn from_record(r: certhub_store::JobRecord, now_ms: i64) -> Self {
+    fn from_record(r: certhub_store::JobRecord, now_ms: i64) -> Result<Self, certhub_store::Error> {
         let lost = r.status == JobStatus::Running && now_ms - r.updated_at > SILENT_LIMIT_MS;
-        Job {
+        let error = r.error.as_deref().map(serde_json::from_str).transpose().map_err(|source| {
+            certhub_store::Error::Json { table: "jobs", row: r.id.clone(), column: "error", source }
+        })?;
+        Ok(Job {
             id: r.id,
             kind: r.kind,
             target: r.target,
             status: if lost { JobStatus::Interrupted } else { r.status },
             steps: r.steps,
             result: if lost { Some(INTERRUPTED.into()) } else { r.result },
+            error,
             started: crate::clock::rfc3339_ms(r.created_at),
-        }
+        })
     }
 }
 
 /// A step, or the end, of one job, in the order they happen.
 enum Update {
     Step(String),
-    End { status: JobStatus, result: String },
+    End { status: JobStatus, result: String, error: Option<String> },
 }
 
 /// The jobs of this hub: kept in the store, so their status outlives the process and any hub
@@ -90,7 +99,9 @@ impl Jobs {
         let ids: Vec<String> =
             self.running.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
         for id in ids {
-            if let Err(e) = self.store.finish_job(&id, JobStatus::Interrupted, INTERRUPTED).await {
+            if let Err(e) =
+                self.store.finish_job(&id, JobStatus::Interrupted, INTERRUPTED, None).await
+            {
                 tracing::warn!(job = id, error = %e, "recording an interrupted job failed");
             }
         }
@@ -99,7 +110,7 @@ impl Jobs {
     /// A job by id.
     pub async fn get(&self, id: &str) -> Result<Option<Job>, certhub_store::Error> {
         let now = crate::clock::now_ms();
-        Ok(self.store.job(id).await?.map(|r| Job::from_record(r, now)))
+        self.store.job(id).await?.map(|r| Job::from_record(r, now)).transpose()
     }
 
     /// Starts requesting certificate `target` through `engine` as a job, recorded with
@@ -118,18 +129,28 @@ impl Jobs {
         let (steps, name) = (JobSteps(tx.clone()), target.to_string());
         tokio::spawn(async move {
             let run = engine.request(&name, certhub_engine::REQUEST_TIMEOUT, &steps).await;
-            let (status, result) = match run {
-                Ok(i) => (
-                    JobStatus::Succeeded,
-                    format!(
+            let end = match run {
+                Ok(i) => Update::End {
+                    status: JobStatus::Succeeded,
+                    result: format!(
                         "issued serial {}, expires {}",
                         i.serial_hex,
                         certhub_engine::rfc3339(i.not_after)
                     ),
-                ),
-                Err(e) => (JobStatus::Failed, e.message),
+                    error: None,
+                },
+                Err(e) => {
+                    let result = e.message.clone();
+                    let problem = Problem::from(e);
+                    Update::End {
+                        status: JobStatus::Failed,
+                        // A problem document always serializes.
+                        error: serde_json::to_string(&problem).ok(),
+                        result,
+                    }
+                }
             };
-            let _ = tx.send(Update::End { status, result });
+            let _ = tx.send(end);
         });
         let jobs = self.clone();
         let job_id = id.clone();
@@ -147,8 +168,9 @@ impl Jobs {
                 };
                 let written = match update {
                     Update::Step(step) => jobs.store.add_job_step(&job_id, &step).await,
-                    Update::End { status, result } => {
-                        let written = jobs.store.finish_job(&job_id, status, &result).await;
+                    Update::End { status, result, error } => {
+                        let written =
+                            jobs.store.finish_job(&job_id, status, &result, error.as_deref()).await;
                         jobs.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&job_id);
                         written
                     }
@@ -158,6 +180,6 @@ impl Jobs {
                 }
             }
         });
-        Ok(Job::from_record(record, crate::clock::now_ms()))
+        Job::from_record(record, crate::clock::now_ms())
     }
 }

@@ -16,37 +16,26 @@ mod api;
 mod auth;
 mod clock;
 mod credentials;
+mod hub;
 mod jobs;
 mod listen;
 mod openapi;
+mod ops;
 mod problem;
 mod state;
 mod ui;
-
-use certhub_store::Store;
 
 pub use certhub_engine::{
     CertChanges, Engine, Import, NewAccount, NewCertificate, Settings, SettingsChanges,
     SharedSettings,
 };
 pub use credentials::{Role, hash_password};
+pub use hub::{Hub, ManagedIdentity, clean_up};
 pub use jobs::Job;
 pub use listen::{HubCert, Limits, Peer, serve};
 pub use openapi::ROUTES;
 pub use problem::Problem;
 pub use state::AppState;
-
-/// How long a finished job's status stays readable: 7 days.
-const JOB_KEEP_MS: i64 = 7 * 86_400_000;
-
-/// Removes expired API tokens, ended web sessions, and jobs that ended over 7 days ago from
-/// the store; how many of each. The hub runs this with its renewal checks.
-pub async fn clean_up(store: &Store) -> Result<(u64, u64), certhub_store::Error> {
-    let now = clock::now_ms();
-    let tokens = store.delete_stale_tokens(now - ui::IDLE_MINUTES * 60_000).await?;
-    let jobs = store.delete_jobs_before(now - JOB_KEEP_MS).await?;
-    Ok((tokens, jobs))
-}
 
 /// The hub's routes: the REST API under `/api/v1` and the web UI, every answer with the
 /// security headers of [`secure_headers`].

@@ -5,7 +5,8 @@ use schemars::SchemaGenerator;
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
-use crate::api;
+use crate::api::{self, Items};
+use crate::ops;
 
 /// Every route: method, path, summary, and the scope it needs (`None`: no token).
 pub const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
@@ -199,23 +200,6 @@ fn items(item: Value) -> Value {
     object(&[("items", json!({ "type": "array", "items": item }))])
 }
 
-/// A managed certificate as the API shows it.
-fn certificate() -> Value {
-    object(&[
-        ("name", string()),
-        ("state", string()),
-        ("account", nullable("string")),
-        ("identifiers", json!({ "type": "array", "items": { "type": "string" } })),
-        ("key_type", string()),
-        ("serial", nullable("string")),
-        ("issuer", nullable("string")),
-        ("not_before", nullable("string")),
-        ("not_after", nullable("string")),
-        ("last_error", nullable("string")),
-        ("renewal", json!({ "type": "object" })),
-    ])
-}
-
 fn job() -> Value {
     object(&[
         ("id", string()),
@@ -224,6 +208,10 @@ fn job() -> Value {
         ("status", json!({ "enum": ["running", "succeeded", "failed", "interrupted"] })),
         ("steps", json!({ "type": "array", "items": { "type": "string" } })),
         ("result", nullable("string")),
+        (
+            "error",
+            json!({ "anyOf": [{ "$ref": "#/components/schemas/Problem" }, { "type": "null" }] }),
+        ),
         ("started", string()),
     ])
 }
@@ -237,6 +225,7 @@ fn any_object() -> Value {
 fn shape(method: &str, path: &str, schema: &mut SchemaGenerator) -> Option<Shape> {
     let json = |v: Value| vec![("application/json", v)];
     let body = |s: schemars::Schema| Some(s.to_value());
+    let typed = |s: schemars::Schema| vec![("application/json", s.to_value())];
     let none = Shape { body: None, query: None, example: None, ok: (200, Vec::new()), more: &[] };
     Some(match (method, path) {
         ("get", "/api/v1/health") => Shape {
@@ -275,7 +264,9 @@ fn shape(method: &str, path: &str, schema: &mut SchemaGenerator) -> Option<Shape
             more: &[401, 429],
             ..none
         },
-        ("get", "/api/v1/tokens") => Shape { ok: (200, json(items(any_object()))), ..none },
+        ("get", "/api/v1/tokens") => {
+            Shape { ok: (200, typed(schema.subschema_for::<Items<ops::TokenView>>())), ..none }
+        }
         ("delete", "/api/v1/tokens/{id}") => Shape { ok: (204, Vec::new()), ..none },
         ("post", "/api/v1/users") => Shape {
             body: body(schema.subschema_for::<api::UserBody>()),
@@ -286,18 +277,12 @@ fn shape(method: &str, path: &str, schema: &mut SchemaGenerator) -> Option<Shape
             more: &[409],
             ..none
         },
-        ("get", "/api/v1/users") => Shape { ok: (200, json(items(any_object()))), ..none },
+        ("get", "/api/v1/users") => {
+            Shape { ok: (200, typed(schema.subschema_for::<Items<ops::UserView>>())), ..none }
+        }
         ("get", "/api/v1/certificates") => Shape {
-            query: Some(schemars::schema_for!(api::ListQuery).to_value()),
-            ok: (
-                200,
-                json(object(&[
-                    ("items", json!({ "type": "array", "items": certificate() })),
-                    ("total", json!({ "type": "integer" })),
-                    ("page", json!({ "type": "integer" })),
-                    ("per_page", json!({ "type": "integer" })),
-                ])),
-            ),
+            query: Some(schemars::schema_for!(ops::ListQuery).to_value()),
+            ok: (200, typed(schema.subschema_for::<ops::CertPage>())),
             ..none
         },
         ("post", "/api/v1/certificates") => Shape {
@@ -305,27 +290,29 @@ fn shape(method: &str, path: &str, schema: &mut SchemaGenerator) -> Option<Shape
             example: Some(
                 json!({ "name": "web", "account": "le", "domains": ["example.com"], "challenges": ["http-01:listen=0.0.0.0:80"] }),
             ),
-            ok: (201, json(certificate())),
+            ok: (201, typed(schema.subschema_for::<ops::CertView>())),
             more: &[404, 409],
             ..none
         },
-        ("get", "/api/v1/certificates/{name}") => Shape { ok: (200, json(certificate())), ..none },
+        ("get", "/api/v1/certificates/{name}") => {
+            Shape { ok: (200, typed(schema.subschema_for::<ops::CertView>())), ..none }
+        }
         ("delete", "/api/v1/certificates/{name}") => {
             Shape { ok: (204, Vec::new()), more: &[409], ..none }
         }
         ("patch", "/api/v1/certificates/{name}") => Shape {
             body: body(schema.subschema_for::<certhub_engine::CertChanges>()),
             example: Some(json!({ "renew_at": "30d" })),
-            ok: (200, json(certificate())),
+            ok: (200, typed(schema.subschema_for::<ops::EditedView>())),
             ..none
         },
         ("get", "/api/v1/certificates/{name}/deployments") => {
-            Shape { ok: (200, json(items(any_object()))), ..none }
+            Shape { ok: (200, typed(schema.subschema_for::<Items<ops::DeployTaskView>>())), ..none }
         }
         ("post", "/api/v1/certificates/{name}/deployments") => Shape {
             body: body(schema.subschema_for::<api::Specs>()),
             example: Some(json!({ "specs": ["command:systemctl reload nginx"] })),
-            ok: (201, json(items(any_object()))),
+            ok: (201, typed(schema.subschema_for::<Items<ops::AddedTaskView>>())),
             more: &[409],
             ..none
         },
@@ -337,7 +324,7 @@ fn shape(method: &str, path: &str, schema: &mut SchemaGenerator) -> Option<Shape
             example: Some(
                 json!({ "name": "bought", "cert_pem": "-----BEGIN CERTIFICATE-----…", "key_pem": "-----BEGIN PRIVATE KEY-----…" }),
             ),
-            ok: (201, json(any_object())),
+            ok: (201, typed(schema.subschema_for::<ops::ImportView>())),
             more: &[404, 409],
             ..none
         },
@@ -349,16 +336,16 @@ fn shape(method: &str, path: &str, schema: &mut SchemaGenerator) -> Option<Shape
             ..none
         },
         ("get", "/api/v1/certificates/{name}/challenges") => {
-            Shape { ok: (200, json(items(any_object()))), ..none }
+            Shape { ok: (200, typed(schema.subschema_for::<Items<ops::ChallengeView>>())), ..none }
         }
         ("put", "/api/v1/certificates/{name}/challenges") => Shape {
             body: body(schema.subschema_for::<api::Specs>()),
             example: Some(json!({ "specs": ["http-01:listen=0.0.0.0:80"] })),
-            ok: (200, json(items(any_object()))),
+            ok: (200, typed(schema.subschema_for::<Items<ops::ChallengeView>>())),
             ..none
         },
         ("get", "/api/v1/certificates/{name}/history") => {
-            Shape { ok: (200, json(items(any_object()))), ..none }
+            Shape { ok: (200, typed(schema.subschema_for::<Items<ops::EventView>>())), ..none }
         }
         ("get", "/api/v1/certificates/{name}/pull") => Shape {
             query: Some(schemars::schema_for!(api::PullQuery).to_value()),
@@ -380,9 +367,11 @@ fn shape(method: &str, path: &str, schema: &mut SchemaGenerator) -> Option<Shape
             more: &[409, 503],
             ..none
         },
-        ("get", "/api/v1/certificates/{name}/preview") => {
-            Shape { ok: (200, json(any_object())), more: &[503], ..none }
-        }
+        ("get", "/api/v1/certificates/{name}/preview") => Shape {
+            ok: (200, typed(schema.subschema_for::<certhub_engine::Preview>())),
+            more: &[503],
+            ..none
+        },
         ("post", "/api/v1/certificates/{name}/test") => Shape {
             ok: (
                 200,
@@ -405,7 +394,9 @@ fn shape(method: &str, path: &str, schema: &mut SchemaGenerator) -> Option<Shape
             ..none
         },
         ("get", "/api/v1/jobs/{id}") => Shape { ok: (200, json(job())), ..none },
-        ("get", "/api/v1/accounts") => Shape { ok: (200, json(items(any_object()))), ..none },
+        ("get", "/api/v1/accounts") => {
+            Shape { ok: (200, typed(schema.subschema_for::<Items<ops::AccountView>>())), ..none }
+        }
         ("post", "/api/v1/accounts") => Shape {
             body: body(schema.subschema_for::<certhub_engine::NewAccount>()),
             example: Some(
@@ -415,13 +406,15 @@ fn shape(method: &str, path: &str, schema: &mut SchemaGenerator) -> Option<Shape
             more: &[409, 502, 503],
             ..none
         },
-        ("get", "/api/v1/notifications") => Shape { ok: (200, json(items(any_object()))), ..none },
+        ("get", "/api/v1/notifications") => {
+            Shape { ok: (200, typed(schema.subschema_for::<Items<ops::ChannelView>>())), ..none }
+        }
         ("post", "/api/v1/notifications") => Shape {
-            body: body(schema.subschema_for::<api::ChannelBody>()),
+            body: body(schema.subschema_for::<ops::ChannelBody>()),
             example: Some(
                 json!({ "name": "ops", "kind": "slack", "config": { "url": "https://hooks.slack.com/services/T/B/X" } }),
             ),
-            ok: (201, json(any_object())),
+            ok: (201, typed(schema.subschema_for::<ops::ChannelView>())),
             more: &[409],
             ..none
         },
@@ -556,7 +549,9 @@ pub fn document() -> Value {
             "properties": {
                 "type": { "type": "string" }, "title": { "type": "string" },
                 "status": { "type": "integer" }, "detail": { "type": "string" },
-                "field": { "type": "string" }
+                "field": { "type": "string" },
+                "ca_problem": { "type": "object" },
+                "retry_after": { "type": "integer", "minimum": 0 }
             }
         }),
     );

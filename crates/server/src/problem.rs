@@ -2,10 +2,11 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-/// An API error: what went wrong, and with which field, if one.
-#[derive(Debug, Clone, Serialize)]
+/// An API error: what went wrong, and with which field, if one. A job that fails carries
+/// the same document.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Problem {
     /// A URI naming the kind of problem (`about:blank` style names under certhub).
     #[serde(rename = "type")]
@@ -17,8 +18,14 @@ pub struct Problem {
     /// What happened, in one sentence.
     pub detail: String,
     /// The request field at fault, if one.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// The CA's own problem document, whole, when the CA refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_problem: Option<Box<serde_json::Value>>,
+    /// Seconds to wait before retrying, when the CA said (also sent as Retry-After).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u32>,
 }
 
 impl Problem {
@@ -29,6 +36,8 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             field: None,
+            ca_problem: None,
+            retry_after: None,
         }
     }
 
@@ -101,6 +110,9 @@ impl From<certhub_engine::Error> for Problem {
         };
         let mut p = Self::new(status, kind, e.message);
         p.field = e.field.map(str::to_string);
+        p.ca_problem = e.problem.and_then(|ca| serde_json::to_value(*ca).ok()).map(Box::new);
+        p.retry_after =
+            e.retry_after.map(|d| u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX));
         p
     }
 }
@@ -120,9 +132,13 @@ impl From<certhub_store::Error> for Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let retry_after = self.retry_after;
         let mut rsp = (status, axum::Json(&self)).into_response();
-        rsp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        let headers = rsp.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(secs) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         rsp
     }
 }

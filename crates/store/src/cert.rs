@@ -192,12 +192,12 @@ impl Store {
         self.insert_cert_with_tasks(cert, &[], audit).await
     }
 
-    /// Inserts a managed certificate with its deployment tasks (name and task), all or
+    /// Inserts a managed certificate with its deployment tasks, all or
     /// none, with `audit`'s entry (see [`Store::insert_cert`]).
     pub async fn insert_cert_with_tasks(
         &self,
         cert: &CertRecord,
-        tasks: &[(String, serde_json::Value)],
+        tasks: &[certhub_core::DeployTask],
         audit: Option<&AuditEntry>,
     ) -> Result<(), Error> {
         let mut tx = self.begin_change(audit).await?;

@@ -17,8 +17,8 @@ pub struct DeployTaskRecord {
     pub name: String,
     /// Tasks run in ascending position.
     pub position: i64,
-    /// The task (a `certhub_core::DeployTask` as JSON).
-    pub task: serde_json::Value,
+    /// The task.
+    pub task: certhub_core::DeployTask,
     /// The issued certificate this task last delivered.
     pub deployed_issued_id: Option<i64>,
     /// How it last ended: `done`, `failed`, `skipped`.
@@ -87,13 +87,13 @@ impl Store {
             .collect()
     }
 
-    /// Appends tasks (name and task) to the certificate's tasks, all or none, with
+    /// Appends tasks to the certificate's tasks, all or none, with
     /// `audit`'s entry. Fails with [`Error::AlreadyExists`] when the certificate has a task of
     /// one of those names, and [`Error::NotFound`] without the certificate.
     pub async fn add_deploy_tasks(
         &self,
         cert_name: &str,
-        tasks: &[(String, serde_json::Value)],
+        tasks: &[certhub_core::DeployTask],
         audit: Option<&AuditEntry>,
     ) -> Result<(), Error> {
         let mut tx = self.begin_change(audit).await?;
@@ -108,10 +108,11 @@ impl Store {
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         cert_name: &str,
-        tasks: &[(String, serde_json::Value)],
+        tasks: &[certhub_core::DeployTask],
     ) -> Result<(), Error> {
         let mut sealed = Vec::with_capacity(tasks.len());
-        for (name, task) in tasks {
+        for task in tasks {
+            let name = &task.name;
             sealed.push((name, self.seal_json(TABLE, &row_key(cert_name, name), "task", task)?));
         }
         let last: Option<i64> =

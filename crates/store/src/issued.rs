@@ -208,7 +208,7 @@ impl Store {
         &self,
         cert: &crate::CertRecord,
         new: bool,
-        tasks: &[(String, serde_json::Value)],
+        tasks: &[certhub_core::DeployTask],
         issued: &IssuedRecord,
         detail: &str,
         audit: Option<&AuditEntry>,

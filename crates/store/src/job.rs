@@ -22,6 +22,8 @@ pub struct JobRecord {
     pub steps: Vec<String>,
     /// The outcome, once it ends.
     pub result: Option<String>,
+    /// Why it failed, as the hub's problem document (JSON), when it failed.
+    pub error: Option<String>,
     /// When it started, epoch milliseconds.
     pub created_at: i64,
     /// When it last changed, epoch milliseconds.
@@ -36,6 +38,7 @@ struct Row {
     status: String,
     steps: String,
     result: Option<String>,
+    error: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
@@ -51,6 +54,7 @@ impl TryFrom<Row> for JobRecord {
             target: r.target,
             steps: r.steps.lines().map(str::to_string).collect(),
             result: r.result,
+            error: r.error,
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
@@ -91,6 +95,7 @@ impl Store {
             status: JobStatus::Running,
             steps: Vec::new(),
             result: None,
+            error: None,
             created_at: now,
             updated_at: now,
         })
@@ -132,15 +137,23 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Ends job `id` with `status` and `result`, unless it ended before.
-    pub async fn finish_job(&self, id: &str, status: JobStatus, result: &str) -> Result<(), Error> {
+    /// Ends job `id` with `status` and `result` (and why it failed: `error`, a problem
+    /// document as JSON), unless it ended before.
+    pub async fn finish_job(
+        &self,
+        id: &str,
+        status: JobStatus,
+        result: &str,
+        error: Option<&str>,
+    ) -> Result<(), Error> {
         sqlx::query(
-            "UPDATE jobs SET status = $2, result = $3, updated_at = $4 \
+            "UPDATE jobs SET status = $2, result = $3, error = $4, updated_at = $5 \
              WHERE id = $1 AND status = 'running'",
         )
         .bind(id)
         .bind(status.as_str())
         .bind(result)
+        .bind(error)
         .bind(now_ms())
         .execute(&self.writer)
         .await?;
@@ -150,7 +163,7 @@ impl Store {
     /// Job `id`, if known.
     pub async fn job(&self, id: &str) -> Result<Option<JobRecord>, Error> {
         let row: Option<Row> = sqlx::query_as(
-            "SELECT id, kind, target, status, steps, result, created_at, updated_at \
+            "SELECT id, kind, target, status, steps, result, error, created_at, updated_at \
              FROM jobs WHERE id = $1",
         )
         .bind(id)

@@ -39,6 +39,11 @@ pub struct FakeState {
     pub account_failures: VecDeque<Scripted>,
     /// Errors to answer revokeCert with, in turn (then it revokes).
     pub revoke_failures: VecDeque<Scripted>,
+    /// Errors to answer an authorization's POST-as-GET with, in turn (then 404: the fake
+    /// validates nothing, so an order never gets past its authorizations).
+    pub authz_failures: VecDeque<Scripted>,
+    /// The last order created, as its resource shows it.
+    last_order: Option<Value>,
     /// The ARI answer: (start, end, explanationURL, Retry-After seconds).
     pub window: (String, String, Option<String>, Option<u64>),
     /// Percentage of nonces to reject as badNonce.
@@ -71,6 +76,8 @@ impl FakeCa {
             .route("/new-account", post(new_account))
             .route("/new-order", post(new_order))
             .route("/revoke", post(revoke))
+            .route("/order/{id}", post(order))
+            .route("/authz/{id}", post(authz))
             .route("/renewal-info/{id}", get(renewal_info))
             .with_state(state.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -236,6 +243,7 @@ async fn new_order(State(s): Shared, body: Bytes) -> Response {
             order[k] = payload[k].clone();
         }
     }
+    s.last_order = Some(order.clone());
     (
         StatusCode::CREATED,
         [("replay-nonce", n), ("location", format!("{base}/order/1"))],
@@ -258,6 +266,31 @@ async fn renewal_info(State(s): Shared, Path(id): Path<String>) -> Response {
         headers.insert(header::RETRY_AFTER, ra.to_string().parse().unwrap());
     }
     (headers, axum::Json(body)).into_response()
+}
+
+/// An order's POST-as-GET: the last order created, as it was.
+async fn order(State(s): Shared, Path(id): Path<String>, body: Bytes) -> Response {
+    let mut s = s.lock().unwrap();
+    if let Err(r) = verify(&mut s, &format!("/order/{id}"), &body) {
+        return *r;
+    }
+    let Some(order) = s.last_order.clone() else {
+        return problem(&mut s, 404, "malformed", "no such order");
+    };
+    let n = fresh_nonce(&mut s);
+    (StatusCode::OK, [("replay-nonce", n)], axum::Json(order)).into_response()
+}
+
+/// An authorization's POST-as-GET: a scripted error, else 404.
+async fn authz(State(s): Shared, Path(id): Path<String>, body: Bytes) -> Response {
+    let mut s = s.lock().unwrap();
+    if let Err(r) = verify(&mut s, &format!("/authz/{id}"), &body) {
+        return *r;
+    }
+    match s.authz_failures.pop_front() {
+        Some(f) => scripted(&mut s, f),
+        None => problem(&mut s, 404, "malformed", "the fake CA validates nothing"),
+    }
 }
 
 async fn revoke(State(s): Shared, body: Bytes) -> Response {

@@ -5,31 +5,16 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::{ApiResult, body, engine};
-use crate::auth::{Caller, Need};
+use super::{ApiResult, Items, body};
+use crate::auth::Caller;
+use crate::ops::{self, AccountView};
 use crate::state::AppState;
 
 pub(super) async fn list_accounts(
     State(state): State<AppState>,
     caller: Caller,
-) -> ApiResult<Json<Value>> {
-    caller.require(Need::Read)?;
-    let items: Vec<Value> = state
-        .store
-        .accounts()
-        .await?
-        .into_iter()
-        .map(|a| {
-            json!({
-                "name": a.name,
-                "directory": a.directory_url,
-                "email": a.email,
-                "status": a.status,
-                "key_type": a.key_type,
-            })
-        })
-        .collect();
-    Ok(Json(json!({ "items": items })))
+) -> ApiResult<Json<Items<AccountView>>> {
+    Ok(Json(Items { items: ops::accounts(&state, &caller).await? }))
 }
 
 pub(super) async fn create_account(
@@ -38,17 +23,9 @@ pub(super) async fn create_account(
     bytes: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let req: certhub_engine::NewAccount = body(&bytes)?;
-    Ok((StatusCode::CREATED, Json(add_account(&state, &caller, req).await?)))
-}
-
-/// Registers a CA account (admins only). Audited.
-pub(crate) async fn add_account(
-    state: &AppState,
-    caller: &Caller,
-    req: certhub_engine::NewAccount,
-) -> ApiResult<Value> {
-    caller.require(Need::Admin)?;
-    let entry = caller.entry("account.create", &req.name);
-    let url = engine(state)?.add_account(&req, entry).await?;
-    Ok(json!({ "name": req.name, "account_url": url, "status": "valid" }))
+    let url = ops::add_account(&state, &caller, &req).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "name": req.name, "account_url": url, "status": "valid" })),
+    ))
 }

@@ -12,29 +12,19 @@ mod setup;
 mod tokens;
 mod users;
 
-pub(crate) use crate::clock::{now_ms, rfc3339_ms};
+pub(crate) use crate::clock::rfc3339_ms;
 use axum::Router;
 use axum::routing::{get, post};
-use certhub_store::RETRY_STOPPED;
-use certhub_store::{CertRecord, CertSummary, IssuedRecord};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use crate::problem::Problem;
 use crate::state::AppState;
 
-pub(crate) use accounts::add_account;
 pub(crate) use audit::AuditQuery;
-pub(crate) use certificates::{
-    ListQuery, PullQuery, RevokeBody, add_certificate, cert_page, edit, import, pull, revoke,
-    start_request,
-};
-pub(crate) use deployments::{add_deploy_tasks, remove_deploy_task};
-pub(crate) use notifications::{ChannelBody, add_channel, remove_channel, send_test};
-pub(crate) use settings::change_settings_as;
-pub(crate) use setup::{SetupBody, setup_admin};
-pub(crate) use tokens::{TokenBody, issue_token, revoke_own_or_any_token, sign_in, token_expiry};
-pub(crate) use users::{UserBody, add_user};
+pub(crate) use certificates::{PullQuery, RevokeBody};
+pub(crate) use setup::SetupBody;
+pub(crate) use tokens::TokenBody;
+pub(crate) use users::UserBody;
 
 type ApiResult<T> = Result<T, Problem>;
 
@@ -98,40 +88,6 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     })
 }
 
-fn check_username(name: &str) -> ApiResult<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(Problem::invalid("username", "use 1 to 64 letters, digits, '.', '_', '-' or '@'"))
-    }
-}
-
-fn check_password(password: &str) -> ApiResult<()> {
-    if password.chars().count() < 12 {
-        return Err(Problem::invalid("password", "use at least 12 characters"));
-    }
-    Ok(())
-}
-
-pub(crate) async fn cert_or_404(state: &AppState, name: &str) -> ApiResult<CertRecord> {
-    state
-        .store
-        .cert(name)
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("no certificate named {name:?}")))
-}
-
-/// The hub's engine; 503 without one.
-pub(crate) fn engine(state: &AppState) -> ApiResult<std::sync::Arc<certhub_engine::Engine>> {
-    state
-        .engine
-        .clone()
-        .ok_or_else(|| Problem::unavailable("this hub runs no issuance engine; use certhub serve"))
-}
-
 /// A body of SPECs: challenge or deployment SPECs as the CLI takes them.
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -139,37 +95,8 @@ pub(crate) struct Specs {
     specs: Vec<String>,
 }
 
-/// The values of a certificate's identifiers.
-pub(crate) fn identifiers(identifiers: &[certhub_core::Identifier]) -> Vec<String> {
-    identifiers.iter().map(ToString::to_string).collect()
-}
-
-/// A certificate as the API shows it, from its record and latest issued certificate.
-pub(crate) fn cert_view(c: &CertRecord, issued: Option<&IssuedRecord>) -> Value {
-    summary_view(&CertSummary::of(c, issued))
-}
-
-/// A certificate as the API shows it, from its summary.
-pub(crate) fn summary_view(c: &CertSummary) -> Value {
-    let issued = c.latest.as_ref();
-    json!({
-        "name": c.name,
-        "state": c.effective_state(now_ms().div_euclid(1000)),
-        "account": c.account_name,
-        "identifiers": identifiers(&c.identifiers),
-        "key_type": c.key_type,
-        "serial": issued.map(|i| i.serial_hex.clone()),
-        "issuer": issued.map(|i| i.issuer.clone()),
-        "not_before": issued.map(|i| rfc3339_ms(i.not_before * 1000)),
-        "not_after": issued.map(|i| rfc3339_ms(i.not_after * 1000)),
-        "last_error": c.last_error,
-        "renewal": {
-            "policy": c.renewal_policy,
-            "fallback_account": c.fallback_account,
-            "failures": c.failures,
-            "next_attempt": c.next_attempt_at.filter(|&t| t != RETRY_STOPPED).map(rfc3339_ms),
-            // The CA refused for good: no automatic retry until it is changed or requested.
-            "retries_stopped": c.next_attempt_at == Some(RETRY_STOPPED),
-        },
-    })
+/// A list answer: `{"items": [...]}`.
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct Items<T> {
+    pub items: Vec<T>,
 }

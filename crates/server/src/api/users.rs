@@ -6,9 +6,9 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiResult, body, check_password, check_username, rfc3339_ms};
-use crate::auth::{self, Caller, Need, Role};
-use crate::problem::Problem;
+use super::{ApiResult, Items, body};
+use crate::auth::Caller;
+use crate::ops::{self, UserView};
 use crate::state::AppState;
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -30,41 +30,13 @@ pub(super) async fn create_user(
     bytes: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let req: UserBody = body(&bytes)?;
-    let role = add_user(&state, &caller, &req.username, &req.password, &req.role).await?;
+    let role = ops::add_user(&state, &caller, &req.username, &req.password, &req.role).await?;
     Ok((StatusCode::CREATED, Json(json!({ "username": req.username, "role": role.as_str() }))))
-}
-
-/// Adds a user (admins only). Audited.
-pub(crate) async fn add_user(
-    state: &AppState,
-    caller: &Caller,
-    username: &str,
-    password: &str,
-    role: &str,
-) -> ApiResult<Role> {
-    caller.require(Need::Admin)?;
-    check_username(username)?;
-    check_password(password)?;
-    let role = Role::parse(role)
-        .ok_or_else(|| Problem::invalid("role", "one of admin, operator, viewer"))?;
-    let password = password.to_string();
-    let hash = auth::argon2_task(move || auth::hash_password(&password)).await??;
-    let entry = caller.entry("user.create", username).with_detail(role.as_str());
-    state.store.insert_user(username, &hash, role.as_str(), Some(&entry)).await?;
-    Ok(role)
 }
 
 pub(super) async fn list_users(
     State(state): State<AppState>,
     caller: Caller,
-) -> ApiResult<Json<Value>> {
-    caller.require(Need::Admin)?;
-    let items: Vec<Value> = state
-        .store
-        .users()
-        .await?
-        .into_iter()
-        .map(|u| json!({ "username": u.name, "role": u.role, "created_at": rfc3339_ms(u.created_at) }))
-        .collect();
-    Ok(Json(json!({ "items": items })))
+) -> ApiResult<Json<Items<UserView>>> {
+    Ok(Json(Items { items: ops::users(&state, &caller).await? }))
 }

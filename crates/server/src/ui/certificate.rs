@@ -4,16 +4,15 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
 
 use super::session::{Posted, Session};
 use super::{
     CertRow, Errors, FormData, Fragment, PageInfo, problem_fragment, problem_page, render,
     render_status,
 };
-use crate::api;
 use crate::auth::Need;
 use crate::clock::rfc3339_ms;
+use crate::ops;
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -75,25 +74,27 @@ async fn cert_page(
     name: &str,
     tab: &str,
 ) -> Result<CertPage, Problem> {
-    s.caller.require(Need::Read)?;
     let tab = if TABS.iter().any(|(t, _)| *t == tab) { tab } else { "domains" };
-    let c = api::cert_or_404(state, name).await?;
-    let issued = state.store.latest_issued(name).await?;
-    let row = CertRow::from_view(&api::cert_view(&c, issued.as_ref()));
+    let (c, view) = ops::certificate(state, &s.caller, name).await?;
+    let row = CertRow::of(&view);
     let mut facts = Vec::new();
     let mut preview = Vec::new();
     let mut history = Vec::new();
-    let text = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
     match tab {
         "domains" => {
-            for id in api::identifiers(&c.identifiers) {
-                facts.push(("Identifier".into(), id));
+            for id in &view.identifiers {
+                facts.push(("Identifier".into(), id.clone()));
             }
-            if let Some(i) = &issued {
-                facts.push(("Serial".into(), i.serial_hex.clone()));
-                facts.push(("Issuer".into(), i.issuer.clone()));
-                facts.push(("Valid from".into(), rfc3339_ms(i.not_before * 1000)));
-                facts.push(("Valid until".into(), rfc3339_ms(i.not_after * 1000)));
+            let issued = [
+                ("Serial", &view.serial),
+                ("Issuer", &view.issuer),
+                ("Valid from", &view.not_before),
+                ("Valid until", &view.not_after),
+            ];
+            for (label, value) in issued {
+                if let Some(value) = value {
+                    facts.push((label.into(), value.clone()));
+                }
             }
         }
         "authorization" => {
@@ -103,23 +104,18 @@ async fn cert_page(
                 facts.push((spec.config.kind().to_string(), spec.config.describe()));
             }
         }
+        // Tasks name commands, files and hosts of the hub: admins only, as in the API.
+        "deployment" if !s.caller.may(Need::Admin) => {
+            facts.push(("Tasks".into(), "shown to admins only".into()));
+        }
         "deployment" => {
-            for r in state.store.deploy_tasks(name).await? {
-                let does = match serde_json::from_value::<certhub_core::DeployTask>(r.task.clone())
-                {
-                    Ok(t) => format!(
-                        "{} ({}, at most {} s)",
-                        t.action.describe(),
-                        t.trigger.as_str(),
-                        t.timeout.as_secs()
-                    ),
-                    Err(_) => "unreadable task".into(),
-                };
-                let last = match (&r.last_outcome, r.last_run_at) {
-                    (Some(o), Some(at)) => format!(" · last run {}: {o}", rfc3339_ms(at)),
+            for t in ops::deploy_tasks(state, &s.caller, name).await? {
+                let last = match (&t.last_outcome, &t.last_run_at) {
+                    (Some(o), Some(at)) => format!(" · last run {at}: {o}"),
                     _ => " · not run yet".into(),
                 };
-                facts.push((r.name.clone(), format!("{does}{last}")));
+                let does = format!("{} ({}, at most {} s)", t.does, t.when, t.timeout);
+                facts.push((t.name, format!("{does}{last}")));
             }
         }
         "advanced" => {
@@ -160,15 +156,14 @@ async fn cert_page(
                 None => {}
             }
         }
-        "preview" => match api::engine(state)?.preview(name, None).await {
-            Ok(plan) => {
-                preview = plan["summary"].as_array().into_iter().flatten().map(text).collect()
-            }
-            Err(e) => preview = vec![format!("No plan: {}", e.message)],
+        "preview" => match ops::preview(state, &s.caller, name).await {
+            Ok(plan) => preview = plan.summary,
+            Err(p) if p.status == 503 => return Err(p),
+            Err(p) => preview = vec![format!("No plan: {}", p.detail)],
         },
         _ => {
-            for e in state.store.events_for(name).await?.into_iter().rev() {
-                history.push((rfc3339_ms(e.at), e.kind.to_string(), e.detail.unwrap_or_default()));
+            for e in ops::cert_history(state, &s.caller, name).await?.into_iter().rev() {
+                history.push((e.at, e.kind, e.detail.unwrap_or_default()));
             }
         }
     }
@@ -191,9 +186,9 @@ async fn cert_page(
         facts,
         preview,
         history,
-        issued: issued.is_some(),
+        issued: view.serial.is_some(),
         can_request: s.caller.may(Need::Request),
-        can_revoke: admin && issued.as_ref().is_some_and(|i| i.revoked_at.is_none()),
+        can_revoke: admin && view.serial.is_some() && !view.revoked,
         can_key: s.caller.may(Need::Key),
         admin,
         accounts,
@@ -246,7 +241,7 @@ pub(super) async fn edit_certificate(
             errors.add("challenges", "give at least one challenge SPEC, one a line");
         }
     } else {
-        let c = match api::cert_or_404(&state, &name).await {
+        let c = match ops::cert_or_404(&state, &name).await {
             Ok(c) => c,
             Err(p) => return problem_page(p, &s),
         };
@@ -271,7 +266,7 @@ pub(super) async fn edit_certificate(
         }
     }
     if errors.is_empty() {
-        match api::edit(&state, &s.caller, &name, changes).await {
+        match ops::edit(&state, &s.caller, &name, changes).await {
             Ok(said) => {
                 let flash = format!("Saved: {}.", said.join(", "));
                 return cert_page_after(&state, &s, &name, tab, Ok(flash)).await;
@@ -291,17 +286,11 @@ pub(super) async fn add_deployments(
     Path(name): Path<String>,
     Posted { session: s, form }: Posted,
 ) -> Response {
-    let outcome = match api::add_deploy_tasks(&state, &s.caller, &name, form.lines("deploy")).await
+    let outcome = match ops::add_deploy_tasks(&state, &s.caller, &name, form.lines("deploy")).await
     {
         Ok(added) => Ok(format!(
             "Added {}.",
-            added
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|t| t["name"].as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            added.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
         )),
         Err(p) if p.status == 400 => {
             let mut errors = Errors::default();
@@ -318,7 +307,7 @@ pub(super) async fn remove_deployment(
     Path((name, task)): Path<(String, String)>,
     Posted { session: s, .. }: Posted,
 ) -> Response {
-    match api::remove_deploy_task(&state, &s.caller, &name, &task).await {
+    match ops::remove_deploy_task(&state, &s.caller, &name, &task).await {
         Ok(()) => {
             cert_page_after(&state, &s, &name, "deployment", Ok(format!("Removed {task}."))).await
         }
@@ -331,25 +320,14 @@ pub(super) async fn test_certificate(
     Path(name): Path<String>,
     Posted { session: s, .. }: Posted,
 ) -> Response {
-    let run = async {
-        s.caller.require(Need::Request)?;
-        api::cert_or_404(&state, &name).await?;
-        Ok::<_, Problem>(serde_json::json!(api::engine(&state)?.test(&name, None).await?))
-    };
-    match run.await {
+    match ops::test(&state, &s.caller, &name).await {
         Ok(report) => {
-            let items = report.as_array().cloned().unwrap_or_default();
-            let works = items.iter().all(|i| i["works"] == true);
-            let lines = items
+            let works = report.iter().all(|i| i.works);
+            let lines = report
                 .iter()
                 .map(|i| {
-                    format!(
-                        "{} {} {}: {}",
-                        if i["works"] == true { "✓" } else { "✗" },
-                        i["identifier"].as_str().unwrap_or_default(),
-                        i["challenge"].as_str().unwrap_or_default(),
-                        i["detail"].as_str().unwrap_or_default()
-                    )
+                    let mark = if i.works { "✓" } else { "✗" };
+                    format!("{mark} {} {}: {}", i.identifier, i.challenge, i.detail)
                 })
                 .collect();
             render(&Fragment { class: if works { "result good" } else { "result bad" }, lines })
@@ -369,7 +347,7 @@ pub(super) async fn request_certificate(
     Path(name): Path<String>,
     Posted { session: s, .. }: Posted,
 ) -> Response {
-    match api::start_request(&state, &s.caller, &name).await {
+    match ops::start_request(&state, &s.caller, &name).await {
         Ok(job) => render(&JobFragment { job }),
         Err(p) => problem_fragment(&p),
     }
@@ -396,7 +374,7 @@ pub(super) async fn revoke_certificate(
     Posted { session: s, form }: Posted,
 ) -> Response {
     let reason = form.text("reason").filter(|r| r != "unspecified");
-    match api::revoke(&state, &s.caller, &name, reason).await {
+    match ops::revoke(&state, &s.caller, &name, reason).await {
         Ok(serial) => render(&Fragment {
             class: "result good",
             lines: vec![format!("Revoked serial {serial}. Reload the page to see the new state.")],
@@ -416,7 +394,7 @@ pub(super) async fn download(
         _ => ("pem", false, "pem"),
     };
     let password = form.get("password");
-    match api::pull(&state, &s.caller, &name, format, key, password).await {
+    match ops::pull(&state, &s.caller, &name, format, key, password).await {
         Ok((body, content_type)) => {
             let file = format!(
                 "{}.{ext}",

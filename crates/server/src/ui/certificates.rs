@@ -7,8 +7,8 @@ use axum::response::Response;
 
 use super::session::{self, Session};
 use super::{CertRow, PageInfo, problem_page, render};
-use crate::api::{self, ListQuery};
 use crate::auth::Need;
+use crate::ops::{self, ListQuery};
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -57,17 +57,14 @@ pub(super) async fn certificates(
         Ok(Query(q)) => q,
         Err(e) => return problem_page(Problem::invalid("query", e.body_text()), &s),
     };
-    if let Err(p) = s.caller.require(Need::Read) {
-        return problem_page(p, &s);
-    }
     let per_page = 50;
     let listing = ListQuery { per_page: Some(per_page), ..q };
-    let page = match api::cert_page(&state, &listing).await {
+    let page = match ops::cert_page(&state, &s.caller, &listing).await {
         Ok(p) => p,
         Err(p) => return problem_page(p, &s),
     };
     let list = CertTable {
-        rows: page.items.iter().map(CertRow::from_view).collect(),
+        rows: page.items.iter().map(CertRow::of).collect(),
         q: listing.q.clone().unwrap_or_default(),
         state: listing.state.clone().unwrap_or_default(),
         page: page.page,

@@ -6,9 +6,9 @@ use axum::response::Response;
 
 use super::certificates::STATES;
 use super::session::Session;
-use super::{CertRow, PageInfo, now_secs, problem_page, render};
-use crate::api;
+use super::{CertRow, PageInfo, problem_page, render};
 use crate::auth::Need;
+use crate::ops;
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -54,7 +54,7 @@ async fn dashboard_page(state: &AppState, s: &Session) -> Result<DashboardPage, 
     s.caller.require(Need::Read)?;
     let policy = state.settings.get().policy.parse().unwrap_or_default();
     let spec = certhub_store::OverviewSpec {
-        now: now_secs(),
+        now: crate::clock::now_ms().div_euclid(1000),
         weeks: CHART_WEEKS,
         soon: EXPIRING_DAYS * 86_400,
         attention_limit: ATTENTION_ROWS,
@@ -84,7 +84,7 @@ async fn dashboard_page(state: &AppState, s: &Session) -> Result<DashboardPage, 
         })
         .collect();
     let attention =
-        overview.attention.iter().map(|c| CertRow::from_view(&api::summary_view(c))).collect();
+        overview.attention.iter().map(|c| CertRow::of(&ops::CertView::from_summary(c))).collect();
     Ok(DashboardPage {
         page: PageInfo::new("Dashboard", s, "dashboard"),
         total: overview.total,

@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::session::{self, Posted, Session};
 use super::{Errors, FormData, PageInfo, problem_page, render, render_status};
-use crate::api;
 use crate::auth::Need;
+use crate::ops;
 use crate::state::AppState;
 
 #[derive(Template)]
@@ -62,7 +62,7 @@ pub(super) async fn import_certificate(
             deploy: form.lines("deploy"),
             ..Default::default()
         };
-        match api::import(&state, &s.caller, req).await {
+        match ops::import(&state, &s.caller, req).await {
             Ok(_) => {
                 return Redirect::to(&format!("/certificates/{}", session::urlencode(&name)))
                     .into_response();

@@ -29,7 +29,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use serde_json::Value;
 
 use crate::auth::Role;
 use crate::problem::Problem;
@@ -271,32 +270,20 @@ pub(crate) struct CertRow {
 }
 
 impl CertRow {
-    fn from_view(v: &Value) -> Self {
-        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-        let not_after = v["not_after"].as_str().and_then(parse_rfc3339);
+    fn of(v: &crate::ops::CertView) -> Self {
+        let now = crate::clock::now_ms().div_euclid(1000);
         Self {
-            name: text(&v["name"]),
-            state: text(&v["state"]),
-            identifiers: v["identifiers"]
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
-                .unwrap_or_default(),
-            account: v["account"].as_str().unwrap_or("imported").to_string(),
-            expires: v["not_after"]
-                .as_str()
+            name: v.name.clone(),
+            state: v.state.to_string(),
+            identifiers: v.identifiers.join(", "),
+            account: v.account.clone().unwrap_or_else(|| "imported".into()),
+            expires: v
+                .not_after
+                .as_deref()
                 .map(|t| t.replace('T', " ").replace('Z', " UTC"))
                 .unwrap_or_default(),
-            days_left: not_after.map(|t| (t - now_secs()).div_euclid(86_400)),
-            last_error: text(&v["last_error"]),
+            days_left: v.expires_at.map(|t| (t - now).div_euclid(86_400)),
+            last_error: v.last_error.clone().unwrap_or_default(),
         }
     }
-}
-
-fn now_secs() -> i64 {
-    crate::clock::now_ms().div_euclid(1000)
-}
-
-/// Unix seconds of an RFC 3339 UTC time as the API writes it.
-fn parse_rfc3339(s: &str) -> Option<i64> {
-    s.parse::<jiff::Timestamp>().ok().map(|t| t.as_second())
 }

@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::session::{self, Posted, Session};
 use super::{Errors, FormData, PageInfo, problem_page, render, render_status};
-use crate::api;
 use crate::auth::Need;
+use crate::ops;
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -118,7 +118,7 @@ pub(super) async fn create_certificate(
         renew_at: form.text("renew_at"),
         ..Default::default()
     };
-    match api::add_certificate(&state, &s.caller, req).await {
+    match ops::add_certificate(&state, &s.caller, req).await {
         Ok(_) => Redirect::to(&format!("/certificates/{}?tab=preview", session::urlencode(&name)))
             .into_response(),
         Err(p) => {

@@ -162,7 +162,7 @@ pub(crate) async fn start(
     secure: bool,
 ) -> Result<String, crate::problem::Problem> {
     let expires = now_ms() + SESSION_HOURS * 3_600_000;
-    let (token, _) = crate::api::issue_token(
+    let (token, _) = crate::ops::issue_token(
         state,
         user,
         TokenKind::Session,

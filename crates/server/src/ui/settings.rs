@@ -11,9 +11,8 @@ use super::session::{Posted, Session};
 use super::{
     Errors, FormData, Fragment, PageInfo, problem_fragment, problem_page, render, render_status,
 };
-use crate::api;
 use crate::auth::Need;
-use crate::clock::rfc3339_ms;
+use crate::ops;
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -87,39 +86,48 @@ async fn settings_page(
     let build = async {
         s.caller.require(Need::Read)?;
         let admin = s.caller.may(Need::Admin);
-        let accounts = state
-            .store
-            .accounts()
+        let accounts = ops::accounts(state, &s.caller)
             .await?
             .into_iter()
             .map(|a| AccountRow {
                 name: a.name,
-                directory: a.directory_url,
+                directory: a.directory,
                 email: a.email.unwrap_or_default(),
                 status: a.status,
             })
             .collect();
         let users = if admin {
-            state.store.users().await?.into_iter().map(|u| (u.name, u.role)).collect()
+            ops::users(state, &s.caller).await?.into_iter().map(|u| (u.username, u.role)).collect()
         } else {
             Vec::new()
         };
-        let whose = (!admin).then_some(s.caller.user.as_str());
-        let tokens = state
-            .store
-            .tokens(whose)
+        let tokens = ops::tokens(state, &s.caller)
             .await?
             .into_iter()
-            .filter(|t| t.kind != certhub_store::TokenKind::Session)
+            .filter(|t| t.kind != certhub_store::TokenKind::Session.as_str())
             .map(|t| TokenRow {
                 id: t.id,
-                user: t.user_name,
+                user: t.user,
                 label: t.label,
-                scopes: t.scopes,
-                expires: t.expires_at.map(rfc3339_ms).unwrap_or_else(|| "never".into()),
-                last_used: t.last_used_at.map(rfc3339_ms).unwrap_or_else(|| "never".into()),
+                scopes: t.scopes.join(" "),
+                expires: t.expires_at.unwrap_or_else(|| "never".into()),
+                last_used: t.last_used_at.unwrap_or_else(|| "never".into()),
             })
             .collect();
+        let channels = if admin {
+            ops::channels(state, &s.caller)
+                .await?
+                .into_iter()
+                .map(|c| ChannelRow {
+                    target: c.target,
+                    events: c.events.join(" "),
+                    name: c.name,
+                    kind: c.kind,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok::<_, Problem>(SettingsPage {
             page: PageInfo::new("Settings", s, "settings").flash(flash),
             admin,
@@ -127,22 +135,7 @@ async fn settings_page(
             users,
             tokens,
             settings: state.settings.get(),
-            channels: if admin {
-                state
-                    .store
-                    .channels()
-                    .await?
-                    .into_iter()
-                    .map(|c| ChannelRow {
-                        target: certhub_deploy::notify::target(&c.kind, &c.config),
-                        events: c.events.join(" "),
-                        name: c.name,
-                        kind: c.kind,
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            },
+            channels,
             new_token,
             values,
             errors,
@@ -196,14 +189,21 @@ pub(super) async fn add_account(
         key_type: None,
         ca_bundle_pem: form.text("ca_bundle_pem"),
     };
-    match api::add_account(&state, &s.caller, req).await {
+    match ops::add_account(&state, &s.caller, &req).await {
         Ok(_) => {
             let values = FormData(vec![("directory".into(), "letsencrypt".into())]);
             let flash = Some(format!("Account {name} registered."));
             settings_page(&state, &s, None, values, Errors::default(), "", flash).await
         }
         Err(p) => {
-            let errors = Errors::from_problem(&p, &["name", "email", "eab_kid", "eab_hmac_key"]);
+            // The form asks for another CA's directory as its URL.
+            let mut p = p;
+            if p.field.as_deref() == Some("directory") {
+                p.field = Some("directory_url".into());
+            }
+            let fields =
+                ["name", "email", "eab_kid", "eab_hmac_key", "ca_bundle_pem", "directory_url"];
+            let errors = Errors::from_problem(&p, &fields);
             settings_page(&state, &s, None, form, errors, "account", None).await
         }
     }
@@ -259,7 +259,7 @@ pub(super) async fn save_renewal(
         if unchanged {
             return settings_done(&state, &s, Some("Nothing changed.".into())).await;
         }
-        match api::change_settings_as(&state, &s.caller, changes).await {
+        match ops::change_settings(&state, &s.caller, changes).await {
             Ok(said) => {
                 let flash = Some(format!("Saved: {}.", said.join(", ")));
                 return settings_done(&state, &s, flash).await;
@@ -285,7 +285,7 @@ pub(super) async fn add_user(
     Posted { session: s, form }: Posted,
 ) -> Response {
     let username = form.value("username").trim().to_string();
-    match api::add_user(&state, &s.caller, &username, form.value("password"), form.value("role"))
+    match ops::add_user(&state, &s.caller, &username, form.value("password"), form.value("role"))
         .await
     {
         Ok(role) => {
@@ -313,9 +313,9 @@ pub(super) async fn create_token(
     let made = async {
         let expires_at = match form.text("expires_in_days").map(|d| d.parse::<u32>()) {
             None => None,
-            Some(Ok(d)) => api::token_expiry(Some(d))?,
+            Some(Ok(d)) => ops::token_expiry(Some(d))?,
             // Not a number: refused with the same words as one out of range.
-            Some(Err(_)) => api::token_expiry(Some(0))?,
+            Some(Err(_)) => ops::token_expiry(Some(0))?,
         };
         let user = state
             .store
@@ -323,7 +323,7 @@ pub(super) async fn create_token(
             .await?
             .ok_or_else(|| Problem::unauthorized("your user no longer exists"))?;
         let source = &s.caller.source;
-        api::issue_token(&state, &user, TokenKind::Api, &label, Some(scopes), expires_at, source)
+        ops::issue_token(&state, &user, TokenKind::Api, &label, Some(scopes), expires_at, source)
             .await
     };
     match made.await {
@@ -343,7 +343,7 @@ pub(super) async fn revoke_token(
     Path(id): Path<String>,
     Posted { session: s, .. }: Posted,
 ) -> Response {
-    match api::revoke_own_or_any_token(&state, &s.caller, &id).await {
+    match ops::revoke_token(&state, &s.caller, &id).await {
         Ok(()) => {
             let flash = Some(format!("Token {id} revoked."));
             settings_done(&state, &s, flash).await
@@ -387,13 +387,13 @@ pub(super) async fn add_channel(
     }
     let events: Vec<String> =
         form.0.iter().filter(|(k, _)| k == "event").map(|(_, v)| v.clone()).collect();
-    let req = api::ChannelBody {
+    let req = ops::ChannelBody {
         name: form.value("channel_name").to_string(),
         kind,
         config: Value::Object(config),
         events: Some(events),
     };
-    match api::add_channel(&state, &s.caller, req).await {
+    match ops::add_channel(&state, &s.caller, req).await {
         Ok(c) => {
             let flash = Some(format!("Channel {} added. Send it a test to check it.", c.name));
             settings_done(&state, &s, flash).await
@@ -414,7 +414,7 @@ pub(super) async fn test_channel(
     Path(name): Path<String>,
     Posted { session: s, .. }: Posted,
 ) -> Response {
-    match api::send_test(&state, &s.caller, &name).await {
+    match ops::send_test(&state, &s.caller, &name).await {
         Ok(Ok(said)) => {
             render(&Fragment { class: "result good", lines: vec![format!("✓ {said}")] })
         }
@@ -430,7 +430,7 @@ pub(super) async fn delete_channel(
     Path(name): Path<String>,
     Posted { session: s, .. }: Posted,
 ) -> Response {
-    match api::remove_channel(&state, &s.caller, &name).await {
+    match ops::remove_channel(&state, &s.caller, &name).await {
         Ok(()) => {
             let flash = Some(format!("Channel {name} removed."));
             settings_done(&state, &s, flash).await

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::session;
 use super::{Errors, FormData, PageInfo, render, render_status};
-use crate::api;
+use crate::ops;
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -43,7 +43,7 @@ pub(super) async fn setup(
     if errors.is_empty() {
         let username = form.value("username").trim();
         let made = async {
-            api::setup_admin(
+            ops::setup_admin(
                 &state,
                 form.value("token"),
                 username,

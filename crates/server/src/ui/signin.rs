@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::session::{self, Posted};
 use super::{Errors, FormData, PageInfo, render_status};
-use crate::api;
+use crate::ops;
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -107,7 +107,7 @@ pub(super) async fn login(
                 "This sign-in form is stale or came from another site. Sign in again here.",
             ));
         }
-        let user = api::sign_in(&state, &username, form.value("password"), &source).await?;
+        let user = ops::sign_in(&state, &username, form.value("password"), &source).await?;
         session::start(&state, &user, &source, state.https).await
     }
     .await;

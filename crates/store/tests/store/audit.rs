@@ -111,7 +111,7 @@ async fn a_change_and_its_audit_entry_are_stored_together(db: Db) {
     let entry =
         |action: &str, target: &str| AuditEntry::new("ada (web)", action, target, "10.0.0.1");
     store.insert_cert(&cert("www", "acme"), Some(&entry("cert.create", "www"))).await.unwrap();
-    let task = ("files".to_string(), json!({"files": {}}));
+    let task = certhub_core::DeployTask::parse("files:dir=/tmp/certhub-test", "files").unwrap();
     let added = entry("deploy.add", "www").with_detail("files");
     store.add_deploy_tasks("www", std::slice::from_ref(&task), Some(&added)).await.unwrap();
     let logged = store.audit_entries(0, 10).await.unwrap();
@@ -135,7 +135,11 @@ async fn a_change_and_its_audit_entry_are_stored_together(db: Db) {
     for sql in closing {
         sqlx::query(sql).execute(&raw).await.unwrap();
     }
-    let more = ("webhook".to_string(), json!({"webhook": {}}));
+    let more = certhub_core::DeployTask::parse(
+        "webhook:url=https://hooks.test/certhub,secret=s3cr3t",
+        "webhook",
+    )
+    .unwrap();
     assert!(
         store.add_deploy_tasks("www", &[more], Some(&entry("deploy.add", "www"))).await.is_err()
     );
@@ -164,7 +168,7 @@ async fn a_change_and_its_audit_entry_are_stored_together(db: Db) {
             .is_err()
     );
     let import = entry("cert.import", "bought");
-    let task = [("files".to_string(), json!({"files": {}}))];
+    let task = [certhub_core::DeployTask::parse("files:dir=/tmp/certhub-test", "files").unwrap()];
     let imported = store
         .import_issued(
             &cert("bought", "acme"),

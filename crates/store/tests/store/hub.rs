@@ -24,14 +24,26 @@ async fn jobs_keep_their_steps_in_order_and_end_once(db: Db) {
     let read = store.job("j1").await.unwrap().unwrap();
     // A line break inside a step does not split it.
     assert_eq!(read.steps, ["ordering", "validating a.example with http-01", "issued"]);
-    store.finish_job("j1", certhub_store::JobStatus::Succeeded, "issued serial 01").await.unwrap();
+    store
+        .finish_job("j1", certhub_store::JobStatus::Succeeded, "issued serial 01", None)
+        .await
+        .unwrap();
     // A job ends once: a later "interrupted" (a hub stopping) does not overwrite the outcome.
-    store.finish_job("j1", certhub_store::JobStatus::Interrupted, "the hub stopped").await.unwrap();
+    store
+        .finish_job("j1", certhub_store::JobStatus::Interrupted, "the hub stopped", None)
+        .await
+        .unwrap();
     let read = store.job("j1").await.unwrap().unwrap();
     assert_eq!(
-        (read.status.as_str(), read.result.as_deref()),
-        ("succeeded", Some("issued serial 01"))
+        (read.status.as_str(), read.result.as_deref(), read.error),
+        ("succeeded", Some("issued serial 01"), None)
     );
+    // A failed job keeps its error whole.
+    store.insert_job("j3", "request", "web", None).await.unwrap();
+    let error = r#"{"type":"https://certhub.dev/problems/ca-refused","field":"identifiers"}"#;
+    store.finish_job("j3", certhub_store::JobStatus::Failed, "refused", Some(error)).await.unwrap();
+    let read = db.open().await.job("j3").await.unwrap().unwrap();
+    assert_eq!((read.status.as_str(), read.error.as_deref()), ("failed", Some(error)));
     assert!(store.job("nope").await.unwrap().is_none());
     // Reopening (another hub, or a restart) reads it back.
     let again = db.open().await;
@@ -39,8 +51,9 @@ async fn jobs_keep_their_steps_in_order_and_end_once(db: Db) {
     // Cleanup removes ended jobs only.
     store.insert_job("j2", "request", "api", None).await.unwrap();
     let removed = store.delete_jobs_before(i64::MAX).await.unwrap();
-    assert_eq!(removed, 1);
+    assert_eq!(removed, 2);
     assert!(store.job("j1").await.unwrap().is_none());
+    assert!(store.job("j3").await.unwrap().is_none());
     assert_eq!(store.job("j2").await.unwrap().unwrap().status, "running");
 }
 

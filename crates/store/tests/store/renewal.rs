@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-
 use crate::common::{Db, account, assert_not_found, cert, issued};
 
 on_both_backends!(
@@ -57,7 +55,7 @@ async fn the_scheduler_looks_only_at_what_is_due_or_changed(db: Db) {
     store.set_cert_retry("b", 1, Some(7_000)).await.expect("retry");
     assert_eq!(to_check(1_000, "75%").await, ["a", "b"]);
     assert!(store.set_cert_check("b", 9_000, None, seen("b").await).await.expect("set"));
-    let task = ("files".to_string(), json!({"files": {}}));
+    let task = certhub_core::DeployTask::parse("files:dir=/tmp/certhub-test", "files").unwrap();
     store.add_deploy_tasks("b", &[task], None).await.expect("task");
     assert_eq!(to_check(1_000, "75%").await, ["a", "b"]);
     assert!(store.set_cert_check("b", 9_000, None, seen("b").await).await.expect("set"));

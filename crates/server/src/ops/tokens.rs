@@ -1,0 +1,131 @@
+//! Sign-in and tokens.
+
+use certhub_store::TokenKind;
+
+use super::OpResult;
+use super::views::TokenView;
+use crate::auth::{self, Caller, Need, Role, SCOPES};
+use crate::clock::now_ms;
+use crate::problem::Problem;
+use crate::state::AppState;
+
+/// The longest life a token may be given: ten years.
+const MAX_TOKEN_DAYS: u32 = 3650;
+
+/// When a token given `days` expires (never for `None`), or why `days` is refused.
+pub(crate) fn token_expiry(days: Option<u32>) -> OpResult<Option<i64>> {
+    match days {
+        None => Ok(None),
+        Some(d @ 1..=MAX_TOKEN_DAYS) => Ok(Some(now_ms() + i64::from(d) * 86_400_000)),
+        Some(_) => Err(Problem::invalid(
+            "expires_in_days",
+            format!("use a whole number of days from 1 to {MAX_TOKEN_DAYS}, or none for no expiry"),
+        )),
+    }
+}
+
+/// Checks a name and password (rate limited, and as slow for an unknown name); the user.
+pub(crate) async fn sign_in(
+    state: &AppState,
+    username: &str,
+    password: &str,
+    source: &str,
+) -> OpResult<certhub_store::UserRecord> {
+    state.logins.attempt(username, source)?;
+    let user = state.store.user(username).await?;
+    // An unknown name costs the same time as a wrong password.
+    let phc =
+        user.as_ref().map_or_else(|| auth::dummy_hash().to_string(), |u| u.password_hash.clone());
+    let password = password.to_string();
+    let matches = auth::argon2_task(move || auth::verify_password(&password, &phc)).await?;
+    let user = match user {
+        Some(u) if matches => u,
+        _ => {
+            let detail = if user.is_none() { "no such user" } else { "wrong password" };
+            // The name as typed, cut to a user name's longest.
+            let name: String = username.chars().take(64).collect();
+            state.store.audit("anonymous", "sign-in.fail", &name, source, Some(detail)).await?;
+            return Err(Problem::unauthorized("wrong user name or password"));
+        }
+    };
+    state.logins.succeeded(username, source);
+    Ok(user)
+}
+
+/// A new token of `user` (an API token or a web session), with `scopes` (all its role allows
+/// when `None`); the token, shown once, and its record. Audited.
+pub(crate) async fn issue_token(
+    state: &AppState,
+    user: &certhub_store::UserRecord,
+    kind: TokenKind,
+    label: &str,
+    scopes: Option<Vec<String>>,
+    expires_at: Option<i64>,
+    source: &str,
+) -> OpResult<(String, certhub_store::TokenRecord)> {
+    let role = Role::parse(&user.role).unwrap_or(Role::Viewer);
+    let allowed: Vec<&str> =
+        SCOPES.iter().filter(|(_, least)| role >= *least).map(|(s, _)| *s).collect();
+    let scopes = match scopes {
+        None => allowed.iter().map(|s| s.to_string()).collect(),
+        Some(asked) => {
+            for s in &asked {
+                if !SCOPES.iter().any(|(k, _)| k == s) {
+                    return Err(Problem::invalid(
+                        "scopes",
+                        format!(
+                            "unknown scope {s:?}; scopes are cert:read, cert:request, cert:key, admin"
+                        ),
+                    ));
+                }
+                if !allowed.contains(&s.as_str()) {
+                    return Err(Problem::invalid(
+                        "scopes",
+                        format!("a {} cannot hold the {s} scope", role.as_str()),
+                    ));
+                }
+            }
+            if asked.is_empty() {
+                return Err(Problem::invalid("scopes", "choose at least one scope"));
+            }
+            asked
+        }
+    };
+    let (token, id, secret) = auth::new_token();
+    let record = certhub_store::TokenRecord {
+        id: id.clone(),
+        user_name: user.name.clone(),
+        kind,
+        label: label.to_string(),
+        scopes: scopes.join(" "),
+        expires_at,
+        created_at: now_ms(),
+        last_used_at: None,
+    };
+    let action = match kind {
+        TokenKind::Session => "session.start",
+        TokenKind::Api => "token.create",
+    };
+    let entry = certhub_store::AuditEntry::new(&user.name, action, &id, source)
+        .with_detail(record.scopes.clone());
+    state.store.insert_token(&record, &certhub_store::token_hash(&secret), Some(&entry)).await?;
+    Ok((token, record))
+}
+
+/// The tokens the caller may see: an admin every one, anyone else their own.
+pub(crate) async fn tokens(state: &AppState, caller: &Caller) -> OpResult<Vec<TokenView>> {
+    caller.require(Need::Read)?;
+    let whose = (!caller.may(Need::Admin)).then_some(caller.user.as_str());
+    Ok(state.store.tokens(whose).await?.iter().map(TokenView::of).collect())
+}
+
+/// Revokes token `id`: the caller's own, or anyone's for an admin. Audited.
+pub(crate) async fn revoke_token(state: &AppState, caller: &Caller, id: &str) -> OpResult<()> {
+    let own = state.store.tokens(Some(&caller.user)).await?.iter().any(|t| t.id == id);
+    if !own {
+        // Someone else's token: admins only, and without telling others whether it exists.
+        caller.require(Need::Admin).map_err(|_| Problem::not_found(format!("no token {id:?}")))?;
+    }
+    state.store.delete_token(id, Some(&caller.entry("token.revoke", id))).await?;
+    Ok(())
+}
