@@ -187,7 +187,11 @@ async fn request(ctx: &Context, store: Store, args: CertRequest) -> anyhow::Resu
             match &r {
                 Ok(i) if reporter.on_terminal() => reporter.finish(
                     &name,
-                    &format!("valid: serial {}, expires {}", i.serial_hex, rfc3339(i.not_after)),
+                    &format!(
+                        "valid: serial {}, expires {}",
+                        i.serial_hex,
+                        rfc3339(i.not_after / 1000)
+                    ),
                 ),
                 Err(e) if reporter.on_terminal() || several => {
                     reporter.finish(&name, &format!("failed: {e}"))
@@ -201,7 +205,8 @@ async fn request(ctx: &Context, store: Store, args: CertRequest) -> anyhow::Resu
         at_most(usize::from(args.jobs), work).await;
     for (name, r) in &results {
         if let Ok(i) = r {
-            println!("{name}: valid, serial {}, expires {}", i.serial_hex, rfc3339(i.not_after));
+            let expires = rfc3339(i.not_after / 1000);
+            println!("{name}: valid, serial {}, expires {expires}", i.serial_hex);
         }
     }
     let total = results.len();
@@ -234,13 +239,13 @@ async fn list(store: &Store, as_json: bool) -> anyhow::Result<()> {
     let mut out = Vec::new();
     for c in &certs {
         let issued = store.latest_issued(&c.name).await?;
-        let state = c.effective_state(issued.as_ref(), now_secs());
+        let state = c.effective_state(issued.as_ref(), now_secs() * 1000);
         out.push(cert_json(c, issued.as_ref()));
         let ids: Vec<Identifier> = c.identifiers.clone();
         rows.push(vec![
             c.name.clone(),
             state.to_string(),
-            issued.as_ref().map(|i| rfc3339(i.not_after)).unwrap_or_else(|| "-".into()),
+            issued.as_ref().map(|i| rfc3339(i.not_after / 1000)).unwrap_or_else(|| "-".into()),
             c.account_name.clone().unwrap_or_else(|| "-".into()),
             ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
         ]);
@@ -274,7 +279,7 @@ fn cert_json(c: &CertRecord, issued: Option<&IssuedRecord>) -> serde_json::Value
     let sans: Vec<Identifier> = issued.map(|i| i.sans.clone()).unwrap_or_default();
     json!({
         "name": c.name,
-        "state": c.effective_state(issued, now_secs()),
+        "state": c.effective_state(issued, now_secs() * 1000),
         "account": c.account_name,
         "identifiers": ids.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "key_type": c.key_type,
@@ -298,9 +303,9 @@ fn cert_json(c: &CertRecord, issued: Option<&IssuedRecord>) -> serde_json::Value
         "serial": issued.map(|i| i.serial_hex.clone()),
         "issuer": issued.map(|i| i.issuer.clone()),
         "sans": sans.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "not_before": issued.map(|i| rfc3339(i.not_before)),
-        "not_after": issued.map(|i| rfc3339(i.not_after)),
-        "revoked": issued.and_then(|i| i.revoked_at).map(rfc3339),
+        "not_before": issued.map(|i| rfc3339(i.not_before / 1000)),
+        "not_after": issued.map(|i| rfc3339(i.not_after / 1000)),
+        "revoked": issued.and_then(|i| i.revoked_at).map(|ms| rfc3339(ms / 1000)),
     })
 }
 

@@ -356,7 +356,7 @@ pub async fn revoke_latest(
     }
     let code = reason.map(|r| i64::from(r.code()));
     let audit = audit.with_detail(issued.serial_hex.clone());
-    store.set_revoked(issued.id, now_secs(), code, Some(&audit)).await?;
+    store.set_revoked(issued.id, now_secs() * 1000, code, Some(&audit)).await?;
     store.set_cert_state(name, certhub_store::CertState::Revoked, None).await?;
     let reason_name = reason.map(|r| format!("{r:?}")).unwrap_or_else(|| "no reason given".into());
     store

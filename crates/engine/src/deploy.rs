@@ -131,8 +131,8 @@ fn issued_facts(i: &IssuedRecord) -> anyhow::Result<Issued> {
     let sans: Vec<Identifier> = i.sans.clone();
     Ok(Issued {
         serial_hex: i.serial_hex.clone(),
-        not_before: i.not_before,
-        not_after: i.not_after,
+        not_before: i.not_before / 1000,
+        not_after: i.not_after / 1000,
         domains: sans.iter().map(ToString::to_string).collect(),
         chain_der: split_pem_chain(&i.chain_pem)?,
         key_pkcs8: i.key_pkcs8.clone(),

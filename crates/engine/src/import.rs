@@ -204,8 +204,9 @@ async fn import_inner(
         serial_hex: leaf.serial_hex.clone(),
         issuer: leaf.issuer_cn.clone().unwrap_or_else(|| leaf.issuer_dn.clone()),
         sans: leaf.sans.clone(),
-        not_before: leaf.not_before,
-        not_after: leaf.not_after,
+        // X.509 gives seconds; the store keeps milliseconds.
+        not_before: leaf.not_before * 1000,
+        not_after: leaf.not_after * 1000,
         chain_pem,
         key_type: key_type.unwrap_or_default(),
         key_pkcs8: bundle
@@ -222,7 +223,7 @@ async fn import_inner(
         "serial {} from {}, expires {}",
         issued.serial_hex,
         issued.issuer,
-        rfc3339(issued.not_after)
+        rfc3339(issued.not_after / 1000)
     );
     let audit = audit.with_detail(detail.clone());
     issued.id = store.import_issued(&record, new, &tasks, &issued, &detail, Some(&audit)).await?;

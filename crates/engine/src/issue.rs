@@ -428,8 +428,9 @@ impl Issuer {
             serial_hex: info.serial_hex.clone(),
             issuer: info.issuer_cn.clone().unwrap_or_else(|| info.issuer_dn.clone()),
             sans: info.sans.clone(),
-            not_before: info.not_before,
-            not_after: info.not_after,
+            // X.509 gives seconds; the store keeps milliseconds.
+            not_before: info.not_before * 1000,
+            not_after: info.not_after * 1000,
             chain_pem: chain.pem.clone(),
             key_type,
             key_pkcs8,

@@ -169,19 +169,21 @@ async fn notice_for(store: &Store, e: &EventRecord) -> anyhow::Result<Option<Not
 /// within `days`, once per issued certificate: an imported one (nothing renews it), or one
 /// that ACME renews but whose last attempt failed (a renewal on schedule is no news).
 pub async fn expiry_scan(store: &Store, days: u32) -> anyhow::Result<()> {
-    let now = crate::clock::now_secs();
-    let horizon = now + i64::from(days) * 86_400;
+    const DAY_MS: i64 = 86_400_000;
+    let now = crate::clock::unix_ms(std::time::SystemTime::now());
+    let horizon = now + i64::from(days) * DAY_MS;
     for (name, serial, not_after) in store.expiring_unattended(horizon).await? {
         if !store.first_notice(&name, "expiring", &serial).await? {
             continue;
         }
-        let left = (not_after - now).div_euclid(86_400);
+        let left = (not_after - now).div_euclid(DAY_MS);
         let when = if not_after <= now {
             "has expired".to_string()
         } else {
             format!("expires in {left} days")
         };
-        let detail = format!("serial {serial} {when}, at {}", crate::clock::rfc3339(not_after));
+        let detail =
+            format!("serial {serial} {when}, at {}", crate::clock::rfc3339(not_after / 1000));
         store.record_event(&name, EventKind::Expiring, Some(&detail)).await?;
     }
     Ok(())

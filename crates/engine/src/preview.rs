@@ -145,7 +145,7 @@ pub async fn plan(store: &Store, name: &str, default_policy: &str) -> anyhow::Re
             format!("a new {} key is generated and stored encrypted", cert.key_type)
         }
     };
-    let at = |secs: i64| UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
+    let ms = |ms: i64| UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     let next_renewal = match &latest {
         None => PlanRenewal {
             when: "now: it has never been issued".into(),
@@ -161,11 +161,10 @@ pub async fn plan(store: &Store, name: &str, default_policy: &str) -> anyhow::Re
                 .await?
                 .filter(|w| account.as_ref().is_none_or(|a| a.directory_url == w.directory_url))
                 .map(|w| (w.window_start, w.window_end));
-            let ms = |ms: i64| UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
             let ari = window.map(|(start, end)| RenewalWindow { start: ms(start), end: ms(end) });
             let seed = crate::renew::window_seed(&i.serial_hex);
             let decision =
-                decide(at(i.not_before), at(i.not_after), ari, policy, SystemTime::now(), seed);
+                decide(ms(i.not_before), ms(i.not_after), ari, policy, SystemTime::now(), seed);
             let by = match (window, decision) {
                 (
                     Some((start, end)),

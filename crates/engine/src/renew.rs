@@ -311,7 +311,7 @@ pub async fn renew(
                     &format!(
                         "renewed: serial {}, expires {}",
                         issued.serial_hex,
-                        rfc3339(issued.not_after)
+                        rfc3339(issued.not_after / 1000)
                     ),
                 );
                 anyhow::Ok(Outcome::Renewed)
@@ -517,11 +517,11 @@ async fn due(
         let Some(issued) = issued else {
             return Ok(looked(Due::Watched("imported, with no certificate".into()), NEVER));
         };
-        let days = (issued.not_after - crate::clock::now_secs()).div_euclid(86_400);
+        let days = (issued.not_after - now_ms).div_euclid(DAY_MS);
         let status =
-            format!("imported, expires {} (not renewed by ACME)", rfc3339(issued.not_after));
+            format!("imported, expires {} (not renewed by ACME)", rfc3339(issued.not_after / 1000));
         // Warned about once a day from IMPORTED_WARNING_DAYS before expiry.
-        let warn_from = (issued.not_after - IMPORTED_WARNING_DAYS * 86_400) * 1000;
+        let warn_from = issued.not_after - IMPORTED_WARNING_DAYS * DAY_MS;
         if days < IMPORTED_WARNING_DAYS {
             let when =
                 if days < 0 { "has expired".into() } else { format!("expires in {days} days") };
@@ -537,7 +537,7 @@ async fn due(
     if issued.revoked_at.is_some() {
         return Ok(looked(Due::Now, 0));
     }
-    let at = |secs: i64| UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
+    let at = |ms: i64| UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     let chain = split_pem_chain(&issued.chain_pem)?;
     let leaf = chain.first().context("the stored chain is empty")?;
     // Asked of the CA the next request goes to (the fallback's, after enough failures);

@@ -135,7 +135,7 @@ impl Jobs {
                     result: format!(
                         "issued serial {}, expires {}",
                         i.serial_hex,
-                        certhub_engine::rfc3339(i.not_after)
+                        certhub_engine::rfc3339(i.not_after / 1000)
                     ),
                     error: None,
                 },

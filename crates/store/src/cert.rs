@@ -66,7 +66,7 @@ pub struct CertRecord {
 }
 
 impl CertRecord {
-    /// The state a user sees at `now` (unix seconds): the stored one, with revocation and
+    /// The state a user sees at `now` (epoch milliseconds): the stored one, with revocation and
     /// expiry of the latest issued certificate applied.
     pub fn effective_state(&self, issued: Option<&crate::IssuedRecord>, now: i64) -> CertState {
         let latest = issued.map(|i| (i.revoked_at.is_some(), i.not_after));

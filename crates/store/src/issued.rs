@@ -41,9 +41,9 @@ pub struct IssuedRecord {
     pub issuer: String,
     /// The subject alternative names (stored as JSON text).
     pub sans: Vec<certhub_core::Identifier>,
-    /// Start of validity, unix seconds.
+    /// Start of validity, epoch milliseconds.
     pub not_before: i64,
-    /// End of validity, unix seconds.
+    /// End of validity, epoch milliseconds.
     pub not_after: i64,
     /// The certificate chain, leaf first, PEM.
     pub chain_pem: String,
@@ -276,7 +276,7 @@ impl Store {
         let detail = format!(
             "serial {}, expires {}",
             issued.serial_hex,
-            certhub_core::time::rfc3339(issued.not_after)
+            certhub_core::time::rfc3339(issued.not_after / 1000)
         );
         crate::event::record_event_in(&mut tx, &cert_name, EventKind::Issued, Some(&detail))
             .await?;

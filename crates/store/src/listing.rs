@@ -41,9 +41,9 @@ pub struct LatestIssued {
     pub serial_hex: String,
     /// Issuer distinguished name.
     pub issuer: String,
-    /// Start of validity, unix seconds.
+    /// Start of validity, epoch milliseconds.
     pub not_before: i64,
-    /// End of validity, unix seconds.
+    /// End of validity, epoch milliseconds.
     pub not_after: i64,
     /// When it was revoked, epoch milliseconds.
     pub revoked_at: Option<i64>,
@@ -73,7 +73,7 @@ impl CertSummary {
         }
     }
 
-    /// The state a user sees at `now` (unix seconds): the stored one, with revocation and
+    /// The state a user sees at `now` (epoch milliseconds): the stored one, with revocation and
     /// expiry of the latest issued certificate applied.
     pub fn effective_state(&self, now: i64) -> CertState {
         let latest = self.latest.as_ref().map(|i| (i.revoked_at.is_some(), i.not_after));
@@ -81,7 +81,7 @@ impl CertSummary {
     }
 }
 
-/// The state a user sees at `now` (unix seconds) of a certificate in `state` whose latest
+/// The state a user sees at `now` (epoch milliseconds) of a certificate in `state` whose latest
 /// issued certificate (if any) is (revoked, not_after). [`EFFECTIVE_STATE_SQL`] is the same
 /// rule for queries.
 pub(crate) fn effective_state(
@@ -136,8 +136,8 @@ macro_rules! summary_columns {
     };
 }
 
-/// Which certificates need attention at `$1` (now, unix seconds): failing, expired or
-/// revoked ones, valid ones that end within `$2` seconds, and any whose last attempt failed.
+/// Which certificates need attention at `$1` (now, epoch milliseconds): failing, expired or
+/// revoked ones, valid ones that end within `$2` milliseconds, and any whose last attempt failed.
 macro_rules! needs_attention {
     () => {
         concat!(
@@ -172,11 +172,11 @@ pub struct Overview {
 /// What [`Store::overview`] counts.
 #[derive(Debug, Clone, Copy)]
 pub struct OverviewSpec {
-    /// Now, unix seconds.
+    /// Now, epoch milliseconds.
     pub now: i64,
     /// How many weeks the charts cover.
     pub weeks: usize,
-    /// A valid certificate needs attention when it ends within this many seconds.
+    /// A valid certificate needs attention when it ends within this many milliseconds.
     pub soon: i64,
     /// At most this many of those that need attention are returned.
     pub attention_limit: u64,
@@ -215,7 +215,7 @@ struct SummaryRow {
 }
 
 impl Store {
-    /// The certificates `filter` selects at `now` (unix seconds), ordered by name, and how
+    /// The certificates `filter` selects at `now` (epoch milliseconds), ordered by name, and how
     /// many it selects in all (before the offset and limit).
     pub async fn cert_summaries(
         &self,
@@ -257,7 +257,7 @@ impl Store {
         Ok((total as u64, items))
     }
 
-    /// The certificates whose latest issued certificate ends by `horizon` (unix seconds), is
+    /// The certificates whose latest issued certificate ends by `horizon` (epoch ms), is
     /// not revoked, and is not being renewed on schedule: imported ones (no account renews
     /// them) and ones whose last attempt failed. Name, serial and end of each, by name; one
     /// query that returns only those, however large the fleet.
@@ -320,7 +320,7 @@ impl Store {
             }
         }
         planned.push_str(" END");
-        let week = 7 * 86_400;
+        let week = 7 * 86_400_000;
         let sql = format!(
             "SELECT s, a, ew, rw, COUNT(*) AS n FROM (SELECT s, a, \
              CASE WHEN s = 'valid' THEN (na - $1) / {week} END AS ew, \
@@ -384,7 +384,7 @@ impl Store {
     }
 }
 
-/// When `policy` plans the renewal of the latest issued certificate `i`, unix seconds, in
+/// When `policy` plans the renewal of the latest issued certificate `i`, epoch ms, in
 /// SQL: the time [`certhub_core::renewal::decide`] gives without an ARI window.
 fn planned_sql(policy: RenewalPolicy) -> String {
     let half = "i.not_before + (i.not_after - i.not_before) / 2";
@@ -394,7 +394,7 @@ fn planned_sql(policy: RenewalPolicy) -> String {
             fraction.clamp(0.0, 1.0)
         ),
         RenewalPolicy::DaysBeforeExpiry { days } => {
-            let by_days = format!("i.not_after - {}", i64::from(days) * 86_400);
+            let by_days = format!("i.not_after - {}", i64::from(days) * 86_400_000);
             format!("CASE WHEN {by_days} > {half} THEN {by_days} ELSE {half} END")
         }
     }

@@ -50,7 +50,7 @@ pub(crate) async fn cert_page(
         offset: u64::from(page - 1) * u64::from(per_page),
         limit: Some(u64::from(per_page)),
     };
-    let (total, summaries) = state.store.cert_summaries(&filter, now_ms().div_euclid(1000)).await?;
+    let (total, summaries) = state.store.cert_summaries(&filter, now_ms()).await?;
     let items = summaries.iter().map(CertView::from_summary).collect();
     let total = usize::try_from(total).unwrap_or(usize::MAX);
     Ok(CertPage { items, page, per_page, total })

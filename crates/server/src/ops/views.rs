@@ -28,7 +28,7 @@ pub(crate) struct CertView {
     /// Why the last attempt failed, if it did.
     pub last_error: Option<String>,
     pub renewal: RenewalView,
-    /// `not_after` in unix seconds, for the pages.
+    /// `not_after` in epoch milliseconds, for the pages.
     #[serde(skip)]
     #[schemars(skip)]
     pub expires_at: Option<i64>,
@@ -64,14 +64,14 @@ impl CertView {
         let issued = c.latest.as_ref();
         Self {
             name: c.name.clone(),
-            state: c.effective_state(now_ms().div_euclid(1000)),
+            state: c.effective_state(now_ms()),
             account: c.account_name.clone(),
             identifiers: c.identifiers.iter().map(ToString::to_string).collect(),
             key_type: c.key_type.clone(),
             serial: issued.map(|i| i.serial_hex.clone()),
             issuer: issued.map(|i| i.issuer.clone()),
-            not_before: issued.map(|i| rfc3339_ms(i.not_before * 1000)),
-            not_after: issued.map(|i| rfc3339_ms(i.not_after * 1000)),
+            not_before: issued.map(|i| rfc3339_ms(i.not_before)),
+            not_after: issued.map(|i| rfc3339_ms(i.not_after)),
             last_error: c.last_error.clone(),
             renewal: RenewalView {
                 policy: c.renewal_policy.clone(),

@@ -54,9 +54,9 @@ async fn dashboard_page(state: &AppState, s: &Session) -> Result<DashboardPage, 
     s.caller.require(Need::Read)?;
     let policy = state.settings.get().policy.parse().unwrap_or_default();
     let spec = certhub_store::OverviewSpec {
-        now: crate::clock::now_ms().div_euclid(1000),
+        now: crate::clock::now_ms(),
         weeks: CHART_WEEKS,
-        soon: EXPIRING_DAYS * 86_400,
+        soon: EXPIRING_DAYS * 86_400_000,
         attention_limit: ATTENTION_ROWS,
     };
     let overview = state.store.overview(spec, policy).await?;

@@ -271,7 +271,7 @@ pub(crate) struct CertRow {
 
 impl CertRow {
     fn of(v: &crate::ops::CertView) -> Self {
-        let now = crate::clock::now_ms().div_euclid(1000);
+        let now = crate::clock::now_ms();
         Self {
             name: v.name.clone(),
             state: v.state.to_string(),
@@ -282,7 +282,7 @@ impl CertRow {
                 .as_deref()
                 .map(|t| t.replace('T', " ").replace('Z', " UTC"))
                 .unwrap_or_default(),
-            days_left: v.expires_at.map(|t| (t - now).div_euclid(86_400)),
+            days_left: v.expires_at.map(|t| (t - now).div_euclid(86_400_000)),
             last_error: v.last_error.clone().unwrap_or_default(),
         }
     }

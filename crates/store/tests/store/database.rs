@@ -169,6 +169,10 @@ async fn a_populated_sqlite_store_upgrades_with_every_row() {
     let reuse: i64 =
         sqlx::query_scalar("SELECT reuse_key FROM certs").fetch_one(&raw).await.unwrap();
     assert_eq!(reuse, 1);
+    // Validity written in unix seconds reads in milliseconds, as every other time.
+    let validity: (i64, i64) =
+        sqlx::query_as("SELECT not_before, not_after FROM issued").fetch_one(&raw).await.unwrap();
+    assert_eq!(validity, (1_000, 2_000));
     let broken: Vec<(String,)> =
         sqlx::query_as("PRAGMA foreign_key_check").fetch_all(&raw).await.expect("check");
     assert!(broken.is_empty(), "{broken:?}");

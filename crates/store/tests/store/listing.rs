@@ -13,7 +13,7 @@ async fn the_list_is_filtered_and_paged_by_the_database(db: Db) {
     use certhub_store::CertFilter;
     let store = db.open().await;
     store.insert_account(&account("acme")).await.expect("account");
-    let now = 1_708_000_000;
+    let now = 1_708_000_000_000;
     for (name, host, state) in [
         ("api", "API.example.test", "valid"),
         ("blog", "blog.example.test", "valid"),
@@ -29,7 +29,7 @@ async fn the_list_is_filtered_and_paged_by_the_database(db: Db) {
     // api: two issued, the latest counts; blog: expired; cdn: revoked.
     store.insert_issued(&issued("api", "01"), None).await.expect("issued");
     let mut later = issued("api", "02");
-    later.not_after = now + 86_400;
+    later.not_after = now + 86_400_000;
     store.insert_issued(&later, None).await.expect("issued");
     store.insert_issued(&issued("blog", "03"), None).await.expect("issued");
     let cdn = store.insert_issued(&issued("cdn", "04"), None).await.expect("issued");
@@ -105,8 +105,8 @@ async fn the_dashboard_overview_counts_what_the_list_shows(db: Db) {
 
     let store = db.open().await;
     store.insert_account(&account("acme")).await.expect("account");
-    let now = 1_708_000_000_i64;
-    let day = 86_400;
+    let now = 1_708_000_000_000_i64;
+    let day = 86_400_000;
     let policies = [None, Some("30d"), Some("50%"), Some("90%"), Some("5d"), Some("bogus")];
     let lifetimes = [6, 45, 90, 200];
     for k in 0..60_i64 {
@@ -141,7 +141,7 @@ async fn the_dashboard_overview_counts_what_the_list_shows(db: Db) {
     let got = store.overview(spec, default).await.expect("overview");
 
     let (_, all) = store.cert_summaries(&CertFilter::default(), now).await.expect("list");
-    let at = |secs: i64| UNIX_EPOCH + Duration::from_secs(secs as u64);
+    let at = |ms: i64| UNIX_EPOCH + Duration::from_millis(ms as u64);
     let week = 7 * day;
     let mut states: Vec<(String, u64)> = Vec::new();
     let (mut expiring, mut renewing) = (vec![0_u64; 12], vec![0_u64; 12]);
@@ -167,7 +167,7 @@ async fn the_dashboard_overview_counts_what_the_list_shows(db: Db) {
                     match decide(at(i.not_before), at(i.not_after), None, policy, at(now), 0) {
                         Decision::RenewNow(_) => now,
                         Decision::RenewAt(t, _) => {
-                            t.duration_since(UNIX_EPOCH).expect("after 1970").as_secs() as i64
+                            t.duration_since(UNIX_EPOCH).expect("after 1970").as_millis() as i64
                         }
                     };
                 let slot = ((planned - now).max(0) / week) as usize;

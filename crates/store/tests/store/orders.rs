@@ -249,7 +249,8 @@ async fn complete_order_stores_issued_order_and_state_together(db: Db) {
     assert_eq!((cert.state.as_str(), cert.last_error), ("valid", None));
     assert_eq!((cert.failures, cert.next_attempt_at), (0, None));
     let events = store.events_for("www").await.expect("events");
-    let expected = format!("serial 0a, expires {}", certhub_core::time::rfc3339(done.not_after));
+    let expected =
+        format!("serial 0a, expires {}", certhub_core::time::rfc3339(done.not_after / 1000));
     assert_eq!(
         events.iter().map(|e| (e.kind.as_str(), e.detail.as_deref())).collect::<Vec<_>>(),
         [("issued", Some(expected.as_str()))]
