@@ -185,6 +185,10 @@ pub async fn register(
     let config = ClientConfig { ca_bundle_pem: ca_bundle_pem.clone(), ..ClientConfig::default() };
     let client = match Client::new(&directory_url, config).await {
         Ok(client) => client,
+        // A CA bundle that is not one is the input's fault.
+        Err(certhub_acme::Error::Key(reason)) => {
+            return Err(invalid("ca_bundle_pem", format!("--ca-bundle: {reason}")));
+        }
         Err(e) => {
             // An untrusted CA wants a CA bundle; anything else is about the directory URL.
             let field = match e {

@@ -421,7 +421,7 @@ struct Looked {
     seen: i64,
     /// Whether the hub-wide policy decided (it has none of its own).
     default_policy: bool,
-    /// When its certificate expires, unix seconds (0: none yet).
+    /// When its certificate expires, epoch milliseconds (0: none yet).
     expires: i64,
     /// The account the next order goes to.
     account: String,

@@ -45,9 +45,20 @@ pub(crate) const INTERRUPTED: &str = "the hub stopped before the request finishe
 impl Job {
     fn from_record(r: certhub_store::JobRecord, now_ms: i64) -> Result<Self, certhub_store::Error> {
         let lost = r.status == JobStatus::Running && now_ms - r.updated_at > SILENT_LIMIT_MS;
-        let error = r.error.as_deref().map(serde_json::from_str).transpose().map_err(|source| {
-            certhub_store::Error::Json { table: "jobs", row: r.id.clone(), column: "error", source }
-        })?;
+        let mut error: Option<Problem> =
+            r.error.as_deref().map(serde_json::from_str).transpose().map_err(|source| {
+                certhub_store::Error::Json {
+                    table: "jobs",
+                    row: r.id.clone(),
+                    column: "error",
+                    source,
+                }
+            })?;
+        // The CA's wait counts from when the job ended: what is left of it, if anything.
+        if let Some(p) = &mut error {
+            let waited = u32::try_from((now_ms - r.updated_at).max(0) / 1000).unwrap_or(u32::MAX);
+            p.retry_after = p.retry_after.and_then(|s| s.checked_sub(waited)).filter(|s| *s > 0);
+        }
         Ok(Job {
             id: r.id,
             kind: r.kind,
@@ -141,13 +152,14 @@ impl Jobs {
                 },
                 Err(e) => {
                     let result = e.message.clone();
-                    let problem = Problem::from(e);
-                    Update::End {
-                        status: JobStatus::Failed,
-                        // A problem document always serializes.
-                        error: serde_json::to_string(&problem).ok(),
-                        result,
-                    }
+                    let error = match serde_json::to_string(&Problem::from(e)) {
+                        Ok(error) => Some(error),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "recording a job's error failed");
+                            None
+                        }
+                    };
+                    Update::End { status: JobStatus::Failed, error, result }
                 }
             };
             let _ = tx.send(end);

@@ -220,9 +220,14 @@ fn any_object() -> Value {
     json!({ "type": "object" })
 }
 
-/// How each operation looks (`None` for a route not described here); `schema` turns a type
-/// into its JSON schema.
-fn shape(method: &str, path: &str, schema: &mut SchemaGenerator) -> Option<Shape> {
+/// How each operation looks (`None` for a route not described here); `schema` turns a body's
+/// type into its JSON schema, `answer` an answer's.
+fn shape(
+    method: &str,
+    path: &str,
+    schema: &mut SchemaGenerator,
+    answer: &mut SchemaGenerator,
+) -> Option<Shape> {
     let json = |v: Value| vec![("application/json", v)];
     let body = |s: schemars::Schema| Some(s.to_value());
     let typed = |s: schemars::Schema| vec![("application/json", s.to_value())];
@@ -265,7 +270,7 @@ fn shape(method: &str, path: &str, schema: &mut SchemaGenerator) -> Option<Shape
             ..none
         },
         ("get", "/api/v1/tokens") => {
-            Shape { ok: (200, typed(schema.subschema_for::<Items<ops::TokenView>>())), ..none }
+            Shape { ok: (200, typed(answer.subschema_for::<Items<ops::TokenView>>())), ..none }
         }
         ("delete", "/api/v1/tokens/{id}") => Shape { ok: (204, Vec::new()), ..none },
         ("post", "/api/v1/users") => Shape {
@@ -278,11 +283,11 @@ fn shape(method: &str, path: &str, schema: &mut SchemaGenerator) -> Option<Shape
             ..none
         },
         ("get", "/api/v1/users") => {
-            Shape { ok: (200, typed(schema.subschema_for::<Items<ops::UserView>>())), ..none }
+            Shape { ok: (200, typed(answer.subschema_for::<Items<ops::UserView>>())), ..none }
         }
         ("get", "/api/v1/certificates") => Shape {
             query: Some(schemars::schema_for!(ops::ListQuery).to_value()),
-            ok: (200, typed(schema.subschema_for::<ops::CertPage>())),
+            ok: (200, typed(answer.subschema_for::<ops::CertPage>())),
             ..none
         },
         ("post", "/api/v1/certificates") => Shape {
@@ -290,12 +295,12 @@ fn shape(method: &str, path: &str, schema: &mut SchemaGenerator) -> Option<Shape
             example: Some(
                 json!({ "name": "web", "account": "le", "domains": ["example.com"], "challenges": ["http-01:listen=0.0.0.0:80"] }),
             ),
-            ok: (201, typed(schema.subschema_for::<ops::CertView>())),
+            ok: (201, typed(answer.subschema_for::<ops::CertView>())),
             more: &[404, 409],
             ..none
         },
         ("get", "/api/v1/certificates/{name}") => {
-            Shape { ok: (200, typed(schema.subschema_for::<ops::CertView>())), ..none }
+            Shape { ok: (200, typed(answer.subschema_for::<ops::CertView>())), ..none }
         }
         ("delete", "/api/v1/certificates/{name}") => {
             Shape { ok: (204, Vec::new()), more: &[409], ..none }
@@ -303,16 +308,16 @@ fn shape(method: &str, path: &str, schema: &mut SchemaGenerator) -> Option<Shape
         ("patch", "/api/v1/certificates/{name}") => Shape {
             body: body(schema.subschema_for::<certhub_engine::CertChanges>()),
             example: Some(json!({ "renew_at": "30d" })),
-            ok: (200, typed(schema.subschema_for::<ops::EditedView>())),
+            ok: (200, typed(answer.subschema_for::<ops::EditedView>())),
             ..none
         },
         ("get", "/api/v1/certificates/{name}/deployments") => {
-            Shape { ok: (200, typed(schema.subschema_for::<Items<ops::DeployTaskView>>())), ..none }
+            Shape { ok: (200, typed(answer.subschema_for::<Items<ops::DeployTaskView>>())), ..none }
         }
         ("post", "/api/v1/certificates/{name}/deployments") => Shape {
             body: body(schema.subschema_for::<api::Specs>()),
             example: Some(json!({ "specs": ["command:systemctl reload nginx"] })),
-            ok: (201, typed(schema.subschema_for::<Items<ops::AddedTaskView>>())),
+            ok: (201, typed(answer.subschema_for::<Items<ops::AddedTaskView>>())),
             more: &[409],
             ..none
         },
@@ -324,7 +329,7 @@ fn shape(method: &str, path: &str, schema: &mut SchemaGenerator) -> Option<Shape
             example: Some(
                 json!({ "name": "bought", "cert_pem": "-----BEGIN CERTIFICATE-----…", "key_pem": "-----BEGIN PRIVATE KEY-----…" }),
             ),
-            ok: (201, typed(schema.subschema_for::<ops::ImportView>())),
+            ok: (201, typed(answer.subschema_for::<ops::ImportView>())),
             more: &[404, 409],
             ..none
         },
@@ -336,16 +341,16 @@ fn shape(method: &str, path: &str, schema: &mut SchemaGenerator) -> Option<Shape
             ..none
         },
         ("get", "/api/v1/certificates/{name}/challenges") => {
-            Shape { ok: (200, typed(schema.subschema_for::<Items<ops::ChallengeView>>())), ..none }
+            Shape { ok: (200, typed(answer.subschema_for::<Items<ops::ChallengeView>>())), ..none }
         }
         ("put", "/api/v1/certificates/{name}/challenges") => Shape {
             body: body(schema.subschema_for::<api::Specs>()),
             example: Some(json!({ "specs": ["http-01:listen=0.0.0.0:80"] })),
-            ok: (200, typed(schema.subschema_for::<Items<ops::ChallengeView>>())),
+            ok: (200, typed(answer.subschema_for::<Items<ops::ChallengeView>>())),
             ..none
         },
         ("get", "/api/v1/certificates/{name}/history") => {
-            Shape { ok: (200, typed(schema.subschema_for::<Items<ops::EventView>>())), ..none }
+            Shape { ok: (200, typed(answer.subschema_for::<Items<ops::EventView>>())), ..none }
         }
         ("get", "/api/v1/certificates/{name}/pull") => Shape {
             query: Some(schemars::schema_for!(api::PullQuery).to_value()),
@@ -368,7 +373,7 @@ fn shape(method: &str, path: &str, schema: &mut SchemaGenerator) -> Option<Shape
             ..none
         },
         ("get", "/api/v1/certificates/{name}/preview") => Shape {
-            ok: (200, typed(schema.subschema_for::<certhub_engine::Preview>())),
+            ok: (200, typed(answer.subschema_for::<certhub_engine::Preview>())),
             more: &[503],
             ..none
         },
@@ -395,7 +400,7 @@ fn shape(method: &str, path: &str, schema: &mut SchemaGenerator) -> Option<Shape
         },
         ("get", "/api/v1/jobs/{id}") => Shape { ok: (200, json(job())), ..none },
         ("get", "/api/v1/accounts") => {
-            Shape { ok: (200, typed(schema.subschema_for::<Items<ops::AccountView>>())), ..none }
+            Shape { ok: (200, typed(answer.subschema_for::<Items<ops::AccountView>>())), ..none }
         }
         ("post", "/api/v1/accounts") => Shape {
             body: body(schema.subschema_for::<certhub_engine::NewAccount>()),
@@ -407,14 +412,14 @@ fn shape(method: &str, path: &str, schema: &mut SchemaGenerator) -> Option<Shape
             ..none
         },
         ("get", "/api/v1/notifications") => {
-            Shape { ok: (200, typed(schema.subschema_for::<Items<ops::ChannelView>>())), ..none }
+            Shape { ok: (200, typed(answer.subschema_for::<Items<ops::ChannelView>>())), ..none }
         }
         ("post", "/api/v1/notifications") => Shape {
             body: body(schema.subschema_for::<ops::ChannelBody>()),
             example: Some(
                 json!({ "name": "ops", "kind": "slack", "config": { "url": "https://hooks.slack.com/services/T/B/X" } }),
             ),
-            ok: (201, typed(schema.subschema_for::<ops::ChannelView>())),
+            ok: (201, typed(answer.subschema_for::<ops::ChannelView>())),
             more: &[409],
             ..none
         },
@@ -463,11 +468,14 @@ pub fn document() -> Value {
     let mut settings = SchemaSettings::draft2020_12();
     settings.definitions_path = "#/components/schemas/".into();
     settings.meta_schema = None;
+    // Bodies are described as the hub reads them, answers as it writes them (an `Option`
+    // it always sends is required and nullable, one it leaves out when empty is optional).
+    let mut answers = settings.clone().for_serialize().into_generator();
     let mut generator = settings.into_generator();
     let mut paths = Map::new();
     for (method, path, summary, scope) in ROUTES {
         // A route without a shape is caught by the test below; it is served as bare.
-        let shape = shape(method, path, &mut generator).unwrap_or(Shape {
+        let shape = shape(method, path, &mut generator, &mut answers).unwrap_or(Shape {
             body: None,
             query: None,
             example: None,
@@ -490,14 +498,18 @@ pub fn document() -> Value {
                 .ok()
                 .and_then(|s| s.canonical_reason())
                 .unwrap_or("Error");
-            responses.insert(
-                status.to_string(),
-                json!({
-                    "description": reason,
-                    "content": { "application/problem+json": {
-                        "schema": { "$ref": "#/components/schemas/Problem" } } }
-                }),
-            );
+            let mut answer = json!({
+                "description": reason,
+                "content": { "application/problem+json": {
+                    "schema": { "$ref": "#/components/schemas/Problem" } } }
+            });
+            // Too many attempts, and a CA that asked to wait, say for how long.
+            if matches!(status, 429 | 502 | 503) {
+                answer["headers"] = json!({ "Retry-After": {
+                    "description": "Seconds to wait before trying again, when known",
+                    "schema": { "type": "integer", "minimum": 0 } } });
+            }
+            responses.insert(status.to_string(), answer);
         }
         let mut op = json!({ "summary": summary, "responses": responses });
         if let Some(scope) = scope {
@@ -541,6 +553,7 @@ pub fn document() -> Value {
         entry[*method] = op;
     }
     let mut schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
+    schemas.extend(answers.take_definitions(true));
     schemas.insert(
         "Problem".into(),
         json!({
@@ -573,8 +586,9 @@ mod tests {
     #[test]
     fn every_route_is_described_with_its_answers() {
         let mut generator = SchemaSettings::draft2020_12().into_generator();
+        let mut answers = SchemaSettings::draft2020_12().for_serialize().into_generator();
         for (method, path, _, scope) in ROUTES {
-            let shape = shape(method, path, &mut generator)
+            let shape = shape(method, path, &mut generator, &mut answers)
                 .unwrap_or_else(|| panic!("{method} {path} has no shape"));
             let errors = errors(path, *scope, &shape);
             if scope.is_some() {
@@ -599,5 +613,11 @@ mod tests {
             list.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["page", "per_page", "q", "state"]);
         assert!(doc["components"]["schemas"]["TokenBody"].is_object(), "bodies come from types");
+        // Answers are described as written: a field always sent, even as null, is required.
+        let cert = &doc["components"]["schemas"]["CertView"];
+        let required: Vec<&str> =
+            cert["required"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+        assert!(required.contains(&"serial") && required.contains(&"renewal"), "{cert}");
+        assert!(cert["properties"].get("expires_at").is_none(), "pages-only fields stay out");
     }
 }

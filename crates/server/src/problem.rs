@@ -110,7 +110,13 @@ impl From<certhub_engine::Error> for Problem {
         };
         let mut p = Self::new(status, kind, e.message);
         p.field = e.field.map(str::to_string);
-        p.ca_problem = e.problem.and_then(|ca| serde_json::to_value(*ca).ok()).map(Box::new);
+        p.ca_problem = e.problem.and_then(|ca| match serde_json::to_value(*ca) {
+            Ok(ca) => Some(Box::new(ca)),
+            Err(e) => {
+                tracing::warn!(error = %e, "the CA's problem document could not be kept");
+                None
+            }
+        });
         p.retry_after =
             e.retry_after.map(|d| u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX));
         p

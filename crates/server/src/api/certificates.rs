@@ -158,7 +158,8 @@ pub(super) async fn list_challenges(
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Items<ChallengeView>>> {
-    let (c, _) = ops::certificate(&state, &caller, &name).await?;
+    caller.require(Need::Read)?;
+    let c = ops::cert_or_404(&state, &name).await?;
     Ok(Json(Items { items: ops::challenges(&c) }))
 }
 
@@ -175,6 +176,6 @@ pub(super) async fn replace_challenges(
     }
     let changes = certhub_engine::CertChanges { challenges: specs, ..Default::default() };
     ops::edit(&state, &caller, &name, changes).await?;
-    let (c, _) = ops::certificate(&state, &caller, &name).await?;
+    let c = ops::cert_or_404(&state, &name).await?;
     Ok(Json(Items { items: ops::challenges(&c) }))
 }

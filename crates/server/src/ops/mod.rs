@@ -1,8 +1,9 @@
 //! The operations the REST API and the web UI share. Each one checks the caller's role,
 //! calls the engine or the store, and writes its audit entry with the change, so a page and
 //! an endpoint that do the same thing cannot differ in who may do it or what is recorded.
-//! The API's handlers and the UI's pages only read their input, call one operation and show
-//! its typed result.
+//! The API's handlers and the UI's pages read their input, call the operations and show their
+//! typed results (a handler that must refuse a caller before reading a body checks the role
+//! first, as the operation will again).
 
 mod accounts;
 mod certificates;

@@ -196,10 +196,11 @@ pub(super) async fn add_account(
             settings_page(&state, &s, None, values, Errors::default(), "", flash).await
         }
         Err(p) => {
-            // The form asks for another CA's directory as its URL.
+            // The form asks for another CA's directory as its URL; a built-in CA's trouble
+            // shows at the top of the form.
             let mut p = p;
             if p.field.as_deref() == Some("directory") {
-                p.field = Some("directory_url".into());
+                p.field = (form.value("directory") == "custom").then(|| "directory_url".into());
             }
             let fields =
                 ["name", "email", "eab_kid", "eab_hmac_key", "ca_bundle_pem", "directory_url"];
