@@ -11,6 +11,7 @@ use certhub_store::{AuditEntry, IssuedRecord, Store};
 
 use crate::account::{self, NewAccount};
 use crate::actor::Actor;
+use crate::agent_ca::AgentCa;
 use crate::cert::{self, Added, CertChanges, NewCertificate, Probe};
 use crate::deploy;
 use crate::error::Error;
@@ -102,6 +103,21 @@ impl Engine {
         audit: AuditEntry,
     ) -> Result<Added, Error> {
         Ok(cert::create(&self.store, c, &audit).await?)
+    }
+
+    /// The hub's agent authority: the one kept in the store, or a new one for `hub` (named
+    /// in its certificate), kept for every hub on the database (of two made at once, the
+    /// first kept wins).
+    pub async fn agent_ca(&self, hub: &str) -> Result<AgentCa, Error> {
+        let store_error = |e: certhub_store::Error| Error::from(anyhow::Error::from(e));
+        if let Some(kept) = self.store.agent_authority().await.map_err(store_error)? {
+            return AgentCa::load(&kept.cert_pem, &kept.key_pem);
+        }
+        let (made, key_pem) = AgentCa::generate(hub)?;
+        let authority =
+            certhub_store::AgentAuthority { cert_pem: made.cert_pem().to_string(), key_pem };
+        let kept = self.store.keep_agent_authority(&authority).await.map_err(store_error)?;
+        AgentCa::load(&kept.cert_pem, &kept.key_pem)
     }
 
     /// The plan of requesting certificate `name` now, with nothing sent or written: the

@@ -11,6 +11,7 @@
 
 pub mod account;
 mod actor;
+pub mod agent_ca;
 pub mod audit;
 pub mod cert;
 mod clock;

@@ -26,6 +26,7 @@
 //! directory at once. Cancelling a method's future rolls back whatever it had not committed.
 
 mod account;
+mod agent;
 mod ari;
 pub mod audit;
 mod cert;
@@ -55,6 +56,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Any, AnyPool, ConnectOptions as _, Connection as _, Executor as _, Transaction};
 
 pub use account::AccountRecord;
+pub use agent::AgentAuthority;
 pub use ari::RenewalInfoRecord;
 pub use audit::{AuditEntry, AuditRecord};
 pub use cert::{CertRecord, DEFAULT_FALLBACK_AFTER, RETRY_STOPPED};

@@ -11,7 +11,8 @@ on_both_backends!(
     expired_tokens_and_idle_sessions_are_removed,
     jobs_keep_their_steps_in_order_and_end_once,
     hub_settings_round_trip,
-    an_event_of_an_unknown_kind_is_passed_by_alone
+    an_event_of_an_unknown_kind_is_passed_by_alone,
+    the_agent_authority_is_kept_once_and_sealed
 );
 
 async fn jobs_keep_their_steps_in_order_and_end_once(db: Db) {
@@ -217,4 +218,25 @@ async fn an_event_of_an_unknown_kind_is_passed_by_alone(db: Db) {
     assert!(events[0].1.is_ok() && events[2].1.is_ok());
     let err = events[1].1.as_ref().unwrap_err().to_string();
     assert!(err.contains("events row") && err.contains("carrier-pigeon"), "{err}");
+}
+
+async fn the_agent_authority_is_kept_once_and_sealed(db: Db) {
+    use certhub_store::AgentAuthority;
+    let store = db.open().await;
+    assert_eq!(store.agent_authority().await.unwrap(), None);
+    let made = |n: u8| AgentAuthority {
+        cert_pem: format!("CERT {n}"),
+        key_pem: zeroize::Zeroizing::new(format!("-----BEGIN PRIVATE KEY----- S3CRET{n}")),
+    };
+    assert_eq!(store.keep_agent_authority(&made(1)).await.unwrap(), made(1));
+    // A second hub making its own at the same time gets the first one's.
+    assert_eq!(store.keep_agent_authority(&made(2)).await.unwrap(), made(1));
+    assert_eq!(db.open().await.agent_authority().await.unwrap(), Some(made(1)));
+    assert!(!format!("{:?}", made(1)).contains("S3CRET"));
+    let raw = db.raw().await;
+    let sealed: Vec<u8> = sqlx::query_scalar("SELECT value FROM meta WHERE name = 'agent_ca'")
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&sealed).contains("S3CRET"), "the key is sealed");
 }
