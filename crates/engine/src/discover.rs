@@ -69,7 +69,11 @@ fn resolve(req: &IncludeRequest<'_>) -> Result<Vec<Source>, String> {
         let mut matches = expand_glob(&req.pattern);
         matches.sort();
         if req.directory_contents {
-            matches.into_iter().flat_map(|p| files_below(&p)).collect()
+            let mut files = Vec::new();
+            for dir in matches {
+                files.extend(files_below(&dir)?);
+            }
+            files
         } else {
             matches.into_iter().filter(|p| p.is_file()).collect()
         }
@@ -77,7 +81,7 @@ fn resolve(req: &IncludeRequest<'_>) -> Result<Vec<Source>, String> {
         if !req.directory_contents {
             return Err(format!("{} is a directory", req.pattern.display()));
         }
-        files_below(&req.pattern)
+        files_below(&req.pattern)?
     } else if !req.pattern.exists() {
         if req.optional {
             return Ok(Vec::new());
@@ -125,26 +129,30 @@ fn expand_glob(pattern: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// Every file below `path` (itself if it is a file), in sorted order. Directories are
-/// followed to a fixed depth, so a symbolic link to a parent cannot loop.
-fn files_below(path: &Path) -> Vec<PathBuf> {
-    fn walk(path: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+/// Every file below `path` (itself if it is a file), in sorted order, or the directory
+/// that could not be read. Directories are followed to a fixed depth, so a symbolic link to
+/// a parent cannot loop.
+fn files_below(path: &Path) -> Result<Vec<PathBuf>, String> {
+    fn walk(path: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), String> {
         if !path.is_dir() {
             out.push(path.to_path_buf());
-            return;
+            return Ok(());
         }
         if depth == 0 {
-            return;
+            return Ok(());
         }
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-            .unwrap_or_default();
+        let unreadable = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+        let mut entries = Vec::new();
+        for entry in std::fs::read_dir(path).map_err(unreadable)? {
+            entries.push(entry.map_err(unreadable)?.path());
+        }
         entries.sort();
         for entry in entries {
-            walk(&entry, depth - 1, out);
+            walk(&entry, depth - 1, out)?;
         }
+        Ok(())
     }
     let mut out = Vec::new();
-    walk(path, 16, &mut out);
-    out
+    walk(path, 16, &mut out)?;
+    Ok(out)
 }

@@ -340,13 +340,17 @@ fn shape(
             ok: (200, json(any_object())),
             ..none
         },
-        ("get", "/api/v1/certificates/{name}/challenges") => {
-            Shape { ok: (200, typed(answer.subschema_for::<Items<ops::ChallengeView>>())), ..none }
-        }
+        // 409: stored configurations that no longer validate every identifier.
+        ("get", "/api/v1/certificates/{name}/challenges") => Shape {
+            ok: (200, typed(answer.subschema_for::<Items<ops::ChallengeView>>())),
+            more: &[409],
+            ..none
+        },
         ("put", "/api/v1/certificates/{name}/challenges") => Shape {
             body: body(schema.subschema_for::<api::Specs>()),
             example: Some(json!({ "specs": ["http-01:listen=0.0.0.0:80"] })),
             ok: (200, typed(answer.subschema_for::<Items<ops::ChallengeView>>())),
+            more: &[409],
             ..none
         },
         ("get", "/api/v1/certificates/{name}/history") => {

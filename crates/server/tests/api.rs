@@ -395,6 +395,12 @@ async fn challenge_configurations_are_listed_without_their_credentials() {
     let (status, v) =
         hub.json("PUT", "/api/v1/certificates/web/challenges", Some(&admin), Some(body)).await;
     assert_eq!((status, v["field"].as_str()), (StatusCode::BAD_REQUEST, Some("specs")));
+    // A certificate whose stored configurations validate none of its names says so.
+    let (status, v) =
+        hub.json("GET", "/api/v1/certificates/api/challenges", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    let detail = v["detail"].as_str().unwrap();
+    assert!(detail.contains("api.test") && detail.contains("PUT"), "{v}");
 }
 
 #[tokio::test]

@@ -53,18 +53,7 @@ async fn http01_webroot_writes_the_token_and_leaves_nothing_behind() {
 async fn tls_alpn01_issues() {
     let env = Env::start(hostile()).await;
     env.account("le", &[]).await;
-    env.ok(&[
-        "cert",
-        "add",
-        "alpn",
-        "--account",
-        "le",
-        "-d",
-        "alpn.test",
-        "--challenge",
-        &env.tls_alpn01(),
-    ])
-    .await;
+    env.add_cert("alpn", "le", "alpn.test", &env.tls_alpn01()).await;
     env.ok(&["cert", "request", "alpn"]).await;
     env.verify_issued("alpn", &["alpn.test"]).await;
 }
@@ -127,18 +116,7 @@ async fn dns01_follows_a_cname_on_acme_challenge() {
     // Delegate validation of cn.test to a name the certificate's owner controls.
     env.bind.update("update add _acme-challenge.cn.test. 60 CNAME cn.validation.test.").await;
     env.account("le", &[]).await;
-    env.ok(&[
-        "cert",
-        "add",
-        "cname",
-        "--account",
-        "le",
-        "-d",
-        "cn.test",
-        "--challenge",
-        &env.rfc2136(),
-    ])
-    .await;
+    env.add_cert("cname", "le", "cn.test", &env.rfc2136()).await;
     env.ok(&["cert", "request", "cname"]).await;
     env.verify_issued("cname", &["cn.test"]).await;
     assert!(
@@ -174,18 +152,7 @@ async fn dns01_failures_say_what_went_wrong() {
     // A failing hook reports its own words.
     let hook = script(dir.path(), "fail.sh", "echo 'zone is read-only' >&2\nexit 3\n");
     let spec = format!("dns-01:exec={}", hook.display());
-    env.ok(&[
-        "cert",
-        "add",
-        "broken",
-        "--account",
-        "le",
-        "-d",
-        "broken.test",
-        "--challenge",
-        &spec,
-    ])
-    .await;
+    env.add_cert("broken", "le", "broken.test", &spec).await;
     let err = env.fails(1, &["cert", "request", "broken"]).await;
     assert!(err.contains("zone is read-only"), "{err}");
     // A profile the CA does not advertise is refused before anything is ordered.

@@ -15,34 +15,20 @@ async fn the_hub_serves_a_certificate_to_a_token_holder_and_stops_cleanly() {
     env.ok(&["cert", "request", "hub"]).await;
 
     let hub = env.serve(&[], true).await;
-    let (mut child, port, said) = (hub.child, hub.port, hub.said);
+    let (port, said) = (hub.port, hub.said.clone());
     // Not on a terminal, the token goes to a private file, never to the (logged) output.
     let token_file = env.data_dir().join("setup-token");
     assert!(said.contains(&token_file.display().to_string()), "{said}");
     use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777, 0o600);
-    let setup_token = hub.setup_token.unwrap();
+    let setup_token = hub.setup_token.clone().unwrap();
     assert!(!said.contains(&setup_token), "the token is not in the output");
     let base = format!("http://127.0.0.1:{port}/api/v1");
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let rsp = http
-        .post(format!("{base}/setup"))
-        .json(&json!({"token": setup_token, "username": "admin", "password": "a long enough password"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(rsp.status(), 201);
+    // Set up with that token (201), then signed in.
+    let token = hub.admin_token().await;
     assert!(!token_file.exists(), "the spent setup token is removed at once");
-    let token: Value = http
-        .post(format!("{base}/tokens"))
-        .json(&json!({"username": "admin", "password": "a long enough password"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["token"].as_str().unwrap().to_string();
+    let mut child = hub.child;
     let pem = http
         .get(format!("{base}/certificates/hub/pull?key=true"))
         .bearer_auth(&token)
@@ -62,6 +48,10 @@ async fn the_hub_serves_a_certificate_to_a_token_holder_and_stops_cleanly() {
     // An account and a certificate made through the API, requested, pulled.
     let post = |path: &str, body: Value| {
         http.post(format!("{base}{path}")).bearer_auth(&token).json(&body).send()
+    };
+    let get_json = |path: &str| {
+        let req = http.get(format!("{base}{path}")).bearer_auth(&token);
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
     };
     let rsp = post(
         "/accounts",
@@ -99,15 +89,7 @@ async fn the_hub_serves_a_certificate_to_a_token_holder_and_stops_cleanly() {
         })
         .await;
     assert_eq!(job["status"], "succeeded", "{job}");
-    let shown: Value = http
-        .get(format!("{base}/certificates/api-cert"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown = get_json("/certificates/api-cert").await;
     assert_eq!(shown["state"], "valid", "{shown}");
     env.verify_issued("api-cert", &["api.test"]).await;
 
@@ -135,15 +117,7 @@ async fn the_hub_serves_a_certificate_to_a_token_holder_and_stops_cleanly() {
     let spec = format!("files:dir={};name=pem", out_dir.path().display());
     let rsp = post("/certificates/api-cert/deployments", json!({"specs": [spec]})).await.unwrap();
     assert_eq!(rsp.status(), 201, "{}", rsp.text().await.unwrap());
-    let listed: Value = http
-        .get(format!("{base}/certificates/api-cert/deployments"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = get_json("/certificates/api-cert/deployments").await;
     assert_eq!(listed["items"][0]["name"], "pem", "{listed}");
     let rsp = http
         .delete(format!("{base}/certificates/api-cert/deployments/pem"))
@@ -152,28 +126,12 @@ async fn the_hub_serves_a_certificate_to_a_token_holder_and_stops_cleanly() {
         .await
         .unwrap();
     assert_eq!(rsp.status(), 204);
-    let plan: Value = http
-        .get(format!("{base}/certificates/api-cert/preview"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let plan = get_json("/certificates/api-cert/preview").await;
     assert!(
         plan["summary"][0].as_str().unwrap().starts_with("Requesting api-cert would"),
         "{plan}"
     );
-    let settings: Value = http
-        .get(format!("{base}/settings"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let settings = get_json("/settings").await;
     assert_eq!(settings["renewal_policy"], "75%");
     assert_eq!(settings["renewal_workers"], 4);
 
@@ -192,15 +150,7 @@ async fn the_hub_serves_a_certificate_to_a_token_holder_and_stops_cleanly() {
     );
 
     // Challenge configurations as a resource: which one validates each name, and replaced.
-    let challenges: Value = http
-        .get(format!("{base}/certificates/api-cert/challenges"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let challenges = get_json("/certificates/api-cert/challenges").await;
     assert_eq!(challenges["items"][0]["challenge"], "http-01", "{challenges}");
     assert_eq!(challenges["items"][0]["validates"], json!(["api.test"]), "{challenges}");
     let put = |specs: Value| {

@@ -103,18 +103,7 @@ async fn the_hub_tells_its_channels_about_expiry_failures_and_revocation() {
 
     // A certificate nobody can validate: its failures are told once, after three in a row.
     let nowhere = format!("http-01:listen=127.0.0.1:{}", certhub_testkit::free_port());
-    env.ok(&[
-        "cert",
-        "add",
-        "broken",
-        "--account",
-        "le",
-        "-d",
-        "broken.test",
-        "--challenge",
-        &nowhere,
-    ])
-    .await;
+    env.add_cert("broken", "le", "broken.test", &nowhere).await;
     for _ in 0..20 {
         if env.show("broken").await["renewal"]["failures"].as_i64().unwrap_or(0) >= 4 {
             break;

@@ -109,19 +109,14 @@ impl Env {
 
     /// Adds the certificate `name` for `domain`, ordered by `account`, answered by http-01.
     pub async fn add_http01(&self, name: &str, account: &str, domain: &str) {
-        let challenge = self.http01();
-        self.ok(&[
-            "cert",
-            "add",
-            name,
-            "--account",
-            account,
-            "-d",
-            domain,
-            "--challenge",
-            &challenge,
-        ])
-        .await;
+        self.add_cert(name, account, domain, &self.http01()).await;
+    }
+
+    /// Adds the certificate `name` for `domain`, ordered by `account`, answered by the
+    /// challenge `spec`.
+    pub async fn add_cert(&self, name: &str, account: &str, domain: &str, spec: &str) {
+        self.ok(&["cert", "add", name, "--account", account, "-d", domain, "--challenge", spec])
+            .await;
     }
 
     pub fn http01(&self) -> String {

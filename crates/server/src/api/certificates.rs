@@ -160,7 +160,7 @@ pub(super) async fn list_challenges(
 ) -> ApiResult<Json<Items<ChallengeView>>> {
     caller.require(Need::Read)?;
     let c = ops::cert_or_404(&state, &name).await?;
-    Ok(Json(Items { items: ops::challenges(&c) }))
+    Ok(Json(Items { items: ops::challenges(&c)? }))
 }
 
 pub(super) async fn replace_challenges(
@@ -177,5 +177,5 @@ pub(super) async fn replace_challenges(
     let changes = certhub_engine::CertChanges { challenges: specs, ..Default::default() };
     ops::edit(&state, &caller, &name, changes).await?;
     let c = ops::cert_or_404(&state, &name).await?;
-    Ok(Json(Items { items: ops::challenges(&c) }))
+    Ok(Json(Items { items: ops::challenges(&c)? }))
 }

@@ -275,11 +275,20 @@ pub(crate) async fn cert_history(
 }
 
 /// A certificate's challenge configurations, credentials left out, and which one validates
-/// each identifier.
-pub(crate) fn challenges(c: &CertRecord) -> Vec<ChallengeView> {
+/// each identifier; a conflict naming the identifiers none of them validates.
+pub(crate) fn challenges(c: &CertRecord) -> OpResult<Vec<ChallengeView>> {
     let assigned = certhub_core::identifier::assign_challenges(&c.identifiers, &c.challenges)
-        .unwrap_or_default();
-    c.challenges
+        .map_err(|v| {
+            let v: Vec<String> = v.iter().map(ToString::to_string).collect();
+            Problem::conflict(format!(
+                "certificate {}: its challenge configurations do not cover its identifiers ({}); \
+                 replace them with PUT /api/v1/certificates/{}/challenges",
+                c.name,
+                v.join("; "),
+                c.name
+            ))
+        })?;
+    Ok(c.challenges
         .iter()
         .enumerate()
         .map(|(i, spec)| ChallengeView {
@@ -297,5 +306,5 @@ pub(crate) fn challenges(c: &CertRecord) -> Vec<ChallengeView> {
                 .map(|(id, _)| id.to_string())
                 .collect(),
         })
-        .collect()
+        .collect())
 }

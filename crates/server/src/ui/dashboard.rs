@@ -52,7 +52,10 @@ pub(super) async fn dashboard(State(state): State<AppState>, s: Session) -> Resp
 
 async fn dashboard_page(state: &AppState, s: &Session) -> Result<DashboardPage, Problem> {
     s.caller.require(Need::Read)?;
-    let policy = state.settings.get().policy.parse().unwrap_or_default();
+    let text = state.settings.get().policy;
+    let policy = text.parse().map_err(|e| {
+        Problem::internal(format!("the hub's renewal policy {text:?} cannot be read: {e}"))
+    })?;
     let spec = certhub_store::OverviewSpec {
         now: crate::clock::now_ms(),
         weeks: CHART_WEEKS,

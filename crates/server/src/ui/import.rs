@@ -35,10 +35,7 @@ pub(super) async fn import_certificate(
     Posted { session: s, form }: Posted,
 ) -> Response {
     let mut errors = Errors::default();
-    let name = form.text("name").unwrap_or_default();
-    if name.is_empty() {
-        errors.add("name", "give the certificate a name, e.g. shop");
-    }
+    let name = form.required("name", &mut errors, "give the certificate a name, e.g. shop");
     let cert_pem = form.text("cert_pem");
     // A file chosen in the form arrives as base64 (see FormData).
     let pkcs12 = form.text("pkcs12");

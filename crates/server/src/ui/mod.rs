@@ -100,6 +100,16 @@ impl FormData {
         self.get(key).map(str::trim).filter(|v| !v.is_empty()).map(str::to_string)
     }
 
+    /// The trimmed value of `key`, or "" with `rule` added to `errors` for it when it is
+    /// empty (a field the form needs).
+    fn required(&self, key: &str, errors: &mut Errors, rule: &str) -> String {
+        let value = self.text(key).unwrap_or_default();
+        if value.is_empty() {
+            errors.add(key, rule);
+        }
+        value
+    }
+
     /// The non-empty lines of `key`.
     fn lines(&self, key: &str) -> Vec<String> {
         self.value(key).lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()

@@ -71,14 +71,12 @@ pub(super) async fn create_certificate(
     Posted { session: s, form }: Posted,
 ) -> Response {
     let mut errors = Errors::default();
-    let name = form.text("name").unwrap_or_default();
-    if name.is_empty() {
-        errors.add("name", "give the certificate a name, e.g. www");
-    }
-    let account = form.text("account").unwrap_or_default();
-    if account.is_empty() {
-        errors.add("account", "choose the CA account that orders it (add one under Settings)");
-    }
+    let name = form.required("name", &mut errors, "give the certificate a name, e.g. www");
+    let account = form.required(
+        "account",
+        &mut errors,
+        "choose the CA account that orders it (add one under Settings)",
+    );
     let mut domains = Vec::new();
     let mut ips = Vec::new();
     for line in form.lines("domains").iter().flat_map(|l| l.split([',', ' '])) {

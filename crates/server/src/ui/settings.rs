@@ -168,10 +168,7 @@ pub(super) async fn add_account(
         }),
         d => d.to_string(),
     };
-    let name = form.text("name").unwrap_or_default();
-    if name.is_empty() {
-        errors.add("name", "name the account, e.g. le");
-    }
+    let name = form.required("name", &mut errors, "name the account, e.g. le");
     if !form.checked("agree_tos") {
         errors.add("agree_tos", "the CA requires agreeing to its terms of service");
     }
