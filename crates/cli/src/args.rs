@@ -77,6 +77,10 @@ pub enum Command {
     /// The audit log of the hub.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Agents: join this machine to a hub and run it as one (`join`, `run`), or, on the hub,
+    /// make join tokens and manage the agents that joined.
+    #[command(subcommand)]
+    Agent(AgentCommand),
     /// Find the names a web server answers to (nginx server blocks, Apache virtual hosts,
     /// includes followed) and create a managed certificate for them.
     Discover(Discover),
@@ -138,6 +142,132 @@ pub struct Serve {
     /// connection may sit idle between requests, before it is closed.
     #[arg(long, env = "CERTHUB_HEADER_TIMEOUT", default_value_t = 10, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub header_timeout: u64,
+    /// Serve agents here: mutual TLS only, with certificates from the hub's own agent
+    /// authority (e.g. 0.0.0.0:8444). Agents join through the hub's URL (--listen) and then
+    /// connect here.
+    #[arg(long, env = "CERTHUB_AGENT_LISTEN", value_name = "ADDR:PORT")]
+    pub agent_listen: Option<SocketAddr>,
+    /// The URL agents are told to connect to [default: https://HOST:PORT, HOST as the
+    /// joining agent reached the hub, PORT that of --agent-listen].
+    #[arg(long, env = "CERTHUB_AGENT_URL", value_name = "URL", requires = "agent_listen")]
+    pub agent_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Join tokens: one-time, expiring credentials with which an agent joins (on the hub).
+    #[command(subcommand)]
+    Token(AgentTokenCommand),
+    /// Join this machine to a hub: makes the agent's key here (it never leaves the machine)
+    /// and has the hub sign its client certificate.
+    Join(AgentJoin),
+    /// Run the agent: one outbound connection to the hub, which pushes the certificates
+    /// assigned to this machine; each is deployed with its tasks, once, and reported.
+    Run(AgentRun),
+    /// The agents that joined, with their connection and what they deployed (on the hub).
+    List(JsonFlag),
+    /// One agent, with each certificate it deploys (on the hub).
+    Show(AgentName),
+    /// Replace an agent's labels (on the hub).
+    Label(AgentLabel),
+    /// Remove an agent: its identity is refused at once and from then on (on the hub).
+    Remove(AgentName),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentTokenCommand {
+    /// Make a join token, shown once.
+    Create(AgentTokenCreate),
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Example:
+  certhub agent token create --label role=web --expires 2h
+  # then on the target machine:
+  certhub agent join https://hub.example:8440 --token certhub-join_…")]
+pub struct AgentTokenCreate {
+    /// A label the joining agent gets, KEY=VALUE (repeat for several); certificates target
+    /// agents by label with --target label:KEY=VALUE.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// How long the token can be used: 30m, 24h, 7d (at most 30d).
+    #[arg(long, default_value = "24h", value_name = "DURATION", value_parser = duration_arg)]
+    pub expires: std::time::Duration,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "The agent keeps its identity in the data directory (--data-dir): agent.json, agent-key.pem (mode 0600), agent-cert.pem and agent-ca.pem."
+)]
+pub struct AgentJoin {
+    /// The hub's URL, as its users reach it, e.g. https://hub.example:8440.
+    pub hub_url: String,
+    /// The join token from `certhub agent token create` (or Agents > Add).
+    #[arg(long, env = "CERTHUB_JOIN_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// The agent's name on the hub [default: this machine's host name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Trust these certificates (PEM) for the hub's URL besides the system's: the CA that
+    /// signed the hub's certificate, or a self-signed hub certificate itself.
+    #[arg(long, value_name = "PEM")]
+    pub ca_bundle: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Without --allow-commands or --allow-command, a command: task is refused; without --allow-dir, so is every task that writes files. A refused task is reported to the hub with the reason, and nothing of that deployment runs.
+
+Example:
+  certhub agent run --allow-dir /etc/ssl/web --allow-command 'systemctl reload nginx'"
+)]
+pub struct AgentRun {
+    /// Run any command: task the hub sends.
+    #[arg(long)]
+    pub allow_commands: bool,
+    /// Run this command when a task asks for it, written exactly so (repeat for several).
+    #[arg(long = "allow-command", value_name = "COMMAND")]
+    pub allow_command: Vec<String>,
+    /// Write files only under this directory (repeat for several).
+    #[arg(long = "allow-dir", value_name = "DIR")]
+    pub allow_dirs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentName {
+    /// The agent's name.
+    pub name: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentLabel {
+    /// The agent's name.
+    pub name: String,
+    /// Its labels from now on, KEY=VALUE each (none: no labels).
+    #[arg(value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+}
+
+/// A duration as `90s`, `30m`, `24h` or `7d`.
+fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 =
+        n.parse().map_err(|_| format!("{s:?}: write a number and a unit: 30m, 24h, 7d"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: the unit is s, m, h or d (30m, 24h, 7d)")),
+    };
+    Ok(std::time::Duration::from_secs(n * secs))
 }
 
 #[derive(Debug, Subcommand)]
@@ -470,6 +600,10 @@ pub struct CertSet {
     /// Failed requests in a row before the fallback account is used.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub fallback_after: Option<u16>,
+    /// Deploy it on these agents from now on, replacing its targets: agent:NAME or
+    /// label:KEY=VALUE (repeat for several); `none` to deploy it on the hub again.
+    #[arg(long = "target", value_name = "TARGET")]
+    pub targets: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -548,6 +682,10 @@ pub struct CertAdd {
     /// `certhub deploy add --help` for SPEC.
     #[arg(long = "deploy", value_name = "SPEC")]
     pub deploy: Vec<String>,
+    /// Deploy it on agents instead of the hub: agent:NAME or label:KEY=VALUE (repeat for
+    /// several); its deployment tasks then run on each of them.
+    #[arg(long = "target", value_name = "TARGET")]
+    pub targets: Vec<String>,
     #[command(flatten)]
     pub renewal: RenewalSettings,
 }

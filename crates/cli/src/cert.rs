@@ -71,6 +71,7 @@ pub(crate) async fn add(store: &Store, args: CertAdd) -> anyhow::Result<()> {
         reuse_key: args.reuse_key,
         challenges: args.challenges.clone(),
         deploy: args.deploy.clone(),
+        targets: args.targets.clone(),
         renew_at: args.renewal.renew_at.clone(),
         csr,
         profile: args.profile.clone(),
@@ -267,6 +268,20 @@ async fn set(store: &Store, args: crate::args::CertSet) -> anyhow::Result<()> {
         fallback_account: args.fallback_account,
         fallback_after: args.fallback_after,
     };
+    if !args.targets.is_empty() {
+        let targets: Vec<String> =
+            args.targets.into_iter().filter(|t| t.trim() != "none").collect();
+        let audit = Actor::cli().entry("cert.targets", &args.name);
+        let set = certhub_engine::agents::set_targets(store, &args.name, &targets, audit).await?;
+        let words: Vec<String> = set.iter().map(ToString::to_string).collect();
+        match words.is_empty() {
+            true => println!("Certificate {} is deployed by the hub.", args.name),
+            false => println!("Certificate {} is deployed on {}.", args.name, words.join(", ")),
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+    }
     let audit = Actor::cli().entry("cert.update", &args.name);
     let changes = certhub_engine::cert::apply_set(store, &args.name, &changes, audit).await?;
     println!("Certificate {} now {}.", args.name, changes.join(", "));

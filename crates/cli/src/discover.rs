@@ -71,6 +71,7 @@ async fn create(
         challenges: args.challenges.clone(),
         allow_single_label: args.allow_single_label,
         deploy: args.deploy.clone(),
+        targets: Vec::new(),
         renewal: Default::default(),
     };
     let store = ctx.store().await?;

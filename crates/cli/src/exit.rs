@@ -36,7 +36,7 @@ pub fn fail(code: u8, message: impl std::fmt::Display) -> anyhow::Error {
 /// The exit code of an engine error's kind.
 pub fn code_of(kind: Kind) -> u8 {
     match kind {
-        Kind::Invalid | Kind::Conflict => INVALID_INPUT,
+        Kind::Invalid | Kind::Conflict | Kind::Forbidden => INVALID_INPUT,
         Kind::CaRefused => CA_REFUSED,
         Kind::Busy | Kind::Transient => TRANSIENT,
         Kind::NotFound => NOT_FOUND,

@@ -1,6 +1,7 @@
 //! The `certhub` binary: argument parsing and wiring.
 
 mod account;
+mod agent;
 mod args;
 mod cert;
 mod context;
@@ -84,6 +85,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Renew(args) => renew::run(&ctx, args).await,
         Command::Deploy(cmd) => deploy::run(&ctx, cmd).await,
         Command::Discover(args) => discover::run(&ctx, args).await,
+        Command::Agent(cmd) => agent::run(&ctx, cmd).await,
         Command::Serve(args) => serve::run(&ctx, args).await,
         Command::Audit(args::AuditCommand::Verify(args)) => audit_verify(&ctx, args).await,
         Command::Audit(args::AuditCommand::Anchor(args)) => audit_anchor(&ctx, args).await,

@@ -59,7 +59,16 @@ pub async fn run(ctx: &crate::context::Context, args: Serve) -> anyhow::Result<(
         (None, None, None) => (None, None),
         _ => anyhow::bail!("give --tls-cert and --tls-key together, or --tls-managed alone"),
     };
-    let state = state.serving_https(tls.is_some());
+    let mut state = state.serving_https(tls.is_some());
+    let agents = match args.agent_listen {
+        Some(addr) => {
+            let agents = agent_listener(&engine, addr, args.agent_url.clone()).await?;
+            println!("  agents connect at {} (mutual TLS)", agents.link.url_for(None));
+            state = state.with_agents(agents.link.clone());
+            Some(agents)
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -103,13 +112,56 @@ pub async fn run(ctx: &crate::context::Context, args: Serve) -> anyhow::Result<(
         handshake_timeout: Duration::from_secs(args.header_timeout),
         body_timeout: Duration::from_secs(30),
     };
-    let hub = certhub_server::Hub { listener, tls, managed, limits, rate_limits };
+    let hub = certhub_server::Hub { listener, tls, managed, limits, rate_limits, agents };
     let app = certhub_server::router(state.clone());
     Ok(hub.run(app, state, engine, shutdown()).await?)
 }
 
+/// The agent endpoint at `addr`: the agent authority (made now if the store has none), and
+/// a server certificate from it for this machine's names and `url`'s host.
+async fn agent_listener(
+    engine: &Arc<certhub_engine::Engine>,
+    addr: std::net::SocketAddr,
+    url: Option<String>,
+) -> anyhow::Result<certhub_server::AgentListener> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for agents (--agent-listen)"))?;
+    let port = listener.local_addr()?.port();
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    let ca = engine.agent_ca(&hostname).await?;
+    let mut names = vec![hostname, "localhost".into(), "127.0.0.1".into(), "::1".into()];
+    if let Some(u) = &url {
+        let parsed = url::Url::parse(u).map_err(|e| {
+            certhub_engine::Error::invalid("agent_url", format!("--agent-url {u:?}: {e}"))
+        })?;
+        if parsed.scheme() != "https" {
+            anyhow::bail!(certhub_engine::Error::invalid(
+                "agent_url",
+                format!("--agent-url {u:?}: agents connect over https://")
+            ));
+        }
+        if let Some(host) = parsed.host_str() {
+            names.push(host.trim_matches(|c| c == '[' || c == ']').to_string());
+        }
+    }
+    names.dedup();
+    let link = certhub_server::AgentLink::new(engine.clone(), ca, url, port);
+    let cert = certhub_server::AgentServerCert::new(link.ca().clone(), &names)
+        .map_err(|e| certhub_engine::Error::new(certhub_engine::Kind::Internal, e))?;
+    // Agents keep a connection open each, many from one address behind NAT.
+    let limits = certhub_server::Limits {
+        connections: 65_536,
+        per_address: 65_536,
+        ..certhub_server::Limits::default()
+    };
+    Ok(certhub_server::AgentListener { listener, link, cert, limits })
+}
+
 /// Resolves on SIGTERM or SIGINT: requests in flight finish, new ones are refused.
-async fn shutdown() {
+pub(crate) async fn shutdown() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

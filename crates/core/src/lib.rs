@@ -4,6 +4,7 @@
 //!
 //! This crate does no I/O of its own and depends on no other workspace crate.
 
+pub mod agent;
 pub mod budget;
 pub mod cert;
 pub mod challenge;

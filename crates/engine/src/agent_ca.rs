@@ -11,8 +11,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Kind};
 
-/// The URI prefix that names an agent in its certificate.
-const AGENT_URI: &str = "urn:certhub:agent:";
+use certhub_core::agent::AGENT_URI_PREFIX as AGENT_URI;
 
 /// How long an agent's certificate is valid: a year, renewed over its connection.
 const AGENT_CERT_DAYS: i64 = 365;
@@ -91,9 +90,9 @@ impl AgentCa {
     }
 
     /// The client certificate (PEM) of agent `id`, for the key of the CSR `csr_pem` (its
-    /// signature checked). Nothing the CSR asks for is copied: the names and uses are the
-    /// authority's own.
-    pub fn sign_agent(&self, csr_pem: &str, id: &str) -> Result<String, Error> {
+    /// signature checked), with its serial (hex). Nothing the CSR asks for is copied: the
+    /// names and uses are the authority's own.
+    pub fn sign_agent(&self, csr_pem: &str, id: &str) -> Result<(String, String), Error> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
             Error::invalid("csr", format!("the agent's certificate request is not valid: {e}"))
         })?;
@@ -108,12 +107,14 @@ impl AgentCa {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.not_after = days_from_now(AGENT_CERT_DAYS);
-        params.serial_number = Some(random_serial());
+        let serial = random_serial();
+        let serial_hex = serial.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        params.serial_number = Some(serial);
         params.use_authority_key_identifier_extension = true;
         let cert = params
             .signed_by(&csr.public_key, &self.issuer)
             .map_err(|e| internal("signing the agent's certificate", e))?;
-        Ok(cert.pem())
+        Ok((cert.pem(), serial_hex))
     }
 
     /// A server certificate and key (PEM) for the hub's agent listener at `names`.
@@ -181,7 +182,7 @@ mod tests {
     fn an_agent_certificate_names_its_agent_and_chains_to_its_authority_alone() {
         let (ca, key_pem) = AgentCa::generate("hub.example").unwrap();
         let (csr, _agent_key) = agent_request().unwrap();
-        let cert = der(&ca.sign_agent(&csr, "web-01").unwrap());
+        let cert = der(&ca.sign_agent(&csr, "web-01").unwrap().0);
         assert_eq!(agent_id(&cert).as_deref(), Some("web-01"));
         assert!(accepted_by(&ca, &cert));
         // Another hub's authority does not vouch for it.
@@ -191,7 +192,7 @@ mod tests {
         let again = AgentCa::load(ca.cert_pem(), &key_pem).unwrap();
         assert_eq!(again.fingerprint(), ca.fingerprint());
         let (csr, _) = agent_request().unwrap();
-        assert!(accepted_by(&ca, &der(&again.sign_agent(&csr, "web-02").unwrap())));
+        assert!(accepted_by(&ca, &der(&again.sign_agent(&csr, "web-02").unwrap().0)));
         // The listener's certificate names no agent.
         let (server, _) = ca.server_cert(&["hub.example".into()]).unwrap();
         assert_eq!(agent_id(&der(&server)), None);

@@ -42,6 +42,10 @@ pub struct NewCertificate {
     /// Deployment SPECs, as for `certhub cert add --deploy`.
     #[serde(default)]
     pub deploy: Vec<String>,
+    /// Where it is deployed: `agent:NAME` or `label:KEY=VALUE` (its tasks then run on those
+    /// agents, never on the hub).
+    #[serde(default)]
+    pub targets: Vec<String>,
     /// Renewal policy (75% or 30d).
     #[serde(default)]
     pub renew_at: Option<String>,
@@ -174,6 +178,7 @@ pub async fn create(
     let ids = normalized.identifiers;
     let assignment = assign_challenges(&ids, &specs).map_err(|v| violations(&args.name, &v))?;
     let tasks = crate::deploy::parse_specs(&args.deploy, &[])?;
+    let targets = crate::agents::check_targets(store, &args.targets).await?;
     let renewal_policy = args.renew_at.as_deref().map(check_policy).transpose()?;
     if let Some(f) = &args.fallback_account {
         account::load(store, f).await.map_err(|e| at_field(e, "fallback_account"))?;
@@ -208,6 +213,7 @@ pub async fn create(
                 ..CertRecord::default()
             },
             &tasks,
+            &targets,
             Some(audit),
         )
         .await?;

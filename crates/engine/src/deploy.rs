@@ -150,8 +150,13 @@ pub async fn deploy(
     dry_run: bool,
     progress: Option<&dyn Progress>,
 ) -> anyhow::Result<Report> {
-    let tasks = tasks(store, cert).await?;
     let mut report = Report { outcomes: Vec::new() };
+    // A certificate with targets is deployed by its agents, never on the hub: they hear of
+    // the new certificate from the store's changes.
+    if store.cert_is_targeted(cert).await? {
+        return Ok(report);
+    }
+    let tasks = tasks(store, cert).await?;
     if tasks.is_empty() {
         return Ok(report);
     }

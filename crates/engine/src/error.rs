@@ -20,6 +20,9 @@ pub enum Kind {
     NotFound,
     /// The state does not allow it (it exists already, it is already revoked).
     Conflict,
+    /// The caller may not do it: a join token unknown, used or expired; a certificate not
+    /// assigned to the agent asking for it.
+    Forbidden,
     /// Another certhub process is at work on it; retry later.
     Busy,
     /// The CA refused for good; retrying as it is will not help.

@@ -12,6 +12,7 @@
 pub mod account;
 mod actor;
 pub mod agent_ca;
+pub mod agents;
 pub mod audit;
 pub mod cert;
 mod clock;

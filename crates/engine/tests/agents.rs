@@ -20,7 +20,7 @@ async fn the_agent_authority_is_made_once_and_shared_through_the_store() {
     assert!(first.cert_pem().contains("BEGIN CERTIFICATE"));
     // What one signs names its agent.
     let (csr, _) = certhub_engine::agent_ca::agent_request().unwrap();
-    let signed = second.sign_agent(&csr, "db-01").unwrap();
+    let (signed, _) = second.sign_agent(&csr, "db-01").unwrap();
     let der = pem::parse(&signed).unwrap().into_contents();
     assert_eq!(certhub_engine::agent_ca::agent_id(&der).as_deref(), Some("db-01"));
 }

@@ -9,6 +9,7 @@ use certhub_engine::{Engine, Error, Kind};
 use certhub_store::Store;
 use tokio::net::TcpListener;
 
+use crate::agent_link::{AgentLink, AgentServerCert};
 use crate::listen::{HubCert, Limits, serve};
 use crate::state::AppState;
 
@@ -80,6 +81,14 @@ async fn latest(store: &Store, name: &str) -> Result<(Vec<u8>, Vec<u8>, String),
     Ok((issued.chain_pem.into_bytes(), key, issued.serial_hex))
 }
 
+/// The agent endpoint: its listener, its state and TLS identity, and its limits.
+pub struct AgentListener {
+    pub listener: TcpListener,
+    pub link: Arc<AgentLink>,
+    pub cert: Arc<AgentServerCert>,
+    pub limits: Limits,
+}
+
 /// What a hub runs with besides its state and engine.
 pub struct Hub {
     pub listener: TcpListener,
@@ -90,6 +99,8 @@ pub struct Hub {
     pub limits: Limits,
     /// The CAs' rate limits, as `DIRECTORY=LIMITS` (see `--rate-limit`).
     pub rate_limits: Vec<String>,
+    /// The agent endpoint, when the hub serves agents.
+    pub agents: Option<AgentListener>,
 }
 
 impl Hub {
@@ -111,7 +122,40 @@ impl Hub {
             None => None,
         };
         let store = engine.store().clone();
-        let serving = serve(self.listener, tls, app, self.limits, shutdown);
+        // One stop for both listeners: the agents' streams end with it, so that they
+        // reconnect to whichever hub serves next.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let stop_on = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let agents = match self.agents {
+            Some(a) => {
+                let config = a.cert.server_config().map_err(|e| Error::new(Kind::Internal, e))?;
+                let link = a.link.clone();
+                let stopping = stop_on(stopped.clone());
+                let shutdown = async move {
+                    stopping.await;
+                    link.close();
+                };
+                let app = crate::agent_link::router(a.link.clone());
+                Some((serve(a.listener, Some(config), app, a.limits, shutdown), a.link.run()))
+            }
+            None => None,
+        };
+        let agents = async move {
+            match agents {
+                Some((serving, pushing)) => {
+                    tokio::join!(serving, pushing);
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let signal = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+            std::future::pending::<()>().await
+        };
+        let serving = serve(self.listener, tls, app, self.limits, stop_on(stopped.clone()));
         let (managed, store_ref) = (&tokio::sync::Mutex::new(self.managed), &store);
         let after_each = move || async move {
             if let Err(e) = clean_up(store_ref).await {
@@ -124,7 +168,9 @@ impl Hub {
             }
         };
         tokio::select! {
+            () = signal => {}
             () = serving => {}
+            () = agents => {}
             () = certhub_engine::scheduler::run(engine.clone(), self.rate_limits, after_each) => {}
             () = certhub_engine::notify::run(store.clone(), engine.settings().clone()) => {}
         }

@@ -12,6 +12,7 @@
 //! `application/problem+json` naming the field and the rule. Lists are paginated
 //! (`page`, `per_page`) and filterable.
 
+mod agent_link;
 mod api;
 mod auth;
 mod clock;
@@ -25,14 +26,15 @@ mod problem;
 mod state;
 mod ui;
 
+pub use agent_link::{AgentLink, AgentServerCert};
 pub use certhub_engine::{
     CertChanges, Engine, Import, NewAccount, NewCertificate, Settings, SettingsChanges,
     SharedSettings,
 };
 pub use credentials::{Role, hash_password};
-pub use hub::{Hub, ManagedIdentity, clean_up};
+pub use hub::{AgentListener, Hub, ManagedIdentity, clean_up};
 pub use jobs::Job;
-pub use listen::{HubCert, Limits, Peer, serve};
+pub use listen::{HubCert, Limits, Peer, PeerCertificate, serve};
 pub use openapi::ROUTES;
 pub use problem::Problem;
 pub use state::AppState;

@@ -25,6 +25,12 @@ use crate::problem::Problem;
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
 
+/// The certificate (DER) a TLS client authenticated with, as handlers see it: a request
+/// carries this extension only when its connection's client presented a certificate that the
+/// listener's verifier accepted.
+#[derive(Debug, Clone)]
+pub struct PeerCertificate(pub Arc<Vec<u8>>);
+
 /// How far the hub lets its clients go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -149,39 +155,47 @@ pub async fn serve(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _slot = slot;
-            let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
-                let app = app.clone();
-                async move {
-                    let (mut parts, body) = req.into_parts();
-                    parts.extensions.insert(ConnectInfo(Peer(addr)));
-                    // The whole body, within its time and size, before any handler runs: a
-                    // client trickling a body cannot hold its connection.
-                    let body = http_body_util::Limited::new(body, MAX_BODY);
-                    let body = match tokio::time::timeout(limits.body_timeout, body.collect()).await
-                    {
-                        Ok(Ok(collected)) => collected.to_bytes(),
-                        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                            let p = Problem::too_large("the request body is larger than 2 MiB");
-                            return Ok(p.into_response());
+            let service = move |peer: Option<PeerCertificate>| {
+                hyper::service::service_fn(move |req: hyper::Request<_>| {
+                    let (app, peer) = (app.clone(), peer.clone());
+                    async move {
+                        let (mut parts, body) = req.into_parts();
+                        parts.extensions.insert(ConnectInfo(Peer(addr)));
+                        if let Some(peer) = peer {
+                            parts.extensions.insert(peer);
                         }
-                        Ok(Err(_)) => {
-                            let p = Problem::invalid("body", "the request body broke off");
-                            return Ok(p.into_response());
-                        }
-                        Err(_) => {
-                            let p = Problem::too_slow(format!(
-                                "the request body did not arrive within {} s",
-                                limits.body_timeout.as_secs()
-                            ));
-                            return Ok(p.into_response());
-                        }
-                    };
-                    let req = hyper::Request::from_parts(parts, axum::body::Body::from(body));
-                    app.oneshot(req).await
-                }
-            });
+                        // The whole body, within its time and size, before any handler runs: a
+                        // client trickling a body cannot hold its connection.
+                        let body = http_body_util::Limited::new(body, MAX_BODY);
+                        let body = match tokio::time::timeout(limits.body_timeout, body.collect())
+                            .await
+                        {
+                            Ok(Ok(collected)) => collected.to_bytes(),
+                            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                                let p = Problem::too_large("the request body is larger than 2 MiB");
+                                return Ok(p.into_response());
+                            }
+                            Ok(Err(_)) => {
+                                let p = Problem::invalid("body", "the request body broke off");
+                                return Ok(p.into_response());
+                            }
+                            Err(_) => {
+                                let p = Problem::too_slow(format!(
+                                    "the request body did not arrive within {} s",
+                                    limits.body_timeout.as_secs()
+                                ));
+                                return Ok(p.into_response());
+                            }
+                        };
+                        let req = hyper::Request::from_parts(parts, axum::body::Body::from(body));
+                        app.oneshot(req).await
+                    }
+                })
+            };
             let served = match acceptor {
-                None => watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await,
+                None => {
+                    watcher.watch(http.serve_connection(TokioIo::new(stream), service(None))).await
+                }
                 Some(acceptor) => {
                     let tls = match tokio::time::timeout(
                         limits.handshake_timeout,
@@ -195,7 +209,9 @@ pub async fn serve(
                         }
                         Err(_) => return tracing::debug!(client = %addr, "TLS handshake timed out"),
                     };
-                    watcher.watch(http.serve_connection(TokioIo::new(tls), service)).await
+                    let peer = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+                    let peer = peer.map(|c| PeerCertificate(Arc::new(c.to_vec())));
+                    watcher.watch(http.serve_connection(TokioIo::new(tls), service(peer))).await
                 }
             };
             if let Err(e) = served {
@@ -250,7 +266,7 @@ impl rustls::server::ResolvesServerCert for HubCert {
     }
 }
 
-fn certified_key(
+pub(crate) fn certified_key(
     chain_pem: &[u8],
     key_pem: &[u8],
 ) -> Result<Arc<rustls::sign::CertifiedKey>, String> {

@@ -161,6 +161,45 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
     ("get", "/api/v1/jobs/{id}", "A job's status and steps", Some("cert:read")),
     ("get", "/api/v1/accounts", "CA accounts", Some("cert:read")),
     ("post", "/api/v1/accounts", "Register a CA account (admin)", Some("admin")),
+    (
+        "post",
+        "/api/v1/agent-tokens",
+        "Make a one-time join token for an agent, with the labels it gets (admin)",
+        Some("admin"),
+    ),
+    (
+        "post",
+        "/api/v1/agents/join",
+        "Join an agent: its join token, name, CSR and facts; answers its client certificate, \
+         the agent authority and the agent endpoint's URL",
+        None,
+    ),
+    (
+        "get",
+        "/api/v1/agents",
+        "Agents: labels, connection, and what each reported of its certificates",
+        Some("cert:read"),
+    ),
+    ("get", "/api/v1/agents/{name}", "One agent", Some("cert:read")),
+    (
+        "delete",
+        "/api/v1/agents/{name}",
+        "Remove an agent: its identity is refused from then on (admin)",
+        Some("admin"),
+    ),
+    ("put", "/api/v1/agents/{name}/labels", "Replace an agent's labels (admin)", Some("admin")),
+    (
+        "get",
+        "/api/v1/certificates/{name}/targets",
+        "Where a certificate is deployed, and what each agent reported",
+        Some("cert:read"),
+    ),
+    (
+        "put",
+        "/api/v1/certificates/{name}/targets",
+        "Replace where a certificate is deployed: agent:NAME or label:KEY=VALUE (admin)",
+        Some("admin"),
+    ),
     ("get", "/api/v1/audit", "The audit log, oldest first (admin)", Some("admin")),
     ("get", "/api/v1/audit/verify", "Check the audit log's hash chain (admin)", Some("admin")),
 ];
@@ -433,6 +472,59 @@ fn shape(
                 200,
                 json(object(&[("delivered", json!({ "type": "boolean" })), ("detail", string())])),
             ),
+            ..none
+        },
+        ("post", "/api/v1/agent-tokens") => Shape {
+            body: body(schema.subschema_for::<api::JoinTokenBody>()),
+            example: Some(json!({ "labels": ["role=web"], "expires_in_hours": 24 })),
+            ok: (201, typed(answer.subschema_for::<ops::JoinTokenView>())),
+            ..none
+        },
+        ("post", "/api/v1/agents/join") => {
+            let strings = json!({ "type": "array", "items": { "type": "string" } });
+            let facts = object(&[("hostname", string()), ("os", string()), ("version", string())]);
+            Shape {
+                body: Some(object(&[
+                    ("token", string()),
+                    ("name", string()),
+                    ("csr_pem", string()),
+                    ("facts", facts),
+                ])),
+                ok: (
+                    201,
+                    json(object(&[
+                        ("id", string()),
+                        ("name", string()),
+                        ("labels", strings),
+                        ("cert_pem", string()),
+                        ("ca_pem", string()),
+                        ("agent_url", string()),
+                    ])),
+                ),
+                more: &[403, 409, 503],
+                ..none
+            }
+        }
+        ("get", "/api/v1/agents") => {
+            Shape { ok: (200, typed(answer.subschema_for::<Items<ops::AgentView>>())), ..none }
+        }
+        ("get", "/api/v1/agents/{name}") => {
+            Shape { ok: (200, typed(answer.subschema_for::<ops::AgentView>())), ..none }
+        }
+        ("delete", "/api/v1/agents/{name}") => Shape { ok: (204, Vec::new()), ..none },
+        ("put", "/api/v1/agents/{name}/labels") => Shape {
+            body: body(schema.subschema_for::<api::LabelsBody>()),
+            example: Some(json!({ "labels": ["role=web", "site=fra"] })),
+            ok: (200, typed(answer.subschema_for::<ops::AgentView>())),
+            ..none
+        },
+        ("get", "/api/v1/certificates/{name}/targets") => {
+            Shape { ok: (200, typed(answer.subschema_for::<ops::TargetsView>())), ..none }
+        }
+        ("put", "/api/v1/certificates/{name}/targets") => Shape {
+            body: body(schema.subschema_for::<api::TargetsBody>()),
+            example: Some(json!({ "targets": ["label:role=web"] })),
+            ok: (200, typed(answer.subschema_for::<ops::TargetsView>())),
             ..none
         },
         ("get", "/api/v1/audit") => Shape {

@@ -104,6 +104,7 @@ impl From<certhub_engine::Error> for Problem {
             Kind::Invalid => (StatusCode::BAD_REQUEST, "invalid"),
             Kind::NotFound => (StatusCode::NOT_FOUND, "not-found"),
             Kind::Conflict => (StatusCode::CONFLICT, "conflict"),
+            Kind::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             Kind::CaRefused => (StatusCode::BAD_GATEWAY, "ca-refused"),
             Kind::Busy | Kind::Transient => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Kind::Internal => return Self::internal(e.message),

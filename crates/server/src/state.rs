@@ -23,6 +23,8 @@ pub struct AppState {
     pub(crate) https: bool,
     /// Where the setup token was written for a service's owner, removed once set up.
     pub(crate) setup_token_file: Option<std::path::PathBuf>,
+    /// The agent endpoint, when the hub serves agents.
+    pub(crate) agents: Option<Arc<crate::agent_link::AgentLink>>,
 }
 
 impl AppState {
@@ -38,6 +40,7 @@ impl AppState {
             settings: SharedSettings::new(Settings::default()),
             https: false,
             setup_token_file: None,
+            agents: None,
         }
     }
 
@@ -74,6 +77,12 @@ impl AppState {
     pub fn with_engine(mut self, engine: Arc<Engine>) -> Self {
         self.settings = engine.settings().clone();
         self.engine = Some(engine);
+        self
+    }
+
+    /// The agent endpoint agents join to and connect with.
+    pub fn with_agents(mut self, link: Arc<crate::agent_link::AgentLink>) -> Self {
+        self.agents = Some(link);
         self
     }
 

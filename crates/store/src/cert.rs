@@ -189,7 +189,7 @@ impl Store {
         cert: &CertRecord,
         audit: Option<&AuditEntry>,
     ) -> Result<(), Error> {
-        self.insert_cert_with_tasks(cert, &[], audit).await
+        self.insert_cert_with_tasks(cert, &[], &[], audit).await
     }
 
     /// Inserts a managed certificate with its deployment tasks, all or
@@ -198,11 +198,13 @@ impl Store {
         &self,
         cert: &CertRecord,
         tasks: &[certhub_core::DeployTask],
+        targets: &[certhub_core::agent::Target],
         audit: Option<&AuditEntry>,
     ) -> Result<(), Error> {
         let mut tx = self.begin_change(audit).await?;
         self.insert_cert_in(&mut tx, cert).await?;
         self.add_deploy_tasks_in(&mut tx, &cert.name, tasks).await?;
+        crate::agent::insert_targets_in(&mut tx, &cert.name, targets).await?;
         self.commit_change(tx, audit).await
     }
 
@@ -428,10 +430,13 @@ impl Store {
                 by: "presented challenges awaiting cleanup",
             });
         }
-        sqlx::query("DELETE FROM deploy_tasks WHERE cert_name = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
+        for sql in [
+            "DELETE FROM deploy_tasks WHERE cert_name = $1",
+            "DELETE FROM cert_targets WHERE cert_name = $1",
+            "DELETE FROM agent_deployments WHERE cert_name = $1",
+        ] {
+            sqlx::query(sql).bind(name).execute(&mut *tx).await?;
+        }
         sqlx::query(
             "DELETE FROM renewal_info WHERE issued_id IN \
              (SELECT id FROM issued WHERE cert_name = $1)",

@@ -224,6 +224,7 @@ impl Store {
         crate::event::record_event_in(&mut tx, &cert.name, EventKind::Imported, Some(detail))
             .await?;
         self.commit_change(tx, audit).await?;
+        self.changed(crate::Change::Issued(cert.name.clone()));
         Ok(id)
     }
 
@@ -281,6 +282,7 @@ impl Store {
         crate::event::record_event_in(&mut tx, &cert_name, EventKind::Issued, Some(&detail))
             .await?;
         self.commit_change(tx, audit).await?;
+        self.changed(crate::Change::Issued(cert_name));
         Ok(id)
     }
 

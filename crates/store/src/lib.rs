@@ -56,7 +56,9 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Any, AnyPool, ConnectOptions as _, Connection as _, Executor as _, Transaction};
 
 pub use account::AccountRecord;
-pub use agent::AgentAuthority;
+pub use agent::{
+    AgentAuthority, AgentDeploymentRecord, AgentRecord, AgentTokenRecord, Change, NewAgent,
+};
 pub use ari::RenewalInfoRecord;
 pub use audit::{AuditEntry, AuditRecord};
 pub use cert::{CertRecord, DEFAULT_FALLBACK_AFTER, RETRY_STOPPED};
@@ -229,6 +231,7 @@ pub struct Store {
     backend: Backend,
     key: Arc<MasterKey>,
     tokens: Arc<user::TokenCache>,
+    changes: agent::Changes,
 }
 
 impl Store {
@@ -318,6 +321,7 @@ impl Store {
                 backend: Backend::Postgres,
                 key: Arc::new(key),
                 tokens: Default::default(),
+                changes: Default::default(),
             };
             store.check_master_key().await?;
             return Ok(store);
@@ -374,6 +378,7 @@ impl Store {
             backend: Backend::Sqlite,
             key: Arc::new(key),
             tokens: Default::default(),
+            changes: Default::default(),
         };
         store.check_master_key().await?;
         Ok(store)

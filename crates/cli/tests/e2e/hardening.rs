@@ -237,7 +237,9 @@ async fn the_api_answers_as_its_document_says_for_every_role() {
     let out = tempfile::TempDir::new().unwrap();
     env.ok(&["deploy", "add", "web", &format!("files:dir={}", out.path().display())]).await;
     let port = env.pebble.http_port.to_string();
-    let hub = env.serve(&["--check-interval", "3600", "--probe-http-port", &port], true).await;
+    // With an agent endpoint, so that joining is fuzzed too.
+    let args = ["--check-interval", "3600", "--probe-http-port", &port];
+    let hub = env.serve(&[&args[..], &["--agent-listen", "127.0.0.1:0"]].concat(), true).await;
     let admin = hub.admin_token().await;
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     // A token for each role, made before the fuzzer's failed sign-ins lock this address.

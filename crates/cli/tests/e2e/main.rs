@@ -3,6 +3,7 @@
 //! root and every name.
 
 mod accounts;
+mod agents;
 mod browser;
 mod challenges;
 mod common;

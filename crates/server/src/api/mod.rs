@@ -1,6 +1,7 @@
 //! The handlers of `/api/v1`.
 
 mod accounts;
+mod agents;
 mod audit;
 mod certificates;
 mod deployments;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::problem::Problem;
 use crate::state::AppState;
 
+pub(crate) use agents::{JoinTokenBody, LabelsBody, TargetsBody};
 pub(crate) use audit::AuditQuery;
 pub(crate) use certificates::{PullQuery, RevokeBody};
 pub(crate) use setup::SetupBody;
@@ -73,6 +75,12 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route("/api/v1/notifications/{name}", axum::routing::delete(notifications::delete_channel))
         .route("/api/v1/notifications/{name}/test", post(notifications::test_channel))
+        .route("/api/v1/agent-tokens", post(agents::create_join_token))
+        .route("/api/v1/agents/join", post(agents::join))
+        .route("/api/v1/agents", get(agents::list_agents))
+        .route("/api/v1/agents/{name}", get(agents::get_agent).delete(agents::remove_agent))
+        .route("/api/v1/agents/{name}/labels", axum::routing::put(agents::set_labels))
+        .route("/api/v1/certificates/{name}/targets", get(agents::targets).put(agents::set_targets))
         .route("/api/v1/audit", get(audit::audit_log))
         .route("/api/v1/audit/verify", get(audit::audit_verify))
         .fallback(|| async { Problem::not_found("no such endpoint; see /api/v1/openapi.json") })

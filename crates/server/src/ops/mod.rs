@@ -6,6 +6,7 @@
 //! first, as the operation will again).
 
 mod accounts;
+mod agents;
 mod certificates;
 mod deployments;
 mod notifications;
@@ -16,6 +17,11 @@ mod users;
 mod views;
 
 pub(crate) use accounts::{accounts, add_account};
+pub(crate) use agents::{
+    AgentView, JoinTokenView, TargetsView, agent, agents, create_join_token, join,
+    remove as remove_agent, set_labels as set_agent_labels, set_targets as set_cert_targets,
+    targets as cert_targets,
+};
 pub(crate) use certificates::{
     ListQuery, PKCS12_PASSWORD_HEADER, add_certificate, cert_history, cert_page, certificate,
     challenges, delete_certificate, edit, import, preview, pull, revoke, start_request, test,

@@ -12,7 +12,8 @@ on_both_backends!(
     jobs_keep_their_steps_in_order_and_end_once,
     hub_settings_round_trip,
     an_event_of_an_unknown_kind_is_passed_by_alone,
-    the_agent_authority_is_kept_once_and_sealed
+    the_agent_authority_is_kept_once_and_sealed,
+    a_join_token_is_spent_once_and_labels_decide_what_an_agent_deploys
 );
 
 async fn jobs_keep_their_steps_in_order_and_end_once(db: Db) {
@@ -239,4 +240,91 @@ async fn the_agent_authority_is_kept_once_and_sealed(db: Db) {
         .await
         .unwrap();
     assert!(!String::from_utf8_lossy(&sealed).contains("S3CRET"), "the key is sealed");
+}
+
+async fn a_join_token_is_spent_once_and_labels_decide_what_an_agent_deploys(db: Db) {
+    use certhub_core::agent::{DeployReport, DeployState, Target};
+    use certhub_store::{AgentTokenRecord, Change, NewAgent};
+    let store = db.open().await;
+    let mut changes = store.subscribe();
+    let token = |id: &str, labels: &[&str], expires_at: i64| AgentTokenRecord {
+        id: id.into(),
+        token_hash: certhub_store::token_hash("secret"),
+        labels: labels.iter().map(|s| s.to_string()).collect(),
+        created_by: "admin".into(),
+        created_at: 0,
+        expires_at,
+        used_at: None,
+        agent_id: None,
+    };
+    let later = certhub_core::time::now_ms() + 3_600_000;
+    store.insert_agent_token(&token("t1", &["role=web"], later), None).await.unwrap();
+    store.insert_agent_token(&token("t2", &["role=db"], later), None).await.unwrap();
+    store.insert_agent_token(&token("old", &[], 1), None).await.unwrap();
+    let agent = |id: &str, name: &str| NewAgent {
+        id: id.into(),
+        name: name.into(),
+        cert_serial: "01".into(),
+        hostname: "h".into(),
+        os: "linux".into(),
+        version: "1".into(),
+    };
+    let web = store.join_agent("t1", &agent("a1", "web-1"), None).await.unwrap();
+    assert_eq!(web.labels, ["role=web"]);
+    // Spent: a second join with it changes nothing.
+    let err = store.join_agent("t1", &agent("a2", "web-2"), None).await.unwrap_err();
+    assert!(matches!(err, certhub_store::Error::InUse { .. }), "{err}");
+    // Expired: the same.
+    let err = store.join_agent("old", &agent("a2", "web-2"), None).await.unwrap_err();
+    assert!(matches!(err, certhub_store::Error::InUse { .. }), "{err}");
+    // A name taken: the token stays unspent.
+    let err = store.join_agent("t2", &agent("a3", "web-1"), None).await.unwrap_err();
+    assert!(matches!(err, certhub_store::Error::AlreadyExists { .. }), "{err}");
+    assert_eq!(store.agent_token("t2").await.unwrap().unwrap().used_at, None);
+    store.join_agent("t2", &agent("a3", "db-1"), None).await.unwrap();
+    assert_eq!(store.agents().await.unwrap().len(), 2);
+
+    // A certificate for the web label, one for db-1 by name.
+    store.insert_account(&crate::common::account("acme")).await.unwrap();
+    store.insert_cert(&crate::common::cert("site", "acme"), None).await.unwrap();
+    store.insert_cert(&crate::common::cert("db", "acme"), None).await.unwrap();
+    let web_label = Target::parse("label:role=web").unwrap();
+    store.set_cert_targets("site", &[web_label], None).await.unwrap();
+    store.set_cert_targets("db", &[Target::Agent("db-1".into())], None).await.unwrap();
+    assert_eq!(changes.recv().await.unwrap(), Change::Targets("site".into()));
+    assert!(store.cert_is_targeted("site").await.unwrap());
+    assert_eq!(store.cert_agents("site").await.unwrap(), ["a1"]);
+    assert_eq!(store.cert_agents("db").await.unwrap(), ["a3"]);
+    assert!(store.agent_deploys("a1", "site").await.unwrap());
+    assert!(!store.agent_deploys("a1", "db").await.unwrap());
+    // Nothing issued yet: nothing assigned to deploy.
+    assert!(store.agent_assignments("a1").await.unwrap().is_empty());
+    let issued = crate::common::issued("site", "0a");
+    store.insert_issued(&issued, None).await.unwrap();
+    assert_eq!(store.agent_assignments("a1").await.unwrap(), [("site".into(), "0a".into())]);
+    // db-1 labelled for the web too: it deploys both.
+    store.set_agent_labels("db-1", &["role=web".into()], None).await.unwrap();
+    assert!(store.agent_deploys("a3", "site").await.unwrap());
+    let report = DeployReport {
+        cert: "site".into(),
+        serial: "0a".into(),
+        state: DeployState::Deployed,
+        error: None,
+        verified: vec![],
+    };
+    store.record_agent_deployment("a1", &report).await.unwrap();
+    let first = store.agent_deployments(Some("site"), None).await.unwrap();
+    // The same report again keeps the time of deployment.
+    store.record_agent_deployment("a1", &report).await.unwrap();
+    let again = store.agent_deployments(Some("site"), None).await.unwrap();
+    assert_eq!(first[0].deployed_at, again[0].deployed_at);
+    assert_eq!((again[0].agent_name.as_str(), again[0].state.as_str()), ("web-1", "deployed"));
+    // Removed: its identity, labels and reports go; its targets by name stay, naming none.
+    store.remove_agent("web-1", None).await.unwrap();
+    assert_eq!(store.agent_by_id("a1").await.unwrap(), None);
+    assert!(store.agent_deployments(Some("site"), None).await.unwrap().is_empty());
+    assert_eq!(store.cert_agents("site").await.unwrap(), ["a3"]);
+    // Deleting a certificate takes its targets and reports with it.
+    store.delete_cert("db", None).await.unwrap();
+    assert!(store.cert_targets("db").await.unwrap().is_empty());
 }

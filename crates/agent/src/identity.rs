@@ -1,0 +1,229 @@
+//! Joining a hub, and the identity it gives: kept in the agent's data directory.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use certhub_core::agent::{JoinRequest, Joined};
+use certhub_engine::{Error, Kind};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+const STATE_FILE: &str = "agent.json";
+const KEY_FILE: &str = "agent-key.pem";
+const CERT_FILE: &str = "agent-cert.pem";
+const CA_FILE: &str = "agent-ca.pem";
+
+/// How the type of a certhub hub's problem documents starts.
+const CERTHUB_PROBLEM: &str = "https://certhub.dev/problems/";
+
+/// What joining needs.
+#[derive(Debug, Clone)]
+pub struct JoinOptions {
+    /// The hub's URL, as its users reach it (`https://hub.example:8440`).
+    pub hub_url: String,
+    pub token: String,
+    /// The agent's name (default: the machine's host name).
+    pub name: Option<String>,
+    /// Certificates to trust for the hub's URL besides the system's (PEM).
+    pub ca_bundle: Option<PathBuf>,
+}
+
+/// An agent's identity and where its hub is, as kept in `agent.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Identity {
+    pub id: String,
+    pub name: String,
+    pub labels: Vec<String>,
+    pub hub_url: String,
+    pub agent_url: String,
+}
+
+impl Identity {
+    /// The identity kept in `data_dir`.
+    pub fn load(data_dir: &Path) -> anyhow::Result<Self> {
+        let file = data_dir.join(STATE_FILE);
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::new(
+                    Kind::NotFound,
+                    format!(
+                        "this machine has not joined a hub ({} has no {STATE_FILE}): run \
+                         `certhub agent join HUB_URL --token TOKEN` first",
+                        data_dir.display()
+                    ),
+                )
+                .into());
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+        };
+        serde_json::from_str(&text).with_context(|| format!("{} is damaged", file.display()))
+    }
+
+    /// A client for the hub's agent endpoint: this agent's certificate and key, and the agent
+    /// authority as the only certificate trusted.
+    pub fn client(data_dir: &Path) -> anyhow::Result<reqwest::Client> {
+        let read = |name: &str| {
+            let file = data_dir.join(name);
+            std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))
+        };
+        let mut pem = Zeroizing::new(read(KEY_FILE)?);
+        pem.extend_from_slice(&read(CERT_FILE)?);
+        let identity = reqwest::Identity::from_pem(&pem)
+            .context("the agent's key and certificate do not make a TLS identity")?;
+        let ca = reqwest::Certificate::from_pem(&read(CA_FILE)?)
+            .context("the agent authority's certificate does not parse")?;
+        reqwest::Client::builder()
+            .tls_certs_only([ca])
+            .identity(identity)
+            .connect_timeout(Duration::from_secs(10))
+            .tcp_keepalive(Duration::from_secs(30))
+            .http1_only()
+            .user_agent(concat!("certhub-agent/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("cannot make the agent's HTTPS client")
+    }
+}
+
+/// Joins the hub: makes this agent's key (kept in `data_dir`, mode 0600), sends its CSR with
+/// the token, and keeps the identity the hub gives. Refused when the data directory already
+/// holds an identity.
+pub async fn join(data_dir: &Path, options: &JoinOptions) -> anyhow::Result<Identity> {
+    if data_dir.join(STATE_FILE).exists() {
+        bail!(Error::new(
+            Kind::Conflict,
+            format!(
+                "this machine has joined a hub already ({} holds {STATE_FILE}); to join again, \
+                 remove that directory's agent files, or use another --data-dir",
+                data_dir.display()
+            )
+        ));
+    }
+    let url = url::Url::parse(&options.hub_url).map_err(|e| {
+        Error::invalid("hub_url", format!("{:?} is not a URL: {e}", options.hub_url))
+    })?;
+    if !matches!(url.scheme(), "https" | "http") {
+        bail!(Error::invalid("hub_url", "the hub's URL starts with https://"));
+    }
+    let name = match &options.name {
+        Some(n) => n.clone(),
+        None => crate::facts().hostname.split('.').next().unwrap_or("agent").to_string(),
+    };
+    let (csr_pem, key_pem) = certhub_engine::agent_ca::agent_request()?;
+    let mut client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .user_agent(concat!("certhub-agent/", env!("CARGO_PKG_VERSION")));
+    if let Some(bundle) = &options.ca_bundle {
+        let pem = std::fs::read(bundle)
+            .with_context(|| format!("cannot read --ca-bundle {}", bundle.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            Error::invalid("ca_bundle", format!("--ca-bundle {}: {e}", bundle.display()))
+        })?;
+        client = client.tls_certs_merge(certs);
+    }
+    let client = client.build().context("cannot make an HTTPS client")?;
+    let join_url = url.join("api/v1/agents/join").context("the hub's URL")?;
+    let request = JoinRequest {
+        token: options.token.trim().to_string(),
+        name: name.clone(),
+        csr_pem,
+        facts: crate::facts(),
+    };
+    let rsp = client.post(join_url.clone()).json(&request).send().await.map_err(|e| {
+        if is_untrusted(&e) {
+            Error::invalid(
+                "ca_bundle",
+                format!(
+                    "the hub at {url} presented a TLS certificate not trusted here ({}): give \
+                     the certificate of the CA that signed it with --ca-bundle PEM (for a hub \
+                     with a self-signed certificate, that certificate)",
+                    cause(&e)
+                ),
+            )
+        } else {
+            Error::new(
+                Kind::Transient,
+                format!(
+                    "cannot reach the hub at {url}: {}; check HUB_URL and that the hub runs",
+                    cause(&e)
+                ),
+            )
+        }
+    })?;
+    let status = rsp.status();
+    let body = rsp.bytes().await.context("the hub's answer broke off")?;
+    if !status.is_success() {
+        // A hub answers with its own problem documents.
+        let problem: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
+        let detail = problem
+            .as_ref()
+            .filter(|p| p["type"].as_str().is_some_and(|t| t.starts_with(CERTHUB_PROBLEM)))
+            .and_then(|p| p["detail"].as_str().map(str::to_string));
+        let Some(detail) = detail else {
+            bail!(Error::invalid(
+                "hub_url",
+                format!("{url} does not look like a certhub hub (it answered {status} to a join)")
+            ));
+        };
+        let kind = match status.as_u16() {
+            403 => Kind::Forbidden,
+            409 => Kind::Conflict,
+            400 => Kind::Invalid,
+            503 => Kind::Busy,
+            _ => Kind::Internal,
+        };
+        bail!(Error::new(kind, format!("the hub refused to join this agent: {detail}")));
+    }
+    let joined: Joined = serde_json::from_slice(&body).map_err(|_| {
+        Error::invalid(
+            "hub_url",
+            format!("{url} does not look like a certhub hub (its answer to a join is not one)"),
+        )
+    })?;
+    keep(data_dir, &joined, &key_pem, &url)
+}
+
+fn keep(
+    data_dir: &Path,
+    joined: &Joined,
+    key_pem: &str,
+    hub_url: &url::Url,
+) -> anyhow::Result<Identity> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let write = |name: &str, data: &[u8], mode: u32| {
+        let file = data_dir.join(name);
+        certhub_deploy::files::write_atomic(&file, data, mode, Default::default())
+            .map_err(|e| anyhow!("cannot write {}: {e}", file.display()))
+    };
+    write(KEY_FILE, key_pem.as_bytes(), 0o600)?;
+    write(CERT_FILE, joined.cert_pem.as_bytes(), 0o644)?;
+    write(CA_FILE, joined.ca_pem.as_bytes(), 0o644)?;
+    let identity = Identity {
+        id: joined.id.clone(),
+        name: joined.name.clone(),
+        labels: joined.labels.clone(),
+        hub_url: hub_url.to_string(),
+        agent_url: joined.agent_url.clone(),
+    };
+    // Written last: an agent.json says the rest is there.
+    let json = serde_json::to_vec_pretty(&identity)?;
+    write(STATE_FILE, &json, 0o644)?;
+    Ok(identity)
+}
+
+/// The innermost cause of a request error, in words.
+pub(crate) fn cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut inner: &dyn std::error::Error = e;
+    while let Some(next) = inner.source() {
+        inner = next;
+    }
+    inner.to_string()
+}
+
+fn is_untrusted(e: &reqwest::Error) -> bool {
+    let text = cause(e).to_lowercase();
+    text.contains("invalid peer certificate") || text.contains("unknownissuer")
+}

@@ -1,0 +1,377 @@
+//! `certhub agent run`: one outbound connection to the hub's agent endpoint, kept open; the
+//! hub pushes what to deploy, the agent deploys it (once) and reports.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use certhub_core::agent::{Assignment, Delivery, DeployReport, DeployState, Push};
+use certhub_deploy::{Facts, Issued, Outcome, Run};
+use certhub_engine::{Error, Kind};
+use serde::{Deserialize, Serialize};
+
+use crate::identity::{Identity, cause};
+use crate::safety::Safety;
+
+/// The longest wait between two tries to reach the hub.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// How long the hub may stay silent on the stream (it pings every 25 s) before the
+/// connection counts as lost.
+const SILENCE_LIMIT: Duration = Duration::from_secs(75);
+
+/// Where the agent keeps what it deployed.
+const DEPLOYED_FILE: &str = "deployed.json";
+
+/// How the agent runs.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub safety: Safety,
+}
+
+/// What the agent deployed, by certificate: kept in `deployed.json`, written after each
+/// deployment, so that the same serial is never deployed twice (also across restarts).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Deployed {
+    certs: BTreeMap<String, DeployedCert>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DeployedCert {
+    serial: String,
+    /// Epoch milliseconds.
+    at: i64,
+    /// Whether the hub has the report.
+    reported: bool,
+}
+
+impl Deployed {
+    fn load(dir: &Path) -> anyhow::Result<Self> {
+        let file = dir.join(DEPLOYED_FILE);
+        match std::fs::read(&file) {
+            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+                format!("{} is damaged; remove it to deploy all anew", file.display())
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", file.display())),
+        }
+    }
+
+    fn save(&self, dir: &Path) -> anyhow::Result<()> {
+        let file = dir.join(DEPLOYED_FILE);
+        let json = serde_json::to_vec_pretty(self)?;
+        certhub_deploy::files::write_atomic(&file, &json, 0o600, Default::default())
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))
+    }
+}
+
+/// How a connection to the hub ended.
+enum Ended {
+    /// The hub ended the stream (it stops): reconnect soon.
+    Closed,
+    /// The hub refused this agent (removed): stop.
+    Refused(String),
+    /// Lost, or never made: reconnect after a pause.
+    Lost(String),
+}
+
+/// An agent's work: what it needs while connected.
+struct Agent {
+    dir: PathBuf,
+    identity: Identity,
+    client: reqwest::Client,
+    deployed: Deployed,
+    safety: Safety,
+}
+
+/// Runs the agent kept in `data_dir` until `stop` resolves, or the hub refuses it.
+pub async fn run(
+    data_dir: &Path,
+    options: RunOptions,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let identity = Identity::load(data_dir)?;
+    let client = Identity::client(data_dir)?;
+    let deployed = Deployed::load(data_dir)?;
+    let mut agent =
+        Agent { dir: data_dir.to_path_buf(), identity, client, deployed, safety: options.safety };
+    tracing::info!(agent = agent.identity.name, hub = agent.identity.agent_url, "agent starting");
+    let mut stop = std::pin::pin!(stop);
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let ended = tokio::select! {
+            () = &mut stop => return Ok(()),
+            ended = agent.session() => ended,
+        };
+        let wait = match ended {
+            Ended::Refused(why) => {
+                return Err(Error::new(
+                    Kind::Forbidden,
+                    format!("the hub refused this agent: {why}"),
+                )
+                .into());
+            }
+            Ended::Closed => {
+                backoff = Duration::from_millis(500);
+                Duration::from_millis(200)
+            }
+            Ended::Lost(why) => {
+                tracing::warn!(
+                    hub = agent.identity.agent_url,
+                    "the connection to the hub is lost: {why}; retrying"
+                );
+                let wait = backoff;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                wait
+            }
+        };
+        // Jitter, so that agents cut off together do not come back together.
+        let jitter = wait.mul_f64(0.5 + rand::random::<f64>() / 2.0);
+        tokio::select! {
+            () = &mut stop => return Ok(()),
+            () = tokio::time::sleep(jitter) => {}
+        }
+    }
+}
+
+impl Agent {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.identity.agent_url.trim_end_matches('/'))
+    }
+
+    /// One connection: the stream, and the work it brings, until it ends.
+    async fn session(&mut self) -> Ended {
+        let rsp = self.client.post(self.url("/agent/v1/stream")).json(&crate::facts()).send().await;
+        let mut rsp = match rsp {
+            Ok(r) => r,
+            Err(e) => return Ended::Lost(cause(&e)),
+        };
+        let status = rsp.status();
+        if !status.is_success() {
+            let detail = problem_detail(rsp).await;
+            return if status == reqwest::StatusCode::FORBIDDEN
+                || status == reqwest::StatusCode::UNAUTHORIZED
+            {
+                Ended::Refused(detail)
+            } else {
+                Ended::Lost(format!("the hub answered {status}: {detail}"))
+            };
+        }
+        tracing::info!(hub = self.identity.agent_url, "connected to the hub");
+        let mut buffer = Vec::new();
+        loop {
+            let chunk = match tokio::time::timeout(SILENCE_LIMIT, rsp.chunk()).await {
+                Err(_) => {
+                    return Ended::Lost(format!(
+                        "the hub said nothing for {} s",
+                        SILENCE_LIMIT.as_secs()
+                    ));
+                }
+                Ok(Err(e)) => return Ended::Lost(cause(&e)),
+                Ok(Ok(None)) => return Ended::Closed,
+                Ok(Ok(Some(c))) => c,
+            };
+            buffer.extend_from_slice(&chunk);
+            while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=end).collect();
+                match serde_json::from_slice::<Push>(&line) {
+                    Ok(push) => {
+                        if let Err(e) = self.handle(push).await {
+                            if let Some(refused) = e.downcast_ref::<Refused>() {
+                                return Ended::Refused(refused.0.clone());
+                            }
+                            tracing::warn!(error = format!("{e:#}"), "deploying failed");
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "a line from the hub was not understood"),
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, push: Push) -> anyhow::Result<()> {
+        match push {
+            Push::Ping => Ok(()),
+            Push::Deploy(a) => self.assignment(a).await,
+            Push::Assigned { certs } => {
+                let mut first_error = None;
+                for a in certs {
+                    if let Err(e) = self.assignment(a).await {
+                        if e.downcast_ref::<Refused>().is_some() {
+                            return Err(e);
+                        }
+                        tracing::warn!(error = format!("{e:#}"), "deploying failed");
+                        first_error.get_or_insert(e);
+                    }
+                }
+                first_error.map_or(Ok(()), Err)
+            }
+        }
+    }
+
+    /// Deploys `a` unless it was deployed already (then only reports it, if the hub never
+    /// heard).
+    async fn assignment(&mut self, a: Assignment) -> anyhow::Result<()> {
+        if let Some(done) = self.deployed.certs.get(&a.cert).filter(|d| d.serial == a.serial) {
+            if !done.reported {
+                let report = DeployReport {
+                    cert: a.cert.clone(),
+                    serial: a.serial.clone(),
+                    state: DeployState::Deployed,
+                    error: None,
+                    verified: Vec::new(),
+                };
+                self.report(&report).await?;
+                self.mark_reported(&a.cert)?;
+            }
+            return Ok(());
+        }
+        let delivery = self.fetch(&a.cert).await?;
+        if self.deployed.certs.get(&a.cert).is_some_and(|d| d.serial == delivery.serial) {
+            return Ok(());
+        }
+        let report = self.deploy(&delivery).await;
+        if report.state == DeployState::Deployed {
+            self.deployed.certs.insert(
+                delivery.cert.clone(),
+                DeployedCert {
+                    serial: delivery.serial.clone(),
+                    at: certhub_core::time::now_ms(),
+                    reported: false,
+                },
+            );
+            self.deployed.save(&self.dir)?;
+            tracing::info!(cert = delivery.cert, serial = delivery.serial, "deployed");
+        } else {
+            tracing::warn!(
+                cert = delivery.cert,
+                serial = delivery.serial,
+                error = report.error.as_deref().unwrap_or(""),
+                "not deployed"
+            );
+        }
+        self.report(&report).await?;
+        if report.state == DeployState::Deployed {
+            self.mark_reported(&delivery.cert)?;
+        }
+        Ok(())
+    }
+
+    fn mark_reported(&mut self, cert: &str) -> anyhow::Result<()> {
+        if let Some(d) = self.deployed.certs.get_mut(cert) {
+            d.reported = true;
+            self.deployed.save(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    async fn fetch(&self, cert: &str) -> anyhow::Result<Delivery> {
+        let rsp =
+            self.client.get(self.url(&format!("/agent/v1/certs/{cert}"))).send().await.map_err(
+                |e| anyhow::anyhow!("fetching certificate {cert} from the hub: {}", cause(&e)),
+            )?;
+        let status = rsp.status();
+        if !status.is_success() {
+            let detail = problem_detail(rsp).await;
+            if status == reqwest::StatusCode::UNAUTHORIZED {
+                return Err(Refused(detail).into());
+            }
+            anyhow::bail!("fetching certificate {cert} from the hub: {status}: {detail}");
+        }
+        rsp.json().await.with_context(|| format!("certificate {cert} from the hub does not parse"))
+    }
+
+    async fn report(&self, report: &DeployReport) -> anyhow::Result<()> {
+        let rsp = self
+            .client
+            .post(self.url("/agent/v1/report"))
+            .json(report)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("reporting to the hub: {}", cause(&e)))?;
+        let status = rsp.status();
+        if !status.is_success() {
+            anyhow::bail!("reporting to the hub: {status}: {}", problem_detail(rsp).await);
+        }
+        Ok(())
+    }
+
+    /// Runs the delivery's tasks, unless one may not run here (then none does).
+    async fn deploy(&self, d: &Delivery) -> DeployReport {
+        let mut report = DeployReport {
+            cert: d.cert.clone(),
+            serial: d.serial.clone(),
+            state: DeployState::Deployed,
+            error: None,
+            verified: Vec::new(),
+        };
+        let refusals: Vec<String> = d.tasks.iter().filter_map(|t| self.safety.refusal(t)).collect();
+        if !refusals.is_empty() {
+            report.state = DeployState::Refused;
+            report.error = Some(refusals.join("; "));
+            return report;
+        }
+        let issued = match issued(d) {
+            Ok(i) => i,
+            Err(e) => {
+                report.state = DeployState::Failed;
+                report.error = Some(format!("{e:#}"));
+                return report;
+            }
+        };
+        let facts = Facts { cert_name: d.cert.clone(), issued: Some(issued), error: None };
+        let mut run = Run::new(&facts, false);
+        let mut failures = Vec::new();
+        for task in &d.tasks {
+            if let Outcome::Failed(why) = run.task(task).await {
+                failures.push(format!("task {}: {why}", task.name));
+            }
+        }
+        if !failures.is_empty() {
+            report.state = DeployState::Failed;
+            report.error = Some(failures.join("; "));
+        }
+        report
+    }
+}
+
+/// The hub refused this agent: it stops.
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+fn issued(d: &Delivery) -> anyhow::Result<Issued> {
+    let chain_der = certhub_core::split_pem_chain(&d.chain_pem)
+        .context("the certificate from the hub does not parse")?;
+    let key_pkcs8 = if d.key_pem.is_empty() {
+        Vec::new()
+    } else {
+        pem::parse(&d.key_pem).context("the key from the hub does not parse")?.into_contents()
+    };
+    Ok(Issued {
+        serial_hex: d.serial.clone(),
+        not_before: d.not_before,
+        not_after: d.not_after,
+        domains: d.domains.clone(),
+        chain_der,
+        key_pkcs8: zeroize::Zeroizing::new(key_pkcs8),
+    })
+}
+
+/// The `detail` of a problem document answer, or its status.
+async fn problem_detail(rsp: reqwest::Response) -> String {
+    let status = rsp.status();
+    let body = rsp.bytes().await.unwrap_or_default();
+    serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|p| p["detail"].as_str().map(str::to_string))
+        .unwrap_or_else(|| status.to_string())
+}

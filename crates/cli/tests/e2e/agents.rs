@@ -1,0 +1,400 @@
+//! Agents: the hub and three agents as separate `certhub` processes with their own data
+//! directories, joined with one-time tokens, deploying a certificate that targets a label,
+//! its renewal reaching a real nginx, the safety flags, removal, and refusals.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::serial_of;
+use crate::support::{Env, Hub, hostile};
+
+/// An agent: its data directory, where its deployment command copies the files, and its
+/// running `certhub agent run`.
+struct Agent {
+    name: &'static str,
+    dir: tempfile::TempDir,
+    out: PathBuf,
+    child: Option<tokio::process::Child>,
+}
+
+impl Agent {
+    fn data(&self) -> String {
+        self.dir.path().display().to_string()
+    }
+
+    /// The serial of the certificate its deployment copied out, if any.
+    fn deployed_serial(&self) -> Option<String> {
+        let pem = std::fs::read_to_string(self.out.join("fullchain.pem")).ok()?;
+        let certs = crate::support::pem_certs(&pem);
+        certs.first().map(|c| serial_of(c))
+    }
+}
+
+/// A join token with `labels`, made on the hub's machine with the CLI.
+async fn token(env: &Env, labels: &[&str]) -> String {
+    let mut args = vec!["agent", "token", "create", "--expires", "1h"];
+    for l in labels {
+        args.extend(["--label", l]);
+    }
+    env.ok(&args).await.trim().to_string()
+}
+
+async fn join(env: &Env, hub: &Hub, agent: &Agent, token: &str) -> std::process::Output {
+    let url = hub.url("");
+    let data = agent.data();
+    env.run(&["--data-dir", &data, "agent", "join", &url, "--token", token, "--name", agent.name])
+        .await
+}
+
+async fn api(hub: &Hub, token: &str, method: &str, path: &str, body: Option<Value>) -> Value {
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut req = http
+        .request(method.parse().unwrap(), hub.url(path))
+        .header("authorization", format!("Bearer {token}"));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let rsp = req.send().await.unwrap();
+    let status = rsp.status();
+    let text = rsp.text().await.unwrap();
+    assert!(status.is_success(), "{method} {path}: {status}: {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// Requests certificate `cert` through the hub's API and waits for the job; its serial.
+async fn request(hub: &Hub, token: &str, cert: &str) -> String {
+    let job = api(hub, token, "POST", &format!("/api/v1/certificates/{cert}/request"), None).await;
+    let id = job["job"]["id"].as_str().unwrap().to_string();
+    certhub_testkit::wait_until("the request to finish", Duration::from_secs(120), || async {
+        let j = api(hub, token, "GET", &format!("/api/v1/jobs/{id}"), None).await;
+        match j["status"].as_str() {
+            Some("running") => None,
+            Some("succeeded") => Some(()),
+            other => panic!("the request ended {other:?}: {j}"),
+        }
+    })
+    .await;
+    let c = api(hub, token, "GET", &format!("/api/v1/certificates/{cert}"), None).await;
+    c["serial"].as_str().unwrap().to_string()
+}
+
+/// A client of the agent endpoint with `agent`'s identity, trusting the agent authority.
+fn agent_client(agent: &Agent) -> reqwest::Client {
+    let read = |n: &str| std::fs::read(agent.dir.path().join(n)).unwrap();
+    let mut pem = read("agent-key.pem");
+    pem.extend(read("agent-cert.pem"));
+    reqwest::Client::builder()
+        .no_proxy()
+        .tls_certs_only([reqwest::Certificate::from_pem(&read("agent-ca.pem")).unwrap()])
+        .identity(reqwest::Identity::from_pem(&pem).unwrap())
+        .build()
+        .unwrap()
+}
+
+fn agent_url(agent: &Agent) -> String {
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(agent.dir.path().join("agent.json")).unwrap())
+            .unwrap();
+    state["agent_url"].as_str().unwrap().to_string()
+}
+
+fn start(env: &Env, agent: &mut Agent, extra: &[&str]) {
+    let data = agent.data();
+    let mut args = vec!["--data-dir", data.as_str(), "-v", "agent", "run"];
+    args.extend_from_slice(extra);
+    let log = std::fs::File::create(agent.dir.path().join("run.log")).unwrap();
+    let child = env
+        .command(&args)
+        .env("OUT", &agent.out)
+        .stderr(log)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    agent.child = Some(child);
+}
+
+fn log(agent: &Agent) -> String {
+    std::fs::read_to_string(agent.dir.path().join("run.log")).unwrap_or_default()
+}
+
+async fn wait_for_serial(agent: &Agent, serial: &str) {
+    certhub_testkit::wait_until(
+        &format!("agent {} to deploy serial {serial}", agent.name),
+        Duration::from_secs(60),
+        || async { (agent.deployed_serial().as_deref() == Some(serial)).then_some(()) },
+    )
+    .await;
+}
+
+/// What the hub shows of `agent`'s deployment of `cert`.
+async fn shown(hub: &Hub, token: &str, agent: &str, cert: &str) -> Option<Value> {
+    let a = api(hub, token, "GET", &format!("/api/v1/agents/{agent}"), None).await;
+    a["certificates"].as_array().unwrap().iter().find(|c| c["certificate"] == cert).cloned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agents_join_deploy_what_targets_them_and_are_refused_once_removed() {
+    use certhub_testkit::nginx::Nginx;
+    let env = Env::start(hostile()).await;
+    env.account("le", &[]).await;
+    let agent_port = certhub_testkit::free_port();
+    let listen = format!("127.0.0.1:{agent_port}");
+    let hub = env.serve(&["--agent-listen", &listen], true).await;
+    let admin = hub.admin_token().await;
+    let shared = tempfile::TempDir::new().unwrap();
+    let outside = tempfile::TempDir::new().unwrap();
+    let agent = |name: &'static str| {
+        let dir = tempfile::TempDir::new().unwrap();
+        let out = dir.path().join("out");
+        Agent { name, dir, out, child: None }
+    };
+    let mut agents = [agent("web-1"), agent("web-2"), agent("db-1")];
+
+    // Three agents join, each with a token of its own; the labels come from the token.
+    let web_token = token(&env, &["role=web"]).await;
+    let out = join(&env, &hub, &agents[0], &web_token).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("Joined the hub as agent web-1"), "{said}");
+    // A second use of the same token is refused and changes nothing.
+    let again = join(&env, &hub, &agents[1], &web_token).await;
+    assert_eq!(again.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("was used already"), "{err}");
+    assert!(!agents[1].dir.path().join("agent.json").exists());
+    // So is a token the hub never made.
+    let forged = join(&env, &hub, &agents[1], "certhub-join_0011223344556677_secret").await;
+    assert_eq!(forged.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&forged.stderr).contains("not known to this hub"));
+    let out = join(&env, &hub, &agents[1], &token(&env, &["role=web"]).await).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = join(&env, &hub, &agents[2], &token(&env, &["role=db"]).await).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A name taken is refused.
+    let taken = agent("web-1");
+    let dup = join(&env, &hub, &taken, &token(&env, &[]).await).await;
+    assert_eq!(dup.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("has joined already"));
+    // The agent's key never left its machine: the hub has its certificate only.
+    let key = std::fs::read_to_string(agents[0].dir.path().join("agent-key.pem")).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(agents[0].dir.path().join("agent-key.pem")).unwrap();
+    assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+    let body = key.lines().nth(1).unwrap();
+    for f in crate::common::walk(env.data_dir()) {
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(body),
+            "{} holds the agent key",
+            f.display()
+        );
+    }
+
+    // Web agents may write under the shared directory and run commands; db-1 may write
+    // there but run nothing.
+    let allow = format!("{}", shared.path().display());
+    start(&env, &mut agents[0], &["--allow-dir", &allow, "--allow-commands"]);
+    start(&env, &mut agents[1], &["--allow-dir", &allow, "--allow-commands"]);
+    start(&env, &mut agents[2], &["--allow-dir", &allow]);
+    certhub_testkit::wait_until("three agents to connect", Duration::from_secs(30), || async {
+        let list = api(&hub, &admin, "GET", "/api/v1/agents", None).await;
+        let on = list["items"].as_array().unwrap().iter().filter(|a| a["connected"] == true);
+        (on.count() == 3).then_some(())
+    })
+    .await;
+    let list = api(&hub, &admin, "GET", "/api/v1/agents", None).await;
+    let web1 = &list["items"].as_array().unwrap()[1];
+    assert_eq!(web1["name"], "web-1");
+    assert_eq!(web1["labels"], json!(["role=web"]));
+    assert!(web1["hostname"].as_str().is_some_and(|h| !h.is_empty()));
+
+    // A certificate for the web role: files into the shared directory, then a command that
+    // copies them to the agent's own place and reloads its nginx once there is one.
+    let copy = "command:mkdir -p \"$OUT\" && cp \"$CERTHUB_FULLCHAIN_PATH\" \"$CERTHUB_KEY_PATH\" \
+                \"$OUT\"/ && if [ -x \"$OUT.reload\" ]; then \"$OUT.reload\"; fi";
+    let files = format!("files:dir={}/site", shared.path().display());
+    env.ok(&[
+        "cert",
+        "add",
+        "site",
+        "--account",
+        "le",
+        "-d",
+        "site.test",
+        "--challenge",
+        &env.http01(),
+        "--deploy",
+        &files,
+        "--deploy",
+        copy,
+        "--target",
+        "label:role=web",
+    ])
+    .await;
+    // A target naming no agent is refused, naming the target.
+    let bad = env.run(&["cert", "set", "site", "--target", "agent:nobody"]).await;
+    assert_eq!(bad.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("agent:nobody names no agent"));
+
+    let first = request(&hub, &admin, "site").await;
+    wait_for_serial(&agents[0], &first).await;
+    wait_for_serial(&agents[1], &first).await;
+    // Deployment ran on the agents, never on the hub; db-1 got nothing.
+    assert_eq!(agents[2].deployed_serial(), None, "db-1 is not a web agent");
+    let deployed = shown(&hub, &admin, "web-1", "site").await.expect("web-1 reported");
+    assert_eq!(deployed["state"], "deployed");
+    assert_eq!(deployed["serial"], first.as_str());
+
+    // nginx on web-1 serves what web-1 deployed, and is reloaded on the next deployment.
+    let nginx =
+        Nginx::start(&agents[0].out.join("fullchain.pem"), &agents[0].out.join("privkey.pem"))
+            .await;
+    crate::support::script(agents[0].out.parent().unwrap(), "out.reload", &nginx.reload_command());
+    let root = env.pebble.root_pem(0).await;
+    let served = nginx.served_chain("site.test", &root).await.unwrap();
+    assert_eq!(serial_of(&served[0]), first);
+
+    // A renewal is pushed to both web agents at once and deployed on each.
+    let second = request(&hub, &admin, "site").await;
+    assert_ne!(second, first);
+    wait_for_serial(&agents[0], &second).await;
+    wait_for_serial(&agents[1], &second).await;
+    certhub_testkit::wait_until("nginx to serve the renewal", Duration::from_secs(30), || async {
+        let chain = nginx.served_chain("site.test", &root).await.ok()?;
+        (serial_of(&chain[0]) == second).then_some(())
+    })
+    .await;
+    let deployed = shown(&hub, &admin, "web-2", "site").await.unwrap();
+    assert_eq!(deployed["serial"], second.as_str());
+    let view = api(&hub, &admin, "GET", "/api/v1/certificates/site/targets", None).await;
+    assert_eq!(view["targets"], json!(["label:role=web"]));
+    assert_eq!(view["agents"].as_array().unwrap().len(), 2);
+
+    // db-1 refuses a command and a directory it was not given, and says why.
+    let outside_files = format!("files:dir={}", outside.path().display());
+    env.ok(&[
+        "cert",
+        "add",
+        "db",
+        "--account",
+        "le",
+        "-d",
+        "db.test",
+        "--challenge",
+        &env.http01(),
+        "--deploy",
+        &outside_files,
+        "--deploy",
+        "command:true",
+        "--target",
+        "agent:db-1",
+    ])
+    .await;
+    request(&hub, &admin, "db").await;
+    let refused =
+        certhub_testkit::wait_until("db-1 to report", Duration::from_secs(30), || async {
+            shown(&hub, &admin, "db-1", "db").await
+        })
+        .await;
+    assert_eq!(refused["state"], "refused", "{refused}");
+    let why = refused["error"].as_str().unwrap();
+    assert!(why.contains("--allow-commands") && why.contains("--allow-dir"), "{why}");
+    assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none(), "nothing written");
+
+    // An agent asking for a certificate not assigned to it is refused, with a valid identity.
+    let db1 = agent_client(&agents[2]);
+    let rsp =
+        db1.get(format!("{}/agent/v1/certs/site", agent_url(&agents[2]))).send().await.unwrap();
+    assert_eq!(rsp.status(), 403);
+    // Without a client certificate, the agent endpoint does not even finish the handshake.
+    let anonymous = reqwest::Client::builder()
+        .no_proxy()
+        .tls_certs_only([reqwest::Certificate::from_pem(
+            &std::fs::read(agents[2].dir.path().join("agent-ca.pem")).unwrap(),
+        )
+        .unwrap()])
+        .build()
+        .unwrap();
+    assert!(
+        anonymous
+            .get(format!("{}/agent/v1/certs/site", agent_url(&agents[2])))
+            .send()
+            .await
+            .is_err()
+    );
+
+    // Removing web-2 closes its connection and refuses it from then on: the agent stops,
+    // saying so.
+    let web2 = agent_client(&agents[1]);
+    let url2 = agent_url(&agents[1]);
+    api(&hub, &admin, "DELETE", "/api/v1/agents/web-2", None).await;
+    let mut child = agents[1].child.take().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the removed agent stops")
+        .unwrap();
+    assert_eq!(status.code(), Some(3), "{}", log(&agents[1]));
+    assert!(log(&agents[1]).contains("this agent was removed"), "{}", log(&agents[1]));
+    let rsp = web2.get(format!("{url2}/agent/v1/certs/site")).send().await.unwrap();
+    assert_eq!(rsp.status(), 403);
+
+    // The joins, the key deliveries and the removal are in the audit log.
+    let audit = api(&hub, &admin, "GET", "/api/v1/audit?limit=500", None).await;
+    let actions: Vec<String> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| format!("{} {}", e["action"].as_str().unwrap(), e["target"].as_str().unwrap()))
+        .collect();
+    for want in
+        ["agent.join web-1", "agent.join db-1", "agent.key_delivered site", "agent.remove web-2"]
+    {
+        assert!(actions.iter().any(|a| a == want), "no {want} in {actions:?}");
+    }
+    for a in &mut agents {
+        if let Some(mut c) = a.child.take() {
+            let _ = c.kill().await;
+        }
+    }
+    drop(nginx);
+}
+
+/// A URL that is not a hub, and one whose certificate the agent does not trust, are refused
+/// with what to do.
+#[tokio::test(flavor = "multi_thread")]
+async fn joining_something_that_is_not_a_trusted_hub_says_what_to_do() {
+    let env = Env::start(hostile()).await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let data = dir.path().display().to_string();
+    // Pebble's directory is an HTTPS server signed by a root this machine does not trust.
+    let out = env
+        .run(&["--data-dir", &data, "agent", "join", &env.pebble.directory_url, "--token", "x"])
+        .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--ca-bundle"), "{err}");
+    assert!(!Path::new(&data).join("agent.json").exists());
+    // Trusted, it is still not a hub.
+    let bundle = env.ca_bundle();
+    let out = env
+        .run(&[
+            "--data-dir",
+            &data,
+            "agent",
+            "join",
+            &env.pebble.directory_url,
+            "--token",
+            "x",
+            "--ca-bundle",
+            &bundle,
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not look like a certhub hub"), "{err}");
+    // And an agent that never joined says how to.
+    let out = env.run(&["--data-dir", &data, "agent", "run"]).await;
+    assert_eq!(out.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("certhub agent join"));
+}

@@ -1,0 +1,333 @@
+//! Agents, as the hub sees them: join tokens, joining (the agent's CSR signed by the agent
+//! authority), the agents' labels and removal, a certificate's targets, what a certificate
+//! delivered to its agent holds, and what the agents report.
+
+use std::time::Duration;
+
+use certhub_core::agent::{
+    AgentFacts, Delivery, DeployReport, JoinRequest, Joined, Target, check_agent_name,
+    parse_labels, parse_targets,
+};
+use certhub_core::time::now_ms;
+use certhub_store::{AgentRecord, AgentTokenRecord, AuditEntry, NewAgent};
+
+use crate::Engine;
+use crate::error::{Error, Kind};
+
+/// How a join token starts: what tells it apart from an API token at a glance.
+const TOKEN_PREFIX: &str = "certhub-join_";
+
+/// How long a join token lasts when its maker does not say: a day.
+pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(86_400);
+
+/// The longest a join token may last: 30 days.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 86_400);
+
+/// A join token just made: its secret is shown this once.
+#[derive(Debug, Clone)]
+pub struct JoinToken {
+    pub id: String,
+    /// `certhub-join_ID_SECRET`, for `certhub agent join --token`.
+    pub token: String,
+    pub labels: Vec<String>,
+    pub expires_at: i64,
+}
+
+fn store_error(e: certhub_store::Error) -> Error {
+    Error::from(anyhow::Error::from(e))
+}
+
+fn random_hex(bytes: usize) -> String {
+    (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+}
+
+/// `labels` checked, as `KEY=VALUE` strings.
+fn check_labels(labels: &[String]) -> Result<Vec<String>, Error> {
+    let parsed = parse_labels(labels).map_err(|e| Error::invalid("labels", e))?;
+    Ok(parsed.iter().map(ToString::to_string).collect())
+}
+
+impl Engine {
+    /// Makes a one-time join token giving `labels` to the agent that uses it, valid for
+    /// `lifetime`, with `audit`'s entry.
+    pub async fn create_join_token(
+        &self,
+        labels: &[String],
+        lifetime: Duration,
+        audit: AuditEntry,
+    ) -> Result<JoinToken, Error> {
+        let labels = check_labels(labels)?;
+        if lifetime.is_zero() || lifetime > MAX_TOKEN_LIFETIME {
+            return Err(Error::invalid(
+                "expires",
+                "a join token lasts from a second to 30 days (--expires 24h, 7d)",
+            ));
+        }
+        let id = random_hex(8);
+        let secret = random_hex(24);
+        let expires_at = now_ms() + lifetime.as_millis() as i64;
+        let record = AgentTokenRecord {
+            id: id.clone(),
+            token_hash: certhub_store::token_hash(&secret),
+            labels: labels.clone(),
+            created_by: audit.actor.clone(),
+            created_at: 0,
+            expires_at,
+            used_at: None,
+            agent_id: None,
+        };
+        let audit = audit.with_detail(format!("join token {id}, labels [{}]", labels.join(" ")));
+        self.store().insert_agent_token(&record, Some(&audit)).await.map_err(store_error)?;
+        Ok(JoinToken { token: format!("{TOKEN_PREFIX}{id}_{secret}"), id, labels, expires_at })
+    }
+
+    /// Joins the agent `request` describes, with the agent authority (made for hub `hub` if
+    /// there is none yet) signing its certificate; what the agent needs to connect to
+    /// `agent_url`. The join, with `source` (the agent's address), goes to the audit log.
+    /// An unknown, used or expired token, or a name taken, changes nothing.
+    pub async fn join_agent(
+        &self,
+        request: &JoinRequest,
+        hub: &str,
+        agent_url: &str,
+        source: &str,
+    ) -> Result<Joined, Error> {
+        let refused = |why: &str| {
+            Error::new(
+                Kind::Forbidden,
+                format!(
+                    "the join token {why}; ask the hub's admin for a new one \
+                     (`certhub agent token create` on the hub, or Agents > Add)"
+                ),
+            )
+            .with_field("token")
+        };
+        let (id, secret) = request
+            .token
+            .trim()
+            .strip_prefix(TOKEN_PREFIX)
+            .and_then(|rest| rest.split_once('_'))
+            .ok_or_else(|| refused("is not one: it starts with certhub-join_"))?;
+        let token = self.store().agent_token(id).await.map_err(store_error)?;
+        let token = match token {
+            Some(t)
+                if certhub_store::same_secret(
+                    &t.token_hash,
+                    &certhub_store::token_hash(secret),
+                ) =>
+            {
+                t
+            }
+            _ => return Err(refused("is not known to this hub")),
+        };
+        if let Some(used) = token.used_at {
+            return Err(refused(&format!("was used already, at {}", crate::rfc3339(used / 1000))));
+        }
+        if token.expires_at <= now_ms() {
+            return Err(refused(&format!(
+                "expired at {}",
+                crate::rfc3339(token.expires_at / 1000)
+            )));
+        }
+        check_agent_name(&request.name).map_err(|e| Error::invalid("name", e))?;
+        let ca = self.agent_ca(hub).await?;
+        let agent_id = random_hex(16);
+        let (cert_pem, serial) = ca.sign_agent(&request.csr_pem, &agent_id)?;
+        let AgentFacts { hostname, os, version, .. } = &request.facts;
+        let agent = NewAgent {
+            id: agent_id.clone(),
+            name: request.name.clone(),
+            cert_serial: serial,
+            hostname: hostname.clone(),
+            os: os.clone(),
+            version: version.clone(),
+        };
+        let audit = AuditEntry::new(
+            &format!("agent {}", request.name),
+            "agent.join",
+            &request.name,
+            source,
+        )
+        .with_detail(format!("join token {id}, host {hostname}, id {agent_id}"));
+        let joined =
+            self.store().join_agent(id, &agent, Some(&audit)).await.map_err(|e| match e {
+                certhub_store::Error::AlreadyExists { .. } => Error::new(
+                    Kind::Conflict,
+                    format!(
+                        "an agent named {:?} has joined already: choose another --name, or remove \
+                     that agent first (`certhub agent remove {}`)",
+                        request.name, request.name
+                    ),
+                )
+                .with_field("name"),
+                certhub_store::Error::InUse { .. } => refused("was used already, just now"),
+                other => store_error(other),
+            })?;
+        Ok(Joined {
+            id: joined.id,
+            name: joined.name,
+            labels: joined.labels,
+            cert_pem,
+            ca_pem: ca.cert_pem().to_string(),
+            agent_url: agent_url.to_string(),
+        })
+    }
+
+    /// Every agent, by name.
+    pub async fn agents(&self) -> Result<Vec<AgentRecord>, Error> {
+        self.store().agents().await.map_err(store_error)
+    }
+
+    /// The agent named `name`.
+    pub async fn agent(&self, name: &str) -> Result<AgentRecord, Error> {
+        self.store().agent(name).await.map_err(store_error)?.ok_or_else(|| no_agent(name))
+    }
+
+    /// Replaces the labels of agent `name`, with `audit`'s entry.
+    pub async fn set_agent_labels(
+        &self,
+        name: &str,
+        labels: &[String],
+        audit: AuditEntry,
+    ) -> Result<AgentRecord, Error> {
+        let labels = check_labels(labels)?;
+        let audit = audit.with_detail(format!("labels [{}]", labels.join(" ")));
+        self.store().set_agent_labels(name, &labels, Some(&audit)).await.map_err(|e| match e {
+            certhub_store::Error::NotFound { .. } => no_agent(name),
+            other => store_error(other),
+        })
+    }
+
+    /// Removes agent `name`, with `audit`'s entry: its identity is refused from then on.
+    pub async fn remove_agent(&self, name: &str, audit: AuditEntry) -> Result<AgentRecord, Error> {
+        self.store().remove_agent(name, Some(&audit)).await.map_err(|e| match e {
+            certhub_store::Error::NotFound { .. } => no_agent(name),
+            other => store_error(other),
+        })
+    }
+
+    /// Certificate `cert` as delivered to agent `agent_id`: its latest certificate, its key,
+    /// and its tasks. Refused unless the certificate is assigned to the agent. Each delivery
+    /// of a key goes to the audit log.
+    pub async fn delivery(
+        &self,
+        agent_id: &str,
+        agent_name: &str,
+        cert: &str,
+        source: &str,
+    ) -> Result<Delivery, Error> {
+        let store = self.store();
+        if !store.agent_deploys(agent_id, cert).await.map_err(store_error)? {
+            return Err(Error::new(
+                Kind::Forbidden,
+                format!("certificate {cert:?} is not assigned to agent {agent_name}"),
+            ));
+        }
+        let issued = store.latest_issued(cert).await.map_err(store_error)?.ok_or_else(|| {
+            Error::new(Kind::NotFound, format!("certificate {cert} has not been issued yet"))
+        })?;
+        let tasks = store.deploy_tasks(cert).await.map_err(store_error)?;
+        let key_pem = if issued.key_pkcs8.is_empty() {
+            String::new()
+        } else {
+            let detail = format!("serial {} to agent {agent_name}", issued.serial_hex);
+            let actor = format!("agent {agent_name}");
+            store
+                .audit(&actor, "agent.key_delivered", cert, source, Some(&detail))
+                .await
+                .map_err(store_error)?;
+            certhub_core::pem_block("PRIVATE KEY", &issued.key_pkcs8)
+        };
+        Ok(Delivery {
+            cert: cert.to_string(),
+            serial: issued.serial_hex.clone(),
+            chain_pem: issued.chain_pem.clone(),
+            key_pem,
+            not_before: issued.not_before / 1000,
+            not_after: issued.not_after / 1000,
+            domains: issued.sans.iter().map(ToString::to_string).collect(),
+            tasks: tasks.into_iter().map(|t| t.task).collect(),
+        })
+    }
+
+    /// Records agent `agent_id`'s report of a deployment, with an event in the
+    /// certificate's history.
+    pub async fn record_report(
+        &self,
+        agent_id: &str,
+        agent_name: &str,
+        report: &DeployReport,
+    ) -> Result<(), Error> {
+        let store = self.store();
+        if !store.agent_deploys(agent_id, &report.cert).await.map_err(store_error)? {
+            return Err(Error::new(
+                Kind::Forbidden,
+                format!("certificate {:?} is not assigned to agent {agent_name}", report.cert),
+            ));
+        }
+        store.record_agent_deployment(agent_id, report).await.map_err(store_error)?;
+        use certhub_core::agent::DeployState;
+        let (kind, detail) = match report.state {
+            DeployState::Deployed => (
+                certhub_store::EventKind::Deployed,
+                format!("agent {agent_name}: serial {}", report.serial),
+            ),
+            DeployState::Failed | DeployState::Refused => (
+                certhub_store::EventKind::DeployFailed,
+                format!(
+                    "agent {agent_name}: serial {}: {}",
+                    report.serial,
+                    report.error.as_deref().unwrap_or(report.state.as_str())
+                ),
+            ),
+        };
+        store.record_event(&report.cert, kind, Some(&detail)).await.map_err(store_error)?;
+        Ok(())
+    }
+}
+
+/// Replaces where certificate `cert` is deployed, with `audit`'s entry. Each `agent:NAME`
+/// must name an agent that has joined; a label may match none yet. No targets: the hub
+/// deploys it again.
+pub async fn set_targets(
+    store: &certhub_store::Store,
+    cert: &str,
+    targets: &[String],
+    audit: AuditEntry,
+) -> Result<Vec<Target>, Error> {
+    crate::records::load(store, cert).await?;
+    let targets = check_targets(store, targets).await?;
+    let words: Vec<String> = targets.iter().map(ToString::to_string).collect();
+    let audit = audit.with_detail(format!("targets [{}]", words.join(" ")));
+    store.set_cert_targets(cert, &targets, Some(&audit)).await.map_err(store_error)?;
+    Ok(targets)
+}
+
+/// Targets as given, checked: each `agent:NAME` names an agent that has joined.
+pub async fn check_targets(
+    store: &certhub_store::Store,
+    given: &[String],
+) -> Result<Vec<Target>, Error> {
+    let targets = parse_targets(given).map_err(|e| Error::invalid("targets", e))?;
+    for t in &targets {
+        if let Target::Agent(name) = t
+            && store.agent(name).await.map_err(store_error)?.is_none()
+        {
+            return Err(Error::invalid(
+                "targets",
+                format!(
+                    "target agent:{name} names no agent: `certhub agent list` shows those that \
+                     joined"
+                ),
+            ));
+        }
+    }
+    Ok(targets)
+}
+
+fn no_agent(name: &str) -> Error {
+    Error::new(
+        Kind::NotFound,
+        format!("there is no agent named {name:?} (`certhub agent list` shows them)"),
+    )
+}
