@@ -1,5 +1,8 @@
 //! Running a command: `/bin/sh -c RUN` in its own process group, which is killed whole when
-//! the task's timeout ends it.
+//! the task's timeout ends it. Where util-linux's `setpriv` is installed, the shell is
+//! started through it with `--pdeathsig KILL`: if certhub itself is killed mid-deployment,
+//! the kernel ends the shell too, so a command never finishes a deployment that certhub
+//! did not see finish (the next run deploys again, once).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -14,7 +17,14 @@ pub(crate) async fn run(
     env: &[(String, String)],
     timeout: Duration,
 ) -> Result<String, Error> {
-    let mut cmd = tokio::process::Command::new("/bin/sh");
+    let mut cmd = match setpriv() {
+        Some(setpriv) => {
+            let mut c = tokio::process::Command::new(setpriv);
+            c.args(["--pdeathsig", "KILL", "--", "/bin/sh"]);
+            c
+        }
+        None => tokio::process::Command::new("/bin/sh"),
+    };
     // certhub's own settings (the master key, the database URL with its password, import
     // passwords) are not the command's business; it gets the facts below instead.
     for (key, _) in std::env::vars_os() {
@@ -62,6 +72,19 @@ pub(crate) async fn run(
         text = format!("…{}", &text[start..]);
     }
     Err(Error::CommandFailed { status, output: text })
+}
+
+/// util-linux's `setpriv`, if installed.
+fn setpriv() -> Option<&'static std::path::Path> {
+    static FOUND: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            ["/usr/bin/setpriv", "/bin/setpriv"]
+                .iter()
+                .map(std::path::PathBuf::from)
+                .find(|p| p.is_file())
+        })
+        .as_deref()
 }
 
 /// A process group that is killed whole when this is dropped, so a shell's children do not

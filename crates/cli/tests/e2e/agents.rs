@@ -398,3 +398,109 @@ async fn joining_something_that_is_not_a_trusted_hub_says_what_to_do() {
     assert_eq!(out.status.code(), Some(6));
     assert!(String::from_utf8_lossy(&out.stderr).contains("certhub agent join"));
 }
+
+/// The hub killed with -9 during a push, and an agent killed with -9 during a deployment:
+/// after each restarts, the target holds the latest certificate, deployed once, files whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_kill_9_of_the_hub_or_the_agent_the_latest_is_deployed_once() {
+    let env = Env::start(hostile()).await;
+    env.account("le", &[]).await;
+    let listen = format!("127.0.0.1:{}", certhub_testkit::free_port());
+    let mut hub = env.serve(&["--agent-listen", &listen], true).await;
+    let admin = hub.admin_token().await;
+    let shared = tempfile::TempDir::new().unwrap();
+    let dir = tempfile::TempDir::new().unwrap();
+    let out = dir.path().join("out");
+    let mut web = Agent { name: "web-1", dir, out, child: None };
+    let joined = join(&env, &hub, &web, &token(&env, &["role=web"]).await).await;
+    assert!(joined.status.success(), "{}", String::from_utf8_lossy(&joined.stderr));
+    // Files into the shared directory, then a copy that sleeps as long as OUT.sleep says
+    // and, when it completes, appends the serial to OUT.log: one line per deployment.
+    let files = format!("files:dir={}/site", shared.path().display());
+    let copy = "command:mkdir -p \"$OUT\" && cp \"$CERTHUB_FULLCHAIN_PATH\" \"$CERTHUB_KEY_PATH\" \
+                \"$OUT\"/ && sleep \"$(cat \"$OUT.sleep\" 2>/dev/null || echo 0)\" && \
+                echo \"$CERTHUB_SERIAL\" >> \"$OUT.log\";timeout=60";
+    env.ok(&[
+        "cert",
+        "add",
+        "site",
+        "--account",
+        "le",
+        "-d",
+        "site.test",
+        "--challenge",
+        &env.http01(),
+        "--deploy",
+        &files,
+        "--deploy",
+        copy,
+        "--target",
+        "agent:web-1",
+    ])
+    .await;
+    let allow = shared.path().display().to_string();
+    let run_args = ["--allow-dir", allow.as_str(), "--allow-commands"];
+    start(&env, &mut web, &run_args);
+    let deployments = |web: &Agent| -> Vec<String> {
+        let log = std::fs::read_to_string(web.out.with_extension("log")).unwrap_or_default();
+        log.lines().map(str::to_string).collect()
+    };
+    let first = request(&hub, &admin, "site").await;
+    certhub_testkit::wait_until("the first deployment", Duration::from_secs(60), || async {
+        (deployments(&web) == [first.clone()]).then_some(())
+    })
+    .await;
+
+    // The agent is killed while its deployment's command runs; restarted, it deploys the
+    // renewal once (the killed command never completes).
+    std::fs::write(web.out.with_extension("sleep"), "4").unwrap();
+    let second = request(&hub, &admin, "site").await;
+    wait_for_serial(&web, &second).await;
+    web.child.take().unwrap().start_kill().unwrap();
+    std::fs::write(web.out.with_extension("sleep"), "0").unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(deployments(&web), [first.clone()], "the killed deployment did not complete");
+    start(&env, &mut web, &run_args);
+    certhub_testkit::wait_until(
+        "the deployment after the restart",
+        Duration::from_secs(60),
+        || async { (deployments(&web) == [first.clone(), second.clone()]).then_some(()) },
+    )
+    .await;
+
+    // The hub is killed while the agent deploys what it pushed: the agent finishes, tells
+    // the restarted hub, and deploys nothing twice.
+    std::fs::write(web.out.with_extension("sleep"), "3").unwrap();
+    let third = request(&hub, &admin, "site").await;
+    wait_for_serial(&web, &third).await;
+    hub.child.start_kill().unwrap();
+    let _ = hub.child.wait().await;
+    certhub_testkit::wait_until(
+        "the agent to finish without its hub",
+        Duration::from_secs(30),
+        || async { (deployments(&web).len() == 3).then_some(()) },
+    )
+    .await;
+    let hub = env.serve(&["--agent-listen", &listen], false).await;
+    certhub_testkit::wait_until(
+        "the restarted hub to hear of it",
+        Duration::from_secs(60),
+        || async {
+            let d = shown(&hub, &admin, "web-1", "site").await?;
+            (d["serial"] == third.as_str() && d["state"] == "deployed").then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(deployments(&web), [first, second, third.clone()], "each serial deployed once");
+    // The files are whole: the chain and the key parse and belong together.
+    let chain = std::fs::read(web.out.join("fullchain.pem")).unwrap();
+    let key = std::fs::read(web.out.join("privkey.pem")).unwrap();
+    let certs = crate::support::pem_certs(&String::from_utf8(chain).unwrap());
+    assert_eq!(serial_of(&certs[0]), third);
+    let key = certhub_core::PrivateKey::from_pem(&String::from_utf8(key).unwrap()).unwrap();
+    assert!(certhub_core::key_matches_cert(&key, &certs[0]));
+    if let Some(mut c) = web.child.take() {
+        let _ = c.kill().await;
+    }
+}
