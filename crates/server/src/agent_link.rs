@@ -286,12 +286,14 @@ async fn stream(
         .map_err(|e| Problem::invalid("body", format!("the agent's facts do not parse: {e}")))?;
     let store = link.engine.store();
     store.agent_seen(&agent.id, &facts).await?;
-    let first = link.assigned(&agent.id).await?;
+    // Listed before the full list is read, so that nothing issued in between goes unheard
+    // (it may come twice: the agent deploys a serial once).
     let (tx, rx) = mpsc::channel(PUSH_BUFFER);
     let number = link.next_stream.fetch_add(1, Ordering::Relaxed);
     link.lock().entry(agent.id.clone()).or_default().push((number, tx));
-    tracing::info!(agent = agent.name, from = agent.source, "agent connected");
     let guard = StreamGuard { link: link.clone(), id: agent.id.clone(), name: agent.name, number };
+    let first = link.assigned(&agent.id).await?;
+    tracing::info!(agent = guard.name, from = agent.source, "agent connected");
     let closing = link.closing.subscribe();
     let state = (Some(first), rx, tokio::time::interval(PING_EVERY), closing, guard);
     let lines = futures::stream::unfold(

@@ -490,6 +490,12 @@ fn shape(
                     ("csr_pem", string()),
                     ("facts", facts),
                 ])),
+                example: Some(json!({
+                    "token": "certhub-join_…",
+                    "name": "web-01",
+                    "csr_pem": "-----BEGIN CERTIFICATE REQUEST-----…",
+                    "facts": { "hostname": "web-01.example", "os": "Debian GNU/Linux 12", "version": "0.1.0" },
+                })),
                 ok: (
                     201,
                     json(object(&[
