@@ -690,7 +690,7 @@ async fn browser_times(base: &str) -> anyhow::Result<(f64, f64)> {
 }
 
 /// The process's resident memory, KiB.
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()

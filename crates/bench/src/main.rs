@@ -10,6 +10,7 @@
 //! `/proc`. The figures are medians over the runs;
 //! the machine is shared, so what counts are the ratios within one run of this command.
 
+mod agents;
 mod fleet;
 mod renewals;
 
@@ -32,6 +33,8 @@ enum Bench {
     Issuance(IssuanceArgs),
     /// certhub with a large store: the scheduler, the hub's memory, the API and the UI.
     Fleet(fleet::FleetArgs),
+    /// Agents on one hub: memory per connection, a renewal pushed to all, a hub restart.
+    Agents(agents::AgentsArgs),
     /// A simulated year of renewals of a large fleet under Let's Encrypt's rate limits.
     Renewals(renewals::RenewalsArgs),
     /// Fill a store with a synthetic fleet (run by `fleet`).
@@ -68,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
         Bench::Fleet(args) => fleet::fleet(args).await,
         Bench::Populate(args) => fleet::populate(args).await,
         Bench::Renewals(args) => renewals::renewals(args),
+        Bench::Agents(args) => agents::agents(args).await,
     }
 }
 
