@@ -14,12 +14,15 @@
 mod identity;
 mod run;
 mod safety;
+mod verify;
 
 pub use identity::{Identity, JoinOptions, join};
 pub use run::{RunOptions, run};
 pub use safety::Safety;
+pub use verify::WebConfig;
 
-/// The facts of this machine the agent reports.
+/// The facts of this machine the agent reports (the names its web servers serve are the
+/// caller's to add).
 pub fn facts() -> certhub_core::agent::AgentFacts {
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())

@@ -28,6 +28,9 @@ const DEPLOYED_FILE: &str = "deployed.json";
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     pub safety: Safety,
+    /// The web servers whose configuration the agent reads: the names they serve go to the
+    /// hub, and their TLS server blocks are checked after each deployment.
+    pub web_servers: Vec<crate::WebConfig>,
 }
 
 /// What the agent deployed, by certificate: kept in `deployed.json`, written after each
@@ -83,6 +86,7 @@ struct Agent {
     client: reqwest::Client,
     deployed: Deployed,
     safety: Safety,
+    web_servers: Vec<crate::WebConfig>,
 }
 
 /// Runs the agent kept in `data_dir` until `stop` resolves, or the hub refuses it.
@@ -94,8 +98,14 @@ pub async fn run(
     let identity = Identity::load(data_dir)?;
     let client = Identity::client(data_dir)?;
     let deployed = Deployed::load(data_dir)?;
-    let mut agent =
-        Agent { dir: data_dir.to_path_buf(), identity, client, deployed, safety: options.safety };
+    let mut agent = Agent {
+        dir: data_dir.to_path_buf(),
+        identity,
+        client,
+        deployed,
+        safety: options.safety,
+        web_servers: options.web_servers,
+    };
     tracing::info!(agent = agent.identity.name, hub = agent.identity.agent_url, "agent starting");
     let mut stop = std::pin::pin!(stop);
     let mut backoff = Duration::from_millis(500);
@@ -142,7 +152,13 @@ impl Agent {
 
     /// One connection: the stream, and the work it brings, until it ends.
     async fn session(&mut self) -> Ended {
-        let rsp = self.client.post(self.url("/agent/v1/stream")).json(&crate::facts()).send().await;
+        let mut facts = crate::facts();
+        let (found, problems) = crate::verify::discover(&self.web_servers);
+        for p in problems {
+            tracing::warn!("reading a web server's configuration: {p}");
+        }
+        facts.discovered = crate::verify::names(&found);
+        let rsp = self.client.post(self.url("/agent/v1/stream")).json(&facts).send().await;
         let mut rsp = match rsp {
             Ok(r) => r,
             Err(e) => return Ended::Lost(cause(&e)),
@@ -331,6 +347,14 @@ impl Agent {
         if !failures.is_empty() {
             report.state = DeployState::Failed;
             report.error = Some(failures.join("; "));
+            return report;
+        }
+        let given: Vec<String> = d.tasks.iter().flat_map(|t| t.verify.clone()).collect();
+        let (found, _) = crate::verify::discover(&self.web_servers);
+        let endpoints = crate::verify::endpoints(&given, &found, &d.domains);
+        if let Some(sni) = d.domains.iter().find(|n| n.parse::<std::net::IpAddr>().is_err()) {
+            let sni = sni.trim_start_matches("*.");
+            report.verified = crate::verify::check(&endpoints, sni, &d.serial).await;
         }
         report
     }

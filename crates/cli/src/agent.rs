@@ -32,6 +32,14 @@ pub async fn run(ctx: &Context, cmd: AgentCommand) -> anyhow::Result<()> {
                     commands: args.allow_command,
                     dirs: args.allow_dirs,
                 },
+                web_servers: args
+                    .discover
+                    .into_iter()
+                    .map(|(server, config)| certhub_agent::WebConfig {
+                        server: crate::discover::web_server(server),
+                        config,
+                    })
+                    .collect(),
             };
             certhub_agent::run(&ctx.data_dir, options, crate::serve::shutdown()).await
         }

@@ -234,6 +234,23 @@ pub struct AgentRun {
     /// Write files only under this directory (repeat for several).
     #[arg(long = "allow-dir", value_name = "DIR")]
     pub allow_dirs: Vec<PathBuf>,
+    /// Read this web server's configuration (nginx or apache, with its main file after `=`
+    /// when not in the usual place): the names it serves are shown on the hub, and after each
+    /// deployment its TLS server blocks for the certificate's names are checked for the
+    /// serial they serve, unless a task names endpoints with ;verify=HOST:PORT.
+    #[arg(long = "discover", value_name = "SERVER[=CONFIG]", value_parser = web_server_arg)]
+    pub discover: Vec<(DiscoverServer, Option<PathBuf>)>,
+}
+
+/// `nginx`, `apache`, or either with `=CONFIG`.
+fn web_server_arg(s: &str) -> Result<(DiscoverServer, Option<PathBuf>), String> {
+    let (server, config) = match s.split_once('=') {
+        Some((server, config)) => (server, Some(PathBuf::from(config))),
+        None => (s, None),
+    };
+    let server = DiscoverServer::from_str(server.trim(), true)
+        .map_err(|_| format!("{server:?}: write nginx or apache, optionally =CONFIG"))?;
+    Ok((server, config))
 }
 
 #[derive(Debug, Args)]

@@ -11,11 +11,16 @@ use crate::output::print_json;
 use certhub_engine::Kind;
 use certhub_engine::error::fail;
 
-pub async fn run(ctx: &crate::context::Context, args: Discover) -> anyhow::Result<()> {
-    let server = match args.server {
+/// The web server a flag names.
+pub fn web_server(server: DiscoverServer) -> WebServer {
+    match server {
         DiscoverServer::Nginx => WebServer::Nginx,
         DiscoverServer::Apache => WebServer::Apache,
-    };
+    }
+}
+
+pub async fn run(ctx: &crate::context::Context, args: Discover) -> anyhow::Result<()> {
+    let server = web_server(args.server);
     // Names are judged as a request to a public CA would judge them; `--create` applies the
     // account's own rules again.
     let rules = RequestRules { public_ca: !args.allow_single_label };

@@ -220,6 +220,9 @@ pub struct DeployTask {
     /// How long it may take.
     #[serde(with = "secs")]
     pub timeout: Duration,
+    /// Endpoints (`HOST:PORT`) an agent checks after deploying: which serial each serves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verify: Vec<String>,
 }
 
 mod secs {
@@ -247,7 +250,7 @@ pub struct DeploySpecError {
 }
 
 /// Options that may follow the action after `;`.
-const TASK_OPTIONS: [&str; 3] = ["name", "timeout", "trigger"];
+const TASK_OPTIONS: [&str; 4] = ["name", "timeout", "trigger", "verify"];
 
 impl DeployTask {
     /// Parses a SPEC as documented on this module; `default_name` is used without `;name=`.
@@ -292,8 +295,10 @@ impl DeployTask {
             action,
             trigger: Trigger::OnSuccess,
             timeout: DEFAULT_TIMEOUT,
+            verify: Vec::new(),
         };
-        for (k, v) in tail {
+        // Taken from the end: put back in the order written.
+        for (k, v) in tail.into_iter().rev() {
             match k.as_str() {
                 "name" => {
                     if v.is_empty()
@@ -304,6 +309,19 @@ impl DeployTask {
                         )));
                     }
                     task.name = v;
+                }
+                "verify" => {
+                    let port = v.rsplit_once(':').and_then(|(h, p)| {
+                        (!h.is_empty())
+                            .then_some(p.parse::<u16>().ok().filter(|p| *p > 0))
+                            .flatten()
+                    });
+                    if port.is_none() {
+                        return Err(err(format!(
+                            "verify={v:?}: name the endpoint as HOST:PORT, e.g. verify=127.0.0.1:443"
+                        )));
+                    }
+                    task.verify.push(v);
                 }
                 "timeout" => {
                     let secs: u64 = v.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
@@ -552,6 +570,17 @@ mod tests {
         ] {
             let e = DeployTask::parse(spec, "t").unwrap_err().to_string();
             assert!(e.contains(want), "{spec}: {e}");
+        }
+    }
+
+    #[test]
+    fn endpoints_to_verify_are_host_and_port_in_the_order_written() {
+        let t =
+            DeployTask::parse("files:dir=/x;verify=127.0.0.1:443;verify=[::1]:8443", "f").unwrap();
+        assert_eq!(t.verify, ["127.0.0.1:443", "[::1]:8443"]);
+        for bad in ["files:dir=/x;verify=443", "files:dir=/x;verify=web:https"] {
+            let err = DeployTask::parse(bad, "f").unwrap_err();
+            assert!(err.reason.contains("HOST:PORT"), "{err}");
         }
     }
 }

@@ -282,6 +282,13 @@ impl Engine {
             ),
         };
         store.record_event(&report.cert, kind, Some(&detail)).await.map_err(store_error)?;
+        // A web server that still serves another certificate after a deployment is a
+        // failed deployment as far as anyone relying on it is concerned: said, and notified.
+        for line in report.verified.iter().filter(|l| l.contains(" still serves serial ")) {
+            let detail = format!("agent {agent_name}: {line} (deployed {})", report.serial);
+            let kind = certhub_store::EventKind::DeployFailed;
+            store.record_event(&report.cert, kind, Some(&detail)).await.map_err(store_error)?;
+        }
         Ok(())
     }
 }

@@ -27,6 +27,15 @@ pub struct Nginx {
 impl Nginx {
     /// Starts nginx serving TLS with `fullchain` and `key` (PEM files that must exist).
     pub async fn start(fullchain: &Path, key: &Path) -> Nginx {
+        Self::start_named(fullchain, key, &[]).await
+    }
+
+    /// [`Nginx::start`] with a `server_name` of `names` (none: no `server_name`).
+    pub async fn start_named(fullchain: &Path, key: &Path, names: &[&str]) -> Nginx {
+        let server_name = match names {
+            [] => String::new(),
+            names => format!("server_name {};", names.join(" ")),
+        };
         let nginx = require_tool("nginx", "apt-get install nginx");
         let dir = TempDir::new().expect("a temporary directory");
         let port = free_port();
@@ -46,6 +55,7 @@ http {{
   uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
   server {{
     listen 127.0.0.1:{port} ssl;
+    {server_name}
     ssl_certificate {fullchain};
     ssl_certificate_key {key};
     location / {{ return 200 "ok\n"; }}

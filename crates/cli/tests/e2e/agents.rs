@@ -201,10 +201,31 @@ async fn agents_join_deploy_what_targets_them_and_are_refused_once_removed() {
         );
     }
 
+    // web-1 runs an nginx for site.test, on a stand-in certificate until the first
+    // deployment; its agent reads nginx's configuration.
+    std::fs::create_dir_all(&agents[0].out).unwrap();
+    let stand_in = rcgen::generate_simple_self_signed(vec!["site.test".to_string()]).unwrap();
+    std::fs::write(agents[0].out.join("fullchain.pem"), stand_in.cert.pem()).unwrap();
+    std::fs::write(agents[0].out.join("privkey.pem"), stand_in.signing_key.serialize_pem())
+        .unwrap();
+    let nginx = Nginx::start_named(
+        &agents[0].out.join("fullchain.pem"),
+        &agents[0].out.join("privkey.pem"),
+        &["site.test"],
+    )
+    .await;
+    crate::support::script(agents[0].dir.path(), "out.reload", &nginx.reload_command());
+    let endpoint = nginx.addr.to_string();
+
     // Web agents may write under the shared directory and run commands; db-1 may write
     // there but run nothing.
     let allow = format!("{}", shared.path().display());
-    start(&env, &mut agents[0], &["--allow-dir", &allow, "--allow-commands"]);
+    let discover = format!("nginx={}", nginx.conf.display());
+    start(
+        &env,
+        &mut agents[0],
+        &["--allow-dir", &allow, "--allow-commands", "--discover", &discover],
+    );
     start(&env, &mut agents[1], &["--allow-dir", &allow, "--allow-commands"]);
     start(&env, &mut agents[2], &["--allow-dir", &allow]);
     certhub_testkit::wait_until("three agents to connect", Duration::from_secs(30), || async {
@@ -252,15 +273,19 @@ async fn agents_join_deploy_what_targets_them_and_are_refused_once_removed() {
     wait_for_serial(&agents[1], &first).await;
     // Deployment ran on the agents, never on the hub; db-1 got nothing.
     assert_eq!(agents[2].deployed_serial(), None, "db-1 is not a web agent");
-    let deployed = shown(&hub, &admin, "web-1", "site").await.expect("web-1 reported");
+    // web-1 checked its nginx, found from its configuration, and the hub shows it.
+    let deployed =
+        certhub_testkit::wait_until("web-1's report", Duration::from_secs(30), || async {
+            shown(&hub, &admin, "web-1", "site").await
+        })
+        .await;
     assert_eq!(deployed["state"], "deployed");
     assert_eq!(deployed["serial"], first.as_str());
+    assert_eq!(deployed["verified"], json!([format!("{endpoint} serves serial {first}")]));
+    let web1 = api(&hub, &admin, "GET", "/api/v1/agents/web-1", None).await;
+    assert_eq!(web1["discovered"], json!(["site.test"]), "{web1}");
 
     // nginx on web-1 serves what web-1 deployed, and is reloaded on the next deployment.
-    let nginx =
-        Nginx::start(&agents[0].out.join("fullchain.pem"), &agents[0].out.join("privkey.pem"))
-            .await;
-    crate::support::script(agents[0].out.parent().unwrap(), "out.reload", &nginx.reload_command());
     let root = env.pebble.root_pem(0).await;
     let served = nginx.served_chain("site.test", &root).await.unwrap();
     assert_eq!(serial_of(&served[0]), bare(&first));
@@ -275,8 +300,18 @@ async fn agents_join_deploy_what_targets_them_and_are_refused_once_removed() {
         (serial_of(&chain[0]) == bare(&second)).then_some(())
     })
     .await;
-    let deployed = shown(&hub, &admin, "web-2", "site").await.unwrap();
-    assert_eq!(deployed["serial"], second.as_str());
+    certhub_testkit::wait_until("web-2's report", Duration::from_secs(30), || async {
+        let d = shown(&hub, &admin, "web-2", "site").await?;
+        (d["serial"] == second.as_str()).then_some(())
+    })
+    .await;
+    let checked =
+        certhub_testkit::wait_until("web-1's report", Duration::from_secs(30), || async {
+            let d = shown(&hub, &admin, "web-1", "site").await?;
+            (d["serial"] == second.as_str()).then_some(d)
+        })
+        .await;
+    assert_eq!(checked["verified"], json!([format!("{endpoint} serves serial {second}")]));
     let view = api(&hub, &admin, "GET", "/api/v1/certificates/site/targets", None).await;
     assert_eq!(view["targets"], json!(["label:role=web"]));
     assert_eq!(view["agents"].as_array().unwrap().len(), 2);
