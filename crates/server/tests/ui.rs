@@ -11,6 +11,7 @@ const PASSWORD: &str = "a long enough password";
 
 struct Hub {
     app: axum::Router,
+    store: Option<certhub_store::Store>,
     _dir: tempfile::TempDir,
 }
 
@@ -25,11 +26,23 @@ impl Hub {
     /// A hub set up through its setup page; the admin's session cookie, and the whole
     /// `Set-Cookie` header that carried it.
     async fn set_up(https: bool) -> (Hub, String, String) {
+        Self::set_up_with(https, false).await
+    }
+
+    /// [`Hub::set_up`], with an engine when `engine`.
+    async fn set_up_with(https: bool, engine: bool) -> (Hub, String, String) {
         let dir = tempfile::tempdir().unwrap();
         let store = certhub_store::Store::open(dir.path()).await.unwrap();
-        let state = AppState::new(store).serving_https(https);
+        let store_handle = store.clone();
+        let mut state = AppState::new(store.clone()).serving_https(https);
+        if engine {
+            let config =
+                certhub_engine::Config { data_dir: dir.path().to_path_buf(), ..Default::default() };
+            state =
+                state.with_engine(std::sync::Arc::new(certhub_engine::Engine::new(store, config)));
+        }
         let token = state.setup_token_if_needed().await.unwrap().unwrap();
-        let hub = Hub { app: router(state), _dir: dir };
+        let hub = Hub { app: router(state), store: Some(store_handle), _dir: dir };
         let rsp = hub
             .post(
                 "/setup",
@@ -71,7 +84,14 @@ impl Hub {
         let body: Vec<String> = form
             .iter()
             .map(|(k, v)| {
-                format!("{k}={}", v.replace('%', "%25").replace('&', "%26").replace(' ', "+"))
+                format!(
+                    "{k}={}",
+                    v.replace('%', "%25")
+                        .replace('&', "%26")
+                        .replace('+', "%2B")
+                        .replace('=', "%3D")
+                        .replace(' ', "+")
+                )
             })
             .collect();
         let mut req = Request::builder()
@@ -98,7 +118,7 @@ async fn nothing_is_open_before_setup_and_sessions_are_cookies() {
     let store = certhub_store::Store::open(dir.path()).await.unwrap();
     let state = AppState::new(store);
     state.setup_token_if_needed().await.unwrap();
-    let hub = Hub { app: router(state), _dir: dir };
+    let hub = Hub { app: router(state), store: None, _dir: dir };
     let rsp = hub.get("/certificates?q=x", None).await;
     assert_eq!(rsp.status, StatusCode::SEE_OTHER);
     assert_eq!(rsp.location, "/login?next=/certificates%3Fq%3Dx");
@@ -385,4 +405,59 @@ async fn tokens_live_ten_years_at_most() {
     let mut f = form("3650").to_vec();
     f.push(("csrf", &csrf));
     assert_eq!(hub.post("/settings/tokens", Some(&cookie), &f).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_agents_page_makes_a_join_token_shown_once() {
+    let (hub, cookie, _) = Hub::set_up_with(false, true).await;
+    let page = hub.get("/agents", Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("No agent has joined yet"));
+    assert!(page.body.contains("start it with <code>--agent-listen"), "{}", page.body);
+    let csrf = hub.csrf("/agents", &cookie).await;
+    // A label that is not one is refused next to its field.
+    let bad = [("csrf", csrf.as_str()), ("labels", "Role=web"), ("expires_in_hours", "2")];
+    let rsp = hub.post("/agents/tokens", Some(&cookie), &bad).await;
+    assert!(rsp.body.contains("lower-case"), "{}", rsp.body);
+    assert!(!rsp.body.contains("certhub-join_"));
+    let good = [("csrf", csrf.as_str()), ("labels", "role=web site=fra"), ("expires_in_hours", "")];
+    let rsp = hub.post("/agents/tokens", Some(&cookie), &good).await;
+    assert_eq!(rsp.status, StatusCode::OK, "{}", rsp.body);
+    assert!(rsp.body.contains("certhub agent join HUB_URL --token certhub-join_"), "{}", rsp.body);
+    // Shown once: the page itself never shows it again.
+    assert!(!hub.get("/agents", Some(&cookie)).await.body.contains("certhub-join_"));
+    // The nav links to it.
+    assert!(hub.get("/settings", Some(&cookie)).await.body.contains("href=\"/agents\""));
+}
+
+#[tokio::test]
+async fn a_certificates_deployment_tab_sets_where_it_is_deployed() {
+    let (hub, cookie, _) = Hub::set_up_with(false, true).await;
+    let store = hub.store.clone().unwrap();
+    // A certificate imported elsewhere (no CA needed), and no agent yet.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert =
+        rcgen::CertificateParams::new(vec!["site.test".into()]).unwrap().self_signed(&key).unwrap();
+    let csrf = hub.csrf("/certificates/import", &cookie).await;
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("name", "site"),
+        ("cert_pem", &cert.pem()),
+        ("key_pem", &key.serialize_pem()),
+    ];
+    let rsp = hub.post("/certificates/import", Some(&cookie), &form).await;
+    assert!(rsp.status.is_redirection() || rsp.status.is_success(), "{}", rsp.body);
+    assert!(store.cert("site").await.unwrap().is_some(), "{}", rsp.body);
+    let tab = hub.get("/certificates/site?tab=deployment", Some(&cookie)).await;
+    assert!(tab.body.contains("Deployed by the hub"), "{}", tab.body);
+    let csrf = hub.csrf("/certificates/site?tab=deployment", &cookie).await;
+    // A target naming no agent is refused next to the field; a label is taken.
+    let bad = [("csrf", csrf.as_str()), ("targets", "agent:nobody")];
+    let rsp = hub.post("/certificates/site/targets", Some(&cookie), &bad).await;
+    assert!(rsp.body.contains("agent:nobody names no agent"), "{}", rsp.body);
+    let good = [("csrf", csrf.as_str()), ("targets", "label:role=web")];
+    let rsp = hub.post("/certificates/site/targets", Some(&cookie), &good).await;
+    let tab = hub.get("/certificates/site?tab=deployment", Some(&cookie)).await;
+    assert!(tab.body.contains("Deployed on label:role=web"), "{}\n{}", rsp.body, tab.body);
+    assert_eq!(store.cert_targets("site").await.unwrap(), ["label:role=web"]);
 }

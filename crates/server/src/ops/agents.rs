@@ -143,7 +143,7 @@ pub(crate) async fn join(
 /// Every agent, by name.
 pub(crate) async fn agents(state: &AppState, caller: &Caller) -> OpResult<Vec<AgentView>> {
     caller.require(Need::Read)?;
-    let agents = engine(state)?.agents().await?;
+    let agents = state.store.agents().await?;
     let mut deployments = state.store.agent_deployments(None, None).await?;
     Ok(agents
         .into_iter()

@@ -37,6 +37,9 @@ struct CertPage {
     /// Lines of the Preview tab.
     preview: Vec<String>,
     history: Vec<(String, String, String)>,
+    /// The Deployment tab's targets, and a line for what each agent reported.
+    targets: Vec<String>,
+    agents: Vec<String>,
     issued: bool,
     can_request: bool,
     can_revoke: bool,
@@ -80,6 +83,31 @@ async fn cert_page(
     let mut facts = Vec::new();
     let mut preview = Vec::new();
     let mut history = Vec::new();
+    let (mut targets, mut agents) = (Vec::new(), Vec::new());
+    if tab == "deployment" {
+        let t = ops::cert_targets(state, &s.caller, name).await?;
+        targets = t.targets;
+        agents = t
+            .agents
+            .into_iter()
+            .map(|a| {
+                let mut line = format!("{}: {}", a.agent, a.state);
+                if let Some(serial) = &a.serial {
+                    line.push_str(&format!(" serial {serial}"));
+                }
+                if let Some(at) = &a.deployed_at {
+                    line.push_str(&format!(" at {at}"));
+                }
+                if let Some(e) = &a.error {
+                    line.push_str(&format!(" · {e}"));
+                }
+                for v in &a.verified {
+                    line.push_str(&format!(" · {v}"));
+                }
+                line
+            })
+            .collect();
+    }
     match tab {
         "domains" => {
             for id in &view.identifiers {
@@ -178,6 +206,7 @@ async fn cert_page(
         ("renew_at".into(), c.renewal_policy.clone().unwrap_or_default()),
         ("fallback_account".into(), c.fallback_account.clone().unwrap_or_else(|| "none".into())),
         ("fallback_after".into(), c.fallback_after.to_string()),
+        ("targets".into(), targets.join("\n")),
     ]);
     Ok(CertPage {
         page: PageInfo::new(name, s, "certificates"),
@@ -186,6 +215,8 @@ async fn cert_page(
         facts,
         preview,
         history,
+        targets,
+        agents,
         issued: view.serial.is_some(),
         can_request: s.caller.may(Need::Request),
         can_revoke: admin && view.serial.is_some() && !view.revoked,
@@ -295,6 +326,25 @@ pub(super) async fn add_deployments(
         Err(p) if p.status == 400 => {
             let mut errors = Errors::default();
             errors.add("deploy", p.detail);
+            Err((form, errors))
+        }
+        Err(p) => return problem_page(p, &s),
+    };
+    cert_page_after(&state, &s, &name, "deployment", outcome).await
+}
+
+pub(super) async fn set_targets(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Posted { session: s, form }: Posted,
+) -> Response {
+    let targets = form.lines("targets");
+    let outcome = match ops::set_cert_targets(&state, &s.caller, &name, &targets).await {
+        Ok(t) if t.targets.is_empty() => Ok("Deployed by the hub.".to_string()),
+        Ok(t) => Ok(format!("Deployed on {}.", t.targets.join(", "))),
+        Err(p) if p.status == 400 => {
+            let mut errors = Errors::default();
+            errors.add("targets", p.detail);
             Err((form, errors))
         }
         Err(p) => return problem_page(p, &s),

@@ -3,6 +3,7 @@
 //! page works from a plain link; htmx only swaps fragments. The pages call the same
 //! operations as the REST API, so roles, validation and the audit log are the same.
 
+mod agents;
 mod assets;
 mod audit;
 mod certificate;
@@ -54,6 +55,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/certificates/{name}/download", post(certificate::download))
         .route("/certificates/{name}/edit", post(certificate::edit_certificate))
         .route("/certificates/{name}/deployments", post(certificate::add_deployments))
+        .route("/certificates/{name}/targets", post(certificate::set_targets))
         .route(
             "/certificates/{name}/deployments/{task}/delete",
             post(certificate::remove_deployment),
@@ -68,6 +70,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/settings/notifications", post(settings::add_channel))
         .route("/settings/notifications/{name}/test", post(settings::test_channel))
         .route("/settings/notifications/{name}/delete", post(settings::delete_channel))
+        .route("/agents", get(agents::agents))
+        .route("/agents/tokens", post(agents::create_token))
+        .route("/agents/{name}/remove", post(agents::remove))
         .route("/audit", get(audit::audit))
         .route("/assets/htmx.min.js", get(assets::htmx_js))
         .route("/assets/app.css", get(assets::app_css))
