@@ -103,8 +103,25 @@ pub async fn join(data_dir: &Path, options: &JoinOptions) -> anyhow::Result<Iden
     let url = url::Url::parse(&options.hub_url).map_err(|e| {
         Error::invalid("hub_url", format!("{:?} is not a URL: {e}", options.hub_url))
     })?;
-    if !matches!(url.scheme(), "https" | "http") {
-        bail!(Error::invalid("hub_url", "the hub's URL starts with https://"));
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => {}
+        // The token and the authority the agent will trust cross the network: only on this
+        // machine may they go unprotected.
+        "http" if loopback => {}
+        "http" => bail!(Error::invalid(
+            "hub_url",
+            format!(
+                "{url} is plain HTTP: the join token and the hub's agent authority would cross \
+                 the network unprotected; use the hub's https:// URL"
+            )
+        )),
+        _ => bail!(Error::invalid("hub_url", format!("{url}: the hub's URL starts with https://"))),
     }
     let name = match &options.name {
         Some(n) => n.clone(),

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use certhub_core::agent::{Assignment, DeployReport, DeployState, Push};
+use futures::StreamExt as _;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
@@ -36,7 +37,6 @@ pub struct AgentsArgs {
     out: std::path::PathBuf,
 }
 
-const PASSWORD: &str = "a long enough benchmark password";
 const CERT: &str = "fleet-web";
 
 /// What one backend gave.
@@ -214,21 +214,7 @@ async fn one_backend(args: &AgentsArgs, backend: &str) -> anyhow::Result<Figures
     let hub = HubProcess::start(&args.certhub, &data_dir, url.as_deref(), &agent_listen).await?;
     let http = reqwest::Client::builder().no_proxy().build()?;
     let base = hub.base.clone();
-    let setup_token = std::fs::read_to_string(data_dir.join("setup-token"))?;
-    let r = http
-        .post(format!("{base}/api/v1/setup"))
-        .json(&json!({"token": setup_token.trim(), "username": "admin", "password": PASSWORD}))
-        .send()
-        .await?;
-    anyhow::ensure!(r.status().is_success(), "setup: {}", r.text().await?);
-    let token: Value = http
-        .post(format!("{base}/api/v1/tokens"))
-        .json(&json!({"username": "admin", "password": PASSWORD}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let admin = token["token"].as_str().context("a token")?.to_string();
+    let admin = crate::fleet::admin_token(&http, &base, &data_dir).await?;
 
     // The certificate every agent deploys.
     import(&http, &base, &admin).await?;
@@ -329,8 +315,6 @@ async fn one_backend(args: &AgentsArgs, backend: &str) -> anyhow::Result<Figures
         other_errors,
     })
 }
-
-use futures::StreamExt as _;
 
 async fn wait(
     shared: &Arc<Shared>,

@@ -511,22 +511,7 @@ async fn one_backend(args: &FleetArgs, backend: &str, oha: &Path) -> anyhow::Res
     tokio::time::sleep(Duration::from_secs(5)).await;
     let idle_rss_mib = rss_kib(pid)? as f64 / 1024.0;
 
-    // An admin and an API token, as a person would make them.
-    let setup_token = std::fs::read_to_string(data_dir.join("setup-token"))?;
-    let r = http
-        .post(format!("{base}/api/v1/setup"))
-        .json(&json!({"token": setup_token.trim(), "username": "admin", "password": PASSWORD}))
-        .send()
-        .await?;
-    anyhow::ensure!(r.status().is_success(), "setup: {}", r.text().await?);
-    let token: Value = http
-        .post(format!("{base}/api/v1/tokens"))
-        .json(&json!({"username": "admin", "password": PASSWORD}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = token["token"].as_str().context("a token")?.to_string();
+    let token = admin_token(&http, &base, &data_dir).await?;
 
     let urls = dir.path().join("pull-urls");
     std::fs::write(&urls, pull_urls(&base, args.certs))?;
@@ -687,6 +672,30 @@ async fn browser_times(base: &str) -> anyhow::Result<(f64, f64)> {
         out.push(crate::median(times));
     }
     Ok((out[0], out[1]))
+}
+
+/// Sets up a new hub at `base` (its setup token in `data_dir`) with an admin, and signs in:
+/// an API token, as a person would make them.
+pub(crate) async fn admin_token(
+    http: &reqwest::Client,
+    base: &str,
+    data_dir: &Path,
+) -> anyhow::Result<String> {
+    let setup_token = std::fs::read_to_string(data_dir.join("setup-token"))?;
+    let r = http
+        .post(format!("{base}/api/v1/setup"))
+        .json(&json!({"token": setup_token.trim(), "username": "admin", "password": PASSWORD}))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "setup: {}", r.text().await?);
+    let token: Value = http
+        .post(format!("{base}/api/v1/tokens"))
+        .json(&json!({"username": "admin", "password": PASSWORD}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(token["token"].as_str().context("a token")?.to_string())
 }
 
 /// The process's resident memory, KiB.
