@@ -703,6 +703,10 @@ pub struct CertAdd {
     /// several); its deployment tasks then run on each of them.
     #[arg(long = "target", value_name = "TARGET")]
     pub targets: Vec<String>,
+    /// For the names this agent's web servers serve (`certhub agent run --discover`), deployed
+    /// on that agent (with -d, the names given are added).
+    #[arg(long, value_name = "AGENT", conflicts_with = "csr")]
+    pub from_agent: Option<String>,
     #[command(flatten)]
     pub renewal: RenewalSettings,
 }

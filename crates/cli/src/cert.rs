@@ -51,8 +51,34 @@ pub async fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<()> {
     crate::output::audit_done(&store, result, audited.filter(|_| !keyless)).await
 }
 
-pub(crate) async fn add(store: &Store, args: CertAdd) -> anyhow::Result<()> {
+pub(crate) async fn add(store: &Store, mut args: CertAdd) -> anyhow::Result<()> {
     let audit = Actor::cli().entry("cert.create", &args.name);
+    if let Some(agent) = &args.from_agent {
+        let a = store.agent(agent).await?.ok_or_else(|| {
+            invalid(
+                "from_agent",
+                format!("--from-agent {agent}: no agent has that name (`certhub agent list`)"),
+            )
+        })?;
+        if a.discovered.is_empty() {
+            return Err(invalid(
+                "from_agent",
+                format!(
+                    "agent {agent} has reported no names: start it with `certhub agent run \
+                     --discover nginx` (or apache)"
+                ),
+            ));
+        }
+        for name in a.discovered {
+            if !args.domains.contains(&name) {
+                args.domains.push(name);
+            }
+        }
+        let target = format!("agent:{agent}");
+        if !args.targets.contains(&target) {
+            args.targets.push(target);
+        }
+    }
     let csr = match &args.csr {
         Some(path) => {
             let bytes = std::fs::read(path)

@@ -77,6 +77,7 @@ async fn create(
         allow_single_label: args.allow_single_label,
         deploy: args.deploy.clone(),
         targets: Vec::new(),
+        from_agent: None,
         renewal: Default::default(),
     };
     let store = ctx.store().await?;

@@ -277,6 +277,16 @@ async fn agents_join_deploy_what_targets_them_and_are_refused_once_removed() {
     assert_eq!(deployed["verified"], json!([format!("{endpoint} serves serial {first}")]));
     let web1 = api(&hub, &admin, "GET", "/api/v1/agents/web-1", None).await;
     assert_eq!(web1["discovered"], json!(["site.test"]), "{web1}");
+    // A certificate for what web-1 serves, deployed there; db-1 serves nothing it knows of.
+    let http01 = env.http01();
+    let from = ["cert", "add", "mirror", "--account", "le", "--challenge", &http01];
+    env.ok(&[&from[..], &["--from-agent", "web-1"]].concat()).await;
+    assert_eq!(env.show("mirror").await["identifiers"], json!(["site.test"]));
+    let view = api(&hub, &admin, "GET", "/api/v1/certificates/mirror/targets", None).await;
+    assert_eq!(view["targets"], json!(["agent:web-1"]));
+    let none = env.run(&[&from[..], &["--from-agent", "db-1"]].concat()).await;
+    assert_eq!(none.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("--discover nginx"));
 
     // nginx on web-1 serves what web-1 deployed, and is reloaded on the next deployment.
     let root = env.pebble.root_pem(0).await;
