@@ -3,7 +3,8 @@
 
 use certhub_deploy::Outcome;
 use certhub_engine::deploy::{Scope, add_specs, cert_exists, deploy, remove_task, tasks};
-use certhub_engine::{Actor, rfc3339};
+use certhub_engine::error::fail;
+use certhub_engine::{Actor, Kind, rfc3339};
 use certhub_store::Store;
 use serde_json::json;
 
@@ -87,6 +88,18 @@ async fn list(store: &Store, name: &str, as_json: bool) -> anyhow::Result<()> {
 
 async fn run_now(store: &Store, args: DeployRun) -> anyhow::Result<()> {
     cert_exists(store, &args.name).await?;
+    let targets = store.cert_targets(&args.name).await?;
+    if !targets.is_empty() {
+        return Err(fail(
+            Kind::Conflict,
+            format!(
+                "certificate {} is deployed by its agents ({}), not by the hub; `certhub agent \
+                 list` shows what each one deployed",
+                args.name,
+                targets.join(", ")
+            ),
+        ));
+    }
     let latest = store.latest_issued(&args.name).await?;
     let scope = if args.pending { Scope::Pending } else { Scope::All };
     let report =

@@ -256,6 +256,10 @@ async fn agents_join_deploy_what_targets_them_and_are_refused_once_removed() {
     let copy = "command:mkdir -p \"$OUT\" && cp \"$CERTHUB_FULLCHAIN_PATH\" \"$CERTHUB_KEY_PATH\" \
                 \"$OUT\"/ && if [ -x \"$OUT.reload\" ]; then \"$OUT.reload\"; fi";
     add_site(&env, shared.path(), copy, "label:role=web").await;
+    // Its tasks are the agents' to run, not the hub's.
+    let here = env.run(&["deploy", "run", "site"]).await;
+    assert_eq!(here.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&here.stderr).contains("deployed by its agents"));
     // A target naming no agent is refused, naming the target.
     let bad = env.run(&["cert", "set", "site", "--target", "agent:nobody"]).await;
     assert_eq!(bad.status.code(), Some(3));
