@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use certhub_core::agent::{Assignment, Delivery, DeployReport, DeployState, Push};
+use certhub_core::agent::{Assignment, CsrReport, Delivery, DeployReport, DeployState, Push};
 use certhub_deploy::{Facts, Issued, Outcome, Run};
 use certhub_engine::{Error, Kind};
 use serde::{Deserialize, Serialize};
@@ -209,6 +209,7 @@ impl Agent {
     async fn handle(&mut self, push: Push) -> anyhow::Result<()> {
         match push {
             Push::Ping => Ok(()),
+            Push::Csr { cert, names } => self.send_csr(&cert, &names).await,
             Push::Deploy(a) => self.assignment(a).await,
             Push::Assigned { certs } => {
                 let mut first_error = None;
@@ -274,6 +275,38 @@ impl Agent {
         Ok(())
     }
 
+    /// Makes the key of certificate `cert` (or takes the one kept), keeps it, and sends the
+    /// hub a certificate request for `names`.
+    async fn send_csr(&self, cert: &str, names: &[String]) -> anyhow::Result<()> {
+        let key = own_key(&self.dir, cert, true)?.context("making the key")?;
+        let ids: Vec<certhub_core::Identifier> = names
+            .iter()
+            .map(|n| certhub_core::Identifier::parse(n))
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("certificate {cert}: {e}"))?;
+        let der = certhub_core::build_csr(&key, &ids)?;
+        let csr = CsrReport {
+            cert: cert.to_string(),
+            csr_pem: certhub_core::pem_block("CERTIFICATE REQUEST", &der),
+        };
+        let rsp = self
+            .client
+            .post(self.url("/agent/v1/csr"))
+            .json(&csr)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("sending the certificate request: {}", cause(&e)))?;
+        let status = rsp.status();
+        if !status.is_success() {
+            anyhow::bail!(
+                "sending the certificate request: {status}: {}",
+                problem_detail(rsp).await
+            );
+        }
+        tracing::info!(cert, "made the key and sent its certificate request");
+        Ok(())
+    }
+
     fn mark_reported(&mut self, cert: &str) -> anyhow::Result<()> {
         if let Some(d) = self.deployed.certs.get_mut(cert) {
             d.reported = true;
@@ -328,7 +361,7 @@ impl Agent {
             report.error = Some(refusals.join("; "));
             return report;
         }
-        let issued = match issued(d) {
+        let issued = match issued(d, &self.dir) {
             Ok(i) => i,
             Err(e) => {
                 report.state = DeployState::Failed;
@@ -372,11 +405,12 @@ impl std::fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
-fn issued(d: &Delivery) -> anyhow::Result<Issued> {
+fn issued(d: &Delivery, dir: &Path) -> anyhow::Result<Issued> {
     let chain_der = certhub_core::split_pem_chain(&d.chain_pem)
         .context("the certificate from the hub does not parse")?;
+    // A key the hub does not hold is this agent's own, if it made one.
     let key_pkcs8 = if d.key_pem.is_empty() {
-        Vec::new()
+        own_key(dir, &d.cert, false)?.map(|k| k.pkcs8_der().to_vec()).unwrap_or_default()
     } else {
         pem::parse(&d.key_pem).context("the key from the hub does not parse")?.into_contents()
     };
@@ -388,6 +422,29 @@ fn issued(d: &Delivery) -> anyhow::Result<Issued> {
         chain_der,
         key_pkcs8: zeroize::Zeroizing::new(key_pkcs8),
     })
+}
+
+/// The key this agent keeps for certificate `cert` (`keys/CERT.pem`, mode 0600), made now
+/// when `make` and there is none.
+fn own_key(dir: &Path, cert: &str, make: bool) -> anyhow::Result<Option<certhub_core::PrivateKey>> {
+    let file = dir.join("keys").join(format!("{cert}.pem"));
+    match std::fs::read_to_string(&file) {
+        Ok(pem) => {
+            let key = certhub_core::PrivateKey::from_pem(&pem)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            return Ok(Some(key));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+    }
+    if !make {
+        return Ok(None);
+    }
+    let key = certhub_core::PrivateKey::generate(certhub_core::KeyType::EcP256)?;
+    std::fs::create_dir_all(dir.join("keys"))?;
+    certhub_deploy::files::write_atomic(&file, key.to_pem().as_bytes(), 0o600, Default::default())
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))?;
+    Ok(Some(key))
 }
 
 /// The `detail` of a problem document answer, or its status.

@@ -437,7 +437,7 @@ async fn run_agent(agent: Arc<SimAgent>, shared: Arc<Shared>) {
                 let assignments = match push {
                     Push::Assigned { certs } => certs,
                     Push::Deploy(a) => vec![a],
-                    Push::Ping => continue,
+                    Push::Ping | Push::Csr { .. } => continue,
                 };
                 for Assignment { cert, serial } in assignments {
                     if serial == deployed {

@@ -707,6 +707,12 @@ pub struct CertAdd {
     /// on that agent (with -d, the names given are added).
     #[arg(long, value_name = "AGENT", conflicts_with = "csr")]
     pub from_agent: Option<String>,
+    /// Where the key is made and kept: hub (sealed in the store, sent to the targets over
+    /// their mutual-TLS connection) or agent (on the one --target agent:NAME, which sends only
+    /// a certificate request: the key never leaves it; validate with dns-01, answered by the
+    /// hub).
+    #[arg(long, value_name = "hub|agent", default_value = "hub")]
+    pub key_on: String,
     #[command(flatten)]
     pub renewal: RenewalSettings,
 }

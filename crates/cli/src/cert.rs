@@ -98,6 +98,7 @@ pub(crate) async fn add(store: &Store, mut args: CertAdd) -> anyhow::Result<()> 
         challenges: args.challenges.clone(),
         deploy: args.deploy.clone(),
         targets: args.targets.clone(),
+        key_on: Some(args.key_on.clone()),
         renew_at: args.renewal.renew_at.clone(),
         csr,
         profile: args.profile.clone(),

@@ -78,6 +78,7 @@ async fn create(
         deploy: args.deploy.clone(),
         targets: Vec::new(),
         from_agent: None,
+        key_on: "hub".into(),
         renewal: Default::default(),
     };
     let store = ctx.store().await?;

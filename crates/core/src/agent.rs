@@ -173,9 +173,22 @@ pub enum Push {
     Assigned { certs: Vec<Assignment> },
     /// A certificate was issued, or newly assigned to the agent.
     Deploy(Assignment),
+    /// A certificate whose key the agent makes (`--key-on agent`) needs its certificate
+    /// request: the agent makes the key, keeps it, and sends a CSR for `names`.
+    Csr { cert: String, names: Vec<String> },
     /// Nothing happened: the connection is alive.
     Ping,
 }
+
+/// An agent's certificate request for a certificate whose key it keeps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CsrReport {
+    pub cert: String,
+    pub csr_pem: String,
+}
+
+/// The key type of a certificate whose key its agent makes and keeps.
+pub const KEY_ON_AGENT: &str = "agent";
 
 /// A certificate as delivered to its agent: the chain, the key, and the tasks to run.
 #[derive(Clone, Serialize, Deserialize)]
@@ -184,7 +197,7 @@ pub struct Delivery {
     pub serial: String,
     /// Leaf first, PEM.
     pub chain_pem: String,
-    /// PKCS#8 PEM.
+    /// PKCS#8 PEM; empty when the agent keeps the key itself (`--key-on agent`).
     pub key_pem: String,
     pub not_before: i64,
     pub not_after: i64,

@@ -293,6 +293,64 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// The certificate requests agent `agent_id` owes: a push for each certificate whose key
+    /// it makes and whose CSR the hub does not have.
+    pub async fn csr_wanted(
+        &self,
+        agent_id: &str,
+    ) -> Result<Vec<certhub_core::agent::Push>, Error> {
+        let mut pushes = Vec::new();
+        for name in self.store().agent_csr_wanted(agent_id).await.map_err(store_error)? {
+            let cert = crate::records::load(self.store(), &name).await?;
+            let names = cert.identifiers.iter().map(ToString::to_string).collect();
+            pushes.push(certhub_core::agent::Push::Csr { cert: name, names });
+        }
+        Ok(pushes)
+    }
+
+    /// Keeps the certificate request agent `agent_id` made for certificate `csr.cert`,
+    /// whose key it keeps: checked to be assigned to it, made for that, and to ask for
+    /// exactly its identifiers. Audited; the scheduler looks at once.
+    pub async fn agent_csr(
+        &self,
+        agent_id: &str,
+        agent_name: &str,
+        csr: &certhub_core::agent::CsrReport,
+        source: &str,
+    ) -> Result<(), Error> {
+        let store = self.store();
+        let mut cert = crate::records::load(store, &csr.cert).await?;
+        if cert.key_type != certhub_core::agent::KEY_ON_AGENT
+            || !store.agent_deploys(agent_id, &csr.cert).await.map_err(store_error)?
+        {
+            return Err(Error::new(
+                Kind::Forbidden,
+                format!("agent {agent_name} does not keep the key of certificate {:?}", csr.cert),
+            ));
+        }
+        let parsed = certhub_core::ParsedCsr::parse(csr.csr_pem.as_bytes()).map_err(|e| {
+            Error::invalid("csr_pem", format!("the agent's certificate request: {e}"))
+        })?;
+        let mut asked = parsed.identifiers.clone();
+        let mut wanted = cert.identifiers.clone();
+        asked.sort_by_key(ToString::to_string);
+        wanted.sort_by_key(ToString::to_string);
+        if asked != wanted {
+            return Err(Error::invalid(
+                "csr_pem",
+                "the agent's certificate request does not ask for the certificate's identifiers",
+            ));
+        }
+        cert.csr_pem = Some(certhub_core::pem_block("CERTIFICATE REQUEST", &parsed.der));
+        let audit = AuditEntry::new(&format!("agent {agent_name}"), "agent.csr", &csr.cert, source)
+            .with_detail("the key stays on the agent");
+        store.update_cert(&cert, Some(&audit)).await.map_err(store_error)?;
+        self.changed();
+        Ok(())
+    }
+}
+
 /// Replaces where certificate `cert` is deployed, with `audit`'s entry. Each `agent:NAME`
 /// must name an agent that has joined; a label may match none yet. No targets: the hub
 /// deploys it again.

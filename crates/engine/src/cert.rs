@@ -46,6 +46,10 @@ pub struct NewCertificate {
     /// agents, never on the hub).
     #[serde(default)]
     pub targets: Vec<String>,
+    /// Where the key is made and kept: `hub` (the default: sealed in the store, sent to the
+    /// targets) or `agent` (on its one target agent, which sends only a CSR).
+    #[serde(default)]
+    pub key_on: Option<String>,
     /// Renewal policy (75% or 30d).
     #[serde(default)]
     pub renew_at: Option<String>,
@@ -179,6 +183,28 @@ pub async fn create(
     let assignment = assign_challenges(&ids, &specs).map_err(|v| violations(&args.name, &v))?;
     let tasks = crate::deploy::parse_specs(&args.deploy, &[])?;
     let targets = crate::agents::check_targets(store, &args.targets).await?;
+    let key_on_agent = match args.key_on.as_deref().map(str::trim) {
+        None | Some("hub") => false,
+        Some("agent") => {
+            if !matches!(targets.as_slice(), [certhub_core::agent::Target::Agent(_)]) {
+                return Err(invalid(
+                    "key_on",
+                    "--key-on agent needs exactly one --target agent:NAME: the key is made and \
+                     kept on that one machine",
+                ));
+            }
+            if csr_pem.is_some() {
+                return Err(invalid(
+                    "key_on",
+                    "--key-on agent and --csr both name the key's owner",
+                ));
+            }
+            true
+        }
+        Some(other) => {
+            return Err(invalid("key_on", format!("--key-on {other:?}: write hub or agent")));
+        }
+    };
     let renewal_policy = args.renew_at.as_deref().map(check_policy).transpose()?;
     if let Some(f) = &args.fallback_account {
         account::load(store, f).await.map_err(|e| at_field(e, "fallback_account"))?;
@@ -197,7 +223,13 @@ pub async fn create(
                 name: args.name.clone(),
                 account_name: Some(args.account.clone()),
                 identifiers: ids.clone(),
-                key_type: if csr_pem.is_some() { "csr".into() } else { key_type.to_string() },
+                key_type: if key_on_agent {
+                    certhub_core::agent::KEY_ON_AGENT.into()
+                } else if csr_pem.is_some() {
+                    "csr".into()
+                } else {
+                    key_type.to_string()
+                },
                 reuse_key: args.reuse_key,
                 csr_pem: csr_pem.map(|(p, _)| p),
                 profile: args.profile.clone(),

@@ -483,6 +483,16 @@ impl Issuer {
             let csr = ParsedCsr::parse(pem.as_bytes()).context("the stored CSR does not parse")?;
             return Ok((Zeroizing::new(Vec::new()), "csr".into(), csr.der));
         }
+        if cert.key_type == certhub_core::agent::KEY_ON_AGENT {
+            return Err(crate::error::fail(
+                crate::error::Kind::Busy,
+                format!(
+                    "certificate {}'s key is made on its agent, which has not sent its \
+                     certificate request yet: start `certhub agent run` there",
+                    cert.name
+                ),
+            ));
+        }
         let key_type: KeyType = cert.key_type.parse().map_err(|e| anyhow!("{e}"))?;
         let previous =
             if cert.reuse_key { self.store.latest_issued(&cert.name).await? } else { None };

@@ -133,7 +133,15 @@ pub async fn plan(store: &Store, name: &str, default_policy: &str) -> anyhow::Re
             }
         })
         .collect();
+    let on_agent = cert.key_type == certhub_core::agent::KEY_ON_AGENT;
     let key = match (&cert.csr_pem, cert.reuse_key, &latest) {
+        (Some(_), _, _) if on_agent => {
+            "the CSR its agent made is sent; the key stays on the agent".to_string()
+        }
+        (None, _, _) if on_agent => {
+            "its agent makes the key and sends a CSR when it connects; the key stays there"
+                .to_string()
+        }
         (Some(_), _, _) => "the CSR you supplied is sent; certhub holds no private key".to_string(),
         (None, true, Some(prev)) if prev.key_type == cert.key_type => {
             format!("the current {} key is reused", cert.key_type)

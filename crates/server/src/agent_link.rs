@@ -216,6 +216,13 @@ impl AgentLink {
             return Ok(());
         }
         let Some(latest) = store.latest_issued(cert).await? else {
+            // Not issued yet: an agent that makes its key is asked for its request.
+            for id in connected {
+                match self.engine.csr_wanted(&id).await {
+                    Ok(pushes) => pushes.iter().for_each(|p| self.send(&id, p)),
+                    Err(e) => tracing::warn!(error = %e, "listing the requests an agent owes"),
+                }
+            }
             return Ok(());
         };
         let push = Push::Deploy(Assignment { cert: cert.into(), serial: latest.serial_hex });
@@ -225,10 +232,15 @@ impl AgentLink {
         Ok(())
     }
 
+    /// Sends agent `id` its full list, and the certificate requests it owes.
     async fn push_assigned(&self, id: &str) -> Result<(), certhub_store::Error> {
         if self.is_connected(id) {
             let push = self.assigned(id).await?;
             self.send(id, &push);
+            match self.engine.csr_wanted(id).await {
+                Ok(pushes) => pushes.iter().for_each(|p| self.send(id, p)),
+                Err(e) => tracing::warn!(error = %e, "listing the requests an agent owes"),
+            }
         }
         Ok(())
     }
@@ -240,6 +252,7 @@ pub fn router(link: Arc<AgentLink>) -> Router {
         .route("/agent/v1/stream", post(stream))
         .route("/agent/v1/certs/{name}", get(certificate))
         .route("/agent/v1/report", post(report))
+        .route("/agent/v1/csr", post(csr))
         .fallback(|| async { Problem::not_found("no such agent endpoint") })
         .layer(axum::middleware::from_fn_with_state(link.clone(), identify))
         .with_state(link)
@@ -293,6 +306,9 @@ async fn stream(
     link.lock().entry(agent.id.clone()).or_default().push((number, tx));
     let guard = StreamGuard { link: link.clone(), id: agent.id.clone(), name: agent.name, number };
     let first = link.assigned(&agent.id).await?;
+    for push in link.engine.csr_wanted(&agent.id).await? {
+        link.send(&agent.id, &push);
+    }
     tracing::info!(agent = guard.name, from = agent.source, "agent connected");
     let closing = link.closing.subscribe();
     let state = (Some(first), rx, tokio::time::interval(PING_EVERY), closing, guard);
@@ -362,6 +378,18 @@ async fn certificate(
 ) -> Result<axum::Json<Delivery>, Problem> {
     let delivery = link.engine.delivery(&agent.id, &agent.name, &name, &agent.source).await?;
     Ok(axum::Json(delivery))
+}
+
+/// The agent's certificate request for a certificate whose key it keeps.
+async fn csr(
+    State(link): State<Arc<AgentLink>>,
+    axum::Extension(agent): axum::Extension<AgentCaller>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, Problem> {
+    let csr: certhub_core::agent::CsrReport = serde_json::from_slice(&body)
+        .map_err(|e| Problem::invalid("body", format!("the request does not parse: {e}")))?;
+    link.engine.agent_csr(&agent.id, &agent.name, &csr, &agent.source).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The agent's report of a deployment.

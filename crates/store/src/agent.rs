@@ -400,6 +400,20 @@ impl Store {
         .await?)
     }
 
+    /// The certificates whose key agent `id` makes (`--key-on agent`) and whose certificate
+    /// request it has not sent yet.
+    pub async fn agent_csr_wanted(&self, id: &str) -> Result<Vec<String>, Error> {
+        Ok(sqlx::query_scalar(
+            "SELECT c.name FROM certs c JOIN cert_targets t ON t.cert_name = c.name \
+             JOIN agents a ON t.target = 'agent:' || a.name \
+             WHERE a.id = $1 AND c.key_type = $2 AND c.csr_pem IS NULL ORDER BY c.name",
+        )
+        .bind(id)
+        .bind(certhub_core::agent::KEY_ON_AGENT)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// The ids of every agent.
     pub async fn agent_ids(&self) -> Result<Vec<String>, Error> {
         Ok(sqlx::query_scalar("SELECT id FROM agents").fetch_all(&self.pool).await?)

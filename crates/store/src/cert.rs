@@ -205,7 +205,11 @@ impl Store {
         self.insert_cert_in(&mut tx, cert).await?;
         self.add_deploy_tasks_in(&mut tx, &cert.name, tasks).await?;
         crate::agent::insert_targets_in(&mut tx, &cert.name, targets).await?;
-        self.commit_change(tx, audit).await
+        self.commit_change(tx, audit).await?;
+        if !targets.is_empty() {
+            self.changed(crate::Change::Targets(cert.name.clone()));
+        }
+        Ok(())
     }
 
     /// Inserts a managed certificate within `tx`.

@@ -552,3 +552,80 @@ async fn after_a_kill_9_of_the_hub_or_the_agent_the_latest_is_deployed_once() {
         let _ = c.kill().await;
     }
 }
+
+/// `--key-on agent`: the agent makes the key and sends a CSR; the hub orders with dns-01
+/// through its own DNS configuration and never holds the key; nginx serves the result.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_made_on_its_agent_never_reaches_the_hub() {
+    use certhub_testkit::nginx::Nginx;
+    let env = Env::start(hostile()).await;
+    env.account("le", &[]).await;
+    let listen = format!("127.0.0.1:{}", certhub_testkit::free_port());
+    let hub = env.serve(&["--agent-listen", &listen], true).await;
+    let admin = hub.admin_token().await;
+    let shared = tempfile::TempDir::new().unwrap();
+    let dir = tempfile::TempDir::new().unwrap();
+    let out = dir.path().join("out");
+    let mut web = Agent { name: "web-1", dir, out, child: None };
+    let joined = join(&env, &hub, &web, &token(&env, &["role=web"]).await).await;
+    assert!(joined.status.success(), "{}", String::from_utf8_lossy(&joined.stderr));
+    let allow = shared.path().display().to_string();
+    start(&env, &mut web, &["--allow-dir", &allow]);
+
+    let files = format!("files:dir={}/private", shared.path().display());
+    let dns = env.rfc2136();
+    let add =
+        ["cert", "add", "private", "--account", "le", "-d", "private.test", "--challenge", &dns];
+    // The key lives on one machine: a label, or two targets, are refused.
+    let by_label = [&add[..], &["--key-on", "agent", "--target", "label:role=web"]].concat();
+    let refused = env.run(&by_label).await;
+    assert_eq!(refused.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("exactly one --target agent:NAME"));
+    let good = ["--deploy", &files, "--key-on", "agent", "--target", "agent:web-1"];
+    env.ok(&[&add[..], &good[..]].concat()).await;
+    certhub_testkit::wait_until(
+        "the agent's certificate request",
+        Duration::from_secs(30),
+        || async { (env.show("private").await["csr"] == true).then_some(()) },
+    )
+    .await;
+    let serial = request(&hub, &admin, "private").await;
+    let ssl = shared.path().join("private");
+    certhub_testkit::wait_until("the deployment", Duration::from_secs(60), || async {
+        let pem = std::fs::read_to_string(ssl.join("fullchain.pem")).ok()?;
+        let certs = crate::support::pem_certs(&pem);
+        (serial_of(&certs[0]) == bare(&serial)).then_some(())
+    })
+    .await;
+    // The files hold the agent's own key, which matches the certificate, and nginx serves it.
+    let key_pem = std::fs::read_to_string(web.dir.path().join("keys/private.pem")).unwrap();
+    let deployed_key = std::fs::read_to_string(ssl.join("privkey.pem")).unwrap();
+    let key = certhub_core::PrivateKey::from_pem(&deployed_key).unwrap();
+    let own = certhub_core::PrivateKey::from_pem(&key_pem).unwrap();
+    assert_eq!(key.pkcs8_der(), own.pkcs8_der());
+    let chain =
+        crate::support::pem_certs(&std::fs::read_to_string(ssl.join("fullchain.pem")).unwrap());
+    assert!(certhub_core::key_matches_cert(&key, &chain[0]));
+    let nginx = Nginx::start(&ssl.join("fullchain.pem"), &ssl.join("privkey.pem")).await;
+    let root = env.pebble.root_pem(0).await;
+    let served = nginx.served_chain("private.test", &root).await.unwrap();
+    assert_eq!(serial_of(&served[0]), bare(&serial));
+    // Nothing in the hub's database or data directory holds the key, in any encoding.
+    let der = own.pkcs8_der().to_vec();
+    let body = key_pem.lines().nth(1).unwrap().to_string();
+    for f in crate::common::walk(env.data_dir()) {
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains(&body), "{} holds the key", f.display());
+        assert!(
+            !bytes.windows(der.len()).any(|w| w == der.as_slice()),
+            "{} holds the key",
+            f.display()
+        );
+    }
+    // The hub says where the key is.
+    let preview = api(&hub, &admin, "GET", "/api/v1/certificates/private/preview", None).await;
+    assert!(preview.to_string().contains("the key stays on the agent"), "{preview}");
+    if let Some(mut c) = web.child.take() {
+        let _ = c.kill().await;
+    }
+}
