@@ -64,6 +64,7 @@ impl Identity {
     /// A client for the hub's agent endpoint: this agent's certificate and key, and the agent
     /// authority as the only certificate trusted.
     pub fn client(data_dir: &Path) -> anyhow::Result<reqwest::Client> {
+        finish_renewal(data_dir)?;
         let read = |name: &str| {
             let file = data_dir.join(name);
             std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))
@@ -243,4 +244,100 @@ pub(crate) fn cause(e: &(dyn std::error::Error + 'static)) -> String {
 fn is_untrusted(e: &reqwest::Error) -> bool {
     let text = cause(e).to_lowercase();
     text.contains("invalid peer certificate") || text.contains("unknownissuer")
+}
+
+/// When this agent's client certificate expires (unix seconds).
+pub(crate) fn expires(data_dir: &Path) -> anyhow::Result<i64> {
+    let file = data_dir.join(CERT_FILE);
+    let pem = std::fs::read_to_string(&file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let der = certhub_core::split_pem_chain(&pem)?
+        .into_iter()
+        .next()
+        .with_context(|| format!("{} holds no certificate", file.display()))?;
+    Ok(certhub_core::CertInfo::from_der(&der)?.not_after)
+}
+
+/// Renews this agent's client certificate with `client` (its current identity): a new key
+/// made here, the hub's certificate for it, both kept. Written beside the current files and
+/// then renamed, key first; a renewal cut short is finished (or dropped) at the next start.
+pub(crate) async fn renew(
+    data_dir: &Path,
+    client: &reqwest::Client,
+    agent_url: &str,
+) -> anyhow::Result<()> {
+    let (csr_pem, key_pem) = certhub_engine::agent_ca::agent_request()?;
+    let url = format!("{}/agent/v1/identity", agent_url.trim_end_matches('/'));
+    let body = certhub_core::agent::IdentityRenewal { pem: csr_pem };
+    let rsp = client
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| anyhow!("renewing the agent's certificate: {}", cause(&e)))?;
+    let status = rsp.status();
+    if !status.is_success() {
+        bail!("renewing the agent's certificate: the hub answered {status}");
+    }
+    let renewed: certhub_core::agent::IdentityRenewal = rsp.json().await?;
+    let write = |name: &str, data: &[u8], mode: u32| {
+        let file = data_dir.join(name);
+        certhub_deploy::files::write_atomic(&file, data, mode, Default::default())
+            .map_err(|e| anyhow!("cannot write {}: {e}", file.display()))
+    };
+    write(&format!("{KEY_FILE}.new"), key_pem.as_bytes(), 0o600)?;
+    write(&format!("{CERT_FILE}.new"), renewed.pem.as_bytes(), 0o644)?;
+    finish_renewal(data_dir)
+}
+
+/// Finishes a renewal that was cut short: the new key and certificate renamed into place
+/// when both were written (or the certificate alone, once the key was renamed); a new key
+/// without its certificate is dropped.
+fn finish_renewal(data_dir: &Path) -> anyhow::Result<()> {
+    let key_new = data_dir.join(format!("{KEY_FILE}.new"));
+    let cert_new = data_dir.join(format!("{CERT_FILE}.new"));
+    let rename = |from: &Path, to: &str| {
+        std::fs::rename(from, data_dir.join(to))
+            .with_context(|| format!("cannot rename {} into place", from.display()))
+    };
+    match (key_new.exists(), cert_new.exists()) {
+        (true, true) => {
+            rename(&key_new, KEY_FILE)?;
+            rename(&cert_new, CERT_FILE)?;
+        }
+        (false, true) => rename(&cert_new, CERT_FILE)?,
+        (true, false) => std::fs::remove_file(&key_new)?,
+        (false, false) => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_renewal_cut_short_is_finished_or_dropped_never_half_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let put = |name: &str, text: &str| std::fs::write(d.join(name), text).unwrap();
+        let read = |name: &str| std::fs::read_to_string(d.join(name)).unwrap();
+        put(KEY_FILE, "old key");
+        put(CERT_FILE, "old cert");
+        // Both new files written: both go in.
+        put(&format!("{KEY_FILE}.new"), "new key");
+        put(&format!("{CERT_FILE}.new"), "new cert");
+        finish_renewal(d).unwrap();
+        assert_eq!((read(KEY_FILE), read(CERT_FILE)), ("new key".into(), "new cert".into()));
+        // Cut short after the key's rename: the certificate follows it.
+        put(KEY_FILE, "newer key");
+        put(&format!("{CERT_FILE}.new"), "newer cert");
+        finish_renewal(d).unwrap();
+        assert_eq!(read(CERT_FILE), "newer cert");
+        // Cut short before the certificate was written: the new key is dropped.
+        put(&format!("{KEY_FILE}.new"), "orphan key");
+        finish_renewal(d).unwrap();
+        assert_eq!(read(KEY_FILE), "newer key");
+        assert!(!d.join(format!("{KEY_FILE}.new")).exists());
+    }
 }

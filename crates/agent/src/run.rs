@@ -31,6 +31,8 @@ pub struct RunOptions {
     /// The web servers whose configuration the agent reads: the names they serve go to the
     /// hub, and their TLS server blocks are checked after each deployment.
     pub web_servers: Vec<crate::WebConfig>,
+    /// Renew the agent's own client certificate when it expires within this.
+    pub renew_before: Duration,
 }
 
 /// What the agent deployed, by certificate: kept in `deployed.json`, written after each
@@ -87,6 +89,7 @@ struct Agent {
     deployed: Deployed,
     safety: Safety,
     web_servers: Vec<crate::WebConfig>,
+    renew_before: Duration,
 }
 
 /// Runs the agent kept in `data_dir` until `stop` resolves, or the hub refuses it.
@@ -105,6 +108,7 @@ pub async fn run(
         deployed,
         safety: options.safety,
         web_servers: options.web_servers,
+        renew_before: options.renew_before,
     };
     tracing::info!(agent = agent.identity.name, hub = agent.identity.agent_url, "agent starting");
     let mut stop = std::pin::pin!(stop);
@@ -150,8 +154,24 @@ impl Agent {
         format!("{}{path}", self.identity.agent_url.trim_end_matches('/'))
     }
 
+    /// Renews the agent's client certificate when it expires within `renew_before`.
+    async fn renew_identity_if_due(&mut self) -> anyhow::Result<()> {
+        let expires = crate::identity::expires(&self.dir)?;
+        let due = certhub_core::time::now_secs() + self.renew_before.as_secs() as i64;
+        if expires > due {
+            return Ok(());
+        }
+        crate::identity::renew(&self.dir, &self.client, &self.identity.agent_url).await?;
+        self.client = Identity::client(&self.dir)?;
+        tracing::info!(agent = self.identity.name, "renewed the agent's client certificate");
+        Ok(())
+    }
+
     /// One connection: the stream, and the work it brings, until it ends.
     async fn session(&mut self) -> Ended {
+        if let Err(e) = self.renew_identity_if_due().await {
+            tracing::warn!(error = format!("{e:#}"), "renewing the agent's certificate failed");
+        }
         let mut facts = crate::facts();
         let (found, problems) = crate::verify::discover(&self.web_servers);
         for p in problems {

@@ -40,6 +40,9 @@ pub async fn run(ctx: &Context, cmd: AgentCommand) -> anyhow::Result<()> {
                         config,
                     })
                     .collect(),
+                renew_before: std::time::Duration::from_secs(
+                    u64::from(args.renew_identity_days) * 86_400,
+                ),
             };
             certhub_agent::run(&ctx.data_dir, options, crate::serve::shutdown()).await
         }

@@ -240,6 +240,10 @@ pub struct AgentRun {
     /// serial they serve, unless a task names endpoints with ;verify=HOST:PORT.
     #[arg(long = "discover", value_name = "SERVER[=CONFIG]", value_parser = web_server_arg)]
     pub discover: Vec<(DiscoverServer, Option<PathBuf>)>,
+    /// Renew the agent's own client certificate (valid for a year) when it expires within
+    /// this many days: a new key made here, the hub's certificate for it.
+    #[arg(long, default_value_t = 30, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub renew_identity_days: u32,
 }
 
 /// `nginx`, `apache`, or either with `=CONFIG`.

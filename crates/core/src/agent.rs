@@ -187,6 +187,13 @@ pub struct CsrReport {
     pub csr_pem: String,
 }
 
+/// An agent's request for a new client certificate, and the hub's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdentityRenewal {
+    /// The request (from the agent), or the new certificate (from the hub), PEM.
+    pub pem: String,
+}
+
 /// The key type of a certificate whose key its agent makes and keeps.
 pub const KEY_ON_AGENT: &str = "agent";
 

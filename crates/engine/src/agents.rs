@@ -309,6 +309,24 @@ impl Engine {
         Ok(pushes)
     }
 
+    /// A new client certificate (PEM) for agent `agent_id`, for the key of `csr_pem` (the
+    /// agent renews its identity before it expires). Audited.
+    pub async fn renew_agent_identity(
+        &self,
+        agent_id: &str,
+        agent_name: &str,
+        csr_pem: &str,
+        source: &str,
+    ) -> Result<String, Error> {
+        let ca = self.agent_ca("certhub").await?;
+        let (cert_pem, serial) = ca.sign_agent(csr_pem, agent_id)?;
+        let audit =
+            AuditEntry::new(&format!("agent {agent_name}"), "agent.identity", agent_name, source)
+                .with_detail(format!("new client certificate, serial {serial}"));
+        self.store().set_agent_cert(agent_id, &serial, Some(&audit)).await.map_err(store_error)?;
+        Ok(cert_pem)
+    }
+
     /// Keeps the certificate request agent `agent_id` made for certificate `csr.cert`,
     /// whose key it keeps: checked to be assigned to it, made for that, and to ask for
     /// exactly its identifiers. Audited; the scheduler looks at once.

@@ -253,6 +253,7 @@ pub fn router(link: Arc<AgentLink>) -> Router {
         .route("/agent/v1/certs/{name}", get(certificate))
         .route("/agent/v1/report", post(report))
         .route("/agent/v1/csr", post(csr))
+        .route("/agent/v1/identity", post(identity))
         .fallback(|| async { Problem::not_found("no such agent endpoint") })
         .layer(axum::middleware::from_fn_with_state(link.clone(), identify))
         .with_state(link)
@@ -390,6 +391,19 @@ async fn csr(
         .map_err(|e| Problem::invalid("body", format!("the request does not parse: {e}")))?;
     link.engine.agent_csr(&agent.id, &agent.name, &csr, &agent.source).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A new client certificate for the agent, for its new key.
+async fn identity(
+    State(link): State<Arc<AgentLink>>,
+    axum::Extension(agent): axum::Extension<AgentCaller>,
+    body: axum::body::Bytes,
+) -> Result<axum::Json<certhub_core::agent::IdentityRenewal>, Problem> {
+    let req: certhub_core::agent::IdentityRenewal = serde_json::from_slice(&body)
+        .map_err(|e| Problem::invalid("body", format!("the request does not parse: {e}")))?;
+    let pem =
+        link.engine.renew_agent_identity(&agent.id, &agent.name, &req.pem, &agent.source).await?;
+    Ok(axum::Json(certhub_core::agent::IdentityRenewal { pem }))
 }
 
 /// The agent's report of a deployment.

@@ -331,6 +331,25 @@ impl Store {
         Ok(())
     }
 
+    /// Records agent `id`'s new client certificate (its serial), with `audit`'s entry.
+    pub async fn set_agent_cert(
+        &self,
+        id: &str,
+        serial: &str,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), Error> {
+        let mut tx = self.begin_change(audit).await?;
+        let done = sqlx::query("UPDATE agents SET cert_serial = $1 WHERE id = $2")
+            .bind(serial)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound { what: "agent", name: id.into() });
+        }
+        self.commit_change(tx, audit).await
+    }
+
     /// Records that agent `id` was last connected now.
     pub async fn agent_last_seen(&self, id: &str) -> Result<(), Error> {
         sqlx::query("UPDATE agents SET last_seen_at = $1 WHERE id = $2")

@@ -570,7 +570,9 @@ async fn a_key_made_on_its_agent_never_reaches_the_hub() {
     let joined = join(&env, &hub, &web, &token(&env, &["role=web"]).await).await;
     assert!(joined.status.success(), "{}", String::from_utf8_lossy(&joined.stderr));
     let allow = shared.path().display().to_string();
-    start(&env, &mut web, &["--allow-dir", &allow]);
+    let joined_cert = std::fs::read_to_string(web.dir.path().join("agent-cert.pem")).unwrap();
+    // Told to renew its own certificate when a year is left, it renews as it connects.
+    start(&env, &mut web, &["--allow-dir", &allow, "--renew-identity-days", "400"]);
 
     let files = format!("files:dir={}/private", shared.path().display());
     let dns = env.rfc2136();
@@ -622,6 +624,12 @@ async fn a_key_made_on_its_agent_never_reaches_the_hub() {
             f.display()
         );
     }
+    // The agent works on with its renewed certificate, and the hub audited it.
+    let renewed = std::fs::read_to_string(web.dir.path().join("agent-cert.pem")).unwrap();
+    assert_ne!(renewed, joined_cert, "{}", log(&web));
+    assert!(!web.dir.path().join("agent-cert.pem.new").exists());
+    let audit = api(&hub, &admin, "GET", "/api/v1/audit?limit=500", None).await;
+    assert!(audit.to_string().contains("agent.identity"), "{audit}");
     // The hub says where the key is.
     let preview = api(&hub, &admin, "GET", "/api/v1/certificates/private/preview", None).await;
     assert!(preview.to_string().contains("the key stays on the agent"), "{preview}");
