@@ -21,12 +21,15 @@ pub use run::{RunOptions, run};
 pub use safety::Safety;
 pub use verify::WebConfig;
 
+/// This machine's host name, if the kernel says.
+pub fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string())
+}
+
 /// The facts of this machine the agent reports (the names its web servers serve are the
 /// caller's to add).
 pub fn facts() -> certhub_core::agent::AgentFacts {
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into());
+    let hostname = hostname().unwrap_or_else(|| "unknown".into());
     let os = std::fs::read_to_string("/etc/os-release")
         .ok()
         .and_then(|t| {

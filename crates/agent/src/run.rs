@@ -467,10 +467,13 @@ fn own_key(dir: &Path, cert: &str, make: bool) -> anyhow::Result<Option<certhub_
     Ok(Some(key))
 }
 
-/// The `detail` of a problem document answer, or its status.
+/// The `detail` of a problem document answer, or its status (and why there is no more).
 async fn problem_detail(rsp: reqwest::Response) -> String {
     let status = rsp.status();
-    let body = rsp.bytes().await.unwrap_or_default();
+    let body = match rsp.bytes().await {
+        Ok(b) => b,
+        Err(e) => return format!("{status} (the answer broke off: {})", cause(&e)),
+    };
     serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|p| p["detail"].as_str().map(str::to_string))

@@ -71,23 +71,11 @@ pub async fn agents(args: AgentsArgs) -> anyhow::Result<()> {
          imported through the API for a certificate that targets every agent by label; its \
          time runs from the import's request to each agent's report being stored. The restart \
          is a SIGTERM and a new `certhub serve` on the same store; agents reconnect with \
-         `certhub agent run`'s jittered backoff (0.5 s doubling to 10 s).\n\n\
-         | | target |"
+         `certhub agent run`'s jittered backoff (0.5 s doubling to 10 s).\n\n"
     );
-    for f in &all {
-        md.push_str(&format!(" {} |", f.backend));
-    }
-    md.push_str("\n|---|---|");
-    for _ in &all {
-        md.push_str("---|");
-    }
-    md.push('\n');
+    crate::fleet::figures_header(&mut md, all.iter().map(|f| f.backend));
     let mut row = |label: &str, target: &str, cell: &dyn Fn(&Figures) -> String| {
-        md.push_str(&format!("| {label} | {target} |"));
-        for f in &all {
-            md.push_str(&format!(" {} |", cell(f)));
-        }
-        md.push('\n');
+        crate::fleet::figures_row(&mut md, &all, label, target, cell);
     };
     row(&format!("joining {n} agents, 16 at once (not against a target)"), "", &|f| {
         format!("{:.1} s", f.join_secs)
@@ -151,19 +139,7 @@ impl HubProcess {
             .kill_on_drop(true);
         let mut child = cmd.spawn()?;
         let http = reqwest::Client::builder().no_proxy().build()?;
-        let t = Instant::now();
-        loop {
-            if let Ok(r) = http.get(format!("{base}/api/v1/health")).send().await
-                && r.status().is_success()
-            {
-                break;
-            }
-            if let Some(status) = child.try_wait()? {
-                bail!("certhub serve exited: {status}");
-            }
-            anyhow::ensure!(t.elapsed() < Duration::from_secs(120), "the hub did not answer");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        crate::fleet::answering(&http, &base, &mut child).await?;
         Ok(Self { child, base, agent_listen: agent_listen.to_string() })
     }
 

@@ -355,21 +355,9 @@ pub async fn fleet(args: FleetArgs) -> anyhow::Result<()> {
          medians of 5.\n\n",
         args.certs, args.clients, args.seconds
     ));
-    md.push_str("| | target |");
-    for f in &all {
-        md.push_str(&format!(" {} |", f.backend));
-    }
-    md.push_str("\n|---|---|");
-    for _ in &all {
-        md.push_str("---|");
-    }
-    md.push('\n');
+    figures_header(&mut md, all.iter().map(|f| f.backend.as_str()));
     let mut row = |label: &str, target: &str, cell: &dyn Fn(&Figures) -> String| {
-        md.push_str(&format!("| {label} | {target} |"));
-        for f in &all {
-            md.push_str(&format!(" {} |", cell(f)));
-        }
-        md.push('\n');
+        figures_row(&mut md, &all, label, target, cell);
     };
     row("filling the store (not timed against a target)", "", &|f| format!("{:.0} s", f.fill_secs));
     row("scheduler: find what is due", "< 50 ms", &|f| {
@@ -495,18 +483,7 @@ async fn one_backend(args: &FleetArgs, backend: &str, oha: &Path) -> anyhow::Res
     let t = Instant::now();
     let mut hub = cmd.spawn()?;
     let pid = hub.id().context("the hub's pid")?;
-    loop {
-        if let Ok(r) = http.get(format!("{base}/api/v1/health")).send().await
-            && r.status().is_success()
-        {
-            break;
-        }
-        if let Some(status) = hub.try_wait()? {
-            bail!("certhub serve exited: {status}");
-        }
-        anyhow::ensure!(t.elapsed() < Duration::from_secs(120), "the hub did not answer");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    answering(&http, &base, &mut hub).await?;
     let startup_ms = t.elapsed().as_secs_f64() * 1000.0;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let idle_rss_mib = rss_kib(pid)? as f64 / 1024.0;
@@ -672,6 +649,56 @@ async fn browser_times(base: &str) -> anyhow::Result<(f64, f64)> {
         out.push(crate::median(times));
     }
     Ok((out[0], out[1]))
+}
+
+/// The header of a table of figures: what is measured, its target, then a column for each
+/// of `columns` (a backend each).
+pub(crate) fn figures_header<'a>(md: &mut String, columns: impl Iterator<Item = &'a str>) {
+    let columns: Vec<&str> = columns.collect();
+    md.push_str("| | target |");
+    for c in &columns {
+        md.push_str(&format!(" {c} |"));
+    }
+    md.push_str("\n|---|---|");
+    md.push_str(&"---|".repeat(columns.len()));
+    md.push('\n');
+}
+
+/// A row of a table of figures: `label`, `target`, and `cell` of each of `all`.
+pub(crate) fn figures_row<F>(
+    md: &mut String,
+    all: &[F],
+    label: &str,
+    target: &str,
+    cell: &dyn Fn(&F) -> String,
+) {
+    md.push_str(&format!("| {label} | {target} |"));
+    for f in all {
+        md.push_str(&format!(" {} |", cell(f)));
+    }
+    md.push('\n');
+}
+
+/// Waits until the hub at `base`, just spawned as `hub`, answers its health endpoint (at most
+/// 2 minutes); fails if it exits first.
+pub(crate) async fn answering(
+    http: &reqwest::Client,
+    base: &str,
+    hub: &mut tokio::process::Child,
+) -> anyhow::Result<()> {
+    let t = Instant::now();
+    loop {
+        if let Ok(r) = http.get(format!("{base}/api/v1/health")).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        if let Some(status) = hub.try_wait()? {
+            bail!("certhub serve exited: {status}");
+        }
+        anyhow::ensure!(t.elapsed() < Duration::from_secs(120), "the hub did not answer");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Sets up a new hub at `base` (its setup token in `data_dir`) with an admin, and signs in:

@@ -128,9 +128,7 @@ async fn agent_listener(
         .await
         .with_context(|| format!("cannot listen on {addr} for agents (--agent-listen)"))?;
     let port = listener.local_addr()?.port();
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
+    let hostname = certhub_agent::hostname().unwrap_or_else(|| "localhost".into());
     let ca = engine.agent_ca(&hostname).await?;
     let mut names = vec![hostname, "localhost".into(), "127.0.0.1".into(), "::1".into()];
     if let Some(u) = &url {

@@ -12,6 +12,7 @@ use certhub_core::time::now_ms;
 use certhub_store::{AgentRecord, AgentTokenRecord, AuditEntry, NewAgent};
 
 use crate::Engine;
+use crate::agent_ca::AgentCa;
 use crate::error::{Error, Kind};
 
 /// How a join token starts: what tells it apart from an API token at a glance.
@@ -31,10 +32,6 @@ pub struct JoinToken {
     pub token: String,
     pub labels: Vec<String>,
     pub expires_at: i64,
-}
-
-fn store_error(e: certhub_store::Error) -> Error {
-    Error::from(anyhow::Error::from(e))
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -77,18 +74,18 @@ impl Engine {
             agent_id: None,
         };
         let audit = audit.with_detail(format!("join token {id}, labels [{}]", labels.join(" ")));
-        self.store().insert_agent_token(&record, Some(&audit)).await.map_err(store_error)?;
+        self.store().insert_agent_token(&record, Some(&audit)).await?;
         Ok(JoinToken { token: format!("{TOKEN_PREFIX}{id}_{secret}"), id, labels, expires_at })
     }
 
-    /// Joins the agent `request` describes, with the agent authority (made for hub `hub` if
-    /// there is none yet) signing its certificate; what the agent needs to connect to
+    /// Joins the agent `request` describes, the agent authority `ca` (the hub's, see
+    /// [`Engine::agent_ca`]) signing its certificate; what the agent needs to connect to
     /// `agent_url`. The join, with `source` (the agent's address), goes to the audit log.
     /// An unknown, used or expired token, or a name taken, changes nothing.
     pub async fn join_agent(
         &self,
         request: &JoinRequest,
-        hub: &str,
+        ca: &AgentCa,
         agent_url: &str,
         source: &str,
     ) -> Result<Joined, Error> {
@@ -108,7 +105,7 @@ impl Engine {
             .strip_prefix(TOKEN_PREFIX)
             .and_then(|rest| rest.split_once('_'))
             .ok_or_else(|| refused("is not one: it starts with certhub-join_"))?;
-        let token = self.store().agent_token(id).await.map_err(store_error)?;
+        let token = self.store().agent_token(id).await?;
         let token = match token {
             Some(t)
                 if certhub_store::same_secret(
@@ -130,7 +127,6 @@ impl Engine {
             )));
         }
         check_agent_name(&request.name).map_err(|e| Error::invalid("name", e))?;
-        let ca = self.agent_ca(hub).await?;
         let agent_id = random_hex(16);
         let (cert_pem, serial) = ca.sign_agent(&request.csr_pem, &agent_id)?;
         let AgentFacts { hostname, os, version, .. } = &request.facts;
@@ -161,7 +157,7 @@ impl Engine {
                 )
                 .with_field("name"),
                 certhub_store::Error::InUse { .. } => refused("was used already, just now"),
-                other => store_error(other),
+                other => Error::from(other),
             })?;
         Ok(Joined {
             id: joined.id,
@@ -175,12 +171,12 @@ impl Engine {
 
     /// Every agent, by name.
     pub async fn agents(&self) -> Result<Vec<AgentRecord>, Error> {
-        self.store().agents().await.map_err(store_error)
+        Ok(self.store().agents().await?)
     }
 
     /// The agent named `name`.
     pub async fn agent(&self, name: &str) -> Result<AgentRecord, Error> {
-        self.store().agent(name).await.map_err(store_error)?.ok_or_else(|| no_agent(name))
+        self.store().agent(name).await?.ok_or_else(|| no_agent(name))
     }
 
     /// Replaces the labels of agent `name`, with `audit`'s entry.
@@ -194,7 +190,7 @@ impl Engine {
         let audit = audit.with_detail(format!("labels [{}]", labels.join(" ")));
         self.store().set_agent_labels(name, &labels, Some(&audit)).await.map_err(|e| match e {
             certhub_store::Error::NotFound { .. } => no_agent(name),
-            other => store_error(other),
+            other => Error::from(other),
         })
     }
 
@@ -202,7 +198,7 @@ impl Engine {
     pub async fn remove_agent(&self, name: &str, audit: AuditEntry) -> Result<AgentRecord, Error> {
         self.store().remove_agent(name, Some(&audit)).await.map_err(|e| match e {
             certhub_store::Error::NotFound { .. } => no_agent(name),
-            other => store_error(other),
+            other => Error::from(other),
         })
     }
 
@@ -217,25 +213,22 @@ impl Engine {
         source: &str,
     ) -> Result<Delivery, Error> {
         let store = self.store();
-        if !store.agent_deploys(agent_id, cert).await.map_err(store_error)? {
+        if !store.agent_deploys(agent_id, cert).await? {
             return Err(Error::new(
                 Kind::Forbidden,
                 format!("certificate {cert:?} is not assigned to agent {agent_name}"),
             ));
         }
-        let issued = store.latest_issued(cert).await.map_err(store_error)?.ok_or_else(|| {
+        let issued = store.latest_issued(cert).await?.ok_or_else(|| {
             Error::new(Kind::NotFound, format!("certificate {cert} has not been issued yet"))
         })?;
-        let tasks = store.deploy_tasks(cert).await.map_err(store_error)?;
+        let tasks = store.deploy_tasks(cert).await?;
         let key_pem = if issued.key_pkcs8.is_empty() {
             String::new()
         } else {
             let detail = format!("serial {} to agent {agent_name}", issued.serial_hex);
             let actor = format!("agent {agent_name}");
-            store
-                .audit(&actor, "agent.key_delivered", cert, source, Some(&detail))
-                .await
-                .map_err(store_error)?;
+            store.audit(&actor, "agent.key_delivered", cert, source, Some(&detail)).await?;
             certhub_core::pem_block("PRIVATE KEY", &issued.key_pkcs8)
         };
         Ok(Delivery {
@@ -259,13 +252,13 @@ impl Engine {
         report: &DeployReport,
     ) -> Result<(), Error> {
         let store = self.store();
-        if !store.agent_deploys(agent_id, &report.cert).await.map_err(store_error)? {
+        if !store.agent_deploys(agent_id, &report.cert).await? {
             return Err(Error::new(
                 Kind::Forbidden,
                 format!("certificate {:?} is not assigned to agent {agent_name}", report.cert),
             ));
         }
-        store.record_agent_deployment(agent_id, report).await.map_err(store_error)?;
+        store.record_agent_deployment(agent_id, report).await?;
         use certhub_core::agent::DeployState;
         let (kind, detail) = match report.state {
             DeployState::Deployed => (
@@ -281,13 +274,13 @@ impl Engine {
                 ),
             ),
         };
-        store.record_event(&report.cert, kind, Some(&detail)).await.map_err(store_error)?;
+        store.record_event(&report.cert, kind, Some(&detail)).await?;
         // A web server that still serves another certificate after a deployment is a
         // failed deployment as far as anyone relying on it is concerned: said, and notified.
         for line in report.verified.iter().filter(|l| l.contains(" still serves serial ")) {
             let detail = format!("agent {agent_name}: {line} (deployed {})", report.serial);
             let kind = certhub_store::EventKind::DeployFailed;
-            store.record_event(&report.cert, kind, Some(&detail)).await.map_err(store_error)?;
+            store.record_event(&report.cert, kind, Some(&detail)).await?;
         }
         Ok(())
     }
@@ -301,7 +294,7 @@ impl Engine {
         agent_id: &str,
     ) -> Result<Vec<certhub_core::agent::Push>, Error> {
         let mut pushes = Vec::new();
-        for name in self.store().agent_csr_wanted(agent_id).await.map_err(store_error)? {
+        for name in self.store().agent_csr_wanted(agent_id).await? {
             let cert = crate::records::load(self.store(), &name).await?;
             let names = cert.identifiers.iter().map(ToString::to_string).collect();
             pushes.push(certhub_core::agent::Push::Csr { cert: name, names });
@@ -309,21 +302,21 @@ impl Engine {
         Ok(pushes)
     }
 
-    /// A new client certificate (PEM) for agent `agent_id`, for the key of `csr_pem` (the
-    /// agent renews its identity before it expires). Audited.
+    /// A new client certificate (PEM) for agent `agent_id` from the agent authority `ca`, for
+    /// the key of `csr_pem` (the agent renews its identity before it expires). Audited.
     pub async fn renew_agent_identity(
         &self,
+        ca: &AgentCa,
         agent_id: &str,
         agent_name: &str,
         csr_pem: &str,
         source: &str,
     ) -> Result<String, Error> {
-        let ca = self.agent_ca("certhub").await?;
         let (cert_pem, serial) = ca.sign_agent(csr_pem, agent_id)?;
         let audit =
             AuditEntry::new(&format!("agent {agent_name}"), "agent.identity", agent_name, source)
                 .with_detail(format!("new client certificate, serial {serial}"));
-        self.store().set_agent_cert(agent_id, &serial, Some(&audit)).await.map_err(store_error)?;
+        self.store().set_agent_cert(agent_id, &serial, Some(&audit)).await?;
         Ok(cert_pem)
     }
 
@@ -340,7 +333,7 @@ impl Engine {
         let store = self.store();
         let mut cert = crate::records::load(store, &csr.cert).await?;
         if cert.key_type != certhub_core::agent::KEY_ON_AGENT
-            || !store.agent_deploys(agent_id, &csr.cert).await.map_err(store_error)?
+            || !store.agent_deploys(agent_id, &csr.cert).await?
         {
             return Err(Error::new(
                 Kind::Forbidden,
@@ -363,7 +356,7 @@ impl Engine {
         cert.csr_pem = Some(certhub_core::pem_block("CERTIFICATE REQUEST", &parsed.der));
         let audit = AuditEntry::new(&format!("agent {agent_name}"), "agent.csr", &csr.cert, source)
             .with_detail("the key stays on the agent");
-        store.update_cert(&cert, Some(&audit)).await.map_err(store_error)?;
+        store.update_cert(&cert, Some(&audit)).await?;
         self.changed();
         Ok(())
     }
@@ -382,7 +375,7 @@ pub async fn set_targets(
     let targets = check_targets(store, targets).await?;
     let words: Vec<String> = targets.iter().map(ToString::to_string).collect();
     let audit = audit.with_detail(format!("targets [{}]", words.join(" ")));
-    store.set_cert_targets(cert, &targets, Some(&audit)).await.map_err(store_error)?;
+    store.set_cert_targets(cert, &targets, Some(&audit)).await?;
     Ok(targets)
 }
 
@@ -394,7 +387,7 @@ pub async fn check_targets(
     let targets = parse_targets(given).map_err(|e| Error::invalid("targets", e))?;
     for t in &targets {
         if let Target::Agent(name) = t
-            && store.agent(name).await.map_err(store_error)?.is_none()
+            && store.agent(name).await?.is_none()
         {
             return Err(Error::invalid(
                 "targets",

@@ -109,14 +109,13 @@ impl Engine {
     /// in its certificate), kept for every hub on the database (of two made at once, the
     /// first kept wins).
     pub async fn agent_ca(&self, hub: &str) -> Result<AgentCa, Error> {
-        let store_error = |e: certhub_store::Error| Error::from(anyhow::Error::from(e));
-        if let Some(kept) = self.store.agent_authority().await.map_err(store_error)? {
+        if let Some(kept) = self.store.agent_authority().await? {
             return AgentCa::load(&kept.cert_pem, &kept.key_pem);
         }
         let (made, key_pem) = AgentCa::generate(hub)?;
         let authority =
             certhub_store::AgentAuthority { cert_pem: made.cert_pem().to_string(), key_pem };
-        let kept = self.store.keep_agent_authority(&authority).await.map_err(store_error)?;
+        let kept = self.store.keep_agent_authority(&authority).await?;
         AgentCa::load(&kept.cert_pem, &kept.key_pem)
     }
 

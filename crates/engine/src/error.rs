@@ -161,6 +161,12 @@ pub fn at_field(err: anyhow::Error, field: &'static str) -> anyhow::Error {
 const UNTRUSTED_HINT: &str = "If the CA uses a private or test root, give that root to \
      `certhub account add` with --ca-bundle PEM; otherwise check the directory URL.";
 
+impl From<certhub_store::Error> for Error {
+    fn from(err: certhub_store::Error) -> Self {
+        Error::of(&anyhow::Error::from(err))
+    }
+}
+
 impl From<anyhow::Error> for Error {
     fn from(err: anyhow::Error) -> Self {
         Error::of(&err)

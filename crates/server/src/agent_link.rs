@@ -280,11 +280,7 @@ async fn identify(State(link): State<Arc<AgentLink>>, mut req: Request, next: Ne
         }
         Err(e) => return Problem::from(e).into_response(),
     };
-    let source = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<crate::listen::Peer>>()
-        .map(|c| c.0.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into());
+    let source = crate::auth::source_of(req.extensions());
     req.extensions_mut().insert(AgentCaller { id: agent.id, name: agent.name, source });
     next.run(req).await
 }
@@ -338,7 +334,8 @@ async fn stream(
 }
 
 fn line(push: &Push) -> Result<axum::body::Bytes, std::convert::Infallible> {
-    let mut text = serde_json::to_vec(push).unwrap_or_default();
+    // A push is strings and lists of strings: it always serializes.
+    let mut text = serde_json::to_vec(push).expect("a push serializes");
     text.push(b'\n');
     Ok(text.into())
 }
@@ -401,8 +398,10 @@ async fn identity(
 ) -> Result<axum::Json<certhub_core::agent::IdentityRenewal>, Problem> {
     let req: certhub_core::agent::IdentityRenewal = serde_json::from_slice(&body)
         .map_err(|e| Problem::invalid("body", format!("the request does not parse: {e}")))?;
-    let pem =
-        link.engine.renew_agent_identity(&agent.id, &agent.name, &req.pem, &agent.source).await?;
+    let pem = link
+        .engine
+        .renew_agent_identity(link.ca(), &agent.id, &agent.name, &req.pem, &agent.source)
+        .await?;
     Ok(axum::Json(certhub_core::agent::IdentityRenewal { pem }))
 }
 

@@ -100,8 +100,12 @@ impl Caller {
 
 /// The client's address, or `unknown` when the server was not told (router tests).
 pub(crate) fn source(parts: &Parts) -> String {
-    parts
-        .extensions
+    source_of(&parts.extensions)
+}
+
+/// The client's address from a request's extensions, for the audit log.
+pub(crate) fn source_of(extensions: &axum::http::Extensions) -> String {
+    extensions
         .get::<ConnectInfo<crate::listen::Peer>>()
         .map(|c| c.0.0.ip().to_string())
         .unwrap_or_else(|| "unknown".into())

@@ -281,9 +281,7 @@ impl Store {
         let labels = words(Some(labels));
         insert_labels_in(&mut tx, &agent.id, &labels).await?;
         self.commit_change(tx, audit).await?;
-        self.agent_by_id(&agent.id)
-            .await?
-            .ok_or_else(|| Error::NotFound { what: "agent", name: agent.name.clone() })
+        self.agent_named(&agent.name).await
     }
 
     /// Every agent, by name.
@@ -300,6 +298,11 @@ impl Store {
         let row: Option<AgentRow> =
             sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(name).fetch_optional(&self.pool).await?;
         Ok(row.map(agent_record))
+    }
+
+    /// The agent named `name`, or [`Error::NotFound`].
+    async fn agent_named(&self, name: &str) -> Result<AgentRecord, Error> {
+        self.agent(name).await?.ok_or_else(|| Error::NotFound { what: "agent", name: name.into() })
     }
 
     /// The agent with id `id`, if it was not removed.
@@ -367,10 +370,7 @@ impl Store {
         labels: &[String],
         audit: Option<&AuditEntry>,
     ) -> Result<AgentRecord, Error> {
-        let agent = self
-            .agent(name)
-            .await?
-            .ok_or_else(|| Error::NotFound { what: "agent", name: name.into() })?;
+        let agent = self.agent_named(name).await?;
         let mut tx = self.begin_change(audit).await?;
         sqlx::query("DELETE FROM agent_labels WHERE agent_id = $1")
             .bind(&agent.id)
@@ -379,9 +379,7 @@ impl Store {
         insert_labels_in(&mut tx, &agent.id, labels).await?;
         self.commit_change(tx, audit).await?;
         self.changed(Change::Labels(agent.id.clone()));
-        self.agent_by_id(&agent.id)
-            .await?
-            .ok_or_else(|| Error::NotFound { what: "agent", name: name.into() })
+        self.agent_named(name).await
     }
 
     /// Removes agent `name` with what it reported, with `audit`'s entry: its identity is
@@ -391,10 +389,7 @@ impl Store {
         name: &str,
         audit: Option<&AuditEntry>,
     ) -> Result<AgentRecord, Error> {
-        let agent = self
-            .agent(name)
-            .await?
-            .ok_or_else(|| Error::NotFound { what: "agent", name: name.into() })?;
+        let agent = self.agent_named(name).await?;
         let mut tx = self.begin_change(audit).await?;
         for sql in [
             "DELETE FROM agent_deployments WHERE agent_id = $1",

@@ -20,6 +20,13 @@ struct Agent {
 }
 
 impl Agent {
+    /// An agent not joined yet, with a data directory of its own.
+    fn new(name: &'static str) -> Self {
+        let dir = tempfile::TempDir::new().unwrap();
+        let out = dir.path().join("out");
+        Agent { name, dir, out, child: None }
+    }
+
     fn data(&self) -> String {
         self.dir.path().display().to_string()
     }
@@ -165,12 +172,7 @@ async fn agents_join_deploy_what_targets_them_and_are_refused_once_removed() {
     let admin = hub.admin_token().await;
     let shared = tempfile::TempDir::new().unwrap();
     let outside = tempfile::TempDir::new().unwrap();
-    let agent = |name: &'static str| {
-        let dir = tempfile::TempDir::new().unwrap();
-        let out = dir.path().join("out");
-        Agent { name, dir, out, child: None }
-    };
-    let mut agents = [agent("web-1"), agent("web-2"), agent("db-1")];
+    let mut agents = [Agent::new("web-1"), Agent::new("web-2"), Agent::new("db-1")];
 
     // Three agents join, each with a token of its own; the labels come from the token.
     let web_token = token(&env, &["role=web"]).await;
@@ -193,7 +195,7 @@ async fn agents_join_deploy_what_targets_them_and_are_refused_once_removed() {
     let out = join(&env, &hub, &agents[2], &token(&env, &["role=db"]).await).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // A name taken is refused.
-    let taken = agent("web-1");
+    let taken = Agent::new("web-1");
     let dup = join(&env, &hub, &taken, &token(&env, &[]).await).await;
     assert_eq!(dup.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&dup.stderr).contains("has joined already"));
@@ -471,9 +473,7 @@ async fn after_a_kill_9_of_the_hub_or_the_agent_the_latest_is_deployed_once() {
     let mut hub = env.serve(&["--agent-listen", &listen], true).await;
     let admin = hub.admin_token().await;
     let shared = tempfile::TempDir::new().unwrap();
-    let dir = tempfile::TempDir::new().unwrap();
-    let out = dir.path().join("out");
-    let mut web = Agent { name: "web-1", dir, out, child: None };
+    let mut web = Agent::new("web-1");
     let joined = join(&env, &hub, &web, &token(&env, &["role=web"]).await).await;
     assert!(joined.status.success(), "{}", String::from_utf8_lossy(&joined.stderr));
     // Files into the shared directory, then a copy that sleeps as long as OUT.sleep says
@@ -564,9 +564,7 @@ async fn a_key_made_on_its_agent_never_reaches_the_hub() {
     let hub = env.serve(&["--agent-listen", &listen], true).await;
     let admin = hub.admin_token().await;
     let shared = tempfile::TempDir::new().unwrap();
-    let dir = tempfile::TempDir::new().unwrap();
-    let out = dir.path().join("out");
-    let mut web = Agent { name: "web-1", dir, out, child: None };
+    let mut web = Agent::new("web-1");
     let joined = join(&env, &hub, &web, &token(&env, &["role=web"]).await).await;
     assert!(joined.status.success(), "{}", String::from_utf8_lossy(&joined.stderr));
     let allow = shared.path().display().to_string();

@@ -135,9 +135,8 @@ pub(crate) async fn join(
             "this hub serves no agents: start it with --agent-listen ADDRESS (e.g. 0.0.0.0:8444)",
         )
     })?;
-    let hub = host.unwrap_or("certhub");
     let url = link.url_for(host);
-    Ok(engine(state)?.join_agent(request, hub, &url, source).await?)
+    Ok(engine(state)?.join_agent(request, link.ca(), &url, source).await?)
 }
 
 /// Every agent, by name.
