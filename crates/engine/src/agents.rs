@@ -322,7 +322,8 @@ impl Engine {
 
     /// Keeps the certificate request agent `agent_id` made for certificate `csr.cert`,
     /// whose key it keeps: checked to be assigned to it, made for that, and to ask for
-    /// exactly its identifiers. Audited; the scheduler looks at once.
+    /// exactly its identifiers. Audited. Like a certificate just added, it waits for the
+    /// scheduler's next regular look, so as not to race the request its owner makes.
     pub async fn agent_csr(
         &self,
         agent_id: &str,
@@ -357,7 +358,6 @@ impl Engine {
         let audit = AuditEntry::new(&format!("agent {agent_name}"), "agent.csr", &csr.cert, source)
             .with_detail("the key stays on the agent");
         store.update_cert(&cert, Some(&audit)).await?;
-        self.changed();
         Ok(())
     }
 }
