@@ -1,12 +1,16 @@
 //! `certhub agent run`: one outbound connection to the hub's agent endpoint, kept open; the
 //! hub pushes what to deploy, the agent deploys it (once) and reports.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use certhub_core::agent::{Assignment, CsrReport, Delivery, DeployReport, DeployState, Push};
+use certhub_core::agent::{
+    Assignment, ChallengeAction, ChallengeAnswer, ChallengeTask, CsrReport, Delivery, DeployReport,
+    DeployState, Push,
+};
+use certhub_core::{ChallengeSpec, PendingChallenge, Solver};
 use certhub_deploy::{Facts, Issued, Outcome, Run};
 use certhub_engine::{Error, Kind};
 use serde::{Deserialize, Serialize};
@@ -90,6 +94,10 @@ struct Agent {
     safety: Safety,
     web_servers: Vec<crate::WebConfig>,
     renew_before: Duration,
+    /// Answers challenges on this machine for certificates whose key it keeps.
+    solvers: certhub_challenge::Solvers,
+    /// The challenges presented now, by the hub's number, until it says to remove them.
+    challenges: HashMap<i64, (std::sync::Arc<dyn Solver>, PendingChallenge)>,
 }
 
 /// Runs the agent kept in `data_dir` until `stop` resolves, or the hub refuses it.
@@ -109,6 +117,8 @@ pub async fn run(
         safety: options.safety,
         web_servers: options.web_servers,
         renew_before: options.renew_before,
+        solvers: certhub_challenge::Solvers::new(Default::default()),
+        challenges: HashMap::new(),
     };
     tracing::info!(agent = agent.identity.name, hub = agent.identity.agent_url, "agent starting");
     let mut stop = std::pin::pin!(stop);
@@ -230,6 +240,7 @@ impl Agent {
         match push {
             Push::Ping => Ok(()),
             Push::Csr { cert, names } => self.send_csr(&cert, &names).await,
+            Push::Challenge(task) => self.challenge(task).await,
             Push::Deploy(a) => self.assignment(a).await,
             Push::Assigned { certs } => {
                 let mut first_error = None;
@@ -309,21 +320,70 @@ impl Agent {
             cert: cert.to_string(),
             csr_pem: certhub_core::pem_block("CERTIFICATE REQUEST", &der),
         };
-        let rsp = self
-            .client
-            .post(self.url("/agent/v1/csr"))
-            .json(&csr)
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("sending the certificate request: {}", cause(&e)))?;
-        let status = rsp.status();
-        if !status.is_success() {
-            anyhow::bail!(
-                "sending the certificate request: {status}: {}",
-                problem_detail(rsp).await
-            );
-        }
+        self.post("/agent/v1/csr", &csr, "sending the certificate request").await?;
         tracing::info!(cert, "made the key and sent its certificate request");
+        Ok(())
+    }
+
+    /// Presents or removes a challenge on this machine, and tells the hub.
+    async fn challenge(&mut self, task: ChallengeTask) -> anyhow::Result<()> {
+        let answer = match task.action {
+            ChallengeAction::Present => match self.present(&task).await {
+                Ok(()) => ChallengeAnswer::Presented,
+                Err(error) => {
+                    tracing::warn!(cert = task.cert, error, "cannot present a challenge");
+                    ChallengeAnswer::Failed { error }
+                }
+            },
+            ChallengeAction::Remove => {
+                if let Some((solver, pending)) = self.challenges.remove(&task.id)
+                    && let Err(e) = solver.cleanup(&pending).await
+                {
+                    tracing::warn!(cert = task.cert, error = %e, "removing a challenge failed");
+                }
+                ChallengeAnswer::Removed
+            }
+        };
+        let path = format!("/agent/v1/challenges/{}", task.id);
+        self.post(&path, &answer, "answering a challenge").await
+    }
+
+    /// Presents `task` (once: the hub may send it again until it hears the answer), if this
+    /// agent keeps the certificate's key and its options allow the configuration.
+    async fn present(&mut self, task: &ChallengeTask) -> Result<(), String> {
+        if self.challenges.contains_key(&task.id) {
+            return Ok(());
+        }
+        if let Some(why) = self.safety.challenge_refusal(&task.config) {
+            return Err(why);
+        }
+        match own_key(&self.dir, &task.cert, false) {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(format!(
+                    "this agent keeps no key for certificate {}: it answers challenges only for \
+                     the certificates whose key it made",
+                    task.cert
+                ));
+            }
+            Err(e) => return Err(format!("{e:#}")),
+        }
+        let spec = ChallengeSpec {
+            config: task.config.clone(),
+            domains: Vec::new(),
+            propagation_timeout: None,
+        };
+        let solver = self.solvers.for_spec(&spec).await.map_err(|e| e.to_string())?;
+        let pending = task.pending();
+        solver.present(&pending).await.map_err(|e| e.to_string())?;
+        tracing::info!(
+            cert = task.cert,
+            identifier = %pending.identifier,
+            "presenting {}: {}",
+            pending.kind,
+            task.config.describe()
+        );
+        self.challenges.insert(task.id, (solver, pending));
         Ok(())
     }
 
@@ -352,16 +412,21 @@ impl Agent {
     }
 
     async fn report(&self, report: &DeployReport) -> anyhow::Result<()> {
+        self.post("/agent/v1/report", report, "reporting to the hub").await
+    }
+
+    /// Posts `body` to the agent endpoint's `path`; a failure says it was `doing` that.
+    async fn post(&self, path: &str, body: &impl Serialize, doing: &str) -> anyhow::Result<()> {
         let rsp = self
             .client
-            .post(self.url("/agent/v1/report"))
-            .json(report)
+            .post(self.url(path))
+            .json(body)
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!("reporting to the hub: {}", cause(&e)))?;
+            .map_err(|e| anyhow::anyhow!("{doing}: {}", cause(&e)))?;
         let status = rsp.status();
         if !status.is_success() {
-            anyhow::bail!("reporting to the hub: {status}: {}", problem_detail(rsp).await);
+            anyhow::bail!("{doing}: {status}: {}", problem_detail(rsp).await);
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use certhub_core::{DeployAction, DeployTask};
+use certhub_core::{ChallengeConfig, DeployAction, DeployTask};
 
 /// What the agent was started to allow.
 #[derive(Debug, Clone, Default)]
@@ -32,16 +32,31 @@ impl Safety {
                     ))
                 }
             }
-            DeployAction::Files(f) => self.dir_refusal(&task.name, &f.dir),
+            DeployAction::Files(f) => self.dir_refusal(&format!("task {}", task.name), &f.dir),
             DeployAction::Pkcs12(p) => {
                 let dir = p.file.parent().unwrap_or(Path::new("/"));
-                self.dir_refusal(&task.name, dir)
+                self.dir_refusal(&format!("task {}", task.name), dir)
             }
             DeployAction::Webhook { .. } => None,
         }
     }
 
-    fn dir_refusal(&self, task: &str, dir: &Path) -> Option<String> {
+    /// Why a challenge configured as `config` may not be presented here, if it may not: a
+    /// webroot is written only under `--allow-dir`, and dns-01 is the hub's to answer.
+    pub fn challenge_refusal(&self, config: &ChallengeConfig) -> Option<String> {
+        match config {
+            ChallengeConfig::Http01Listen { .. } | ChallengeConfig::TlsAlpn01Listen { .. } => None,
+            ChallengeConfig::Http01Webroot { webroot } => {
+                self.dir_refusal("the http-01 webroot", webroot)
+            }
+            other => Some(format!(
+                "{} challenges are answered by the hub, not by an agent",
+                other.kind()
+            )),
+        }
+    }
+
+    fn dir_refusal(&self, what: &str, dir: &Path) -> Option<String> {
         if self.dirs.iter().any(|allowed| within(dir, allowed)) {
             return None;
         }
@@ -52,7 +67,7 @@ impl Safety {
             format!("it writes only under {}", dirs.join(", "))
         };
         Some(format!(
-            "task {task}: this agent may not write to {} ({allowed}): start `certhub agent run` \
+            "{what}: this agent may not write to {} ({allowed}): start `certhub agent run` \
              with --allow-dir {}",
             dir.display(),
             dir.display()
@@ -105,6 +120,21 @@ mod tests {
         assert!(listed.refusal(&task("command:rm -rf /")).is_some());
         let all = Safety { all_commands: true, ..Default::default() };
         assert_eq!(all.refusal(&task("command:true")), None);
+    }
+
+    #[test]
+    fn challenges_write_only_under_allowed_directories_and_dns_stays_on_the_hub() {
+        let tmp = tempfile::tempdir().unwrap();
+        let safety = Safety { dirs: vec![tmp.path().to_path_buf()], ..Default::default() };
+        let config = |spec: &str| certhub_core::ChallengeSpec::parse(spec).unwrap().config;
+        assert_eq!(safety.challenge_refusal(&config("http-01:listen=0.0.0.0:80")), None);
+        assert_eq!(safety.challenge_refusal(&config("tls-alpn-01:listen=0.0.0.0:443")), None);
+        let inside = format!("http-01:webroot={}/www", tmp.path().display());
+        assert_eq!(safety.challenge_refusal(&config(&inside)), None);
+        let outside = safety.challenge_refusal(&config("http-01:webroot=/var/www")).unwrap();
+        assert!(outside.contains("the http-01 webroot") && outside.contains("--allow-dir"));
+        let dns = safety.challenge_refusal(&config("dns-01:exec=/bin/true")).unwrap();
+        assert!(dns.contains("answered by the hub"), "{dns}");
     }
 
     #[test]

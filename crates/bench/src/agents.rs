@@ -413,7 +413,7 @@ async fn run_agent(agent: Arc<SimAgent>, shared: Arc<Shared>) {
                 let assignments = match push {
                     Push::Assigned { certs } => certs,
                     Push::Deploy(a) => vec![a],
-                    Push::Ping | Push::Csr { .. } => continue,
+                    Push::Ping | Push::Csr { .. } | Push::Challenge(_) => continue,
                 };
                 for Assignment { cert, serial } in assignments {
                     if serial == deployed {

@@ -713,8 +713,8 @@ pub struct CertAdd {
     pub from_agent: Option<String>,
     /// Where the key is made and kept: hub (sealed in the store, sent to the targets over
     /// their mutual-TLS connection) or agent (on the one --target agent:NAME, which sends only
-    /// a certificate request: the key never leaves it; validate with dns-01, answered by the
-    /// hub).
+    /// a certificate request: the key never leaves it; its http-01 and tls-alpn-01
+    /// challenges are answered by that agent, dns-01 by the hub).
     #[arg(long, value_name = "hub|agent", default_value = "hub")]
     pub key_on: String,
     #[command(flatten)]

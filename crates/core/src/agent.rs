@@ -176,6 +176,9 @@ pub enum Push {
     /// A certificate whose key the agent makes (`--key-on agent`) needs its certificate
     /// request: the agent makes the key, keeps it, and sends a CSR for `names`.
     Csr { cert: String, names: Vec<String> },
+    /// A challenge to present (or to remove) on the agent's machine, for a certificate whose
+    /// key it keeps: the agent answers with a [`ChallengeAnswer`].
+    Challenge(ChallengeTask),
     /// Nothing happened: the connection is alive.
     Ping,
 }
@@ -185,6 +188,57 @@ pub enum Push {
 pub struct CsrReport {
     pub cert: String,
     pub csr_pem: String,
+}
+
+/// An http-01 or tls-alpn-01 challenge that an agent answers on its own machine, for a
+/// certificate whose key it keeps (`--key-on agent`): the hub's DNS answers dns-01 itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeTask {
+    /// The hub's number for it, which the agent's answer names.
+    pub id: i64,
+    /// The certificate being validated.
+    pub cert: String,
+    /// Present it, or remove what presenting it set up.
+    pub action: ChallengeAction,
+    /// How to answer it: `http-01:listen=…`, `http-01:webroot=…` or `tls-alpn-01:listen=…`.
+    pub config: crate::ChallengeConfig,
+    /// The identifier validated (a wildcard's base name).
+    pub identifier: crate::Identifier,
+    pub token: String,
+    /// What the CA expects to find (`token.thumbprint`); nothing secret.
+    pub key_authorization: String,
+}
+
+impl ChallengeTask {
+    /// The challenge as a solver takes it.
+    pub fn pending(&self) -> crate::PendingChallenge {
+        crate::PendingChallenge {
+            kind: self.config.kind(),
+            identifier: self.identifier.clone(),
+            token: self.token.clone(),
+            key_authorization: self.key_authorization.clone(),
+        }
+    }
+}
+
+/// What the hub asks of a [`ChallengeTask`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChallengeAction {
+    Present,
+    Remove,
+}
+
+/// An agent's answer to a [`ChallengeTask`], `POST /agent/v1/challenges/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "lowercase")]
+pub enum ChallengeAnswer {
+    /// The CA may look now.
+    Presented,
+    /// It could not be presented (the port is taken, the webroot may not be written…).
+    Failed { error: String },
+    /// What presenting set up is gone.
+    Removed,
 }
 
 /// An agent's request for a new client certificate, and the hub's answer.

@@ -72,7 +72,7 @@ pub enum TsigAlgorithm {
 }
 
 /// How one group of identifiers is validated.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "kebab-case")]
 pub enum ChallengeConfig {
     /// dns-01 through the callback channel: certhub POSTs signed JSON events to `url`.
@@ -415,6 +415,9 @@ pub enum SolverError {
     /// The configuration cannot serve this challenge.
     #[error("{0}")]
     Unsupported(String),
+    /// The agent answering on its machine could not present it, or did not answer.
+    #[error("{0}")]
+    Agent(String),
 }
 
 /// Answers challenges of one configuration.

@@ -243,6 +243,26 @@ impl Engine {
         })
     }
 
+    /// Keeps agent `agent_id`'s answer to the challenge `id` it was asked to present or
+    /// remove; the orderer waiting for it reads it from the store.
+    pub async fn answer_challenge(
+        &self,
+        agent_id: &str,
+        id: i64,
+        answer: &certhub_core::agent::ChallengeAnswer,
+    ) -> Result<(), Error> {
+        Ok(self.store().answer_agent_challenge(agent_id, id, answer).await?)
+    }
+
+    /// What agent `agent_id` has still to do with challenges: present or remove them.
+    pub async fn challenge_tasks(
+        &self,
+        agent_id: &str,
+    ) -> Result<Vec<certhub_core::agent::Push>, Error> {
+        let open = self.store().open_agent_challenges(Some(agent_id)).await?;
+        Ok(open.into_iter().map(|c| certhub_core::agent::Push::Challenge(c.task)).collect())
+    }
+
     /// Records agent `agent_id`'s report of a deployment, with an event in the
     /// certificate's history.
     pub async fn record_report(

@@ -257,7 +257,8 @@ impl Issuer {
         let specs: Vec<ChallengeSpec> = cert.challenges.clone();
         let assignment = assign_challenges(&ids, &specs).map_err(|v| violations(name, &v))?;
 
-        self.clean_leftovers(name).await?;
+        let agent = self.challenge_agent(cert).await?;
+        self.clean_leftovers(name, agent.as_ref()).await?;
         let account = self.account(account_name).await?;
 
         // The order: resume the open one, or place a new one.
@@ -315,6 +316,7 @@ impl Issuer {
                 &rec,
                 &url,
                 &mut order,
+                agent.as_ref(),
                 deadline,
                 progress,
                 audit,
@@ -348,6 +350,7 @@ impl Issuer {
         rec: &OrderRecord,
         url: &str,
         order: &mut certhub_acme::Order,
+        agent: Option<&ChallengeAgent>,
         deadline: Instant,
         progress: &dyn Progress,
         audit: Option<&AuditEntry>,
@@ -357,7 +360,7 @@ impl Issuer {
             let authorizations = order.authorizations.clone();
             let results = futures::future::join_all(authorizations.iter().map(|authz_url| {
                 self.authorize(
-                    name, account, rec.id, authz_url, specs, assignment, deadline, progress,
+                    name, account, rec.id, authz_url, specs, assignment, agent, deadline, progress,
                 )
             }))
             .await;
@@ -552,8 +555,64 @@ impl Issuer {
         }
     }
 
+    /// The agent that answers certificate `cert`'s http-01 and tls-alpn-01 challenges on its
+    /// machine: the one target of a certificate whose key is kept there.
+    async fn challenge_agent(&self, cert: &CertRecord) -> anyhow::Result<Option<ChallengeAgent>> {
+        if cert.key_type != certhub_core::agent::KEY_ON_AGENT {
+            return Ok(None);
+        }
+        let targets = self.store.cert_targets(&cert.name).await?;
+        let Some(name) = targets.iter().find_map(|t| t.strip_prefix("agent:")) else {
+            return Err(invalid(
+                "targets",
+                format!(
+                    "certificate {}'s key is kept on an agent, but it targets none: \
+                     `certhub cert set {} --target agent:NAME`",
+                    cert.name, cert.name
+                ),
+            ));
+        };
+        let Some(agent) = self.store.agent(name).await? else {
+            return Err(invalid(
+                "targets",
+                format!(
+                    "certificate {}'s key is kept on agent {name}, which was removed: join it \
+                     again (`certhub agent join`), or give the certificate a key of its own",
+                    cert.name
+                ),
+            ));
+        };
+        Ok(Some(ChallengeAgent { id: agent.id, name: agent.name }))
+    }
+
+    /// The solver for `spec` of certificate `cert`: http-01 and tls-alpn-01 go to `agent`
+    /// when the certificate has one.
+    async fn solver(
+        &self,
+        cert: &str,
+        agent: Option<&ChallengeAgent>,
+        spec: &ChallengeSpec,
+    ) -> anyhow::Result<Arc<dyn certhub_core::Solver>> {
+        match agent {
+            Some(a) if spec.config.kind() != certhub_core::ChallengeKind::Dns01 => {
+                Ok(Arc::new(crate::agent_solver::AgentSolver {
+                    store: self.store.clone(),
+                    agent_id: a.id.clone(),
+                    agent: a.name.clone(),
+                    cert: cert.to_string(),
+                    config: spec.config.clone(),
+                }))
+            }
+            _ => Ok(self.solvers.for_spec(spec).await?),
+        }
+    }
+
     /// Cleans up challenges that an interrupted run presented.
-    async fn clean_leftovers(&self, name: &str) -> anyhow::Result<()> {
+    async fn clean_leftovers(
+        &self,
+        name: &str,
+        agent: Option<&ChallengeAgent>,
+    ) -> anyhow::Result<()> {
         for order in self.store.orders_for(name).await? {
             for p in self.store.presented_for(order.id).await? {
                 let unreadable = |what| {
@@ -566,7 +625,7 @@ impl Issuer {
                     serde_json::from_value(p.spec.clone()).with_context(|| unreadable("spec"))?;
                 let challenge =
                     pending_from_json(&p.challenge).with_context(|| unreadable("challenge"))?;
-                let solver = self.solvers.for_spec(&spec).await?;
+                let solver = self.solver(name, agent, &spec).await?;
                 if let Err(e) = solver.cleanup(&challenge).await {
                     tracing::warn!(cert = name, error = %e, "cleaning up an interrupted challenge failed");
                 }
@@ -585,6 +644,7 @@ impl Issuer {
         url: &str,
         specs: &[ChallengeSpec],
         assignment: &[(Identifier, usize)],
+        agent: Option<&ChallengeAgent>,
         deadline: Instant,
         progress: &dyn Progress,
     ) -> anyhow::Result<()> {
@@ -634,11 +694,17 @@ impl Issuer {
             token: token.clone(),
             key_authorization: account.key_authorization(&token),
         };
-        let solver = self.solvers.for_spec(spec).await?;
+        let solver = self.solver(name, agent, spec).await?;
+        let by_agent = match agent {
+            Some(a) if kind != certhub_core::ChallengeKind::Dns01 => {
+                format!(" on agent {}", a.name)
+            }
+            _ => String::new(),
+        };
         let spec_json = serde_json::to_value(spec)?;
         let presented =
             self.store.record_presented(order_id, &spec_json, &pending_to_json(&pending)).await?;
-        progress.step(name, &format!("validating {requested} with {kind}"));
+        progress.step(name, &format!("validating {requested} with {kind}{by_agent}"));
         let result = async {
             solver
                 .present(&pending)
@@ -655,12 +721,18 @@ impl Issuer {
             tracing::warn!(cert = name, identifier = %requested, error = %e, "challenge cleanup failed");
         }
         // Forgotten together with the `validated` event, when it was.
-        let validated = format!("{requested} with {kind}");
+        let validated = format!("{requested} with {kind}{by_agent}");
         self.store
             .remove_presented(presented, result.is_ok().then_some(validated.as_str()))
             .await?;
         result
     }
+}
+
+/// The agent that answers a certificate's http-01 and tls-alpn-01 challenges.
+struct ChallengeAgent {
+    id: String,
+    name: String,
 }
 
 fn remaining(deadline: Instant) -> Duration {

@@ -12,6 +12,7 @@
 pub mod account;
 mod actor;
 pub mod agent_ca;
+mod agent_solver;
 pub mod agents;
 pub mod audit;
 pub mod cert;

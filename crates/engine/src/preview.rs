@@ -113,6 +113,16 @@ pub async fn plan(store: &Store, name: &str, default_policy: &str) -> anyhow::Re
     let specs: Vec<ChallengeSpec> = cert.challenges.clone();
     let assignment = assign_challenges(&ids, &specs).map_err(|v| violations(name, &v))?;
     let latest = store.latest_issued(name).await?;
+    let on_agent = cert.key_type == certhub_core::agent::KEY_ON_AGENT;
+    // Its key's agent answers http-01 and tls-alpn-01 on its machine.
+    let agent = match on_agent {
+        true => store
+            .cert_targets(name)
+            .await?
+            .iter()
+            .find_map(|t| t.strip_prefix("agent:").map(str::to_string)),
+        false => None,
+    };
 
     let validation = assignment
         .iter()
@@ -123,7 +133,12 @@ pub async fn plan(store: &Store, name: &str, default_policy: &str) -> anyhow::Re
             PlanValidation {
                 identifier: id.to_string(),
                 challenge: spec.config.kind(),
-                how: spec.config.describe(),
+                how: match &agent {
+                    Some(a) if !dns => {
+                        format!("on agent {a}'s machine: {}", spec.config.describe())
+                    }
+                    _ => spec.config.describe(),
+                },
                 record: dns.then(|| format!("_acme-challenge.{}", base.trim_start_matches("*."))),
                 then: dns.then(|| {
                     "certhub waits until every authoritative name server of the zone answers \
@@ -133,7 +148,6 @@ pub async fn plan(store: &Store, name: &str, default_policy: &str) -> anyhow::Re
             }
         })
         .collect();
-    let on_agent = cert.key_type == certhub_core::agent::KEY_ON_AGENT;
     let key = match (&cert.csr_pem, cert.reuse_key, &latest) {
         (Some(_), _, _) if on_agent => {
             "the CSR its agent made is sent; the key stays on the agent".to_string()

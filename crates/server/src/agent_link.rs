@@ -2,8 +2,11 @@
 //! certificate from the hub's agent authority required in the handshake. Each agent keeps
 //! one request open, `POST /agent/v1/stream` (its machine's facts in, one JSON [`Push`] per
 //! line out), through which the hub pushes work as it happens; it fetches a certificate
-//! assigned to it with `GET /agent/v1/certs/{name}` and reports each deployment with
-//! `POST /agent/v1/report`.
+//! assigned to it with `GET /agent/v1/certs/{name}`, reports each deployment with
+//! `POST /agent/v1/report`, sends the certificate requests of the keys it keeps with
+//! `POST /agent/v1/csr`, answers the challenges it presents for them with
+//! `POST /agent/v1/challenges/{id}`, and renews its own certificate with
+//! `POST /agent/v1/identity`.
 //!
 //! An agent's identity is checked against the store on every request: a removed agent is
 //! refused, and its stream ends at once (the answer says `Connection: close`, so its
@@ -37,6 +40,14 @@ const PING_EVERY: Duration = Duration::from_secs(25);
 /// commands on the hub's machine, other hubs on the database): those made through this hub
 /// are pushed at once.
 const SWEEP_EVERY: Duration = Duration::from_secs(15);
+
+/// How often the hub looks for challenges that agents answer, wanted by other processes: an
+/// order waits for them.
+const CHALLENGES_EVERY: Duration = Duration::from_secs(2);
+
+/// How long a challenge for an agent is kept at most: one its agent never came back to
+/// remove, or whose orderer died waiting, is forgotten after this.
+const CHALLENGE_KEPT: Duration = Duration::from_secs(3600);
 
 /// Pushes waiting for one agent's stream before it counts as stuck (and is dropped, to
 /// reconnect and start from the full list).
@@ -147,11 +158,18 @@ impl AgentLink {
         let mut changes = self.engine.store().subscribe();
         let mut closing = self.closing.subscribe();
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        let mut challenges = tokio::time::interval(CHALLENGES_EVERY);
         let mut marker = None;
         loop {
             let change = tokio::select! {
                 _ = closing.wait_for(|c| *c) => return,
                 change = changes.recv() => change,
+                _ = challenges.tick() => {
+                    if let Err(e) = self.push_open_challenges().await {
+                        tracing::warn!(error = %e, "looking for challenges agents answer failed");
+                    }
+                    continue;
+                }
                 _ = sweep.tick() => {
                     if let Err(e) = self.sweep(&mut marker).await {
                         tracing::warn!(error = %e, "looking for changes to push to agents failed");
@@ -162,6 +180,10 @@ impl AgentLink {
             let result = match change {
                 Ok(Change::Issued(cert) | Change::Targets(cert)) => self.push_cert(&cert).await,
                 Ok(Change::Labels(id)) => self.push_assigned(&id).await,
+                Ok(Change::Challenge(id)) => {
+                    self.push_challenges(&id).await;
+                    Ok(())
+                }
                 Ok(Change::AgentRemoved(id)) => {
                     self.lock().remove(&id);
                     Ok(())
@@ -193,6 +215,8 @@ impl AgentLink {
         marker: &mut Option<(i64, i64, i64, i64)>,
     ) -> Result<(), certhub_store::Error> {
         let store = self.engine.store();
+        let kept = certhub_core::time::now_ms() - CHALLENGE_KEPT.as_millis() as i64;
+        store.prune_agent_challenges(kept).await?;
         let now = store.agent_marker().await?;
         let before = marker.replace(now);
         if before.is_none() || before == Some(now) {
@@ -232,7 +256,8 @@ impl AgentLink {
         Ok(())
     }
 
-    /// Sends agent `id` its full list, and the certificate requests it owes.
+    /// Sends agent `id` its full list, the certificate requests it owes, and the
+    /// challenges it has to present or remove.
     async fn push_assigned(&self, id: &str) -> Result<(), certhub_store::Error> {
         if self.is_connected(id) {
             let push = self.assigned(id).await?;
@@ -241,6 +266,26 @@ impl AgentLink {
                 Ok(pushes) => pushes.iter().for_each(|p| self.send(id, p)),
                 Err(e) => tracing::warn!(error = %e, "listing the requests an agent owes"),
             }
+            self.push_challenges(id).await;
+        }
+        Ok(())
+    }
+
+    /// Sends agent `id` the challenges it has to present or remove, if it is connected.
+    async fn push_challenges(&self, id: &str) {
+        if self.is_connected(id) {
+            match self.engine.challenge_tasks(id).await {
+                Ok(pushes) => pushes.iter().for_each(|p| self.send(id, p)),
+                Err(e) => tracing::warn!(error = %e, "listing the challenges an agent answers"),
+            }
+        }
+    }
+
+    /// Sends each connected agent the challenges it has to present or remove, whichever
+    /// process wants them (an agent answers one it was sent before again, and no more).
+    async fn push_open_challenges(&self) -> Result<(), certhub_store::Error> {
+        for c in self.engine.store().open_agent_challenges(None).await? {
+            self.send(&c.agent_id, &Push::Challenge(c.task));
         }
         Ok(())
     }
@@ -254,6 +299,7 @@ pub fn router(link: Arc<AgentLink>) -> Router {
         .route("/agent/v1/report", post(report))
         .route("/agent/v1/csr", post(csr))
         .route("/agent/v1/identity", post(identity))
+        .route("/agent/v1/challenges/{id}", post(challenge))
         .fallback(|| async { Problem::not_found("no such agent endpoint") })
         .layer(axum::middleware::from_fn_with_state(link.clone(), identify))
         .with_state(link)
@@ -304,6 +350,9 @@ async fn stream(
     let guard = StreamGuard { link: link.clone(), id: agent.id.clone(), name: agent.name, number };
     let first = link.assigned(&agent.id).await?;
     for push in link.engine.csr_wanted(&agent.id).await? {
+        link.send(&agent.id, &push);
+    }
+    for push in link.engine.challenge_tasks(&agent.id).await? {
         link.send(&agent.id, &push);
     }
     tracing::info!(agent = guard.name, from = agent.source, "agent connected");
@@ -403,6 +452,19 @@ async fn identity(
         .renew_agent_identity(link.ca(), &agent.id, &agent.name, &req.pem, &agent.source)
         .await?;
     Ok(axum::Json(certhub_core::agent::IdentityRenewal { pem }))
+}
+
+/// The agent's answer to a challenge it was asked to present or remove.
+async fn challenge(
+    State(link): State<Arc<AgentLink>>,
+    axum::Extension(agent): axum::Extension<AgentCaller>,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, Problem> {
+    let answer: certhub_core::agent::ChallengeAnswer = serde_json::from_slice(&body)
+        .map_err(|e| Problem::invalid("body", format!("the answer does not parse: {e}")))?;
+    link.engine.answer_challenge(&agent.id, id, &answer).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The agent's report of a deployment.

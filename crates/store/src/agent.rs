@@ -156,6 +156,8 @@ pub enum Change {
     Labels(String),
     /// An agent was removed (its id).
     AgentRemoved(String),
+    /// A challenge that an agent answers was wanted, or is over (the agent's id).
+    Challenge(String),
 }
 
 /// How many changes a slow subscriber may fall behind before it misses some (and is told
@@ -393,6 +395,7 @@ impl Store {
         let mut tx = self.begin_change(audit).await?;
         for sql in [
             "DELETE FROM agent_deployments WHERE agent_id = $1",
+            "DELETE FROM agent_challenges WHERE agent_id = $1",
             "DELETE FROM agent_labels WHERE agent_id = $1",
             "DELETE FROM agents WHERE id = $1",
         ] {

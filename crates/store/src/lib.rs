@@ -27,6 +27,7 @@
 
 mod account;
 mod agent;
+mod agent_challenge;
 mod ari;
 pub mod audit;
 mod cert;
@@ -59,6 +60,7 @@ pub use account::AccountRecord;
 pub use agent::{
     AgentAuthority, AgentDeploymentRecord, AgentRecord, AgentTokenRecord, Change, NewAgent,
 };
+pub use agent_challenge::AgentChallengeRecord;
 pub use ari::RenewalInfoRecord;
 pub use audit::{AuditEntry, AuditRecord};
 pub use cert::{CertRecord, DEFAULT_FALLBACK_AFTER, RETRY_STOPPED};
@@ -72,7 +74,7 @@ pub use listing::{CertFilter, CertSummary, LatestIssued, Overview, OverviewSpec}
 pub use notify::ChannelRecord;
 pub use order::{OrderKey, OrderRecord, PlacedOrder, PresentedRecord};
 pub use user::{TokenKind, TokenRecord, UserRecord, same_secret, token_hash};
-pub use vocab::{CertState, EventKind, JobStatus, OrderStatus};
+pub use vocab::{CertState, ChallengeState, EventKind, JobStatus, OrderStatus};
 
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "certhub.db";

@@ -148,6 +148,20 @@ words! {
     }
 }
 
+words! {
+    /// Where a challenge an agent answers on its machine stands.
+    ChallengeState {
+        /// The orderer wants it presented.
+        Wanted = "wanted",
+        /// The agent presented it.
+        Presented = "presented",
+        /// The agent could not present it (the row's error says why).
+        Failed = "failed",
+        /// Validation is over: the agent removes it.
+        Cleanup = "cleanup",
+    }
+}
+
 /// Reads a stored word of `column` in `table` row `row`.
 pub(crate) fn parse<T: FromStr<Err = UnknownWord>>(
     table: &'static str,
@@ -177,6 +191,9 @@ mod tests {
         }
         for s in JobStatus::ALL {
             assert_eq!(s.as_str().parse::<JobStatus>(), Ok(*s));
+        }
+        for s in ChallengeState::ALL {
+            assert_eq!(s.as_str().parse::<ChallengeState>(), Ok(*s));
         }
         assert!("carrier-pigeon".parse::<EventKind>().is_err());
     }

@@ -635,3 +635,96 @@ async fn a_key_made_on_its_agent_never_reaches_the_hub() {
         let _ = c.kill().await;
     }
 }
+
+/// `--key-on agent` with http-01 and tls-alpn-01: the names point at the agent's machine, so
+/// the agent answers both there, for an order the hub makes and for one a `certhub renew` on
+/// the hub's machine makes (another process than the hub the agent is connected to).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_answers_http_and_tls_alpn_challenges_for_the_key_it_keeps() {
+    let env = Env::start(hostile()).await;
+    env.account("le", &[]).await;
+    let listen = format!("127.0.0.1:{}", certhub_testkit::free_port());
+    let hub = env.serve(&["--agent-listen", &listen], true).await;
+    let admin = hub.admin_token().await;
+    let shared = tempfile::TempDir::new().unwrap();
+    let mut edge = Agent::new("edge-1");
+    let joined = join(&env, &hub, &edge, &token(&env, &[]).await).await;
+    assert!(joined.status.success(), "{}", String::from_utf8_lossy(&joined.stderr));
+    start(&env, &mut edge, &["--allow-dir", &shared.path().display().to_string()]);
+
+    let http01 = format!("{};domains=http.test", env.http01());
+    let alpn = format!("{};domains=alpn.test", env.tls_alpn01());
+    let files = format!("files:dir={}/edge", shared.path().display());
+    env.ok(&[
+        "cert",
+        "add",
+        "edge",
+        "--account",
+        "le",
+        "-d",
+        "http.test",
+        "-d",
+        "alpn.test",
+        "--challenge",
+        &http01,
+        "--challenge",
+        &alpn,
+        "--deploy",
+        &files,
+        "--key-on",
+        "agent",
+        "--target",
+        "agent:edge-1",
+    ])
+    .await;
+    certhub_testkit::wait_until(
+        "the agent's certificate request",
+        Duration::from_secs(30),
+        || async { (env.show("edge").await["csr"] == true).then_some(()) },
+    )
+    .await;
+    let deployed = |serial: String| {
+        let ssl = shared.path().join("edge");
+        async move {
+            certhub_testkit::wait_until("the deployment", Duration::from_secs(60), || async {
+                let pem = std::fs::read_to_string(ssl.join("fullchain.pem")).ok()?;
+                let certs = crate::support::pem_certs(&pem);
+                (serial_of(&certs[0]) == bare(&serial)).then_some(())
+            })
+            .await;
+        }
+    };
+    // Ordered by the hub the agent is connected to.
+    let first = request(&hub, &admin, "edge").await;
+    deployed(first.clone()).await;
+    // Renewed by another process on the hub's machine.
+    let renewed = env.run(&["renew", "edge"]).await;
+    assert!(renewed.status.success(), "{}", String::from_utf8_lossy(&renewed.stderr));
+    let second = env.show("edge").await["serial"].as_str().unwrap().to_string();
+    assert_ne!(second, first);
+    deployed(second).await;
+
+    // Both names were validated on the agent, twice.
+    let history = env.ok(&["cert", "history", "edge"]).await;
+    for what in
+        ["http.test with http-01 on agent edge-1", "alpn.test with tls-alpn-01 on agent edge-1"]
+    {
+        assert_eq!(history.matches(what).count(), 2, "{what} in\n{history}");
+    }
+    let preview = env.ok(&["cert", "preview", "edge"]).await;
+    assert!(preview.contains("on agent edge-1's machine: certhub answers on http://"), "{preview}");
+    let said = log(&edge);
+    assert!(
+        said.contains("presenting http-01") && said.contains("presenting tls-alpn-01"),
+        "{said}"
+    );
+    // Each challenge was removed when its validation was over.
+    certhub_testkit::wait_until("the challenges' removal", Duration::from_secs(30), || async {
+        let ports = [env.pebble.http_port, env.pebble.tls_port];
+        ports.iter().all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok()).then_some(())
+    })
+    .await;
+    if let Some(mut c) = edge.child.take() {
+        let _ = c.kill().await;
+    }
+}

@@ -13,7 +13,8 @@ on_both_backends!(
     hub_settings_round_trip,
     an_event_of_an_unknown_kind_is_passed_by_alone,
     the_agent_authority_is_kept_once_and_sealed,
-    a_join_token_is_spent_once_and_labels_decide_what_an_agent_deploys
+    a_join_token_is_spent_once_and_labels_decide_what_an_agent_deploys,
+    a_challenge_an_agent_answers_goes_from_wanted_to_removed
 );
 
 async fn jobs_keep_their_steps_in_order_and_end_once(db: Db) {
@@ -327,4 +328,56 @@ async fn a_join_token_is_spent_once_and_labels_decide_what_an_agent_deploys(db: 
     // Deleting a certificate takes its targets and reports with it.
     store.delete_cert("db", None).await.unwrap();
     assert!(store.cert_targets("db").await.unwrap().is_empty());
+}
+
+async fn a_challenge_an_agent_answers_goes_from_wanted_to_removed(db: Db) {
+    use certhub_core::agent::{ChallengeAction, ChallengeAnswer};
+    use certhub_core::{ChallengeConfig, ChallengeKind, Identifier, PendingChallenge};
+    use certhub_store::{ChallengeState, Change};
+    let store = db.open().await;
+    let mut changes = store.subscribe();
+    let config = ChallengeConfig::Http01Listen { listen: "127.0.0.1:80".parse().unwrap() };
+    let pending = |token: &str| PendingChallenge {
+        kind: ChallengeKind::Http01,
+        identifier: Identifier::Dns("a.example".into()),
+        token: token.into(),
+        key_authorization: format!("{token}.thumb"),
+    };
+    let id = store.want_agent_challenge("a1", "site", &config, &pending("t1")).await.unwrap();
+    let other = store.want_agent_challenge("a2", "db", &config, &pending("t2")).await.unwrap();
+    assert_eq!(changes.recv().await.unwrap(), Change::Challenge("a1".into()));
+    let open = store.open_agent_challenges(Some("a1")).await.unwrap();
+    assert_eq!(open.len(), 1);
+    let task = &open[0].task;
+    assert_eq!((task.id, task.action, task.config.clone()), (id, ChallengeAction::Present, config));
+    assert_eq!(task.pending(), pending("t1"));
+    assert_eq!(store.open_agent_challenges(None).await.unwrap().len(), 2);
+    // Another agent's answer is not found and changes nothing.
+    let err = store.answer_agent_challenge("a2", id, &ChallengeAnswer::Presented).await;
+    assert!(matches!(err, Err(certhub_store::Error::NotFound { .. })), "{err:?}");
+    store.answer_agent_challenge("a1", id, &ChallengeAnswer::Presented).await.unwrap();
+    assert_eq!(store.agent_challenge(id).await.unwrap().unwrap().state, ChallengeState::Presented);
+    assert!(store.open_agent_challenges(Some("a1")).await.unwrap().is_empty());
+    // Over: the agent is told to remove it, and its word deletes the row.
+    store.agent_challenge_over("site", "t1").await.unwrap();
+    let open = store.open_agent_challenges(Some("a1")).await.unwrap();
+    assert_eq!(open[0].task.action, ChallengeAction::Remove);
+    // A late presented answer does not bring it back.
+    store.answer_agent_challenge("a1", id, &ChallengeAnswer::Presented).await.unwrap();
+    assert_eq!(store.agent_challenge(id).await.unwrap().unwrap().state, ChallengeState::Cleanup);
+    store.answer_agent_challenge("a1", id, &ChallengeAnswer::Removed).await.unwrap();
+    assert_eq!(store.agent_challenge(id).await.unwrap(), None);
+    // Said twice, it is still done.
+    store.answer_agent_challenge("a1", id, &ChallengeAnswer::Removed).await.unwrap();
+    // A failure keeps why.
+    let failed = ChallengeAnswer::Failed { error: "port 80 is taken".into() };
+    store.answer_agent_challenge("a2", other, &failed).await.unwrap();
+    let kept = store.agent_challenge(other).await.unwrap().unwrap();
+    assert_eq!(
+        (kept.state, kept.error.as_deref()),
+        (ChallengeState::Failed, Some("port 80 is taken"))
+    );
+    // Old ones are forgotten.
+    assert_eq!(store.prune_agent_challenges(certhub_core::time::now_ms() + 1).await.unwrap(), 1);
+    assert!(store.open_agent_challenges(None).await.unwrap().is_empty());
 }
