@@ -372,6 +372,7 @@ impl Agent {
             config: task.config.clone(),
             domains: Vec::new(),
             propagation_timeout: None,
+            propagation: Default::default(),
         };
         let solver = self.solvers.for_spec(&spec).await.map_err(|e| e.to_string())?;
         let pending = task.pending();

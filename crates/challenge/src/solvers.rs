@@ -81,6 +81,7 @@ impl Solvers {
             (ChallengeConfig::Dns01Callback { .. }, None) => crate::dns::callback::DEFAULT_WAIT,
             _ => config.timeout,
         };
+        config.propagation = spec.propagation;
         PropagationChecker::new(config)
     }
 

@@ -210,6 +210,62 @@ async fn rfc2136_values_coexist_and_cleanup_removes_only_its_own() {
     assert!(bind.txt_values("_acme-challenge.w.test.").await.is_empty());
 }
 
+/// A zone the resolver certhub uses cannot see (split-horizon DNS): the default check fails
+/// naming the options; through a resolver that sees it, or with a plain wait, it works.
+#[tokio::test]
+async fn propagation_goes_through_a_resolver_or_only_waits_for_a_zone_not_seen_here() {
+    let bind = Bind::start(&["test"]).await;
+    // The resolver certhub is given knows another zone only.
+    let blind = Bind::start(&["other"]).await;
+    let config = DnsCheckConfig {
+        resolver: Some(blind.addr),
+        authoritative_port: bind.addr.port(),
+        timeout: Duration::from_secs(3),
+        query_timeout: Duration::from_secs(1),
+        ..DnsCheckConfig::default()
+    };
+    let solvers = Solvers::new(config);
+    let rfc2136 = format!(
+        "dns-01:rfc2136={},key-name={},key-secret={}",
+        bind.addr, bind.tsig_key_name, bind.tsig_secret
+    );
+    let solver_for = async |options: &str| {
+        let spec = ChallengeSpec::parse(&format!("{rfc2136}{options}")).unwrap();
+        solvers.for_spec(&spec).await.unwrap()
+    };
+    let c = challenge(ChallengeKind::Dns01, dns("split.test"), "tok");
+    let checked = solver_for("").await.present(&c).await.unwrap_err().to_string();
+    for option in [";propagation=resolver:HOST:PORT", ";propagation=wait:SECONDS"] {
+        assert!(checked.contains(option), "{option} in {checked}");
+    }
+    // A wait: no lookups, the record is published, and the CA may look after it.
+    let waiting = solver_for(";propagation=wait:1").await;
+    let started = std::time::Instant::now();
+    waiting.present(&c).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let record = "_acme-challenge.split.test.";
+    assert_eq!(bind.txt_values(record).await, vec![txt_value(&c.key_authorization)]);
+    waiting.cleanup(&c).await.unwrap();
+    assert!(bind.txt_values(record).await.is_empty());
+    // Through a resolver that sees the zone.
+    let through = solver_for(&format!(";propagation=resolver:{}", bind.addr)).await;
+    through.present(&c).await.unwrap();
+    through.cleanup(&c).await.unwrap();
+    // A value that never comes: the error names the resolver option it was checked with.
+    let none = challenge(ChallengeKind::Dns01, dns("never.test"), "tok");
+    let checker = certhub_challenge::dns::PropagationChecker::new(DnsCheckConfig {
+        timeout: Duration::from_secs(1),
+        propagation: certhub_core::Propagation::Resolver { address: bind.addr },
+        ..DnsCheckConfig::default()
+    });
+    let said = checker
+        .wait_visible(&certhub_challenge::dns::record_name(&none), "value")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(said.contains(&format!(";propagation=resolver:{}", bind.addr)), "{said}");
+}
+
 #[tokio::test]
 async fn a_callbacks_credentials_stay_out_of_its_errors() {
     use certhub_challenge::dns::PropagationChecker;

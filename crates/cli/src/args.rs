@@ -692,7 +692,9 @@ pub struct CertAdd {
     ///   dns-01:exec=PATH             dns-01:callback=URL,secret=SECRET
     ///   dns-01:rfc2136=HOST:PORT,key-name=NAME,key-secret=BASE64[,algorithm=hmac-sha256]
     /// each optionally followed by ;domains=PATTERN,... (which identifiers it serves; `*.x.com`
-    /// matches names below x.com) and, for dns-01, ;propagation-timeout=SECONDS.
+    /// matches names below x.com) and, for dns-01, ;propagation-timeout=SECONDS and
+    /// ;propagation=check|wait:SECONDS|resolver:HOST:PORT (how certhub knows the record is
+    /// there: every authoritative server, the default; a wait without lookups; a resolver).
     /// Each identifier uses the first spec that matches it and suits it.
     #[arg(long = "challenge", value_name = "SPEC", required = true, verbatim_doc_comment)]
     pub challenges: Vec<String>,

@@ -13,7 +13,8 @@
 //!
 //! each optionally followed by `;domains=PATTERN,PATTERN…` (a pattern is a name, or
 //! `*.example.com` for every name below example.com) and, for dns-01, by
-//! `;propagation-timeout=SECONDS`. A certificate may have several configurations; an
+//! `;propagation-timeout=SECONDS` and `;propagation=check|wait:SECONDS|resolver:HOST:PORT`
+//! (see [`Propagation`]). A certificate may have several configurations; an
 //! identifier uses the first whose patterns match it (no `domains` matches everything).
 
 use std::fmt;
@@ -167,6 +168,64 @@ pub struct ChallengeSpec {
     /// How long to wait for a dns-01 record to be visible on every authoritative server.
     #[serde(default, with = "opt_secs")]
     pub propagation_timeout: Option<Duration>,
+    /// How certhub knows a dns-01 record is there before it asks the CA to look.
+    #[serde(default, skip_serializing_if = "Propagation::is_check")]
+    pub propagation: Propagation,
+}
+
+/// How certhub knows a dns-01 record is there before it asks the CA to look
+/// (`;propagation=…`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "kebab-case")]
+pub enum Propagation {
+    /// Until every authoritative server of the zone answers with it (`check`, the default).
+    #[default]
+    Check,
+    /// No lookups: wait this long, then ask the CA (`wait:SECONDS`), for a zone certhub
+    /// cannot see from where it runs (split-horizon DNS).
+    Wait { seconds: u64 },
+    /// Until this resolver answers with it (`resolver:HOST:PORT`).
+    Resolver { address: SocketAddr },
+}
+
+impl Propagation {
+    /// Whether this is the default, `check`.
+    pub fn is_check(&self) -> bool {
+        *self == Propagation::Check
+    }
+
+    fn parse(v: &str) -> Result<Self, String> {
+        let v = v.trim();
+        if v == "check" {
+            return Ok(Propagation::Check);
+        }
+        if let Some(secs) = v.strip_prefix("wait:") {
+            let seconds = secs.trim().parse().map_err(|_| {
+                format!("propagation=wait:{secs}: write a whole number of seconds, e.g. wait:60")
+            })?;
+            return Ok(Propagation::Wait { seconds });
+        }
+        if let Some(addr) = v.strip_prefix("resolver:") {
+            let address = addr.trim().parse().map_err(|_| {
+                format!("propagation=resolver:{addr}: write HOST:PORT, e.g. resolver:10.0.0.2:53")
+            })?;
+            return Ok(Propagation::Resolver { address });
+        }
+        Err(format!(
+            "propagation={v}: write check (every authoritative server, the default), \
+             wait:SECONDS (no lookups) or resolver:HOST:PORT"
+        ))
+    }
+}
+
+impl fmt::Display for Propagation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Propagation::Check => f.write_str("check"),
+            Propagation::Wait { seconds } => write!(f, "wait:{seconds}"),
+            Propagation::Resolver { address } => write!(f, "resolver:{address}"),
+        }
+    }
 }
 
 mod opt_secs {
@@ -288,7 +347,12 @@ impl ChallengeSpec {
                 )));
             }
         };
-        let mut out = ChallengeSpec { config, domains: Vec::new(), propagation_timeout: None };
+        let mut out = ChallengeSpec {
+            config,
+            domains: Vec::new(),
+            propagation_timeout: None,
+            propagation: Propagation::Check,
+        };
         for part in parts {
             let part = part.trim();
             if part.is_empty() {
@@ -309,6 +373,15 @@ impl ChallengeSpec {
                         err(format!("propagation-timeout={v} is not a whole number of seconds"))
                     })?;
                     out.propagation_timeout = Some(Duration::from_secs(secs));
+                }
+                "propagation" => {
+                    if out.config.kind() != ChallengeKind::Dns01 {
+                        return Err(err(format!(
+                            "propagation applies to dns-01 only, not {}",
+                            out.config.kind()
+                        )));
+                    }
+                    out.propagation = Propagation::parse(v).map_err(&err)?;
                 }
                 other => return Err(err(format!("unknown option {other:?}"))),
             }
@@ -438,6 +511,33 @@ pub trait Solver: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn propagation_is_checked_by_default_and_may_wait_or_go_through_a_resolver() {
+        let spec = |s: &str| ChallengeSpec::parse(s);
+        let dns = "dns-01:exec=/usr/local/bin/hook";
+        assert_eq!(spec(dns).unwrap().propagation, Propagation::Check);
+        let wait = spec(&format!("{dns};propagation=wait:90")).unwrap();
+        assert_eq!(wait.propagation, Propagation::Wait { seconds: 90 });
+        let via = spec(&format!("{dns};propagation=resolver:10.0.0.2:53")).unwrap();
+        let address = "10.0.0.2:53".parse().unwrap();
+        assert_eq!(via.propagation, Propagation::Resolver { address });
+        assert_eq!(via.propagation.to_string(), "resolver:10.0.0.2:53");
+        // Kept as JSON and read back; the default is not written, and older rows read.
+        let json = serde_json::to_value(&via).unwrap();
+        assert_eq!(serde_json::from_value::<ChallengeSpec>(json).unwrap(), via);
+        let plain = serde_json::to_value(spec(dns).unwrap()).unwrap();
+        assert!(plain.get("propagation").is_none(), "{plain}");
+        for (bad, says) in [
+            (format!("{dns};propagation=soon"), "wait:SECONDS"),
+            (format!("{dns};propagation=wait:a minute"), "whole number of seconds"),
+            (format!("{dns};propagation=resolver:dns.local"), "HOST:PORT"),
+            ("http-01:listen=0.0.0.0:80;propagation=wait:5".to_string(), "dns-01 only"),
+        ] {
+            let said = spec(&bad).unwrap_err().to_string();
+            assert!(said.contains(says), "{bad}: {said}");
+        }
+    }
 
     #[test]
     fn a_callback_urls_credentials_are_never_shown() {

@@ -20,7 +20,8 @@ pub mod time;
 
 pub use cert::{CertError, CertInfo, key_matches_cert, pem_block, split_pem_chain};
 pub use challenge::{
-    ChallengeConfig, ChallengeKind, ChallengeSpec, PendingChallenge, Solver, SolverError,
+    ChallengeConfig, ChallengeKind, ChallengeSpec, PendingChallenge, Propagation, Solver,
+    SolverError,
 };
 pub use csr::{CsrError, ParsedCsr, build_csr};
 pub use deploy::{DeployAction, DeployTask, Trigger};

@@ -10,8 +10,8 @@ use certhub_core::{ChallengeConfig, PendingChallenge, Solver, SolverError};
 use certhub_store::{ChallengeState, Store};
 
 /// How long an agent has to present a challenge: the hub it is connected to may be another
-/// process, which looks for challenges every 2 s; a connection being made again takes up to
-/// 10 s.
+/// process (which hears of it at once on PostgreSQL, within 2 s on SQLite), and an agent
+/// whose connection was lost is back within about 10 s.
 const ANSWER_WITHIN: Duration = Duration::from_secs(60);
 
 /// How often the orderer looks for the agent's answer.

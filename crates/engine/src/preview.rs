@@ -140,10 +140,16 @@ pub async fn plan(store: &Store, name: &str, default_policy: &str) -> anyhow::Re
                     _ => spec.config.describe(),
                 },
                 record: dns.then(|| format!("_acme-challenge.{}", base.trim_start_matches("*."))),
-                then: dns.then(|| {
-                    "certhub waits until every authoritative name server of the zone answers \
-                     with the value"
-                        .to_string()
+                then: dns.then(|| match spec.propagation {
+                    certhub_core::Propagation::Check => "certhub waits until every \
+                         authoritative name server of the zone answers with the value"
+                        .to_string(),
+                    certhub_core::Propagation::Wait { seconds } => {
+                        format!("certhub waits {seconds} s without looking, then asks the CA")
+                    }
+                    certhub_core::Propagation::Resolver { address } => {
+                        format!("certhub waits until the resolver {address} answers with the value")
+                    }
                 }),
             }
         })

@@ -36,18 +36,19 @@ use crate::problem::Problem;
 /// proxies and load balancers (60 s).
 const PING_EVERY: Duration = Duration::from_secs(25);
 
-/// How often the hub looks for changes that other processes made to the store (`certhub`
-/// commands on the hub's machine, other hubs on the database): those made through this hub
-/// are pushed at once.
-const SWEEP_EVERY: Duration = Duration::from_secs(15);
-
-/// How often the hub looks for challenges that agents answer, wanted by other processes: an
-/// order waits for them.
-const CHALLENGES_EVERY: Duration = Duration::from_secs(2);
+/// How often the hub looks for changes that other processes made to the store: on
+/// PostgreSQL they are heard at once (`LISTEN`), and the look only catches what was said
+/// while that connection was being made again; on SQLite the other processes are `certhub`
+/// commands on the hub's machine, and the look (a few index reads) is how they are heard.
+const SWEEP_EVERY_POSTGRES: Duration = Duration::from_secs(15);
+const SWEEP_EVERY_SQLITE: Duration = Duration::from_secs(2);
 
 /// How long a challenge for an agent is kept at most: one its agent never came back to
 /// remove, or whose orderer died waiting, is forgotten after this.
 const CHALLENGE_KEPT: Duration = Duration::from_secs(3600);
+
+/// How often challenges kept too long are looked for.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// Pushes waiting for one agent's stream before it counts as stuck (and is dropped, to
 /// reconnect and start from the full list).
@@ -152,26 +153,35 @@ impl AgentLink {
         Ok(Push::Assigned { certs })
     }
 
-    /// Follows the store's changes and pushes what each connected agent must hear, until
-    /// the link closes.
+    /// Follows the store's changes (and other processes', see [`SWEEP_EVERY_SQLITE`]) and
+    /// pushes what each connected agent must hear, until the link closes.
     pub async fn run(self: Arc<Self>) {
-        let mut changes = self.engine.store().subscribe();
+        let store = self.engine.store();
+        let mut changes = store.subscribe();
+        let others = match store.follow_other_processes().await {
+            Ok(task) => task.map(AbortOnDrop),
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "cannot hear other hubs' changes at once; looking every {} s",
+                    SWEEP_EVERY_POSTGRES.as_secs()
+                );
+                None
+            }
+        };
+        let every = match store.backend() {
+            certhub_store::Backend::Postgres => SWEEP_EVERY_POSTGRES,
+            certhub_store::Backend::Sqlite => SWEEP_EVERY_SQLITE,
+        };
         let mut closing = self.closing.subscribe();
-        let mut sweep = tokio::time::interval(SWEEP_EVERY);
-        let mut challenges = tokio::time::interval(CHALLENGES_EVERY);
-        let mut marker = None;
+        let mut sweep = tokio::time::interval(every);
+        let mut looked = Looked { marker: None, pruned: None };
         loop {
             let change = tokio::select! {
-                _ = closing.wait_for(|c| *c) => return,
+                _ = closing.wait_for(|c| *c) => break,
                 change = changes.recv() => change,
-                _ = challenges.tick() => {
-                    if let Err(e) = self.push_open_challenges().await {
-                        tracing::warn!(error = %e, "looking for challenges agents answer failed");
-                    }
-                    continue;
-                }
                 _ = sweep.tick() => {
-                    if let Err(e) = self.sweep(&mut marker).await {
+                    if let Err(e) = self.sweep(&mut looked).await {
                         tracing::warn!(error = %e, "looking for changes to push to agents failed");
                     }
                     continue;
@@ -200,25 +210,28 @@ impl AgentLink {
                     }
                     result
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             };
             if let Err(e) = result {
                 tracing::warn!(error = %e, "pushing to agents failed");
             }
         }
+        drop(others);
     }
 
-    /// Pushes every connected agent its full list when the store changed unseen, and ends
-    /// the streams of agents removed meanwhile.
-    async fn sweep(
-        &self,
-        marker: &mut Option<(i64, i64, i64, i64)>,
-    ) -> Result<(), certhub_store::Error> {
+    /// Pushes every connected agent its full list when the store changed unseen, ends the
+    /// streams of agents removed meanwhile, and sends the challenges agents have to present
+    /// or remove (wanted by another process perhaps).
+    async fn sweep(&self, looked: &mut Looked) -> Result<(), certhub_store::Error> {
         let store = self.engine.store();
-        let kept = certhub_core::time::now_ms() - CHALLENGE_KEPT.as_millis() as i64;
-        store.prune_agent_challenges(kept).await?;
+        if looked.pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            let kept = certhub_core::time::now_ms() - CHALLENGE_KEPT.as_millis() as i64;
+            store.prune_agent_challenges(kept).await?;
+            looked.pruned = Some(std::time::Instant::now());
+        }
+        self.push_open_challenges().await?;
         let now = store.agent_marker().await?;
-        let before = marker.replace(now);
+        let before = looked.marker.replace(now);
         if before.is_none() || before == Some(now) {
             return Ok(());
         }
@@ -288,6 +301,22 @@ impl AgentLink {
             self.send(&c.agent_id, &Push::Challenge(c.task));
         }
         Ok(())
+    }
+}
+
+/// What the periodic look saw last: the store's marker, and when old challenges were
+/// last pruned.
+struct Looked {
+    marker: Option<(i64, i64, i64, i64)>,
+    pruned: Option<std::time::Instant>,
+}
+
+/// A task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -3,7 +3,7 @@
 
 use zeroize::Zeroizing;
 
-use crate::{AuditEntry, Error, Store, now_ms};
+use crate::{AuditEntry, Change, Error, Store, now_ms};
 
 const ROW: &str = "agent_ca";
 
@@ -144,52 +144,12 @@ pub struct AgentDeploymentRecord {
     pub updated_at: i64,
 }
 
-/// A change that agents' connections follow, told to every subscriber of this store (see
-/// [`Store::subscribe`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// A certificate has a new latest certificate (issued or imported).
-    Issued(String),
-    /// A certificate's targets changed.
-    Targets(String),
-    /// An agent's labels changed (its id).
-    Labels(String),
-    /// An agent was removed (its id).
-    AgentRemoved(String),
-    /// A challenge that an agent answers was wanted, or is over (the agent's id).
-    Challenge(String),
-}
-
-/// How many changes a slow subscriber may fall behind before it misses some (and is told
-/// so, to catch up from the store).
-const CHANGES_BUFFER: usize = 4096;
-
-/// The sender of this store's changes.
-#[derive(Debug, Clone)]
-pub(crate) struct Changes(tokio::sync::broadcast::Sender<Change>);
-
-impl Default for Changes {
-    fn default() -> Self {
-        Self(tokio::sync::broadcast::channel(CHANGES_BUFFER).0)
-    }
-}
-
 const SELECT_AGENTS: &str = "SELECT a.id, a.name, a.cert_serial, a.hostname, a.os, a.version, \
      a.discovered, a.joined_at, a.last_seen_at, \
      (SELECT STRING_AGG(l.label, ' ' ORDER BY l.label) FROM agent_labels l \
       WHERE l.agent_id = a.id) AS labels FROM agents a";
 
 impl Store {
-    /// Changes made through this store from now on. A receiver that falls behind by more
-    /// than a few thousand gets `Lagged` and should re-read what it follows.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
-        self.changes.0.subscribe()
-    }
-
-    pub(crate) fn changed(&self, change: Change) {
-        let _ = self.changes.0.send(change);
-    }
-
     /// Keeps a join token whose secret hashes to `token.token_hash`, with `audit`'s entry.
     pub async fn insert_agent_token(
         &self,

@@ -7,7 +7,7 @@
 use certhub_core::agent::{ChallengeAction, ChallengeAnswer, ChallengeTask};
 use certhub_core::{ChallengeConfig, Identifier, PendingChallenge};
 
-use crate::agent::Change;
+use crate::Change;
 use crate::vocab::ChallengeState;
 use crate::{Error, Store, now_ms};
 

@@ -31,6 +31,7 @@ mod agent_challenge;
 mod ari;
 pub mod audit;
 mod cert;
+mod changes;
 pub mod crypto;
 mod deploy;
 mod event;
@@ -57,13 +58,12 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Any, AnyPool, ConnectOptions as _, Connection as _, Executor as _, Transaction};
 
 pub use account::AccountRecord;
-pub use agent::{
-    AgentAuthority, AgentDeploymentRecord, AgentRecord, AgentTokenRecord, Change, NewAgent,
-};
+pub use agent::{AgentAuthority, AgentDeploymentRecord, AgentRecord, AgentTokenRecord, NewAgent};
 pub use agent_challenge::AgentChallengeRecord;
 pub use ari::RenewalInfoRecord;
 pub use audit::{AuditEntry, AuditRecord};
 pub use cert::{CertRecord, DEFAULT_FALLBACK_AFTER, RETRY_STOPPED};
+pub use changes::Change;
 pub use crypto::MasterKey;
 pub use deploy::DeployTaskRecord;
 pub use event::EventRecord;
@@ -233,7 +233,7 @@ pub struct Store {
     backend: Backend,
     key: Arc<MasterKey>,
     tokens: Arc<user::TokenCache>,
-    changes: agent::Changes,
+    changes: changes::Changes,
 }
 
 impl Store {
@@ -323,7 +323,7 @@ impl Store {
                 backend: Backend::Postgres,
                 key: Arc::new(key),
                 tokens: Default::default(),
-                changes: Default::default(),
+                changes: changes::Changes::new(Some(url)),
             };
             store.check_master_key().await?;
             return Ok(store);
@@ -380,7 +380,7 @@ impl Store {
             backend: Backend::Sqlite,
             key: Arc::new(key),
             tokens: Default::default(),
-            changes: Default::default(),
+            changes: changes::Changes::new(None),
         };
         store.check_master_key().await?;
         Ok(store)

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use certhub_core::SolverError;
+use certhub_core::{Propagation, SolverError};
 use hickory_proto::rr::{Name, RData, RecordType};
 
 use super::wire::{exchange, query, soa_owner};
@@ -24,6 +24,9 @@ pub struct DnsCheckConfig {
     pub timeout: Duration,
     /// Timeout of one query.
     pub query_timeout: Duration,
+    /// How a record is known to be there: every authoritative server (the default), a
+    /// resolver, or a wait without lookups.
+    pub propagation: Propagation,
 }
 
 impl Default for DnsCheckConfig {
@@ -33,6 +36,7 @@ impl Default for DnsCheckConfig {
             authoritative_port: 53,
             timeout: Duration::from_secs(120),
             query_timeout: Duration::from_secs(3),
+            propagation: Propagation::Check,
         }
     }
 }
@@ -70,7 +74,10 @@ fn system_resolver() -> SocketAddr {
 impl PropagationChecker {
     /// A checker with `config`.
     pub fn new(config: DnsCheckConfig) -> Self {
-        let resolver = config.resolver.unwrap_or_else(system_resolver);
+        let resolver = match config.propagation {
+            Propagation::Resolver { address } => address,
+            _ => config.resolver.unwrap_or_else(system_resolver),
+        };
         Self { config, resolver }
     }
 
@@ -86,8 +93,12 @@ impl PropagationChecker {
     }
 
     /// Where the record for `name` really lives: `name`, or the end of its CNAME chain.
+    /// With `propagation=wait` nothing is looked up: `name` itself.
     pub async fn follow_cname(&self, name: &str) -> Result<Name, SolverError> {
         let mut current = fqdn(name)?;
+        if let Propagation::Wait { .. } = self.config.propagation {
+            return Ok(current);
+        }
         for _ in 0..8 {
             let answer = exchange(
                 self.resolver,
@@ -119,7 +130,9 @@ impl PropagationChecker {
             .map_err(dns_err)?;
         let zone = soa_owner(&answer).ok_or_else(|| {
             dns_err(format!(
-                "no zone found for {name}: the resolver {} returned no SOA",
+                "no zone found for {name}: the resolver {} returned no SOA; if the zone cannot \
+                 be seen from here (split-horizon DNS), check through another resolver with \
+                 ;propagation=resolver:HOST:PORT, or only wait with ;propagation=wait:SECONDS",
                 self.resolver
             ))
         })?;
@@ -234,8 +247,70 @@ impl PropagationChecker {
             .collect())
     }
 
-    /// Waits until `value` is a TXT value of `name` on every authoritative server.
+    /// Waits until `value` is a TXT value of `name` on every authoritative server, or as
+    /// the configuration's `propagation` says otherwise.
     pub async fn wait_visible(&self, name: &str, value: &str) -> Result<(), SolverError> {
+        match self.config.propagation {
+            Propagation::Check => self.wait_authoritative(name, value).await,
+            Propagation::Wait { seconds } => {
+                tokio::time::sleep(Duration::from_secs(seconds)).await;
+                Ok(())
+            }
+            Propagation::Resolver { address } => self.wait_resolver(address, name, value).await,
+        }
+    }
+
+    /// Waits until the resolver at `address` answers `value` for `name`.
+    async fn wait_resolver(
+        &self,
+        address: SocketAddr,
+        name: &str,
+        value: &str,
+    ) -> Result<(), SolverError> {
+        let start = Instant::now();
+        let target = fqdn(name)?;
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let said = match exchange(
+                address,
+                &query(&target, RecordType::TXT, true),
+                self.config.query_timeout,
+            )
+            .await
+            {
+                Ok(answer) => {
+                    let found = answer.answers.iter().any(|r| match &r.data {
+                        RData::TXT(t) => {
+                            let joined: String = t
+                                .txt_data
+                                .iter()
+                                .map(|p| String::from_utf8_lossy(p).into_owned())
+                                .collect();
+                            joined == value
+                        }
+                        _ => false,
+                    });
+                    if found {
+                        return Ok(());
+                    }
+                    "it does not answer with the value yet".to_string()
+                }
+                Err(e) => e,
+            };
+            if start.elapsed() + delay > self.config.timeout {
+                return Err(SolverError::NotPropagated(format!(
+                    "the TXT record {target} was not visible through the resolver {address} \
+                     (;propagation=resolver:{address}) after {}s: {said}; wait longer with \
+                     ;propagation-timeout=SECONDS, or only wait with ;propagation=wait:SECONDS",
+                    self.config.timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    async fn wait_authoritative(&self, name: &str, value: &str) -> Result<(), SolverError> {
         let start = Instant::now();
         let target = self.follow_cname(name).await?;
         let (zone, servers) = self.authoritative_servers(&target).await?;
@@ -272,7 +347,10 @@ impl PropagationChecker {
                     format!("; last error: {last_error}")
                 };
                 return Err(SolverError::NotPropagated(format!(
-                    "the TXT record {target}{via} was not visible on {} of zone {zone} after {}s{cause}",
+                    "the TXT record {target}{via} was not visible on {} of zone {zone} after \
+                     {}s{cause}; wait longer with ;propagation-timeout=SECONDS, check through a \
+                     resolver with ;propagation=resolver:HOST:PORT, or only wait with \
+                     ;propagation=wait:SECONDS",
                     list.join(", "),
                     self.config.timeout.as_secs()
                 )));

@@ -300,6 +300,7 @@ pub(crate) fn challenges(c: &CertRecord) -> OpResult<Vec<ChallengeView>> {
                 spec.domains.clone()
             },
             propagation_timeout_seconds: spec.propagation_timeout.map(|d| d.as_secs()),
+            propagation: (!spec.propagation.is_check()).then(|| spec.propagation.to_string()),
             validates: assigned
                 .iter()
                 .filter(|(_, n)| *n == i)

@@ -144,6 +144,9 @@ pub(crate) struct ChallengeView {
     /// The domains it applies to, or `all`.
     pub applies_to: Vec<String>,
     pub propagation_timeout_seconds: Option<u64>,
+    /// How a dns-01 record is known to be there, when not by checking every authoritative
+    /// server: `wait:SECONDS` or `resolver:HOST:PORT`.
+    pub propagation: Option<String>,
     /// The identifiers it validates.
     pub validates: Vec<String>,
 }

@@ -14,7 +14,8 @@ on_both_backends!(
     an_event_of_an_unknown_kind_is_passed_by_alone,
     the_agent_authority_is_kept_once_and_sealed,
     a_join_token_is_spent_once_and_labels_decide_what_an_agent_deploys,
-    a_challenge_an_agent_answers_goes_from_wanted_to_removed
+    a_challenge_an_agent_answers_goes_from_wanted_to_removed,
+    on_postgresql_a_change_reaches_the_other_processes_at_once
 );
 
 async fn jobs_keep_their_steps_in_order_and_end_once(db: Db) {
@@ -380,4 +381,33 @@ async fn a_challenge_an_agent_answers_goes_from_wanted_to_removed(db: Db) {
     // Old ones are forgotten.
     assert_eq!(store.prune_agent_challenges(certhub_core::time::now_ms() + 1).await.unwrap(), 1);
     assert!(store.open_agent_challenges(None).await.unwrap().is_empty());
+}
+
+async fn on_postgresql_a_change_reaches_the_other_processes_at_once(db: Db) {
+    use certhub_store::{Backend, Change};
+    let (hub, other) = (db.open().await, db.open().await);
+    let following = hub.follow_other_processes().await.unwrap();
+    if hub.backend() == Backend::Sqlite {
+        // Commands beside a hub on SQLite are found by the hub's periodic look.
+        assert!(following.is_none());
+        return;
+    }
+    let mut heard = hub.subscribe();
+    let mut own = other.subscribe();
+    other.insert_account(&crate::common::account("acme")).await.unwrap();
+    other.insert_cert(&crate::common::cert("site", "acme"), None).await.unwrap();
+    let web = certhub_core::agent::Target::parse("label:role=web").unwrap();
+    other.set_cert_targets("site", std::slice::from_ref(&web), None).await.unwrap();
+    let wait = std::time::Duration::from_secs(10);
+    let got = tokio::time::timeout(wait, heard.recv()).await.expect("heard in time").unwrap();
+    assert_eq!(got, Change::Targets("site".into()));
+    // The process that made it told its own subscribers.
+    assert_eq!(own.recv().await.unwrap(), Change::Targets("site".into()));
+    // The hub's own change, heard once: not again through the database.
+    hub.set_cert_targets("site", &[web], None).await.unwrap();
+    assert_eq!(heard.recv().await.unwrap(), Change::Targets("site".into()));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(heard.try_recv().is_err(), "the hub heard its own change twice");
+    // A process that does not follow the others hears only its own.
+    assert!(own.try_recv().is_err(), "{:?}", own.try_recv());
 }
