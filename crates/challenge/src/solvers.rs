@@ -100,7 +100,7 @@ impl Solvers {
             ChallengeConfig::Dns01Exec { path } => {
                 Arc::new(ExecSolver::new(path.clone(), self.checker(spec)))
             }
-            ChallengeConfig::Dns01Rfc2136 { server, key_name, key_secret, algorithm } => {
+            ChallengeConfig::Dns01Rfc2136 { server, key_name, key_secret, algorithm, .. } => {
                 Arc::new(Rfc2136Solver::new(
                     *server,
                     key_name.clone(),
@@ -109,7 +109,7 @@ impl Solvers {
                     self.checker(spec),
                 )?)
             }
-            ChallengeConfig::Dns01Callback { url, secret } => Arc::new(CallbackSolver::new(
+            ChallengeConfig::Dns01Callback { url, secret, .. } => Arc::new(CallbackSolver::new(
                 url.clone(),
                 secret.clone(),
                 self.checker(spec),

@@ -81,6 +81,11 @@ pub enum Command {
     /// make join tokens and manage the agents that joined.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Stored credentials: named secrets (a TSIG key, a callback's signing key) that challenge
+    /// SPECs name with credential=NAME, read from standard input, a file or the environment,
+    /// never from the command line.
+    #[command(subcommand)]
+    Credential(CredentialCommand),
     /// Find the names a web server answers to (nginx server blocks, Apache virtual hosts,
     /// includes followed) and create a managed certificate for them.
     Discover(Discover),
@@ -172,6 +177,82 @@ pub enum AgentCommand {
     Label(AgentLabel),
     /// Remove an agent: its identity is refused at once and from then on (on the hub).
     Remove(AgentName),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialCommand {
+    /// Keep a new credential; each field is read from --from-file, the environment
+    /// (CERTHUB_CREDENTIAL_FIELD, e.g. CERTHUB_CREDENTIAL_KEY_SECRET) or standard input.
+    Add(CredentialAdd),
+    /// The stored credentials: kind, fields given, and the certificates that use them.
+    List(JsonFlag),
+    /// One credential; secret fields are never shown.
+    Show(CredentialName),
+    /// Replace a credential's fields (read as for add): every certificate that uses it
+    /// orders with the new ones from its next order on.
+    Rotate(CredentialRotate),
+    /// Remove a credential; refused while a certificate uses it.
+    Remove(CredentialName),
+    /// The kinds of credential and the fields each needs.
+    Kinds(JsonFlag),
+}
+
+/// Where a credential's fields come from.
+#[derive(Debug, Args)]
+pub struct CredentialInput {
+    /// Read field FIELD from the file PATH (its trailing newline dropped); repeat for
+    /// several.
+    #[arg(long = "from-file", value_name = "FIELD=PATH", value_parser = field_path_arg)]
+    pub from_file: Vec<(String, PathBuf)>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Fields not given with --from-file or the environment are read from standard input: asked for one by one on a terminal (secrets without echo), or else as FIELD=VALUE lines (a kind with one field also takes the value alone).
+
+Examples:
+  certhub credential add dns-primary --kind tsig --from-file key-secret=/etc/bind/acme.secret
+  printf 'key-name=acme\nkey-secret=%s\n' \"$SECRET\" | certhub credential add dns-primary --kind tsig
+  certhub cert add web -d '*.example.com' --account le \\
+      --challenge dns-01:rfc2136=ns1.example.com:53,credential=dns-primary"
+)]
+pub struct CredentialAdd {
+    /// The credential's name, as SPECs name it (credential=NAME).
+    pub name: String,
+    /// Its kind (`certhub credential kinds` lists them with their fields).
+    #[arg(long)]
+    pub kind: String,
+    #[command(flatten)]
+    pub input: CredentialInput,
+}
+
+#[derive(Debug, Args)]
+pub struct CredentialRotate {
+    /// The credential's name.
+    pub name: String,
+    #[command(flatten)]
+    pub input: CredentialInput,
+}
+
+#[derive(Debug, Args)]
+pub struct CredentialName {
+    /// The credential's name.
+    pub name: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `FIELD=PATH`.
+fn field_path_arg(s: &str) -> Result<(String, PathBuf), String> {
+    let (field, path) = s
+        .split_once('=')
+        .filter(|(f, p)| !f.trim().is_empty() && !p.is_empty())
+        .ok_or_else(|| format!("{s:?} is not FIELD=PATH, e.g. key-secret=/etc/bind/acme.secret"))?;
+    Ok((field.trim().to_string(), PathBuf::from(path)))
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,7 @@ mod agent;
 mod args;
 mod cert;
 mod context;
+mod credential;
 mod deploy;
 mod discover;
 mod exit;
@@ -86,6 +87,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Deploy(cmd) => deploy::run(&ctx, cmd).await,
         Command::Discover(args) => discover::run(&ctx, args).await,
         Command::Agent(cmd) => agent::run(&ctx, cmd).await,
+        Command::Credential(cmd) => credential::run(&ctx, cmd).await,
         Command::Serve(args) => serve::run(&ctx, args).await,
         Command::Audit(args::AuditCommand::Verify(args)) => audit_verify(&ctx, args).await,
         Command::Audit(args::AuditCommand::Anchor(args)) => audit_anchor(&ctx, args).await,

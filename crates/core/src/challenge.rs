@@ -80,8 +80,11 @@ pub enum ChallengeConfig {
     Dns01Callback {
         /// Where the events go.
         url: String,
-        /// HMAC-SHA256 key for the signature header.
+        /// HMAC-SHA256 key for the signature header (empty while `credential` names it).
         secret: Secret,
+        /// The stored credential (kind `callback`) holding the key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential: Option<String>,
     },
     /// dns-01 through an executable following lego's exec convention.
     Dns01Exec {
@@ -98,6 +101,10 @@ pub enum ChallengeConfig {
         key_secret: Secret,
         /// TSIG algorithm.
         algorithm: TsigAlgorithm,
+        /// The stored credential (kind `tsig`) holding the key (then name and secret are
+        /// empty here, and filled in from it at each order).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential: Option<String>,
     },
     /// http-01 answered by certhub's own listener.
     Http01Listen {
@@ -130,6 +137,11 @@ impl ChallengeConfig {
             Self::TlsAlpn01Listen { listen } => {
                 format!("certhub answers TLS (acme-tls/1) on {listen}")
             }
+            Self::Dns01Rfc2136 { server, credential: Some(c), .. } => {
+                format!(
+                    "a TXT record is added by RFC 2136 update on {server} (TSIG key of credential {c}) and removed after"
+                )
+            }
             Self::Dns01Rfc2136 { server, key_name, .. } => {
                 format!(
                     "a TXT record is added by RFC 2136 update on {server} (TSIG key {key_name}) and removed after"
@@ -143,6 +155,55 @@ impl ChallengeConfig {
                 crate::secret::shown_url(url)
             ),
         }
+    }
+
+    /// The stored credential this configuration takes its secrets from, if any.
+    pub fn credential(&self) -> Option<&str> {
+        match self {
+            Self::Dns01Rfc2136 { credential, .. } | Self::Dns01Callback { credential, .. } => {
+                credential.as_deref()
+            }
+            _ => None,
+        }
+    }
+
+    /// This configuration with the secrets of its credential, `values` of kind `kind`, filled
+    /// in; or why that credential does not fit it.
+    pub fn with_credential(
+        &self,
+        kind: &str,
+        values: &std::collections::BTreeMap<String, Secret>,
+    ) -> Result<ChallengeConfig, String> {
+        let name = self.credential().unwrap_or_default();
+        let value = |field: &str| values.get(field).cloned().unwrap_or_else(|| Secret::new(""));
+        let wanted = match self {
+            Self::Dns01Rfc2136 { .. } => "tsig",
+            Self::Dns01Callback { .. } => "callback",
+            _ => return Ok(self.clone()),
+        };
+        if kind != wanted {
+            return Err(format!(
+                "credential {name} is a {kind} credential, and {} takes a {wanted} one",
+                match self {
+                    Self::Dns01Rfc2136 { .. } => "dns-01:rfc2136",
+                    _ => "dns-01:callback",
+                }
+            ));
+        }
+        let mut out = self.clone();
+        match &mut out {
+            Self::Dns01Rfc2136 { key_name, key_secret, algorithm, .. } => {
+                *key_name = value("key-name").expose().to_string();
+                *key_secret = value("key-secret");
+                if let Some(a) = values.get("algorithm").filter(|a| !a.expose().is_empty()) {
+                    *algorithm = parse_algorithm(a.expose())
+                        .map_err(|e| format!("credential {name}'s algorithm: {e}"))?;
+                }
+            }
+            Self::Dns01Callback { secret, .. } => *secret = value("secret"),
+            _ => {}
+        }
+        Ok(out)
     }
 
     /// The challenge type this configuration answers.
@@ -287,6 +348,21 @@ impl ChallengeSpec {
             let v = need(key)?;
             v.parse().map_err(|_| err(format!("{key}={v} is not an address of the form HOST:PORT")))
         };
+        // `credential=NAME`, which then replaces the `secrets` options.
+        let credential = |secrets: &[&str]| -> Result<Option<String>, SpecError> {
+            let Some((_, c)) = options.iter().find(|(k, _)| k == "credential") else {
+                return Ok(None);
+            };
+            if let Some((k, _)) =
+                options.iter().find(|(k, _)| secrets.contains(&k.as_str()) && k != "algorithm")
+            {
+                return Err(err(format!(
+                    "give credential={c} or {k}=…, not both: the credential holds it"
+                )));
+            }
+            crate::credential::check_name(c).map_err(&err)?;
+            Ok(Some(c.clone()))
+        };
         let first = options.first().map(|(k, _)| k.as_str()).unwrap_or_default();
         let config = match (method, first) {
             ("http-01", "listen") => ChallengeConfig::Http01Listen { listen: addr("listen")? },
@@ -300,22 +376,23 @@ impl ChallengeSpec {
             ("dns-01", "rfc2136") => {
                 let algorithm = match options.iter().find(|(k, _)| k == "algorithm") {
                     None => TsigAlgorithm::HmacSha256,
-                    Some((_, a)) => match a.to_ascii_lowercase().trim_end_matches('.') {
-                        "hmac-sha256" => TsigAlgorithm::HmacSha256,
-                        "hmac-sha384" => TsigAlgorithm::HmacSha384,
-                        "hmac-sha512" => TsigAlgorithm::HmacSha512,
-                        other => {
-                            return Err(err(format!(
-                                "algorithm={other} is not one of hmac-sha256, hmac-sha384, hmac-sha512"
-                            )));
-                        }
-                    },
+                    Some((_, a)) => parse_algorithm(a).map_err(&err)?,
                 };
-                ChallengeConfig::Dns01Rfc2136 {
-                    server: addr("rfc2136")?,
-                    key_name: need("key-name")?.to_string(),
-                    key_secret: Secret::new(need("key-secret")?),
-                    algorithm,
+                match credential(&["key-name", "key-secret", "algorithm"])? {
+                    Some(c) => ChallengeConfig::Dns01Rfc2136 {
+                        server: addr("rfc2136")?,
+                        key_name: String::new(),
+                        key_secret: Secret::new(""),
+                        algorithm,
+                        credential: Some(c),
+                    },
+                    None => ChallengeConfig::Dns01Rfc2136 {
+                        server: addr("rfc2136")?,
+                        key_name: need("key-name")?.to_string(),
+                        key_secret: Secret::new(need("key-secret")?),
+                        algorithm,
+                        credential: None,
+                    },
                 }
             }
             ("dns-01", "callback") => {
@@ -326,9 +403,17 @@ impl ChallengeSpec {
                         crate::secret::shown_url(url)
                     )));
                 }
-                ChallengeConfig::Dns01Callback {
-                    url: url.to_string(),
-                    secret: Secret::new(need("secret")?),
+                match credential(&["secret"])? {
+                    Some(c) => ChallengeConfig::Dns01Callback {
+                        url: url.to_string(),
+                        secret: Secret::new(""),
+                        credential: Some(c),
+                    },
+                    None => ChallengeConfig::Dns01Callback {
+                        url: url.to_string(),
+                        secret: Secret::new(need("secret")?),
+                        credential: None,
+                    },
                 }
             }
             ("http-01" | "tls-alpn-01" | "dns-01", _) => {
@@ -387,6 +472,18 @@ impl ChallengeSpec {
             }
         }
         Ok(out)
+    }
+}
+
+/// A TSIG algorithm's name.
+fn parse_algorithm(a: &str) -> Result<TsigAlgorithm, String> {
+    match a.trim().to_ascii_lowercase().trim_end_matches('.') {
+        "hmac-sha256" => Ok(TsigAlgorithm::HmacSha256),
+        "hmac-sha384" => Ok(TsigAlgorithm::HmacSha384),
+        "hmac-sha512" => Ok(TsigAlgorithm::HmacSha512),
+        other => {
+            Err(format!("algorithm={other} is not one of hmac-sha256, hmac-sha384, hmac-sha512"))
+        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod agent;
 pub mod budget;
 pub mod cert;
 pub mod challenge;
+pub mod credential;
 pub mod csr;
 pub mod deploy;
 pub mod discover;

@@ -179,6 +179,7 @@ pub async fn create(
     let normalized = normalize(&inputs, &rules).map_err(|v| violations(&args.name, &v))?;
     let notes = normalized.notes.iter().map(|n| n.message.clone()).collect();
     let specs = parse_challenges(&args.challenges)?;
+    crate::credentials::check_specs(store, &specs).await?;
     let ids = normalized.identifiers;
     let assignment = assign_challenges(&ids, &specs).map_err(|v| violations(&args.name, &v))?;
     let tasks = crate::deploy::parse_specs(&args.deploy, &[])?;
@@ -292,6 +293,7 @@ pub async fn apply_set(
     }
     if !args.challenges.is_empty() {
         let specs = parse_challenges(&args.challenges)?;
+        crate::credentials::check_specs(store, &specs).await?;
         c.challenges = specs.clone();
         changes.push(format!("{} challenge configuration(s)", specs.len()));
     }
@@ -426,7 +428,10 @@ pub async fn probe_all(
     let mut report = Vec::new();
     for (id, i) in &assignment {
         let spec = &specs[*i];
-        let outcome = probe(solvers, &checker, spec, id, ports).await;
+        let outcome = match crate::credentials::resolve(store, spec).await {
+            Ok(spec) => probe(solvers, &checker, &spec, id, ports).await,
+            Err(e) => Err(format!("{e:#}")),
+        };
         report.push(Probe {
             identifier: id.to_string(),
             challenge: spec.config.kind(),

@@ -150,6 +150,7 @@ async fn import_inner(
                 .map_err(|v| violations(&args.name, &v))?
                 .identifiers;
             let specs = parse_challenges(&args.challenges)?;
+            crate::credentials::check_specs(store, &specs).await?;
             assign_challenges(&ids, &specs).map_err(|v| violations(&args.name, &v))?;
             Some((acct.clone(), ids, specs))
         }

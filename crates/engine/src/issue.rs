@@ -603,7 +603,10 @@ impl Issuer {
                     config: spec.config.clone(),
                 }))
             }
-            _ => Ok(self.solvers.for_spec(spec).await?),
+            _ => {
+                let spec = crate::credentials::resolve(&self.store, spec).await?;
+                Ok(self.solvers.for_spec(&spec).await?)
+            }
         }
     }
 

@@ -17,6 +17,7 @@ pub mod agents;
 pub mod audit;
 pub mod cert;
 mod clock;
+pub mod credentials;
 pub mod deploy;
 pub mod discover;
 mod engine;

@@ -250,7 +250,7 @@ impl Store {
         .execute(&mut **tx)
         .await
         .map_err(|err| write_error(err, cert))?;
-        Ok(())
+        crate::credential::cert_credentials_in(tx, cert).await
     }
 
     /// The managed certificate named `name`, if it exists.
@@ -319,7 +319,8 @@ impl Store {
         .execute(&mut **tx)
         .await
         .map_err(|err| write_error(err, cert))?;
-        found(result.rows_affected(), &cert.name)
+        found(result.rows_affected(), &cert.name)?;
+        crate::credential::cert_credentials_in(tx, cert).await
     }
 
     /// Sets the certificate's state and last error.
@@ -437,6 +438,7 @@ impl Store {
         for sql in [
             "DELETE FROM deploy_tasks WHERE cert_name = $1",
             "DELETE FROM cert_targets WHERE cert_name = $1",
+            "DELETE FROM cert_credentials WHERE cert_name = $1",
             "DELETE FROM agent_deployments WHERE cert_name = $1",
         ] {
             sqlx::query(sql).bind(name).execute(&mut *tx).await?;

@@ -7,6 +7,7 @@ mod agents;
 mod browser;
 mod challenges;
 mod common;
+mod credentials;
 mod deployment;
 mod discovery;
 mod hardening;

@@ -15,7 +15,8 @@ on_both_backends!(
     the_agent_authority_is_kept_once_and_sealed,
     a_join_token_is_spent_once_and_labels_decide_what_an_agent_deploys,
     a_challenge_an_agent_answers_goes_from_wanted_to_removed,
-    on_postgresql_a_change_reaches_the_other_processes_at_once
+    on_postgresql_a_change_reaches_the_other_processes_at_once,
+    a_credential_is_sealed_rotated_and_kept_while_a_certificate_names_it
 );
 
 async fn jobs_keep_their_steps_in_order_and_end_once(db: Db) {
@@ -410,4 +411,49 @@ async fn on_postgresql_a_change_reaches_the_other_processes_at_once(db: Db) {
     assert!(heard.try_recv().is_err(), "the hub heard its own change twice");
     // A process that does not follow the others hears only its own.
     assert!(own.try_recv().is_err(), "{:?}", own.try_recv());
+}
+
+async fn a_credential_is_sealed_rotated_and_kept_while_a_certificate_names_it(db: Db) {
+    use certhub_core::secret::Secret;
+    use std::collections::BTreeMap;
+    let store = db.open().await;
+    let fields = |secret: &str| -> BTreeMap<String, Secret> {
+        [("key-name", "acme"), ("key-secret", secret)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), Secret::new(v)))
+            .collect()
+    };
+    store.insert_credential("dns", "tsig", &fields("b2xk"), None).await.unwrap();
+    let again = store.insert_credential("dns", "tsig", &fields("x"), None).await;
+    assert_already_exists(again, "credential", "dns");
+    let kept = store.credential("dns").await.unwrap().unwrap();
+    assert_eq!((kept.kind.as_str(), kept.fields["key-secret"].expose()), ("tsig", "b2xk"));
+    store.rotate_credential("dns", &fields("bmV3"), None).await.unwrap();
+    let rotated = store.credential("dns").await.unwrap().unwrap();
+    assert_eq!(rotated.fields["key-secret"].expose(), "bmV3");
+    assert!(rotated.updated_at > kept.updated_at);
+    let none = store.rotate_credential("none", &fields("x"), None).await;
+    assert_not_found(none, "credential", "none");
+    // Named by a certificate's challenges (sealed), it is in use until they change.
+    store.insert_account(&crate::common::account("acme")).await.unwrap();
+    let mut cert = crate::common::cert("site", "acme");
+    let spec = "dns-01:rfc2136=127.0.0.1:53,credential=dns";
+    cert.challenges = vec![certhub_core::ChallengeSpec::parse(spec).unwrap()];
+    store.insert_cert(&cert, None).await.unwrap();
+    assert_eq!(store.credential_users("dns").await.unwrap(), ["site"]);
+    let err = store.remove_credential("dns", None).await.unwrap_err();
+    assert!(matches!(err, certhub_store::Error::InUse { .. }), "{err}");
+    cert.challenges =
+        vec![certhub_core::ChallengeSpec::parse("http-01:listen=0.0.0.0:80").unwrap()];
+    store.update_cert(&cert, None).await.unwrap();
+    assert!(store.credential_users("dns").await.unwrap().is_empty());
+    store.remove_credential("dns", None).await.unwrap();
+    assert_eq!(store.credential("dns").await.unwrap(), None);
+    // No secret is stored in the clear.
+    store.insert_credential("hook", "callback", &fields("cGxhaW4tc2VjcmV0"), None).await.unwrap();
+    let sealed: Vec<u8> = sqlx::query_scalar("SELECT fields FROM credentials WHERE name = 'hook'")
+        .fetch_one(&db.raw().await)
+        .await
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&sealed).contains("cGxhaW4tc2VjcmV0"));
 }
