@@ -158,6 +158,36 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
         "Send a test notification through a channel (admin)",
         Some("admin"),
     ),
+    (
+        "get",
+        "/api/v1/credentials",
+        "Stored credentials: kind, fields (secrets never shown) and the certificates using each (admin)",
+        Some("admin"),
+    ),
+    (
+        "post",
+        "/api/v1/credentials",
+        "Keep a credential that challenge SPECs name with credential=NAME: tsig or callback (admin)",
+        Some("admin"),
+    ),
+    (
+        "get",
+        "/api/v1/credentials/{name}",
+        "One credential, secrets never shown (admin)",
+        Some("admin"),
+    ),
+    (
+        "put",
+        "/api/v1/credentials/{name}",
+        "Rotate a credential: new values for its fields, used by every certificate at its next order (admin)",
+        Some("admin"),
+    ),
+    (
+        "delete",
+        "/api/v1/credentials/{name}",
+        "Remove a credential no certificate uses (admin)",
+        Some("admin"),
+    ),
     ("get", "/api/v1/jobs/{id}", "A job's status and steps", Some("cert:read")),
     ("get", "/api/v1/accounts", "CA accounts", Some("cert:read")),
     ("post", "/api/v1/accounts", "Register a CA account (admin)", Some("admin")),
@@ -441,6 +471,39 @@ fn shape(
             more: &[409, 502, 503],
             ..none
         },
+        ("get", "/api/v1/credentials") => Shape {
+            ok: (
+                200,
+                typed(answer.subschema_for::<Items<certhub_engine::credentials::CredentialView>>()),
+            ),
+            ..none
+        },
+        ("post", "/api/v1/credentials") => Shape {
+            body: body(schema.subschema_for::<ops::CredentialBody>()),
+            example: Some(json!({
+                "name": "dns-primary",
+                "kind": "tsig",
+                "fields": { "key-name": "acme", "key-secret": "c2VjcmV0IGtleQ==" },
+            })),
+            ok: (201, typed(answer.subschema_for::<certhub_engine::credentials::CredentialView>())),
+            more: &[409],
+            ..none
+        },
+        ("get", "/api/v1/credentials/{name}") => Shape {
+            ok: (200, typed(answer.subschema_for::<certhub_engine::credentials::CredentialView>())),
+            ..none
+        },
+        ("put", "/api/v1/credentials/{name}") => Shape {
+            body: body(schema.subschema_for::<ops::RotateBody>()),
+            example: Some(
+                json!({ "fields": { "key-name": "acme", "key-secret": "bmV3IGtleQ==" } }),
+            ),
+            ok: (200, typed(answer.subschema_for::<certhub_engine::credentials::CredentialView>())),
+            ..none
+        },
+        ("delete", "/api/v1/credentials/{name}") => {
+            Shape { ok: (204, Vec::new()), more: &[409], ..none }
+        }
         ("get", "/api/v1/jobs/{id}") => Shape { ok: (200, json(job())), ..none },
         ("get", "/api/v1/accounts") => {
             Shape { ok: (200, typed(answer.subschema_for::<Items<ops::AccountView>>())), ..none }

@@ -240,3 +240,48 @@ async fn an_error_answered_at_once_carries_the_cas_problem_and_retry_after_heade
     assert_eq!(v["retry-after header"], "60", "{v}");
     assert_eq!(v["ca_problem"]["detail"], "scripted outage", "{v}");
 }
+
+#[tokio::test]
+async fn a_credential_is_kept_without_showing_its_secret_rotated_and_kept_while_used() {
+    let hub = Hub::start().await;
+    let tsig = json!({
+        "name": "dns",
+        "kind": "tsig",
+        "fields": { "key-name": "acme", "key-secret": "c2VjcmV0LW9uZQ==" },
+    });
+    let (status, v) = hub.call("POST", "/api/v1/credentials", tsig.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(v["fields"], json!({ "key-name": "acme", "key-secret": "(secret)" }), "{v}");
+    let (status, _) = hub.call("POST", "/api/v1/credentials", tsig).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    // Bad input names its field and keeps nothing.
+    for (body, field) in [
+        (json!({"name": "x", "kind": "cloudflare", "fields": {}}), "kind"),
+        (json!({"name": "x", "kind": "tsig", "fields": {"key-name": "k"}}), "fields"),
+        (json!({"name": "x y", "kind": "callback", "fields": {"secret": "s"}}), "name"),
+    ] {
+        let (status, v) = hub.call("POST", "/api/v1/credentials", body).await;
+        assert_eq!((status, v["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{v}");
+    }
+    // A certificate names it; the list says so, and removal is refused naming it.
+    let spec = json!({"specs": ["dns-01:rfc2136=127.0.0.1:53,credential=dns"]});
+    let (status, v) = hub.call("PUT", "/api/v1/certificates/web/challenges", spec).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (_, v) = hub.call("GET", "/api/v1/credentials", Value::Null).await;
+    assert_eq!(v["items"][0]["used_by"], json!(["web"]), "{v}");
+    let (status, v) = hub.call("DELETE", "/api/v1/credentials/dns", Value::Null).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("used by web"), "{v}");
+    // Rotated: the new fields are kept, still not shown.
+    let new = json!({"fields": {"key-name": "acme2", "key-secret": "c2VjcmV0LXR3bw=="}});
+    let (status, v) = hub.call("PUT", "/api/v1/credentials/dns", new).await;
+    assert_eq!((status, v["fields"]["key-name"].as_str()), (StatusCode::OK, Some("acme2")));
+    assert!(!v.to_string().contains("c2VjcmV0"), "{v}");
+    let (status, _) = hub.call("GET", "/api/v1/credentials/none", Value::Null).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The audit log has each change, and no secret.
+    let (_, audit) = hub.call("GET", "/api/v1/audit?limit=100", Value::Null).await;
+    let text = audit.to_string();
+    assert!(text.contains("credential.add") && text.contains("credential.rotate"), "{text}");
+    assert!(!text.contains("c2VjcmV0"), "{text}");
+}

@@ -4,6 +4,7 @@ mod accounts;
 mod agents;
 mod audit;
 mod certificates;
+mod credentials;
 mod deployments;
 mod health;
 mod job_status;
@@ -75,6 +76,16 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route("/api/v1/notifications/{name}", axum::routing::delete(notifications::delete_channel))
         .route("/api/v1/notifications/{name}/test", post(notifications::test_channel))
+        .route(
+            "/api/v1/credentials",
+            get(credentials::list_credentials).post(credentials::create_credential),
+        )
+        .route(
+            "/api/v1/credentials/{name}",
+            get(credentials::get_credential)
+                .put(credentials::rotate_credential)
+                .delete(credentials::delete_credential),
+        )
         .route("/api/v1/agent-tokens", post(agents::create_join_token))
         .route("/api/v1/agents/join", post(agents::join))
         .route("/api/v1/agents", get(agents::list_agents))

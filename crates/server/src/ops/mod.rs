@@ -8,6 +8,7 @@
 mod accounts;
 mod agents;
 mod certificates;
+mod credentials;
 mod deployments;
 mod notifications;
 mod settings;
@@ -25,6 +26,10 @@ pub(crate) use agents::{
 pub(crate) use certificates::{
     ListQuery, PKCS12_PASSWORD_HEADER, add_certificate, cert_history, cert_page, certificate,
     challenges, delete_certificate, edit, import, preview, pull, revoke, start_request, test,
+};
+pub(crate) use credentials::{
+    CredentialBody, RotateBody, add_credential, credential, credentials, remove_credential,
+    rotate_credential,
 };
 pub(crate) use deployments::{add_deploy_tasks, deploy_tasks, remove_deploy_task};
 pub(crate) use notifications::{ChannelBody, add_channel, channels, remove_channel, send_test};
