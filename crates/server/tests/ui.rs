@@ -461,3 +461,44 @@ async fn a_certificates_deployment_tab_sets_where_it_is_deployed() {
     assert!(tab.body.contains("Deployed on label:role=web"), "{}\n{}", rsp.body, tab.body);
     assert_eq!(store.cert_targets("site").await.unwrap(), ["label:role=web"]);
 }
+
+#[tokio::test]
+async fn the_credentials_page_keeps_a_secret_without_showing_it() {
+    let (hub, cookie, _) = Hub::set_up_with(false, true).await;
+    let page = hub.get("/credentials", Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("No credential is kept yet"), "{}", page.body);
+    assert!(page.body.contains("Add a tsig credential") && page.body.contains("type=\"password\""));
+    let csrf = hub.csrf("/credentials", &cookie).await;
+    // A required field left empty is said next to the form, and nothing is kept.
+    let missing =
+        [("csrf", csrf.as_str()), ("kind", "tsig"), ("name", "dns"), ("f-key-name", "acme")];
+    let rsp = hub.post("/credentials", Some(&cookie), &missing).await;
+    assert!(rsp.body.contains("needs key-secret"), "{}", rsp.body);
+    let good = [
+        ("csrf", csrf.as_str()),
+        ("kind", "tsig"),
+        ("name", "dns"),
+        ("f-key-name", "acme"),
+        ("f-key-secret", "dG9wLXNlY3JldA=="),
+        ("f-algorithm", ""),
+    ];
+    let rsp = hub.post("/credentials", Some(&cookie), &good).await;
+    assert_eq!(rsp.status, StatusCode::OK, "{}", rsp.body);
+    assert!(rsp.body.contains("Credential dns (tsig) kept"), "{}", rsp.body);
+    let page = hub.get("/credentials", Some(&cookie)).await;
+    assert!(page.body.contains("key-secret: (secret)") && page.body.contains("key-name: acme"));
+    assert!(!page.body.contains("dG9wLXNlY3JldA=="), "{}", page.body);
+    let rotate = [
+        ("csrf", csrf.as_str()),
+        ("kind", "tsig"),
+        ("f-key-name", "acme2"),
+        ("f-key-secret", "bmV3LXNlY3JldA=="),
+    ];
+    let rsp = hub.post("/credentials/dns/rotate", Some(&cookie), &rotate).await;
+    assert!(rsp.body.contains("rotated"), "{}", rsp.body);
+    let rsp = hub.post("/credentials/dns/remove", Some(&cookie), &[("csrf", csrf.as_str())]).await;
+    assert!(rsp.body.contains("Credential dns removed"), "{}", rsp.body);
+    // Admins find it in the nav.
+    assert!(hub.get("/settings", Some(&cookie)).await.body.contains("href=\"/credentials\""));
+}

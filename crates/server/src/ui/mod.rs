@@ -8,6 +8,7 @@ mod assets;
 mod audit;
 mod certificate;
 mod certificates;
+mod credentials;
 mod dashboard;
 mod import;
 mod new_certificate;
@@ -70,6 +71,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/settings/notifications", post(settings::add_channel))
         .route("/settings/notifications/{name}/test", post(settings::test_channel))
         .route("/settings/notifications/{name}/delete", post(settings::delete_channel))
+        .route("/credentials", get(credentials::credentials).post(credentials::add))
+        .route("/credentials/{name}/rotate", post(credentials::rotate))
+        .route("/credentials/{name}/remove", post(credentials::remove))
         .route("/agents", get(agents::agents))
         .route("/agents/tokens", post(agents::create_token))
         .route("/agents/{name}/remove", post(agents::remove))
