@@ -33,11 +33,12 @@ impl Default for ProbePorts {
     }
 }
 
-/// Checks that `spec` can answer a challenge for `id`. `Ok` says what worked; `Err` says
-/// why a CA's validation would fail.
+/// Checks that `spec` can answer a challenge for `id` of certificate `cert`. `Ok` says what
+/// worked; `Err` says why a CA's validation would fail.
 pub async fn probe(
     solvers: &Solvers,
     checker: &PropagationChecker,
+    cert: &str,
     spec: &ChallengeSpec,
     id: &Identifier,
     ports: ProbePorts,
@@ -49,6 +50,7 @@ pub async fn probe(
     };
     let token = format!("certhub-probe-{:016x}", rand::random::<u64>());
     let challenge = PendingChallenge {
+        cert: cert.to_string(),
         kind,
         identifier: base.clone(),
         key_authorization: format!("{token}.certhub-probe"),

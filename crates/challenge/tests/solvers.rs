@@ -16,6 +16,7 @@ use certhub_testkit::bind::Bind;
 
 fn challenge(kind: ChallengeKind, id: Identifier, token: &str) -> PendingChallenge {
     PendingChallenge {
+        cert: "test".to_string(),
         kind,
         identifier: id,
         token: token.to_string(),

@@ -211,7 +211,7 @@ pub struct CredentialInput {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Fields not given with --from-file or the environment are read from standard input: asked for one by one on a terminal (secrets without echo), or else as FIELD=VALUE lines (a kind with one field also takes the value alone).
+    after_help = "Fields not given with --from-file or the environment are read from standard input: asked for one by one on a terminal (secrets without echo), or else as FIELD=VALUE lines (a kind with one required field also takes its value alone).
 
 Examples:
   certhub credential add dns-primary --kind tsig --from-file key-secret=/etc/bind/acme.secret
@@ -772,6 +772,8 @@ pub struct CertAdd {
     ///   http-01:listen=HOST:PORT     http-01:webroot=DIR     tls-alpn-01:listen=HOST:PORT
     ///   dns-01:exec=PATH             dns-01:callback=URL,secret=SECRET
     ///   dns-01:rfc2136=HOST:PORT,key-name=NAME,key-secret=BASE64[,algorithm=hmac-sha256]
+    ///   dns-01:rfc2136=HOST:PORT,credential=NAME   dns-01:callback=URL,credential=NAME
+    ///   dns-01:channel=NAME   (secrets kept once with `certhub credential add`)
     /// each optionally followed by ;domains=PATTERN,... (which identifiers it serves; `*.x.com`
     /// matches names below x.com) and, for dns-01, ;propagation-timeout=SECONDS and
     /// ;propagation=check|wait:SECONDS|resolver:HOST:PORT (how certhub knows the record is

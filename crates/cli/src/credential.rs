@@ -190,6 +190,8 @@ fn read_fields(k: &Kind, input: &CredentialInput) -> anyhow::Result<BTreeMap<Str
         }
         return Ok(fields);
     }
+    // A kind with one required field takes its value alone on a line.
+    let required: Vec<_> = k.fields.iter().filter(|f| f.required).collect();
     for line in stdin.lock().lines() {
         let line = line.context("reading standard input")?;
         let line = line.trim_end_matches('\r');
@@ -200,8 +202,8 @@ fn read_fields(k: &Kind, input: &CredentialInput) -> anyhow::Result<BTreeMap<Str
             Some((field, value)) if k.field(field.trim()).is_some() => {
                 fields.insert(field.trim().to_string(), Secret::new(value));
             }
-            _ if k.fields.len() == 1 => {
-                fields.insert(k.fields[0].name.to_string(), Secret::new(line));
+            _ if required.len() == 1 => {
+                fields.insert(required[0].name.to_string(), Secret::new(line));
             }
             _ => {
                 let names: Vec<&str> = k.fields.iter().map(|f| f.name).collect();

@@ -213,6 +213,7 @@ impl ChallengeTask {
     /// The challenge as a solver takes it.
     pub fn pending(&self) -> crate::PendingChallenge {
         crate::PendingChallenge {
+            cert: self.cert.clone(),
             kind: self.config.kind(),
             identifier: self.identifier.clone(),
             token: self.token.clone(),

@@ -9,6 +9,9 @@
 //! dns-01:exec=PATH
 //! dns-01:rfc2136=HOST:PORT,key-name=NAME,key-secret=BASE64,algorithm=hmac-sha256
 //! dns-01:callback=URL,secret=SECRET
+//! dns-01:rfc2136=HOST:PORT,credential=NAME     (the TSIG key from a stored credential)
+//! dns-01:callback=URL,credential=NAME          (the secret from a stored credential)
+//! dns-01:channel=NAME                          (URL and secret from a stored credential)
 //! ```
 //!
 //! each optionally followed by `;domains=PATTERN,PATTERN…` (a pattern is a name, or
@@ -150,6 +153,11 @@ impl ChallengeConfig {
             Self::Dns01Exec { path } => {
                 format!("{} present/cleanup publishes the TXT record", path.display())
             }
+            Self::Dns01Callback { url, credential: Some(c), .. } if url.is_empty() => {
+                format!(
+                    "signed events to callback channel {c} ask for the TXT record and say when it can go"
+                )
+            }
             Self::Dns01Callback { url, .. } => format!(
                 "signed events to {} ask for the TXT record and say when it can go",
                 crate::secret::shown_url(url)
@@ -200,7 +208,19 @@ impl ChallengeConfig {
                         .map_err(|e| format!("credential {name}'s algorithm: {e}"))?;
                 }
             }
-            Self::Dns01Callback { secret, .. } => *secret = value("secret"),
+            Self::Dns01Callback { url, secret, .. } => {
+                *secret = value("secret");
+                if url.is_empty() {
+                    let given = value("url");
+                    if given.expose().is_empty() {
+                        return Err(format!(
+                            "credential {name} has no url for dns-01:channel={name}: rotate it \
+                             with its url, or write dns-01:callback=URL,credential={name}"
+                        ));
+                    }
+                    *url = given.expose().to_string();
+                }
+            }
             _ => {}
         }
         Ok(out)
@@ -395,6 +415,15 @@ impl ChallengeSpec {
                     },
                 }
             }
+            ("dns-01", "channel") => {
+                let name = need("channel")?;
+                crate::credential::check_name(name).map_err(&err)?;
+                ChallengeConfig::Dns01Callback {
+                    url: String::new(),
+                    secret: Secret::new(""),
+                    credential: Some(name.to_string()),
+                }
+            }
             ("dns-01", "callback") => {
                 let url = need("callback")?;
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -422,7 +451,7 @@ impl ChallengeSpec {
                     match method {
                         "http-01" => "listen=HOST:PORT or webroot=DIR",
                         "tls-alpn-01" => "listen=HOST:PORT",
-                        _ => "exec=PATH, rfc2136=HOST:PORT,… or callback=URL,…",
+                        _ => "exec=PATH, rfc2136=HOST:PORT,…, callback=URL,… or channel=NAME",
                     }
                 )));
             }
@@ -539,6 +568,8 @@ fn pattern_matches(pattern: &str, value: &str) -> bool {
 /// One challenge to answer: what the CA asked for and the key authorization that answers it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PendingChallenge {
+    /// The managed certificate being validated.
+    pub cert: String,
     /// The challenge type.
     pub kind: ChallengeKind,
     /// The identifier being validated; for a wildcard the base name (without `*.`).
@@ -552,6 +583,7 @@ pub struct PendingChallenge {
 impl fmt::Debug for PendingChallenge {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PendingChallenge")
+            .field("cert", &self.cert)
             .field("kind", &self.kind)
             .field("identifier", &self.identifier)
             .field("token", &self.token)

@@ -51,13 +51,22 @@ pub const KINDS: &[Kind] = &[
     },
     Kind {
         name: "callback",
-        about: "the signing key of a dns-01 callback: dns-01:callback=URL,credential=NAME",
-        fields: &[Field {
-            name: "secret",
-            secret: true,
-            required: true,
-            about: "the HMAC-SHA256 key the events are signed with",
-        }],
+        about: "a dns-01 callback channel: its signing key (dns-01:callback=URL,credential=NAME), \
+                and with its URL a channel named once (dns-01:channel=NAME)",
+        fields: &[
+            Field {
+                name: "secret",
+                secret: true,
+                required: true,
+                about: "the HMAC-SHA256 key the events are signed with",
+            },
+            Field {
+                name: "url",
+                secret: false,
+                required: false,
+                about: "where the events go, for dns-01:channel=NAME",
+            },
+        ],
     },
 ];
 

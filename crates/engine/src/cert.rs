@@ -429,7 +429,7 @@ pub async fn probe_all(
     for (id, i) in &assignment {
         let spec = &specs[*i];
         let outcome = match crate::credentials::resolve(store, spec).await {
-            Ok(spec) => probe(solvers, &checker, &spec, id, ports).await,
+            Ok(spec) => probe(solvers, &checker, name, &spec, id, ports).await,
             Err(e) => Err(format!("{e:#}")),
         };
         report.push(Probe {

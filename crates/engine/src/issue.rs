@@ -626,8 +626,8 @@ impl Issuer {
                 };
                 let spec: ChallengeSpec =
                     serde_json::from_value(p.spec.clone()).with_context(|| unreadable("spec"))?;
-                let challenge =
-                    pending_from_json(&p.challenge).with_context(|| unreadable("challenge"))?;
+                let challenge = pending_from_json(name, &p.challenge)
+                    .with_context(|| unreadable("challenge"))?;
                 let solver = self.solver(name, agent, &spec).await?;
                 if let Err(e) = solver.cleanup(&challenge).await {
                     tracing::warn!(cert = name, error = %e, "cleaning up an interrupted challenge failed");
@@ -692,6 +692,7 @@ impl Issuer {
             anyhow!("the CA sent a {kind} challenge for {requested} without a token")
         })?;
         let pending = PendingChallenge {
+            cert: name.to_string(),
             kind,
             identifier: base_identifier(&authz)?,
             token: token.clone(),
@@ -779,8 +780,10 @@ fn pending_to_json(p: &PendingChallenge) -> serde_json::Value {
     })
 }
 
-fn pending_from_json(v: &serde_json::Value) -> anyhow::Result<PendingChallenge> {
+/// A recorded challenge of certificate `cert`.
+fn pending_from_json(cert: &str, v: &serde_json::Value) -> anyhow::Result<PendingChallenge> {
     Ok(PendingChallenge {
+        cert: cert.to_string(),
         kind: serde_json::from_value(v["kind"].clone())?,
         identifier: serde_json::from_value(v["identifier"].clone())?,
         token: text(v, "token")?,

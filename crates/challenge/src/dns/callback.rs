@@ -2,8 +2,8 @@
 //! and whoever receives them publishes and removes the record.
 //!
 //! ```json
-//! { "event_type": "cert_domain_validation_required",
-//!   "event_id": "…", "timestamp": 1700000000000,
+//! { "version": 1, "event_type": "cert_domain_validation_required",
+//!   "event_id": "…", "timestamp": 1700000000000, "cert_name": "web",
 //!   "domain": "example.com", "domain_validation_method": "dns-01",
 //!   "challenge": { "txt_record_name": "_acme-challenge.example.com",
 //!                  "txt_record_val": "…" } }
@@ -14,6 +14,8 @@
 //! `cert_domain_validation_required`, certhub waits (10 minutes by default) until the record
 //! is visible on every authoritative server; after validation it sends
 //! `cert_domain_validation_completed` with the same challenge, so the record can go.
+//! `version` is [`VERSION`]: a receiver can tell the events of a later format apart; members
+//! are only ever added within a version.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,6 +25,9 @@ use serde_json::json;
 
 use super::propagation::PropagationChecker;
 use super::{record_name, txt_value};
+
+/// The format of the events.
+pub const VERSION: u32 = 1;
 
 /// How long to wait for the record by default.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(600);
@@ -54,7 +59,9 @@ impl CallbackSolver {
         let now =
             SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let body = json!({
+            "version": VERSION,
             "event_type": event_type,
+            "cert_name": challenge.cert,
             "event_id": format!("{now:x}-{:016x}", rand::random::<u64>()),
             "timestamp": now,
             "domain": challenge.identifier.to_string(),

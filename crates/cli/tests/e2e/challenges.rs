@@ -246,6 +246,51 @@ async fn dns01_callback_posts_signed_events_and_waits_for_the_record() {
     assert_eq!(events[0]["domain_validation_method"], "dns-01");
     assert_eq!(events[0]["challenge"]["txt_record_name"], "_acme-challenge.cb.test");
     assert!(events[0]["challenge"]["txt_record_val"].as_str().unwrap().len() == 43);
+    // Which certificate asks, in which format.
+    assert_eq!(
+        (events[0]["cert_name"].as_str(), events[0]["version"].as_u64()),
+        (Some("cb"), Some(1))
+    );
+
+    // A channel named once (its URL and secret kept as a credential) serves any certificate.
+    let input = format!("secret=s3cret\nurl={}\n", receiver.url);
+    let add = ["credential", "add", "hooks", "--kind", "callback"];
+    crate::credentials::with_input(&env, &add, &input, &[]).await;
+    let channel = "dns-01:channel=hooks";
+    env.ok(&["cert", "add", "cb2", "--account", "le", "-d", "cb2.test", "--challenge", channel])
+        .await;
+    let preview = env.ok(&["cert", "preview", "cb2"]).await;
+    assert!(preview.contains("callback channel hooks"), "{preview}");
+    env.ok(&["cert", "request", "cb2"]).await;
+    env.verify_issued("cb2", &["cb2.test"]).await;
+    let events = receiver.events();
+    let asked: Vec<&str> = events.iter().filter_map(|e| e["cert_name"].as_str()).collect();
+    assert_eq!(asked, ["cb", "cb", "cb2", "cb2"], "{events:?}");
+    // A channel credential without a URL is refused where it is named.
+    crate::credentials::with_input(
+        &env,
+        &["credential", "add", "bare", "--kind", "callback"],
+        "k3y\n",
+        &[],
+    )
+    .await;
+    let said = env
+        .fails(
+            3,
+            &[
+                "cert",
+                "add",
+                "cb3",
+                "--account",
+                "le",
+                "-d",
+                "cb3.test",
+                "--challenge",
+                "dns-01:channel=bare",
+            ],
+        )
+        .await;
+    assert!(said.contains("credential bare has no url"), "{said}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -7,7 +7,12 @@ use tokio::io::AsyncWriteExt as _;
 use crate::support::{Env, hostile};
 
 /// Runs `certhub ARGS` with `input` on standard input and `vars` in the environment.
-async fn with_input(env: &Env, args: &[&str], input: &str, vars: &[(&str, &str)]) -> String {
+pub(crate) async fn with_input(
+    env: &Env,
+    args: &[&str],
+    input: &str,
+    vars: &[(&str, &str)],
+) -> String {
     let mut cmd = env.command(args);
     cmd.stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -340,6 +340,7 @@ async fn a_challenge_an_agent_answers_goes_from_wanted_to_removed(db: Db) {
     let mut changes = store.subscribe();
     let config = ChallengeConfig::Http01Listen { listen: "127.0.0.1:80".parse().unwrap() };
     let pending = |token: &str| PendingChallenge {
+        cert: "site".into(),
         kind: ChallengeKind::Http01,
         identifier: Identifier::Dns("a.example".into()),
         token: token.into(),
