@@ -85,6 +85,12 @@ impl Solvers {
         PropagationChecker::new(config)
     }
 
+    /// The propagation checker of this process's DNS configuration (the resolver, the
+    /// authoritative port), for other lookups (CAA).
+    pub fn dns_checker(&self) -> PropagationChecker {
+        PropagationChecker::new(self.dns.clone())
+    }
+
     /// The solver for `spec`.
     pub async fn for_spec(&self, spec: &ChallengeSpec) -> Result<Arc<dyn Solver>, SolverError> {
         Ok(match &spec.config {

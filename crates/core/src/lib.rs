@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod budget;
+pub mod caa;
 pub mod cert;
 pub mod challenge;
 pub mod credential;

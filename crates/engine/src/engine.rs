@@ -131,8 +131,59 @@ impl Engine {
     /// ordering; `ports` where the CA connects (the configured ones when `None`).
     pub async fn test(&self, name: &str, ports: Option<ProbePorts>) -> Result<Vec<Probe>, Error> {
         let ports = ports.unwrap_or(self.config.probe_ports);
-        Ok(cert::probe_all(&self.solvers, self.config.dns.clone(), &self.store, name, ports)
-            .await?)
+        let mut report =
+            cert::probe_all(&self.solvers, self.config.dns.clone(), &self.store, name, ports)
+                .await?;
+        report.extend(self.caa_report(name).await?);
+        Ok(report)
+    }
+
+    /// What CAA says of each identifier of certificate `name` for its account's CA and for
+    /// its fallback account's.
+    async fn caa_report(&self, name: &str) -> Result<Vec<Probe>, Error> {
+        let c = crate::records::load(&self.store, name).await?;
+        let Some(primary) = c.account_name.clone() else { return Ok(Vec::new()) };
+        let assignment = certhub_core::identifier::assign_challenges(&c.identifiers, &c.challenges)
+            .unwrap_or_default();
+        let kinds: Vec<_> =
+            assignment.iter().map(|(id, i)| (id.clone(), c.challenges[*i].config.kind())).collect();
+        let mut out = Vec::new();
+        let accounts = std::iter::once(("account", primary))
+            .chain(c.fallback_account.clone().map(|f| ("fallback account", f)));
+        for (role, account_name) in accounts {
+            let account = match self.issuer.account(&account_name).await {
+                Ok(a) => a,
+                Err(e) => {
+                    for (id, kind) in &kinds {
+                        out.push(Probe {
+                            identifier: id.to_string(),
+                            challenge: *kind,
+                            works: false,
+                            detail: format!(
+                                "CAA for {role} {account_name} not checked: {}",
+                                Error::of(&e).message
+                            ),
+                        });
+                    }
+                    continue;
+                }
+            };
+            let checker = self.solvers.dns_checker();
+            for (id, verdict) in crate::caa::check(&checker, &account, &kinds).await {
+                let kind = kinds.iter().find(|(i, _)| *i == id).map(|(_, k)| *k);
+                let (works, said) = match verdict {
+                    Ok(v) => (!v.forbids(), v.describe()),
+                    Err(e) => (true, format!("CAA not checked: {e}")),
+                };
+                out.push(Probe {
+                    identifier: id.to_string(),
+                    challenge: kind.unwrap_or(certhub_core::ChallengeKind::Dns01),
+                    works,
+                    detail: format!("{role} {account_name}: {said}"),
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Revokes the latest issued certificate of `name` (RFC 5280 `reason` by name, kebab

@@ -244,18 +244,32 @@ impl Issuer {
         audit: Option<&AuditEntry>,
     ) -> anyhow::Result<IssuedRecord> {
         let name = cert.name.as_str();
-        let (account_name, fallback) = crate::records::ordering_account(cert)?;
-        if fallback {
-            let why = format!(
-                "ordering with fallback account {account_name} after {} failed requests",
-                cert.failures
-            );
-            progress.step(name, &why);
-            self.store.record_event(name, EventKind::Fallback, Some(&why)).await?;
-        }
         let ids: Vec<Identifier> = cert.identifiers.clone();
         let specs: Vec<ChallengeSpec> = cert.challenges.clone();
         let assignment = assign_challenges(&ids, &specs).map_err(|v| violations(name, &v))?;
+        let (mut account_name, fallback) = crate::records::ordering_account(cert)?;
+        if fallback {
+            // A fallback is used only where CAA lets its CA issue.
+            let candidate = self.account(account_name).await?;
+            let refused = self.caa_refusal(&candidate, &ids, &specs, &assignment).await;
+            let why = match refused {
+                Some(why) => {
+                    let primary = crate::records::acme_account(cert)?;
+                    let said = format!(
+                        "fallback account {account_name} not used: {why}; ordering with \
+                         account {primary}"
+                    );
+                    account_name = primary;
+                    said
+                }
+                None => format!(
+                    "ordering with fallback account {account_name} after {} failed requests",
+                    cert.failures
+                ),
+            };
+            progress.step(name, &why);
+            self.store.record_event(name, EventKind::Fallback, Some(&why)).await?;
+        }
 
         let agent = self.challenge_agent(cert).await?;
         self.clean_leftovers(name, agent.as_ref()).await?;
@@ -276,6 +290,15 @@ impl Issuer {
                     }
                     _ => None,
                 };
+                if let Some(why) = self.caa_refusal(&account, &ids, &specs, &assignment).await {
+                    return Err(fail(
+                        Kind::CaRefused,
+                        format!(
+                            "{why} for account {account_name}; nothing was ordered. Change the \
+                             CAA records, or order {name} from a CA they permit"
+                        ),
+                    ));
+                }
                 // The key and CSR are stored with the order, long before the CA sees the CSR.
                 let (key, key_type, csr) = self.key_and_csr(cert, &ids).await?;
                 let key = OrderKey { key_type: &key_type, key_pkcs8: &key, csr_der: &csr };
@@ -553,6 +576,33 @@ impl Issuer {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Why CAA forbids `account`'s CA to issue for one of `ids` (the identifier and the
+    /// record), if it does. Records that cannot be read are left to the CA.
+    async fn caa_refusal(
+        &self,
+        account: &Account,
+        ids: &[Identifier],
+        specs: &[ChallengeSpec],
+        assignment: &[(Identifier, usize)],
+    ) -> Option<String> {
+        let kinds: Vec<(Identifier, certhub_core::ChallengeKind)> = ids
+            .iter()
+            .filter_map(|id| {
+                let i = assignment.iter().find(|(a, _)| a == id).map(|(_, i)| *i)?;
+                Some((id.clone(), specs[i].config.kind()))
+            })
+            .collect();
+        let checker = self.solvers.dns_checker();
+        for (id, verdict) in crate::caa::check(&checker, account, &kinds).await {
+            match verdict {
+                Ok(v) if v.forbids() => return Some(format!("{id}: {}", v.describe())),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(identifier = %id, "CAA not checked: {e}"),
+            }
+        }
+        None
     }
 
     /// The agent that answers certificate `cert`'s http-01 and tls-alpn-01 challenges on its

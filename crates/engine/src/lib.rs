@@ -15,6 +15,7 @@ pub mod agent_ca;
 mod agent_solver;
 pub mod agents;
 pub mod audit;
+mod caa;
 pub mod cert;
 mod clock;
 pub mod credentials;

@@ -50,6 +50,9 @@ pub struct FakeState {
     pub reject_nonces_every: u64,
 }
 
+/// The domain the fake CA names itself by in CAA records (its directory's `caaIdentities`).
+pub const FAKE_CA_CAA_IDENTITY: &str = "fake-ca.example";
+
 pub struct FakeCa {
     pub url: String,
     pub state: Arc<Mutex<FakeState>>,
@@ -110,7 +113,8 @@ async fn directory(State(s): Shared) -> Response {
         "renewalInfo": format!("{base}/renewal-info"),
         "meta": {
             "termsOfService": format!("{base}/tos"),
-            "profiles": { "classic": "90 days", "shortlived": "160 hours" }
+            "profiles": { "classic": "90 days", "shortlived": "160 hours" },
+            "caaIdentities": [FAKE_CA_CAA_IDENTITY]
         }
     }))
     .into_response()

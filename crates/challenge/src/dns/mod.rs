@@ -3,6 +3,7 @@
 //! callback channel. Every solver returns from `present` only once the value is visible on
 //! every authoritative name server of the zone (following a CNAME on `_acme-challenge`).
 
+pub mod caa;
 pub mod callback;
 pub mod exec;
 pub mod propagation;

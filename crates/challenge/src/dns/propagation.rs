@@ -81,6 +81,11 @@ impl PropagationChecker {
         Self { config, resolver }
     }
 
+    /// The resolver asked.
+    pub fn resolver(&self) -> std::net::SocketAddr {
+        self.resolver
+    }
+
     /// The configuration.
     pub fn config(&self) -> &DnsCheckConfig {
         &self.config

@@ -5,6 +5,7 @@
 mod accounts;
 mod agents;
 mod browser;
+mod caa;
 mod challenges;
 mod common;
 mod credentials;
