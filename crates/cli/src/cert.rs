@@ -36,7 +36,7 @@ pub async fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<()> {
         CertCommand::Export(args) => export(&store, args).await,
         CertCommand::Revoke(args) => revoke(&store, args).await,
         CertCommand::History(args) => history(&store, &args.name, args.json).await,
-        CertCommand::Preview(args) => crate::preview::run(&store, args).await,
+        CertCommand::Preview(args) => crate::preview::run(ctx, &store, args).await,
         CertCommand::Test(args) => test(ctx, &store, args).await,
         CertCommand::Import(args) => crate::import::run(&store, *args).await,
         CertCommand::Set(args) => set(&store, *args).await,

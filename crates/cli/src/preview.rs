@@ -2,11 +2,13 @@
 //! [`certhub_engine::preview`]).
 
 use crate::args::CertPreview;
+use crate::context::Context;
 use crate::output::print_json;
 use certhub_store::Store;
 
-pub async fn run(store: &Store, args: CertPreview) -> anyhow::Result<()> {
-    let plan = certhub_engine::preview::plan(store, &args.name, &args.policy).await?;
+pub async fn run(ctx: &Context, store: &Store, args: CertPreview) -> anyhow::Result<()> {
+    let engine = ctx.engine(store.clone());
+    let plan = engine.preview(&args.name, Some(&args.policy)).await?;
     if args.json {
         print_json(&plan);
     } else {

@@ -106,20 +106,13 @@ impl Kind {
     }
 }
 
-/// Checks a credential's name: 1 to 63 letters, digits, `.`, `_` or `-`, starting with a
-/// letter or digit.
+/// Checks a credential's name: a name as certificates and channels have (see
+/// [`crate::name`]).
 pub fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
+    if crate::name::is_valid(name) {
         Ok(())
     } else {
-        Err(format!(
-            "{name:?} is not a credential name: use 1 to 63 letters, digits, '.', '_' or '-', \
-             starting with a letter or digit"
-        ))
+        Err(format!("{name:?} is not a credential name: use {}", crate::name::RULE))
     }
 }
 

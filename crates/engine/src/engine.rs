@@ -124,7 +124,19 @@ impl Engine {
     /// certificates without their own (the hub's setting when `None`).
     pub async fn preview(&self, name: &str, policy: Option<&str>) -> Result<Preview, Error> {
         let policy = policy.map_or_else(|| self.settings.get().policy, str::to_string);
-        Ok(preview::plan(&self.store, name, &policy).await?)
+        let mut plan = preview::plan(&self.store, name, &policy).await?;
+        plan.caa = self
+            .caa_report(name)
+            .await?
+            .into_iter()
+            .map(|p| preview::PlanCaa {
+                identifier: p.identifier,
+                permitted: p.works,
+                says: p.detail,
+            })
+            .collect();
+        plan.summary = preview::summary(&plan);
+        Ok(plan)
     }
 
     /// Probes each identifier of certificate `name` as the CA would validate it, without

@@ -27,6 +27,10 @@ pub struct Preview {
     pub preferred_chain: Option<String>,
     /// How each identifier would be validated.
     pub validation: Vec<PlanValidation>,
+    /// What CAA says of each identifier for the account's CA and the fallback's (read from
+    /// DNS and the CA's directory; empty when they were not asked).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub caa: Vec<PlanCaa>,
     /// Which key the CSR would carry.
     pub key: String,
     /// The deployment tasks that would run, in order.
@@ -35,6 +39,16 @@ pub struct Preview {
     pub next_renewal: PlanRenewal,
     /// The plan in plain language, a line a step.
     pub summary: Vec<String>,
+}
+
+/// What CAA says of one identifier for one account's CA.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct PlanCaa {
+    pub identifier: String,
+    /// Whether that CA may issue for it (or the records could not be read).
+    pub permitted: bool,
+    /// `account NAME: …` or `fallback account NAME: …`, and what the records say.
+    pub says: String,
 }
 
 /// The account a request would use.
@@ -248,6 +262,7 @@ pub async fn plan(store: &Store, name: &str, default_policy: &str) -> anyhow::Re
         profile: cert.profile.clone(),
         preferred_chain: cert.preferred_chain.clone(),
         validation,
+        caa: Vec::new(),
         key,
         deployment,
         next_renewal,
@@ -258,7 +273,7 @@ pub async fn plan(store: &Store, name: &str, default_policy: &str) -> anyhow::Re
 }
 
 /// The plan in plain language, a line a step.
-fn summary(plan: &Preview) -> Vec<String> {
+pub(crate) fn summary(plan: &Preview) -> Vec<String> {
     let mut lines = vec![format!("Requesting {} would:", plan.certificate)];
     match &plan.ca {
         PlanAccount::Missing { account, .. } => {
@@ -277,6 +292,10 @@ fn summary(plan: &Preview) -> Vec<String> {
     }
     if let Some(p) = &plan.profile {
         lines.push(format!("     asking for profile {p}"));
+    }
+    for c in &plan.caa {
+        let mark = if c.permitted { "" } else { " (not permitted)" };
+        lines.push(format!("     CAA of {}, {}{mark}", c.identifier, c.says));
     }
     lines.push("  2. validate each identifier:".into());
     for step in &plan.validation {

@@ -98,6 +98,10 @@ async fn caa_is_checked_before_the_ca_is_asked() {
     let history = env.ok(&["cert", "history", "other"]).await;
     assert!(history.contains("fallback account fake not used"), "{history}");
     assert!(fake.state.lock().unwrap().requests.iter().all(|(p, _, _)| !p.contains("new-order")));
+    // The plan says it too, before anything is asked.
+    let plan = env.ok(&["cert", "preview", "other"]).await;
+    assert!(plan.contains("CAA of other.test, fallback account fake:"), "{plan}");
+    assert!(plan.contains("(not permitted)"), "{plan}");
     // A name without CAA records orders as ever.
     add("free", &["free.test"]).await;
     env.ok(&["cert", "request", "free"]).await;
