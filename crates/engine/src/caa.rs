@@ -7,6 +7,14 @@ use certhub_challenge::dns::PropagationChecker;
 use certhub_core::caa::{CaaQuestion, CaaVerdict, evaluate};
 use certhub_core::{ChallengeKind, Identifier};
 
+/// Each identifier of `assignment` with the kind of challenge that validates it.
+pub(crate) fn kinds(
+    assignment: &[(Identifier, usize)],
+    specs: &[certhub_core::ChallengeSpec],
+) -> Vec<(Identifier, ChallengeKind)> {
+    assignment.iter().map(|(id, i)| (id.clone(), specs[*i].config.kind())).collect()
+}
+
 /// What CAA says of each DNS identifier (IP addresses have no CAA), validated with the kind
 /// beside it, for `account`'s CA: a verdict, or why the records could not be read.
 pub(crate) async fn check(

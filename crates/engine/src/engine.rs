@@ -157,8 +157,7 @@ impl Engine {
         let Some(primary) = c.account_name.clone() else { return Ok(Vec::new()) };
         let assignment = certhub_core::identifier::assign_challenges(&c.identifiers, &c.challenges)
             .unwrap_or_default();
-        let kinds: Vec<_> =
-            assignment.iter().map(|(id, i)| (id.clone(), c.challenges[*i].config.kind())).collect();
+        let kinds = crate::caa::kinds(&assignment, &c.challenges);
         let mut out = Vec::new();
         let accounts = std::iter::once(("account", primary))
             .chain(c.fallback_account.clone().map(|f| ("fallback account", f)));

@@ -251,7 +251,7 @@ impl Issuer {
         if fallback {
             // A fallback is used only where CAA lets its CA issue.
             let candidate = self.account(account_name).await?;
-            let refused = self.caa_refusal(&candidate, &ids, &specs, &assignment).await;
+            let refused = self.caa_refusal(&candidate, &specs, &assignment).await;
             let why = match refused {
                 Some(why) => {
                     let primary = crate::records::acme_account(cert)?;
@@ -290,7 +290,7 @@ impl Issuer {
                     }
                     _ => None,
                 };
-                if let Some(why) = self.caa_refusal(&account, &ids, &specs, &assignment).await {
+                if let Some(why) = self.caa_refusal(&account, &specs, &assignment).await {
                     return Err(fail(
                         Kind::CaRefused,
                         format!(
@@ -578,22 +578,15 @@ impl Issuer {
         }
     }
 
-    /// Why CAA forbids `account`'s CA to issue for one of `ids` (the identifier and the
-    /// record), if it does. Records that cannot be read are left to the CA.
+    /// Why CAA forbids `account`'s CA to issue for one of the identifiers of `assignment` (the
+    /// identifier and the record), if it does. Records that cannot be read are left to the CA.
     async fn caa_refusal(
         &self,
         account: &Account,
-        ids: &[Identifier],
         specs: &[ChallengeSpec],
         assignment: &[(Identifier, usize)],
     ) -> Option<String> {
-        let kinds: Vec<(Identifier, certhub_core::ChallengeKind)> = ids
-            .iter()
-            .filter_map(|id| {
-                let i = assignment.iter().find(|(a, _)| a == id).map(|(_, i)| *i)?;
-                Some((id.clone(), specs[i].config.kind()))
-            })
-            .collect();
+        let kinds = crate::caa::kinds(assignment, specs);
         let checker = self.solvers.dns_checker();
         for (id, verdict) in crate::caa::check(&checker, account, &kinds).await {
             match verdict {
