@@ -25,6 +25,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// connection counts as lost.
 const SILENCE_LIMIT: Duration = Duration::from_secs(75);
 
+/// How long the agent keeps presenting a challenge the hub never told it to remove (its
+/// orderer died, and the hub forgot it): as long as the hub keeps one.
+const CHALLENGE_HELD: Duration = Duration::from_secs(3600);
+
 /// Where the agent keeps what it deployed.
 const DEPLOYED_FILE: &str = "deployed.json";
 
@@ -96,8 +100,9 @@ struct Agent {
     renew_before: Duration,
     /// Answers challenges on this machine for certificates whose key it keeps.
     solvers: certhub_challenge::Solvers,
-    /// The challenges presented now, by the hub's number, until it says to remove them.
-    challenges: HashMap<i64, (std::sync::Arc<dyn Solver>, PendingChallenge)>,
+    /// The challenges presented now, by the hub's number, until it says to remove them (or
+    /// [`CHALLENGE_HELD`] has passed), with when each was presented.
+    challenges: HashMap<i64, (std::sync::Arc<dyn Solver>, PendingChallenge, std::time::Instant)>,
 }
 
 /// Runs the agent kept in `data_dir` until `stop` resolves, or the hub refuses it.
@@ -237,6 +242,7 @@ impl Agent {
     }
 
     async fn handle(&mut self, push: Push) -> anyhow::Result<()> {
+        self.drop_stale_challenges().await;
         match push {
             Push::Ping => Ok(()),
             Push::Csr { cert, names } => self.send_csr(&cert, &names).await,
@@ -336,7 +342,7 @@ impl Agent {
                 }
             },
             ChallengeAction::Remove => {
-                if let Some((solver, pending)) = self.challenges.remove(&task.id)
+                if let Some((solver, pending, _)) = self.challenges.remove(&task.id)
                     && let Err(e) = solver.cleanup(&pending).await
                 {
                     tracing::warn!(cert = task.cert, error = %e, "removing a challenge failed");
@@ -384,8 +390,25 @@ impl Agent {
             pending.kind,
             task.config.describe()
         );
-        self.challenges.insert(task.id, (solver, pending));
+        self.challenges.insert(task.id, (solver, pending, std::time::Instant::now()));
         Ok(())
+    }
+
+    /// Removes the challenges presented longer than [`CHALLENGE_HELD`] ago.
+    async fn drop_stale_challenges(&mut self) {
+        let stale: Vec<i64> = self
+            .challenges
+            .iter()
+            .filter(|(_, (_, _, at))| at.elapsed() > CHALLENGE_HELD)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            if let Some((solver, pending, _)) = self.challenges.remove(&id)
+                && let Err(e) = solver.cleanup(&pending).await
+            {
+                tracing::warn!(cert = pending.cert, error = %e, "removing a stale challenge failed");
+            }
+        }
     }
 
     fn mark_reported(&mut self, cert: &str) -> anyhow::Result<()> {
