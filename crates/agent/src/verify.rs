@@ -5,7 +5,6 @@
 //! serves.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use certhub_core::discover::{Discovery, WebServer};
@@ -112,80 +111,19 @@ pub(crate) async fn check(endpoints: &[String], sni: &str, serial: &str) -> Vec<
     lines
 }
 
-/// The serial of the certificate `endpoint` presents for `sni`.
+/// The serial of the certificate `endpoint` presents for `sni`, each step (finding its
+/// address, connecting, the handshake) under 5 s.
 async fn served_serial(endpoint: &str, sni: &str) -> Result<String, String> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(sni.to_string())
-        .map_err(|e| format!("{sni:?} cannot be sent as SNI: {e}"))?;
-    let tcp =
-        tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(endpoint))
-            .await
-            .map_err(|_| "no answer within 5 s".to_string())?
-            .map_err(|e| e.to_string())?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tls = tokio::time::timeout(Duration::from_secs(5), connector.connect(name, tcp))
+    let limit = Duration::from_secs(5);
+    let addr = tokio::time::timeout(limit, tokio::net::lookup_host(endpoint))
         .await
-        .map_err(|_| "no TLS handshake within 5 s".to_string())?
-        .map_err(|e| format!("TLS: {e}"))?;
-    let leaf =
-        tls.get_ref().1.peer_certificates().and_then(|c| c.first()).ok_or("no certificate")?;
-    let info = certhub_core::CertInfo::from_der(leaf).map_err(|e| e.to_string())?;
+        .map_err(|_| format!("{endpoint}: no address within 5 s"))?
+        .map_err(|e| format!("{endpoint}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{endpoint} has no address"))?;
+    let served = certhub_challenge::probe::handshake_within(addr, sni, None, limit).await?;
+    let info = certhub_core::CertInfo::from_der(&served.leaf).map_err(|e| e.to_string())?;
     Ok(info.serial_hex)
-}
-
-/// Takes any certificate: the check reads which one is served, and trusts nothing it says.
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]

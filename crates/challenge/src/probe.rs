@@ -181,6 +181,17 @@ pub struct Served {
 /// A TLS handshake with `addr` for `sni`, offering `alpn`, that accepts any certificate
 /// (the caller checks what it needs of it), each step under 10 s.
 pub async fn handshake(addr: SocketAddr, sni: &str, alpn: Option<&[u8]>) -> Result<Served, String> {
+    handshake_within(addr, sni, alpn, Duration::from_secs(10)).await
+}
+
+/// [`handshake`], each step (the connection, the handshake) under `limit`.
+pub async fn handshake_within(
+    addr: SocketAddr,
+    sni: &str,
+    alpn: Option<&[u8]>,
+    limit: Duration,
+) -> Result<Served, String> {
+    let secs = limit.as_secs();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -191,16 +202,16 @@ pub async fn handshake(addr: SocketAddr, sni: &str, alpn: Option<&[u8]>) -> Resu
     config.alpn_protocols = alpn.map(|a| vec![a.to_vec()]).unwrap_or_default();
     let name = rustls_pki_types::ServerName::try_from(sni.to_string())
         .map_err(|e| format!("{sni}: {e}"))?;
-    let tcp = tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(addr))
+    let tcp = tokio::time::timeout(limit, tokio::net::TcpStream::connect(addr))
         .await
-        .map_err(|_| format!("{addr} did not accept a connection within 10s"))?
+        .map_err(|_| format!("{addr} did not accept a connection within {secs}s"))?
         .map_err(|e| format!("{addr}: {e}"))?;
     let tls = tokio::time::timeout(
-        Duration::from_secs(10),
+        limit,
         tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp),
     )
     .await
-    .map_err(|_| format!("{addr}: the TLS handshake did not finish within 10s"))?
+    .map_err(|_| format!("{addr}: the TLS handshake did not finish within {secs}s"))?
     .map_err(|e| format!("{addr}: the TLS handshake failed: {e}"))?;
     let (_, conn) = tls.get_ref();
     let leaf = conn
