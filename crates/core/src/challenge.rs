@@ -175,6 +175,16 @@ impl ChallengeConfig {
         }
     }
 
+    /// The kind of stored credential this configuration takes its secrets from, if it can
+    /// take one.
+    pub fn credential_kind(&self) -> Option<&'static str> {
+        match self {
+            Self::Dns01Rfc2136 { .. } => Some("tsig"),
+            Self::Dns01Callback { .. } => Some("callback"),
+            _ => None,
+        }
+    }
+
     /// This configuration with the secrets of its credential, `values` of kind `kind`, filled
     /// in; or why that credential does not fit it.
     pub fn with_credential(
@@ -184,11 +194,7 @@ impl ChallengeConfig {
     ) -> Result<ChallengeConfig, String> {
         let name = self.credential().unwrap_or_default();
         let value = |field: &str| values.get(field).cloned().unwrap_or_else(|| Secret::new(""));
-        let wanted = match self {
-            Self::Dns01Rfc2136 { .. } => "tsig",
-            Self::Dns01Callback { .. } => "callback",
-            _ => return Ok(self.clone()),
-        };
+        let Some(wanted) = self.credential_kind() else { return Ok(self.clone()) };
         if kind != wanted {
             return Err(format!(
                 "credential {name} is a {kind} credential, and {} takes a {wanted} one",

@@ -47,7 +47,9 @@ impl Solver for AgentSolver {
                     return Err(SolverError::Agent(format!(
                         "agent {} could not present it: {}",
                         self.agent,
-                        why.unwrap_or_default()
+                        why.unwrap_or_else(|| format!(
+                            "it failed without a reason kept (agent_challenges row {id})"
+                        ))
                     )));
                 }
                 Some((ChallengeState::Wanted, _)) => {}

@@ -116,12 +116,15 @@ impl Engine {
 
     /// Every credential, secrets left out.
     pub async fn credentials(&self) -> Result<Vec<CredentialView>, Error> {
-        let mut out = Vec::new();
-        for c in self.store().credentials().await? {
-            let users = self.store().credential_users(&c.name).await?;
-            out.push(view(c, users));
-        }
-        Ok(out)
+        let mut in_use = self.store().credentials_in_use().await?;
+        let list = self.store().credentials().await?;
+        Ok(list
+            .into_iter()
+            .map(|c| {
+                let users = in_use.remove(&c.name).unwrap_or_default();
+                view(c, users)
+            })
+            .collect())
     }
 }
 
@@ -148,10 +151,7 @@ pub async fn resolve(store: &Store, spec: &ChallengeSpec) -> anyhow::Result<Chal
             "challenges",
             format!(
                 "no credential {name}: add it with `certhub credential add {name} --kind {}`",
-                match spec.config {
-                    certhub_core::ChallengeConfig::Dns01Callback { .. } => "callback",
-                    _ => "tsig",
-                }
+                spec.config.credential_kind().unwrap_or("KIND")
             ),
         ));
     };

@@ -156,8 +156,9 @@ impl Engine {
         let c = crate::records::load(&self.store, name).await?;
         let Some(primary) = c.account_name.clone() else { return Ok(Vec::new()) };
         let assignment = certhub_core::identifier::assign_challenges(&c.identifiers, &c.challenges)
-            .unwrap_or_default();
+            .map_err(|v| crate::error::violations(name, &v))?;
         let kinds = crate::caa::kinds(&assignment, &c.challenges);
+        let checker = self.solvers.dns_checker();
         let mut out = Vec::new();
         let accounts = std::iter::once(("account", primary))
             .chain(c.fallback_account.clone().map(|f| ("fallback account", f)));
@@ -179,7 +180,6 @@ impl Engine {
                     continue;
                 }
             };
-            let checker = self.solvers.dns_checker();
             for (id, verdict) in crate::caa::check(&checker, &account, &kinds).await {
                 let kind = kinds.iter().find(|(i, _)| *i == id).map(|(_, k)| *k);
                 let (works, said) = match verdict {

@@ -160,6 +160,20 @@ impl Store {
         .await?)
     }
 
+    /// Every credential in use, with the certificates that name it, by name.
+    pub async fn credentials_in_use(&self) -> Result<BTreeMap<String, Vec<String>>, Error> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT credential, cert_name FROM cert_credentials ORDER BY credential, cert_name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut uses: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (credential, cert) in rows {
+            uses.entry(credential).or_default().push(cert);
+        }
+        Ok(uses)
+    }
+
     /// Removes credential `name`, with `audit`'s entry. Fails with [`Error::InUse`] while a
     /// certificate names it.
     pub async fn remove_credential(

@@ -33,10 +33,40 @@ impl Agent {
 
     /// The serial of the certificate its deployment copied out, if any.
     fn deployed_serial(&self) -> Option<String> {
-        let pem = std::fs::read_to_string(self.out.join("fullchain.pem")).ok()?;
-        let certs = crate::support::pem_certs(&pem);
-        certs.first().map(|c| serial_of(c))
+        serial_in(&self.out)
     }
+}
+
+/// The serial of the first certificate of `dir/fullchain.pem`, if there is one.
+fn serial_in(dir: &Path) -> Option<String> {
+    let pem = std::fs::read_to_string(dir.join("fullchain.pem")).ok()?;
+    crate::support::pem_certs(&pem).first().map(|c| serial_of(c))
+}
+
+/// Waits until `dir/fullchain.pem` holds the certificate with `serial`.
+async fn wait_for_files(dir: &Path, serial: &str) {
+    certhub_testkit::wait_until("the deployment", Duration::from_secs(60), || async {
+        (serial_in(dir).as_deref() == Some(bare(serial))).then_some(())
+    })
+    .await;
+}
+
+/// Waits until the agent that keeps `cert`'s key has sent its certificate request.
+async fn wait_for_csr(env: &Env, cert: &str) {
+    certhub_testkit::wait_until(
+        "the agent's certificate request",
+        Duration::from_secs(30),
+        || async { (env.show(cert).await["csr"] == true).then_some(()) },
+    )
+    .await;
+}
+
+/// A hub serving agents on a port of its own, and an admin's API token for it.
+async fn agent_hub(env: &Env) -> (Hub, String) {
+    let listen = format!("127.0.0.1:{}", certhub_testkit::free_port());
+    let hub = env.serve(&["--agent-listen", &listen], true).await;
+    let admin = hub.admin_token().await;
+    (hub, admin)
 }
 
 /// A serial as the API shows it (hex, leading zeros kept), as read from a certificate.
@@ -166,10 +196,7 @@ async fn agents_join_deploy_what_targets_them_and_are_refused_once_removed() {
     use certhub_testkit::nginx::Nginx;
     let env = Env::start(hostile()).await;
     env.account("le", &[]).await;
-    let agent_port = certhub_testkit::free_port();
-    let listen = format!("127.0.0.1:{agent_port}");
-    let hub = env.serve(&["--agent-listen", &listen], true).await;
-    let admin = hub.admin_token().await;
+    let (hub, admin) = agent_hub(&env).await;
     let shared = tempfile::TempDir::new().unwrap();
     let outside = tempfile::TempDir::new().unwrap();
     let mut agents = [Agent::new("web-1"), Agent::new("web-2"), Agent::new("db-1")];
@@ -560,9 +587,7 @@ async fn a_key_made_on_its_agent_never_reaches_the_hub() {
     use certhub_testkit::nginx::Nginx;
     let env = Env::start(hostile()).await;
     env.account("le", &[]).await;
-    let listen = format!("127.0.0.1:{}", certhub_testkit::free_port());
-    let hub = env.serve(&["--agent-listen", &listen], true).await;
-    let admin = hub.admin_token().await;
+    let (hub, admin) = agent_hub(&env).await;
     let shared = tempfile::TempDir::new().unwrap();
     let mut web = Agent::new("web-1");
     let joined = join(&env, &hub, &web, &token(&env, &["role=web"]).await).await;
@@ -583,20 +608,10 @@ async fn a_key_made_on_its_agent_never_reaches_the_hub() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("exactly one --target agent:NAME"));
     let good = ["--deploy", &files, "--key-on", "agent", "--target", "agent:web-1"];
     env.ok(&[&add[..], &good[..]].concat()).await;
-    certhub_testkit::wait_until(
-        "the agent's certificate request",
-        Duration::from_secs(30),
-        || async { (env.show("private").await["csr"] == true).then_some(()) },
-    )
-    .await;
+    wait_for_csr(&env, "private").await;
     let serial = request(&hub, &admin, "private").await;
     let ssl = shared.path().join("private");
-    certhub_testkit::wait_until("the deployment", Duration::from_secs(60), || async {
-        let pem = std::fs::read_to_string(ssl.join("fullchain.pem")).ok()?;
-        let certs = crate::support::pem_certs(&pem);
-        (serial_of(&certs[0]) == bare(&serial)).then_some(())
-    })
-    .await;
+    wait_for_files(&ssl, &serial).await;
     // The files hold the agent's own key, which matches the certificate, and nginx serves it.
     let key_pem = std::fs::read_to_string(web.dir.path().join("keys/private.pem")).unwrap();
     let deployed_key = std::fs::read_to_string(ssl.join("privkey.pem")).unwrap();
@@ -643,9 +658,7 @@ async fn a_key_made_on_its_agent_never_reaches_the_hub() {
 async fn an_agent_answers_http_and_tls_alpn_challenges_for_the_key_it_keeps() {
     let env = Env::start(hostile()).await;
     env.account("le", &[]).await;
-    let listen = format!("127.0.0.1:{}", certhub_testkit::free_port());
-    let hub = env.serve(&["--agent-listen", &listen], true).await;
-    let admin = hub.admin_token().await;
+    let (hub, admin) = agent_hub(&env).await;
     let shared = tempfile::TempDir::new().unwrap();
     let mut edge = Agent::new("edge-1");
     let joined = join(&env, &hub, &edge, &token(&env, &[]).await).await;
@@ -677,32 +690,17 @@ async fn an_agent_answers_http_and_tls_alpn_challenges_for_the_key_it_keeps() {
         "agent:edge-1",
     ])
     .await;
-    certhub_testkit::wait_until(
-        "the agent's certificate request",
-        Duration::from_secs(30),
-        || async { (env.show("edge").await["csr"] == true).then_some(()) },
-    )
-    .await;
-    let deployed = |serial: String| {
-        let ssl = shared.path().join("edge");
-        async move {
-            certhub_testkit::wait_until("the deployment", Duration::from_secs(60), || async {
-                let pem = std::fs::read_to_string(ssl.join("fullchain.pem")).ok()?;
-                let certs = crate::support::pem_certs(&pem);
-                (serial_of(&certs[0]) == bare(&serial)).then_some(())
-            })
-            .await;
-        }
-    };
+    wait_for_csr(&env, "edge").await;
+    let ssl = shared.path().join("edge");
     // Ordered by the hub the agent is connected to.
     let first = request(&hub, &admin, "edge").await;
-    deployed(first.clone()).await;
+    wait_for_files(&ssl, &first).await;
     // Renewed by another process on the hub's machine.
     let renewed = env.run(&["renew", "edge"]).await;
     assert!(renewed.status.success(), "{}", String::from_utf8_lossy(&renewed.stderr));
     let second = env.show("edge").await["serial"].as_str().unwrap().to_string();
     assert_ne!(second, first);
-    deployed(second).await;
+    wait_for_files(&ssl, &second).await;
 
     // Both names were validated on the agent, for each order (the hub's scheduler may have
     // ordered it too, before the first request: every validation is the agent's).

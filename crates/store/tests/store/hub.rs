@@ -442,6 +442,8 @@ async fn a_credential_is_sealed_rotated_and_kept_while_a_certificate_names_it(db
     cert.challenges = vec![certhub_core::ChallengeSpec::parse(spec).unwrap()];
     store.insert_cert(&cert, None).await.unwrap();
     assert_eq!(store.credential_users("dns").await.unwrap(), ["site"]);
+    let in_use = store.credentials_in_use().await.unwrap();
+    assert_eq!(in_use.get("dns").map(Vec::as_slice), Some(&["site".to_string()][..]));
     let err = store.remove_credential("dns", None).await.unwrap_err();
     assert!(matches!(err, certhub_store::Error::InUse { .. }), "{err}");
     cert.challenges =
