@@ -17,6 +17,7 @@ use tokio::sync::Mutex;
 
 use crate::dns::callback::CallbackSolver;
 use crate::dns::exec::ExecSolver;
+use crate::dns::provider::ProviderSolver;
 use crate::dns::rfc2136::Rfc2136Solver;
 use crate::dns::{DnsCheckConfig, PropagationChecker};
 use crate::http01::Http01Responder;
@@ -112,6 +113,15 @@ impl Solvers {
                     key_name.clone(),
                     key_secret.clone(),
                     *algorithm,
+                    self.checker(spec),
+                )?)
+            }
+            ChallengeConfig::Dns01Provider { provider, credential, zone, fields } => {
+                Arc::new(ProviderSolver::new(
+                    provider,
+                    credential,
+                    fields,
+                    zone.clone(),
                     self.checker(spec),
                 )?)
             }

@@ -12,6 +12,7 @@
 //! dns-01:rfc2136=HOST:PORT,credential=NAME     (the TSIG key from a stored credential)
 //! dns-01:callback=URL,credential=NAME          (the secret from a stored credential)
 //! dns-01:channel=NAME                          (URL and secret from a stored credential)
+//! dns-01:provider=NAME,credential=C[,zone=Z]   (a DNS provider's API, see crate::dns_provider)
 //! ```
 //!
 //! each optionally followed by `;domains=PATTERN,PATTERN…` (a pattern is a name, or
@@ -89,6 +90,19 @@ pub enum ChallengeConfig {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         credential: Option<String>,
     },
+    /// dns-01 through a DNS provider's API.
+    Dns01Provider {
+        /// The provider, as [`crate::dns_provider::PROVIDERS`] names it.
+        provider: String,
+        /// The stored credential, of the provider's kind.
+        credential: String,
+        /// The zone to change; found by its SOA when not given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        zone: Option<String>,
+        /// The credential's fields, filled in from it at each order.
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        fields: std::collections::BTreeMap<String, Secret>,
+    },
     /// dns-01 through an executable following lego's exec convention.
     Dns01Exec {
         /// The hook: called as `PATH present FQDN VALUE` and `PATH cleanup FQDN VALUE`.
@@ -153,6 +167,11 @@ impl ChallengeConfig {
             Self::Dns01Exec { path } => {
                 format!("{} present/cleanup publishes the TXT record", path.display())
             }
+            Self::Dns01Provider { provider, credential, zone, .. } => format!(
+                "a TXT record is added through the {provider} API{} (credential {credential}) \
+                 and removed after",
+                zone.as_ref().map(|z| format!(" in zone {z}")).unwrap_or_default()
+            ),
             Self::Dns01Callback { url, credential: Some(c), .. } if url.is_empty() => {
                 format!(
                     "signed events to callback channel {c} ask for the TXT record and say when it can go"
@@ -171,6 +190,7 @@ impl ChallengeConfig {
             Self::Dns01Rfc2136 { credential, .. } | Self::Dns01Callback { credential, .. } => {
                 credential.as_deref()
             }
+            Self::Dns01Provider { credential, .. } => Some(credential),
             _ => None,
         }
     }
@@ -181,6 +201,9 @@ impl ChallengeConfig {
         match self {
             Self::Dns01Rfc2136 { .. } => Some("tsig"),
             Self::Dns01Callback { .. } => Some("callback"),
+            Self::Dns01Provider { provider, .. } => {
+                crate::dns_provider::provider_named(provider).ok().map(|k| k.name)
+            }
             _ => None,
         }
     }
@@ -199,8 +222,9 @@ impl ChallengeConfig {
             return Err(format!(
                 "credential {name} is a {kind} credential, and {} takes a {wanted} one",
                 match self {
-                    Self::Dns01Rfc2136 { .. } => "dns-01:rfc2136",
-                    _ => "dns-01:callback",
+                    Self::Dns01Rfc2136 { .. } => "dns-01:rfc2136".to_string(),
+                    Self::Dns01Provider { provider, .. } => format!("dns-01:provider={provider}"),
+                    _ => "dns-01:callback".to_string(),
                 }
             ));
         }
@@ -227,6 +251,7 @@ impl ChallengeConfig {
                     *url = given.expose().to_string();
                 }
             }
+            Self::Dns01Provider { fields, .. } => *fields = values.clone(),
             _ => {}
         }
         Ok(out)
@@ -235,9 +260,10 @@ impl ChallengeConfig {
     /// The challenge type this configuration answers.
     pub fn kind(&self) -> ChallengeKind {
         match self {
-            Self::Dns01Callback { .. } | Self::Dns01Exec { .. } | Self::Dns01Rfc2136 { .. } => {
-                ChallengeKind::Dns01
-            }
+            Self::Dns01Callback { .. }
+            | Self::Dns01Exec { .. }
+            | Self::Dns01Provider { .. }
+            | Self::Dns01Rfc2136 { .. } => ChallengeKind::Dns01,
             Self::Http01Listen { .. } | Self::Http01Webroot { .. } => ChallengeKind::Http01,
             Self::TlsAlpn01Listen { .. } => ChallengeKind::TlsAlpn01,
         }
@@ -421,6 +447,45 @@ impl ChallengeSpec {
                     },
                 }
             }
+            ("dns-01", "provider") => {
+                let provider = need("provider")?;
+                let kind = crate::dns_provider::provider_named(provider).map_err(&err)?;
+                if let Some((k, _)) = options
+                    .iter()
+                    .find(|(k, _)| !["provider", "credential", "zone"].contains(&k.as_str()))
+                {
+                    return Err(err(format!(
+                        "{k}=… is not an option of dns-01:provider; its options are credential=NAME \
+                         and zone=ZONE, and the provider's fields ({}) go in the credential",
+                        kind.fields.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
+                    )));
+                }
+                let Some((_, credential)) = options.iter().find(|(k, _)| k == "credential") else {
+                    return Err(err(format!(
+                        "dns-01:provider={provider} needs credential=NAME: keep its secrets with \
+                         `certhub credential add NAME --kind {provider}`"
+                    )));
+                };
+                crate::credential::check_name(credential).map_err(&err)?;
+                let zone = match options.iter().find(|(k, _)| k == "zone") {
+                    None => None,
+                    Some((_, z)) => {
+                        let z = z.trim().trim_end_matches('.').to_ascii_lowercase();
+                        if z.is_empty() || z.contains(|c: char| c.is_whitespace() || c == '/') {
+                            return Err(err(format!(
+                                "zone={z} is not a DNS zone, e.g. example.com"
+                            )));
+                        }
+                        Some(z)
+                    }
+                };
+                ChallengeConfig::Dns01Provider {
+                    provider: kind.name.to_string(),
+                    credential: credential.clone(),
+                    zone,
+                    fields: Default::default(),
+                }
+            }
             ("dns-01", "channel") => {
                 let name = need("channel")?;
                 crate::credential::check_name(name).map_err(&err)?;
@@ -457,7 +522,10 @@ impl ChallengeSpec {
                     match method {
                         "http-01" => "listen=HOST:PORT or webroot=DIR",
                         "tls-alpn-01" => "listen=HOST:PORT",
-                        _ => "exec=PATH, rfc2136=HOST:PORT,…, callback=URL,… or channel=NAME",
+                        _ => {
+                            "provider=NAME,credential=C, exec=PATH, rfc2136=HOST:PORT,…, \
+                             callback=URL,… or channel=NAME"
+                        }
                     }
                 )));
             }

@@ -28,7 +28,7 @@ pub struct Kind {
     pub fields: &'static [Field],
 }
 
-/// The kinds of credential certhub keeps.
+/// The kinds of credential certhub keeps besides those of the DNS providers.
 pub const KINDS: &[Kind] = &[
     Kind {
         name: "tsig",
@@ -70,11 +70,21 @@ pub const KINDS: &[Kind] = &[
     },
 ];
 
+/// Every kind: [`KINDS`], then one per DNS provider
+/// ([`crate::dns_provider::PROVIDERS`]).
+pub fn kinds() -> impl Iterator<Item = &'static Kind> {
+    KINDS.iter().chain(crate::dns_provider::PROVIDERS)
+}
+
 /// The kind named `name`, or why there is none.
 pub fn kind(name: &str) -> Result<&'static Kind, String> {
-    KINDS.iter().find(|k| k.name == name).ok_or_else(|| {
+    kinds().find(|k| k.name == name).ok_or_else(|| {
         let names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
-        format!("there is no credential kind {name:?}; the kinds are {}", names.join(", "))
+        format!(
+            "there is no credential kind {name:?}; the kinds are {}, and each DNS provider's \
+             name (`certhub dns providers` lists them)",
+            names.join(", ")
+        )
     })
 }
 
@@ -133,7 +143,8 @@ mod tests {
         assert!(empty.contains("needs key-secret"), "{empty}");
         let unknown = tsig.check(&values(&[("key-name", "k"), ("token", "t")])).unwrap_err();
         assert!(unknown.contains("no field \"token\""), "{unknown}");
-        assert!(kind("cloudflare").unwrap_err().contains("tsig, callback"));
+        assert!(kind("cloudfare").unwrap_err().contains("tsig, callback"));
+        assert_eq!(kind("cloudflare").unwrap().fields[0].name, "api-token");
         assert!(check_name("dns-primary").is_ok());
         assert!(check_name("-x").is_err() && check_name("a b").is_err());
     }

@@ -13,6 +13,7 @@ pub mod credential;
 pub mod csr;
 pub mod deploy;
 pub mod discover;
+pub mod dns_provider;
 pub mod identifier;
 pub mod key;
 pub mod name;

@@ -4,6 +4,7 @@
 
 pub mod bind;
 pub mod browser;
+pub mod dns_apis;
 pub mod fake_ca;
 pub mod nginx;
 pub mod pebble;

@@ -1,12 +1,13 @@
 //! dns-01 (RFC 8555 §8.4): a TXT record `_acme-challenge.NAME` holding
-//! base64url(SHA-256(key authorization)), published through RFC 2136, an exec hook or the
-//! callback channel. Every solver returns from `present` only once the value is visible on
+//! base64url(SHA-256(key authorization)), published through a DNS provider's API, RFC 2136, an
+//! exec hook or the callback channel. Every solver returns from `present` only once the value is visible on
 //! every authoritative name server of the zone (following a CNAME on `_acme-challenge`).
 
 pub mod caa;
 pub mod callback;
 pub mod exec;
 pub mod propagation;
+pub mod provider;
 pub mod rfc2136;
 mod wire;
 

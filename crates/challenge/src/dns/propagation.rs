@@ -124,23 +124,29 @@ impl PropagationChecker {
         Err(dns_err(format!("the CNAME chain from {name} is longer than 8 links")))
     }
 
-    /// The zone apex holding `name` and the addresses of its authoritative servers.
-    pub async fn authoritative_servers(
-        &self,
-        name: &Name,
-    ) -> Result<(Name, Vec<SocketAddr>), SolverError> {
+    /// The zone apex holding `name`: the owner of the SOA record the resolver answers with.
+    pub async fn zone_of(&self, name: &Name) -> Result<Name, SolverError> {
         let timeout = self.config.query_timeout;
         let answer = exchange(self.resolver, &query(name, RecordType::SOA, true), timeout)
             .await
             .map_err(dns_err)?;
-        let zone = soa_owner(&answer).ok_or_else(|| {
+        soa_owner(&answer).ok_or_else(|| {
             dns_err(format!(
                 "no zone found for {name}: the resolver {} returned no SOA; if the zone cannot \
                  be seen from here (split-horizon DNS), check through another resolver with \
                  ;propagation=resolver:HOST:PORT, or only wait with ;propagation=wait:SECONDS",
                 self.resolver
             ))
-        })?;
+        })
+    }
+
+    /// The zone apex holding `name` and the addresses of its authoritative servers.
+    pub async fn authoritative_servers(
+        &self,
+        name: &Name,
+    ) -> Result<(Name, Vec<SocketAddr>), SolverError> {
+        let timeout = self.config.query_timeout;
+        let zone = self.zone_of(name).await?;
         let ns = exchange(self.resolver, &query(&zone, RecordType::NS, true), timeout)
             .await
             .map_err(dns_err)?;

@@ -18,5 +18,6 @@ mod issuance;
 mod notifications;
 mod postgres;
 mod preview;
+mod providers;
 mod renewal;
 mod support;

@@ -16,6 +16,8 @@ pub struct Env {
     pub data: TempDir,
     /// A PostgreSQL database for the store instead of the data directory's SQLite file.
     pub database: Option<certhub_testkit::postgres::TestDatabase>,
+    /// More environment for every certhub run (e.g. a proxy).
+    pub vars: Vec<(String, String)>,
 }
 
 /// Pebble options every test starts from: 30% of nonces rejected, no authorization reuse.
@@ -28,7 +30,7 @@ impl Env {
         let bind = Bind::start(&["test"]).await;
         opts.dns_server = Some(bind.addr);
         let pebble = Pebble::start(opts).await;
-        Env { bind, pebble, data: TempDir::new().unwrap(), database: None }
+        Env { bind, pebble, data: TempDir::new().unwrap(), database: None, vars: Vec::new() }
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -48,6 +50,7 @@ impl Env {
         if let Some(db) = &self.database {
             cmd.env("CERTHUB_DATABASE_URL", &db.url);
         }
+        cmd.envs(self.vars.iter().map(|(k, v)| (k, v)));
         cmd
     }
 
