@@ -86,6 +86,9 @@ pub enum Command {
     /// never from the command line.
     #[command(subcommand)]
     Credential(CredentialCommand),
+    /// DNS providers whose APIs answer dns-01 (dns-01:provider=NAME,credential=C).
+    #[command(subcommand)]
+    Dns(DnsCommand),
     /// Find the names a web server answers to (nginx server blocks, Apache virtual hosts,
     /// includes followed) and create a managed certificate for them.
     Discover(Discover),
@@ -195,6 +198,13 @@ pub enum CredentialCommand {
     Remove(CredentialName),
     /// The kinds of credential and the fields each needs.
     Kinds(JsonFlag),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DnsCommand {
+    /// The DNS providers certhub speaks to, with the fields of the credential each takes
+    /// (keep one with `certhub credential add NAME --kind PROVIDER`).
+    Providers(JsonFlag),
 }
 
 /// Where a credential's fields come from.
@@ -774,6 +784,8 @@ pub struct CertAdd {
     ///   dns-01:rfc2136=HOST:PORT,key-name=NAME,key-secret=BASE64[,algorithm=hmac-sha256]
     ///   dns-01:rfc2136=HOST:PORT,credential=NAME   dns-01:callback=URL,credential=NAME
     ///   dns-01:channel=NAME   (secrets kept once with `certhub credential add`)
+    ///   dns-01:provider=NAME,credential=C[,zone=ZONE]   (a DNS provider's API: Cloudflare,
+    ///   Route 53, Azure, Google Cloud DNS, … `certhub dns providers` lists them)
     /// each optionally followed by ;domains=PATTERN,... (which identifiers it serves; `*.x.com`
     /// matches names below x.com) and, for dns-01, ;propagation-timeout=SECONDS and
     /// ;propagation=check|wait:SECONDS|resolver:HOST:PORT (how certhub knows the record is

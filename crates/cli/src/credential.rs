@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead as _, IsTerminal as _};
 
 use anyhow::Context as _;
-use certhub_core::credential::{KINDS, Kind, kind};
+use certhub_core::credential::{Kind, kind};
 use certhub_core::secret::Secret;
 use certhub_engine::Actor;
 use certhub_engine::credentials::CredentialView;
@@ -74,35 +74,7 @@ pub async fn run(ctx: &Context, cmd: CredentialCommand) -> anyhow::Result<()> {
             Ok(())
         }
         CredentialCommand::Kinds(args) => {
-            if args.json {
-                let kinds: Vec<_> = KINDS
-                    .iter()
-                    .map(|k| {
-                        serde_json::json!({
-                            "kind": k.name,
-                            "about": k.about,
-                            "fields": k.fields.iter().map(|f| serde_json::json!({
-                                "name": f.name, "secret": f.secret, "required": f.required,
-                                "about": f.about,
-                            })).collect::<Vec<_>>(),
-                        })
-                    })
-                    .collect();
-                print_json(&kinds);
-                return Ok(());
-            }
-            for k in KINDS {
-                println!("{}: {}", k.name, k.about);
-                for f in k.fields {
-                    let how = match (f.required, f.secret) {
-                        (true, true) => "required, secret",
-                        (true, false) => "required",
-                        (false, true) => "optional, secret",
-                        (false, false) => "optional",
-                    };
-                    println!("  {:<12} {} ({how})", f.name, f.about);
-                }
-            }
+            print_kinds(certhub_core::credential::kinds(), args.json, false);
             Ok(())
         }
     }
@@ -218,4 +190,46 @@ fn read_fields(k: &Kind, input: &CredentialInput) -> anyhow::Result<BTreeMap<Str
         }
     }
     Ok(fields)
+}
+
+/// Prints `kinds` with their fields, as JSON or text; `providers` adds each one's SPEC.
+pub fn print_kinds<'a>(kinds: impl Iterator<Item = &'a Kind>, json: bool, providers: bool) {
+    let kinds: Vec<&Kind> = kinds.collect();
+    if json {
+        let kinds: Vec<_> = kinds
+            .iter()
+            .map(|k| {
+                let mut v = serde_json::json!({
+                    "kind": k.name,
+                    "about": k.about,
+                    "fields": k.fields.iter().map(|f| serde_json::json!({
+                        "name": f.name, "secret": f.secret, "required": f.required,
+                        "about": f.about,
+                    })).collect::<Vec<_>>(),
+                });
+                if providers {
+                    v["provider"] = v["kind"].take();
+                    v["spec"] = format!("dns-01:provider={},credential=NAME", k.name).into();
+                }
+                v
+            })
+            .collect();
+        print_json(&kinds);
+        return;
+    }
+    for k in kinds {
+        println!("{}: {}", k.name, k.about);
+        if providers {
+            println!("  dns-01:provider={},credential=NAME[,zone=ZONE]", k.name);
+        }
+        for f in k.fields {
+            let how = match (f.required, f.secret) {
+                (true, true) => "required, secret",
+                (true, false) => "required",
+                (false, true) => "optional, secret",
+                (false, false) => "optional",
+            };
+            println!("  {:<18} {} ({how})", f.name, f.about);
+        }
+    }
 }

@@ -88,6 +88,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Discover(args) => discover::run(&ctx, args).await,
         Command::Agent(cmd) => agent::run(&ctx, cmd).await,
         Command::Credential(cmd) => credential::run(&ctx, cmd).await,
+        Command::Dns(args::DnsCommand::Providers(args)) => {
+            let providers = certhub_core::dns_provider::PROVIDERS.iter();
+            credential::print_kinds(providers, args.json, true);
+            Ok(())
+        }
         Command::Serve(args) => serve::run(&ctx, args).await,
         Command::Audit(args::AuditCommand::Verify(args)) => audit_verify(&ctx, args).await,
         Command::Audit(args::AuditCommand::Anchor(args)) => audit_anchor(&ctx, args).await,

@@ -764,8 +764,15 @@ impl Issuer {
             anyhow::Ok(())
         }
         .await;
-        if let Err(e) = solver.cleanup(&pending).await {
-            tracing::warn!(cert = name, identifier = %requested, error = %e, "challenge cleanup failed");
+        match solver.cleanup(&pending).await {
+            // After a failure, cleaning up often fails for the same cause, already reported.
+            Err(e) if result.is_err() => {
+                tracing::debug!(cert = name, identifier = %requested, error = %e, "challenge cleanup failed");
+            }
+            Err(e) => {
+                tracing::warn!(cert = name, identifier = %requested, error = %e, "challenge cleanup failed");
+            }
+            Ok(()) => {}
         }
         // Forgotten together with the `validated` event, when it was.
         let validated = format!("{requested} with {kind}{by_agent}");

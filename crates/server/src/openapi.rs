@@ -167,7 +167,7 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
     (
         "post",
         "/api/v1/credentials",
-        "Keep a credential that challenge SPECs name with credential=NAME: tsig or callback (admin)",
+        "Keep a credential that challenge SPECs name with credential=NAME: tsig, callback or a DNS provider's kind (admin)",
         Some("admin"),
     ),
     (

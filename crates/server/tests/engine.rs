@@ -256,7 +256,8 @@ async fn a_credential_is_kept_without_showing_its_secret_rotated_and_kept_while_
     assert_eq!(status, StatusCode::CONFLICT);
     // Bad input names its field and keeps nothing.
     for (body, field) in [
-        (json!({"name": "x", "kind": "cloudflare", "fields": {}}), "kind"),
+        (json!({"name": "x", "kind": "cloudfare", "fields": {}}), "kind"),
+        (json!({"name": "x", "kind": "cloudflare", "fields": {}}), "fields"),
         (json!({"name": "x", "kind": "tsig", "fields": {"key-name": "k"}}), "fields"),
         (json!({"name": "x y", "kind": "callback", "fields": {"secret": "s"}}), "name"),
     ] {

@@ -469,6 +469,13 @@ async fn the_credentials_page_keeps_a_secret_without_showing_it() {
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains("No credential is kept yet"), "{}", page.body);
     assert!(page.body.contains("Add a tsig credential") && page.body.contains("type=\"password\""));
+    // Every DNS provider is offered, with its SPEC and its credential's fields.
+    for p in certhub_core::dns_provider::PROVIDERS {
+        assert!(page.body.contains(&format!("dns-01:provider={}</code>", p.name)), "{}", p.name);
+    }
+    assert!(
+        page.body.contains("id=\"cloudflare-api-token\" name=\"f-api-token\" type=\"password\"")
+    );
     let csrf = hub.csrf("/credentials", &cookie).await;
     // A required field left empty is said next to the form, and nothing is kept.
     let missing =
@@ -499,6 +506,11 @@ async fn the_credentials_page_keeps_a_secret_without_showing_it() {
     assert!(rsp.body.contains("rotated"), "{}", rsp.body);
     let rsp = hub.post("/credentials/dns/remove", Some(&cookie), &[("csrf", csrf.as_str())]).await;
     assert!(rsp.body.contains("Credential dns removed"), "{}", rsp.body);
+    // A provider's credential, its required field missing: said in its own form, kept open.
+    let cf = [("csrf", csrf.as_str()), ("kind", "cloudflare"), ("name", "cf")];
+    let rsp = hub.post("/credentials", Some(&cookie), &cf).await;
+    assert!(rsp.body.contains("<details id=\"provider-cloudflare\" open>"), "{}", rsp.body);
+    assert!(rsp.body.contains("a cloudflare credential needs api-token"), "{}", rsp.body);
     // Admins find it in the nav.
     assert!(hub.get("/settings", Some(&cookie)).await.body.contains("href=\"/credentials\""));
 }

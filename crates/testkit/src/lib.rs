@@ -6,9 +6,11 @@ pub mod bind;
 pub mod browser;
 pub mod dns_apis;
 pub mod fake_ca;
+pub mod moto;
 pub mod nginx;
 pub mod pebble;
 pub mod postgres;
+pub mod powerdns;
 pub mod smtp;
 
 use std::path::PathBuf;

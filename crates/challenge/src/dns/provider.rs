@@ -97,7 +97,7 @@ impl ProviderSolver {
                  it is another"
             ),
             E::BadRequest => format!("the {provider} API answered 400 Bad Request"),
-            E::Api(m) | E::Response(m) => format!("the {provider} API answered {m}"),
+            E::Api(m) | E::Response(m) => format!("the {provider} API answered {}", in_words(&m)),
             E::Client(m) | E::Protocol(m) => {
                 format!("the {provider} API could not be reached: {m}")
             }
@@ -131,6 +131,43 @@ impl ProviderSolver {
         };
         result.map_err(|e| self.refused(if add { "add" } else { "delete" }, &name, &zone, e))
     }
+}
+
+/// `HTTP 403: {"errors":[{"code":9109,"message":"Invalid access token"}],…}` as
+/// `HTTP 403: Invalid access token`: the messages of a JSON error body, else the body.
+fn in_words(answer: &str) -> String {
+    fn messages(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let wordy = ["message", "error_description", "detail", "reason", "title"];
+                    match v {
+                        serde_json::Value::String(s) if wordy.contains(&k.as_str()) => {
+                            if !s.trim().is_empty() && !out.contains(s) {
+                                out.push(s.trim().to_string());
+                            }
+                        }
+                        other => messages(other, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|i| messages(i, out)),
+            _ => {}
+        }
+    }
+    let (status, body) = match answer.split_once([':', ' ']) {
+        Some((status, body)) if answer.starts_with("HTTP ") => match body.split_once(':') {
+            Some((code, body)) => (format!("{status} {}", code.trim()), body),
+            None => (status.to_string(), body),
+        },
+        Some(("BadRequest", body)) => ("HTTP 400".to_string(), body),
+        _ => return answer.to_string(),
+    };
+    let mut found = Vec::new();
+    if let Ok(json) = serde_json::from_str::<serde_json::Value>(body.trim()) {
+        messages(&json, &mut found);
+    }
+    if found.is_empty() { answer.to_string() } else { format!("{status}: {}", found.join("; ")) }
 }
 
 /// The lock for changes at the owner name `name`, shared by every solver of this process.
@@ -363,5 +400,20 @@ mod tests {
                 })
                 .collect();
         assert!(updater("ovh", &ovh).err().unwrap().contains("ovh-eu, ovh-us"));
+    }
+
+    #[test]
+    fn a_providers_error_body_is_said_in_its_own_words() {
+        let cf = r#"HTTP 403: {"errors":[{"code":9109,"message":"Invalid access token"}],"success":false}"#;
+        assert_eq!(in_words(cf), "HTTP 403: Invalid access token");
+        let azure = r#"HTTP 401: {"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret."}"#;
+        assert_eq!(in_words(azure), "HTTP 401: AADSTS7000215: Invalid client secret.");
+        let gandi = r#"BadRequest {"status":"error","errors":[{"name":"rrset_ttl","description":"x"}],"message":"Bad TTL"}"#;
+        assert_eq!(in_words(gandi), "HTTP 400: Bad TTL");
+        assert_eq!(
+            in_words("HTTP 502: <html>bad gateway</html>"),
+            "HTTP 502: <html>bad gateway</html>"
+        );
+        assert_eq!(in_words("HTTP 500"), "HTTP 500");
     }
 }

@@ -16,7 +16,8 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub(crate) struct CredentialBody {
     pub name: String,
-    /// `tsig` or `callback` (`GET /api/v1/credentials/kinds` lists them with their fields).
+    /// `tsig`, `callback` or a DNS provider's name (`certhub credential kinds` lists them
+    /// with their fields).
     pub kind: String,
     #[schemars(with = "BTreeMap<String, String>")]
     pub fields: BTreeMap<String, Secret>,

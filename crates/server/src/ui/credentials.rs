@@ -8,6 +8,7 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use certhub_core::credential::{KINDS, Kind};
+use certhub_core::dns_provider::PROVIDERS;
 use certhub_core::secret::Secret;
 use certhub_engine::credentials::CredentialView;
 
@@ -21,7 +22,11 @@ use crate::state::AppState;
 struct CredentialsPage {
     page: PageInfo,
     credentials: Vec<CredentialView>,
+    /// The kinds besides the DNS providers', each with its own form.
     kinds: &'static [Kind],
+    /// The DNS providers' kinds.
+    providers: &'static [Kind],
+    all_kinds: Vec<&'static Kind>,
     /// The kind whose form was posted, to show its errors.
     posted: String,
     form: FormData,
@@ -41,6 +46,8 @@ async fn credentials_page(
             page: PageInfo::new("Credentials", s, "credentials").flash(flash),
             credentials,
             kinds: KINDS,
+            providers: PROVIDERS,
+            all_kinds: certhub_core::credential::kinds().collect(),
             posted: posted.to_string(),
             form,
             errors,
