@@ -38,6 +38,35 @@ impl Safety {
                 self.dir_refusal(&format!("task {}", task.name), dir)
             }
             DeployAction::Webhook { .. } => None,
+            DeployAction::Sftp { .. } | DeployAction::Ssh { .. } => Some(format!(
+                "task {}: {} tasks reach other machines from the hub, with its credentials; \
+                 an agent runs tasks on its own machine",
+                task.name,
+                task.action.kind()
+            )),
+            DeployAction::Nginx(site) | DeployAction::Apache(site) => {
+                let what = format!("task {}", task.name);
+                if !self.all_commands {
+                    return Some(format!(
+                        "{what}: a {} task tests and reloads the server with commands: start \
+                         `certhub agent run` with --allow-commands",
+                        task.action.kind()
+                    ));
+                }
+                let dir = site.dir.clone().unwrap_or_else(|| PathBuf::from("/etc/ssl/certhub"));
+                let config = site.config.clone().unwrap_or_else(|| {
+                    PathBuf::from(match &task.action {
+                        DeployAction::Nginx(_) => "/etc/nginx",
+                        _ => "/etc/apache2",
+                    })
+                });
+                let config_dir = if config.is_dir() {
+                    config
+                } else {
+                    config.parent().map(Path::to_path_buf).unwrap_or_default()
+                };
+                self.dir_refusal(&what, &dir).or_else(|| self.dir_refusal(&what, &config_dir))
+            }
         }
     }
 

@@ -50,6 +50,24 @@ pub const KINDS: &[Kind] = &[
         ],
     },
     Kind {
+        name: "ssh",
+        about: "a private key to sign in over SSH: sftp:…,credential=NAME and ssh:…,credential=NAME",
+        fields: &[
+            Field {
+                name: "private-key",
+                secret: true,
+                required: true,
+                about: "the private key, OpenSSH or PEM (--from-file private-key=PATH)",
+            },
+            Field {
+                name: "passphrase",
+                secret: true,
+                required: false,
+                about: "the private key's passphrase, if it has one",
+            },
+        ],
+    },
+    Kind {
         name: "callback",
         about: "a dns-01 callback channel: its signing key (dns-01:callback=URL,credential=NAME), \
                 and with its URL a channel named once (dns-01:channel=NAME)",
@@ -143,7 +161,7 @@ mod tests {
         assert!(empty.contains("needs key-secret"), "{empty}");
         let unknown = tsig.check(&values(&[("key-name", "k"), ("token", "t")])).unwrap_err();
         assert!(unknown.contains("no field \"token\""), "{unknown}");
-        assert!(kind("cloudfare").unwrap_err().contains("tsig, callback"));
+        assert!(kind("cloudfare").unwrap_err().contains("tsig, ssh, callback"));
         assert_eq!(kind("cloudflare").unwrap().fields[0].name, "api-token");
         assert!(check_name("dns-primary").is_ok());
         assert!(check_name("-x").is_err() && check_name("a b").is_err());

@@ -9,7 +9,20 @@
 //!       [,force=true]
 //! command:SHELL COMMAND
 //! webhook:url=URL,secret=SECRET
+//! sftp:host=HOST[:PORT],user=USER,credential=NAME,dir=DIR,known-hosts=PATH|fingerprint=SHA256:…
+//!      [,cert=…][,chain=…][,fullchain=…][,key=…][,mode=0644][,key-mode=0600][,force=true]
+//! ssh:host=HOST[:PORT],user=USER,credential=NAME,known-hosts=PATH|fingerprint=SHA256:…,command=…
+//! nginx:server=NAME[,config=/etc/nginx/nginx.conf][,dir=DIR][,test=CMD][,reload=CMD]
+//! apache:vhost=NAME[,config=/etc/apache2/apache2.conf][,dir=DIR][,test=CMD][,reload=CMD]
 //! ```
+//!
+//! `sftp` and `ssh` reach another machine with the private key of a stored credential (kind
+//! `ssh`), and only if its host key is the one pinned (in an OpenSSH `known_hosts` file, or
+//! by its SHA-256 fingerprint as `ssh-keygen -lf` prints it). `command=` comes last and runs
+//! as written by the remote user's shell. `nginx` and `apache` write the full chain and the
+//! key (in `dir`, by default `/etc/ssl/certhub/CERT`), point the TLS server block (virtual
+//! host) answering to NAME at them, test the configuration and reload, and put the previous
+//! configuration back if the test or the reload fails.
 //!
 //! each optionally followed by `;trigger=on-success|on-failure|always` (default on-success),
 //! `;timeout=SECONDS` (default 60) and `;name=NAME` (default KIND-N). For `files`, an empty
@@ -155,6 +168,79 @@ pub enum DeployAction {
         /// HMAC-SHA256 key for the signature header.
         secret: Secret,
     },
+    /// Writes PEM files on another machine over SFTP (`files.dir` is the remote directory;
+    /// owner and group are not set).
+    Sftp {
+        /// The machine and how to sign in.
+        target: SshTarget,
+        /// The files, as for `files`.
+        files: PemFiles,
+    },
+    /// Runs a command on another machine over SSH.
+    Ssh {
+        /// The machine and how to sign in.
+        target: SshTarget,
+        /// The command, run by the remote user's shell.
+        command: String,
+    },
+    /// Points an nginx `server` block at the certificate.
+    Nginx(WebServerSite),
+    /// Points an Apache `<VirtualHost>` at the certificate.
+    Apache(WebServerSite),
+}
+
+/// A machine reached over SSH.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshTarget {
+    /// Its name or address.
+    pub host: String,
+    /// Its SSH port.
+    pub port: u16,
+    /// The user to sign in as.
+    pub user: String,
+    /// The stored credential (kind `ssh`) holding the private key.
+    pub credential: String,
+    /// How its host key is known.
+    pub host_key: HostKey,
+    /// The credential's fields, filled in from it at each run.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub secrets: std::collections::BTreeMap<String, Secret>,
+}
+
+impl SshTarget {
+    /// `user@host:port`.
+    pub fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("{}@[{}]:{}", self.user, self.host, self.port)
+        } else {
+            format!("{}@{}:{}", self.user, self.host, self.port)
+        }
+    }
+}
+
+/// How an SSH server's host key is known: nothing else is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKey {
+    /// Listed for the host in this OpenSSH `known_hosts` file.
+    KnownHosts(PathBuf),
+    /// This SHA-256 fingerprint, `SHA256:` and unpadded base64, as `ssh-keygen -lf` prints.
+    Fingerprint(String),
+}
+
+/// A site of a web server on this machine that a task points at the certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebServerSite {
+    /// A name the server block (virtual host) answers to.
+    pub site: String,
+    /// The server's main configuration file; its usual place when not given.
+    pub config: Option<PathBuf>,
+    /// Where the full chain and the key are written; `/etc/ssl/certhub/CERT` when not given.
+    pub dir: Option<PathBuf>,
+    /// The configuration test; `nginx -t -c CONFIG` or `apachectl configtest` when not given.
+    pub test: Option<String>,
+    /// The reload; `nginx -s reload -c CONFIG` or `apachectl graceful` when not given.
+    pub reload: Option<String>,
 }
 
 impl DeployAction {
@@ -165,7 +251,40 @@ impl DeployAction {
             Self::Files(_) => "files",
             Self::Pkcs12(_) => "pkcs12",
             Self::Webhook { .. } => "webhook",
+            Self::Sftp { .. } => "sftp",
+            Self::Ssh { .. } => "ssh",
+            Self::Nginx(_) => "nginx",
+            Self::Apache(_) => "apache",
         }
+    }
+
+    /// The stored credential this task signs in with, if any.
+    pub fn credential(&self) -> Option<&str> {
+        match self {
+            Self::Sftp { target, .. } | Self::Ssh { target, .. } => Some(&target.credential),
+            _ => None,
+        }
+    }
+
+    /// This task with the fields of its credential, `values` of kind `kind`, filled in; or
+    /// why that credential does not fit it.
+    pub fn with_credential(
+        &self,
+        kind: &str,
+        values: &std::collections::BTreeMap<String, Secret>,
+    ) -> Result<DeployAction, String> {
+        let mut out = self.clone();
+        if let Self::Sftp { target, .. } | Self::Ssh { target, .. } = &mut out {
+            if kind != "ssh" {
+                return Err(format!(
+                    "credential {} is a {kind} credential, and {}: takes an ssh one",
+                    target.credential,
+                    self.kind()
+                ));
+            }
+            target.secrets = values.clone();
+        }
+        Ok(out)
     }
 
     /// What the task does, in plain language and without secrets.
@@ -204,6 +323,35 @@ impl DeployAction {
                 owned(&p.owner, &p.group)
             ),
             Self::Webhook { url, .. } => format!("POST a signed JSON event to {url}"),
+            Self::Sftp { target, files } => {
+                let names: Vec<String> = files
+                    .files()
+                    .iter()
+                    .map(|(_, p, mode)| {
+                        let name = p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+                        format!("{name} ({mode:04o})")
+                    })
+                    .collect();
+                format!(
+                    "copy {} to {} on {} over SFTP (credential {})",
+                    names.join(", "),
+                    files.dir.display(),
+                    target.address(),
+                    target.credential
+                )
+            }
+            Self::Ssh { target, .. } => format!(
+                "run a command on {} over SSH (credential {})",
+                target.address(),
+                target.credential
+            ),
+            Self::Nginx(site) | Self::Apache(site) => format!(
+                "point the {} {} answering to {} at the certificate, test the configuration \
+                 and reload",
+                self.kind(),
+                if matches!(self, Self::Nginx(_)) { "server block" } else { "virtual host" },
+                site.site
+            ),
         }
     }
 }
@@ -280,13 +428,28 @@ impl DeployTask {
                 }
                 DeployAction::Command { run: run.to_string() }
             }
-            "files" | "pkcs12" | "webhook" => {
+            "ssh" => {
+                // command= comes last and is taken as written, commas and all.
+                let Some((options, command)) = rest.split_once("command=") else {
+                    return Err(err("ssh: needs command=… (last)".into()));
+                };
+                let options =
+                    parse_options(options.trim_end().trim_end_matches(',')).map_err(&err)?;
+                let command = command.trim();
+                if command.is_empty() {
+                    return Err(err("ssh: needs the command to run after command=".into()));
+                }
+                let target = ssh_target("ssh", &options, &[]).map_err(&err)?;
+                DeployAction::Ssh { target, command: command.to_string() }
+            }
+            "files" | "pkcs12" | "webhook" | "sftp" | "nginx" | "apache" => {
                 let options = parse_options(rest).map_err(&err)?;
                 parse_action(kind.trim(), &options).map_err(&err)?
             }
             other => {
                 return Err(err(format!(
-                    "unknown task kind {other:?}; expected files, pkcs12, command or webhook"
+                    "unknown task kind {other:?}; expected files, pkcs12, command, webhook, \
+                     sftp, ssh, nginx or apache"
                 )));
             }
         };
@@ -351,7 +514,132 @@ impl DeployTask {
 /// set-id and sticky bits.
 const KEY_MODE_TOO_WIDE: u32 = 0o7027;
 
+/// The options naming an SSH target.
+const SSH_OPTIONS: [&str; 5] = ["host", "user", "credential", "known-hosts", "fingerprint"];
+
+/// The SSH target of a `kind` task from its options; `others` are the kind's other options.
+fn ssh_target(
+    kind: &str,
+    options: &[(String, String)],
+    others: &[&str],
+) -> Result<SshTarget, String> {
+    if let Some((k, _)) = options
+        .iter()
+        .find(|(k, _)| !SSH_OPTIONS.contains(&k.as_str()) && !others.contains(&k.as_str()))
+    {
+        let mut takes: Vec<&str> = SSH_OPTIONS.to_vec();
+        takes.extend_from_slice(others);
+        if kind == "ssh" {
+            takes.push("command (last)");
+        }
+        return Err(format!("{kind} has no option {k:?}; it takes {}", takes.join(", ")));
+    }
+    let get = |key: &str| {
+        options.iter().find(|(k, _)| k == key).map(|(_, v)| v.trim()).filter(|v| !v.is_empty())
+    };
+    let need = |key: &str| get(key).ok_or(format!("{kind} needs {key}=…"));
+    let host = need("host")?;
+    let (host, port) = match host.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((h, "")) => (h, 22),
+            Some((h, p)) => (h, p.strip_prefix(':').and_then(|p| p.parse().ok()).unwrap_or(0)),
+            None => (host, 0),
+        },
+        None => match host.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h, p.parse().unwrap_or(0)),
+            Some(_) => (host, 22),
+            None => (host, 22),
+        },
+    };
+    if port == 0 || host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/') {
+        return Err(format!(
+            "host={} is not HOST or HOST:PORT (an IPv6 address in brackets: [2001:db8::1]:22)",
+            need("host")?
+        ));
+    }
+    let user = need("user")?;
+    let credential = need("credential").map_err(|_| {
+        format!(
+            "{kind} needs credential=NAME, a stored private key: \
+             `certhub credential add NAME --kind ssh --from-file private-key=PATH`"
+        )
+    })?;
+    crate::credential::check_name(credential)?;
+    let host_key = match (get("known-hosts"), get("fingerprint")) {
+        (Some(path), None) => HostKey::KnownHosts(PathBuf::from(path)),
+        (None, Some(f)) => {
+            let b64 = f.strip_prefix("SHA256:").unwrap_or_default();
+            if b64.len() != 43
+                || !b64.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/')
+            {
+                return Err(format!(
+                    "fingerprint={f} is not a SHA-256 fingerprint as `ssh-keygen -lf` prints it \
+                     (SHA256: and 43 characters of base64)"
+                ));
+            }
+            HostKey::Fingerprint(f.to_string())
+        }
+        (Some(_), Some(_)) => return Err("give known-hosts= or fingerprint=, not both".into()),
+        (None, None) => {
+            return Err(format!(
+                "{kind} needs the host's key pinned: known-hosts=PATH (an OpenSSH known_hosts \
+                 file listing it) or fingerprint=SHA256:… (`ssh-keygen -lf` of its key)"
+            ));
+        }
+    };
+    Ok(SshTarget {
+        host: host.to_ascii_lowercase(),
+        port,
+        user: user.to_string(),
+        credential: credential.to_string(),
+        host_key,
+        secrets: Default::default(),
+    })
+}
+
 fn parse_action(kind: &str, options: &[(String, String)]) -> Result<DeployAction, String> {
+    if kind == "sftp" {
+        let (target, files): (Vec<_>, Vec<_>) =
+            options.iter().cloned().partition(|(k, _)| SSH_OPTIONS.contains(&k.as_str()));
+        let files_options =
+            ["dir", "cert", "chain", "fullchain", "key", "mode", "key-mode", "force"];
+        let target = ssh_target("sftp", &target, &files_options)?;
+        if let Some((k, _)) = files.iter().find(|(k, _)| !files_options.contains(&k.as_str())) {
+            return Err(format!(
+                "sftp has no option {k:?}; it takes {}, {}",
+                SSH_OPTIONS.join(", "),
+                files_options.join(", ")
+            ));
+        }
+        let DeployAction::Files(files) = parse_action("files", &files)? else { unreachable!() };
+        return Ok(DeployAction::Sftp { target, files });
+    }
+    if kind == "nginx" || kind == "apache" {
+        let site_key = if kind == "nginx" { "server" } else { "vhost" };
+        let allowed = [site_key, "config", "dir", "test", "reload"];
+        if let Some((k, _)) = options.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+            return Err(format!("{kind} has no option {k:?}; it takes {}", allowed.join(", ")));
+        }
+        let get = |key: &str| {
+            options.iter().find(|(k, _)| k == key).map(|(_, v)| v.trim()).filter(|v| !v.is_empty())
+        };
+        let site = get(site_key).ok_or(format!(
+            "{kind} needs {site_key}=NAME, a name the {} answers to",
+            if kind == "nginx" { "server block" } else { "virtual host" }
+        ))?;
+        let site = WebServerSite {
+            site: site.to_ascii_lowercase(),
+            config: get("config").map(PathBuf::from),
+            dir: get("dir").map(PathBuf::from),
+            test: get("test").map(str::to_string),
+            reload: get("reload").map(str::to_string),
+        };
+        return Ok(if kind == "nginx" {
+            DeployAction::Nginx(site)
+        } else {
+            DeployAction::Apache(site)
+        });
+    }
     let allowed: &[&str] = match kind {
         "files" => &[
             "dir",

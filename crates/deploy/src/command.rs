@@ -62,16 +62,22 @@ pub(crate) async fn run(
         Some(code) => format!("exited with status {code}"),
         None => "was killed by a signal".to_string(),
     };
-    let mut text = String::from_utf8_lossy(&output.stderr).trim().to_string();
-    if text.is_empty() {
-        text = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    let mut text = String::from_utf8_lossy(&output.stderr).to_string();
+    if text.trim().is_empty() {
+        text = String::from_utf8_lossy(&output.stdout).to_string();
     }
-    if text.len() > OUTPUT_TAIL {
-        let cut = text.len() - OUTPUT_TAIL;
-        let start = (cut..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
-        text = format!("…{}", &text[start..]);
+    Err(Error::CommandFailed { status, output: tail(&text) })
+}
+
+/// The end of what a command printed, trimmed, at most `OUTPUT_TAIL` bytes.
+pub(crate) fn tail(text: &str) -> String {
+    let text = text.trim();
+    if text.len() <= OUTPUT_TAIL {
+        return text.to_string();
     }
-    Err(Error::CommandFailed { status, output: text })
+    let cut = text.len() - OUTPUT_TAIL;
+    let start = (cut..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
+    format!("…{}", &text[start..])
 }
 
 /// util-linux's `setpriv`, if installed.

@@ -36,7 +36,9 @@ mod command;
 pub mod files;
 pub mod notify;
 pub mod pkcs12;
+mod ssh;
 mod webhook;
+pub mod webserver;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -84,6 +86,14 @@ pub enum Error {
     /// The task did not finish in time.
     #[error("did not finish within {}s", .0.as_secs())]
     Timeout(Duration),
+    /// Another machine could not be reached, refused its host key or the sign-in, or an
+    /// SFTP operation failed.
+    #[error("{0}")]
+    Remote(String),
+    /// A web server's site could not be found, or its configuration failed its test or
+    /// reload (and was put back).
+    #[error("{0}")]
+    WebServer(String),
 }
 
 /// The issued certificate being deployed.
@@ -168,19 +178,43 @@ impl<'a> Run<'a> {
             DeployAction::Pkcs12(p) => {
                 self.paths.insert("CERTHUB_PKCS12_PATH", p.file.clone());
             }
-            DeployAction::Command { .. } | DeployAction::Webhook { .. } => {}
+            DeployAction::Command { .. }
+            | DeployAction::Webhook { .. }
+            | DeployAction::Sftp { .. }
+            | DeployAction::Ssh { .. }
+            | DeployAction::Nginx(_)
+            | DeployAction::Apache(_) => {}
         }
+    }
+
+    /// How `task` is passed over, if its trigger does not fit what happened so far.
+    fn passed_over(&self, task: &DeployTask) -> Option<Outcome> {
+        if task.trigger.fires(self.failed.is_none()) {
+            return None;
+        }
+        Some(if self.facts.error.is_none() && task.trigger.fires(true) {
+            Outcome::Skipped
+        } else {
+            Outcome::NotTriggered
+        })
+    }
+
+    /// Counts `task` as failed for `why` without running it, if its trigger fits what
+    /// happened so far (its credential could not be read, say).
+    pub fn refuse(&mut self, task: &DeployTask, why: String) -> Outcome {
+        if let Some(passed) = self.passed_over(task) {
+            return passed;
+        }
+        if self.failed.is_none() {
+            self.failed = Some(format!("deployment task {} failed: {why}", task.name));
+        }
+        Outcome::Failed(why)
     }
 
     /// Runs `task` if its trigger fits what happened so far.
     pub async fn task(&mut self, task: &DeployTask) -> Outcome {
-        let succeeded = self.failed.is_none();
-        if !task.trigger.fires(succeeded) {
-            return if self.facts.error.is_none() && task.trigger.fires(true) {
-                Outcome::Skipped
-            } else {
-                Outcome::NotTriggered
-            };
+        if let Some(passed) = self.passed_over(task) {
+            return passed;
         }
         let result = if self.dry_run {
             self.check(&task.action).map(|()| format!("would {}", task.action.describe()))
@@ -237,8 +271,28 @@ impl<'a> Run<'a> {
                 self.key()?;
                 Ownership::resolve(p.owner.as_deref(), p.group.as_deref()).map(drop)
             }
+            DeployAction::Sftp { target, files } => {
+                self.issued()?;
+                if files.key.is_some() {
+                    self.key()?;
+                }
+                ssh::private_key(target).map(drop)
+            }
+            DeployAction::Ssh { target, .. } => ssh::private_key(target).map(drop),
+            DeployAction::Nginx(site) | DeployAction::Apache(site) => {
+                self.key()?;
+                let dir = self.site_dir(site);
+                webserver::check(server_of(action), site, &dir).map(drop)
+            }
             DeployAction::Command { .. } | DeployAction::Webhook { .. } => Ok(()),
         }
+    }
+
+    /// Where a web server task writes the files.
+    fn site_dir(&self, site: &certhub_core::deploy::WebServerSite) -> std::path::PathBuf {
+        site.dir
+            .clone()
+            .unwrap_or_else(|| std::path::Path::new("/etc/ssl/certhub").join(&self.facts.cert_name))
     }
 
     async fn act(&mut self, action: &DeployAction, timeout: Duration) -> Result<String, Error> {
@@ -303,6 +357,31 @@ impl<'a> Run<'a> {
                 webhook::post(&self.http, url, secret, self.facts, self.failed.as_deref(), timeout)
                     .await
             }
+            DeployAction::Sftp { target, files } => {
+                let pems = self.pems(files.key.is_some())?;
+                let remote: Vec<ssh::RemoteFile<'_>> = files
+                    .files()
+                    .into_iter()
+                    .map(|(role, path, mode)| ssh::RemoteFile {
+                        path: path.display().to_string(),
+                        data: pems.of(role),
+                        mode,
+                    })
+                    .collect();
+                let dir = files.dir.display().to_string();
+                ssh::upload(target, &dir, &remote, timeout).await?;
+                Ok(format!("copied the files to {dir} on {}", target.address()))
+            }
+            DeployAction::Ssh { target, command } => ssh::run(target, command, timeout).await,
+            DeployAction::Nginx(site) | DeployAction::Apache(site) => {
+                let pems = self.pems(true)?;
+                let dir = self.site_dir(site);
+                let serial = &self.issued()?.serial_hex;
+                let files =
+                    [pems.of(PemRole::Fullchain), pems.of(PemRole::Chain), pems.of(PemRole::Key)];
+                let env = self.env();
+                webserver::deploy(server_of(action), site, &dir, serial, files, &env, timeout).await
+            }
         }
     }
 
@@ -359,6 +438,13 @@ impl Pems {
             PemRole::Fullchain => self.fullchain.as_bytes(),
             PemRole::Key => self.key.as_bytes(),
         }
+    }
+}
+
+fn server_of(action: &DeployAction) -> certhub_core::discover::WebServer {
+    match action {
+        DeployAction::Apache(_) => certhub_core::discover::WebServer::Apache,
+        _ => certhub_core::discover::WebServer::Nginx,
     }
 }
 

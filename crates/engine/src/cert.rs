@@ -183,6 +183,7 @@ pub async fn create(
     let ids = normalized.identifiers;
     let assignment = assign_challenges(&ids, &specs).map_err(|v| violations(&args.name, &v))?;
     let tasks = crate::deploy::parse_specs(&args.deploy, &[])?;
+    crate::credentials::check_tasks(store, &tasks).await?;
     let targets = crate::agents::check_targets(store, &args.targets).await?;
     let key_on_agent = match args.key_on.as_deref().map(str::trim) {
         None | Some("hub") => false,

@@ -159,3 +159,32 @@ pub async fn resolve(store: &Store, spec: &ChallengeSpec) -> anyhow::Result<Chal
         spec.config.with_credential(&c.kind, &c.fields).map_err(|e| invalid("challenges", e))?;
     Ok(ChallengeSpec { config, ..spec.clone() })
 }
+
+/// Checks that the credentials `tasks` name exist and are of the kind they take.
+pub async fn check_tasks(store: &Store, tasks: &[certhub_core::DeployTask]) -> anyhow::Result<()> {
+    for task in tasks {
+        resolve_task(store, task).await.map_err(|e| invalid("deploy", e))?;
+    }
+    Ok(())
+}
+
+/// `task` with the secrets of the credential it names filled in (as stored now), or why
+/// they cannot be.
+pub async fn resolve_task(
+    store: &Store,
+    task: &certhub_core::DeployTask,
+) -> Result<certhub_core::DeployTask, String> {
+    let Some(name) = task.action.credential() else { return Ok(task.clone()) };
+    let Some(c) = store.credential(name).await.map_err(|e| e.to_string())? else {
+        return Err(format!(
+            "task {}: no credential {name}: add it with `certhub credential add {name} --kind \
+             ssh --from-file private-key=PATH`",
+            task.name
+        ));
+    };
+    let action = task
+        .action
+        .with_credential(&c.kind, &c.fields)
+        .map_err(|e| format!("task {}: {e}", task.name))?;
+    Ok(certhub_core::DeployTask { action, ..task.clone() })
+}

@@ -96,6 +96,7 @@ pub async fn store_tasks(
     if tasks.is_empty() {
         return Ok(());
     }
+    crate::credentials::check_tasks(store, tasks).await?;
     store.add_deploy_tasks(cert, tasks, audit).await?;
     Ok(())
 }
@@ -178,7 +179,11 @@ pub async fn deploy(
         {
             p.step(cert, &format!("deploying: {}", task.name));
         }
-        let outcome = run.task(task).await;
+        // A task signing in with a stored credential gets it as stored now.
+        let outcome = match crate::credentials::resolve_task(store, task).await {
+            Ok(task) => run.task(&task).await,
+            Err(why) => run.refuse(task, why),
+        };
         if !dry_run {
             let delivered = issued.map(|i| i.id).filter(|_| facts.error.is_none());
             match &outcome {

@@ -159,6 +159,7 @@ async fn import_inner(
     let existing_tasks: Vec<String> =
         store.deploy_tasks(&args.name).await?.into_iter().map(|t| t.name).collect();
     let tasks = crate::deploy::parse_specs(&args.deploy, &existing_tasks)?;
+    crate::credentials::check_tasks(store, &tasks).await?;
 
     let key_type = bundle.key.as_ref().map(|k| k.key_type().to_string());
     let new = existing.is_none();

@@ -40,6 +40,15 @@ struct Row {
     updated_at: i64,
 }
 
+/// Which certificates name which credential: their challenges (`cert_credentials`) and
+/// their deployment tasks.
+macro_rules! uses {
+    () => {
+        "(SELECT credential, cert_name FROM cert_credentials UNION \
+         SELECT credential, cert_name FROM deploy_tasks WHERE credential IS NOT NULL) AS uses"
+    };
+}
+
 /// Records within `tx` which credentials certificate `cert`'s challenges name.
 pub(crate) async fn cert_credentials_in(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
@@ -150,11 +159,14 @@ impl Store {
         rows.into_iter().map(|r| self.credential_from_row(r)).collect()
     }
 
-    /// The certificates whose challenges name credential `name`, by name.
+    /// The certificates whose challenges or deployment tasks name credential `name`, by
+    /// name.
     pub async fn credential_users(&self, name: &str) -> Result<Vec<String>, Error> {
-        Ok(sqlx::query_scalar(
-            "SELECT cert_name FROM cert_credentials WHERE credential = $1 ORDER BY cert_name",
-        )
+        Ok(sqlx::query_scalar(concat!(
+            "SELECT DISTINCT cert_name FROM ",
+            uses!(),
+            " WHERE credential = $1 ORDER BY cert_name"
+        ))
         .bind(name)
         .fetch_all(&self.pool)
         .await?)
@@ -162,9 +174,11 @@ impl Store {
 
     /// Every credential in use, with the certificates that name it, by name.
     pub async fn credentials_in_use(&self) -> Result<BTreeMap<String, Vec<String>>, Error> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT credential, cert_name FROM cert_credentials ORDER BY credential, cert_name",
-        )
+        let rows: Vec<(String, String)> = sqlx::query_as(concat!(
+            "SELECT DISTINCT credential, cert_name FROM ",
+            uses!(),
+            " ORDER BY credential, cert_name"
+        ))
         .fetch_all(&self.pool)
         .await?;
         let mut uses: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -183,7 +197,7 @@ impl Store {
     ) -> Result<(), Error> {
         let mut tx = self.begin_change(audit).await?;
         let users: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM cert_credentials WHERE credential = $1")
+            sqlx::query_scalar(concat!("SELECT COUNT(*) FROM ", uses!(), " WHERE credential = $1"))
                 .bind(name)
                 .fetch_one(&mut *tx)
                 .await?;

@@ -121,15 +121,16 @@ impl Store {
                 .fetch_one(&mut **tx)
                 .await?;
         let first = last.map_or(0, |p| p + 1);
-        for (position, (name, sealed)) in (first..).zip(sealed) {
+        for (position, ((name, sealed), task)) in (first..).zip(sealed.into_iter().zip(tasks)) {
             sqlx::query(
-                "INSERT INTO deploy_tasks (cert_name, name, position, task) \
-                 VALUES ($1, $2, $3, $4)",
+                "INSERT INTO deploy_tasks (cert_name, name, position, task, credential) \
+                 VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(cert_name)
             .bind(name)
             .bind(position)
             .bind(sealed)
+            .bind(task.action.credential())
             .execute(&mut **tx)
             .await
             .map_err(|e| {
