@@ -487,6 +487,15 @@ pub struct DeployAdd {
     ///   pkcs12:file=PATH,password=PASSWORD[,legacy=true][,owner=USER][,group=GROUP][,mode=0600]
     ///   command:SHELL COMMAND          (e.g. command:systemctl reload nginx)
     ///   webhook:url=URL,secret=SECRET  (a signed JSON POST)
+    ///   sftp:host=HOST[:PORT],user=USER,credential=NAME,dir=DIR,known-hosts=PATH
+    ///         (or fingerprint=SHA256:…)[,cert=…][,chain=…][,fullchain=…][,key=…][,mode=…]
+    ///   ssh:host=HOST[:PORT],user=USER,credential=NAME,known-hosts=PATH,command=… (last)
+    ///         (NAME: a private key kept with `certhub credential add NAME --kind ssh`;
+    ///         the host key must be the one pinned)
+    ///   nginx:server=NAME[,config=PATH][,dir=DIR][,test=CMD][,reload=CMD]
+    ///   apache:vhost=NAME[,config=PATH][,dir=DIR][,test=CMD][,reload=CMD]
+    ///         (point the TLS site answering to NAME at the new files, test, reload, and
+    ///         put the previous configuration back if either fails)
     /// each optionally followed by ;trigger=on-success|on-failure|always (default
     /// on-success), ;timeout=SECONDS (default 60) and ;name=NAME (default KIND-N).
     /// Files are written atomically (an empty name such as key= leaves that file out).

@@ -768,6 +768,59 @@ mod tests {
     }
 
     #[test]
+    fn remote_and_web_server_tasks_name_every_missing_or_wrong_field() {
+        let fp = "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s";
+        let t = DeployTask::parse(
+            &format!("ssh:host=[2001:db8::1]:2222,user=deploy,credential=box,fingerprint={fp},command=a, b; c"),
+            "t",
+        )
+        .unwrap();
+        let DeployAction::Ssh { target, command } = &t.action else { panic!("{t:?}") };
+        assert_eq!(
+            (target.host.as_str(), target.port, command.as_str()),
+            ("2001:db8::1", 2222, "a, b; c")
+        );
+        assert_eq!(target.address(), "deploy@[2001:db8::1]:2222");
+        let t =
+            DeployTask::parse("sftp:host=h,user=u,credential=box,known-hosts=/k,dir=/d,key=", "t")
+                .unwrap();
+        let DeployAction::Sftp { target, files } = &t.action else { panic!("{t:?}") };
+        assert_eq!((target.port, files.files().len()), (22, 3));
+        assert_eq!(t.action.credential(), Some("box"));
+        let t = DeployTask::parse("nginx:server=WEB.example.com,config=/n.conf", "t").unwrap();
+        let DeployAction::Nginx(site) = &t.action else { panic!("{t:?}") };
+        assert_eq!((site.site.as_str(), site.dir.as_ref()), ("web.example.com", None));
+        for (spec, why) in [
+            ("sftp:host=h,user=u,dir=/d,known-hosts=/k", "needs credential=NAME"),
+            ("sftp:host=h,user=u,credential=c,dir=/d", "needs the host's key pinned"),
+            (
+                "sftp:host=h,user=u,credential=c,dir=/d,known-hosts=/k,fingerprint=SHA256:x",
+                "not both",
+            ),
+            (
+                "sftp:host=h,user=u,credential=c,dir=/d,fingerprint=MD5:aa",
+                "not a SHA-256 fingerprint",
+            ),
+            ("sftp:host=h:0,user=u,credential=c,dir=/d,known-hosts=/k", "host=h:0 is not HOST"),
+            (
+                "sftp:host=h,user=u,credential=c,dir=/d,known-hosts=/k,owner=www",
+                "no option \"owner\"",
+            ),
+            ("sftp:host=h,credential=c,dir=/d,known-hosts=/k", "needs user="),
+            ("ssh:host=h,user=u,credential=c,known-hosts=/k", "needs command="),
+            ("ssh:host=h,user=u,credential=c,known-hosts=/k,command= ", "needs the command"),
+            ("nginx:config=/n.conf", "needs server=NAME"),
+            ("apache:server=x", "apache has no option \"server\""),
+        ] {
+            let e = DeployTask::parse(spec, "t").unwrap_err().reason;
+            assert!(e.contains(why), "{spec}: {e}");
+        }
+        let ssh = DeployTask::parse("ssh:host=h,user=u,credential=c,known-hosts=/k,command=x", "t");
+        let e = ssh.unwrap().action.with_credential("tsig", &Default::default()).unwrap_err();
+        assert!(e.contains("c is a tsig credential, and ssh: takes an ssh one"), "{e}");
+    }
+
+    #[test]
     fn files_with_defaults_and_options() {
         let t = DeployTask::parse("files:dir=/etc/ssl/web", "files-1").unwrap();
         assert_eq!(t.name, "files-1");

@@ -489,3 +489,37 @@ fn files_below(path: &Path) -> Result<Vec<PathBuf>, String> {
     walk(path, 16, &mut out)?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nginx_lines_are_replaced_in_their_block_only_and_added_when_missing() {
+        let text = "http {\n  server { # first\n    listen 443 ssl;\n    server_name a.test;\n    ssl_certificate \"/old/a b.pem\";  # old\n    ssl_certificate_key /old/a.key;\n    location / { ssl_certificate nested; }\n  }\n  server {\n    listen 443 ssl; server_name b.test;\n  }\n}\n";
+        let (full, key) = (Path::new("/n/full.pem"), Path::new("/n/key.pem"));
+        let a = nginx_edit(text, 2, full, key).unwrap();
+        assert!(a.contains("    ssl_certificate /n/full.pem;  # old\n"), "{a}");
+        assert!(a.contains("    ssl_certificate_key /n/key.pem;\n"), "{a}");
+        assert!(a.contains("ssl_certificate nested;"), "a nested block is not the server's: {a}");
+        let b = nginx_edit(text, 9, Path::new("/with space/f.pem"), key).unwrap();
+        assert!(
+            b.contains("server {\n    ssl_certificate \"/with space/f.pem\";\n    ssl_certificate_key /n/key.pem;\n    listen 443 ssl; server_name b.test;"),
+            "{b}"
+        );
+        assert!(b.contains("ssl_certificate \"/old/a b.pem\""), "the other block stays: {b}");
+        let two = "server {\n ssl_certificate a; ssl_certificate b;\n}\n";
+        assert!(nginx_edit(two, 1, full, key).unwrap_err().contains("2 ssl_certificate lines"));
+    }
+
+    #[test]
+    fn apache_lines_are_replaced_in_their_virtual_host_and_added_when_missing() {
+        let text = "<VirtualHost *:443>\n  ServerName a.test\n  SSLEngine on\n  sslcertificatefile /old/a.pem\n  SSLCertificateChainFile /old/chain.pem\n</VirtualHost>\n<VirtualHost *:443>\n  ServerName b.test\n</VirtualHost>\n";
+        let (full, chain, key) = (Path::new("/f.pem"), Path::new("/c.pem"), Path::new("/k.pem"));
+        let a = apache_edit(text, 1, full, chain, key).unwrap();
+        assert!(a.contains("  sslcertificatefile /f.pem\n  SSLCertificateChainFile /c.pem\n    SSLCertificateKeyFile /k.pem\n</VirtualHost>\n<VirtualHost"), "{a}");
+        let b = apache_edit(text, 7, full, chain, key).unwrap();
+        assert!(b.ends_with("  ServerName b.test\n    SSLCertificateFile /f.pem\n    SSLCertificateKeyFile /k.pem\n</VirtualHost>\n"), "{b}");
+        assert!(b.contains("sslcertificatefile /old/a.pem"), "{b}");
+    }
+}

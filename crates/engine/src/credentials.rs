@@ -98,8 +98,9 @@ impl Engine {
             return Err(Error::new(
                 Kind::Conflict,
                 format!(
-                    "credential {name} is used by {}: change their challenges first \
-                     (`certhub cert set NAME --challenge …`)",
+                    "credential {name} is used by {}: change their challenges or deployment \
+                     tasks first (`certhub cert set NAME --challenge …`, `certhub deploy \
+                     remove NAME TASK`)",
                     users.join(", ")
                 ),
             ));

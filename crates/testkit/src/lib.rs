@@ -12,6 +12,7 @@ pub mod pebble;
 pub mod postgres;
 pub mod powerdns;
 pub mod smtp;
+pub mod sshd;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

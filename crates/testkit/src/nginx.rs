@@ -103,6 +103,16 @@ http {{
         )
     }
 
+    /// The command line that tests this nginx's configuration (`nginx -t`).
+    pub fn test_command(&self) -> String {
+        format!(
+            "{} -t -q -c {} -p {}",
+            self.nginx.display(),
+            self.conf.display(),
+            self.dir.path().display()
+        )
+    }
+
     /// nginx's error log and output so far.
     pub fn log(&self) -> String {
         let read = |n: &str| std::fs::read_to_string(self.dir.path().join(n)).unwrap_or_default();

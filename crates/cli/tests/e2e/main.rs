@@ -19,5 +19,6 @@ mod notifications;
 mod postgres;
 mod preview;
 mod providers;
+mod remote_deploy;
 mod renewal;
 mod support;
