@@ -2,6 +2,7 @@
 //! ChromeDriver) started as child processes on free loopback ports, databases of their own on
 //! the local PostgreSQL, and helpers to wait for conditions without fixed sleeps; and a scripted fake CA for what Pebble lacks (ARI, profiles, Retry-After).
 
+pub mod apache;
 pub mod bind;
 pub mod browser;
 pub mod dns_apis;
