@@ -89,6 +89,11 @@ pub enum Command {
     /// DNS providers whose APIs answer dns-01 (dns-01:provider=NAME,credential=C).
     #[command(subcommand)]
     Dns(DnsCommand),
+    /// The hub's users, changed straight in its database on the hub's machine: for recovery
+    /// (a forgotten admin password, a last admin disabled) and scripts. Passwords are read
+    /// from the terminal, or the first line of standard input.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Find the names a web server answers to (nginx server blocks, Apache virtual hosts,
     /// includes followed) and create a managed certificate for them.
     Discover(Discover),
@@ -198,6 +203,39 @@ pub enum CredentialCommand {
     Remove(CredentialName),
     /// The kinds of credential and the fields each needs.
     Kinds(JsonFlag),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// The users, their roles, and who is disabled.
+    List(JsonFlag),
+    /// Add a user.
+    Add(UserRole),
+    /// Set a user's password.
+    Password(UserName),
+    /// Change a user's role (the last enabled admin stays one).
+    Role(UserRole),
+    /// Disable a user: they cannot sign in, and their sessions and tokens stop at once.
+    Disable(UserName),
+    /// Enable a disabled user again.
+    Enable(UserName),
+    /// Remove a user with their sessions and tokens (not the last enabled admin).
+    Remove(UserName),
+}
+
+#[derive(Debug, Args)]
+pub struct UserName {
+    /// The user's name.
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct UserRole {
+    /// The user's name.
+    pub name: String,
+    /// admin, operator or viewer.
+    #[arg(long, value_name = "ROLE")]
+    pub role: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,6 +14,7 @@ mod output;
 mod preview;
 mod renew;
 mod serve;
+mod user;
 
 use std::process::ExitCode;
 
@@ -93,6 +94,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             credential::print_kinds(providers, args.json, true);
             Ok(())
         }
+        Command::User(cmd) => user::run(&ctx, cmd).await,
         Command::Serve(args) => serve::run(&ctx, args).await,
         Command::Audit(args::AuditCommand::Verify(args)) => audit_verify(&ctx, args).await,
         Command::Audit(args::AuditCommand::Anchor(args)) => audit_anchor(&ctx, args).await,

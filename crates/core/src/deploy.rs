@@ -118,6 +118,21 @@ impl PemFiles {
     }
 }
 
+impl PemFiles {
+    /// The files' names with their modes: `fullchain.pem (0644), privkey.pem (0600)`.
+    pub fn listed(&self) -> String {
+        let names: Vec<String> = self
+            .files()
+            .iter()
+            .map(|(_, p, mode)| {
+                let name = p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+                format!("{name} ({mode:04o})")
+            })
+            .collect();
+        names.join(", ")
+    }
+}
+
 /// What a PEM file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PemRole {
@@ -300,20 +315,7 @@ impl DeployAction {
         match self {
             Self::Command { run } => format!("run `{run}`"),
             Self::Files(f) => {
-                let names: Vec<String> = f
-                    .files()
-                    .iter()
-                    .map(|(_, p, mode)| {
-                        let name = p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-                        format!("{name} ({mode:04o})")
-                    })
-                    .collect();
-                format!(
-                    "write {} to {}{}",
-                    names.join(", "),
-                    f.dir.display(),
-                    owned(&f.owner, &f.group)
-                )
+                format!("write {} to {}{}", f.listed(), f.dir.display(), owned(&f.owner, &f.group))
             }
             Self::Pkcs12(p) => format!(
                 "write a password-protected PKCS#12 file {} ({:04o}, {}){}",
@@ -323,23 +325,13 @@ impl DeployAction {
                 owned(&p.owner, &p.group)
             ),
             Self::Webhook { url, .. } => format!("POST a signed JSON event to {url}"),
-            Self::Sftp { target, files } => {
-                let names: Vec<String> = files
-                    .files()
-                    .iter()
-                    .map(|(_, p, mode)| {
-                        let name = p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-                        format!("{name} ({mode:04o})")
-                    })
-                    .collect();
-                format!(
-                    "copy {} to {} on {} over SFTP (credential {})",
-                    names.join(", "),
-                    files.dir.display(),
-                    target.address(),
-                    target.credential
-                )
-            }
+            Self::Sftp { target, files } => format!(
+                "copy {} to {} on {} over SFTP (credential {})",
+                files.listed(),
+                files.dir.display(),
+                target.address(),
+                target.credential
+            ),
             Self::Ssh { target, .. } => format!(
                 "run a command on {} over SSH (credential {})",
                 target.address(),

@@ -3,6 +3,7 @@
 //! is served; a configuration that fails the server's own test is put back, and the previous
 //! certificate is still served.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use certhub_core::DeployTask;
@@ -43,6 +44,17 @@ impl Ca {
     }
 }
 
+/// A CA, a directory, and in it the certificate (serial 1) and key a server starts with.
+fn start_with_serial_1() -> (Ca, tempfile::TempDir, PathBuf, PathBuf) {
+    let ca = Ca::new();
+    let dir = tempfile::TempDir::new().unwrap();
+    let first = ca.issue(1);
+    let (full, key) = (dir.path().join("start.pem"), dir.path().join("start.key"));
+    std::fs::write(&full, certhub_core::pem_block("CERTIFICATE", &first.chain_der[0])).unwrap();
+    std::fs::write(&key, certhub_core::pem_block("PRIVATE KEY", &first.key_pkcs8)).unwrap();
+    (ca, dir, full, key)
+}
+
 async fn deploy(spec: &str, issued: Issued) -> Outcome {
     let facts = Facts { cert_name: "web".into(), issued: Some(issued), error: None };
     let task = DeployTask::parse(spec, "t").unwrap_or_else(|e| panic!("{spec}: {e}"));
@@ -69,13 +81,7 @@ async fn serves(addr: std::net::SocketAddr, ca: &Ca, want: u64) {
 
 #[tokio::test]
 async fn nginx_serves_the_new_certificate_and_a_failed_test_is_put_back() {
-    let ca = Ca::new();
-    let dir = tempfile::TempDir::new().unwrap();
-    // nginx starts with certificate 1, written by hand.
-    let first = ca.issue(1);
-    let (full, key) = (dir.path().join("start.pem"), dir.path().join("start.key"));
-    std::fs::write(&full, certhub_core::pem_block("CERTIFICATE", &first.chain_der[0])).unwrap();
-    std::fs::write(&key, certhub_core::pem_block("PRIVATE KEY", &first.key_pkcs8)).unwrap();
+    let (ca, dir, full, key) = start_with_serial_1();
     let nginx = Nginx::start_named(&full, &key, &["web.test", "www.web.test"]).await;
     serves(nginx.addr, &ca, 1).await;
 
@@ -132,12 +138,7 @@ async fn nginx_reload(nginx: &Nginx) {
 
 #[tokio::test]
 async fn apache_serves_the_new_certificate_and_a_broken_configuration_is_put_back() {
-    let ca = Ca::new();
-    let dir = tempfile::TempDir::new().unwrap();
-    let first = ca.issue(1);
-    let (full, key) = (dir.path().join("start.pem"), dir.path().join("start.key"));
-    std::fs::write(&full, certhub_core::pem_block("CERTIFICATE", &first.chain_der[0])).unwrap();
-    std::fs::write(&key, certhub_core::pem_block("PRIVATE KEY", &first.key_pkcs8)).unwrap();
+    let (ca, dir, full, key) = start_with_serial_1();
     let apache = Apache::start(&full, &key, &["web.test", "www.web.test"]).await;
     serves(apache.addr, &ca, 1).await;
 

@@ -29,6 +29,25 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
     ("post", "/api/v1/users", "Add a user (admin)", Some("admin")),
     ("get", "/api/v1/users", "Users and their roles (admin)", Some("admin")),
     (
+        "patch",
+        "/api/v1/users/{name}",
+        "Change a user's role, disable or enable them, or set their password; the last \
+         enabled admin stays one (admin)",
+        Some("admin"),
+    ),
+    (
+        "delete",
+        "/api/v1/users/{name}",
+        "Remove a user with their sessions and tokens; not oneself, not the last admin (admin)",
+        Some("admin"),
+    ),
+    (
+        "put",
+        "/api/v1/me/password",
+        "Change one's own password, given the current one",
+        Some("cert:read"),
+    ),
+    (
         "get",
         "/api/v1/certificates",
         "Managed certificates, paginated and filterable",
@@ -354,6 +373,22 @@ fn shape(
         ("get", "/api/v1/users") => {
             Shape { ok: (200, typed(answer.subschema_for::<Items<ops::UserView>>())), ..none }
         }
+        ("patch", "/api/v1/users/{name}") => Shape {
+            body: body(schema.subschema_for::<api::UserPatch>()),
+            example: Some(json!({ "disabled": true })),
+            ok: (200, typed(answer.subschema_for::<ops::UserView>())),
+            more: &[409],
+            ..none
+        },
+        ("delete", "/api/v1/users/{name}") => Shape { ok: (204, Vec::new()), more: &[409], ..none },
+        ("put", "/api/v1/me/password") => Shape {
+            body: body(schema.subschema_for::<api::PasswordBody>()),
+            example: Some(
+                json!({ "current_password": "the one now in use", "new_password": "another long password" }),
+            ),
+            ok: (204, Vec::new()),
+            ..none
+        },
         ("get", "/api/v1/certificates") => Shape {
             query: Some(schemars::schema_for!(ops::ListQuery).to_value()),
             ok: (200, typed(answer.subschema_for::<ops::CertPage>())),

@@ -128,9 +128,9 @@ impl From<certhub_store::Error> for Problem {
     fn from(e: certhub_store::Error) -> Self {
         match e {
             certhub_store::Error::NotFound { .. } => Self::not_found(e.to_string()),
-            certhub_store::Error::AlreadyExists { .. } | certhub_store::Error::InUse { .. } => {
-                Self::conflict(e.to_string())
-            }
+            certhub_store::Error::AlreadyExists { .. }
+            | certhub_store::Error::InUse { .. }
+            | certhub_store::Error::Invalid { .. } => Self::conflict(e.to_string()),
             other => Self::internal(other),
         }
     }

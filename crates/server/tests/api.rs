@@ -515,3 +515,70 @@ async fn sign_in_limits_count_failures_only_and_failures_are_audited() {
         .count();
     assert_eq!(failures, 5, "each failed sign-in is audited, refused ones are not: {v}");
 }
+
+#[tokio::test]
+async fn admins_disable_demote_and_remove_users_and_everyone_changes_their_own_password() {
+    let hub = Hub::start().await;
+    let admin = hub.set_up().await;
+    let new_user = json!({"username": "otto", "password": "operator password", "role": "operator"});
+    let (status, _) = hub.json("POST", "/api/v1/users", Some(&admin), Some(new_user)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let otto = hub.token("otto", "operator password", None).await;
+    let (status, _) = hub.json("GET", "/api/v1/certificates", Some(&otto), None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Disabled: the token stops at once, and signing in says why.
+    let off = json!({"disabled": true});
+    let (status, v) = hub.json("PATCH", "/api/v1/users/otto", Some(&admin), Some(off)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(v["disabled_at"].is_string(), "{v}");
+    let (status, _) = hub.json("GET", "/api/v1/certificates", Some(&otto), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let again = json!({"username": "otto", "password": "operator password", "label": "x"});
+    let (status, v) = hub.json("POST", "/api/v1/tokens", None, Some(again)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(v["detail"].as_str().unwrap_or_default().contains("disabled"), "{v}");
+    let on = json!({"disabled": false, "role": "viewer"});
+    let (status, v) = hub.json("PATCH", "/api/v1/users/otto", Some(&admin), Some(on)).await;
+    assert_eq!((status, v["role"].as_str()), (StatusCode::OK, Some("viewer")), "{v}");
+    let (status, _) = hub.json("POST", "/api/v1/certificates/web/request", Some(&otto), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "the new role holds at once");
+
+    // The admin neither disables, demotes nor removes themselves; nobody removes the last.
+    for (method, body) in [
+        ("PATCH", Some(json!({"disabled": true}))),
+        ("PATCH", Some(json!({"role": "viewer"}))),
+        ("DELETE", None),
+    ] {
+        let (status, v) = hub.json(method, "/api/v1/users/ada", Some(&admin), body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {v}");
+    }
+    let (status, _) =
+        hub.json("PATCH", "/api/v1/users/otto", Some(&otto), Some(json!({"role": "admin"}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // One's own password, given the current one.
+    let wrong =
+        json!({"current_password": "not it at all", "new_password": "a brand new password"});
+    let (status, v) = hub.json("PUT", "/api/v1/me/password", Some(&otto), Some(wrong)).await;
+    assert_eq!((status, v["field"].as_str()), (StatusCode::BAD_REQUEST, Some("current_password")));
+    let right =
+        json!({"current_password": "operator password", "new_password": "a brand new password"});
+    let (status, _) = hub.json("PUT", "/api/v1/me/password", Some(&otto), Some(right)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    hub.token("otto", "a brand new password", None).await;
+
+    // Removed: gone with their tokens; audited throughout.
+    let (status, _) = hub.json("DELETE", "/api/v1/users/otto", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = hub.json("GET", "/api/v1/certificates", Some(&otto), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = hub.json("DELETE", "/api/v1/users/otto", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, audit) = hub.json("GET", "/api/v1/audit", Some(&admin), None).await;
+    let actions: Vec<&str> =
+        audit["items"].as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
+    for a in ["user.disable", "user.enable", "user.role", "user.password", "user.remove"] {
+        assert!(actions.contains(&a), "{a} in {actions:?}");
+    }
+}

@@ -75,7 +75,7 @@ pub use lease::CertLease;
 pub use listing::{CertFilter, CertSummary, LatestIssued, Overview, OverviewSpec};
 pub use notify::ChannelRecord;
 pub use order::{OrderKey, OrderRecord, PlacedOrder, PresentedRecord};
-pub use user::{TokenKind, TokenRecord, UserRecord, same_secret, token_hash};
+pub use user::{TokenKind, TokenRecord, UserChange, UserRecord, same_secret, token_hash};
 pub use vocab::{CertState, ChallengeState, EventKind, JobStatus, OrderStatus};
 
 /// The database file's name inside the data directory.

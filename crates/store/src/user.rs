@@ -20,6 +20,8 @@ pub struct UserRecord {
     pub created_at: i64,
     /// Last change, epoch milliseconds.
     pub updated_at: i64,
+    /// When an admin disabled the user, epoch milliseconds; `None` while enabled.
+    pub disabled_at: Option<i64>,
 }
 
 impl std::fmt::Debug for UserRecord {
@@ -28,6 +30,7 @@ impl std::fmt::Debug for UserRecord {
             .field("name", &self.name)
             .field("password_hash", &"<redacted>")
             .field("role", &self.role)
+            .field("disabled_at", &self.disabled_at)
             .finish()
     }
 }
@@ -159,7 +162,8 @@ impl Store {
     /// The user named `name`, if any.
     pub async fn user(&self, name: &str) -> Result<Option<UserRecord>, Error> {
         Ok(sqlx::query_as(
-            "SELECT name, password_hash, role, created_at, updated_at FROM users WHERE name = $1",
+            "SELECT name, password_hash, role, created_at, updated_at, disabled_at FROM users \
+             WHERE name = $1",
         )
         .bind(name)
         .fetch_optional(&self.pool)
@@ -185,7 +189,8 @@ impl Store {
     /// Every user, by name.
     pub async fn users(&self) -> Result<Vec<UserRecord>, Error> {
         Ok(sqlx::query_as(
-            "SELECT name, password_hash, role, created_at, updated_at FROM users ORDER BY name",
+            "SELECT name, password_hash, role, created_at, updated_at, disabled_at FROM users \
+             ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await?)
@@ -241,7 +246,7 @@ impl Store {
         let row: Option<TokenWithRole> = sqlx::query_as(
             "SELECT t.id, t.user_name, t.kind, t.label, t.token_hash, t.scopes, t.expires_at, \
              t.created_at, t.last_used_at, u.role FROM api_tokens t \
-             JOIN users u ON u.name = t.user_name WHERE t.id = $1",
+             JOIN users u ON u.name = t.user_name WHERE t.id = $1 AND u.disabled_at IS NULL",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -285,6 +290,106 @@ impl Store {
         }
         self.commit_change(tx, audit).await?;
         self.tokens.forget(Some(id));
+        Ok(())
+    }
+}
+
+/// A change to a user (see [`Store::change_user`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserChange {
+    /// A new password (its argon2id PHC string).
+    Password(String),
+    /// A new role.
+    Role(String),
+    /// Disabled (true) or enabled again (false).
+    Disabled(bool),
+    /// Removed, with their tokens and sessions.
+    Remove,
+}
+
+impl Store {
+    /// Changes user `name`, with `audit`'s entry. Fails with [`Error::NotFound`] without
+    /// the user, and with [`Error::Invalid`] when the change would leave no enabled admin.
+    /// A disabled or removed user's sessions and tokens stop at once (on another hub
+    /// sharing the database, within a second).
+    pub async fn change_user(
+        &self,
+        name: &str,
+        change: &UserChange,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), Error> {
+        let mut tx = self.begin_change(audit).await?;
+        let user: Option<(String, Option<i64>)> =
+            sqlx::query_as("SELECT role, disabled_at FROM users WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((role, disabled_at)) = user else {
+            return Err(Error::NotFound { what: "user", name: name.to_string() });
+        };
+        // The last enabled admin stays an enabled admin.
+        let loses_admin = role == "admin"
+            && disabled_at.is_none()
+            && match change {
+                UserChange::Role(r) => r != "admin",
+                UserChange::Disabled(d) => *d,
+                UserChange::Remove => true,
+                UserChange::Password(_) => false,
+            };
+        if loses_admin {
+            let admins: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled_at IS NULL",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            if admins <= 1 {
+                return Err(Error::Invalid {
+                    what: "user",
+                    name: name.to_string(),
+                    reason: "it is the last enabled admin: make another admin first".into(),
+                });
+            }
+        }
+        let now = now_ms();
+        let set = |column: &'static str| match column {
+            "password_hash" => {
+                "UPDATE users SET password_hash = $1, updated_at = $2 WHERE name = $3"
+            }
+            "role" => "UPDATE users SET role = $1, updated_at = $2 WHERE name = $3",
+            _ => "UPDATE users SET disabled_at = $1, updated_at = $2 WHERE name = $3",
+        };
+        match change {
+            UserChange::Password(hash) => {
+                sqlx::query(set("password_hash"))
+                    .bind(hash)
+                    .bind(now)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            UserChange::Role(role) => {
+                sqlx::query(set("role")).bind(role).bind(now).bind(name).execute(&mut *tx).await?;
+            }
+            UserChange::Disabled(d) => {
+                let at = d.then_some(now);
+                sqlx::query(set("disabled_at"))
+                    .bind(at)
+                    .bind(now)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            UserChange::Remove => {
+                for sql in [
+                    "DELETE FROM api_tokens WHERE user_name = $1",
+                    "DELETE FROM users WHERE name = $1",
+                ] {
+                    sqlx::query(sql).bind(name).execute(&mut *tx).await?;
+                }
+            }
+        }
+        self.commit_change(tx, audit).await?;
+        self.tokens.forget(None);
         Ok(())
     }
 }

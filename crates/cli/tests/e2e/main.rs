@@ -22,3 +22,4 @@ mod providers;
 mod remote_deploy;
 mod renewal;
 mod support;
+mod users;

@@ -27,7 +27,7 @@ pub(crate) use audit::AuditQuery;
 pub(crate) use certificates::{PullQuery, RevokeBody};
 pub(crate) use setup::SetupBody;
 pub(crate) use tokens::TokenBody;
-pub(crate) use users::UserBody;
+pub(crate) use users::{PasswordBody, UserBody, UserPatch};
 
 type ApiResult<T> = Result<T, Problem>;
 
@@ -38,6 +38,11 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/tokens", post(tokens::create_token).get(tokens::list_tokens))
         .route("/api/v1/tokens/{id}", axum::routing::delete(tokens::revoke_token))
         .route("/api/v1/users", post(users::create_user).get(users::list_users))
+        .route(
+            "/api/v1/users/{name}",
+            axum::routing::patch(users::change_user).delete(users::remove_user),
+        )
+        .route("/api/v1/me/password", axum::routing::put(users::change_own_password))
         .route(
             "/api/v1/certificates",
             get(certificates::list_certificates).post(certificates::create_certificate),

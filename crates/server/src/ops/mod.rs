@@ -36,7 +36,9 @@ pub(crate) use notifications::{ChannelBody, add_channel, channels, remove_channe
 pub(crate) use settings::change_settings;
 pub(crate) use setup::setup_admin;
 pub(crate) use tokens::{issue_token, revoke_token, sign_in, token_expiry, tokens};
-pub(crate) use users::{add_user, users};
+pub(crate) use users::{
+    UserChanges, add_user, change_own_password, change_user, remove_user, users,
+};
 pub(crate) use views::{
     AccountView, AddedTaskView, CertPage, CertView, ChallengeView, ChannelView, DeployTaskView,
     EditedView, EventView, ImportView, TokenView, UserView,

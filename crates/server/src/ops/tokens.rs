@@ -48,6 +48,13 @@ pub(crate) async fn sign_in(
             return Err(Problem::unauthorized("wrong user name or password"));
         }
     };
+    if user.disabled_at.is_some() {
+        state
+            .store
+            .audit("anonymous", "sign-in.fail", &user.name, source, Some("disabled"))
+            .await?;
+        return Err(Problem::unauthorized("this user is disabled: an admin can enable it again"));
+    }
     state.logins.succeeded(username, source);
     Ok(user)
 }

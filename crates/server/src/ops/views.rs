@@ -216,6 +216,9 @@ pub(crate) struct UserView {
     pub role: String,
     /// RFC 3339.
     pub created_at: String,
+    /// When an admin disabled the user (RFC 3339); absent while enabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<String>,
 }
 
 /// An API token or web session, never its secret.

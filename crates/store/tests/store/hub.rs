@@ -16,7 +16,8 @@ on_both_backends!(
     a_join_token_is_spent_once_and_labels_decide_what_an_agent_deploys,
     a_challenge_an_agent_answers_goes_from_wanted_to_removed,
     on_postgresql_a_change_reaches_the_other_processes_at_once,
-    a_credential_is_sealed_rotated_and_kept_while_a_certificate_names_it
+    a_credential_is_sealed_rotated_and_kept_while_a_certificate_names_it,
+    users_are_disabled_demoted_and_removed_and_the_last_admin_stays
 );
 
 async fn jobs_keep_their_steps_in_order_and_end_once(db: Db) {
@@ -459,4 +460,57 @@ async fn a_credential_is_sealed_rotated_and_kept_while_a_certificate_names_it(db
         .await
         .unwrap();
     assert!(!String::from_utf8_lossy(&sealed).contains("cGxhaW4tc2VjcmV0"));
+}
+
+async fn users_are_disabled_demoted_and_removed_and_the_last_admin_stays(db: Db) {
+    use certhub_store::{TokenKind, TokenRecord, UserChange};
+    let store = db.open().await;
+    store.insert_user("root", "$argon2id$v=19$a", "admin", None).await.unwrap();
+    store.insert_user("ann", "$argon2id$v=19$b", "operator", None).await.unwrap();
+    let token = TokenRecord {
+        id: "t-ann".into(),
+        user_name: "ann".into(),
+        kind: TokenKind::Api,
+        label: "ci".into(),
+        scopes: "cert:read".into(),
+        expires_at: None,
+        created_at: 0,
+        last_used_at: None,
+    };
+    store.insert_token(&token, &certhub_store::token_hash("s3cret"), None).await.unwrap();
+    assert!(store.verify_token("t-ann", "s3cret").await.unwrap().is_some());
+
+    // Disabled: the token stops at once; enabled: it works again.
+    store.change_user("ann", &UserChange::Disabled(true), None).await.unwrap();
+    assert!(store.user("ann").await.unwrap().unwrap().disabled_at.is_some());
+    assert!(store.verify_token("t-ann", "s3cret").await.unwrap().is_none());
+    store.change_user("ann", &UserChange::Disabled(false), None).await.unwrap();
+    assert!(store.verify_token("t-ann", "s3cret").await.unwrap().is_some());
+
+    // The only enabled admin is not demoted, disabled or removed.
+    for change in
+        [UserChange::Role("viewer".into()), UserChange::Disabled(true), UserChange::Remove]
+    {
+        let e = store.change_user("root", &change, None).await.unwrap_err();
+        assert!(e.to_string().contains("last enabled admin"), "{change:?}: {e}");
+    }
+    // With another admin, it may be; a role change reaches the token at once.
+    store.change_user("ann", &UserChange::Role("admin".into()), None).await.unwrap();
+    assert_eq!(store.verify_token("t-ann", "s3cret").await.unwrap().unwrap().1, "admin");
+    store.change_user("root", &UserChange::Role("viewer".into()), None).await.unwrap();
+    let e = store.change_user("ann", &UserChange::Disabled(true), None).await.unwrap_err();
+    assert!(e.to_string().contains("last enabled admin"), "{e}");
+    store.change_user("ann", &UserChange::Password("$argon2id$v=19$c".into()), None).await.unwrap();
+    assert_eq!(store.user("ann").await.unwrap().unwrap().password_hash, "$argon2id$v=19$c");
+
+    // Removed, with the tokens.
+    let root = TokenRecord { id: "t-root".into(), user_name: "root".into(), ..token };
+    store.insert_token(&root, &certhub_store::token_hash("r00t"), None).await.unwrap();
+    store.change_user("root", &UserChange::Remove, None).await.unwrap();
+    assert!(store.user("root").await.unwrap().is_none());
+    assert!(store.tokens(Some("root")).await.unwrap().is_empty());
+    assert!(store.verify_token("t-root", "r00t").await.unwrap().is_none());
+    let e = store.change_user("nobody", &UserChange::Disabled(true), None).await.unwrap_err();
+    assert!(matches!(e, certhub_store::Error::NotFound { .. }), "{e}");
+    assert_eq!(store.tokens(Some("ann")).await.unwrap().len(), 1);
 }
