@@ -514,3 +514,52 @@ async fn the_credentials_page_keeps_a_secret_without_showing_it() {
     // Admins find it in the nav.
     assert!(hub.get("/settings", Some(&cookie)).await.body.contains("href=\"/credentials\""));
 }
+
+#[tokio::test]
+async fn admins_manage_users_and_everyone_changes_their_password_on_the_settings_page() {
+    let (hub, cookie, _) = Hub::set_up_with(false, true).await;
+    let csrf = hub.csrf("/settings", &cookie).await;
+    let add = [
+        ("csrf", csrf.as_str()),
+        ("username", "otto"),
+        ("password", "operator password"),
+        ("role", "operator"),
+    ];
+    assert!(
+        hub.post("/settings/users", Some(&cookie), &add).await.body.contains("User otto added")
+    );
+    let page = hub.get("/settings", Some(&cookie)).await.body;
+    assert!(page.contains("action=\"/settings/users/otto\""), "{page}");
+    assert!(change(&hub, &cookie, &csrf, "disable").await.contains("User otto disabled"));
+    assert!(hub.get("/settings", Some(&cookie)).await.body.contains("disabled 20"));
+    assert!(change(&hub, &cookie, &csrf, "enable").await.contains("User otto enabled"));
+    assert!(change(&hub, &cookie, &csrf, "role").await.contains("User otto given the new role"));
+    assert!(change(&hub, &cookie, &csrf, "remove").await.contains("User otto removed"));
+    assert!(
+        change(&hub, &cookie, &csrf, "remove").await.contains("was not found"),
+        "said at the top of the page"
+    );
+
+    // One's own password: a wrong current one is said next to its field.
+    let wrong = [
+        ("csrf", csrf.as_str()),
+        ("current_password", "not the one"),
+        ("new_password", "a brand new password"),
+    ];
+    let rsp = hub.post("/settings/password", Some(&cookie), &wrong).await;
+    assert_eq!(rsp.status, StatusCode::BAD_REQUEST);
+    assert!(rsp.body.contains("that is not your current password"), "{}", rsp.body);
+    let right = [
+        ("csrf", csrf.as_str()),
+        ("current_password", PASSWORD),
+        ("new_password", "a brand new password"),
+    ];
+    let rsp = hub.post("/settings/password", Some(&cookie), &right).await;
+    assert!(rsp.body.contains("Your password is changed."), "{}", rsp.body);
+}
+
+/// Posts `do=what` (with role=admin) for user otto on the settings page; the page.
+async fn change(hub: &Hub, cookie: &str, csrf: &str, what: &str) -> String {
+    let form = [("csrf", csrf), ("do", what), ("role", "admin")];
+    hub.post("/settings/users/otto", Some(cookie), &form).await.body
+}

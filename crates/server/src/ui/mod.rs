@@ -65,6 +65,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/settings", get(settings::settings))
         .route("/settings/accounts", post(settings::add_account))
         .route("/settings/users", post(settings::add_user))
+        .route("/settings/users/{name}", post(settings::change_user))
+        .route("/settings/password", post(settings::change_password))
         .route("/settings/renewal", post(settings::save_renewal))
         .route("/settings/tokens", post(settings::create_token))
         .route("/settings/tokens/{id}/revoke", post(settings::revoke_token))

@@ -24,7 +24,9 @@ struct SettingsPage {
     page: PageInfo,
     admin: bool,
     accounts: Vec<AccountRow>,
-    users: Vec<(String, String)>,
+    users: Vec<UserRow>,
+    /// The signed-in user.
+    me: String,
     tokens: Vec<TokenRow>,
     settings: certhub_engine::Settings,
     channels: Vec<ChannelRow>,
@@ -97,7 +99,11 @@ async fn settings_page(
             })
             .collect();
         let users = if admin {
-            ops::users(state, &s.caller).await?.into_iter().map(|u| (u.username, u.role)).collect()
+            ops::users(state, &s.caller)
+                .await?
+                .into_iter()
+                .map(|u| UserRow { name: u.username, role: u.role, disabled: u.disabled_at })
+                .collect()
         } else {
             Vec::new()
         };
@@ -133,6 +139,7 @@ async fn settings_page(
             admin,
             accounts,
             users,
+            me: s.caller.user.clone(),
             tokens,
             settings: state.settings.get(),
             channels,
@@ -149,6 +156,14 @@ async fn settings_page(
         ),
         Err(p) => problem_page(p, s),
     }
+}
+
+/// A user as the settings page lists them.
+struct UserRow {
+    name: String,
+    role: String,
+    /// When they were disabled (RFC 3339), if they are.
+    disabled: Option<String>,
 }
 
 /// The settings page after a change, with its message.
@@ -297,6 +312,55 @@ pub(super) async fn add_user(
                 ("role".into(), form.value("role").into()),
             ]);
             settings_page(&state, &s, None, values, errors, "user", None).await
+        }
+    }
+}
+
+/// `POST /settings/users/{name}`: an admin disables (`do=disable`), enables, removes a user,
+/// or changes their role (`do=role`, `role=…`).
+pub(super) async fn change_user(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Posted { session: s, form }: Posted,
+) -> Response {
+    let done = match form.value("do") {
+        "remove" => ops::remove_user(&state, &s.caller, &name).await.map(|()| "removed"),
+        what => {
+            let changes = match what {
+                "disable" => ops::UserChanges { disabled: Some(true), ..Default::default() },
+                "enable" => ops::UserChanges { disabled: Some(false), ..Default::default() },
+                _ => ops::UserChanges {
+                    role: Some(form.value("role").to_string()),
+                    ..Default::default()
+                },
+            };
+            ops::change_user(&state, &s.caller, &name, changes).await.map(|_| match what {
+                "disable" => "disabled: their sessions and tokens no longer work",
+                "enable" => "enabled",
+                _ => "given the new role",
+            })
+        }
+    };
+    match done {
+        Ok(what) => settings_done(&state, &s, Some(format!("User {name} {what}."))).await,
+        Err(p) => {
+            let errors = Errors::from_problem(&p, &[]);
+            settings_page(&state, &s, None, FormData::default(), errors, "users", None).await
+        }
+    }
+}
+
+/// `POST /settings/password`: the signed-in user's own password.
+pub(super) async fn change_password(
+    State(state): State<AppState>,
+    Posted { session: s, form }: Posted,
+) -> Response {
+    let current = form.value("current_password");
+    match ops::change_own_password(&state, &s.caller, current, form.value("new_password")).await {
+        Ok(()) => settings_done(&state, &s, Some("Your password is changed.".into())).await,
+        Err(p) => {
+            let errors = Errors::from_problem(&p, &["current_password", "new_password"]);
+            settings_page(&state, &s, None, FormData::default(), errors, "password", None).await
         }
     }
 }
