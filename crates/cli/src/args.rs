@@ -17,7 +17,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// (network, rate limit, timeout, the certificate locked by another process: retrying later may
 /// help); 6 no such account or certificate.
 #[derive(Debug, Parser)]
-#[command(name = "certhub", version, max_term_width = 100)]
+#[command(
+    name = "certhub",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("CERTHUB_COMMIT"), ")"),
+    max_term_width = 100
+)]
 pub struct Cli {
     /// The data directory [default: $XDG_DATA_HOME/certhub, ~/.local/share/certhub, or
     /// /var/lib/certhub as root].
@@ -40,6 +44,18 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// How log lines are written to standard error: text for people, or json, one object a
+    /// line with the certificate's name, the order's URL and the other facts as fields.
+    #[arg(
+        long,
+        global = true,
+        env = "CERTHUB_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        value_name = "FORMAT"
+    )]
+    pub log_format: LogFormat,
+
     /// DNS resolver for dns-01 checks (finding a zone's name servers, following CNAMEs)
     /// [default: the system's].
     #[arg(long, global = true, env = "CERTHUB_DNS_RESOLVER", value_name = "HOST:PORT")]
@@ -57,6 +73,15 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text each, for people.
+    Text,
+    /// One JSON object each, for log collectors.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -31,7 +31,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    init_tracing(cli.verbose, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -51,7 +51,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(verbose: u8) {
+fn init_tracing(verbose: u8, format: args::LogFormat) {
     // The TLS verifier logs each certificate it refuses as an error of its own; certhub
     // reports that refusal itself, once, so the verifier's line shows only with -vv.
     let default = match verbose {
@@ -61,13 +61,15 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // Colour only for a person at a terminal, never in a log or a pipe.
-    use std::io::IsTerminal as _;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        args::LogFormat::Json => fmt.json().flatten_event(true).with_current_span(false).init(),
+        // Colour only for a person at a terminal, never in a log or a pipe.
+        args::LogFormat::Text => {
+            use std::io::IsTerminal as _;
+            fmt.with_ansi(std::io::stderr().is_terminal()).init()
+        }
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -11,6 +11,12 @@ use crate::ops;
 /// Every route: method, path, summary, and the scope it needs (`None`: no token).
 pub const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
     ("get", "/api/v1/health", "Liveness, and whether the hub still needs its setup", None),
+    (
+        "get",
+        "/api/v1/ready",
+        "Whether this hub can serve: its database answers, with the schema it knows (503 if not)",
+        None,
+    ),
     ("get", "/api/v1/openapi.json", "This document", None),
     ("post", "/api/v1/setup", "Create the first admin with the one-time setup token", None),
     ("post", "/api/v1/tokens", "Sign in with name and password; returns an API token once", None),
@@ -332,6 +338,9 @@ fn shape(
             ..none
         },
         ("get", "/api/v1/openapi.json") => Shape { ok: (200, json(any_object())), ..none },
+        ("get", "/api/v1/ready") => {
+            Shape { ok: (200, json(object(&[("status", string())]))), more: &[503], ..none }
+        }
         ("post", "/api/v1/setup") => Shape {
             body: body(schema.subschema_for::<api::SetupBody>()),
             example: Some(

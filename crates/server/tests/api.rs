@@ -188,6 +188,11 @@ impl Hub {
 
 #[tokio::test]
 async fn nothing_is_open_before_setup_and_setup_happens_once() {
+    {
+        let hub = Hub::start().await;
+        let (status, v) = hub.json("GET", "/api/v1/ready", None, None).await;
+        assert_eq!((status, v["status"].as_str()), (StatusCode::OK, Some("ready")), "{v}");
+    }
     let hub = Hub::start().await;
     let (status, v) = hub.json("GET", "/api/v1/health", None, None).await;
     assert_eq!((status, &v["setup_required"]), (StatusCode::OK, &json!(true)));

@@ -116,6 +116,36 @@ const KEY_CHECK_NAME: &str = "master_key_check";
 const KEY_CHECK_VALUE: &[u8] = b"certhub master key check";
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The newest schema version `migrator` knows.
+fn newest(migrator: &Migrator) -> i64 {
+    migrator.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// The schema version of the database behind `pool` (0 before the first migration).
+async fn schema_version(pool: &sqlx::AnyPool) -> Result<i64, sqlx::Error> {
+    match sqlx::query_scalar::<_, Option<i64>>(
+        "SELECT MAX(version) FROM _sqlx_migrations WHERE success",
+    )
+    .fetch_one(pool)
+    .await
+    {
+        Ok(v) => Ok(v.unwrap_or(0)),
+        // No migration table yet: a new database.
+        Err(sqlx::Error::Database(_)) => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// Migrates the database forward, refusing one a newer certhub migrated further.
+async fn migrate(migrator: &Migrator, pool: &sqlx::AnyPool) -> Result<(), Error> {
+    let (database, binary) = (schema_version(pool).await?, newest(migrator));
+    if database > binary {
+        return Err(Error::Newer { database, binary });
+    }
+    migrator.run(pool).await?;
+    Ok(())
+}
 static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Which database a [`Store`] uses.
@@ -170,6 +200,18 @@ pub enum Error {
     /// The database failed.
     #[error("database operation failed: {0}")]
     Database(#[from] sqlx::Error),
+    /// The database's schema is newer than this binary knows: a newer certhub migrated it.
+    #[error(
+        "the database was migrated by a newer certhub (its schema is at version {database}, \
+         this certhub knows up to {binary}): run the newer certhub, or restore the backup made \
+         before the upgrade"
+    )]
+    Newer {
+        /// The schema version of the database.
+        database: i64,
+        /// The newest this binary knows.
+        binary: i64,
+    },
     /// Applying the schema migrations failed.
     #[error("migrating the database schema failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -268,6 +310,27 @@ impl Store {
     }
 
     /// Which database this store uses.
+    /// Whether this store can serve: the database answers and its schema is the one this
+    /// binary knows; else what is wrong.
+    pub async fn ready(&self) -> Result<(), String> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATOR,
+            Backend::Postgres => &POSTGRES_MIGRATOR,
+        };
+        let database = schema_version(&self.pool)
+            .await
+            .map_err(|e| format!("the database does not answer: {e}"))?;
+        let binary = newest(migrator);
+        match database.cmp(&binary) {
+            std::cmp::Ordering::Equal => Ok(()),
+            std::cmp::Ordering::Greater => Err(Error::Newer { database, binary }.to_string()),
+            std::cmp::Ordering::Less => Err(format!(
+                "the database's schema is at version {database}, and this certhub needs \
+                 {binary}: restart it to migrate"
+            )),
+        }
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }
@@ -318,7 +381,7 @@ impl Store {
                 })
                 .connect_with(options)
                 .await?;
-            POSTGRES_MIGRATOR.run(&pool).await?;
+            migrate(&POSTGRES_MIGRATOR, &pool).await?;
             let store = Store {
                 writer: pool.clone(),
                 pool,
@@ -373,7 +436,7 @@ impl Store {
                 .connect_with(options.clone())
         };
         let writer = sqlite_pool(1).await?;
-        SQLITE_MIGRATOR.run(&writer).await?;
+        migrate(&SQLITE_MIGRATOR, &writer).await?;
         let pool = sqlite_pool(sqlite_readers()).await?;
 
         let store = Store {

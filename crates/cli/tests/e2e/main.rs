@@ -16,6 +16,7 @@ mod hub;
 mod import;
 mod issuance;
 mod notifications;
+mod operations;
 mod postgres;
 mod preview;
 mod providers;

@@ -34,6 +34,7 @@ type ApiResult<T> = Result<T, Problem>;
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/health", get(health::health))
+        .route("/api/v1/ready", get(health::ready))
         .route("/api/v1/setup", post(setup::setup))
         .route("/api/v1/tokens", post(tokens::create_token).get(tokens::list_tokens))
         .route("/api/v1/tokens/{id}", axum::routing::delete(tokens::revoke_token))

@@ -129,6 +129,10 @@ impl Db {
         Store::open_database(self.dir.path(), self.url()).await.expect("open the store")
     }
 
+    pub(crate) async fn try_open(&self) -> Result<Store, Error> {
+        Store::open_database(self.dir.path(), self.url()).await
+    }
+
     pub(crate) async fn open_with_key(&self, key: MasterKey) -> Result<Store, Error> {
         Store::open_database_with_master_key(self.dir.path(), self.url(), key).await
     }

@@ -13,7 +13,36 @@ use crate::common::{
     cert, issued, open, populate, raw, tempdir,
 };
 
-on_both_backends!(reopening_reads_everything_back, two_handles_open_and_write_concurrently);
+on_both_backends!(
+    reopening_reads_everything_back,
+    two_handles_open_and_write_concurrently,
+    a_database_a_newer_certhub_migrated_is_refused_and_not_ready
+);
+
+/// A newer certhub migrated the database further than this one knows: this one refuses to
+/// open it, saying so, and a hub already running says it is not ready.
+async fn a_database_a_newer_certhub_migrated_is_refused_and_not_ready(db: Db) {
+    let store = db.open().await;
+    assert_eq!(store.ready().await, Ok(()));
+    let raw = db.raw().await;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(99999i64)
+    .bind("from the future")
+    .bind(true)
+    .bind(vec![0u8])
+    .bind(0i64)
+    .execute(&raw)
+    .await
+    .expect("a future migration recorded");
+    let said = store.ready().await.unwrap_err();
+    assert!(said.contains("newer certhub") && said.contains("99999"), "{said}");
+    store.close().await;
+    let e = db.try_open().await.map(drop).unwrap_err();
+    assert!(matches!(e, certhub_store::Error::Newer { database: 99999, .. }), "{e}");
+}
 
 /// PostgreSQL connections are not checked before every query (a round trip each time), but
 /// one that sat idle is: connections the server ended meanwhile (a restart) are replaced,
