@@ -43,10 +43,19 @@ fn serial_in(dir: &Path) -> Option<String> {
     crate::support::pem_certs(&pem).first().map(|c| serial_of(c))
 }
 
-/// Waits until `dir/fullchain.pem` holds the certificate with `serial`.
+/// Waits until `dir/fullchain.pem` holds the certificate with `serial` and
+/// `dir/privkey.pem` its key: the set's files are renamed in one after the other, the key
+/// last.
 async fn wait_for_files(dir: &Path, serial: &str) {
     certhub_testkit::wait_until("the deployment", Duration::from_secs(60), || async {
-        (serial_in(dir).as_deref() == Some(bare(serial))).then_some(())
+        if serial_in(dir).as_deref() != Some(bare(serial)) {
+            return None;
+        }
+        let chain =
+            crate::support::pem_certs(&std::fs::read_to_string(dir.join("fullchain.pem")).ok()?);
+        let key = std::fs::read_to_string(dir.join("privkey.pem")).ok()?;
+        let key = certhub_core::PrivateKey::from_pem(&key).ok()?;
+        certhub_core::key_matches_cert(&key, chain.first()?).then_some(())
     })
     .await;
 }
