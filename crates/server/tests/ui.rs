@@ -476,6 +476,9 @@ async fn the_credentials_page_keeps_a_secret_without_showing_it() {
     assert!(
         page.body.contains("id=\"cloudflare-api-token\" name=\"f-api-token\" type=\"password\"")
     );
+    // A new certificate may name a provider's API as its challenge.
+    let new = hub.get("/certificates/new", Some(&cookie)).await.body;
+    assert!(new.contains("value=\"dns-01:provider\"") && new.contains("cloudflare,credential=cf"));
     let csrf = hub.csrf("/credentials", &cookie).await;
     // A required field left empty is said next to the form, and nothing is kept.
     let missing =

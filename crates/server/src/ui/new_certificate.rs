@@ -27,6 +27,11 @@ pub(crate) const CHALLENGE_METHODS: &[(&str, &str, &str)] = &[
     ("http-01:webroot", "http-01, a file in a web server's root", "/var/www/html"),
     ("tls-alpn-01:listen", "tls-alpn-01, certhub answers TLS on a port", "0.0.0.0:443"),
     (
+        "dns-01:provider",
+        "dns-01, a DNS provider's API (its credential kept under Credentials)",
+        "cloudflare,credential=cf",
+    ),
+    (
         "dns-01:rfc2136",
         "dns-01, RFC 2136 dynamic update",
         "ns1.example.com:53,key-name=certhub,key-secret=BASE64,algorithm=hmac-sha256",
