@@ -17,6 +17,7 @@ mod import;
 mod issuance;
 mod notifications;
 mod operations;
+mod packaging;
 mod postgres;
 mod preview;
 mod providers;
