@@ -325,6 +325,7 @@ impl Issuer {
                 };
                 // With the `ordered` event.
                 self.store.set_order_url(rec.id, &url).await?;
+                tracing::info!(cert = name, order = %url, "order placed");
                 (rec, url, order)
             }
         };

@@ -116,11 +116,6 @@ fn is_root() -> bool {
 impl Drop for Apache {
     fn drop(&mut self) {
         // SIGTERM lets the parent take its children with it.
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.wait();
+        crate::terminate(&mut self.child);
     }
 }

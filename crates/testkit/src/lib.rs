@@ -69,6 +69,25 @@ pub fn require_tool(name: &str, install_hint: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("{name} not found: {install_hint}"))
 }
 
+/// Stops a server that takes its children with it on SIGTERM (nginx, httpd): SIGTERM, up
+/// to 5 s for it to end, then SIGKILL.
+pub(crate) fn terminate(child: &mut std::process::Child) {
+    let _ = std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// Is the process gone (exited, or a zombie nobody has reaped yet)?
 pub fn process_gone(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

@@ -164,19 +164,6 @@ pub async fn served_chain(
 impl Drop for Nginx {
     fn drop(&mut self) {
         // The master takes its worker with it on SIGTERM; SIGKILL would leave the worker.
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::terminate(&mut self.child);
     }
 }

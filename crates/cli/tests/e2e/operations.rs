@@ -19,7 +19,7 @@ async fn the_version_names_the_commit_and_json_logs_carry_their_fields() {
     // A name in a zone the test DNS refuses: its CAA cannot be read, which is logged.
     env.account("le", &[]).await;
     env.add_http01("far", "le", "far.example").await;
-    let out = env.run(&["--log-format", "json", "renew", "far"]).await;
+    let out = env.run(&["-v", "--log-format", "json", "renew", "far"]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     let logged: Vec<serde_json::Value> =
         stderr.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
@@ -31,4 +31,11 @@ async fn the_version_names_the_commit_and_json_logs_carry_their_fields() {
     assert_eq!(caa["identifier"], "far.example", "the facts are fields: {caa}");
     assert!(caa["timestamp"].is_string(), "{caa}");
     assert!(!stderr.contains("\u{1b}["), "no colour codes: {stderr}");
+    let placed = logged
+        .iter()
+        .find(|l| l["message"] == "order placed")
+        .unwrap_or_else(|| panic!("no JSON log line about the order in:\n{stderr}"));
+    assert_eq!(placed["cert"], "far", "{placed}");
+    let order = placed["order"].as_str().unwrap_or_default();
+    assert!(order.starts_with("https://") && order.contains("order"), "{placed}");
 }
