@@ -1,5 +1,6 @@
 //! What running certhub as a service needs: `--version` names the commit it was built from,
-//! and `--log-format json` writes one JSON object a line with the facts as fields.
+//! `--log-format json` writes one JSON object a line with the facts as fields, and output
+//! to a reader that went away ends quietly.
 
 use crate::support::{Env, hostile};
 
@@ -38,4 +39,24 @@ async fn the_version_names_the_commit_and_json_logs_carry_their_fields() {
     assert_eq!(placed["cert"], "far", "{placed}");
     let order = placed["order"].as_str().unwrap_or_default();
     assert!(order.starts_with("https://") && order.contains("order"), "{placed}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_to_a_reader_that_went_away_ends_quietly() {
+    let env = Env::start(hostile()).await;
+    // A pipe whose reading end is already closed: every write fails (EPIPE).
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = env
+        .command(&["dns", "providers"])
+        .stdout(std::process::Stdio::from(writer))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+        .wait_with_output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(stderr.is_empty(), "no panic, no message: {stderr}");
 }
