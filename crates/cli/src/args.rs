@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// identifier, a challenge spec, a file, a CA whose TLS certificate does not verify); 4 the CA
 /// refused (retrying will not help); 5 a transient failure
 /// (network, rate limit, timeout, the certificate locked by another process: retrying later may
-/// help); 6 no such account or certificate.
+/// help); 6 no such account or certificate; 141 the output's reader went away (`| head`).
 #[derive(Debug, Parser)]
 #[command(
     name = "certhub",
