@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::hmac;
 use axum::Router;
@@ -92,9 +91,8 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default();
-    let host = host.split(':').next().unwrap_or_default().to_ascii_lowercase();
-    fake.zones.log(format!("{method} {host}{}", uri.path_and_query().map_or("/", |p| p.as_str())));
+    let host = super::host_of(&headers);
+    fake.zones.log_request(&method, &host, &uri);
     let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
     if host == LOGIN {
         return match segments.as_slice() {
@@ -108,8 +106,7 @@ async fn handle(
         };
     }
     // Resource Manager: the bearer token, the api-version, then the resource path.
-    let bearer = headers.get("authorization").and_then(|h| h.to_str().ok());
-    let Some(bearer) = bearer.and_then(|t| t.strip_prefix("Bearer ")) else {
+    let Some(bearer) = super::bearer(&headers) else {
         let message = "Authentication failed. The 'Authorization' header is missing.";
         return arm_error(StatusCode::UNAUTHORIZED, "AuthenticationFailed", message);
     };
@@ -378,7 +375,7 @@ fn arm_error(status: StatusCode, code: &str, message: &str) -> Response {
 
 /// The Microsoft identity platform's error JSON, `AADSTS{code}: …` with its trace ids.
 fn aad_error(status: StatusCode, error: &str, code: u32, message: &str) -> Response {
-    let (trace, correlation, timestamp) = (guid(), guid(), utc_now());
+    let (trace, correlation, timestamp) = (guid(), guid(), super::utc_now("%Y-%m-%d %H:%M:%SZ"));
     let description = format!(
         "AADSTS{code}: {message}\r\nTrace ID: {trace}\r\nCorrelation ID: {correlation}\r\n\
          Timestamp: {timestamp}"
@@ -395,22 +392,4 @@ fn aad_error(status: StatusCode, error: &str, code: u32, message: &str) -> Respo
             "error_uri": format!("https://{LOGIN}/error?code={code}"),
         }),
     )
-}
-
-/// Now, UTC, as `YYYY-MM-DD HH:MM:SSZ`.
-fn utc_now() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // The civil date of a day count from 1970-01-01 (Howard Hinnant's days_from_civil inverse).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s) = (rem / 3600, rem / 60 % 60, rem % 60);
-    format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02}Z")
 }

@@ -14,11 +14,11 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::{Api, Zones, form_pairs, json as respond, normal};
+use super::{Api, Zones, form_pairs, json as respond, normal, txt_unquote};
 
 const HOST: &str = "api.cloudflare.com";
 const TOKEN: &str = "cloudflare-test-token";
@@ -61,11 +61,9 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    fake.zones.log(format!("{method} {HOST}{target}"));
+    fake.zones.log_request(&method, HOST, &uri);
     // API tokens only: a missing or malformed header is 400, an unknown token 403.
-    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    match auth.and_then(|a| a.strip_prefix("Bearer ")) {
+    match super::bearer(&headers) {
         Some(TOKEN) => {}
         Some(_) => return failure(StatusCode::FORBIDDEN, 9109, "Invalid access token"),
         None => {
@@ -233,27 +231,4 @@ fn no_route(path: &str) -> Response {
                 "Could not route to {path}, perhaps your object identifier is invalid?")},
             {"code": 7000, "message": "No route for that URI"}]}),
     )
-}
-
-/// The text of TXT content given as RFC 1035 character-strings (`"a" "b"` is `ab`, with
-/// `\` escaping the next character); content without quotes is taken as it is.
-pub(super) fn txt_unquote(content: &str) -> String {
-    let content = content.trim();
-    if !content.starts_with('"') {
-        return content.to_string();
-    }
-    let (mut text, mut inside, mut escaped) = (String::new(), false, false);
-    for c in content.chars() {
-        match c {
-            _ if escaped => {
-                text.push(c);
-                escaped = false;
-            }
-            '\\' if inside => escaped = true,
-            '"' => inside = !inside,
-            _ if inside => text.push(c),
-            _ => {}
-        }
-    }
-    text
 }

@@ -63,10 +63,8 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let pq = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    st.zones.log(format!("{method} {HOST}{pq}"));
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if auth.and_then(|v| v.strip_prefix("Bearer ")) != Some(TOKEN) {
+    st.zones.log_request(&method, HOST, &uri);
+    if super::bearer(&headers) != Some(TOKEN) {
         return error(
             StatusCode::UNAUTHORIZED,
             "The server could not verify that you authorized to access the document you \
@@ -125,7 +123,7 @@ async fn handle(
                 return invalid("rrset_values", "Shorter than minimum length 1");
             }
             let wanted: Vec<String> =
-                rrset.rrset_values.iter().map(String::as_str).map(unquote).collect();
+                rrset.rrset_values.iter().map(String::as_str).map(super::txt_unquote).collect();
             // The set sent replaces the set held: remove what it lacks, add what is new.
             for value in &current {
                 if !wanted.contains(value) {
@@ -179,13 +177,4 @@ fn invalid(field: &str, description: &str) -> Response {
 /// A TXT value as LiveDNS writes it: quoted, inner quotes escaped.
 fn quote(value: &str) -> String {
     format!("\"{}\"", value.replace('"', "\\\""))
-}
-
-/// The text of a TXT value sent quoted (or bare).
-fn unquote(value: &str) -> String {
-    let value = value.trim();
-    match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-        Some(inner) => inner.replace("\\\"", "\""),
-        None => value.to_string(),
-    }
 }

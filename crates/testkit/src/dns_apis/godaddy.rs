@@ -62,8 +62,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let pq = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    st.zones.log(format!("{method} {HOST}{pq}"));
+    st.zones.log_request(&method, HOST, &uri);
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
     match auth.and_then(|a| a.strip_prefix("sso-key ")).and_then(|c| c.split_once(':')) {
         None => {

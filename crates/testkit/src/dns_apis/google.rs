@@ -87,9 +87,8 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default();
-    let host = host.split(':').next().unwrap_or_default().to_ascii_lowercase();
-    fake.zones.log(format!("{method} {host}{}", uri.path_and_query().map_or("/", |p| p.as_str())));
+    let host = super::host_of(&headers);
+    fake.zones.log_request(&method, &host, &uri);
     if host == TOKEN_HOST {
         return match (method == Method::POST, uri.path()) {
             (true, "/token") => token(&fake, &body),
@@ -97,8 +96,7 @@ async fn handle(
         };
     }
     // Cloud DNS: the bearer token (with a scope for DNS), then the resource.
-    let bearer = headers.get("authorization").and_then(|h| h.to_str().ok());
-    match bearer.and_then(|t| t.strip_prefix("Bearer ")).and_then(|t| dns_scope(&fake.key, t)) {
+    match super::bearer(&headers).and_then(|t| dns_scope(&fake.key, t)) {
         None => {
             let message = "Request had invalid authentication credentials. Expected OAuth 2 \
                            access token, login cookie or other valid authentication credential. \
@@ -318,7 +316,7 @@ async fn change(fake: &Fake, apex: &str, body: &[u8]) -> Response {
         "kind": "dns#change",
         "id": next().to_string(),
         "status": "done",
-        "startTime": utc_now(),
+        "startTime": super::utc_now("%Y-%m-%dT%H:%M:%S.000Z"),
         "additions": additions,
         "deletions": deletions,
     });
@@ -351,7 +349,7 @@ fn rrset(
     }
     let mut values: Vec<String> = Vec::new();
     let rrdatas = set.get("rrdatas").and_then(Value::as_array).into_iter().flatten();
-    for value in rrdatas.filter_map(Value::as_str).map(unquote) {
+    for value in rrdatas.filter_map(Value::as_str).map(super::txt_unquote) {
         if !values.contains(&value) {
             values.push(value);
         }
@@ -377,25 +375,6 @@ fn quote(value: &str) -> String {
         len += c.len_utf8();
     }
     out.push('"');
-    out
-}
-
-/// A TXT rrdata's value: its quoted character-strings joined, unescaped (or the text itself
-/// when it is not quoted).
-fn unquote(rrdata: &str) -> String {
-    let rrdata = rrdata.trim();
-    if !rrdata.starts_with('"') {
-        return rrdata.to_string();
-    }
-    let (mut out, mut quoted, mut chars) = (String::new(), false, rrdata.chars());
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => quoted = !quoted,
-            '\\' if quoted => out.extend(chars.next()),
-            c if quoted => out.push(c),
-            _ => {} // the space between character-strings
-        }
-    }
     out
 }
 
@@ -425,22 +404,4 @@ fn google_error(status: StatusCode, reason: &str, message: &str) -> Response {
     let errors = json!([{"domain": "global", "reason": reason, "message": message}]);
     let body = json!({"error": {"code": status.as_u16(), "message": message, "errors": errors}});
     super::json(status, body)
-}
-
-/// Now, UTC, as RFC 3339 (`YYYY-MM-DDTHH:MM:SS.000Z`).
-fn utc_now() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // The civil date of a day count from 1970-01-01 (Howard Hinnant's days_from_civil inverse).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s) = (rem / 3600, rem / 60 % 60, rem % 60);
-    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.000Z")
 }

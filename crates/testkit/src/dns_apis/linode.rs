@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use serde_json::{Value, json};
 
@@ -74,10 +74,8 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    fake.zones.log(format!("{method} {HOST}{target}"));
-    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    if auth.and_then(|a| a.strip_prefix("Bearer ")) != Some(TOKEN) {
+    fake.zones.log_request(&method, HOST, &uri);
+    if super::bearer(&headers) != Some(TOKEN) {
         return error(StatusCode::UNAUTHORIZED, "Invalid Token");
     }
     let segments: Vec<&str> = uri.path().trim_end_matches('/').split('/').skip(1).collect();

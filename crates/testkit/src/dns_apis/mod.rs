@@ -145,9 +145,20 @@ impl Zones {
         true
     }
 
-    /// Notes a request (`METHOD host/path`), for tests to see which calls were made.
+    /// Notes a line, for tests to see which calls were made (and what went wrong).
     pub fn log(&self, line: String) {
         self.requests.lock().unwrap().push(line);
+    }
+
+    /// Notes a request to `host`, as `METHOD host/path?query`.
+    pub(crate) fn log_request(
+        &self,
+        method: &axum::http::Method,
+        host: &str,
+        uri: &axum::http::Uri,
+    ) {
+        let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+        self.log(format!("{method} {host}{target}"));
     }
 }
 
@@ -208,13 +219,15 @@ impl ProviderApis {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let by_host = Arc::new(by_host);
+        // A tunnel that fails goes into the log of requests, which tests show when they fail.
+        let log = zones.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
-                let (acceptor, by_host) = (acceptor.clone(), by_host.clone());
+                let (acceptor, by_host, log) = (acceptor.clone(), by_host.clone(), log.clone());
                 tokio::spawn(async move {
                     if let Err(e) = tunnel(stream, acceptor, &by_host).await {
-                        eprintln!("provider API proxy: {e}");
+                        log.log(format!("proxy: {e}"));
                     }
                 });
             }
@@ -342,6 +355,47 @@ fn pem_block(label: &str, der: &[u8]) -> String {
     }
     out.push_str(&format!("-----END {label}-----\n"));
     out
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header, if there is one.
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    value.strip_prefix("Bearer ")
+}
+
+/// The host a request was sent to (its `Host` header), lowercase, without the port.
+pub(crate) fn host_of(headers: &axum::http::HeaderMap) -> String {
+    let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok());
+    let host = host.unwrap_or_default();
+    host.split(':').next().unwrap_or(host).to_ascii_lowercase()
+}
+
+/// The text of TXT content given as RFC 1035 character-strings (`"a" "b"` is `ab`, with
+/// `\` escaping the next character); content without quotes is taken as it is.
+pub(crate) fn txt_unquote(content: &str) -> String {
+    let content = content.trim();
+    if !content.starts_with('"') {
+        return content.to_string();
+    }
+    let (mut text, mut inside, mut escaped) = (String::new(), false, false);
+    for c in content.chars() {
+        match c {
+            _ if escaped => {
+                text.push(c);
+                escaped = false;
+            }
+            '\\' if inside => escaped = true,
+            '"' => inside = !inside,
+            _ if inside => text.push(c),
+            _ => {}
+        }
+    }
+    text
+}
+
+/// Now, UTC, in `format` (strftime).
+pub(crate) fn utc_now(format: &str) -> String {
+    jiff::Timestamp::now().strftime(format).to_string()
 }
 
 /// The pairs of a query string or an `application/x-www-form-urlencoded` body.

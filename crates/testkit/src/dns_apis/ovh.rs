@@ -97,7 +97,7 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let pq = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    st.zones.log(format!("{method} {HOST}{pq}"));
+    st.zones.log_request(&method, HOST, &uri);
     let path = uri.path().strip_prefix("/1.0/").unwrap_or_default();
     if method == Method::GET && path == "auth/time" {
         return super::json(StatusCode::OK, json!(now()));
