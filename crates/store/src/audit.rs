@@ -181,7 +181,7 @@ impl Store {
     }
 
     /// Appends an entry within `tx`, which [`Store::begin_audited`] began.
-    async fn audit_in(
+    pub(crate) async fn audit_in(
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         actor: &str,

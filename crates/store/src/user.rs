@@ -318,7 +318,18 @@ impl Store {
         change: &UserChange,
         audit: Option<&AuditEntry>,
     ) -> Result<(), Error> {
-        let mut tx = self.begin_change(audit).await?;
+        self.change_user_all(name, &[(change.clone(), audit)]).await
+    }
+
+    /// Makes `changes` to user `name` in order, each with its audit entry, all or none (see
+    /// [`Store::change_user`]); the last enabled admin is judged on where they end.
+    pub async fn change_user_all(
+        &self,
+        name: &str,
+        changes: &[(UserChange, Option<&AuditEntry>)],
+    ) -> Result<(), Error> {
+        let audited = changes.iter().find_map(|(_, a)| *a);
+        let mut tx = self.begin_change(audited).await?;
         let user: Option<(String, Option<i64>)> =
             sqlx::query_as("SELECT role, disabled_at FROM users WHERE name = $1")
                 .bind(name)
@@ -328,14 +339,17 @@ impl Store {
             return Err(Error::NotFound { what: "user", name: name.to_string() });
         };
         // The last enabled admin stays an enabled admin.
-        let loses_admin = role == "admin"
-            && disabled_at.is_none()
-            && match change {
-                UserChange::Role(r) => r != "admin",
-                UserChange::Disabled(d) => *d,
-                UserChange::Remove => true,
-                UserChange::Password(_) => false,
-            };
+        let (mut admin, mut enabled, mut removed) = (role == "admin", disabled_at.is_none(), false);
+        let was_enabled_admin = admin && enabled;
+        for (change, _) in changes {
+            match change {
+                UserChange::Role(r) => admin = r == "admin",
+                UserChange::Disabled(d) => enabled = !d,
+                UserChange::Remove => removed = true,
+                UserChange::Password(_) => {}
+            }
+        }
+        let loses_admin = was_enabled_admin && (removed || !(admin && enabled));
         if loses_admin {
             let admins: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled_at IS NULL",
@@ -351,44 +365,62 @@ impl Store {
             }
         }
         let now = now_ms();
-        let set = |column: &'static str| match column {
-            "password_hash" => {
-                "UPDATE users SET password_hash = $1, updated_at = $2 WHERE name = $3"
-            }
-            "role" => "UPDATE users SET role = $1, updated_at = $2 WHERE name = $3",
-            _ => "UPDATE users SET disabled_at = $1, updated_at = $2 WHERE name = $3",
-        };
-        match change {
-            UserChange::Password(hash) => {
-                sqlx::query(set("password_hash"))
-                    .bind(hash)
-                    .bind(now)
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            UserChange::Role(role) => {
-                sqlx::query(set("role")).bind(role).bind(now).bind(name).execute(&mut *tx).await?;
-            }
-            UserChange::Disabled(d) => {
-                let at = d.then_some(now);
-                sqlx::query(set("disabled_at"))
-                    .bind(at)
-                    .bind(now)
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            UserChange::Remove => {
-                for sql in [
-                    "DELETE FROM api_tokens WHERE user_name = $1",
-                    "DELETE FROM users WHERE name = $1",
-                ] {
-                    sqlx::query(sql).bind(name).execute(&mut *tx).await?;
+        for (change, audit) in changes {
+            let set = |column: &'static str| match column {
+                "password_hash" => {
+                    "UPDATE users SET password_hash = $1, updated_at = $2 WHERE name = $3"
+                }
+                "role" => "UPDATE users SET role = $1, updated_at = $2 WHERE name = $3",
+                _ => "UPDATE users SET disabled_at = $1, updated_at = $2 WHERE name = $3",
+            };
+            match change {
+                UserChange::Password(hash) => {
+                    sqlx::query(set("password_hash"))
+                        .bind(hash)
+                        .bind(now)
+                        .bind(name)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                UserChange::Role(role) => {
+                    sqlx::query(set("role"))
+                        .bind(role)
+                        .bind(now)
+                        .bind(name)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                UserChange::Disabled(d) => {
+                    let at = d.then_some(now);
+                    sqlx::query(set("disabled_at"))
+                        .bind(at)
+                        .bind(now)
+                        .bind(name)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                UserChange::Remove => {
+                    for sql in [
+                        "DELETE FROM api_tokens WHERE user_name = $1",
+                        "DELETE FROM users WHERE name = $1",
+                    ] {
+                        sqlx::query(sql).bind(name).execute(&mut *tx).await?;
+                    }
                 }
             }
+            if let Some(a) = audit {
+                self.audit_in(
+                    &mut tx,
+                    &a.actor,
+                    &a.action,
+                    &a.target,
+                    &a.source,
+                    a.detail.as_deref(),
+                )
+                .await?;
+            }
         }
-        self.commit_change(tx, audit).await?;
+        tx.commit().await?;
         self.tokens.forget(None);
         Ok(())
     }

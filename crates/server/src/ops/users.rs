@@ -90,13 +90,20 @@ pub(crate) async fn change_user(
     if planned.is_empty() {
         return Err(Problem::invalid("role", "give role, disabled or password"));
     }
-    for (change, action, detail) in planned {
-        let mut entry = caller.entry(action, name);
-        if let Some(d) = detail {
-            entry = entry.with_detail(d);
-        }
-        state.store.change_user(name, &change, Some(&entry)).await?;
-    }
+    // All or none, each audited.
+    let entries: Vec<_> = planned
+        .iter()
+        .map(|(_, action, detail)| {
+            let entry = caller.entry(action, name);
+            match detail {
+                Some(d) => entry.with_detail(*d),
+                None => entry,
+            }
+        })
+        .collect();
+    let changes: Vec<_> =
+        planned.into_iter().zip(&entries).map(|((change, _, _), e)| (change, Some(e))).collect();
+    state.store.change_user_all(name, &changes).await?;
     let user = state
         .store
         .user(name)

@@ -494,6 +494,17 @@ async fn users_are_disabled_demoted_and_removed_and_the_last_admin_stays(db: Db)
         let e = store.change_user("root", &change, None).await.unwrap_err();
         assert!(e.to_string().contains("last enabled admin"), "{change:?}: {e}");
     }
+    // Changes together are made all or none, and judged where they end.
+    let both = [
+        (UserChange::Password("$argon2id$v=19$new".into()), None),
+        (UserChange::Role("viewer".into()), None),
+    ];
+    let e = store.change_user_all("root", &both).await.unwrap_err();
+    assert!(e.to_string().contains("last enabled admin"), "{e}");
+    assert_eq!(store.user("root").await.unwrap().unwrap().password_hash, "$argon2id$v=19$a");
+    let back =
+        [(UserChange::Role("viewer".into()), None), (UserChange::Role("admin".into()), None)];
+    store.change_user_all("root", &back).await.unwrap();
     // With another admin, it may be; a role change reaches the token at once.
     store.change_user("ann", &UserChange::Role("admin".into()), None).await.unwrap();
     assert_eq!(store.verify_token("t-ann", "s3cret").await.unwrap().unwrap().1, "admin");
