@@ -1,8 +1,11 @@
 //! Renewal: renew what is due, or the named certificates now.
 //!
 //! Each certificate is locked, then its due-ness is checked again, then it is requested
-//! (lock, re-check, act): runs that overlap — two cron jobs, a cron job and a person — never
-//! order the same certificate twice, and a certificate renewed a moment ago is not due.
+//! (lock, re-check, act): runs that overlap — two cron jobs, a cron job and a person, hubs
+//! sharing a database — never order the same certificate twice, and a certificate renewed a
+//! moment ago is not due. A due certificate's lock is let go after the first look and taken
+//! again (with another look) when its turn to be ordered comes, so a run holds no more
+//! certificates than it orders at once, and hubs sharing a database share the work.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +16,7 @@ use certhub_core::budget::{Budget, RateLimits, Wait};
 use certhub_core::cert::split_pem_chain;
 use certhub_core::renewal::{self, Decision, Reason, RenewalPolicy, RenewalWindow, decide};
 use certhub_store::Store;
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 
 use crate::actor::Actor;
 use crate::clock::rfc3339;
@@ -85,6 +88,15 @@ enum Outcome {
     Renewed,
 }
 
+/// What the first look at one certificate found, as the run goes on with it.
+enum FirstLook {
+    Done(Outcome),
+    /// Named to renew now: kept locked.
+    Locked(DueNow),
+    /// Due: locked and looked at again when its turn to be ordered comes.
+    Later(Looked),
+}
+
 /// A look at one certificate: done with it, or it is due.
 enum Step {
     Done(Outcome),
@@ -116,6 +128,19 @@ async fn look(
     if !args.due {
         return Ok(Step::Due(DueNow { lock, looked: None }));
     }
+    look_locked(store, issuer, reporter, args, policy, name, lock).await
+}
+
+/// [`look`] with the certificate's lock taken.
+async fn look_locked(
+    store: &Store,
+    issuer: &Issuer,
+    reporter: &dyn Progress,
+    args: &RenewRun,
+    policy: RenewalPolicy,
+    name: &str,
+    lock: crate::issue::CertLock,
+) -> anyhow::Result<Step> {
     let looked = due(store, issuer, reporter, name, policy).await?;
     let not_due = match &looked.due {
         Due::Now => return Ok(Step::Due(DueNow { lock, looked: Some(looked) })),
@@ -153,10 +178,91 @@ async fn look(
     Ok(Step::Done(outcome))
 }
 
-/// The rate-limit budgets of the CAs the accounts order from, with the orders placed in
-/// their windows (by any process sharing the store) already counted.
+/// Admissions in the order of the due list, whichever order the orders run in: turn `i`
+/// comes after turn `i - 1` was taken or given up.
+struct Turns(tokio::sync::watch::Sender<usize>);
+
+/// Turn `i`: given up when dropped.
+struct Turn {
+    turns: Arc<Turns>,
+    i: usize,
+}
+
+impl Turn {
+    /// Waits until the turns before this one are over.
+    async fn come(&self) {
+        let mut rx = self.turns.0.subscribe();
+        let _ = rx.wait_for(|t| *t >= self.i).await;
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.turns.0.send_modify(|t| *t = (*t).max(self.i + 1));
+    }
+}
+
+/// Orders certificate `name`, found due by a look whose lock was let go since: it is locked
+/// again and looked at again (another hub may have renewed it meanwhile, or hold it now),
+/// then admitted under its CA's rate limits at its `turn`, then ordered.
+#[allow(clippy::too_many_arguments)]
+async fn order_due(
+    store: &Store,
+    issuer: &Issuer,
+    budgets: &Budgets,
+    reporter: &dyn Progress,
+    args: &RenewRun,
+    policy: RenewalPolicy,
+    name: &str,
+    audit: &certhub_store::AuditEntry,
+    turn: Turn,
+) -> anyhow::Result<Outcome> {
+    let Some(lock) = issuer.try_lock(name).await? else {
+        reporter.finish(name, "skipped: another certhub process is requesting it");
+        return Ok(Outcome::Busy);
+    };
+    let due = match look_locked(store, issuer, reporter, args, policy, name, lock).await? {
+        Step::Done(outcome) => return Ok(outcome),
+        Step::Due(due) => due,
+    };
+    let looked = due.looked.as_ref().context("a due certificate was looked at")?;
+    turn.come().await;
+    let admitted = budgets.admit(store, name, looked, args.timeout).await?;
+    drop(turn);
+    if let Err(wait) = admitted {
+        reporter.finish(
+            name,
+            &format!(
+                "due, waiting until {} for the CA's rate limit ({})",
+                rfc3339(wait.until / 1000),
+                wait.limit
+            ),
+        );
+        let assumed = looked.default_policy.then(|| args.policy.trim());
+        store.set_cert_check(name, wait.until, assumed, looked.seen).await?;
+        return Ok(Outcome::Waiting);
+    }
+    let issued = issuer.request_locked(name, &due.lock, args.timeout, reporter, Some(audit)).await;
+    // Placing its order ended the hold; a request that placed none gives its place back.
+    store.release_hold(name).await?;
+    let issued = issued?;
+    reporter.finish(
+        name,
+        &format!(
+            "renewed: serial {}, expires {}",
+            issued.serial_hex,
+            rfc3339(issued.not_after / 1000)
+        ),
+    );
+    Ok(Outcome::Renewed)
+}
+
+/// The rate limits of the CAs the accounts order from. Admission is decided in the store,
+/// in one transaction with the orders every process sharing it placed and the places the
+/// renewals it admitted hold: hubs sharing a database stay within each CA's limits
+/// together.
 struct Budgets {
-    by_directory: HashMap<String, Budget>,
+    by_directory: HashMap<String, RateLimits>,
     directory_of: HashMap<String, String>,
 }
 
@@ -176,35 +282,47 @@ impl Budgets {
             let limits =
                 configured.get(dir).copied().unwrap_or_else(|| RateLimits::default_for(dir));
             if !limits.is_none() {
-                by_directory.entry(dir.clone()).or_insert_with(|| Budget::new(limits));
-            }
-        }
-        let longest = by_directory.values().map(|b| b.limits().longest_window_secs()).max();
-        if let Some(longest) = longest {
-            let since = crate::clock::unix_ms(SystemTime::now()) - longest as i64 * 1000;
-            for o in store.orders_since(since).await? {
-                let budget =
-                    directory_of.get(&o.account_name).and_then(|d| by_directory.get_mut(d));
-                if let Some(budget) = budget {
-                    budget.record(o.at, &o.account_name, &o.names, o.ari_renewal);
-                }
+                by_directory.insert(dir.clone(), limits);
             }
         }
         Ok(Budgets { by_directory, directory_of })
     }
 
-    /// Admits the order of a due certificate now (and counts it), or says how long it waits.
-    fn admit(&mut self, due: &Looked) -> Result<(), Wait> {
-        let budget = self.directory_of.get(&due.account).and_then(|d| self.by_directory.get_mut(d));
-        match budget {
-            Some(b) => b.admit(
-                crate::clock::unix_ms(SystemTime::now()),
-                &due.account,
-                &due.names,
-                due.ari_renewal,
-            ),
-            None => Ok(()),
-        }
+    /// Admits the order of due certificate `name` now, its place held in the budget for
+    /// `hold` (until its order is placed), or says how long it waits.
+    async fn admit(
+        &self,
+        store: &Store,
+        name: &str,
+        due: &Looked,
+        hold: Duration,
+    ) -> anyhow::Result<Result<(), Wait>> {
+        let Some(directory) = self.directory_of.get(&due.account) else {
+            return Ok(Ok(()));
+        };
+        let Some(limits) = self.by_directory.get(directory).copied() else {
+            return Ok(Ok(()));
+        };
+        let now = crate::clock::unix_ms(SystemTime::now());
+        let since = now - limits.longest_window_secs() as i64 * 1000;
+        let held = certhub_store::BudgetHold {
+            cert_name: name,
+            account_name: &due.account,
+            names: &due.names,
+            ari_renewal: due.ari_renewal,
+            until: now + hold.as_millis() as i64,
+        };
+        let decided = store.admit_order(since, &held, |placed| {
+            let mut budget = Budget::new(limits);
+            let same_ca =
+                placed.iter().filter(|o| self.directory_of.get(&o.account_name) == Some(directory));
+            for o in same_ca {
+                budget.record(o.at, &o.account_name, &o.names, o.ari_renewal);
+            }
+            let now = crate::clock::unix_ms(SystemTime::now());
+            budget.admit(now, &due.account, &due.names, due.ari_renewal)
+        });
+        Ok(decided.await?)
     }
 }
 
@@ -247,58 +365,51 @@ pub async fn renew(
     }
     let reporter = progress;
     reporter.begin(&names);
-    let timeout = args.timeout;
     let jobs = usize::from(args.jobs);
-    // First a look at each: not due (done), or due (kept locked for now).
-    let looked: Vec<(String, anyhow::Result<Step>)> = futures::stream::iter(names.iter())
+    // First a look at each: not due (done), or due. A due certificate's lock is let go
+    // until its turn to be ordered, so that hubs sharing the database share the work.
+    let looked: Vec<(String, anyhow::Result<FirstLook>)> = futures::stream::iter(names.iter())
         .map(|name| {
             let (reporter, args) = (&*reporter, &args);
-            async move { (name.clone(), look(store, issuer, reporter, args, policy, name).await) }
+            async move {
+                let step = look(store, issuer, reporter, args, policy, name).await;
+                let step = match step {
+                    Ok(Step::Due(DueNow { lock, looked: Some(looked) })) => {
+                        drop(lock);
+                        Ok(FirstLook::Later(looked))
+                    }
+                    Ok(Step::Due(due)) => Ok(FirstLook::Locked(due)),
+                    Ok(Step::Done(outcome)) => Ok(FirstLook::Done(outcome)),
+                    Err(e) => Err(e),
+                };
+                (name.clone(), step)
+            }
         })
         .buffer_unordered(jobs)
         .collect()
         .await;
     let mut results: Vec<(String, anyhow::Result<Outcome>)> = Vec::new();
-    let mut due_now = Vec::new();
+    let mut named = Vec::new();
+    let mut due_later = Vec::new();
     for (name, step) in looked {
         match step {
-            Ok(Step::Done(outcome)) => results.push((name, Ok(outcome))),
-            Ok(Step::Due(due)) => due_now.push((name, due)),
+            Ok(FirstLook::Done(outcome)) => results.push((name, Ok(outcome))),
+            Ok(FirstLook::Locked(due)) => named.push((name, due)),
+            Ok(FirstLook::Later(looked)) => due_later.push((looked.expires, name)),
             Err(e) => {
                 reporter.finish(&name, &format!("failed: {e:#}"));
                 results.push((name, Err(e)));
             }
         }
     }
-    // Then the CAs' rate limits, spent on the soonest to expire first; the rest wait.
-    let mut budgets = Budgets::load(store, &args.rate_limits).await?;
-    due_now.sort_by_key(|(name, d)| (d.looked.as_ref().map_or(0, |l| l.expires), name.clone()));
-    let mut admitted = Vec::new();
-    for (name, due) in due_now {
-        let Some(looked) = &due.looked else {
-            admitted.push((name, due));
-            continue;
-        };
-        match budgets.admit(looked) {
-            Ok(()) => admitted.push((name, due)),
-            Err(wait) => {
-                let until = wait.until;
-                reporter.finish(
-                    &name,
-                    &format!(
-                        "due, waiting until {} for the CA's rate limit ({})",
-                        rfc3339(until / 1000),
-                        wait.limit
-                    ),
-                );
-                let assumed = looked.default_policy.then(|| args.policy.trim());
-                let r = store.set_cert_check(&name, until, assumed, looked.seen).await;
-                results.push((name, r.map(|_| Outcome::Waiting).map_err(Into::into)));
-            }
-        }
-    }
-    // Then the orders.
-    let work = admitted.into_iter().map(|(name, due)| {
+    // Then the orders: certificates named to renew now (kept out of the CAs' budgets: a
+    // person asked for them, and the CA has the last word), and due ones, the soonest to
+    // expire first, each admitted under its CA's rate limits when its turn comes.
+    let budgets = Arc::new(Budgets::load(store, &args.rate_limits).await?);
+    let shared = Arc::new(args.clone());
+    due_later.sort();
+    let timeout = args.timeout;
+    let named = named.into_iter().map(|(name, due)| {
         let (issuer, reporter) = (issuer.clone(), reporter.clone());
         let audit = actor.entry("cert.renew", &name);
         async move {
@@ -322,8 +433,28 @@ pub async fn renew(
             }
             (name, r)
         }
+        .boxed()
     });
-    let renewed: Vec<(String, anyhow::Result<Outcome>)> = crate::cert::at_most(jobs, work).await;
+    let turns = Arc::new(Turns(tokio::sync::watch::Sender::new(0)));
+    let due = due_later.into_iter().enumerate().map(|(i, (_, name))| {
+        let (store, issuer, reporter) = (store.clone(), issuer.clone(), reporter.clone());
+        let (budgets, args) = (budgets.clone(), shared.clone());
+        let audit = actor.entry("cert.renew", &name);
+        let turn = Turn { turns: turns.clone(), i };
+        async move {
+            let (args, budgets) = (&*args, &*budgets);
+            let r =
+                order_due(&store, &issuer, budgets, &*reporter, args, policy, &name, &audit, turn)
+                    .await;
+            if let Err(e) = &r {
+                reporter.finish(&name, &format!("failed: {e:#}"));
+            }
+            (name, r)
+        }
+        .boxed()
+    });
+    let renewed: Vec<(String, anyhow::Result<Outcome>)> =
+        crate::cert::at_most(jobs, named.chain(due)).await;
     results.extend(renewed);
     for (name, r) in results {
         match r {

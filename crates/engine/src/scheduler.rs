@@ -3,7 +3,10 @@
 //! time a certificate recorded for its next look, or until a change through this hub or of
 //! the settings wakes it; the check interval bounds the sleep (another hub or a cron job
 //! sharing the database changes certificates unseen). Certificates are locked while
-//! requested, so it never orders one twice, even beside a cron job or another hub.
+//! requested, so it never orders one twice, even beside a cron job or another hub; hubs
+//! sharing a PostgreSQL database each take the due certificates no other hub holds, so the
+//! work spreads over them, and one that another hub held is looked at again after
+//! [`MIN_SLEEP`] (that hub may have died, its locks released with its connections).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -47,17 +50,25 @@ where
             timeout: REQUEST_TIMEOUT,
             rate_limits: rate_limits.clone(),
         };
+        let mut busy = false;
         match engine.renew(&run, &Actor::hub(), progress.clone()).await {
             Ok(summary) if !summary.failed.is_empty() => {
+                busy = summary.busy > 0;
                 let names: Vec<&str> = summary.failed.iter().map(|(n, _)| n.as_str()).collect();
                 tracing::warn!(failed = names.join(", "), "{}", summary.line());
             }
-            Ok(summary) if summary.looked > 0 => tracing::info!("{}", summary.line()),
+            Ok(summary) if summary.looked > 0 => {
+                busy = summary.busy > 0;
+                tracing::info!("{}", summary.line());
+            }
             Ok(_) => tracing::debug!("nothing is due"),
             Err(e) => tracing::warn!(error = %e, "renewal run failed"),
         }
         after_each().await;
+        // Certificates another hub held may be left to this one (that hub died): looked at
+        // again soon.
         let sleep = match store.next_check_after(started).await {
+            _ if busy => MIN_SLEEP,
             Ok(Some(at)) => {
                 let wait = at.saturating_sub(crate::clock::unix_ms(SystemTime::now())).max(0);
                 Duration::from_millis(wait as u64)

@@ -1,9 +1,7 @@
 //! Credentials: roles and scopes, tokens and their secrets, password hashes, and the sign-in
 //! limiter. Nothing here knows the hub's state.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine as _;
@@ -84,26 +82,29 @@ pub(crate) fn verify_password(password: &str, phc: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Sign-in failures per client address, and per user name from each address. An attempt
-/// counts when it is made (so guesses sent in parallel count too) and is taken back when it
-/// succeeds: only failures add up. After [`LoginLimiter::MAX_PER_PAIR`] failures on one name
-/// from one address, or [`LoginLimiter::MAX_PER_SOURCE`] from one address on any names, that
-/// address waits until [`LoginLimiter::WINDOW`] has passed since its last failure. A name is
-/// never locked for everyone: guesses from one address cannot keep its owner out, who signs
-/// in from their own. IPv6 clients count by their /64, which one client usually holds whole.
-///
-/// The table is bounded: when full, the entries quiet longest give way, unlocked ones first,
-/// so a flood of invented names costs only its own senders and never refuses everyone.
-#[derive(Default)]
+/// Sign-in failures per client address, and per user name from each address, counted in the
+/// store so that every hub sharing the database counts them together. An attempt counts
+/// when it is made (so guesses sent in parallel count too, each counted atomically) and is
+/// taken back when it succeeds: only failures add up. Beyond [`LoginLimiter::MAX_PER_PAIR`]
+/// attempts on one name from one address, or [`LoginLimiter::MAX_PER_SOURCE`] from one
+/// address on any names, that address waits until [`LoginLimiter::WINDOW`] has passed since
+/// its last attempt (a refused one too). A name is never locked for everyone: guesses from
+/// one address cannot keep its owner out, who signs in from their own. IPv6 clients count
+/// by their /64, which one client usually holds whole. Counts older than the window are
+/// removed with the hub's other clean-up, so a flood of invented names costs rows for a few
+/// minutes only.
 pub(crate) struct LoginLimiter {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    store: certhub_store::Store,
 }
 
 impl LoginLimiter {
     const MAX_PER_PAIR: u32 = 5;
     const MAX_PER_SOURCE: u32 = 20;
-    const WINDOW: Duration = Duration::from_secs(300);
-    const MAX_TRACKED: usize = 10_000;
+    pub(crate) const WINDOW: Duration = Duration::from_secs(300);
+
+    pub fn new(store: certhub_store::Store) -> Self {
+        Self { store }
+    }
 
     /// The keys an attempt on `user` from `source` counts under.
     fn keys(user: &str, source: &str) -> [String; 2] {
@@ -114,66 +115,32 @@ impl LoginLimiter {
         [format!("pair:{source} {user}"), format!("ip:{source}")]
     }
 
+    fn window_ms() -> i64 {
+        Self::WINDOW.as_millis() as i64
+    }
+
     /// Counts an attempt for `user` from `source`, or refuses it while that address is
     /// locked for that name or for all.
-    pub fn attempt(&self, user: &str, source: &str) -> Result<(), Problem> {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+    pub async fn attempt(&self, user: &str, source: &str) -> Result<(), Problem> {
         let keys = Self::keys(user, source);
+        let mut over = false;
         for (key, max) in keys.iter().zip([Self::MAX_PER_PAIR, Self::MAX_PER_SOURCE]) {
-            if let Some((n, last)) = failures.get(key)
-                && *n >= max
-                && last.elapsed() < Self::WINDOW
-            {
-                return Err(Problem::too_many(format!(
-                    "too many failed sign-ins from this address; try again in {} s",
-                    (Self::WINDOW - last.elapsed()).as_secs() + 1
-                )));
-            }
+            over |= self.store.count_login_failure(key, Self::window_ms()).await? > max;
         }
-        for key in keys {
-            if failures.len() >= Self::MAX_TRACKED && !failures.contains_key(&key) {
-                Self::make_room(&mut failures);
-            }
-            let entry = failures.entry(key).or_insert((0, Instant::now()));
-            if entry.1.elapsed() >= Self::WINDOW {
-                entry.0 = 0;
-            }
-            entry.0 += 1;
-            entry.1 = Instant::now();
+        if over {
+            return Err(Problem::too_many(format!(
+                "too many failed sign-ins from this address; try again in {} s",
+                Self::WINDOW.as_secs()
+            )));
         }
         Ok(())
     }
 
-    /// Forgets what no longer counts; if the table is still full, a tenth of it that has been
-    /// quiet longest, entries that lock nothing first.
-    fn make_room(failures: &mut HashMap<String, (u32, Instant)>) {
-        failures.retain(|_, (_, last)| last.elapsed() < Self::WINDOW);
-        if failures.len() < Self::MAX_TRACKED {
-            return;
-        }
-        let mut by_age: Vec<(bool, Instant, String)> = failures
-            .iter()
-            .map(|(k, (n, last))| {
-                let max =
-                    if k.starts_with("ip:") { Self::MAX_PER_SOURCE } else { Self::MAX_PER_PAIR };
-                (*n >= max, *last, k.clone())
-            })
-            .collect();
-        by_age.sort();
-        for (_, _, key) in by_age.into_iter().take(Self::MAX_TRACKED / 10) {
-            failures.remove(&key);
-        }
-    }
-
     /// A successful sign-in takes its attempt back and clears its name's failures from that
     /// address.
-    pub fn succeeded(&self, user: &str, source: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+    pub async fn succeeded(&self, user: &str, source: &str) -> Result<(), Problem> {
         let [pair, ip] = Self::keys(user, source);
-        failures.remove(&pair);
-        if let Some((n, _)) = failures.get_mut(&ip) {
-            *n = n.saturating_sub(1);
-        }
+        Ok(self.store.login_succeeded(&pair, &ip).await?)
     }
 }
 
@@ -197,46 +164,51 @@ pub(crate) fn dummy_hash() -> &'static str {
 mod tests {
     use super::*;
 
-    #[test]
-    fn guesses_lock_their_address_not_the_name_and_successes_do_not_count() {
-        let limiter = LoginLimiter::default();
+    async fn limiter() -> (LoginLimiter, tempfile::TempDir) {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = certhub_store::Store::open(dir.path()).await.unwrap();
+        (LoginLimiter::new(store), dir)
+    }
+
+    #[tokio::test]
+    async fn guesses_lock_their_address_not_the_name_and_successes_do_not_count() {
+        let (limiter, _dir) = limiter().await;
         for _ in 0..LoginLimiter::MAX_PER_PAIR {
-            limiter.attempt("admin", "192.0.2.1").unwrap();
+            limiter.attempt("admin", "192.0.2.1").await.unwrap();
         }
-        let refused = limiter.attempt("admin", "192.0.2.1").unwrap_err();
+        let refused = limiter.attempt("admin", "192.0.2.1").await.unwrap_err();
         assert_eq!(refused.status, 429);
         // The owner, from another address, is not kept out.
-        limiter.attempt("admin", "198.51.100.7").unwrap();
-        limiter.succeeded("admin", "198.51.100.7");
+        limiter.attempt("admin", "198.51.100.7").await.unwrap();
+        limiter.succeeded("admin", "198.51.100.7").await.unwrap();
         // Many good sign-ins from one address never add up.
         for _ in 0..3 * LoginLimiter::MAX_PER_SOURCE {
-            limiter.attempt("ops", "203.0.113.5").unwrap();
-            limiter.succeeded("ops", "203.0.113.5");
+            limiter.attempt("ops", "203.0.113.5").await.unwrap();
+            limiter.succeeded("ops", "203.0.113.5").await.unwrap();
         }
         // Failures on many names from one address do, and lock that address for all names.
         for i in 0..LoginLimiter::MAX_PER_SOURCE {
-            limiter.attempt(&format!("user{i}"), "203.0.113.9").unwrap();
+            limiter.attempt(&format!("user{i}"), "203.0.113.9").await.unwrap();
         }
-        assert!(limiter.attempt("someone", "203.0.113.9").is_err());
+        assert!(limiter.attempt("someone", "203.0.113.9").await.is_err());
         // One IPv6 client counts by its /64.
         for i in 0..LoginLimiter::MAX_PER_PAIR {
-            limiter.attempt("admin", &format!("2001:db8:1:2::{i:x}")).unwrap();
+            limiter.attempt("admin", &format!("2001:db8:1:2::{i:x}")).await.unwrap();
         }
-        assert!(limiter.attempt("admin", "2001:db8:1:2:ffff::1").is_err());
-        assert!(limiter.attempt("admin", "2001:db8:1:3::1").is_ok());
+        assert!(limiter.attempt("admin", "2001:db8:1:2:ffff::1").await.is_err());
+        assert!(limiter.attempt("admin", "2001:db8:1:3::1").await.is_ok());
     }
 
-    #[test]
-    fn a_full_table_makes_room_instead_of_refusing_everyone() {
-        let limiter = LoginLimiter::default();
-        // Far more invented names from many addresses than the table holds.
-        for i in 0..LoginLimiter::MAX_TRACKED {
-            let source = format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256);
-            let _ = limiter.attempt(&format!("nobody{i}"), &source);
+    #[tokio::test]
+    async fn hubs_sharing_a_database_count_failures_together() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let one = LoginLimiter::new(certhub_store::Store::open(dir.path()).await.unwrap());
+        let two = LoginLimiter::new(certhub_store::Store::open(dir.path()).await.unwrap());
+        for i in 0..LoginLimiter::MAX_PER_PAIR {
+            let hub = if i % 2 == 0 { &one } else { &two };
+            hub.attempt("admin", "192.0.2.1").await.unwrap();
         }
-        assert!(limiter.failures.lock().unwrap().len() <= LoginLimiter::MAX_TRACKED);
-        // A new address with the right password still gets in.
-        limiter.attempt("admin", "192.0.2.200").unwrap();
-        limiter.succeeded("admin", "192.0.2.200");
+        assert!(two.attempt("admin", "192.0.2.1").await.is_err());
+        assert!(one.attempt("admin", "192.0.2.1").await.is_err());
     }
 }

@@ -19,12 +19,15 @@ const FINISH_LIMIT: Duration = Duration::from_secs(30);
 /// How long a finished job's status stays readable: 7 days.
 const JOB_KEEP_MS: i64 = 7 * 86_400_000;
 
-/// Removes expired API tokens, ended web sessions, and jobs that ended over 7 days ago from
-/// the store; how many of each. The hub runs this after each look of its scheduler.
+/// Removes expired API tokens, ended web sessions, jobs that ended over 7 days ago, and
+/// failed sign-ins that no longer count from the store; how many tokens and jobs. The hub
+/// runs this after each look of its scheduler.
 pub async fn clean_up(store: &Store) -> Result<(u64, u64), certhub_store::Error> {
     let now = crate::clock::now_ms();
     let tokens = store.delete_stale_tokens(now - crate::ui::IDLE_MINUTES * 60_000).await?;
     let jobs = store.delete_jobs_before(now - JOB_KEEP_MS).await?;
+    let window = crate::credentials::LoginLimiter::WINDOW.as_millis() as i64;
+    store.delete_login_failures_before(now - window).await?;
     Ok((tokens, jobs))
 }
 
@@ -167,8 +170,18 @@ impl Hub {
                 tracing::warn!(error = %e, "reloading the hub's certificate failed");
             }
         };
+        // Jobs whose hub died (on PostgreSQL, where other hubs share the work) go on here.
+        let (jobs, runner) = (state.jobs.clone(), engine.clone());
+        let take_over = async move {
+            let mut every = tokio::time::interval(crate::jobs::HEARTBEAT);
+            loop {
+                every.tick().await;
+                jobs.take_over(&runner).await;
+            }
+        };
         tokio::select! {
             () = signal => {}
+            () = take_over => {}
             () = serving => {}
             () = agents => {}
             () = certhub_engine::scheduler::run(engine.clone(), self.rate_limits, after_each) => {}

@@ -32,11 +32,15 @@ pub struct Job {
     pub started: String,
 }
 
-/// How often a running job without news says it still runs.
-const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How often a running job without news says it still runs, and how often a hub looks for
+/// jobs whose hub died.
+pub(crate) const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A running job not heard of for this long (four heartbeats) belongs to a hub that died.
 const SILENT_LIMIT_MS: i64 = 4 * HEARTBEAT.as_millis() as i64;
+
+/// The step a job taken over from a hub that died shows.
+const TAKEN_OVER: &str = "taken over by another hub: the hub running it stopped answering";
 
 /// What an interrupted job says.
 pub(crate) const INTERRUPTED: &str = "the hub stopped before the request finished; the CA's \
@@ -134,6 +138,48 @@ impl Jobs {
     ) -> Result<Job, certhub_store::Error> {
         let id: String = (0..8).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
         let record = self.store.insert_job(&id, "request", target, Some(&audit)).await?;
+        self.run_request(engine, &id, target);
+        Job::from_record(record, crate::clock::now_ms())
+    }
+
+    /// Takes over the jobs whose hub died (their heartbeat silent for [`SILENT_LIMIT_MS`])
+    /// and runs them here: a request resumes the CA's order its hub left in the store.
+    /// Several hubs looking at once take each job once. How many were taken over.
+    pub async fn take_over(self: &Arc<Self>, engine: &Arc<Engine>) -> usize {
+        let silent_since = crate::clock::now_ms() - SILENT_LIMIT_MS;
+        let taken = match self.store.take_over_jobs(silent_since, TAKEN_OVER).await {
+            Ok(taken) => taken,
+            Err(e) => {
+                tracing::warn!(error = %e, "looking for jobs of stopped hubs failed");
+                return 0;
+            }
+        };
+        for job in &taken {
+            tracing::info!(job = job.id, target = job.target, "{TAKEN_OVER}");
+            // Its certificate may have been issued since (its order resumed by a renewal).
+            if let Ok(Some(issued)) = self.store.latest_issued(&job.target).await
+                && issued.created_at > job.created_at
+            {
+                let result = format!(
+                    "issued serial {}, expires {}",
+                    issued.serial_hex,
+                    certhub_engine::rfc3339(issued.not_after / 1000)
+                );
+                if let Err(e) =
+                    self.store.finish_job(&job.id, JobStatus::Succeeded, &result, None).await
+                {
+                    tracing::warn!(job = job.id, error = %e, "recording a job's end failed");
+                }
+                continue;
+            }
+            self.run_request(engine.clone(), &job.id, &job.target);
+        }
+        taken.len()
+    }
+
+    /// Runs job `id`, a request of certificate `target`, writing its steps and its end.
+    fn run_request(self: &Arc<Self>, engine: Arc<Engine>, id: &str, target: &str) {
+        let id = id.to_string();
         self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone());
         // One writer per job keeps its steps in order in the store.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -165,33 +211,31 @@ impl Jobs {
             let _ = tx.send(end);
         });
         let jobs = self.clone();
-        let job_id = id.clone();
         tokio::spawn(async move {
             loop {
                 let update = match tokio::time::timeout(HEARTBEAT, rx.recv()).await {
                     Ok(Some(update)) => update,
                     Ok(None) => break,
                     Err(_) => {
-                        if let Err(e) = jobs.store.touch_job(&job_id).await {
-                            tracing::warn!(job = job_id, error = %e, "recording a job's progress failed");
+                        if let Err(e) = jobs.store.touch_job(&id).await {
+                            tracing::warn!(job = id, error = %e, "recording a job's progress failed");
                         }
                         continue;
                     }
                 };
                 let written = match update {
-                    Update::Step(step) => jobs.store.add_job_step(&job_id, &step).await,
+                    Update::Step(step) => jobs.store.add_job_step(&id, &step).await,
                     Update::End { status, result, error } => {
                         let written =
-                            jobs.store.finish_job(&job_id, status, &result, error.as_deref()).await;
-                        jobs.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&job_id);
+                            jobs.store.finish_job(&id, status, &result, error.as_deref()).await;
+                        jobs.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
                         written
                     }
                 };
                 if let Err(e) = written {
-                    tracing::warn!(job = job_id, error = %e, "recording a job's progress failed");
+                    tracing::warn!(job = id, error = %e, "recording a job's progress failed");
                 }
             }
         });
-        Job::from_record(record, crate::clock::now_ms())
     }
 }

@@ -33,9 +33,9 @@ impl AppState {
     pub fn new(store: Store) -> Self {
         Self {
             jobs: Arc::new(jobs::Jobs::new(store.clone())),
+            logins: Arc::new(LoginLimiter::new(store.clone())),
             store,
             setup_token: Arc::new(Mutex::new(None)),
-            logins: Arc::new(LoginLimiter::default()),
             engine: None,
             settings: SharedSettings::new(Settings::default()),
             https: false,

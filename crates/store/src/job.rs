@@ -160,6 +160,27 @@ impl Store {
         Ok(())
     }
 
+    /// Takes over the running jobs not heard of since `silent_since` (epoch ms): their hub
+    /// died. Each is marked as heard of now, with `step` added, in one statement, so when
+    /// several hubs look at once each job goes to one of them. The jobs taken.
+    pub async fn take_over_jobs(
+        &self,
+        silent_since: i64,
+        step: &str,
+    ) -> Result<Vec<JobRecord>, Error> {
+        let rows: Vec<Row> = sqlx::query_as(
+            "UPDATE jobs SET updated_at = $2, steps = steps || $3 \
+             WHERE status = 'running' AND updated_at < $1 \
+             RETURNING id, kind, target, status, steps, result, error, created_at, updated_at",
+        )
+        .bind(silent_since)
+        .bind(now_ms())
+        .bind(line(step))
+        .fetch_all(&self.writer)
+        .await?;
+        rows.into_iter().map(JobRecord::try_from).collect()
+    }
+
     /// Job `id`, if known.
     pub async fn job(&self, id: &str) -> Result<Option<JobRecord>, Error> {
         let row: Option<Row> = sqlx::query_as(

@@ -42,6 +42,7 @@ mod lease;
 mod listing;
 mod notify;
 mod order;
+mod shared;
 mod user;
 pub mod vocab;
 
@@ -75,6 +76,7 @@ pub use lease::CertLease;
 pub use listing::{CertFilter, CertSummary, LatestIssued, Overview, OverviewSpec};
 pub use notify::ChannelRecord;
 pub use order::{OrderKey, OrderRecord, PlacedOrder, PresentedRecord};
+pub use shared::BudgetHold;
 pub use user::{TokenKind, TokenRecord, UserChange, UserRecord, same_secret, token_hash};
 pub use vocab::{CertState, ChallengeState, EventKind, JobStatus, OrderStatus};
 

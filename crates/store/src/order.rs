@@ -241,31 +241,13 @@ impl Store {
             row.key_type = Some(key.key_type.to_owned());
             row.csr_der = Some(key.csr_der.to_vec());
         }
+        // The order counts in its CA's budget from now: an admitted renewal's hold ends.
+        sqlx::query("DELETE FROM budget_holds WHERE cert_name = $1")
+            .bind(cert_name)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         self.order_from_row(row)
-    }
-
-    /// The orders placed since `since` (epoch ms), oldest first, for the CAs' rate-limit
-    /// budgets: when, by which account, for which names, and whether as an ARI renewal.
-    pub async fn orders_since(&self, since: i64) -> Result<Vec<PlacedOrder>, Error> {
-        let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(
-            "SELECT o.created_at, o.account_name, c.names, \
-             CASE WHEN o.replaces IS NULL THEN 0 ELSE 1 END \
-             FROM orders o JOIN certs c ON c.name = o.cert_name \
-             WHERE o.created_at > $1 ORDER BY o.created_at",
-        )
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(at, account_name, names, ari)| PlacedOrder {
-                at,
-                account_name,
-                names: names.split(' ').filter(|n| !n.is_empty()).map(str::to_owned).collect(),
-                ari_renewal: ari != 0,
-            })
-            .collect())
     }
 
     /// The order with this id, if it exists.

@@ -6,41 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Env, hostile};
-
-/// Puts certificate `name` in backoff after a failure for an hour: the hub's renewal service
-/// leaves it alone, and only a request made by hand runs it.
-async fn back_off(env: &Env, name: &str) {
-    let store = certhub_store::Store::open(env.data_dir()).await.unwrap();
-    let later = jiff::Timestamp::now().as_millisecond() + 3_600_000;
-    store.set_cert_retry(name, 1, Some(later)).await.unwrap();
-    store.close().await;
-}
-
-/// Calls the hub's API as `token` holder: the JSON answer (null when there is none).
-async fn call(
-    hub: &crate::support::Hub,
-    token: &str,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> Value {
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let mut req = http.request(method.parse().unwrap(), hub.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    req.send().await.unwrap().json().await.unwrap_or(Value::Null)
-}
-
-/// Waits until job `id` of `hub` ends; its last status document.
-async fn job_done(hub: &crate::support::Hub, token: &str, id: &str) -> Value {
-    certhub_testkit::wait_until("the job to end", Duration::from_secs(90), || async {
-        let job = call(hub, token, "GET", &format!("/api/v1/jobs/{id}"), None).await;
-        (job["status"] != "running").then_some(job)
-    })
-    .await
-}
+use crate::support::{Env, call, hostile, job_done};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_hubs_api_renewals_and_test_share_one_listener_and_release_it() {
@@ -52,7 +18,7 @@ async fn the_hubs_api_renewals_and_test_share_one_listener_and_release_it() {
 
     // A request through the API answers on the http-01 listener…
     env.add_http01("api", "le", "api.test").await;
-    back_off(&env, "api").await;
+    env.back_off("api").await;
     let rsp = call(&hub, &token, "POST", "/api/v1/certificates/api/request", None).await;
     let id = rsp["job"]["id"].as_str().unwrap().to_string();
     let job = job_done(&hub, &token, &id).await;
@@ -192,7 +158,7 @@ async fn a_request_cut_short_by_a_kill_says_so_as_soon_as_the_hub_is_back() {
     env.ok(&[&add[..], &[challenge.as_str()]].concat()).await;
     // Backing off after a failure, so the hub's renewal service leaves it alone and only the
     // request made by hand runs.
-    back_off(&env, "slow").await;
+    env.back_off("slow").await;
     let mut hub = env.serve(&["--check-interval", "3600"], true).await;
     let token = hub.admin_token().await;
     let rsp = call(&hub, &token, "POST", "/api/v1/certificates/slow/request", None).await;

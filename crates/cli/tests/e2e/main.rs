@@ -13,6 +13,7 @@ mod deployment;
 mod discovery;
 mod hardening;
 mod hub;
+mod hubs;
 mod import;
 mod issuance;
 mod notifications;

@@ -37,6 +37,21 @@ impl Env {
         self.data.path()
     }
 
+    /// The store certhub uses (the test database, or the data directory's).
+    pub async fn store(&self) -> certhub_store::Store {
+        let url = self.database.as_ref().map(|d| d.url.as_str());
+        certhub_store::Store::open_database(self.data_dir(), url).await.unwrap()
+    }
+
+    /// Puts certificate `name` in backoff after a failure for an hour: renewal services
+    /// leave it alone, and only a request made by hand runs it.
+    pub async fn back_off(&self, name: &str) {
+        let store = self.store().await;
+        let later = jiff::Timestamp::now().as_millisecond() + 3_600_000;
+        store.set_cert_retry(name, 1, Some(later)).await.unwrap();
+        store.close().await;
+    }
+
     pub fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_certhub"));
         cmd.args(args)
@@ -177,6 +192,8 @@ pub struct Hub {
     pub setup_token: Option<String>,
     /// What it printed after that.
     later: std::sync::Arc<std::sync::Mutex<String>>,
+    /// What it logged (standard error).
+    logged: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Hub {
@@ -187,6 +204,11 @@ impl Hub {
     /// What the hub printed on stdout after its start banner.
     pub fn printed_later(&self) -> String {
         self.later.lock().unwrap().clone()
+    }
+
+    /// What the hub has logged so far.
+    pub fn logged(&self) -> String {
+        self.logged.lock().unwrap().clone()
     }
 
     /// Creates the first admin with the setup token and signs in: an API token.
@@ -218,12 +240,33 @@ impl Env {
     /// Starts `certhub serve` on a free port with `extra` arguments and waits until it
     /// listens and, on a `first_start`, has written its setup token.
     pub async fn serve(&self, extra: &[&str], first_start: bool) -> Hub {
+        self.serve_from(self.data.path(), extra, first_start).await
+    }
+
+    /// [`Env::serve`] with data directory `data_dir` (another hub on the same database).
+    pub async fn serve_from(&self, data_dir: &Path, extra: &[&str], first_start: bool) -> Hub {
         use tokio::io::AsyncBufReadExt as _;
         let port = certhub_testkit::free_port();
         let listen = format!("127.0.0.1:{port}");
         let mut args = vec!["serve", "--listen", &listen];
         args.extend_from_slice(extra);
-        let mut child = self.command(&args).stdout(std::process::Stdio::piped()).spawn().unwrap();
+        let mut child = self
+            .command(&args)
+            .env("CERTHUB_DATA_DIR", data_dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Its log is kept, and shown with the test's output.
+        let logged = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut log_lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let kept_log = logged.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = log_lines.next_line().await {
+                eprintln!("{line}");
+                kept_log.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
         let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
         let mut said = String::new();
         while let Ok(Ok(Some(line))) =
@@ -246,11 +289,36 @@ impl Env {
                 kept.lock().unwrap().push_str(&format!("{line}\n"));
             }
         });
-        let setup_token = std::fs::read_to_string(self.data.path().join("setup-token"))
+        let setup_token = std::fs::read_to_string(data_dir.join("setup-token"))
             .ok()
             .map(|t| t.trim().to_string());
-        Hub { child, port, said, setup_token, later }
+        Hub { child, port, said, setup_token, later, logged }
     }
+}
+
+/// Calls the hub's API as `token` holder: the JSON answer (null when there is none).
+pub async fn call(
+    hub: &Hub,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut req = http.request(method.parse().unwrap(), hub.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    req.send().await.unwrap().json().await.unwrap_or(serde_json::Value::Null)
+}
+
+/// Waits until job `id` of `hub` ends; its last status document.
+pub async fn job_done(hub: &Hub, token: &str, id: &str) -> serde_json::Value {
+    certhub_testkit::wait_until("the job to end", std::time::Duration::from_secs(90), || async {
+        let job = call(hub, token, "GET", &format!("/api/v1/jobs/{id}"), None).await;
+        (job["status"] != "running").then_some(job)
+    })
+    .await
 }
 
 pub fn pem_certs(pem: &str) -> Vec<CertificateDer<'static>> {

@@ -31,7 +31,7 @@ pub(crate) async fn sign_in(
     password: &str,
     source: &str,
 ) -> OpResult<certhub_store::UserRecord> {
-    state.logins.attempt(username, source)?;
+    state.logins.attempt(username, source).await?;
     let user = state.store.user(username).await?;
     // An unknown name costs the same time as a wrong password.
     let phc =
@@ -55,7 +55,7 @@ pub(crate) async fn sign_in(
             .await?;
         return Err(Problem::unauthorized("this user is disabled: an admin can enable it again"));
     }
-    state.logins.succeeded(username, source);
+    state.logins.succeeded(username, source).await?;
     Ok(user)
 }
 

@@ -13,8 +13,56 @@ on_both_backends!(
     orders_and_presented_round_trip,
     issued_round_trip,
     complete_order_stores_issued_order_and_state_together,
-    orders_are_counted_with_their_names_and_ari_renewals
+    orders_are_counted_with_their_names_and_ari_renewals,
+    admissions_share_one_budget_and_hold_places_until_ordered
 );
+
+async fn admissions_share_one_budget_and_hold_places_until_ordered(db: Db) {
+    let (one, two) = (db.open().await, db.open().await);
+    one.insert_account(&account("acme")).await.expect("account");
+    for name in ["a", "b", "c", "d"] {
+        one.insert_cert(&cert(name, "acme"), None).await.expect("cert");
+    }
+    let names = vec!["a.example.test".to_string()];
+    let hold = |cert_name, until| certhub_store::BudgetHold {
+        cert_name,
+        account_name: "acme",
+        names: &names,
+        ari_renewal: false,
+        until,
+    };
+    let later = jiff::Timestamp::now().as_millisecond() + 60_000;
+    // Room for two orders: two stores admitting three at once admit two.
+    let two_at_most = |placed: &[certhub_store::PlacedOrder]| {
+        if placed.len() < 2 { Ok(()) } else { Err(placed.len()) }
+    };
+    let (a, b, c) = (hold("a", later), hold("b", later), hold("c", later));
+    let (a, b, c) = tokio::join!(
+        one.admit_order(0, &a, two_at_most),
+        two.admit_order(0, &b, two_at_most),
+        one.admit_order(0, &c, two_at_most),
+    );
+    let admitted = [a, b, c].into_iter().map(|r| r.expect("admission")).filter(Result::is_ok);
+    assert_eq!(admitted.count(), 2);
+    // A hold counts until its certificate's order is placed, then the order counts.
+    let counted = |store: certhub_store::Store| async move {
+        let count = |placed: &[certhub_store::PlacedOrder]| Err::<(), usize>(placed.len());
+        let probe = hold("x", 0);
+        store.admit_order(0, &probe, count).await.expect("admission").unwrap_err()
+    };
+    assert_eq!(counted(two.clone()).await, 2);
+    for name in ["a", "b", "c"] {
+        one.create_order(name, "acme", None, None).await.expect("order");
+    }
+    assert_eq!(counted(one.clone()).await, 3);
+    // A request that ends without an order gives its place back; an ended hold counts no more.
+    one.admit_order(0, &hold("d", later), |_| Ok::<(), ()>(())).await.unwrap().unwrap();
+    assert_eq!(counted(two.clone()).await, 4);
+    two.release_hold("d").await.expect("release");
+    assert_eq!(counted(two.clone()).await, 3);
+    one.admit_order(0, &hold("d", 1), |_| Ok::<(), ()>(())).await.unwrap().unwrap();
+    assert_eq!(counted(two.clone()).await, 3);
+}
 
 async fn orders_are_counted_with_their_names_and_ari_renewals(db: Db) {
     let store = db.open().await;
