@@ -64,6 +64,7 @@ impl std::fmt::Debug for Client {
 
 /// A response the caller wants more of than the body.
 pub(crate) struct Response {
+    pub(crate) status: u16,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
     pub(crate) url: String,
@@ -110,7 +111,10 @@ impl Client {
             builder = builder.tls_certs_only(certs);
         }
         let http = builder.build().map_err(|e| Error::http(directory_url, e))?;
-        let rsp = send(&http, http.get(directory_url), directory_url).await?;
+        let sent = Instant::now();
+        let rsp = send(&http, http.get(directory_url), directory_url).await;
+        crate::observe::observe(directory_url, "directory", sent.elapsed(), status_of(&rsp));
+        let rsp = rsp?;
         let directory: Directory = rsp.json()?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -135,9 +139,36 @@ impl Client {
 
     /// An unauthenticated GET (renewalInfo).
     pub(crate) async fn get(&self, url: &str) -> Result<Response, Error> {
-        let rsp = send(&self.inner.http, self.inner.http.get(url), url).await?;
+        let rsp = self.send(self.inner.http.get(url), url).await?;
         self.keep_nonce(&rsp.headers);
         Ok(rsp)
+    }
+
+    /// Sends a request to this CA, and tells the observer how it went.
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<Response, ErrorWithHeaders> {
+        let sent = Instant::now();
+        let rsp = send(&self.inner.http, req, url).await;
+        let d = &self.inner.directory;
+        let endpoint = match url {
+            u if u == d.new_nonce => "newNonce",
+            u if u == d.new_account => "newAccount",
+            u if u == d.new_order => "newOrder",
+            u if u == d.revoke_cert => "revokeCert",
+            u if u == d.key_change => "keyChange",
+            u if d.renewal_info.as_deref().is_some_and(|r| u.starts_with(r)) => "renewalInfo",
+            _ => "resource",
+        };
+        crate::observe::observe(
+            &self.inner.directory_url,
+            endpoint,
+            sent.elapsed(),
+            status_of(&rsp),
+        );
+        rsp
     }
 
     fn keep_nonce(&self, headers: &HeaderMap) {
@@ -156,7 +187,7 @@ impl Client {
             return Ok(n);
         }
         let url = &self.inner.directory.new_nonce;
-        let rsp = send(&self.inner.http, self.inner.http.head(url), url).await?;
+        let rsp = self.send(self.inner.http.head(url), url).await?;
         rsp.headers.get(REPLAY_NONCE).and_then(|v| v.to_str().ok()).map(str::to_string).ok_or_else(
             || Error::Protocol {
                 url: url.clone(),
@@ -186,7 +217,7 @@ impl Client {
                 req = req.header(http::header::ACCEPT, accept);
             }
             let sent = Instant::now();
-            match send(&self.inner.http, req, url).await {
+            match self.send(req, url).await {
                 Ok(rsp) => {
                     tracing::debug!(url, ms = sent.elapsed().as_millis(), "POST");
                     self.keep_nonce(&rsp.headers);
@@ -290,7 +321,7 @@ async fn send(
         headers: Some(headers.clone()),
     })?;
     if status.is_success() {
-        return Ok(Response { headers, body, url: url.to_string() });
+        return Ok(Response { status: status.as_u16(), headers, body, url: url.to_string() });
     }
     let problem = serde_json::from_slice::<Problem>(&body)
         .ok()
@@ -314,6 +345,15 @@ async fn send(
         })),
         headers: Some(headers),
     })
+}
+
+/// The HTTP status a request got, if an answer came.
+fn status_of(rsp: &Result<Response, ErrorWithHeaders>) -> Option<u16> {
+    match rsp {
+        Ok(r) => Some(r.status),
+        Err(ErrorWithHeaders { error: Error::Api(e), .. }) => Some(e.status),
+        Err(_) => None,
+    }
 }
 
 fn snippet(body: &[u8]) -> String {

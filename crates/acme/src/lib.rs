@@ -24,6 +24,7 @@ mod client;
 mod error;
 mod jws;
 mod key;
+mod observe;
 mod types;
 
 pub use account::{Account, NewAccount, NewOrder};
@@ -33,6 +34,7 @@ pub use client::{Client, ClientConfig, Look};
 pub use error::{ApiError, Error, Problem, Subproblem};
 pub use jws::{EabAlgorithm, ExternalAccountKey};
 pub use key::{KeyAlgorithm, SigningKey};
+pub use observe::{Observer, set_observer};
 pub use types::{
     AccountResource, AccountStatus, Authorization, AuthorizationStatus, Challenge, ChallengeStatus,
     ChallengeType, Directory, Identifier, IdentifierType, Meta, Order, OrderStatus,

@@ -189,6 +189,11 @@ pub struct Serve {
     /// joining agent reached the hub, PORT that of --agent-listen].
     #[arg(long, env = "CERTHUB_AGENT_URL", value_name = "URL", requires = "agent_listen")]
     pub agent_url: Option<String>,
+    /// Let Prometheus at these addresses read /metrics without a token (ADDRESS or
+    /// ADDRESS/PREFIX, repeatable, e.g. 10.0.0.0/8). Anyone else needs an API token with the
+    /// `metrics` scope.
+    #[arg(long = "metrics-allow", value_name = "ADDRESS[/PREFIX]")]
+    pub metrics_allow: Vec<certhub_server::ScraperRange>,
 }
 
 #[derive(Debug, Subcommand)]

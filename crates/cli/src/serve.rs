@@ -34,7 +34,8 @@ pub async fn run(ctx: &crate::context::Context, args: Serve) -> anyhow::Result<(
     ));
     let state = certhub_server::AppState::new(store.clone())
         .with_engine(engine.clone())
-        .with_setup_token_file(ctx.data_dir.join("setup-token"));
+        .with_setup_token_file(ctx.data_dir.join("setup-token"))
+        .with_scrapers(args.metrics_allow.clone());
     let interrupted = state.recover_jobs().await?;
     if interrupted > 0 {
         tracing::info!(

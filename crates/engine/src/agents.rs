@@ -280,6 +280,8 @@ impl Engine {
         }
         store.record_agent_deployment(agent_id, report).await?;
         use certhub_core::agent::DeployState;
+        let outcome = if report.state == DeployState::Deployed { "done" } else { "failed" };
+        crate::metrics::metrics().deployed(outcome, "agent");
         let (kind, detail) = match report.state {
             DeployState::Deployed => (
                 certhub_store::EventKind::Deployed,

@@ -188,6 +188,7 @@ pub async fn deploy(
             let delivered = issued.map(|i| i.id).filter(|_| facts.error.is_none());
             match &outcome {
                 Outcome::Done(d) => {
+                    crate::metrics::metrics().deployed("done", "hub");
                     store
                         .record_deploy_outcome(cert, &task.name, delivered, "done", Some(d))
                         .await?;
@@ -200,6 +201,7 @@ pub async fn deploy(
                         .await?;
                 }
                 Outcome::Failed(why) => {
+                    crate::metrics::metrics().deployed("failed", "hub");
                     store
                         .record_deploy_outcome(cert, &task.name, None, "failed", Some(why))
                         .await?;
@@ -212,6 +214,7 @@ pub async fn deploy(
                         .await?;
                 }
                 Outcome::Skipped => {
+                    crate::metrics::metrics().deployed("skipped", "hub");
                     store
                         .record_deploy_outcome(
                             cert,

@@ -57,6 +57,8 @@ impl Engine {
 
     /// An engine over `store` with the hub's `settings`.
     pub fn with_settings(store: Store, config: Config, settings: SharedSettings) -> Self {
+        // From here on, the CAs' requests are timed.
+        crate::metrics::metrics();
         let solvers = Arc::new(Solvers::new(config.dns.clone()));
         let issuer = Arc::new(Issuer::new(store.clone(), solvers.clone(), &config.data_dir));
         Self { store, solvers, issuer, config, settings, wake: Arc::default() }

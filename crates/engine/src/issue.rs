@@ -158,6 +158,15 @@ impl Issuer {
                 after: timeout,
             })),
         };
+        let ca = match crate::records::ordering_account(&cert) {
+            Ok((account, _)) => match self.store.account(account).await {
+                Ok(Some(a)) => a.directory_url,
+                _ => String::new(),
+            },
+            Err(_) => String::new(),
+        };
+        let failure = result.as_ref().err().map(crate::error::Error::of);
+        crate::metrics::metrics().order_ended(&ca, failure.as_ref());
         match &result {
             Ok(issued) => {
                 // Completing the order cleared the failures in a row.

@@ -25,6 +25,7 @@ mod engine;
 pub mod error;
 pub mod import;
 pub mod issue;
+pub mod metrics;
 pub mod notify;
 pub mod preview;
 mod progress;

@@ -21,6 +21,8 @@ pub(crate) enum Need {
     Key,
     /// Administer (the audit log, users).
     Admin,
+    /// Read the hub's metrics.
+    Metrics,
 }
 
 impl Need {
@@ -30,6 +32,7 @@ impl Need {
             Self::Request => "cert:request",
             Self::Key => "cert:key",
             Self::Admin => "admin",
+            Self::Metrics => "metrics",
         }
     }
 }

@@ -46,6 +46,7 @@ pub(crate) const SCOPES: &[(&str, Role)] = &[
     ("cert:request", Role::Operator),
     ("cert:key", Role::Operator),
     ("admin", Role::Admin),
+    ("metrics", Role::Viewer),
 ];
 
 /// A new token: `chb_ID_SECRET`, with the id and the secret.

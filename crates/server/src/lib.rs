@@ -20,6 +20,7 @@ mod credentials;
 mod hub;
 mod jobs;
 mod listen;
+mod metrics;
 mod openapi;
 mod ops;
 mod problem;
@@ -35,6 +36,7 @@ pub use credentials::{Role, hash_password};
 pub use hub::{AgentListener, Hub, ManagedIdentity, clean_up};
 pub use jobs::Job;
 pub use listen::{HubCert, Limits, Peer, PeerCertificate, serve};
+pub use metrics::ScraperRange;
 pub use openapi::ROUTES;
 pub use problem::Problem;
 pub use state::AppState;
@@ -50,6 +52,8 @@ pub fn router(state: AppState) -> axum::Router {
             axum::routing::get(|| async { axum::Json(openapi::document()) }),
         )
         .merge(ui::routes())
+        .route("/metrics", axum::routing::get(metrics::scrape))
+        .layer(axum::middleware::from_fn(metrics::count_requests))
         .with_state(state)
         .layer(axum::middleware::map_response(move |rsp| secure_headers(rsp, https)))
 }

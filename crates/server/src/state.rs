@@ -25,6 +25,8 @@ pub struct AppState {
     pub(crate) setup_token_file: Option<std::path::PathBuf>,
     /// The agent endpoint, when the hub serves agents.
     pub(crate) agents: Option<Arc<crate::agent_link::AgentLink>>,
+    /// Addresses allowed to scrape `/metrics` without a token.
+    pub(crate) scrapers: Arc<Vec<crate::metrics::ScraperRange>>,
 }
 
 impl AppState {
@@ -41,6 +43,7 @@ impl AppState {
             https: false,
             setup_token_file: None,
             agents: None,
+            scrapers: Arc::new(Vec::new()),
         }
     }
 
@@ -58,6 +61,12 @@ impl AppState {
             return Ok(0);
         }
         self.store.end_running_jobs(certhub_store::JobStatus::Interrupted, jobs::INTERRUPTED).await
+    }
+
+    /// Lets `scrapers` read `/metrics` without a token.
+    pub fn with_scrapers(mut self, scrapers: Vec<crate::metrics::ScraperRange>) -> Self {
+        self.scrapers = Arc::new(scrapers);
+        self
     }
 
     /// The settings the hub runs with (shared with its background services).

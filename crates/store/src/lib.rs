@@ -73,7 +73,7 @@ pub use event::EventRecord;
 pub use issued::IssuedRecord;
 pub use job::JobRecord;
 pub use lease::CertLease;
-pub use listing::{CertFilter, CertSummary, LatestIssued, Overview, OverviewSpec};
+pub use listing::{CertFilter, CertSummary, LatestIssued, MetricsSnapshot, Overview, OverviewSpec};
 pub use notify::ChannelRecord;
 pub use order::{OrderKey, OrderRecord, PlacedOrder, PresentedRecord};
 pub use shared::BudgetHold;

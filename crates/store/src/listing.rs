@@ -439,3 +439,37 @@ fn like_escape(s: &str) -> String {
     }
     out
 }
+
+/// What the hub's `/metrics` reads from the store when scraped.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsSnapshot {
+    /// Certificates by state (`valid`, `renewing`, …).
+    pub states: Vec<(String, i64)>,
+    /// Each issued certificate's name and when its newest certificate expires (epoch ms).
+    pub expiry: Vec<(String, i64)>,
+    /// Certificates whose time to be looked at by the renewal scheduler has come.
+    pub queue_depth: i64,
+    /// The earliest of those times (epoch ms), when there are any.
+    pub queue_oldest: Option<i64>,
+}
+
+impl Store {
+    /// The store's side of the hub's metrics at `now` (epoch ms).
+    pub async fn metrics_snapshot(&self, now: i64) -> Result<MetricsSnapshot, Error> {
+        let states: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM certs GROUP BY state ORDER BY state")
+                .fetch_all(&self.pool)
+                .await?;
+        let expiry: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT cert_name, MAX(not_after) FROM issued GROUP BY cert_name ORDER BY cert_name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let (queue_depth, queue_oldest): (i64, Option<i64>) =
+            sqlx::query_as("SELECT COUNT(*), MIN(check_at) FROM certs WHERE check_at <= $1")
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(MetricsSnapshot { states, expiry, queue_depth, queue_oldest })
+    }
+}

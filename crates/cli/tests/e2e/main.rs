@@ -16,6 +16,7 @@ mod hub;
 mod hubs;
 mod import;
 mod issuance;
+mod metrics;
 mod notifications;
 mod operations;
 mod packaging;

@@ -42,6 +42,8 @@ pub(crate) enum Scope {
     CertKey,
     #[serde(rename = "admin")]
     Admin,
+    #[serde(rename = "metrics")]
+    Metrics,
 }
 
 pub(super) async fn create_token(
