@@ -22,6 +22,8 @@ mod ari;
 mod chain;
 mod client;
 mod error;
+#[cfg(test)]
+mod fuzz;
 mod jws;
 mod key;
 mod observe;

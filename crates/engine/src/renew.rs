@@ -121,14 +121,26 @@ async fn look(
     policy: RenewalPolicy,
     name: &str,
 ) -> anyhow::Result<Step> {
-    let Some(lock) = issuer.try_lock(name).await? else {
-        reporter.finish(name, "skipped: another certhub process is requesting it");
+    let Some(lock) = lock_or_busy(issuer, reporter, name).await? else {
         return Ok(Step::Done(Outcome::Busy));
     };
     if !args.due {
         return Ok(Step::Due(DueNow { lock, looked: None }));
     }
     look_locked(store, issuer, reporter, args, policy, name, lock).await
+}
+
+/// The certificate's lock, or `None` (said as skipped) while another process holds it.
+async fn lock_or_busy(
+    issuer: &Issuer,
+    reporter: &dyn Progress,
+    name: &str,
+) -> anyhow::Result<Option<crate::issue::CertLock>> {
+    let lock = issuer.try_lock(name).await?;
+    if lock.is_none() {
+        reporter.finish(name, "skipped: another certhub process is requesting it");
+    }
+    Ok(lock)
 }
 
 /// [`look`] with the certificate's lock taken.
@@ -217,8 +229,7 @@ async fn order_due(
     audit: &certhub_store::AuditEntry,
     turn: Turn,
 ) -> anyhow::Result<Outcome> {
-    let Some(lock) = issuer.try_lock(name).await? else {
-        reporter.finish(name, "skipped: another certhub process is requesting it");
+    let Some(lock) = lock_or_busy(issuer, reporter, name).await? else {
         return Ok(Outcome::Busy);
     };
     let due = match look_locked(store, issuer, reporter, args, policy, name, lock).await? {

@@ -179,20 +179,10 @@ async fn dns01_exec_hook_follows_legos_convention() {
     let env = Env::start(hostile()).await;
     let dir = tempfile::TempDir::new().unwrap();
     let log = dir.path().join("calls.log");
-    let hook = script(
+    let hook = crate::support::nsupdate_hook(
+        &env,
         dir.path(),
-        "hook.sh",
-        &format!(
-            r#"echo "$@" >> {log}
-if [ "$1" = present ]; then op="update add $2 60 TXT \"$3\""; else op="update delete $2 TXT \"$3\""; fi
-printf 'server 127.0.0.1 {port}\n%s\nsend\n' "$op" | nsupdate -y {alg}:{name}:{secret}
-"#,
-            log = log.display(),
-            port = env.bind.addr.port(),
-            alg = env.bind.algorithm,
-            name = env.bind.tsig_key_name,
-            secret = env.bind.tsig_secret,
-        ),
+        &format!(r#"echo "$@" >> {}"#, log.display()),
     );
     env.account("le", &[]).await;
     let spec = format!("dns-01:exec={}", hook.display());

@@ -41,21 +41,8 @@ async fn three_hubs_renew_each_certificate_once_within_the_limit_when_one_is_kil
     // takes a while to publish the first time. Backing off, the renewal services leave it to the job.
     let dir = tempfile::TempDir::new().unwrap();
     let started = dir.path().join("hook-started");
-    let hook = crate::support::script(
-        dir.path(),
-        "hook",
-        &format!(
-            r#"if [ ! -e {started} ]; then touch {started}; sleep 30; fi
-if [ "$1" = present ]; then op="update add $2 60 TXT \"$3\""; else op="update delete $2 TXT \"$3\""; fi
-printf 'server 127.0.0.1 {port}\n%s\nsend\n' "$op" | nsupdate -y {alg}:{name}:{secret}
-"#,
-            started = started.display(),
-            port = env.bind.addr.port(),
-            alg = env.bind.algorithm,
-            name = env.bind.tsig_key_name,
-            secret = env.bind.tsig_secret,
-        ),
-    );
+    let first = format!("if [ ! -e {0} ]; then touch {0}; sleep 30; fi", started.display());
+    let hook = crate::support::nsupdate_hook(&env, dir.path(), &first);
     // Of an account of its own: a request made by hand is not held to the budget (the CA
     // has the last word), so the renewals' account counts renewals only.
     env.account("by-hand", &[]).await;

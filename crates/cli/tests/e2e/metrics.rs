@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
-use crate::support::{Env, Hub, call, hostile, job_done};
+use crate::support::{ADMIN, Env, Hub, call, hostile, job_done};
 
 /// Python with the `prometheus_client` package, which scripts/test installs beside
 /// Schemathesis.
@@ -127,24 +127,8 @@ async fn metrics_are_read_by_a_scoped_token_or_an_allowed_address_and_parse_as_d
     }
 
     // Who may read them.
-    let token = |scopes: Value| {
-        let hub = &hub;
-        async move {
-            let body = json!({"username": "admin", "password": "a long enough password", "scopes": scopes});
-            let http = reqwest::Client::builder().no_proxy().build().unwrap();
-            let rsp: Value = http
-                .post(hub.url("/api/v1/tokens"))
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            rsp["token"].as_str().unwrap_or_else(|| panic!("{rsp}")).to_string()
-        }
-    };
-    let (metrics, reader) = (token(json!(["metrics"])).await, token(json!(["cert:read"])).await);
+    let metrics = hub.sign_in(ADMIN, Some(json!(["metrics"]))).await;
+    let reader = hub.sign_in(ADMIN, Some(json!(["cert:read"]))).await;
     let anonymous = get(&hub, None, "127.0.0.1").await;
     assert_eq!(anonymous.status(), 401);
     let refused = get(&hub, Some(&reader), "127.0.0.1").await;

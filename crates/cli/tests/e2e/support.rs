@@ -182,6 +182,9 @@ impl Env {
     }
 }
 
+/// The first admin [`Hub::admin_token`] makes: name and password.
+pub const ADMIN: (&str, &str) = ("admin", "a long enough password");
+
 /// A running `certhub serve`.
 pub struct Hub {
     pub child: tokio::process::Child,
@@ -214,7 +217,7 @@ impl Hub {
     /// Creates the first admin with the setup token and signs in: an API token.
     pub async fn admin_token(&self) -> String {
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
-        let (user, password) = ("admin", "a long enough password");
+        let (user, password) = ADMIN;
         let token = self.setup_token.as_deref().expect("a hub not set up yet");
         let rsp = http
             .post(self.url("/api/v1/setup"))
@@ -223,16 +226,27 @@ impl Hub {
             .await
             .unwrap();
         assert_eq!(rsp.status(), 201);
+        self.sign_in(ADMIN, None).await
+    }
+
+    /// Signs in as `user` (name and password): an API token with `scopes`, or all the
+    /// user's role allows.
+    pub async fn sign_in(&self, user: (&str, &str), scopes: Option<serde_json::Value>) -> String {
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let mut body = serde_json::json!({"username": user.0, "password": user.1});
+        if let Some(scopes) = scopes {
+            body["scopes"] = scopes;
+        }
         let signed_in: serde_json::Value = http
             .post(self.url("/api/v1/tokens"))
-            .json(&serde_json::json!({"username": user, "password": password}))
+            .json(&body)
             .send()
             .await
             .unwrap()
             .json()
             .await
             .unwrap();
-        signed_in["token"].as_str().unwrap().to_string()
+        signed_in["token"].as_str().unwrap_or_else(|| panic!("{signed_in}")).to_string()
     }
 }
 
@@ -319,6 +333,25 @@ pub async fn job_done(hub: &Hub, token: &str, id: &str) -> serde_json::Value {
         (job["status"] != "running").then_some(job)
     })
     .await
+}
+
+/// A dns-01 hook in lego's convention (`present|cleanup NAME VALUE`) that publishes at the
+/// test's BIND with nsupdate, after running `first` (shell).
+pub fn nsupdate_hook(env: &Env, dir: &Path, first: &str) -> PathBuf {
+    script(
+        dir,
+        "hook.sh",
+        &format!(
+            r#"{first}
+if [ "$1" = present ]; then op="update add $2 60 TXT \"$3\""; else op="update delete $2 TXT \"$3\""; fi
+printf 'server 127.0.0.1 {port}\n%s\nsend\n' "$op" | nsupdate -y {alg}:{name}:{secret}
+"#,
+            port = env.bind.addr.port(),
+            alg = env.bind.algorithm,
+            name = env.bind.tsig_key_name,
+            secret = env.bind.tsig_secret,
+        ),
+    )
 }
 
 pub fn pem_certs(pem: &str) -> Vec<CertificateDer<'static>> {
