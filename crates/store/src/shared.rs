@@ -54,7 +54,6 @@ impl Store {
         hold: &BudgetHold<'_>,
         decide: impl FnOnce(&[PlacedOrder]) -> Result<(), E>,
     ) -> Result<Result<(), E>, Error> {
-        let now = now_ms();
         let mut tx = self.begin_write().await?;
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)::text")
@@ -62,23 +61,29 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        // The time of the decision, once the other admissions are done.
+        let now = now_ms();
         sqlx::query("DELETE FROM budget_holds WHERE until_at <= $1 OR cert_name = $2")
             .bind(now)
             .bind(hold.cert_name)
             .execute(&mut *tx)
             .await?;
-        let mut counted: Vec<PlacedOrder> =
-            placed(sqlx::query_as(ORDERS_SINCE).bind(since).fetch_all(&mut *tx).await?).collect();
-        // A hold whose order is not placed yet counts, however long ago it was taken: one
-        // older than the window counts from the window's start.
-        let held: Vec<(i64, String, String, i64)> = sqlx::query_as(
-            "SELECT CASE WHEN held_at > $1 THEN held_at ELSE $1 + 1 END, \
-             account_name, names, ari_renewal FROM budget_holds",
-        )
+        // One statement, so one snapshot: an order placed meanwhile (its hold ending in the
+        // same commit) is seen once, as the order or as the hold, never neither. A hold
+        // whose order is not placed yet counts however long ago it was taken: one older
+        // than the window counts from the window's start.
+        let rows = sqlx::query_as(concat!(
+            "SELECT o.created_at, o.account_name, c.names, ",
+            "CASE WHEN o.replaces IS NULL THEN 0 ELSE 1 END ",
+            "FROM orders o JOIN certs c ON c.name = o.cert_name WHERE o.created_at > $1 ",
+            "UNION ALL ",
+            "SELECT CASE WHEN held_at > $1 THEN held_at ELSE $1 + 1 END, ",
+            "account_name, names, ari_renewal FROM budget_holds"
+        ))
         .bind(since)
         .fetch_all(&mut *tx)
         .await?;
-        counted.extend(placed(held));
+        let mut counted: Vec<PlacedOrder> = placed(rows).collect();
         counted.sort_by_key(|o| o.at);
         if let Err(e) = decide(&counted) {
             return Ok(Err(e));
