@@ -161,6 +161,10 @@ pub fn at_field(err: anyhow::Error, field: &'static str) -> anyhow::Error {
 const UNTRUSTED_HINT: &str = "If the CA uses a private or test root, give that root to \
      `certhub account add` with --ca-bundle PEM; otherwise check the directory URL.";
 
+/// What to say when the database's disk is full.
+const STORAGE_FULL_HINT: &str = "The database's disk is full: free space where the database \
+     is (the data directory, or the PostgreSQL server), then try again.";
+
 impl From<certhub_store::Error> for Error {
     fn from(err: certhub_store::Error) -> Self {
         Error::of(&anyhow::Error::from(err))
@@ -201,6 +205,10 @@ impl Error {
             }
             if let Some(e) = cause.downcast_ref::<certhub_store::Error>() {
                 match e {
+                    e if e.is_storage_full() => {
+                        out.kind = Kind::Transient;
+                        out.hint = Some(STORAGE_FULL_HINT);
+                    }
                     certhub_store::Error::NotFound { .. } => out.kind = Kind::NotFound,
                     certhub_store::Error::AlreadyExists { .. }
                     | certhub_store::Error::InUse { .. } => out.kind = Kind::Conflict,

@@ -124,8 +124,17 @@ impl From<certhub_engine::Error> for Problem {
     }
 }
 
+/// What a change refused for want of room says.
+pub(crate) const STORAGE_FULL: &str = "the hub's database has no room left on its disk: \
+     nothing was changed; free space where the database is (the data directory, or the \
+     PostgreSQL server), then try again";
+
 impl From<certhub_store::Error> for Problem {
     fn from(e: certhub_store::Error) -> Self {
+        if e.is_storage_full() {
+            tracing::error!(error = %e, "the database's disk is full");
+            return Self::new(StatusCode::INSUFFICIENT_STORAGE, "storage-full", STORAGE_FULL);
+        }
         match e {
             certhub_store::Error::NotFound { .. } => Self::not_found(e.to_string()),
             certhub_store::Error::AlreadyExists { .. }

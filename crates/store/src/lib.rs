@@ -265,6 +265,23 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Whether the database's disk (or its quota) is full: nothing was written, and the same
+    /// operation succeeds once there is room.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            // SQLITE_FULL; PostgreSQL's disk_full.
+            Error::Database(sqlx::Error::Database(e)) => {
+                matches!(e.code().as_deref(), Some("13" | "53100"))
+            }
+            Error::Database(sqlx::Error::Io(e)) | Error::Io { source: e, .. } => {
+                e.kind() == io::ErrorKind::StorageFull
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The data directory's database. Cloning is cheap: clones share one connection pool and the
 /// master key.
 #[derive(Clone, Debug)]
@@ -504,9 +521,22 @@ impl Store {
     /// Begins a transaction that takes the write lock at once. SQLite's deferred transactions
     /// may fail with "database is locked" without waiting when they upgrade from reading to
     /// writing; an immediate one waits for the busy timeout instead.
+    ///
+    /// When a disk fills up, SQLite may roll a transaction back by itself, and sqlx, whose
+    /// rollback then fails, goes on counting it as open: the writer connection is closed
+    /// and a new one begins, so writing works again as soon as there is room.
     async fn begin_write(&self) -> Result<Transaction<'static, Any>, Error> {
         Ok(match self.backend {
-            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Sqlite => match self.writer.begin_with("BEGIN IMMEDIATE").await {
+                Err(sqlx::Error::InvalidSavePointStatement) => {
+                    tracing::warn!(
+                        "the database connection lost track of a transaction; reopening it"
+                    );
+                    let _ = self.writer.acquire().await?.close().await;
+                    self.writer.begin_with("BEGIN IMMEDIATE").await?
+                }
+                begun => begun?,
+            },
             Backend::Postgres => self.writer.begin().await?,
         })
     }

@@ -258,11 +258,21 @@ impl Store {
             return Ok(None);
         }
         if token.last_used_at.is_none_or(|t| now - t >= LAST_USE_RESOLUTION_MS) {
-            sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+            let noted = sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(&token.id)
                 .execute(&self.writer)
-                .await?;
+                .await
+                .map_err(Error::from);
+            match noted {
+                // A full disk does not keep a token from reading what is there.
+                Err(e) if e.is_storage_full() => {
+                    tracing::warn!(error = %e, "recording a token's last use failed");
+                }
+                other => {
+                    other?;
+                }
+            }
         }
         self.tokens.put(&token, &role, hash);
         Ok(Some((token, role)))

@@ -23,6 +23,7 @@ mod packaging;
 mod postgres;
 mod preview;
 mod providers;
+mod reliability;
 mod remote_deploy;
 mod renewal;
 mod support;
