@@ -76,6 +76,15 @@ impl Job {
     }
 }
 
+/// What a request job that issued `issued` says.
+fn issued_result(issued: &certhub_store::IssuedRecord) -> String {
+    format!(
+        "issued serial {}, expires {}",
+        issued.serial_hex,
+        certhub_engine::rfc3339(issued.not_after / 1000)
+    )
+}
+
 /// A step, or the end, of one job, in the order they happen.
 enum Update {
     Step(String),
@@ -160,11 +169,7 @@ impl Jobs {
             if let Ok(Some(issued)) = self.store.latest_issued(&job.target).await
                 && issued.created_at > job.created_at
             {
-                let result = format!(
-                    "issued serial {}, expires {}",
-                    issued.serial_hex,
-                    certhub_engine::rfc3339(issued.not_after / 1000)
-                );
+                let result = issued_result(&issued);
                 if let Err(e) =
                     self.store.finish_job(&job.id, JobStatus::Succeeded, &result, None).await
                 {
@@ -189,11 +194,7 @@ impl Jobs {
             let end = match run {
                 Ok(i) => Update::End {
                     status: JobStatus::Succeeded,
-                    result: format!(
-                        "issued serial {}, expires {}",
-                        i.serial_hex,
-                        certhub_engine::rfc3339(i.not_after / 1000)
-                    ),
+                    result: issued_result(&i),
                     error: None,
                 },
                 Err(e) => {
