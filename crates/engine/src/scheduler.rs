@@ -50,25 +50,30 @@ where
             timeout: REQUEST_TIMEOUT,
             rate_limits: rate_limits.clone(),
         };
-        let mut busy = false;
+        let mut again_soon = false;
         match engine.renew(&run, &Actor::hub(), progress.clone()).await {
             Ok(summary) if !summary.failed.is_empty() => {
-                busy = summary.busy > 0;
+                again_soon = summary.busy > 0;
                 let names: Vec<&str> = summary.failed.iter().map(|(n, _)| n.as_str()).collect();
                 tracing::warn!(failed = names.join(", "), "{}", summary.line());
             }
             Ok(summary) if summary.looked > 0 => {
-                busy = summary.busy > 0;
+                again_soon = summary.busy > 0;
                 tracing::info!("{}", summary.line());
             }
             Ok(_) => tracing::debug!("nothing is due"),
-            Err(e) => tracing::warn!(error = %e, "renewal run failed"),
+            Err(e) => {
+                // The database or the network failed: looked at again soon, not after a
+                // whole check interval.
+                again_soon = true;
+                tracing::warn!(error = %e, "renewal run failed; trying again in {} s", MIN_SLEEP.as_secs());
+            }
         }
         after_each().await;
-        // Certificates another hub held may be left to this one (that hub died): looked at
-        // again soon.
+        // Certificates another hub held may be left to this one (that hub died), and a run
+        // the database cut short is tried again: both soon.
         let sleep = match store.next_check_after(started).await {
-            _ if busy => MIN_SLEEP,
+            _ if again_soon => MIN_SLEEP,
             Ok(Some(at)) => {
                 let wait = at.saturating_sub(crate::clock::unix_ms(SystemTime::now())).max(0);
                 Duration::from_millis(wait as u64)
@@ -77,7 +82,7 @@ where
             Ok(None) => now.check_interval(),
             Err(e) => {
                 tracing::warn!(error = %e, "reading the next check time failed");
-                now.check_interval()
+                MIN_SLEEP
             }
         };
         tokio::select! {

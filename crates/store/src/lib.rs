@@ -199,9 +199,10 @@ pub enum Error {
         /// Why not.
         reason: String,
     },
-    /// The database failed.
+    /// The database failed. Its cause is in the message, and not given again as the
+    /// source, so that a chain of causes says it once.
     #[error("database operation failed: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     /// The database's schema is newer than this binary knows: a newer certhub migrated it.
     #[error(
         "the database was migrated by a newer certhub (its schema is at version {database}, \
@@ -263,6 +264,12 @@ pub enum Error {
         /// How long we waited.
         waited: Duration,
     },
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Database(e)
+    }
 }
 
 impl Error {

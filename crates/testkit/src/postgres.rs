@@ -45,6 +45,26 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// What a server restart does to this database's clients, without touching the other
+    /// tests' databases: every connection to it is ended, and new ones are refused for
+    /// `lasting`.
+    pub async fn outage(&self, lasting: std::time::Duration) {
+        let mut conn = sqlx::PgConnection::connect(&self.admin).await.expect("the admin URL");
+        let name = &self.name;
+        let refuse = format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false");
+        sqlx::query(sqlx::AssertSqlSafe(refuse)).execute(&mut conn).await.expect("refuse");
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+            .bind(name)
+            .execute(&mut conn)
+            .await
+            .expect("end the connections");
+        tokio::time::sleep(lasting).await;
+        let allow = format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true");
+        sqlx::query(sqlx::AssertSqlSafe(allow)).execute(&mut conn).await.expect("allow");
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let (admin, name) = (self.admin.clone(), self.name.clone());

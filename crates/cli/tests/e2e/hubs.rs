@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 
-use crate::support::{Env, call, hostile, job_done};
+use crate::support::{Env, call, hostile, issued_at_ca, job_done};
 
 /// Certificates due at once.
 const CERTS: usize = 200;
@@ -15,15 +15,6 @@ const CERTS: usize = 200;
 /// 30, then two a second), so that the hubs must share one budget.
 const LIMIT: usize = 120;
 const WINDOW_MS: i64 = 60_000;
-
-/// The serials Pebble says it issued, lower case without leading zeros.
-fn issued_at_ca(log: &str) -> Vec<String> {
-    log.lines()
-        .filter_map(|l| l.split("Issued certificate serial ").nth(1))
-        .filter_map(|rest| rest.split_whitespace().next())
-        .map(|s| s.trim_start_matches('0').to_lowercase())
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_hubs_renew_each_certificate_once_within_the_limit_when_one_is_killed() {

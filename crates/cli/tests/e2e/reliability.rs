@@ -1,11 +1,14 @@
-//! Faults beneath certhub: the disk of the data directory fills up.
+//! Faults beneath certhub: the disk of the data directory fills up; the database goes away
+//! in the middle of renewals.
 
+use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use certhub_testkit::require_tool;
 
-use crate::support::{Env, call, hostile, job_done};
+use crate::support::{Env, call, hostile, issued_at_ca, job_done};
 
 /// A small tmpfs mounted over a directory, unmounted when dropped.
 struct SmallDisk(PathBuf);
@@ -95,4 +98,51 @@ async fn a_full_disk_refuses_changes_saying_so_keeps_serving_reads_and_loses_not
     assert_eq!(env.show("a").await["serial"], serial);
     env.verify_issued("b", &["b.full.test"]).await;
     env.ok(&["audit", "verify"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_outage_during_renewals_loses_nothing_once_it_is_back() {
+    const CERTS: usize = 16;
+    let mut env = Env::start(hostile()).await;
+    env.database = Some(certhub_testkit::postgres::TestDatabase::create().await);
+    env.account("le", &[]).await;
+    let dns = env.rfc2136();
+    for i in 0..CERTS {
+        env.add_cert(&format!("o{i}"), "le", &format!("o{i}.test"), &dns).await;
+    }
+    let hub = env.serve(&["--check-interval", "3600", "--renewal-workers", "2"], true).await;
+    certhub_testkit::wait_until("3 certificates issued", Duration::from_secs(60), || async {
+        (issued_at_ca(&env.pebble.log()).len() >= 3).then_some(())
+    })
+    .await;
+    // As a restart of the server does: every connection ended, new ones refused a while.
+    env.database.as_ref().unwrap().outage(Duration::from_secs(5)).await;
+    let store = env.store().await;
+    let names: Vec<String> = (0..CERTS).map(|i| format!("o{i}")).collect();
+    certhub_testkit::wait_until("every certificate issued", Duration::from_secs(240), || async {
+        for name in &names {
+            store.latest_issued(name).await.ok()??;
+        }
+        Some(())
+    })
+    .await;
+    // It said what failed meanwhile, and is ready again.
+    let said = hub.logged();
+    assert!(
+        said.contains("WARN") && said.contains("database"),
+        "the hub said nothing of the outage:\n{said}"
+    );
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let ready = http.get(hub.url("/api/v1/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    // Each certificate was issued once, counted at the CA.
+    let at_ca: BTreeSet<String> = issued_at_ca(&env.pebble.log()).into_iter().collect();
+    let mut stored = BTreeSet::new();
+    for name in &names {
+        let history = store.issued_for(name).await.unwrap();
+        assert_eq!(history.len(), 1, "{name} was issued {} times", history.len());
+        stored.insert(history[0].serial_hex.trim_start_matches('0').to_lowercase());
+    }
+    assert_eq!(at_ca, stored, "the CA issued certificates the hub did not keep");
+    store.close().await;
 }

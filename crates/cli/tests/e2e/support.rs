@@ -354,6 +354,15 @@ printf 'server 127.0.0.1 {port}\n%s\nsend\n' "$op" | nsupdate -y {alg}:{name}:{s
     )
 }
 
+/// The serials Pebble says it issued, lower case without leading zeros.
+pub fn issued_at_ca(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|l| l.split("Issued certificate serial ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(|s| s.trim_start_matches('0').to_lowercase())
+        .collect()
+}
+
 pub fn pem_certs(pem: &str) -> Vec<CertificateDer<'static>> {
     use rustls_pki_types::pem::PemObject as _;
     CertificateDer::pem_slice_iter(pem.as_bytes()).map(|c| c.unwrap()).collect()
