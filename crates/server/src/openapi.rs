@@ -654,8 +654,12 @@ fn shape(
 
 /// The error statuses of an operation: 400 for one that takes input, 401 and 403 for one
 /// that needs a token, 404 for one that names a resource, and its own.
-fn errors(path: &str, scope: Option<&str>, shape: &Shape) -> Vec<u16> {
+fn errors(method: &str, path: &str, scope: Option<&str>, shape: &Shape) -> Vec<u16> {
     let mut out = Vec::new();
+    // A change, or a key download (audited), refused while the database's disk is full.
+    if method != "get" || path.ends_with("/pull") {
+        out.push(507);
+    }
     if shape.body.is_some() || shape.query.is_some() || path.contains('{') {
         out.push(400);
     }
@@ -702,7 +706,7 @@ pub fn document() -> Value {
             answer["content"] = Value::Object(media);
         }
         responses.insert(ok.to_string(), answer);
-        for status in errors(path, *scope, &shape) {
+        for status in errors(method, path, *scope, &shape) {
             let reason = axum::http::StatusCode::from_u16(status)
                 .ok()
                 .and_then(|s| s.canonical_reason())
@@ -799,7 +803,9 @@ mod tests {
         for (method, path, _, scope) in ROUTES {
             let shape = shape(method, path, &mut generator, &mut answers)
                 .unwrap_or_else(|| panic!("{method} {path} has no shape"));
-            let errors = errors(path, *scope, &shape);
+            let errors = errors(method, path, *scope, &shape);
+            // Whatever writes may find the disk full.
+            assert_eq!(errors.contains(&507), *method != "get" || path.ends_with("/pull"));
             if scope.is_some() {
                 assert!(errors.contains(&401) && errors.contains(&403), "{method} {path}");
             }
