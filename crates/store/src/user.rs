@@ -376,40 +376,31 @@ impl Store {
         }
         let now = now_ms();
         for (change, audit) in changes {
-            let set = |column: &'static str| match column {
-                "password_hash" => {
-                    "UPDATE users SET password_hash = $1, updated_at = $2 WHERE name = $3"
-                }
-                "role" => "UPDATE users SET role = $1, updated_at = $2 WHERE name = $3",
-                _ => "UPDATE users SET disabled_at = $1, updated_at = $2 WHERE name = $3",
+            // A change of one column, or the removal.
+            let update = match change {
+                UserChange::Password(hash) => Some(
+                    sqlx::query(
+                        "UPDATE users SET password_hash = $1, updated_at = $2 WHERE name = $3",
+                    )
+                    .bind(hash),
+                ),
+                UserChange::Role(role) => Some(
+                    sqlx::query("UPDATE users SET role = $1, updated_at = $2 WHERE name = $3")
+                        .bind(role),
+                ),
+                UserChange::Disabled(d) => Some(
+                    sqlx::query(
+                        "UPDATE users SET disabled_at = $1, updated_at = $2 WHERE name = $3",
+                    )
+                    .bind(d.then_some(now)),
+                ),
+                UserChange::Remove => None,
             };
-            match change {
-                UserChange::Password(hash) => {
-                    sqlx::query(set("password_hash"))
-                        .bind(hash)
-                        .bind(now)
-                        .bind(name)
-                        .execute(&mut *tx)
-                        .await?;
+            match update {
+                Some(update) => {
+                    update.bind(now).bind(name).execute(&mut *tx).await?;
                 }
-                UserChange::Role(role) => {
-                    sqlx::query(set("role"))
-                        .bind(role)
-                        .bind(now)
-                        .bind(name)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                UserChange::Disabled(d) => {
-                    let at = d.then_some(now);
-                    sqlx::query(set("disabled_at"))
-                        .bind(at)
-                        .bind(now)
-                        .bind(name)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                UserChange::Remove => {
+                None => {
                     for sql in [
                         "DELETE FROM api_tokens WHERE user_name = $1",
                         "DELETE FROM users WHERE name = $1",
