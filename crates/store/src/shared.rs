@@ -19,11 +19,16 @@ pub struct BudgetHold<'a> {
     pub until: i64,
 }
 
-/// The orders placed since `$1`, with the certificate's names.
-const ORDERS_SINCE: &str = "SELECT o.created_at, o.account_name, c.names, \
-     CASE WHEN o.replaces IS NULL THEN 0 ELSE 1 END \
-     FROM orders o JOIN certs c ON c.name = o.cert_name \
-     WHERE o.created_at > $1 ORDER BY o.created_at";
+/// The orders placed since `$1`, with the certificate's names, as [`placed`] reads them.
+macro_rules! orders_since {
+    () => {
+        concat!(
+            "SELECT o.created_at, o.account_name, c.names, ",
+            "CASE WHEN o.replaces IS NULL THEN 0 ELSE 1 END ",
+            "FROM orders o JOIN certs c ON c.name = o.cert_name WHERE o.created_at > $1"
+        )
+    };
+}
 
 fn placed(rows: Vec<(i64, String, String, i64)>) -> impl Iterator<Item = PlacedOrder> {
     rows.into_iter().map(|(at, account_name, names, ari)| PlacedOrder {
@@ -38,7 +43,10 @@ impl Store {
     /// The orders placed since `since` (epoch ms), oldest first, for the CAs' rate-limit
     /// budgets: when, by which account, for which names, and whether as an ARI renewal.
     pub async fn orders_since(&self, since: i64) -> Result<Vec<PlacedOrder>, Error> {
-        let rows = sqlx::query_as(ORDERS_SINCE).bind(since).fetch_all(&self.pool).await?;
+        let rows = sqlx::query_as(concat!(orders_since!(), " ORDER BY o.created_at"))
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(placed(rows).collect())
     }
 
@@ -73,10 +81,8 @@ impl Store {
         // whose order is not placed yet counts however long ago it was taken: one older
         // than the window counts from the window's start.
         let rows = sqlx::query_as(concat!(
-            "SELECT o.created_at, o.account_name, c.names, ",
-            "CASE WHEN o.replaces IS NULL THEN 0 ELSE 1 END ",
-            "FROM orders o JOIN certs c ON c.name = o.cert_name WHERE o.created_at > $1 ",
-            "UNION ALL ",
+            orders_since!(),
+            " UNION ALL ",
             "SELECT CASE WHEN held_at > $1 THEN held_at ELSE $1 + 1 END, ",
             "account_name, names, ari_renewal FROM budget_holds"
         ))
