@@ -4,6 +4,7 @@
 //! why. The budget is fixed ([`CASES`] per property); the figures are in
 //! docs/reliability.md.
 
+use certhub_testkit::fuzz::{config, mutated, said_why};
 use http::HeaderMap;
 use http::header::{HeaderValue, LINK, RETRY_AFTER};
 use proptest::prelude::*;
@@ -13,63 +14,37 @@ use crate::{Authorization, Directory, Order, Problem};
 
 const CASES: u32 = 20_000;
 
-fn config() -> ProptestConfig {
-    ProptestConfig { cases: CASES, failure_persistence: None, ..ProptestConfig::default() }
-}
-
-/// A valid document changed: cut short, and some bytes replaced.
-fn mutated(valid: &'static [u8]) -> impl Strategy<Value = Vec<u8>> {
-    (0..=valid.len(), prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6))
-        .prop_map(move |(cut, changes)| {
-            let mut v = valid[..cut].to_vec();
-            if !v.is_empty() {
-                for (at, byte) in changes {
-                    let i = at.index(v.len());
-                    v[i] = byte;
-                }
-            }
-            v
-        })
-}
-
 const PROBLEM: &[u8] = br#"{"type":"urn:ietf:params:acme:error:rejectedIdentifier","detail":"Error creating new order :: Cannot issue for \"blocked.test\"","status":400,"subproblems":[{"type":"urn:ietf:params:acme:error:rejectedIdentifier","detail":"blocked","identifier":{"type":"dns","value":"blocked.test"}}]}"#;
 const ORDER: &[u8] = br#"{"status":"pending","expires":"2026-12-08T00:00:00Z","identifiers":[{"type":"dns","value":"www.example.test"}],"authorizations":["https://ca.test/authz/1"],"finalize":"https://ca.test/finalize/1","certificate":"https://ca.test/cert/1","error":{"type":"urn:ietf:params:acme:error:malformed"}}"#;
 const AUTHZ: &[u8] = br#"{"status":"pending","identifier":{"type":"dns","value":"www.example.test"},"wildcard":false,"challenges":[{"type":"http-01","url":"https://ca.test/chall/1","status":"pending","token":"abc_-123"},{"type":"dns-account-01","url":"https://ca.test/chall/2","status":"invalid","token":"x","error":{"detail":"no"}}]}"#;
 const DIRECTORY: &[u8] = br#"{"newNonce":"https://ca.test/nonce","newAccount":"https://ca.test/acct","newOrder":"https://ca.test/order","revokeCert":"https://ca.test/revoke","keyChange":"https://ca.test/key","renewalInfo":"https://ca.test/ari","meta":{"termsOfService":"https://ca.test/tos","caaIdentities":["ca.test"],"profiles":{"classic":"90 days"},"externalAccountRequired":false}}"#;
 const CHAIN: &[u8] = b"-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUGy0x\n-----END CERTIFICATE-----\n\n-----BEGIN CERTIFICATE-----\nMIIBdTCCARugAwIBAgIU\n-----END CERTIFICATE-----\n";
 
-fn said_why<E: std::fmt::Display>(r: Result<impl Sized, E>) -> Result<(), TestCaseError> {
-    if let Err(e) = r {
-        prop_assert!(!e.to_string().trim().is_empty(), "a refusal without a reason");
-    }
-    Ok(())
-}
-
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(config(CASES))]
 
     #[test]
-    fn problem_documents(body in mutated(PROBLEM)) {
+    fn problem_documents(body in mutated(PROBLEM.to_vec())) {
         said_why(serde_json::from_slice::<Problem>(&body))?;
     }
 
     #[test]
-    fn orders(body in mutated(ORDER)) {
+    fn orders(body in mutated(ORDER.to_vec())) {
         said_why(serde_json::from_slice::<Order>(&body))?;
     }
 
     #[test]
-    fn authorizations(body in mutated(AUTHZ)) {
+    fn authorizations(body in mutated(AUTHZ.to_vec())) {
         said_why(serde_json::from_slice::<Authorization>(&body))?;
     }
 
     #[test]
-    fn directories(body in mutated(DIRECTORY)) {
+    fn directories(body in mutated(DIRECTORY.to_vec())) {
         said_why(serde_json::from_slice::<Directory>(&body))?;
     }
 
     #[test]
-    fn certificate_chains(body in mutated(CHAIN)) {
+    fn certificate_chains(body in mutated(CHAIN.to_vec())) {
         said_why(CertificateChain::from_pem("https://ca.test/cert/1", &body))?;
     }
 

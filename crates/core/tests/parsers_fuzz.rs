@@ -16,31 +16,11 @@ use certhub_core::discover::{self, Source};
 use certhub_core::identifier::RequestRules;
 use certhub_core::key::PrivateKey;
 use certhub_core::renewal::RenewalPolicy;
+use certhub_testkit::fuzz::{config, mutated, said_why};
 use proptest::prelude::*;
 
 /// Cases tried per property.
 const CASES: u32 = 20_000;
-
-fn config() -> ProptestConfig {
-    ProptestConfig { cases: CASES, failure_persistence: None, ..ProptestConfig::default() }
-}
-
-/// A valid document changed: cut short, and some bytes replaced.
-fn mutated(valid: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
-    let len = valid.len();
-    (0..=len, prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6)).prop_map(
-        move |(cut, changes)| {
-            let mut v = valid[..cut].to_vec();
-            if !v.is_empty() {
-                for (at, byte) in changes {
-                    let i = at.index(v.len());
-                    v[i] = byte;
-                }
-            }
-            v
-        },
-    )
-}
 
 /// Text made of `tokens`, joined at random.
 fn soup(tokens: &'static [&'static str]) -> impl Strategy<Value = String> {
@@ -56,15 +36,8 @@ fn valid() -> (String, String, Vec<u8>) {
     (key.serialize_pem(), cert.pem(), csr.der().to_vec())
 }
 
-fn said_why<E: std::fmt::Display>(r: Result<impl Sized, E>) -> Result<(), TestCaseError> {
-    if let Err(e) = r {
-        prop_assert!(!e.to_string().trim().is_empty(), "a refusal without a reason");
-    }
-    Ok(())
-}
-
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(config(CASES))]
 
     #[test]
     fn csrs(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
