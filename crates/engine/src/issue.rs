@@ -96,6 +96,23 @@ impl Issuer {
         }
     }
 
+    /// The directory URL of the CA that `cert`'s orders go to, as metrics label it; `unknown`
+    /// (and said in the log) when it cannot be read.
+    async fn ca_of(&self, cert: &CertRecord) -> String {
+        let account = match crate::records::ordering_account(cert) {
+            Ok((account, _)) => self.store.account(account).await.map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        match account {
+            Ok(Some(a)) => a.directory_url,
+            Ok(None) => "unknown".into(),
+            Err(e) => {
+                tracing::warn!(cert = cert.name, error = %format!("{e:#}"), "reading the CA of an order for its metrics failed");
+                "unknown".into()
+            }
+        }
+    }
+
     /// The account `name`, connected (one connection per account, shared), and connected
     /// anew when its record changed since (a key rollover, a new registration, a
     /// deactivation, by this process or another), so a hub never signs with a stale key.
@@ -158,15 +175,8 @@ impl Issuer {
                 after: timeout,
             })),
         };
-        let ca = match crate::records::ordering_account(&cert) {
-            Ok((account, _)) => match self.store.account(account).await {
-                Ok(Some(a)) => a.directory_url,
-                _ => String::new(),
-            },
-            Err(_) => String::new(),
-        };
         let failure = result.as_ref().err().map(crate::error::Error::of);
-        crate::metrics::metrics().order_ended(&ca, failure.as_ref());
+        crate::metrics::metrics().order_ended(&self.ca_of(&cert).await, failure.as_ref());
         match &result {
             Ok(issued) => {
                 // Completing the order cleared the failures in a row.

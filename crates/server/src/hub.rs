@@ -170,7 +170,8 @@ impl Hub {
                 tracing::warn!(error = %e, "reloading the hub's certificate failed");
             }
         };
-        // Jobs whose hub died (on PostgreSQL, where other hubs share the work) go on here.
+        // Jobs whose hub died go on here: another hub's, sharing the database (on SQLite, a
+        // restart has already ended its own as interrupted, see `AppState::recover_jobs`).
         let (jobs, runner) = (state.jobs.clone(), engine.clone());
         let take_over = async move {
             let mut every = tokio::time::interval(crate::jobs::HEARTBEAT);

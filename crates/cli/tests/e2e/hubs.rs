@@ -102,7 +102,7 @@ async fn three_hubs_renew_each_certificate_once_within_the_limit_when_one_is_kil
         .map(|start| orders.iter().filter(|t| **t >= *start && **t < start + WINDOW_MS).count())
         .max()
         .unwrap();
-    let first_at = orders.first().copied().unwrap_or_default();
+    let first_at = orders[0];
     let seconds: Vec<i64> = orders.iter().map(|t| (t - first_at) / 1000).collect();
     assert!(
         most <= LIMIT,
