@@ -219,9 +219,19 @@ impl Account {
         self.post(url, Some(&json!({ "status": "deactivated" }))).await?.json()
     }
 
-    /// Tells the CA the challenge is ready to validate.
+    /// Tells the CA the challenge is ready to validate. When the CA refuses, the challenge
+    /// is read back: if an earlier answer whose reply was lost already set the CA to work
+    /// (the challenge is no longer pending), that is no failure.
     pub async fn respond_challenge(&self, url: &str) -> Result<Challenge, Error> {
-        self.post(url, Some(&json!({}))).await?.json()
+        let refused = match self.post(url, Some(&json!({}))).await {
+            Ok(rsp) => return rsp.json(),
+            Err(Error::Api(e)) if e.status < 500 => Error::Api(e),
+            Err(e) => return Err(e),
+        };
+        match self.post(url, None).await.and_then(|rsp| rsp.json::<Challenge>()) {
+            Ok(c) if c.status != ChallengeStatus::Pending => Ok(c),
+            _ => Err(refused),
+        }
     }
 
     /// Polls an authorization whose challenge was just answered until it is no longer
@@ -283,9 +293,24 @@ impl Account {
         Ok(order)
     }
 
-    /// Sends the CSR (DER) to the order's finalize URL.
-    pub async fn finalize(&self, finalize_url: &str, csr_der: &[u8]) -> Result<Order, Error> {
-        self.post(finalize_url, Some(&json!({ "csr": b64(csr_der) }))).await?.json()
+    /// Sends the CSR (DER) to the finalize URL of the order at `order_url`. When the CA
+    /// answers `orderNotReady`, the order is read back: if an earlier finalize whose reply
+    /// was lost already set the CA to work (processing or valid), that is no failure.
+    pub async fn finalize(
+        &self,
+        order_url: &str,
+        finalize_url: &str,
+        csr_der: &[u8],
+    ) -> Result<Order, Error> {
+        let refused = match self.post(finalize_url, Some(&json!({ "csr": b64(csr_der) }))).await {
+            Ok(rsp) => return rsp.json(),
+            Err(Error::Api(e)) if e.problem.is("orderNotReady") => Error::Api(e),
+            Err(e) => return Err(e),
+        };
+        match self.order(order_url).await {
+            Ok((o, _)) if matches!(o.status, OrderStatus::Processing | OrderStatus::Valid) => Ok(o),
+            _ => Err(refused),
+        }
     }
 
     /// Downloads the certificate chain. With `preferred_issuer`, the default chain and each

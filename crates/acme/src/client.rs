@@ -1,5 +1,7 @@
-//! The HTTP side: one connection pool, the directory, the nonce pool, signed POSTs that
-//! retry `badNonce` until a deadline, and polling that honours `Retry-After`.
+//! The HTTP side: one connection pool, the directory, the nonce pool, requests that try
+//! again when a failure may pass (`badNonce` at once; no answer, a cut-off answer, 5xx and
+//! 429 after the CA's `Retry-After` or a growing pause), and polling that honours
+//! `Retry-After`.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -25,8 +27,13 @@ pub struct ClientConfig {
     pub ca_bundle_pem: Option<String>,
     /// Timeout of one HTTP request.
     pub request_timeout: Duration,
-    /// How long a request keeps retrying `badNonce` before giving up.
-    pub nonce_retry_deadline: Duration,
+    /// How long one request keeps trying again: after `badNonce` at once, and after a
+    /// failure that may pass (see [`retrying`]) when the CA's `Retry-After`, or the pause,
+    /// ends within it.
+    pub retry_deadline: Duration,
+    /// How often one request tries again after a failure that may pass (not counting
+    /// `badNonce`).
+    pub retries: u32,
     /// The User-Agent sent with every request.
     pub user_agent: String,
 }
@@ -36,7 +43,8 @@ impl Default for ClientConfig {
         Self {
             ca_bundle_pem: None,
             request_timeout: Duration::from_secs(30),
-            nonce_retry_deadline: Duration::from_secs(60),
+            retry_deadline: Duration::from_secs(60),
+            retries: 3,
             user_agent: format!("certhub/{}", env!("CARGO_PKG_VERSION")),
         }
     }
@@ -111,10 +119,13 @@ impl Client {
             builder = builder.tls_certs_only(certs);
         }
         let http = builder.build().map_err(|e| Error::http(directory_url, e))?;
-        let sent = Instant::now();
-        let rsp = send(&http, http.get(directory_url), directory_url).await;
-        crate::observe::observe(directory_url, "directory", sent.elapsed(), status_of(&rsp));
-        let rsp = rsp?;
+        let rsp = retrying(directory_url, &config, || async {
+            let sent = Instant::now();
+            let rsp = send(http.get(directory_url), directory_url).await;
+            crate::observe::observe(directory_url, "directory", sent.elapsed(), status_of(&rsp));
+            rsp.map_err(Error::from)
+        })
+        .await?;
         let directory: Directory = rsp.json()?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -139,9 +150,12 @@ impl Client {
 
     /// An unauthenticated GET (renewalInfo).
     pub(crate) async fn get(&self, url: &str) -> Result<Response, Error> {
-        let rsp = self.send(self.inner.http.get(url), url).await?;
-        self.keep_nonce(&rsp.headers);
-        Ok(rsp)
+        retrying(url, &self.inner.config, || async {
+            let rsp = self.send(self.inner.http.get(url), url).await?;
+            self.keep_nonce(&rsp.headers);
+            Ok(rsp)
+        })
+        .await
     }
 
     /// Sends a request to this CA, and tells the observer how it went.
@@ -151,7 +165,7 @@ impl Client {
         url: &str,
     ) -> Result<Response, ErrorWithHeaders> {
         let sent = Instant::now();
-        let rsp = send(&self.inner.http, req, url).await;
+        let rsp = send(req, url).await;
         let d = &self.inner.directory;
         let endpoint = match url {
             u if u == d.new_nonce => "newNonce",
@@ -196,8 +210,8 @@ impl Client {
         )
     }
 
-    /// A signed POST. `payload: None` is POST-as-GET. `badNonce` is retried with a fresh
-    /// nonce however often it happens, until [`ClientConfig::nonce_retry_deadline`].
+    /// A signed POST. `payload: None` is POST-as-GET. Each try has a fresh nonce; a failure
+    /// that may pass is tried again as [`retrying`] says.
     pub(crate) async fn post(
         &self,
         url: &str,
@@ -206,9 +220,7 @@ impl Client {
         payload: Option<&Value>,
         accept: Option<&str>,
     ) -> Result<Response, Error> {
-        let deadline = Instant::now() + self.inner.config.nonce_retry_deadline;
-        let mut rejected = 0u32;
-        loop {
+        retrying(url, &self.inner.config, || async {
             let nonce = self.nonce().await?;
             let body = jws::sign(key, id, Some(&nonce), url, payload)?;
             let mut req =
@@ -221,22 +233,84 @@ impl Client {
                 Ok(rsp) => {
                     tracing::debug!(url, ms = sent.elapsed().as_millis(), "POST");
                     self.keep_nonce(&rsp.headers);
-                    return Ok(rsp);
+                    Ok(rsp)
                 }
                 Err(ErrorWithHeaders { error, headers }) => {
                     if let Some(h) = &headers {
                         self.keep_nonce(h);
                     }
-                    let bad_nonce = matches!(&error, Error::Api(e) if e.problem.is("badNonce"));
-                    if bad_nonce && Instant::now() < deadline {
-                        rejected += 1;
-                        tracing::debug!(url, rejected, "badNonce, retrying with a fresh nonce");
-                        continue;
-                    }
-                    return Err(error);
+                    Err(error)
                 }
             }
+        })
+        .await
+    }
+}
+
+/// The pause before a failure that may pass is tried again the first time; each next pause
+/// is twice as long, unless the CA's `Retry-After` asks for longer. With the default three
+/// tries again, a CA that is down costs a request seven seconds before it fails.
+const FIRST_PAUSE: Duration = Duration::from_secs(1);
+
+/// Makes a request with `attempt`, and tries again:
+/// - on `badNonce`, at once, however often, until `limit` has passed since the first try;
+/// - on no answer (refused, reset, timed out), a cut-off answer, a 5xx or a 429, up to
+///   `config.retries` times: after a pause that doubles from [`FIRST_PAUSE`], or the CA's
+///   `Retry-After` when that is longer; never past `config.retry_deadline`. A longer
+///   `Retry-After` ends the request with the error, which carries it to whoever schedules
+///   the next one.
+///
+/// Requests are safe to send twice: a lost answer to newOrder leaves an order the CA drops
+/// once it expires, and a finalize or challenge answer that was lost is read back from the
+/// order or authorization (see the account's callers).
+pub(crate) async fn retrying<F, Fut>(
+    url: &str,
+    config: &ClientConfig,
+    mut attempt: F,
+) -> Result<Response, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Response, Error>>,
+{
+    // Tokio's clock, so tests can run the waits in paused time.
+    let deadline = tokio::time::Instant::now() + config.retry_deadline;
+    let (mut retries, mut pause, mut bad_nonces) = (0, FIRST_PAUSE, 0u32);
+    loop {
+        let error = match attempt().await {
+            Ok(rsp) => return Ok(rsp),
+            Err(e) => e,
+        };
+        let now = tokio::time::Instant::now();
+        if matches!(&error, Error::Api(e) if e.problem.is("badNonce")) {
+            if now >= deadline {
+                return Err(error);
+            }
+            bad_nonces += 1;
+            tracing::debug!(url, rejected = bad_nonces, "badNonce, trying with a fresh nonce");
+            continue;
         }
+        let passing = match &error {
+            Error::Http { .. } => true,
+            Error::Api(e) => e.status >= 500 || e.status == 429,
+            _ => false,
+        };
+        // A Retry-After of nothing (or a date past) is no reason to try again at once.
+        let wait = match &error {
+            Error::Api(e) => e.retry_after.map_or(pause, |ra| ra.max(pause)),
+            _ => pause,
+        };
+        if !passing || retries >= config.retries || now + wait >= deadline {
+            return Err(error);
+        }
+        retries += 1;
+        tracing::info!(
+            url,
+            retry = retries,
+            wait_ms = wait.as_millis() as u64,
+            "{error}; trying again"
+        );
+        tokio::time::sleep(wait).await;
+        pause *= 2;
     }
 }
 
@@ -305,11 +379,7 @@ impl From<ErrorWithHeaders> for Error {
     }
 }
 
-async fn send(
-    _http: &reqwest::Client,
-    req: reqwest::RequestBuilder,
-    url: &str,
-) -> Result<Response, ErrorWithHeaders> {
+async fn send(req: reqwest::RequestBuilder, url: &str) -> Result<Response, ErrorWithHeaders> {
     let rsp = req
         .send()
         .await
@@ -486,6 +556,88 @@ mod tests {
             }
             other => panic!("expected a timeout, got {other:?}"),
         }
+    }
+
+    /// A CA's error answer with `status`, problem `kind` and Retry-After seconds.
+    fn answer(status: u16, kind: &str, retry_after: Option<u64>) -> Error {
+        Error::Api(Box::new(ApiError {
+            url: "https://ca/order-plz".into(),
+            status,
+            problem: Problem {
+                kind: Some(format!("urn:ietf:params:acme:error:{kind}")),
+                ..Problem::default()
+            },
+            retry_after: retry_after.map(Duration::from_secs),
+        }))
+    }
+
+    /// Runs [`retrying`] over `answers` in turn (then success); the result and the (paused)
+    /// time of each try since the start.
+    async fn tries(limit: u64, answers: Vec<Error>) -> (Result<Response, Error>, Vec<u64>) {
+        let config =
+            ClientConfig { retry_deadline: Duration::from_secs(limit), ..Default::default() };
+        let start = tokio::time::Instant::now();
+        let answers = Mutex::new(answers.into_iter());
+        let times = Mutex::new(Vec::new());
+        let result = retrying("https://ca/order-plz", &config, || {
+            times.lock().unwrap().push(start.elapsed().as_secs());
+            let next = answers.lock().unwrap().next();
+            async move {
+                match next {
+                    Some(e) => Err(e),
+                    None => Ok(Response {
+                        status: 200,
+                        headers: HeaderMap::new(),
+                        body: Bytes::new(),
+                        url: "https://ca/order-plz".into(),
+                    }),
+                }
+            }
+        })
+        .await;
+        (result, times.into_inner().unwrap())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_passing_failure_is_tried_again_after_retry_after_or_a_doubling_pause() {
+        let (result, times) = tries(
+            60,
+            vec![
+                answer(500, "serverInternal", None),
+                answer(503, "serverInternal", Some(7)),
+                answer(502, "serverInternal", None),
+            ],
+        )
+        .await;
+        assert!(result.is_ok());
+        // 1 s after the 500, the 7 s the 503 asked for, then 4 s (the pause doubled twice).
+        assert_eq!(times, [0, 1, 8, 12]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_stop_after_three_and_at_the_limit() {
+        let five = (0..5).map(|_| answer(503, "serverInternal", None)).collect();
+        let (result, times) = tries(60, five).await;
+        assert_eq!(times, [0, 1, 3, 7], "three tries again, then the fourth failure is the answer");
+        assert!(matches!(result, Err(Error::Api(e)) if e.status == 503));
+        // A Retry-After that ends past the limit is not waited for: the error carries it.
+        let (result, times) = tries(60, vec![answer(429, "rateLimited", Some(3600))]).await;
+        assert_eq!(times, [0]);
+        match result {
+            Err(Error::Api(e)) => assert_eq!(e.retry_after, Some(Duration::from_secs(3600))),
+            other => panic!("expected the 429, got {:?}", other.map(|r| r.status)),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bad_nonce_is_tried_again_at_once_and_refusals_not_at_all() {
+        let nonces = (0..10).map(|_| answer(400, "badNonce", None)).collect();
+        let (result, times) = tries(60, nonces).await;
+        assert!(result.is_ok());
+        assert_eq!(times, [0; 11]);
+        let (result, times) = tries(60, vec![answer(403, "unauthorized", None)]).await;
+        assert_eq!(times, [0]);
+        assert!(matches!(result, Err(Error::Api(e)) if e.status == 403));
     }
 
     #[test]

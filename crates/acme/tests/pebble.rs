@@ -106,7 +106,7 @@ async fn issue_with_chain(
     let mut params = rcgen::CertificateParams::default();
     params.subject_alt_names = vec![rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap())];
     let csr = params.serialize_request(&key).unwrap();
-    acct.finalize(&order.finalize, csr.der()).await.unwrap();
+    acct.finalize(&url, &order.finalize, csr.der()).await.unwrap();
     let order = acct.wait_order(&url, WAIT, Look::Soon, |s| s == OrderStatus::Valid).await.unwrap();
     let chain =
         acct.download_certificate(order.certificate.as_deref().unwrap(), preferred).await.unwrap();

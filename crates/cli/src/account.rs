@@ -1,6 +1,7 @@
 //! `certhub account …`: ACME accounts.
 
 use anyhow::Context as _;
+use certhub_acme::ClientConfig;
 use certhub_engine::account::{self, load, open};
 use certhub_engine::error::invalid;
 use certhub_engine::{Actor, NewAccount, Rollover, rfc3339};
@@ -14,19 +15,19 @@ use crate::output::{print_json, table};
 pub async fn run(ctx: &Context, cmd: AccountCommand) -> anyhow::Result<()> {
     let store = ctx.store().await?;
     // Each change is written with its audit entry.
-    dispatch(&store, cmd).await
+    dispatch(&store, &ctx.acme, cmd).await
 }
 
-async fn dispatch(store: &Store, cmd: AccountCommand) -> anyhow::Result<()> {
+async fn dispatch(store: &Store, acme: &ClientConfig, cmd: AccountCommand) -> anyhow::Result<()> {
     let store = store.clone();
     match cmd {
-        AccountCommand::Add(args) => add(&store, args).await,
+        AccountCommand::Add(args) => add(&store, acme, args).await,
         AccountCommand::List(args) => list(&store, args.json).await,
-        AccountCommand::Show(args) => show(&store, &args.name, args.json).await,
+        AccountCommand::Show(args) => show(&store, acme, &args.name, args.json).await,
         AccountCommand::Rollover(args) => {
-            rollover(&store, &args.name, args.key_type.as_deref()).await
+            rollover(&store, acme, &args.name, args.key_type.as_deref()).await
         }
-        AccountCommand::Update(args) => update(&store, &args.name, args.email).await,
+        AccountCommand::Update(args) => update(&store, acme, &args.name, args.email).await,
         AccountCommand::Deactivate(args) => {
             if !args.yes {
                 return Err(invalid(
@@ -34,12 +35,12 @@ async fn dispatch(store: &Store, cmd: AccountCommand) -> anyhow::Result<()> {
                     format!("deactivating {} cannot be undone; pass --yes to confirm", args.name),
                 ));
             }
-            deactivate(&store, &args.name).await
+            deactivate(&store, acme, &args.name).await
         }
     }
 }
 
-async fn add(store: &Store, args: AccountAdd) -> anyhow::Result<()> {
+async fn add(store: &Store, acme: &ClientConfig, args: AccountAdd) -> anyhow::Result<()> {
     let ca_bundle_pem = match &args.ca_bundle {
         Some(path) => Some(
             std::fs::read_to_string(path)
@@ -64,7 +65,7 @@ async fn add(store: &Store, args: AccountAdd) -> anyhow::Result<()> {
         ca_bundle_pem,
     };
     let audit = Actor::cli().entry("account.create", &args.name);
-    let url = account::register(store, &new, audit).await?;
+    let url = account::register(store, &new, audit, acme).await?;
     if args.json {
         print_json(&json!({ "name": args.name, "account_url": url, "status": "valid" }));
     } else {
@@ -115,10 +116,10 @@ fn account_json(a: &AccountRecord) -> serde_json::Value {
     })
 }
 
-async fn show(store: &Store, name: &str, as_json: bool) -> anyhow::Result<()> {
+async fn show(store: &Store, acme: &ClientConfig, name: &str, as_json: bool) -> anyhow::Result<()> {
     let rec = load(store, name).await?;
     let mut out = account_json(&rec);
-    let remote = match open(&rec).await {
+    let remote = match open(&rec, acme).await {
         Ok(acct) => acct.state().await.map_err(anyhow::Error::from),
         Err(e) => Err(e),
     };
@@ -146,9 +147,14 @@ async fn show(store: &Store, name: &str, as_json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn rollover(store: &Store, name: &str, key_type: Option<&str>) -> anyhow::Result<()> {
+async fn rollover(
+    store: &Store,
+    acme: &ClientConfig,
+    name: &str,
+    key_type: Option<&str>,
+) -> anyhow::Result<()> {
     let audit = Actor::cli().entry("account.rollover", name);
-    match account::rollover(store, name, key_type, audit).await? {
+    match account::rollover(store, name, key_type, audit, acme).await? {
         Rollover::Finished => println!("Account {name}: finished an interrupted key rollover"),
         Rollover::RolledOver(key_type) => {
             println!("Account {name}: rolled over to a new {key_type} key")
@@ -157,9 +163,14 @@ async fn rollover(store: &Store, name: &str, key_type: Option<&str>) -> anyhow::
     Ok(())
 }
 
-async fn update(store: &Store, name: &str, email: Option<String>) -> anyhow::Result<()> {
+async fn update(
+    store: &Store,
+    acme: &ClientConfig,
+    name: &str,
+    email: Option<String>,
+) -> anyhow::Result<()> {
     let audit = Actor::cli().entry("account.update", name);
-    account::update(store, name, email.as_deref(), audit).await?;
+    account::update(store, name, email.as_deref(), audit, acme).await?;
     match email {
         Some(e) => println!("Account {name}: contact set to {e}"),
         None => {
@@ -170,9 +181,9 @@ async fn update(store: &Store, name: &str, email: Option<String>) -> anyhow::Res
     Ok(())
 }
 
-async fn deactivate(store: &Store, name: &str) -> anyhow::Result<()> {
+async fn deactivate(store: &Store, acme: &ClientConfig, name: &str) -> anyhow::Result<()> {
     let audit = Actor::cli().entry("account.deactivate", name);
-    account::deactivate(store, name, audit).await?;
+    account::deactivate(store, name, audit, acme).await?;
     println!("Account {name} deactivated");
     Ok(())
 }

@@ -40,6 +40,12 @@ pub struct Cli {
     )]
     pub database: Option<String>,
 
+    /// Seconds one request to a CA may take before it counts as unanswered (it is then
+    /// tried again, like a reset connection, a cut-off answer, a 5xx or a 429: up to three
+    /// times, after 1, 2 and 4 s or the CA's Retry-After).
+    #[arg(long, global = true, env = "CERTHUB_ACME_TIMEOUT", default_value_t = 30, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub acme_timeout: u64,
+
     /// Log detail: -v for info, -vv for debug (RUST_LOG overrides).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -98,7 +104,7 @@ pub enum Command {
     #[command(subcommand)]
     Deploy(DeployCommand),
     /// Run the hub: the REST API under /api/v1 (first start prints a one-time setup token).
-    Serve(Serve),
+    Serve(Box<Serve>),
     /// The audit log of the hub.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -194,6 +200,70 @@ pub struct Serve {
     /// `metrics` scope.
     #[arg(long = "metrics-allow", value_name = "ADDRESS[/PREFIX]")]
     pub metrics_allow: Vec<certhub_server::ScraperRange>,
+    /// The hub's URL as browsers reach it, e.g. https://hub.example:8440 (the OpenID
+    /// provider sends them back to it) [default: the address it listens on].
+    #[arg(long, env = "CERTHUB_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    #[command(flatten)]
+    pub oidc: Oidc,
+}
+
+/// Sign-in through an OpenID provider (`certhub serve`).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Sign-in through an OpenID provider")]
+pub struct Oidc {
+    /// Let people sign in through this OpenID provider (its issuer URL), besides local users
+    /// with passwords. Register the hub there as a client whose redirect URI is the hub's URL
+    /// (--public-url) followed by /login/oidc/callback.
+    #[arg(
+        long = "oidc-issuer",
+        env = "CERTHUB_OIDC_ISSUER",
+        value_name = "URL",
+        requires = "client_id"
+    )]
+    pub issuer: Option<String>,
+    /// The hub's client id at the OpenID provider.
+    #[arg(
+        long = "oidc-client-id",
+        env = "CERTHUB_OIDC_CLIENT_ID",
+        value_name = "ID",
+        requires = "issuer"
+    )]
+    pub client_id: Option<String>,
+    /// A file holding the client's secret, for a confidential client (or the secret in
+    /// CERTHUB_OIDC_CLIENT_SECRET). Without one the hub is a public client, kept safe by PKCE.
+    #[arg(
+        long = "oidc-client-secret-file",
+        env = "CERTHUB_OIDC_CLIENT_SECRET_FILE",
+        value_name = "FILE",
+        requires = "issuer"
+    )]
+    pub client_secret_file: Option<PathBuf>,
+    /// ROLE=VALUE: a user whose role claim holds VALUE is given ROLE (admin, operator or
+    /// viewer) at each sign-in, e.g. admin=certhub-admins; repeatable, the highest wins.
+    #[arg(long = "oidc-role", value_name = "ROLE=VALUE", requires = "issuer")]
+    pub role: Vec<String>,
+    /// The role of a user whose claim holds none of the --oidc-role values; without one,
+    /// such a user cannot sign in.
+    #[arg(long = "oidc-default-role", value_name = "ROLE", requires = "issuer")]
+    pub default_role: Option<String>,
+    /// The claim (a string or a list of strings) whose values --oidc-role maps to roles.
+    #[arg(long = "oidc-role-claim", default_value = "groups", value_name = "CLAIM")]
+    pub role_claim: String,
+    /// The claim that names the user on the hub (when absent: email, then sub).
+    #[arg(
+        long = "oidc-username-claim",
+        default_value = "preferred_username",
+        value_name = "CLAIM"
+    )]
+    pub username_claim: String,
+    /// A scope to ask for besides openid, profile and email, e.g. groups (repeatable): some
+    /// providers give the role claim only with its own scope.
+    #[arg(long = "oidc-scope", value_name = "SCOPE")]
+    pub scope: Vec<String>,
+    /// What the sign-in button calls the provider ("Sign in with NAME").
+    #[arg(long = "oidc-name", default_value = "single sign-on", value_name = "NAME")]
+    pub name: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -1006,4 +1076,15 @@ fn rate_limit_arg(s: &str) -> Result<String, String> {
 /// A renewal policy argument (75% or 30d), checked when parsed.
 fn policy_arg(s: &str) -> Result<String, String> {
     certhub_engine::cert::parse_policy(s).map(|_| s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks of the whole command line: no two arguments share a name, and every
+    /// `requires` names an argument that exists.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
+    }
 }

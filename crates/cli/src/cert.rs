@@ -34,7 +34,7 @@ pub async fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<()> {
         CertCommand::List(args) => list(&store, args.json).await,
         CertCommand::Show(args) => show(&store, &args.name, args.json).await,
         CertCommand::Export(args) => export(&store, args).await,
-        CertCommand::Revoke(args) => revoke(&store, args).await,
+        CertCommand::Revoke(args) => revoke(&store, &ctx.acme, args).await,
         CertCommand::History(args) => history(&store, &args.name, args.json).await,
         CertCommand::Preview(args) => crate::preview::run(ctx, &store, args).await,
         CertCommand::Test(args) => test(ctx, &store, args).await,
@@ -480,12 +480,22 @@ async fn export(store: &Store, args: CertExport) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn revoke(store: &Store, args: CertRevoke) -> anyhow::Result<()> {
+async fn revoke(
+    store: &Store,
+    acme: &certhub_acme::ClientConfig,
+    args: CertRevoke,
+) -> anyhow::Result<()> {
     let audit = Actor::cli().entry("cert.revoke", &args.name);
     let reason = args.reason.as_deref();
-    let serial =
-        certhub_engine::cert::revoke_latest(store, &args.name, reason, args.with_cert_key, audit)
-            .await?;
+    let serial = certhub_engine::cert::revoke_latest(
+        store,
+        &args.name,
+        reason,
+        args.with_cert_key,
+        audit,
+        acme,
+    )
+    .await?;
     println!("Certificate {} (serial {serial}) revoked", args.name);
     Ok(())
 }

@@ -8,6 +8,8 @@ pub struct Context {
     pub data_dir: PathBuf,
     pub database: Option<String>,
     pub dns: certhub_challenge::dns::DnsCheckConfig,
+    /// How the CAs are talked to.
+    pub acme: certhub_acme::ClientConfig,
 }
 
 impl Context {
@@ -36,6 +38,7 @@ impl Context {
             data_dir: self.data_dir.clone(),
             dns: self.dns.clone(),
             probe_ports,
+            acme: self.acme.clone(),
         }
     }
 }

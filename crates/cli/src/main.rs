@@ -102,6 +102,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         data_dir: cli.data_dir.clone().unwrap_or_else(context::default_data_dir),
         database: cli.database.clone(),
         dns,
+        acme: certhub_acme::ClientConfig {
+            request_timeout: std::time::Duration::from_secs(cli.acme_timeout),
+            ..Default::default()
+        },
     };
     match cli.command {
         Command::Account(cmd) => account::run(&ctx, cmd).await,
@@ -117,7 +121,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::User(cmd) => user::run(&ctx, cmd).await,
-        Command::Serve(args) => serve::run(&ctx, args).await,
+        Command::Serve(args) => serve::run(&ctx, *args).await,
         Command::Audit(args::AuditCommand::Verify(args)) => audit_verify(&ctx, args).await,
         Command::Audit(args::AuditCommand::Anchor(args)) => audit_anchor(&ctx, args).await,
     }

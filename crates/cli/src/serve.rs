@@ -75,6 +75,16 @@ pub async fn run(ctx: &crate::context::Context, args: Serve) -> anyhow::Result<(
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    if let Some(oidc) = oidc_config(&args, scheme, addr)? {
+        let issuer = oidc.issuer.clone();
+        let oidc = certhub_server::Oidc::new(oidc)
+            .map_err(|e| certhub_engine::Error::invalid("oidc", e))?;
+        // Read now so that a wrong issuer shows at the start (a warning: local users can
+        // still sign in, and it is read again at the first sign-in).
+        let _ = oidc.discover().await;
+        println!("  sign-in also through the OpenID provider at {issuer}");
+        state = state.with_oidc(oidc);
+    }
     println!("certhub hub listening on {scheme}://{addr}/");
     println!(
         "  web UI at {scheme}://{addr}/, REST API at /api/v1 (OpenAPI at /api/v1/openapi.json)"
@@ -116,6 +126,56 @@ pub async fn run(ctx: &crate::context::Context, args: Serve) -> anyhow::Result<(
     let hub = certhub_server::Hub { listener, tls, managed, limits, rate_limits, agents };
     let app = certhub_server::router(state.clone());
     Ok(hub.run(app, state, engine, shutdown()).await?)
+}
+
+/// The OpenID sign-in settings, when `--oidc-issuer` is given. The redirect URI is the
+/// hub's public URL (`--public-url`, else where it listens) with `/login/oidc/callback`.
+fn oidc_config(
+    args: &Serve,
+    scheme: &str,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<Option<certhub_server::OidcConfig>> {
+    let (Some(issuer), Some(client_id)) = (&args.oidc.issuer, &args.oidc.client_id) else {
+        return Ok(None);
+    };
+    let public = match &args.public_url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None if addr.ip().is_unspecified() => anyhow::bail!(certhub_engine::Error::invalid(
+            "public_url",
+            format!(
+                "give --public-url: the OpenID provider sends browsers back to the hub's URL, \
+                 and {addr} does not say which name or address they reach it at"
+            )
+        )),
+        None => format!("{scheme}://{addr}"),
+    };
+    let client_secret = match &args.oidc.client_secret_file {
+        Some(file) => Some(
+            std::fs::read_to_string(file)
+                .with_context(|| {
+                    format!("cannot read --oidc-client-secret-file {}", file.display())
+                })?
+                .trim()
+                .to_string(),
+        ),
+        None => std::env::var("CERTHUB_OIDC_CLIENT_SECRET").ok().filter(|s| !s.is_empty()),
+    };
+    let mut scopes = vec!["profile".to_string(), "email".to_string()];
+    scopes.extend(
+        args.oidc.scope.iter().filter(|s| !scopes.contains(s)).cloned().collect::<Vec<_>>(),
+    );
+    Ok(Some(certhub_server::OidcConfig {
+        issuer: issuer.clone(),
+        client_id: client_id.clone(),
+        client_secret,
+        redirect_url: format!("{public}/login/oidc/callback"),
+        scopes,
+        username_claim: args.oidc.username_claim.clone(),
+        role_claim: args.oidc.role_claim.clone(),
+        roles: args.oidc.role.clone(),
+        default_role: args.oidc.default_role.clone(),
+        label: args.oidc.name.clone(),
+    }))
 }
 
 /// The agent endpoint at `addr`: the agent authority (made now if the store has none), and

@@ -27,6 +27,7 @@ pub async fn run(ctx: &Context, cmd: UserCommand) -> anyhow::Result<()> {
                         "username": u.name, "role": u.role,
                         "created_at": certhub_engine::rfc3339(u.created_at / 1000),
                         "disabled_at": u.disabled_at.map(|d| certhub_engine::rfc3339(d / 1000)),
+                        "identity_provider": u.oidc_issuer,
                     })
                 })
                 .collect();
@@ -39,10 +40,11 @@ pub async fn run(ctx: &Context, cmd: UserCommand) -> anyhow::Result<()> {
                         let state = u.disabled_at.map_or("enabled".to_string(), |d| {
                             format!("disabled {}", certhub_engine::rfc3339(d / 1000))
                         });
-                        vec![u.name.clone(), u.role.clone(), state]
+                        let sign_in = u.oidc_issuer.clone().unwrap_or_else(|| "password".into());
+                        vec![u.name.clone(), u.role.clone(), state, sign_in]
                     })
                     .collect();
-                table(&["USER", "ROLE", "STATE"], &rows);
+                table(&["USER", "ROLE", "STATE", "SIGN-IN"], &rows);
             }
             return Ok(());
         }

@@ -88,17 +88,20 @@ pub fn acme_algorithm(kt: KeyType) -> KeyAlgorithm {
     }
 }
 
-/// A connection to the account's CA.
-pub async fn connect(rec: &AccountRecord) -> anyhow::Result<Client> {
-    let config =
-        ClientConfig { ca_bundle_pem: rec.ca_bundle_pem.clone(), ..ClientConfig::default() };
+/// A connection to the account's CA, talked to as `acme` says (its CA bundle is the
+/// account's).
+pub async fn connect(rec: &AccountRecord, acme: &ClientConfig) -> anyhow::Result<Client> {
+    let config = ClientConfig { ca_bundle_pem: rec.ca_bundle_pem.clone(), ..acme.clone() };
     Client::new(&rec.directory_url, config).await.with_context(|| {
         format!("cannot reach the CA of account {} at {}", rec.name, rec.directory_url)
     })
 }
 
 /// The registered account, ready to sign.
-pub async fn open(rec: &AccountRecord) -> anyhow::Result<certhub_acme::Account> {
+pub async fn open(
+    rec: &AccountRecord,
+    acme: &ClientConfig,
+) -> anyhow::Result<certhub_acme::Account> {
     let url = rec.account_url.clone().ok_or_else(|| {
         fail(
             Kind::Invalid,
@@ -111,7 +114,7 @@ pub async fn open(rec: &AccountRecord) -> anyhow::Result<certhub_acme::Account> 
     if rec.status != "valid" {
         return Err(fail(Kind::CaRefused, format!("account {} is {}", rec.name, rec.status)));
     }
-    let client = connect(rec).await?;
+    let client = connect(rec, acme).await?;
     let key =
         SigningKey::from_pkcs8(&rec.key_pkcs8).context("the stored account key is unusable")?;
     Ok(client.account(key, url))
@@ -130,6 +133,7 @@ pub async fn register(
     store: &Store,
     args: &NewAccount,
     audit: AuditEntry,
+    acme: &ClientConfig,
 ) -> anyhow::Result<String> {
     check_name("account", &args.name)?;
     let key_type = parse_key_type(args.key_type.as_deref().unwrap_or("ec-p256"))?;
@@ -182,7 +186,7 @@ pub async fn register(
         }
     }
 
-    let config = ClientConfig { ca_bundle_pem: ca_bundle_pem.clone(), ..ClientConfig::default() };
+    let config = ClientConfig { ca_bundle_pem: ca_bundle_pem.clone(), ..acme.clone() };
     let client = match Client::new(&directory_url, config).await {
         Ok(client) => client,
         // A CA bundle that is not one is the input's fault.
@@ -296,9 +300,10 @@ pub async fn rollover(
     name: &str,
     key_type: Option<&str>,
     audit: AuditEntry,
+    acme: &ClientConfig,
 ) -> anyhow::Result<Rollover> {
     let rec = load(store, name).await?;
-    let account = open(&rec).await?;
+    let account = open(&rec, acme).await?;
     let pending = rollover_name(name);
     // A crash after the CA accepted a new key but before it was saved left it here.
     if let Some(p) = store.account(&pending).await? {
@@ -354,12 +359,13 @@ pub async fn update(
     name: &str,
     email: Option<&str>,
     audit: AuditEntry,
+    acme: &ClientConfig,
 ) -> anyhow::Result<()> {
     let rec = load(store, name).await?;
     if let Some(e) = email {
         check_email(e)?;
     }
-    let account = open(&rec).await?;
+    let account = open(&rec, acme).await?;
     let contact: Vec<String> = email.iter().map(|e| format!("mailto:{e}")).collect();
     account.update_contacts(&contact).await.context("the CA refused the contact update")?;
     store.set_account_email(name, email.map(str::to_string), Some(&audit)).await?;
@@ -367,9 +373,14 @@ pub async fn update(
 }
 
 /// Deactivates account `name` at its CA (for good), then in the store with `audit`'s entry.
-pub async fn deactivate(store: &Store, name: &str, audit: AuditEntry) -> anyhow::Result<()> {
+pub async fn deactivate(
+    store: &Store,
+    name: &str,
+    audit: AuditEntry,
+    acme: &ClientConfig,
+) -> anyhow::Result<()> {
     let rec = load(store, name).await?;
-    let account = open(&rec).await?;
+    let account = open(&rec, acme).await?;
     account.deactivate().await.context("the CA refused the deactivation")?;
     store.set_account_status(name, "deactivated", Some(&audit)).await?;
     Ok(())

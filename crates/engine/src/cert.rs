@@ -351,6 +351,7 @@ pub async fn revoke_latest(
     reason: Option<&str>,
     with_cert_key: bool,
     audit: AuditEntry,
+    acme: &certhub_acme::ClientConfig,
 ) -> anyhow::Result<String> {
     let c = load(store, name).await?;
     let reason = match reason {
@@ -376,7 +377,7 @@ pub async fn revoke_latest(
                 "--with-cert-key needs the certificate's key, and it was ordered from your CSR",
             ));
         }
-        let client = account::connect(&rec).await?;
+        let client = account::connect(&rec, acme).await?;
         let key = certhub_acme::SigningKey::from_pkcs8(&issued.key_pkcs8)?;
         client.revoke_with_certificate_key(leaf, &key, reason).await.map_err(|e| {
             let refused = !e.is_retryable() && e.problem().is_some();
@@ -392,7 +393,7 @@ pub async fn revoke_latest(
             }
         })?;
     } else {
-        let acct = account::open(&rec).await?;
+        let acct = account::open(&rec, acme).await?;
         acct.revoke(leaf, reason).await.context("the CA refused the revocation")?;
     }
     let code = reason.map(|r| i64::from(r.code()));

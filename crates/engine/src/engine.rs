@@ -31,6 +31,9 @@ pub struct Config {
     pub dns: DnsCheckConfig,
     /// Where a test expects the CA to connect (80 and 443 but for a test CA).
     pub probe_ports: ProbePorts,
+    /// How the CAs are talked to: request timeout, tries again (each account's CA bundle
+    /// is its own).
+    pub acme: certhub_acme::ClientConfig,
 }
 
 /// The engine: one store, one set of challenge responders (one listener per address, held
@@ -60,7 +63,7 @@ impl Engine {
         // From here on, the CAs' requests are timed.
         crate::metrics::metrics();
         let solvers = Arc::new(Solvers::new(config.dns.clone()));
-        let issuer = Arc::new(Issuer::new(store.clone(), solvers.clone(), &config.data_dir));
+        let issuer = Arc::new(Issuer::new(store.clone(), solvers.clone(), &config));
         Self { store, solvers, issuer, config, settings, wake: Arc::default() }
     }
 
@@ -92,7 +95,7 @@ impl Engine {
 
     /// Registers a CA account with `audit`'s entry; its URL at the CA.
     pub async fn add_account(&self, a: &NewAccount, audit: AuditEntry) -> Result<String, Error> {
-        Ok(account::register(&self.store, a, audit).await?)
+        Ok(account::register(&self.store, a, audit, &self.config.acme).await?)
     }
 
     /// Adds a managed certificate with `audit`'s entry. Nothing is ordered yet: the person
@@ -208,7 +211,8 @@ impl Engine {
         with_cert_key: bool,
         audit: AuditEntry,
     ) -> Result<String, Error> {
-        Ok(cert::revoke_latest(&self.store, name, reason, with_cert_key, audit).await?)
+        Ok(cert::revoke_latest(&self.store, name, reason, with_cert_key, audit, &self.config.acme)
+            .await?)
     }
 
     /// Changes how certificate `name` is ordered and renewed; what changed, in words.

@@ -14,7 +14,7 @@
 //! commits.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,6 +53,8 @@ pub struct Issuer {
     /// per account, so that a CA slow to answer holds up only its own account's requests.
     accounts: Mutex<HashMap<String, AccountSlot>>,
     locks: PathBuf,
+    /// How the CAs are talked to.
+    acme: certhub_acme::ClientConfig,
 }
 
 /// An account's connection, and the `updated_at` of the record it was made from.
@@ -67,8 +69,14 @@ pub struct CertLock {
 }
 
 impl Issuer {
-    pub fn new(store: Store, solvers: Arc<Solvers>, data_dir: &Path) -> Self {
-        Self { store, solvers, accounts: Mutex::new(HashMap::new()), locks: data_dir.join("locks") }
+    pub fn new(store: Store, solvers: Arc<Solvers>, config: &crate::Config) -> Self {
+        Self {
+            store,
+            solvers,
+            accounts: Mutex::new(HashMap::new()),
+            locks: config.data_dir.join("locks"),
+            acme: config.acme.clone(),
+        }
     }
 
     /// Takes the certificate's lock (a file lock in the data directory, and the store's
@@ -126,7 +134,7 @@ impl Issuer {
         {
             return Ok(acct.clone());
         }
-        let acct = account::open(&rec).await?;
+        let acct = account::open(&rec, &self.acme).await?;
         *slot = Some((rec.updated_at, acct.clone()));
         Ok(acct)
     }
@@ -430,7 +438,7 @@ impl Issuer {
         };
         if order.status == OrderStatus::Ready {
             progress.step(name, "finalizing");
-            *order = account.finalize(&order.finalize, &csr_der).await?;
+            *order = account.finalize(url, &order.finalize, &csr_der).await?;
         }
         if order.status != OrderStatus::Valid {
             *order = account

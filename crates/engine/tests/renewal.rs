@@ -27,8 +27,11 @@ async fn setup() -> Setup {
 async fn setup_with(settings: Settings) -> Setup {
     let dir = tempfile::TempDir::new().unwrap();
     let store = certhub_store::Store::open(dir.path()).await.unwrap();
+    // A request the fake CA refuses fails at once: these tests are about what follows a
+    // failure (the retries within a request are the ACME client's own tests).
+    let acme = certhub_acme::ClientConfig { retries: 0, ..Default::default() };
     let config =
-        certhub_engine::Config { data_dir: dir.path().to_path_buf(), ..Default::default() };
+        certhub_engine::Config { data_dir: dir.path().to_path_buf(), acme, ..Default::default() };
     let settings = certhub_engine::SharedSettings::new(settings);
     let engine = Engine::with_settings(store, config, settings);
     let ca = FakeCa::start().await;

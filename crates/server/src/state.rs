@@ -27,6 +27,8 @@ pub struct AppState {
     pub(crate) agents: Option<Arc<crate::agent_link::AgentLink>>,
     /// Addresses allowed to scrape `/metrics` without a token.
     pub(crate) scrapers: Arc<Vec<crate::metrics::ScraperRange>>,
+    /// The OpenID provider people may sign in through, if any.
+    pub(crate) oidc: Option<Arc<crate::oidc::Oidc>>,
 }
 
 impl AppState {
@@ -44,6 +46,7 @@ impl AppState {
             setup_token_file: None,
             agents: None,
             scrapers: Arc::new(Vec::new()),
+            oidc: None,
         }
     }
 
@@ -61,6 +64,12 @@ impl AppState {
             return Ok(0);
         }
         self.store.end_running_jobs(certhub_store::JobStatus::Interrupted, jobs::INTERRUPTED).await
+    }
+
+    /// Lets people sign in through `oidc` (besides local users with passwords).
+    pub fn with_oidc(mut self, oidc: crate::oidc::Oidc) -> Self {
+        self.oidc = Some(Arc::new(oidc));
+        self
     }
 
     /// Lets `scrapers` read `/metrics` without a token.

@@ -28,8 +28,13 @@ impl Hub {
     async fn start() -> Hub {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).await.unwrap();
-        let config =
-            certhub_engine::Config { data_dir: dir.path().to_path_buf(), ..Default::default() };
+        // A request the fake CA refuses fails at once (no tries again within it).
+        let acme = certhub_acme::ClientConfig { retries: 0, ..Default::default() };
+        let config = certhub_engine::Config {
+            data_dir: dir.path().to_path_buf(),
+            acme,
+            ..Default::default()
+        };
         let engine = Engine::with_settings(
             store.clone(),
             config,

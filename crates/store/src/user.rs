@@ -12,7 +12,7 @@ use crate::{AuditEntry, Error, Store, is_foreign_key_violation, is_unique_violat
 pub struct UserRecord {
     /// Unique name.
     pub name: String,
-    /// argon2id PHC string.
+    /// argon2id PHC string; empty for a user who signs in through an OpenID provider only.
     pub password_hash: String,
     /// `admin`, `operator` or `viewer`.
     pub role: String,
@@ -22,6 +22,18 @@ pub struct UserRecord {
     pub updated_at: i64,
     /// When an admin disabled the user, epoch milliseconds; `None` while enabled.
     pub disabled_at: Option<i64>,
+    /// The OpenID provider (its issuer URL) the user signs in through; `None` for a local
+    /// user.
+    pub oidc_issuer: Option<String>,
+    /// The provider's name for the user (the ID token's `sub`).
+    pub oidc_subject: Option<String>,
+}
+
+/// The columns of a [`UserRecord`], for `SELECT`.
+macro_rules! user_columns {
+    () => {
+        "name, password_hash, role, created_at, updated_at, disabled_at, oidc_issuer, oidc_subject"
+    };
 }
 
 impl std::fmt::Debug for UserRecord {
@@ -31,6 +43,8 @@ impl std::fmt::Debug for UserRecord {
             .field("password_hash", &"<redacted>")
             .field("role", &self.role)
             .field("disabled_at", &self.disabled_at)
+            .field("oidc_issuer", &self.oidc_issuer)
+            .field("oidc_subject", &self.oidc_subject)
             .finish()
     }
 }
@@ -161,13 +175,49 @@ impl Store {
 
     /// The user named `name`, if any.
     pub async fn user(&self, name: &str) -> Result<Option<UserRecord>, Error> {
-        Ok(sqlx::query_as(
-            "SELECT name, password_hash, role, created_at, updated_at, disabled_at FROM users \
-             WHERE name = $1",
-        )
-        .bind(name)
+        Ok(sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// The user an OpenID provider (`issuer`) names `subject`, if they signed in before.
+    pub async fn oidc_user(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<UserRecord>, Error> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE oidc_issuer = $1 AND oidc_subject = $2"
+        ))
+        .bind(issuer)
+        .bind(subject)
         .fetch_optional(&self.pool)
         .await?)
+    }
+
+    /// Adds a user who signs in through the OpenID provider `issuer`, which names them
+    /// `subject`, with `audit`'s entry. Fails with [`Error::AlreadyExists`] when the name is
+    /// taken.
+    pub async fn insert_oidc_user(
+        &self,
+        name: &str,
+        role: &str,
+        issuer: &str,
+        subject: &str,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), Error> {
+        let mut tx = self.begin_change(audit).await?;
+        insert_user_in(&mut tx, name, "", role).await?;
+        sqlx::query("UPDATE users SET oidc_issuer = $1, oidc_subject = $2 WHERE name = $3")
+            .bind(issuer)
+            .bind(subject)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        self.commit_change(tx, audit).await
     }
 
     /// Removes tokens past their expiry, and web sessions unused since `idle_before` (epoch
@@ -188,12 +238,9 @@ impl Store {
 
     /// Every user, by name.
     pub async fn users(&self) -> Result<Vec<UserRecord>, Error> {
-        Ok(sqlx::query_as(
-            "SELECT name, password_hash, role, created_at, updated_at, disabled_at FROM users \
-             ORDER BY name",
-        )
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Stores a token whose secret hashes to `hash` (see [`token_hash`]), with `audit`'s entry.

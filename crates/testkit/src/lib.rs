@@ -7,6 +7,7 @@ pub mod bind;
 pub mod browser;
 pub mod dns_apis;
 pub mod fake_ca;
+pub mod fault_proxy;
 pub mod fuzz;
 pub mod moto;
 pub mod nginx;

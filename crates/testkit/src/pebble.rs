@@ -199,6 +199,18 @@ impl Pebble {
             .unwrap_or_else(|_| panic!("pebble's certificate status is not JSON: {text}"))
     }
 
+    /// Pebble's listener certificate and key (PEM), for a server that stands in for it
+    /// (the fault proxy) and is trusted as it is.
+    pub fn listener_identity(&self) -> (String, String) {
+        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap();
+        (read("cert.pem"), read("key.pem"))
+    }
+
+    /// Where Pebble's ACME server answers: `https://127.0.0.1:PORT`.
+    pub fn origin(&self) -> &str {
+        self.directory_url.trim_end_matches("/dir")
+    }
+
     /// Pebble's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("pebble.log")).unwrap_or_default()

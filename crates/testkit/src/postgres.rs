@@ -16,10 +16,17 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
-    /// Creates the database, or fails the test naming the install step.
+    /// Creates the database on the shared server, or fails the test naming the install step.
     pub async fn create() -> TestDatabase {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let admin = std::env::var(ADMIN_URL_ENV).unwrap_or_else(|_| ADMIN_URL_DEFAULT.into());
+        Self::create_on(&admin).await
+    }
+
+    /// Creates the database on the server at `admin` (a URL whose user may create
+    /// databases).
+    pub async fn create_on(admin: &str) -> TestDatabase {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let admin = admin.to_string();
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Digits and underscores only: safe to splice into the statements below.
         let name = format!("certhub_test_{}_{n}", std::process::id());
@@ -45,26 +52,6 @@ impl TestDatabase {
     }
 }
 
-impl TestDatabase {
-    /// What a server restart does to this database's clients, without touching the other
-    /// tests' databases: every connection to it is ended, and new ones are refused for
-    /// `lasting`.
-    pub async fn outage(&self, lasting: std::time::Duration) {
-        let mut conn = sqlx::PgConnection::connect(&self.admin).await.expect("the admin URL");
-        let name = &self.name;
-        let refuse = format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false");
-        sqlx::query(sqlx::AssertSqlSafe(refuse)).execute(&mut conn).await.expect("refuse");
-        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
-            .bind(name)
-            .execute(&mut conn)
-            .await
-            .expect("end the connections");
-        tokio::time::sleep(lasting).await;
-        let allow = format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true");
-        sqlx::query(sqlx::AssertSqlSafe(allow)).execute(&mut conn).await.expect("allow");
-    }
-}
-
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let (admin, name) = (self.admin.clone(), self.name.clone());
@@ -82,4 +69,112 @@ impl Drop for TestDatabase {
         })
         .join();
     }
+}
+
+/// A PostgreSQL server of the test's own (Debian's binaries, a fresh cluster in a temporary
+/// directory, a free port on 127.0.0.1, trust authentication), so that a test can stop and
+/// start the server process itself without touching the other tests' databases. It runs as
+/// the `postgres` user, which the server insists on when started by root. Stopped when
+/// dropped.
+pub struct PostgresServer {
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`.
+    pub url: String,
+    pg_ctl: std::path::PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+const POSTGRES_INSTALL: &str = "apt-get install postgresql (scripts/test does)";
+
+impl PostgresServer {
+    /// Makes a cluster and starts the server.
+    pub async fn start() -> PostgresServer {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|versions| {
+                versions.filter_map(Result::ok).map(|v| v.path().join("bin")).max()
+            })
+            .filter(|bin| bin.join("initdb").exists())
+            .unwrap_or_else(|| {
+                panic!("PostgreSQL's server binaries are missing: {POSTGRES_INSTALL}")
+            });
+        let dir = tempfile::TempDir::new().expect("a temporary directory");
+        let chown = std::process::Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir.path())
+            .output()
+            .expect("chown runs");
+        assert!(
+            chown.status.success(),
+            "the server's directory must belong to the postgres user: run the suite as root \
+             ({})",
+            String::from_utf8_lossy(&chown.stderr).trim()
+        );
+        let data = dir.path().join("data");
+        as_postgres(
+            &bin.join("initdb"),
+            &["-D", &data.to_string_lossy(), "-A", "trust", "-U", "postgres", "--no-sync"],
+        );
+        let port = crate::free_port();
+        let server = PostgresServer {
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            pg_ctl: bin.join("pg_ctl"),
+            dir,
+            port,
+        };
+        server.up();
+        server
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").to_string_lossy().into_owned()
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    pub fn up(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("server.log").to_string_lossy().into_owned();
+        as_postgres(&self.pg_ctl, &["-D", &self.data(), "-o", &options, "-l", &log, "-w", "start"]);
+    }
+
+    /// Stops the server as an administrator's restart does (`-m fast`: every client's
+    /// connection is ended, open transactions rolled back), and waits until it is gone.
+    pub fn down(&self) {
+        as_postgres(&self.pg_ctl, &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(&self.pg_ctl)
+            .args(["-D", &self.data(), "-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+/// Runs `program` with `args` as the `postgres` user; fails the test with its output unless
+/// it succeeds.
+fn as_postgres(program: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("runuser {}: {e} ({POSTGRES_INSTALL}; run as root)", program.display())
+        });
+    assert!(
+        out.status.success(),
+        "{} {} failed:\n{}{}",
+        program.display(),
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -18,6 +18,7 @@ mod import;
 mod issuance;
 mod metrics;
 mod notifications;
+mod oidc;
 mod operations;
 mod packaging;
 mod postgres;

@@ -354,6 +354,27 @@ printf 'server 127.0.0.1 {port}\n%s\nsend\n' "$op" | nsupdate -y {alg}:{name}:{s
     )
 }
 
+/// Asserts that each of `names` was issued exactly once, counted at the CA: the serials in
+/// Pebble's log are distinct and exactly those stored, one for each certificate. Returns
+/// how many the CA issued.
+pub async fn assert_issued_once_each(
+    store: &certhub_store::Store,
+    pebble_log: &str,
+    names: &[String],
+) -> usize {
+    let mut stored = std::collections::BTreeSet::new();
+    for name in names {
+        let history = store.issued_for(name).await.unwrap();
+        assert_eq!(history.len(), 1, "{name} was issued {} times", history.len());
+        stored.insert(history[0].serial_hex.trim_start_matches('0').to_lowercase());
+    }
+    let at_ca = issued_at_ca(pebble_log);
+    let unique: std::collections::BTreeSet<String> = at_ca.iter().cloned().collect();
+    assert_eq!(unique.len(), at_ca.len(), "the CA issued a serial twice");
+    assert_eq!(unique, stored, "the CA issued certificates certhub did not store, or the reverse");
+    at_ca.len()
+}
+
 /// The serials Pebble says it issued, lower case without leading zeros.
 pub fn issued_at_ca(log: &str) -> Vec<String> {
     log.lines()

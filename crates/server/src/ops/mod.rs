@@ -35,7 +35,7 @@ pub(crate) use deployments::{add_deploy_tasks, deploy_tasks, remove_deploy_task}
 pub(crate) use notifications::{ChannelBody, add_channel, channels, remove_channel, send_test};
 pub(crate) use settings::change_settings;
 pub(crate) use setup::setup_admin;
-pub(crate) use tokens::{issue_token, revoke_token, sign_in, token_expiry, tokens};
+pub(crate) use tokens::{issue_token, revoke_token, sign_in, sign_in_oidc, token_expiry, tokens};
 pub(crate) use users::{
     UserChanges, add_user, change_own_password, change_user, remove_user, users,
 };

@@ -39,6 +39,17 @@ pub(crate) async fn sign_in(
     let password = password.to_string();
     let matches = auth::argon2_task(move || auth::verify_password(&password, &phc)).await?;
     let user = match user {
+        Some(u) if u.password_hash.is_empty() && u.oidc_issuer.is_some() => {
+            state
+                .store
+                .audit("anonymous", "sign-in.fail", &u.name, source, Some("not local"))
+                .await?;
+            return Err(Problem::unauthorized(format!(
+                "{} signs in through the OpenID provider (the button on the sign-in page), \
+                 not with a password",
+                u.name
+            )));
+        }
         Some(u) if matches => u,
         _ => {
             let detail = if user.is_none() { "no such user" } else { "wrong password" };
@@ -57,6 +68,104 @@ pub(crate) async fn sign_in(
     }
     state.logins.succeeded(username, source).await?;
     Ok(user)
+}
+
+/// Signs in someone an OpenID provider vouched for: the user it named before, or a new
+/// user by the name its claim gives, in the role its role claim gives now (a change is
+/// audited). Refused for a user an admin disabled, a claim that gives no role, and a name
+/// a local user (or one from another provider) holds.
+pub(crate) async fn sign_in_oidc(
+    state: &AppState,
+    who: &crate::oidc::Identity,
+    source: &str,
+) -> OpResult<certhub_store::UserRecord> {
+    let known = state.store.oidc_user(&who.issuer, &who.subject).await?;
+    let name = known.as_ref().map_or(who.username.as_str(), |u| u.name.as_str()).to_string();
+    // A refusal, audited.
+    let fail = async |detail: String, problem: Problem| -> OpResult<certhub_store::UserRecord> {
+        state.store.audit("anonymous", "sign-in.fail", &name, source, Some(&detail)).await?;
+        Err(problem)
+    };
+    let Some(role) = who.role else {
+        let held = if who.values.is_empty() {
+            format!("holds no {} claim", who.claim)
+        } else {
+            format!("has {} {}", who.claim, who.values.join(", "))
+        };
+        return fail(
+            format!("oidc: no role ({held})"),
+            Problem::forbidden(format!(
+                "your account at the OpenID provider {held}, which gives no role on this hub; \
+                 an admin maps a value to a role with --oidc-role"
+            )),
+        )
+        .await;
+    };
+    let actor = format!("{name} (oidc)");
+    match known {
+        Some(user) if user.disabled_at.is_some() => {
+            fail(
+                "disabled".into(),
+                Problem::unauthorized("this user is disabled: an admin can enable it again"),
+            )
+            .await
+        }
+        Some(user) if user.role == role.as_str() => Ok(user),
+        Some(user) => {
+            let entry = certhub_store::AuditEntry::new(&actor, "user.role", &user.name, source)
+                .with_detail(format!("{} (from the {} claim)", role.as_str(), who.claim));
+            let change = certhub_store::UserChange::Role(role.as_str().into());
+            if let Err(e) = state.store.change_user(&user.name, &change, Some(&entry)).await {
+                return match e {
+                    certhub_store::Error::Invalid { reason, .. } => {
+                        let problem = Problem::forbidden(format!(
+                            "the OpenID provider makes you a {}, but {reason}",
+                            role.as_str()
+                        ));
+                        fail(format!("oidc: {reason}"), problem).await
+                    }
+                    e => Err(e.into()),
+                };
+            }
+            Ok(certhub_store::UserRecord { role: role.as_str().into(), ..user })
+        }
+        None => {
+            if super::check_username(&name).is_err() {
+                return fail(
+                    "oidc: unusable name".into(),
+                    Problem::forbidden(format!(
+                        "the OpenID provider names you {name:?}, which is not a user name here \
+                         (1 to 64 letters, digits, '.', '_', '-' or '@'); an admin can choose \
+                         another claim with --oidc-username-claim"
+                    )),
+                )
+                .await;
+            }
+            let entry = certhub_store::AuditEntry::new(&actor, "user.create", &name, source)
+                .with_detail(format!("{} (from the {} claim)", role.as_str(), who.claim));
+            match state
+                .store
+                .insert_oidc_user(&name, role.as_str(), &who.issuer, &who.subject, Some(&entry))
+                .await
+            {
+                Ok(()) => {}
+                Err(certhub_store::Error::AlreadyExists { .. }) => {
+                    return fail(
+                        "oidc: name taken".into(),
+                        Problem::conflict(format!(
+                            "a user named {name} already exists on this hub and does not sign \
+                             in through this provider; an admin can remove or rename that user"
+                        )),
+                    )
+                    .await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            state.store.user(&name).await?.ok_or_else(|| {
+                Problem::internal(format!("user {name} was added but cannot be read back"))
+            })
+        }
+    }
 }
 
 /// A new token of `user` (an API token or a web session), with `scopes` (all its role allows

@@ -40,6 +40,7 @@ fn view(u: certhub_store::UserRecord) -> UserView {
         role: u.role,
         created_at: rfc3339_ms(u.created_at),
         disabled_at: u.disabled_at.map(rfc3339_ms),
+        identity_provider: u.oidc_issuer,
     }
 }
 
@@ -137,6 +138,12 @@ pub(crate) async fn change_own_password(
         .user(&caller.user)
         .await?
         .ok_or_else(|| Problem::unauthorized("this session's user no longer exists"))?;
+    if user.password_hash.is_empty() {
+        return Err(Problem::invalid(
+            "current_password",
+            "you sign in through the OpenID provider, which keeps your password",
+        ));
+    }
     let (phc, given) = (user.password_hash.clone(), current.to_string());
     if !auth::argon2_task(move || auth::verify_password(&given, &phc)).await? {
         return Err(Problem::invalid("current_password", "that is not your current password"));

@@ -219,6 +219,10 @@ pub(crate) struct UserView {
     /// When an admin disabled the user (RFC 3339); absent while enabled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disabled_at: Option<String>,
+    /// The OpenID provider (its issuer URL) the user signs in through; absent for a user
+    /// who signs in with a password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_provider: Option<String>,
 }
 
 /// An API token or web session, never its secret.

@@ -41,6 +41,8 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(dashboard::dashboard))
         .route("/login", get(signin::login_page).post(signin::login))
+        .route("/login/oidc", get(signin::oidc_begin))
+        .route("/login/oidc/callback", get(signin::oidc_callback))
         .route("/logout", post(signin::logout))
         .route("/setup", get(setup::setup_page).post(setup::setup))
         .route(

@@ -102,7 +102,12 @@ async fn settings_page(
             ops::users(state, &s.caller)
                 .await?
                 .into_iter()
-                .map(|u| UserRow { name: u.username, role: u.role, disabled: u.disabled_at })
+                .map(|u| UserRow {
+                    name: u.username,
+                    role: u.role,
+                    disabled: u.disabled_at,
+                    provider: u.identity_provider,
+                })
                 .collect()
         } else {
             Vec::new()
@@ -164,6 +169,8 @@ struct UserRow {
     role: String,
     /// When they were disabled (RFC 3339), if they are.
     disabled: Option<String>,
+    /// The OpenID provider they sign in through, if not with a password.
+    provider: Option<String>,
 }
 
 /// The settings page after a change, with its message.

@@ -1,4 +1,5 @@
-//! Signing in and out: `GET /login`, `POST /login` and `POST /logout`.
+//! Signing in and out: `GET /login`, `POST /login` and `POST /logout`; through an OpenID
+//! provider, `GET /login/oidc` (off to the provider) and `GET /login/oidc/callback` (back).
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -23,6 +24,10 @@ struct LoginPage {
     notice: Option<&'static str>,
     /// The form's CSRF token, also sent as the [`LOGIN_COOKIE`] cookie.
     csrf: String,
+    /// What the OpenID sign-in button calls the provider, when there is one.
+    oidc: Option<String>,
+    /// Where that button goes (with `next`).
+    oidc_href: String,
 }
 
 /// The cookie that carries the sign-in form's CSRF token. A sign-in has no session yet, so
@@ -32,9 +37,26 @@ const LOGIN_COOKIE: &str = "certhub_login";
 
 impl LoginPage {
     /// The page, with a fresh CSRF token: its cookie is set by [`LoginPage::respond`].
-    fn new(next: String, values: FormData, errors: Errors, notice: Option<&'static str>) -> Self {
+    fn new(
+        state: &AppState,
+        next: String,
+        values: FormData,
+        errors: Errors,
+        notice: Option<&'static str>,
+    ) -> Self {
         let csrf = crate::auth::random_secret();
-        Self { page: PageInfo::public("Sign in"), values, errors, next, notice, csrf }
+        let oidc = state.oidc.as_ref().map(|o| o.label().to_string());
+        let oidc_href = format!("/login/oidc?next={}", session::urlencode(&next));
+        Self {
+            page: PageInfo::public("Sign in"),
+            values,
+            errors,
+            next,
+            notice,
+            csrf,
+            oidc,
+            oidc_href,
+        }
     }
 
     fn respond(&self, status: StatusCode, https: bool) -> Response {
@@ -88,8 +110,14 @@ pub(super) async fn login_page(
         Some("expired") => Some("Your session has ended. Sign in again."),
         _ => None,
     };
-    LoginPage::new(safe_next(q.next.as_deref()), FormData::default(), Errors::default(), notice)
-        .respond(StatusCode::OK, state.https)
+    LoginPage::new(
+        &state,
+        safe_next(q.next.as_deref()),
+        FormData::default(),
+        Errors::default(),
+        notice,
+    )
+    .respond(StatusCode::OK, state.https)
 }
 
 pub(super) async fn login(
@@ -121,7 +149,7 @@ pub(super) async fn login(
             let mut errors = Errors::default();
             errors.add("password", p.detail);
             let values = FormData(vec![("username".into(), username)]);
-            LoginPage::new(next, values, errors, None).respond(status, state.https)
+            LoginPage::new(&state, next, values, errors, None).respond(status, state.https)
         }
     }
 }
@@ -137,4 +165,142 @@ pub(super) async fn logout(
         [(header::LOCATION, "/login".to_string()), (header::SET_COOKIE, cookie)],
     )
         .into_response()
+}
+
+// ----- through an OpenID provider -----
+
+/// The cookie that carries a sign-in at the OpenID provider (see [`crate::oidc::Pending`]).
+/// SameSite=Lax: the provider sends the browser back from another site, and a Strict cookie
+/// would not come along.
+const OIDC_COOKIE: &str = "certhub_oidc";
+
+fn oidc_cookie(value: &str, max_age: u64, https: bool) -> String {
+    format!(
+        "{OIDC_COOKIE}={value}; Path=/login/oidc; HttpOnly; SameSite=Lax; Max-Age={max_age}{}",
+        if https { "; Secure" } else { "" }
+    )
+}
+
+/// The sign-in page with `problem` said where the OpenID button is, and the pending
+/// sign-in's cookie cleared.
+fn oidc_failed(state: &AppState, next: String, p: Problem) -> Response {
+    let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::UNAUTHORIZED);
+    let mut errors = Errors::default();
+    errors.add("oidc", p.detail);
+    let mut rsp =
+        LoginPage::new(state, next, FormData::default(), errors, None).respond(status, state.https);
+    if let Ok(v) = header::HeaderValue::from_str(&oidc_cookie("", 0, state.https)) {
+        rsp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    rsp
+}
+
+/// `GET /login/oidc`: off to the provider, with a fresh state, nonce and PKCE verifier kept
+/// in the browser's cookie.
+pub(super) async fn oidc_begin(
+    State(state): State<AppState>,
+    Query(q): Query<LoginQuery>,
+) -> Response {
+    let next = safe_next(q.next.as_deref());
+    let Some(oidc) = state.oidc.clone() else {
+        return oidc_failed(
+            &state,
+            next,
+            Problem::not_found("this hub has no OpenID provider: sign in with a password"),
+        );
+    };
+    match oidc.begin(&next).await {
+        Ok((url, pending)) => {
+            let cookie = oidc_cookie(&pending.to_cookie(), crate::oidc::PENDING_SECS, state.https);
+            (StatusCode::SEE_OTHER, [(header::LOCATION, url), (header::SET_COOKIE, cookie)])
+                .into_response()
+        }
+        Err(p) => oidc_failed(&state, next, p),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct CallbackQuery {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+/// `GET /login/oidc/callback`: the provider's answer. The state must be the one this
+/// browser was sent off with; the code is exchanged, the ID token verified, and the user
+/// signed in (made at the first sign-in, their role set from the claim at each).
+pub(super) async fn oidc_callback(
+    State(state): State<AppState>,
+    parts: axum::http::request::Parts,
+    Query(q): Query<CallbackQuery>,
+) -> Response {
+    let pending =
+        session::cookie(&parts.headers, OIDC_COOKIE).and_then(crate::oidc::Pending::from_cookie);
+    let next = pending.as_ref().map_or_else(|| "/".to_string(), |p| safe_next(Some(&p.next)));
+    let outcome = async {
+        let oidc = state.oidc.clone().ok_or_else(|| {
+            Problem::not_found("this hub has no OpenID provider: sign in with a password")
+        })?;
+        let pending = pending.as_ref().ok_or_else(|| {
+            Problem::unauthorized(
+                "this sign-in took longer than ten minutes or began in another browser; \
+                 sign in again",
+            )
+        })?;
+        if let Some(error) = &q.error {
+            let why = q.error_description.as_deref().unwrap_or(error);
+            return Err(Problem::unauthorized(format!(
+                "the OpenID provider did not sign you in: {why}"
+            )));
+        }
+        let sent = q.state.as_deref().unwrap_or_default();
+        if !certhub_store::same_secret(sent, &pending.state) {
+            return Err(Problem::forbidden(
+                "this sign-in answer is not the one this browser asked for; sign in again",
+            ));
+        }
+        let code = q.code.as_deref().filter(|c| !c.is_empty()).ok_or_else(|| {
+            Problem::unauthorized("the OpenID provider sent no code; sign in again")
+        })?;
+        let source = crate::auth::source(&parts);
+        let who = oidc.finish(pending, code).await?;
+        let user = ops::sign_in_oidc(&state, &who, &source).await?;
+        session::start(&state, &user, &source, state.https).await
+    }
+    .await;
+    match outcome {
+        // The page that follows is asked for by this site's own page: after a redirect from
+        // another site the browser would hold back the SameSite=Strict session cookie.
+        Ok(cookie) => {
+            let target: String = next
+                .chars()
+                .map(|c| match c {
+                    '&' => "&amp;".into(),
+                    '"' => "&quot;".into(),
+                    '<' => "&lt;".into(),
+                    '>' => "&gt;".into(),
+                    '\'' => "&#39;".into(),
+                    c => c.to_string(),
+                })
+                .collect();
+            let page = format!(
+                "<!doctype html><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" \
+                 content=\"0;url={target}\"><title>Signed in</title>\
+                 <p>Signed in. <a href=\"{target}\">Continue</a></p>"
+            );
+            let mut rsp = (StatusCode::OK, axum::response::Html(page)).into_response();
+            for c in [cookie, oidc_cookie("", 0, state.https)] {
+                if let Ok(v) = header::HeaderValue::from_str(&c) {
+                    rsp.headers_mut().append(header::SET_COOKIE, v);
+                }
+            }
+            rsp
+        }
+        Err(p) => oidc_failed(&state, next, p),
+    }
 }

@@ -17,8 +17,45 @@ on_both_backends!(
     a_challenge_an_agent_answers_goes_from_wanted_to_removed,
     on_postgresql_a_change_reaches_the_other_processes_at_once,
     a_credential_is_sealed_rotated_and_kept_while_a_certificate_names_it,
-    users_are_disabled_demoted_and_removed_and_the_last_admin_stays
+    users_are_disabled_demoted_and_removed_and_the_last_admin_stays,
+    a_user_from_an_openid_provider_is_found_by_issuer_and_subject
 );
+
+async fn a_user_from_an_openid_provider_is_found_by_issuer_and_subject(db: Db) {
+    let store = db.open().await;
+    store.insert_user("ada", "$argon2id$v=19$a", "admin", None).await.unwrap();
+    let entry = certhub_store::AuditEntry::new("ann (oidc)", "user.create", "ann", "127.0.0.1");
+    store
+        .insert_oidc_user("ann", "viewer", "https://id.example", "s-1", Some(&entry))
+        .await
+        .unwrap();
+    let ann = store.oidc_user("https://id.example", "s-1").await.unwrap().expect("found");
+    assert_eq!(
+        (ann.name.as_str(), ann.role.as_str(), ann.password_hash.as_str()),
+        ("ann", "viewer", "")
+    );
+    assert_eq!(ann.oidc_issuer.as_deref(), Some("https://id.example"));
+    assert_eq!(ann.oidc_subject.as_deref(), Some("s-1"));
+    // The same subject at another provider is someone else; a local user is no one's.
+    assert!(store.oidc_user("https://other.example", "s-1").await.unwrap().is_none());
+    assert_eq!(store.user("ada").await.unwrap().unwrap().oidc_issuer, None);
+    // A name taken (locally, or by another provider's user) is refused, and nothing is half
+    // made.
+    assert_already_exists(
+        store.insert_oidc_user("ada", "admin", "https://id.example", "s-2", None).await,
+        "user",
+        "ada",
+    );
+    assert!(store.oidc_user("https://id.example", "s-2").await.unwrap().is_none());
+    // One user per subject at a provider.
+    assert!(
+        store.insert_oidc_user("ann2", "viewer", "https://id.example", "s-1", None).await.is_err()
+    );
+    assert!(store.user("ann2").await.unwrap().is_none());
+    let entries = store.audit_entries(0, 10).await.unwrap();
+    assert_eq!(entries.len(), 1, "the refused ones wrote nothing");
+    assert_eq!(entries[0].actor, "ann (oidc)");
+}
 
 async fn jobs_keep_their_steps_in_order_and_end_once(db: Db) {
     let store = db.open().await;
