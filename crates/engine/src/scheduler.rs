@@ -53,7 +53,9 @@ where
         let mut again_soon = false;
         match engine.renew(&run, &Actor::hub(), progress.clone()).await {
             Ok(summary) if !summary.failed.is_empty() => {
-                again_soon = summary.busy > 0;
+                // A failed request leaves its certificate for the next run to say when to try
+                // again (the backoff table): that run comes soon, not after a whole interval.
+                again_soon = true;
                 let names: Vec<&str> = summary.failed.iter().map(|(n, _)| n.as_str()).collect();
                 tracing::warn!(failed = names.join(", "), "{}", summary.line());
             }
@@ -70,8 +72,8 @@ where
             }
         }
         after_each().await;
-        // Certificates another hub held may be left to this one (that hub died), and a run
-        // the database cut short is tried again: both soon.
+        // Certificates another hub held may be left to this one (that hub died), a run the
+        // database cut short is tried again, and failures get their retry time: all soon.
         let sleep = match store.next_check_after(started).await {
             _ if again_soon => MIN_SLEEP,
             Ok(Some(at)) => {
