@@ -168,8 +168,23 @@ impl Account {
             &url,
             Some(&json!({ "account": self.url, "oldKey": self.key.jwk() })),
         )?;
-        self.post(&url, Some(&inner)).await?;
-        Ok(Account { client: self.client.clone(), key: Arc::new(new_key), url: self.url.clone() })
+        match self.post(&url, Some(&inner)).await {
+            Ok(_) => Ok(Account {
+                client: self.client.clone(),
+                key: Arc::new(new_key),
+                url: self.url.clone(),
+            }),
+            // When the answer was lost after the CA rolled the key over, the request sent
+            // again (signed with the old key) is refused: the account found by the new key
+            // says whether it was done.
+            Err(e) => {
+                let existing = NewAccount { only_return_existing: true, ..Default::default() };
+                match self.client.new_account(new_key, &existing).await {
+                    Ok((account, _)) if account.url == self.url => Ok(account),
+                    _ => Err(e),
+                }
+            }
+        }
     }
 
     /// Places an order; returns its URL and state.

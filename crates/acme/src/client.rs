@@ -28,8 +28,8 @@ pub struct ClientConfig {
     /// Timeout of one HTTP request.
     pub request_timeout: Duration,
     /// How long one request keeps trying again: after `badNonce` at once, and after a
-    /// failure that may pass (see [`retrying`]) when the CA's `Retry-After`, or the pause,
-    /// ends within it.
+    /// failure that may pass (no answer, a cut-off answer, a 5xx or a 429) when the CA's
+    /// `Retry-After`, or the pause, ends within it.
     pub retry_deadline: Duration,
     /// How often one request tries again after a failure that may pass (not counting
     /// `badNonce`).
@@ -261,8 +261,8 @@ const FIRST_PAUSE: Duration = Duration::from_secs(1);
 ///   the next one.
 ///
 /// Requests are safe to send twice: a lost answer to newOrder leaves an order the CA drops
-/// once it expires, and a finalize or challenge answer that was lost is read back from the
-/// order or authorization (see the account's callers).
+/// once it expires; a finalize, challenge answer or key rollover whose answer was lost is
+/// read back (see [`crate::Account`]); a revocation sent again is `alreadyRevoked`.
 pub(crate) async fn retrying<F, Fut>(
     url: &str,
     config: &ClientConfig,

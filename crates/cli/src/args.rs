@@ -250,7 +250,8 @@ pub struct Oidc {
     /// The claim (a string or a list of strings) whose values --oidc-role maps to roles.
     #[arg(long = "oidc-role-claim", default_value = "groups", value_name = "CLAIM")]
     pub role_claim: String,
-    /// The claim that names the user on the hub (when absent: email, then sub).
+    /// The claim that names the user on the hub (when absent: email, once the provider has
+    /// verified it, then sub).
     #[arg(
         long = "oidc-username-claim",
         default_value = "preferred_username",

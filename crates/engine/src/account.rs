@@ -341,6 +341,13 @@ pub async fn rollover(
         .await?;
     let new_pkcs8 = Zeroizing::new(new_key.pkcs8_der().to_vec());
     if let Err(e) = account.change_key(new_key).await {
+        if e.is_retryable() {
+            // The CA may have taken the new key before the answer was lost: it is kept, and
+            // the next rollover finds out and finishes.
+            return Err(anyhow::Error::new(e).context(format!(
+                "the key rollover of {name} got no answer from the CA; run it again to finish it"
+            )));
+        }
         store.delete_account(&pending).await?;
         return Err(
             anyhow::Error::new(e).context(format!("the CA refused the key rollover of {name}"))

@@ -379,7 +379,8 @@ pub async fn revoke_latest(
         }
         let client = account::connect(&rec, acme).await?;
         let key = certhub_acme::SigningKey::from_pkcs8(&issued.key_pkcs8)?;
-        client.revoke_with_certificate_key(leaf, &key, reason).await.map_err(|e| {
+        let done = client.revoke_with_certificate_key(leaf, &key, reason).await;
+        already_revoked(done).map_err(|e| {
             let refused = !e.is_retryable() && e.problem().is_some();
             let e = anyhow::Error::new(e).context("the CA refused the revocation");
             if refused {
@@ -394,7 +395,8 @@ pub async fn revoke_latest(
         })?;
     } else {
         let acct = account::open(&rec, acme).await?;
-        acct.revoke(leaf, reason).await.context("the CA refused the revocation")?;
+        already_revoked(acct.revoke(leaf, reason).await)
+            .context("the CA refused the revocation")?;
     }
     let code = reason.map(|r| i64::from(r.code()));
     let audit = audit.with_detail(issued.serial_hex.clone());
@@ -459,4 +461,16 @@ pub async fn at_most<T: Send + 'static>(
         .map(|joined| joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())))
         .collect()
         .await
+}
+
+/// A revocation the CA says was done already counts as done: the answer to an earlier try
+/// may have been lost, or someone revoked the certificate elsewhere.
+fn already_revoked(done: Result<(), certhub_acme::Error>) -> Result<(), certhub_acme::Error> {
+    match done {
+        Err(e) if e.problem().is_some_and(|p| p.is("alreadyRevoked")) => {
+            tracing::info!("the CA says the certificate was revoked already");
+            Ok(())
+        }
+        other => other,
+    }
 }

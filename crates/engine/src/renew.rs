@@ -56,6 +56,9 @@ pub struct RenewSummary {
     pub busy: usize,
     /// The certificates that failed, and why.
     pub failed: Vec<(String, Error)>,
+    /// Of those, the ones the database failed under (it could not be reached, or ended the
+    /// connection): their failure may not be recorded, so they are tried again soon.
+    pub interrupted: usize,
 }
 
 impl RenewSummary {
@@ -476,7 +479,14 @@ pub async fn renew(
             }
             Ok(Outcome::Waiting) => summary.waiting += 1,
             Ok(Outcome::Busy) => summary.busy += 1,
-            Err(e) => summary.failed.push((name, Error::from(e))),
+            Err(e) => {
+                let unavailable = e.chain().any(|c| {
+                    c.downcast_ref::<certhub_store::Error>()
+                        .is_some_and(certhub_store::Error::is_unavailable)
+                });
+                summary.interrupted += usize::from(unavailable);
+                summary.failed.push((name, Error::from(e)));
+            }
         }
     }
     Ok(summary)

@@ -53,9 +53,7 @@ where
         let mut again_soon = false;
         match engine.renew(&run, &Actor::hub(), progress.clone()).await {
             Ok(summary) if !summary.failed.is_empty() => {
-                // A failed request leaves its certificate for the next run to say when to try
-                // again (the backoff table): that run comes soon, not after a whole interval.
-                again_soon = true;
+                again_soon = summary.busy > 0 || summary.interrupted > 0;
                 let names: Vec<&str> = summary.failed.iter().map(|(n, _)| n.as_str()).collect();
                 tracing::warn!(failed = names.join(", "), "{}", summary.line());
             }
@@ -72,8 +70,9 @@ where
             }
         }
         after_each().await;
-        // Certificates another hub held may be left to this one (that hub died), a run the
-        // database cut short is tried again, and failures get their retry time: all soon.
+        // Certificates another hub held may be left to this one (that hub died), and a run
+        // or a renewal the database cut short is tried again: both soon. Otherwise the next
+        // check time, or the next retry after a failure, whichever comes first.
         let sleep = match store.next_check_after(started).await {
             _ if again_soon => MIN_SLEEP,
             Ok(Some(at)) => {

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse as _,
+    AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, IssuerUrl,
+    Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    TokenResponse as _,
 };
 use serde_json::Value;
 
@@ -76,7 +77,7 @@ impl std::fmt::Debug for Oidc {
 impl Oidc {
     /// Checks `config`: the URLs, and the role mapping, which must let someone in.
     pub fn new(config: OidcConfig) -> Result<Self, String> {
-        let issuer = IssuerUrl::new(config.issuer.trim_end_matches('/').to_string())
+        let issuer = IssuerUrl::new(config.issuer.clone())
             .map_err(|e| format!("--oidc-issuer {:?} is not a URL: {e}", config.issuer))?;
         let redirect = RedirectUrl::new(config.redirect_url.clone()).map_err(|e| {
             format!("the sign-in callback {:?} is not a URL: {e}", config.redirect_url)
@@ -230,15 +231,20 @@ impl Oidc {
             ))
         })?;
         let nonce = Nonce::new(pending.nonce.clone());
-        // A key the provider began to sign with since the keys were read: read them again.
+        // A signature that no key read before verifies may be by a key the provider began to
+        // sign with since: the keys are read again, once. Any other failure stands as it is.
         let claims = match id_token.claims(&client.id_token_verifier(), &nonce) {
             Ok(c) => c.clone(),
             Err(first) => {
-                let again = self.client(self.metadata(true).await?);
-                id_token
-                    .claims(&again.id_token_verifier(), &nonce)
-                    .map_err(|_| refused("the ID token does not verify", &first))?
-                    .clone()
+                let fresh = match &first {
+                    ClaimsVerificationError::SignatureVerification(_) => {
+                        self.metadata(true).await.ok().map(|m| self.client(m))
+                    }
+                    _ => None,
+                };
+                fresh
+                    .and_then(|c| id_token.claims(&c.id_token_verifier(), &nonce).ok().cloned())
+                    .ok_or_else(|| refused("the ID token does not verify", &first))?
             }
         };
         // Verified above; its other claims are read as sent.
@@ -263,8 +269,12 @@ impl Oidc {
                 Err(e) => tracing::warn!(issuer = %provider, error = %e, "userinfo failed"),
             }
         }
+        // An email address names the user only once the provider has verified it: anyone
+        // could otherwise take a colleague's name before their first sign-in.
+        let verified = matches!(raw.get("email_verified"), Some(v) if v == true || v == "true");
         let username = [self.config.username_claim.as_str(), "email", "sub"]
             .iter()
+            .filter(|c| **c != "email" || verified)
             .find_map(|c| raw.get(*c).and_then(Value::as_str).filter(|s| !s.is_empty()))
             .unwrap_or(&subject)
             .to_string();

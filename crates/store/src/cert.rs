@@ -384,13 +384,20 @@ impl Store {
         Ok(names)
     }
 
-    /// The earliest check time (epoch ms) after `after`, if any certificate has one: when the
-    /// renewal scheduler next has work, unless something changes first.
+    /// The earliest check time or retry time after a failure (epoch ms) after `after`, if any
+    /// certificate has one: when the renewal scheduler next has work, unless something
+    /// changes first.
     pub async fn next_check_after(&self, after: i64) -> Result<Option<i64>, Error> {
-        Ok(sqlx::query_scalar("SELECT MIN(check_at) FROM certs WHERE check_at > $1")
-            .bind(after)
-            .fetch_one(&self.pool)
-            .await?)
+        let times: Vec<Option<i64>> = sqlx::query_scalar(
+            "SELECT MIN(check_at) FROM certs WHERE check_at > $1 \
+             UNION ALL SELECT MIN(next_attempt_at) FROM certs \
+             WHERE next_attempt_at > $1 AND next_attempt_at < $2",
+        )
+        .bind(after)
+        .bind(RETRY_STOPPED)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(times.into_iter().flatten().min())
     }
 
     /// Records when the certificate next needs a look (`at`, epoch ms) and the hub-wide

@@ -287,6 +287,23 @@ impl Error {
             _ => false,
         }
     }
+
+    /// Whether the database could not be reached, or ended the connection (a server
+    /// restarting or shutting down): nothing may have been written, and the same operation
+    /// may succeed once it is back.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed,
+            ) => true,
+            Error::Database(sqlx::Error::Io(_)) => !self.is_storage_full(),
+            // PostgreSQL's connection exceptions (08…) and operator interventions (57P…).
+            Error::Database(sqlx::Error::Database(e)) => {
+                e.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P"))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The data directory's database. Cloning is cheap: clones share one connection pool and the

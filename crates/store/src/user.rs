@@ -349,6 +349,23 @@ impl Store {
         self.tokens.forget(Some(id));
         Ok(())
     }
+
+    /// Revokes (deletes) every token and session of user `name`, with `audit`'s entry; how
+    /// many there were.
+    pub async fn delete_user_tokens(
+        &self,
+        name: &str,
+        audit: Option<&AuditEntry>,
+    ) -> Result<u64, Error> {
+        let mut tx = self.begin_change(audit).await?;
+        let result = sqlx::query("DELETE FROM api_tokens WHERE user_name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        self.commit_change(tx, audit).await?;
+        self.tokens.forget(None);
+        Ok(result.rows_affected())
+    }
 }
 
 /// A change to a user (see [`Store::change_user`]).

@@ -205,16 +205,29 @@ async fn people_sign_in_through_an_openid_provider_with_roles_from_its_groups_cl
     assert_eq!(user(&hub, &admin, "bob").await["role"], "viewer");
     drop(browser);
     provider.set_users(&users(&["certhub-ops"]));
-    let browser = sign_in(&hub, "/", "bob").await;
-    signed_in(&browser).await;
+    let bob = sign_in(&hub, "/", "bob").await;
+    signed_in(&bob).await;
     assert_eq!(user(&hub, &admin, "bob").await["role"], "operator");
-    drop(browser);
     let audit = call(&hub, &admin, "GET", "/api/v1/audit?limit=1000", None).await.to_string();
     assert!(
         audit.contains("user.role") && audit.contains("operator (from the groups claim)"),
         "{audit}"
     );
     assert!(audit.contains("bob (oidc)"), "{audit}");
+    // Once the provider gives him no role, his next sign-in is refused, and the session he
+    // still had ends with it.
+    provider.set_users(&users(&["sales"]));
+    let browser = sign_in(&hub, "/", "bob").await;
+    browser.wait_for_text("#oidc-error", "no role", Duration::from_secs(20)).await;
+    drop(browser);
+    bob.goto(&hub.url("/certificates")).await;
+    certhub_testkit::wait_until("bob's session to end", Duration::from_secs(10), || async {
+        bob.url().await.contains("/login").then_some(())
+    })
+    .await;
+    drop(bob);
+    let audit = call(&hub, &admin, "GET", "/api/v1/audit?limit=1000", None).await.to_string();
+    assert!(audit.contains("user.tokens-revoke"), "{audit}");
 
     // Carol's groups give no role: refused, saying which claim held what.
     let browser = sign_in(&hub, "/", "carol").await;
@@ -230,7 +243,8 @@ async fn people_sign_in_through_an_openid_provider_with_roles_from_its_groups_cl
     assert!(said.contains("a user named admin"), "{said}");
     drop(browser);
 
-    // A user from the provider has no password here, and is told how to sign in.
+    // A user from the provider has no password here: refused as any wrong password is, with a
+    // word on how such users sign in.
     let http = reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
@@ -244,7 +258,11 @@ async fn people_sign_in_through_an_openid_provider_with_roles_from_its_groups_cl
         .unwrap();
     assert_eq!(rsp.status(), 401);
     let body = rsp.text().await.unwrap();
-    assert!(body.contains("signs in through the OpenID provider"), "{body}");
+    assert!(
+        body.contains("wrong user name or password")
+            && body.contains("people who sign in with Example ID use its button"),
+        "{body}"
+    );
 
     // Disabled by an admin: the provider's word is not enough.
     call(&hub, &admin, "PATCH", "/api/v1/users/alice", Some(json!({"disabled": true}))).await;

@@ -39,24 +39,25 @@ pub(crate) async fn sign_in(
     let password = password.to_string();
     let matches = auth::argon2_task(move || auth::verify_password(&password, &phc)).await?;
     let user = match user {
-        Some(u) if u.password_hash.is_empty() && u.oidc_issuer.is_some() => {
-            state
-                .store
-                .audit("anonymous", "sign-in.fail", &u.name, source, Some("not local"))
-                .await?;
-            return Err(Problem::unauthorized(format!(
-                "{} signs in through the OpenID provider (the button on the sign-in page), \
-                 not with a password",
-                u.name
-            )));
-        }
-        Some(u) if matches => u,
+        Some(u) if matches && !u.password_hash.is_empty() => u,
         _ => {
-            let detail = if user.is_none() { "no such user" } else { "wrong password" };
+            let detail = match &user {
+                None => "no such user",
+                Some(u) if u.oidc_issuer.is_some() => "not local",
+                Some(_) => "wrong password",
+            };
             // The name as typed, cut to a user name's longest.
             let name: String = username.chars().take(64).collect();
             state.store.audit("anonymous", "sign-in.fail", &name, source, Some(detail)).await?;
-            return Err(Problem::unauthorized("wrong user name or password"));
+            // The same words whichever it was: they tell no one which names exist.
+            return Err(Problem::unauthorized(match &state.oidc {
+                Some(oidc) => format!(
+                    "wrong user name or password (people who sign in with {} use its button \
+                     on the sign-in page, not a password)",
+                    oidc.label()
+                ),
+                None => "wrong user name or password".into(),
+            }));
         }
     };
     if user.disabled_at.is_some() {
@@ -72,8 +73,9 @@ pub(crate) async fn sign_in(
 
 /// Signs in someone an OpenID provider vouched for: the user it named before, or a new
 /// user by the name its claim gives, in the role its role claim gives now (a change is
-/// audited). Refused for a user an admin disabled, a claim that gives no role, and a name
-/// a local user (or one from another provider) holds.
+/// audited). Refused for a user an admin disabled, a claim that gives no role (a known
+/// user's sessions and tokens then end), and a name a local user (or one from another
+/// provider) holds.
 pub(crate) async fn sign_in_oidc(
     state: &AppState,
     who: &crate::oidc::Identity,
@@ -92,6 +94,17 @@ pub(crate) async fn sign_in_oidc(
         } else {
             format!("has {} {}", who.claim, who.values.join(", "))
         };
+        // The provider took every role away: what the user signed in with before stops too.
+        if let Some(user) = &known {
+            let entry = certhub_store::AuditEntry::new(
+                &format!("{} (oidc)", user.name),
+                "user.tokens-revoke",
+                &user.name,
+                source,
+            )
+            .with_detail(format!("the {} claim gives no role now", who.claim));
+            state.store.delete_user_tokens(&user.name, Some(&entry)).await?;
+        }
         return fail(
             format!("oidc: no role ({held})"),
             Problem::forbidden(format!(

@@ -54,6 +54,8 @@ async fn the_scheduler_looks_only_at_what_is_due_or_changed(db: Db) {
     assert!(store.set_cert_check("b", 9_000, None, seen("b").await).await.expect("set"));
     store.set_cert_retry("b", 1, Some(7_000)).await.expect("retry");
     assert_eq!(to_check(1_000, "75%").await, ["a", "b"]);
+    // Its retry time wakes the scheduler as a check time does.
+    assert_eq!(store.next_check_after(5_000).await.expect("next"), Some(7_000));
     assert!(store.set_cert_check("b", 9_000, None, seen("b").await).await.expect("set"));
     let task = certhub_core::DeployTask::parse("files:dir=/tmp/certhub-test", "files").unwrap();
     store.add_deploy_tasks("b", &[task], None).await.expect("task");
