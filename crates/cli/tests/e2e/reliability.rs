@@ -312,6 +312,26 @@ async fn faults_between_certhub_and_the_ca_cost_time_but_never_a_second_order() 
         faulty.len(),
         CERTS - 3
     );
+    // Answers lost after the CA acted on the account and on a certificate: the key rollover
+    // and the revocation sent again are refused as done, and certhub takes them as done.
+    let before = proxy.seen().len();
+    proxy.fault_next("keyChange", Fault::ResetAfter);
+    env.ok(&["account", "rollover", "le"]).await;
+    proxy.fault_next("revoke", Fault::ResetAfter);
+    env.ok(&["cert", "revoke", &names[0]]).await;
+    let tail = &proxy.seen()[before..];
+    for kind in ["keyChange", "revoke"] {
+        let sent: Vec<&Seen> =
+            tail.iter().filter(|s| classify(&s.path, &s.method) == kind).collect();
+        assert!(
+            sent.len() == 2 && sent[1].upstream_status.is_some_and(|c| (400..500).contains(&c)),
+            "the {kind} was not sent again and refused: {sent:#?}"
+        );
+    }
+    assert_eq!(env.show(&names[0]).await["state"], "revoked");
+    // The account signs with its new key.
+    env.ok(&["cert", "request", &names[0]]).await;
+
     let kinds: Vec<String> = faults
         .iter()
         .map(|f| format!("{f:?} {}", faulty.iter().filter(|s| s.fault == *f).count()))
