@@ -201,7 +201,8 @@ pub struct Serve {
     #[arg(long = "metrics-allow", value_name = "ADDRESS[/PREFIX]")]
     pub metrics_allow: Vec<certhub_server::ScraperRange>,
     /// The hub's URL as browsers reach it, e.g. https://hub.example:8440 (the OpenID
-    /// provider sends them back to it) [default: the address it listens on].
+    /// provider sends them back to it; an https:// URL makes cookies Secure even behind a
+    /// proxy that ends TLS) [default: the address it listens on].
     #[arg(long, env = "CERTHUB_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
     #[command(flatten)]

@@ -60,7 +60,10 @@ pub async fn run(ctx: &crate::context::Context, args: Serve) -> anyhow::Result<(
         (None, None, None) => (None, None),
         _ => anyhow::bail!("give --tls-cert and --tls-key together, or --tls-managed alone"),
     };
-    let mut state = state.serving_https(tls.is_some());
+    // Browsers reach the hub over HTTPS when it serves TLS, or when its public URL says so
+    // (a proxy in front ends TLS): cookies are then Secure.
+    let public_https = args.public_url.as_deref().is_some_and(|u| u.starts_with("https://"));
+    let mut state = state.serving_https(tls.is_some() || public_https);
     let agents = match args.agent_listen {
         Some(addr) => {
             let agents = agent_listener(&engine, addr, args.agent_url.clone()).await?;

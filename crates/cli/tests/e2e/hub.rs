@@ -362,3 +362,26 @@ async fn the_hub_serves_https_with_its_own_managed_certificate() {
     .await;
     drop(hub);
 }
+
+/// Behind a proxy that ends TLS, the hub speaks plain HTTP but browsers use HTTPS: an
+/// https:// --public-url makes its cookies Secure and sends Strict-Transport-Security.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_https_public_url_makes_cookies_secure_behind_a_proxy_that_ends_tls() {
+    let env = Env::start(hostile()).await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    for (extra, secure) in [(&[][..], false), (&["--public-url", "https://hub.example"][..], true)]
+    {
+        let hub = env.serve(extra, !secure).await;
+        if !secure {
+            // A user, so that /login is the sign-in page rather than the way to setup.
+            hub.admin_token().await;
+        }
+        let rsp = http.get(hub.url("/login")).send().await.unwrap();
+        assert_eq!(rsp.status(), 200);
+        let cookie = rsp.headers()["set-cookie"].to_str().unwrap().to_string();
+        assert_eq!(cookie.contains("; Secure"), secure, "{extra:?}: {cookie}");
+        let hsts = rsp.headers().contains_key("strict-transport-security");
+        assert_eq!(hsts, secure, "{extra:?}: Strict-Transport-Security");
+        drop(hub);
+    }
+}
