@@ -57,8 +57,19 @@ pub struct Issuer {
     acme: certhub_acme::ClientConfig,
 }
 
-/// An account's connection, and the `updated_at` of the record it was made from.
-type AccountSlot = Arc<Mutex<Option<(i64, Account)>>>;
+/// An account's connection, or its last failure to connect, with the `updated_at` of the
+/// record it was made from.
+type AccountSlot = Arc<Mutex<Option<(i64, Connection)>>>;
+
+enum Connection {
+    Open(Account),
+    /// The CA could not be reached (a failure that may pass), at this time, saying this.
+    Failed(std::time::Instant, String),
+}
+
+/// How long a CA that could not be reached is taken as down: the requests meanwhile fail at
+/// once instead of each waiting out the client's retries.
+const CONNECT_FAILURE_KEPT: Duration = Duration::from_secs(30);
 
 /// While held, no other certhub process orders this certificate: an advisory file lock for
 /// processes sharing the data directory and the store's lease for hubs sharing a PostgreSQL
@@ -123,20 +134,47 @@ impl Issuer {
 
     /// The account `name`, connected (one connection per account, shared), and connected
     /// anew when its record changed since (a key rollover, a new registration, a
-    /// deactivation, by this process or another), so a hub never signs with a stale key.
+    /// deactivation, by this process or another), so a hub never signs with a stale key. A
+    /// CA that could not be reached is not asked again for [`CONNECT_FAILURE_KEPT`].
     pub async fn account(&self, name: &str) -> anyhow::Result<Account> {
         let rec = account::load(&self.store, name).await?;
         let slot = self.accounts.lock().await.entry(name.to_string()).or_default().clone();
         // Held across the connect so concurrent requests share one connection per account.
         let mut slot = slot.lock().await;
-        if let Some((seen, acct)) = &*slot
-            && *seen == rec.updated_at
-        {
-            return Ok(acct.clone());
+        match &*slot {
+            Some((seen, Connection::Open(acct))) if *seen == rec.updated_at => {
+                return Ok(acct.clone());
+            }
+            Some((seen, Connection::Failed(at, why)))
+                if *seen == rec.updated_at && at.elapsed() < CONNECT_FAILURE_KEPT =>
+            {
+                return Err(fail(
+                    Kind::Transient,
+                    format!(
+                        "{why} ({} s ago; it is asked again {} s after that)",
+                        at.elapsed().as_secs(),
+                        CONNECT_FAILURE_KEPT.as_secs()
+                    ),
+                ));
+            }
+            _ => {}
         }
-        let acct = account::open(&rec, &self.acme).await?;
-        *slot = Some((rec.updated_at, acct.clone()));
-        Ok(acct)
+        match account::open(&rec, &self.acme).await {
+            Ok(acct) => {
+                *slot = Some((rec.updated_at, Connection::Open(acct.clone())));
+                Ok(acct)
+            }
+            Err(e) => {
+                let passing = e
+                    .chain()
+                    .any(|c| c.downcast_ref::<AcmeError>().is_some_and(AcmeError::is_retryable));
+                *slot = passing.then(|| {
+                    let why = format!("the CA of account {name} could not be reached: {e:#}");
+                    (rec.updated_at, Connection::Failed(std::time::Instant::now(), why))
+                });
+                Err(e)
+            }
+        }
     }
 
     /// Requests the certificate `name` to completion or failure, within `timeout`.

@@ -413,3 +413,48 @@ impl certhub_engine::Progress for Steps {
         self.0.lock().unwrap().push(message.to_string());
     }
 }
+
+/// A CA that cannot be reached is asked once: the requests that follow within half a minute
+/// fail at once, saying when it was asked, instead of each waiting out the client's retries.
+#[tokio::test]
+async fn a_ca_that_cannot_be_reached_is_not_asked_again_for_each_certificate() {
+    let Setup { engine, .. } = setup().await;
+    // A "CA" that takes each connection and drops it unanswered, counting them.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/dir", listener.local_addr().unwrap());
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let store = engine.store();
+    let other = store.account("other").await.unwrap().unwrap();
+    let down = certhub_store::AccountRecord { name: "down".into(), directory_url: url, ..other };
+    store.insert_account(&down).await.unwrap();
+    for name in ["d1", "d2"] {
+        let cert = NewCertificate {
+            name: name.into(),
+            account: "down".into(),
+            domains: vec![format!("{name}.test")],
+            challenges: vec!["http-01:listen=127.0.0.1:0".into()],
+            ..Default::default()
+        };
+        engine.add_certificate(&cert, Actor::cli().entry("cert.create", name)).await.unwrap();
+    }
+
+    let first = engine.request("d1", Duration::from_secs(30), &LogProgress).await.unwrap_err();
+    assert_eq!(first.kind, Kind::Transient, "{first}");
+    let asked = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(asked >= 1, "the CA was never asked");
+    let second = engine.request("d2", Duration::from_secs(30), &LogProgress).await.unwrap_err();
+    assert_eq!(second.kind, Kind::Transient, "{second}");
+    assert!(
+        second.message.contains("account down could not be reached")
+            && second.message.contains("s ago"),
+        "{second}"
+    );
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), asked, "asked again");
+}
