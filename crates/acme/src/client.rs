@@ -253,7 +253,8 @@ impl Client {
 const FIRST_PAUSE: Duration = Duration::from_secs(1);
 
 /// Makes a request with `attempt`, and tries again:
-/// - on `badNonce`, at once, however often, until `limit` has passed since the first try;
+/// - on `badNonce`, at once, however often, until `config.retry_deadline` has passed since
+///   the first try;
 /// - on no answer (refused, reset, timed out), a cut-off answer, a 5xx or a 429, up to
 ///   `config.retries` times: after a pause that doubles from [`FIRST_PAUSE`], or the CA's
 ///   `Retry-After` when that is longer; never past `config.retry_deadline`. A longer

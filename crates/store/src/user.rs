@@ -29,6 +29,13 @@ pub struct UserRecord {
     pub oidc_subject: Option<String>,
 }
 
+impl UserRecord {
+    /// Whether the user signs in through an OpenID provider, and so has no password here.
+    pub fn signs_in_through_provider(&self) -> bool {
+        self.oidc_issuer.is_some()
+    }
+}
+
 /// The columns of a [`UserRecord`], for `SELECT`.
 macro_rules! user_columns {
     () => {

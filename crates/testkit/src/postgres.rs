@@ -110,11 +110,6 @@ impl PostgresServer {
              ({})",
             String::from_utf8_lossy(&chown.stderr).trim()
         );
-        let data = dir.path().join("data");
-        as_postgres(
-            &bin.join("initdb"),
-            &["-D", &data.to_string_lossy(), "-A", "trust", "-U", "postgres", "--no-sync"],
-        );
         let port = crate::free_port();
         let server = PostgresServer {
             url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
@@ -122,6 +117,10 @@ impl PostgresServer {
             dir,
             port,
         };
+        as_postgres(
+            &bin.join("initdb"),
+            &["-D", &server.data(), "-A", "trust", "-U", "postgres", "--no-sync"],
+        );
         server.up();
         server
     }
@@ -150,25 +149,16 @@ impl PostgresServer {
 
 impl Drop for PostgresServer {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(&self.pg_ctl)
-            .args(["-D", &self.data(), "-m", "immediate", "stop"])
-            .output();
+        let _ = runuser(&self.pg_ctl, &["-D", &self.data(), "-m", "immediate", "stop"]);
     }
 }
 
 /// Runs `program` with `args` as the `postgres` user; fails the test with its output unless
 /// it succeeds.
 fn as_postgres(program: &std::path::Path, args: &[&str]) {
-    let out = std::process::Command::new("runuser")
-        .args(["-u", "postgres", "--"])
-        .arg(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("runuser {}: {e} ({POSTGRES_INSTALL}; run as root)", program.display())
-        });
+    let out = runuser(program, args).unwrap_or_else(|e| {
+        panic!("runuser {}: {e} ({POSTGRES_INSTALL}; run as root)", program.display())
+    });
     assert!(
         out.status.success(),
         "{} {} failed:\n{}{}",
@@ -177,4 +167,13 @@ fn as_postgres(program: &std::path::Path, args: &[&str]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs `program` with `args` as the `postgres` user.
+fn runuser(program: &std::path::Path, args: &[&str]) -> std::io::Result<std::process::Output> {
+    std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(program)
+        .args(args)
+        .output()
 }

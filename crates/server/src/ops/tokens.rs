@@ -39,11 +39,11 @@ pub(crate) async fn sign_in(
     let password = password.to_string();
     let matches = auth::argon2_task(move || auth::verify_password(&password, &phc)).await?;
     let user = match user {
-        Some(u) if matches && !u.password_hash.is_empty() => u,
+        Some(u) if matches && !u.signs_in_through_provider() => u,
         _ => {
             let detail = match &user {
                 None => "no such user",
-                Some(u) if u.oidc_issuer.is_some() => "not local",
+                Some(u) if u.signs_in_through_provider() => "not local",
                 Some(_) => "wrong password",
             };
             // The name as typed, cut to a user name's longest.

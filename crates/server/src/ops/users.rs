@@ -138,7 +138,7 @@ pub(crate) async fn change_own_password(
         .user(&caller.user)
         .await?
         .ok_or_else(|| Problem::unauthorized("this session's user no longer exists"))?;
-    if user.password_hash.is_empty() {
+    if user.signs_in_through_provider() {
         return Err(Problem::invalid(
             "current_password",
             "you sign in through the OpenID provider, which keeps your password",

@@ -258,7 +258,9 @@ pub(super) async fn oidc_callback(
                 "the OpenID provider did not sign you in: {why}"
             )));
         }
-        let sent = q.state.as_deref().unwrap_or_default();
+        let sent = q.state.as_deref().ok_or_else(|| {
+            Problem::forbidden("the OpenID provider's answer has no state; sign in again")
+        })?;
         if !certhub_store::same_secret(sent, &pending.state) {
             return Err(Problem::forbidden(
                 "this sign-in answer is not the one this browser asked for; sign in again",
@@ -277,23 +279,7 @@ pub(super) async fn oidc_callback(
         // The page that follows is asked for by this site's own page: after a redirect from
         // another site the browser would hold back the SameSite=Strict session cookie.
         Ok(cookie) => {
-            let target: String = next
-                .chars()
-                .map(|c| match c {
-                    '&' => "&amp;".into(),
-                    '"' => "&quot;".into(),
-                    '<' => "&lt;".into(),
-                    '>' => "&gt;".into(),
-                    '\'' => "&#39;".into(),
-                    c => c.to_string(),
-                })
-                .collect();
-            let page = format!(
-                "<!doctype html><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" \
-                 content=\"0;url={target}\"><title>Signed in</title>\
-                 <p>Signed in. <a href=\"{target}\">Continue</a></p>"
-            );
-            let mut rsp = (StatusCode::OK, axum::response::Html(page)).into_response();
+            let mut rsp = super::render(&SignedIn { next: &next });
             for c in [cookie, oidc_cookie("", 0, state.https)] {
                 if let Ok(v) = header::HeaderValue::from_str(&c) {
                     rsp.headers_mut().append(header::SET_COOKIE, v);
@@ -303,4 +289,13 @@ pub(super) async fn oidc_callback(
         }
         Err(p) => oidc_failed(&state, next, p),
     }
+}
+
+/// The page after a sign-in through the provider: it moves on to `next` (a path on this
+/// hub) by itself, so that the browser asks for it from this site and sends the session's
+/// SameSite=Strict cookie.
+#[derive(Template)]
+#[template(path = "signed_in.html")]
+struct SignedIn<'a> {
+    next: &'a str,
 }
