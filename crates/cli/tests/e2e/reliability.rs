@@ -117,9 +117,10 @@ async fn a_database_restart_during_renewals_loses_nothing_once_it_is_back() {
     })
     .await;
     // The server restarted, slowly: stopped (every connection ended), and started again
-    // 5 s later.
+    // 35 s later, longer than the hub waits for a connection (30 s), so that what it tries
+    // meanwhile fails rather than waits, whatever it was doing when the server stopped.
     server.down();
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(35)).await;
     server.up();
     let store = env.store().await;
     let names: Vec<String> = (0..CERTS).map(|i| format!("o{i}")).collect();
