@@ -64,6 +64,7 @@ async fn list(store: &Store, name: &str, as_json: bool) -> anyhow::Result<()> {
                     "status": status(r),
                     "last_detail": r.last_detail,
                     "last_run": r.last_run_at.map(|ms| rfc3339(ms / 1000)),
+                    "failures": r.failures,
                 })
             })
             .collect();
@@ -77,7 +78,10 @@ async fn list(store: &Store, name: &str, as_json: bool) -> anyhow::Result<()> {
                 t.name.clone(),
                 t.trigger.to_string(),
                 format!("{}s", t.timeout.as_secs()),
-                status(r),
+                match status(r) {
+                    s if r.failures > 1 => format!("{s} ({} times in a row)", r.failures),
+                    s => s,
+                },
                 t.action.describe(),
             ]
         })

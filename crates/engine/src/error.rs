@@ -165,6 +165,19 @@ const UNTRUSTED_HINT: &str = "If the CA uses a private or test root, give that r
 const STORAGE_FULL_HINT: &str = "The database's disk is full: free space where the database \
      is (the data directory, or the PostgreSQL server), then try again.";
 
+/// What to say when the database cannot be reached.
+const UNAVAILABLE_HINT: &str = "The database could not be reached: check that the \
+     PostgreSQL server named by --database (CERTHUB_DATABASE_URL) is running and reachable, \
+     or that the data directory's disk is there, then try again.";
+
+/// Whether `err` was caused by the database going away (see
+/// [`certhub_store::Error::is_unavailable`]): a failure of certhub's own, not of the request.
+pub fn store_unavailable(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<certhub_store::Error>().is_some_and(certhub_store::Error::is_unavailable)
+    })
+}
+
 impl From<certhub_store::Error> for Error {
     fn from(err: certhub_store::Error) -> Self {
         Error::of(&anyhow::Error::from(err))
@@ -208,6 +221,10 @@ impl Error {
                     e if e.is_storage_full() => {
                         out.kind = Kind::Transient;
                         out.hint = Some(STORAGE_FULL_HINT);
+                    }
+                    e if e.is_unavailable() => {
+                        out.kind = Kind::Transient;
+                        out.hint = Some(UNAVAILABLE_HINT);
                     }
                     certhub_store::Error::NotFound { .. } => out.kind = Kind::NotFound,
                     certhub_store::Error::AlreadyExists { .. }

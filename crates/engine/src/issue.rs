@@ -115,11 +115,16 @@ impl Issuer {
         }
     }
 
-    /// The directory URL of the CA that `cert`'s orders go to, as metrics label it; `unknown`
-    /// (and said in the log) when it cannot be read.
-    async fn ca_of(&self, cert: &CertRecord) -> String {
-        let account = match crate::records::ordering_account(cert) {
-            Ok((account, _)) => self.store.account(account).await.map_err(anyhow::Error::from),
+    /// The directory URL of the CA of `account` (the one an order went to), or else of the
+    /// account `cert` orders with, as metrics label it; `unknown` (and said in the log) when
+    /// it cannot be read.
+    async fn ca_of(&self, cert: &CertRecord, account: Option<&str>) -> String {
+        let account = match account {
+            Some(a) => Ok(a),
+            None => crate::records::ordering_account(cert).map(|(a, _)| a),
+        };
+        let account = match account {
+            Ok(a) => self.store.account(a).await.map_err(anyhow::Error::from),
             Err(e) => Err(e),
         };
         match account {
@@ -213,7 +218,8 @@ impl Issuer {
         if cert.state != state || cert.last_error.is_some() {
             self.store.set_cert_state(name, state, None).await?;
         }
-        let run = self.run(&cert, deadline, progress, audit);
+        let ordered_with = std::sync::OnceLock::new();
+        let run = self.run(&cert, &ordered_with, deadline, progress, audit);
         let result = match tokio::time::timeout(timeout, run).await {
             Ok(r) => r,
             Err(_) => Err(anyhow::Error::new(AcmeError::Timeout {
@@ -222,7 +228,8 @@ impl Issuer {
             })),
         };
         let failure = result.as_ref().err().map(crate::error::Error::of);
-        crate::metrics::metrics().order_ended(&self.ca_of(&cert).await, failure.as_ref());
+        let ca = self.ca_of(&cert, ordered_with.get().map(String::as_str)).await;
+        crate::metrics::metrics().order_ended(&ca, failure.as_ref());
         match &result {
             Ok(issued) => {
                 // Completing the order cleared the failures in a row.
@@ -249,6 +256,18 @@ impl Issuer {
                 self.store
                     .set_cert_state(name, certhub_store::CertState::Failing, Some(&reason))
                     .await?;
+                if crate::error::store_unavailable(e) {
+                    // certhub's own failure, not the request's: not counted on the backoff
+                    // table, and due again at once (when the database is back to record
+                    // even this, the order can go on).
+                    let detail = format!(
+                        "{reason} (the database could not be reached; not counted as a failed \
+                         request, renew --due retries at once)"
+                    );
+                    self.store.set_cert_retry(name, cert.failures, None).await?;
+                    self.store.record_event(name, EventKind::Failed, Some(&detail)).await?;
+                    return result;
+                }
                 // The retry policy: a backoff table, or longer when the CA asks for it. A
                 // refusal for good is not retried (the same request would be refused again)
                 // unless a fallback account, at another CA perhaps, has yet to try.
@@ -301,9 +320,12 @@ impl Issuer {
         result
     }
 
+    /// Orders `cert`; `ordered_with` is given the account it orders with (the fallback, the
+    /// primary when CAA refuses the fallback's CA), for the metrics.
     async fn run(
         &self,
         cert: &CertRecord,
+        ordered_with: &std::sync::OnceLock<String>,
         deadline: Instant,
         progress: &dyn Progress,
         audit: Option<&AuditEntry>,
@@ -336,6 +358,7 @@ impl Issuer {
             self.store.record_event(name, EventKind::Fallback, Some(&why)).await?;
         }
 
+        let _ = ordered_with.set(account_name.to_string());
         let agent = self.challenge_agent(cert).await?;
         self.clean_leftovers(name, agent.as_ref()).await?;
         let account = self.account(account_name).await?;
@@ -391,6 +414,10 @@ impl Issuer {
                 // With the `ordered` event.
                 self.store.set_order_url(rec.id, &url).await?;
                 tracing::info!(cert = name, order = %url, "order placed");
+                if order.status == OrderStatus::Ready {
+                    let reused = "every name was already validated for this account at the CA";
+                    self.store.record_event(name, EventKind::Validated, Some(reused)).await?;
+                }
                 (rec, url, order)
             }
         };
@@ -762,7 +789,16 @@ impl Issuer {
     ) -> anyhow::Result<()> {
         let (authz, _) = account.authorization(url).await?;
         match authz.status {
-            AuthorizationStatus::Valid => return Ok(()),
+            // The CA reused an earlier validation of the name for this account (CAs keep
+            // them valid for a while): nothing to answer, and the history says why.
+            AuthorizationStatus::Valid => {
+                let reused = format!(
+                    "{} was already validated for this account at the CA",
+                    requested_identifier(&authz)?
+                );
+                self.store.record_event(name, EventKind::Validated, Some(&reused)).await?;
+                return Ok(());
+            }
             AuthorizationStatus::Pending => {}
             other => {
                 return Err(anyhow!(

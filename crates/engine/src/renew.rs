@@ -180,7 +180,11 @@ async fn look_locked(
             Outcome::NotDue(false)
         }
         Some(report) => match report.failure() {
-            Some(e) => return Err(e),
+            Some(e) => {
+                let assumed = looked.default_policy.then(|| args.policy.trim());
+                let next = deploy_retry(store, name, looked.recheck_at, assumed).await?;
+                return Err(anyhow::anyhow!("{e:#} ({next})"));
+            }
             None => {
                 reporter.finish(name, &format!("{not_due}; pending deployment done"));
                 Outcome::NotDue(true)
@@ -191,6 +195,27 @@ async fn look_locked(
     let assumed = looked.default_policy.then(|| args.policy.trim());
     store.set_cert_check(name, looked.recheck_at, assumed, looked.seen).await?;
     Ok(Step::Done(outcome))
+}
+
+/// After a pending deployment failed again: records when to retry it, the longer the more
+/// failures in a row (the backoff table of failed requests), and says so.
+async fn deploy_retry(
+    store: &Store,
+    name: &str,
+    recheck_at: i64,
+    assumed: Option<&str>,
+) -> anyhow::Result<String> {
+    let failures = store.deploy_tasks(name).await?.iter().map(|t| t.failures).max().unwrap_or(1);
+    let delay = certhub_core::renewal::retry_delay(failures.clamp(1, 1000) as u32, None);
+    let at = (crate::clock::unix_ms(SystemTime::now()) + delay.as_millis() as i64).min(recheck_at);
+    // Recording the failure moved the certificate on: looked at again from this time.
+    let seen = crate::records::load(store, name).await?.updated_at;
+    store.set_cert_check(name, at, assumed, seen).await?;
+    Ok(format!(
+        "failure {failures} in a row; renew --due retries after {}, `certhub deploy run {name}` \
+         at once",
+        rfc3339(at / 1000)
+    ))
 }
 
 /// Admissions in the order of the due list, whichever order the orders run in: turn `i`
@@ -480,11 +505,7 @@ pub async fn renew(
             Ok(Outcome::Waiting) => summary.waiting += 1,
             Ok(Outcome::Busy) => summary.busy += 1,
             Err(e) => {
-                let unavailable = e.chain().any(|c| {
-                    c.downcast_ref::<certhub_store::Error>()
-                        .is_some_and(certhub_store::Error::is_unavailable)
-                });
-                summary.interrupted += usize::from(unavailable);
+                summary.interrupted += usize::from(crate::error::store_unavailable(&e));
                 summary.failed.push((name, Error::from(e)));
             }
         }

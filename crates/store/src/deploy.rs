@@ -27,6 +27,8 @@ pub struct DeployTaskRecord {
     pub last_detail: Option<String>,
     /// When it last ran, epoch milliseconds.
     pub last_run_at: Option<i64>,
+    /// How many times in a row it failed (0 once it delivers).
+    pub failures: i64,
 }
 
 impl fmt::Debug for DeployTaskRecord {
@@ -40,6 +42,7 @@ impl fmt::Debug for DeployTaskRecord {
             .field("last_outcome", &self.last_outcome)
             .field("last_detail", &self.last_detail)
             .field("last_run_at", &self.last_run_at)
+            .field("failures", &self.failures)
             .finish()
     }
 }
@@ -54,6 +57,7 @@ struct Row {
     last_outcome: Option<String>,
     last_detail: Option<String>,
     last_run_at: Option<i64>,
+    failures: i64,
 }
 
 fn row_key(cert_name: &str, name: &str) -> String {
@@ -65,7 +69,7 @@ impl Store {
     pub async fn deploy_tasks(&self, cert_name: &str) -> Result<Vec<DeployTaskRecord>, Error> {
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT cert_name, name, position, task, deployed_issued_id, last_outcome, \
-             last_detail, last_run_at FROM deploy_tasks WHERE cert_name = $1 ORDER BY position",
+             last_detail, last_run_at, failures FROM deploy_tasks WHERE cert_name = $1 ORDER BY position",
         )
         .bind(cert_name)
         .fetch_all(&self.pool)
@@ -82,6 +86,7 @@ impl Store {
                     last_outcome: r.last_outcome,
                     last_detail: r.last_detail,
                     last_run_at: r.last_run_at,
+                    failures: r.failures,
                 })
             })
             .collect()
@@ -168,6 +173,7 @@ impl Store {
 
     /// Records how a task ran; `delivered` (when `Some`) becomes its deployed issued
     /// certificate. Without it, the task is pending: the scheduler's next run retries it.
+    /// `failed` adds one to its failures in a row, `done` ends them.
     pub async fn record_deploy_outcome(
         &self,
         cert_name: &str,
@@ -179,7 +185,9 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let result = sqlx::query(
             "UPDATE deploy_tasks SET deployed_issued_id = COALESCE($1, deployed_issued_id), \
-             last_outcome = $2, last_detail = $3, last_run_at = $4 \
+             last_outcome = $2, last_detail = $3, last_run_at = $4, \
+             failures = CASE $2 WHEN 'failed' THEN failures + 1 WHEN 'done' THEN 0 \
+             ELSE failures END \
              WHERE cert_name = $5 AND name = $6",
         )
         .bind(delivered)

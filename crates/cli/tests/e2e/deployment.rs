@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::common::{serial_of, shown_serial};
 use crate::support::{Env, hostile};
@@ -97,11 +97,35 @@ async fn deployment_reaches_a_real_nginx_and_each_renewal_reloads_it() {
     assert_eq!(list[1]["status"], "failed", "{list}");
     assert!(list[1]["last_detail"].as_str().unwrap().contains("exited with status 1"), "{list}");
 
-    // The next cron run retries the pending reload although nothing is due.
+    // The next cron run retries the pending reload although nothing is due; failing again,
+    // it is not retried at every run, but after a wait that grows with the failures.
+    let err = env.fails(1, &["renew", "--due"]).await;
+    assert!(
+        err.contains("reload")
+            && err.contains("failure 2 in a row; renew --due retries after")
+            && err.contains("`certhub deploy run web` at once"),
+        "{err}"
+    );
+    let out = env.ok(&["renew", "--due"]).await;
+    assert!(out.contains("Nothing is due now"), "{out}");
+    let list: Value =
+        serde_json::from_str(&env.ok(&["deploy", "list", "web", "--json"]).await).unwrap();
+    assert_eq!((&list[1]["status"], &list[1]["failures"]), (&json!("failed"), &json!(2)));
+    let table = env.ok(&["deploy", "list", "web"]).await;
+    assert!(table.contains("failed (2 times in a row)"), "{table}");
+    assert_eq!(served().await, second);
+    // Once it is fixed, the next cron run after the wait (brought forward here) delivers it.
     std::fs::remove_file(&block).unwrap();
+    let store = env.store().await;
+    let seen = store.cert("web").await.unwrap().unwrap().updated_at;
+    assert!(store.set_cert_check("web", 0, None, seen).await.unwrap());
+    drop(store);
     let out = env.ok(&["renew", "--due"]).await;
     assert!(out.contains("1 not due (1 with pending deployments done)"), "{out}");
     wait_for(third.clone()).await;
+    let list: Value =
+        serde_json::from_str(&env.ok(&["deploy", "list", "web", "--json"]).await).unwrap();
+    assert_eq!((&list[1]["status"], &list[1]["failures"]), (&json!("up to date"), &json!(0)));
     // Done: not looked at again before its renewal time.
     let out = env.ok(&["renew", "--due"]).await;
     assert!(out.contains("Nothing is due now") && !out.contains("pending"), "{out}");

@@ -29,6 +29,7 @@ pub(crate) async fn deploy_tasks(
             last_outcome: r.last_outcome,
             last_detail: r.last_detail,
             last_run_at: r.last_run_at.map(rfc3339_ms),
+            failures: r.failures,
         })
         .collect())
 }

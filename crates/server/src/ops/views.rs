@@ -166,6 +166,9 @@ pub(crate) struct DeployTaskView {
     pub last_detail: Option<String>,
     /// RFC 3339.
     pub last_run_at: Option<String>,
+    /// Failures in a row (0 once it delivers): the renewal service retries a failed task
+    /// after a wait that grows with them, from a minute to six hours.
+    pub failures: i64,
 }
 
 /// A deployment task just added.

@@ -139,6 +139,9 @@ async fn cert_page(
         "deployment" => {
             for t in ops::deploy_tasks(state, &s.caller, name).await? {
                 let last = match (&t.last_outcome, &t.last_run_at) {
+                    (Some(o), Some(at)) if t.failures > 1 => {
+                        format!(" · last run {at}: {o} ({} times in a row)", t.failures)
+                    }
                     (Some(o), Some(at)) => format!(" · last run {at}: {o}"),
                     _ => " · not run yet".into(),
                 };
