@@ -66,10 +66,15 @@ impl LoginPage {
             self.csrf,
             if https { "; Secure" } else { "" }
         );
-        if let Ok(v) = header::HeaderValue::from_str(&cookie) {
-            rsp.headers_mut().insert(header::SET_COOKIE, v);
-        }
+        add_cookie(&mut rsp, &cookie);
         rsp
+    }
+}
+
+/// Adds a `Set-Cookie` of `cookie` to `rsp` (cookies made here are always valid headers).
+fn add_cookie(rsp: &mut Response, cookie: &str) {
+    if let Ok(v) = header::HeaderValue::from_str(cookie) {
+        rsp.headers_mut().append(header::SET_COOKIE, v);
     }
 }
 
@@ -189,10 +194,13 @@ fn oidc_failed(state: &AppState, next: String, p: Problem) -> Response {
     errors.add("oidc", p.detail);
     let mut rsp =
         LoginPage::new(state, next, FormData::default(), errors, None).respond(status, state.https);
-    if let Ok(v) = header::HeaderValue::from_str(&oidc_cookie("", 0, state.https)) {
-        rsp.headers_mut().append(header::SET_COOKIE, v);
-    }
+    add_cookie(&mut rsp, &oidc_cookie("", 0, state.https));
     rsp
+}
+
+/// What a sign-in through an OpenID provider hears from a hub without one.
+fn no_provider() -> Problem {
+    Problem::not_found("this hub has no OpenID provider: sign in with a password")
 }
 
 /// `GET /login/oidc`: off to the provider, with a fresh state, nonce and PKCE verifier kept
@@ -203,11 +211,7 @@ pub(super) async fn oidc_begin(
 ) -> Response {
     let next = safe_next(q.next.as_deref());
     let Some(oidc) = state.oidc.clone() else {
-        return oidc_failed(
-            &state,
-            next,
-            Problem::not_found("this hub has no OpenID provider: sign in with a password"),
-        );
+        return oidc_failed(&state, next, no_provider());
     };
     match oidc.begin(&next).await {
         Ok((url, pending)) => {
@@ -243,9 +247,7 @@ pub(super) async fn oidc_callback(
         session::cookie(&parts.headers, OIDC_COOKIE).and_then(crate::oidc::Pending::from_cookie);
     let next = pending.as_ref().map_or_else(|| "/".to_string(), |p| safe_next(Some(&p.next)));
     let outcome = async {
-        let oidc = state.oidc.clone().ok_or_else(|| {
-            Problem::not_found("this hub has no OpenID provider: sign in with a password")
-        })?;
+        let oidc = state.oidc.clone().ok_or_else(no_provider)?;
         let pending = pending.as_ref().ok_or_else(|| {
             Problem::unauthorized(
                 "this sign-in took longer than ten minutes or began in another browser; \
@@ -280,11 +282,8 @@ pub(super) async fn oidc_callback(
         // another site the browser would hold back the SameSite=Strict session cookie.
         Ok(cookie) => {
             let mut rsp = super::render(&SignedIn { next: &next });
-            for c in [cookie, oidc_cookie("", 0, state.https)] {
-                if let Ok(v) = header::HeaderValue::from_str(&c) {
-                    rsp.headers_mut().append(header::SET_COOKIE, v);
-                }
-            }
+            add_cookie(&mut rsp, &cookie);
+            add_cookie(&mut rsp, &oidc_cookie("", 0, state.https));
             rsp
         }
         Err(p) => oidc_failed(&state, next, p),
